@@ -1,0 +1,1 @@
+"""What-if scenarios: definitions, the runner, synthetic feeds and comparisons."""
