@@ -1,0 +1,133 @@
+"""``Batch``: a columnar set of observations, one row per record (numpy arrays of one length).
+
+Columns (DESIGN.md 3.4), absent values are NaN (floats), -1 (``fix``) or "" (strings):
+
+==========  ========  =======================================================
+device      object    device id (str), from the topic
+t           float64   observation time [s since 1970-01-01 UTC]
+quantity    object    ``count``, ``rain``, ``depth``, ``speed``, ``flow``, ``occ``, ``position``,
+                      or an acknowledgement status ``ack``/``on_scene``/``resolved``
+value       float64   value in the canonical unit of the quantity (see ``ingest.decoders.units``)
+lon, lat    float64   position as sent [degree], in ``datum``
+speed_kmh   float64   ground speed [km h-1]
+course_deg  float64   course over ground, clockwise from true north [degree]
+hdop        float64   horizontal dilution of precision [1]
+fix         int8      GGA fix quality (0 none, 1 GNSS, 2 DGNSS, 4 RTK fixed, 5 RTK float...), -1 absent
+datum       object    ``CGCS2000``, ``WGS84`` or ``GCJ02`` for positions, "" otherwise
+ref         object    reference carried by the record (the alert identifier of an ack), "" otherwise
+==========  ========  =======================================================
+
+The per-record dedupe key is ``(device, t, quantity, ref)``; ``ref`` is "" except for acks, so for
+observations it is the ``(device, time, name)`` key of DESIGN.md section 6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FLOAT_COLUMNS = ("t", "value", "lon", "lat", "speed_kmh", "course_deg", "hdop")
+STRING_COLUMNS = ("device", "quantity", "datum", "ref")
+COLUMNS = ("device", "t", "quantity", "value", "lon", "lat", "speed_kmh", "course_deg",
+           "hdop", "fix", "datum", "ref")
+
+Key = tuple[str, float, str, str]
+
+
+def _default(name: str, n: int) -> np.ndarray:
+    if name in FLOAT_COLUMNS:
+        return np.full(n, np.nan)
+    if name == "fix":
+        return np.full(n, -1, dtype=np.int8)
+    return np.full(n, "", dtype=object)
+
+
+def _coerce(name: str, values: Any, n: int) -> np.ndarray:
+    if values is None:
+        return _default(name, n)
+    if name in FLOAT_COLUMNS:
+        arr = np.asarray(values, dtype=np.float64)
+    elif name == "fix":
+        arr = np.asarray(values, dtype=np.int8)
+    else:
+        if isinstance(values, str):
+            return np.full(n, values, dtype=object)
+        arr = np.asarray(values, dtype=object)
+    if arr.ndim == 0:
+        return np.full(n, arr[()], dtype=arr.dtype)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """Observations decoded from one or more messages; see the module docstring for the columns."""
+
+    device: np.ndarray
+    t: np.ndarray
+    quantity: np.ndarray
+    value: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    speed_kmh: np.ndarray
+    course_deg: np.ndarray
+    hdop: np.ndarray
+    fix: np.ndarray
+    datum: np.ndarray
+    ref: np.ndarray
+    ignored: int = field(default=0)
+    """Sentences or records skipped on purpose (NMEA GSV/GSA/proprietary, no-fix epochs) [1]."""
+
+    def __post_init__(self) -> None:
+        n = len(self.t)
+        bad = [c for c in COLUMNS if len(getattr(self, c)) != n]
+        if bad:
+            raise ValueError(f"Batch columns {bad} do not have length {n}")
+
+    @classmethod
+    def build(cls, n: int, *, ignored: int = 0, **columns: Any) -> Batch:
+        """Batch of ``n`` rows; missing columns get their absent value, scalars are broadcast."""
+        unknown = set(columns) - set(COLUMNS)
+        if unknown:
+            raise TypeError(f"unknown Batch columns: {sorted(unknown)}")
+        cols = {c: _coerce(c, columns.get(c), n) for c in COLUMNS}
+        return cls(**cols, ignored=ignored)
+
+    @classmethod
+    def empty(cls, ignored: int = 0) -> Batch:
+        """A batch with no rows."""
+        return cls.build(0, ignored=ignored)
+
+    @classmethod
+    def concat(cls, batches: Sequence[Batch]) -> Batch:
+        """Rows of all ``batches`` in order."""
+        if not batches:
+            return cls.empty()
+        if len(batches) == 1:
+            return batches[0]
+        cols = {c: np.concatenate([getattr(b, c) for b in batches]) for c in COLUMNS}
+        return cls(**cols, ignored=sum(b.ignored for b in batches))
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def take(self, index: np.ndarray) -> Batch:
+        """Rows selected by a boolean mask or an integer index."""
+        return Batch(**{c: getattr(self, c)[index] for c in COLUMNS}, ignored=self.ignored)
+
+    def keys(self) -> list[Key]:
+        """Dedupe key ``(device, t, quantity, ref)`` of every row."""
+        return list(zip(self.device.tolist(), self.t.tolist(), self.quantity.tolist(),
+                        self.ref.tolist(), strict=True))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The columns as a dict (shared arrays, not copies)."""
+        return {c: getattr(self, c) for c in COLUMNS}
+
+    def records(self) -> Iterable[dict[str, Any]]:
+        """Rows as dicts (slow; for tests, logs and small outputs)."""
+        lists = {c: getattr(self, c).tolist() for c in COLUMNS}
+        for i in range(len(self)):
+            yield {c: lists[c][i] for c in COLUMNS}

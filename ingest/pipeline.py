@@ -1,0 +1,249 @@
+"""``Ingestor``: transport queue -> durable raw log -> ack -> route, validate, decode, dedupe -> sink.
+
+One loop (one thread) does, per group of messages:
+
+1. take every message waiting on the transport queue (up to ``max_group``; the first wait is bounded by
+   ``poll_s``) -- the queue fills while the previous group is being committed, which is the group commit;
+2. append them to the raw log with one write and one fsync (retrying on disk errors, never acking first);
+3. acknowledge them to the broker (manual QoS 1 ack);
+4. for each: route by topic, check it (size, device, kind, rate), decode it, check the records (time skew,
+   quantities), drop records already seen (counted as ``duplicates``); rejections go to the dead-letter
+   topic and the counters; accepted records of the group go to ``sink`` as one ``Batch``.
+
+Nothing raises out of the loop: a bug in a decoder becomes a counted ``bad_syntax`` rejection, a failing
+sink is counted and logged (its records are in the raw log and can be replayed).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ingest.batch import Batch
+from ingest.deadletter import DeadLetters
+from ingest.dedupe import Deduper
+from ingest.metrics import Metrics
+from ingest.rawlog import LogPosition, RawLog, read_log
+from ingest.registry import Registry
+from ingest.rejection import Reason, Rejection, reject
+from ingest.routing import DECODERS, route
+from ingest.transport.client import InboundMessage
+from ingest.validation import Limits, Validator
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[Batch], Any]
+
+
+class Source(Protocol):
+    """What the ingestor needs from a transport (``MqttTransport`` has it; tests may fake it)."""
+
+    queue: queue.Queue
+
+    def ack(self, msg: InboundMessage) -> None: ...
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> Any: ...
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Ingest settings.
+
+    Attributes
+    ----------
+    prefix : str
+        Topic prefix, with its trailing slash.
+    limits : Limits
+        Validation limits (size, time skew, rate).
+    max_group : int
+        Most messages committed with one fsync [message].
+    poll_s : float
+        Longest wait for the first message of a group [s].
+    dedupe_keys : int
+        Records remembered for duplicate detection [record].
+    """
+
+    prefix: str = "city/"
+    limits: Limits = Limits()
+    max_group: int = 5000
+    poll_s: float = 0.05
+    dedupe_keys: int = 2_000_000
+
+
+class Ingestor:
+    """Glue of the ingest path; see the module docstring.
+
+    Parameters
+    ----------
+    source : Source
+        Usually an ``MqttTransport`` subscribed to ``routing.subscriptions(prefix)``.
+    raw_log : RawLog
+    registry : Registry or None
+        None accepts any device.
+    sink : callable
+        Called with each group's accepted ``Batch`` (non-empty), from the ingest thread.
+    config : IngestConfig
+    """
+
+    def __init__(self, source: Source, raw_log: RawLog, registry: Registry | None, sink: Sink,
+                 config: IngestConfig | None = None) -> None:
+        self.source = source
+        self.log = raw_log
+        self.config = config or IngestConfig()
+        self.sink = sink
+        self.validator = Validator(registry, self.config.limits)
+        self.deduper = Deduper(self.config.dedupe_keys)
+        self.metrics = Metrics()
+        self.deadletters = DeadLetters(source.publish, self.config.prefix, self.config.limits.max_bytes)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the loop in a background thread."""
+        self._thread = threading.Thread(target=self.run, name="ingest", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the current group and stop the loop."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def run(self) -> None:
+        """Loop until ``stop``; then drain what is already queued."""
+        while not self._stop.is_set():
+            self.run_once()
+        while self.run_once(poll_s=0.0):
+            pass
+
+    # -- one group ------------------------------------------------------------------------------
+
+    def run_once(self, poll_s: float | None = None) -> int:
+        """Gather, commit, ack and process one group; returns the number of messages handled."""
+        msgs = self._gather(self.config.poll_s if poll_s is None else poll_s)
+        self.metrics.queue_depth = self.source.queue.qsize()
+        if not msgs:
+            return 0
+        self._commit(msgs)
+        for m in msgs:
+            self.source.ack(m)
+        accepted = [b for m in msgs if (b := self.process(m.topic, m.payload, m.received_at, m.dup)) is not None]
+        self._deliver(accepted)
+        return len(msgs)
+
+    def _gather(self, poll_s: float) -> list[InboundMessage]:
+        q = self.source.queue
+        try:
+            first = q.get(timeout=poll_s) if poll_s > 0 else q.get_nowait()
+        except queue.Empty:
+            return []
+        msgs = [first]
+        while len(msgs) < self.config.max_group:
+            try:
+                msgs.append(q.get_nowait())
+            except queue.Empty:
+                break
+        return msgs
+
+    def _commit(self, msgs: list[InboundMessage]) -> None:
+        items = [(m.received_at, m.topic, m.payload) for m in msgs]
+        delay = 0.1
+        while True:
+            t0 = time.perf_counter()
+            try:
+                self.log.append_many(items)
+            except OSError:
+                self.metrics.log_errors += 1
+                log.exception("raw log append failed; retrying in %.1f s (messages stay unacked)", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.metrics.add_commit(time.perf_counter() - t0, len(items))
+            return
+
+    def _deliver(self, accepted: list[Batch]) -> None:
+        if not accepted:
+            return
+        batch = Batch.concat(accepted)
+        try:
+            self.sink(batch)
+        except Exception:
+            self.metrics.sink_errors += 1
+            log.exception("sink failed on a batch of %d records", len(batch))
+
+    # -- one message ----------------------------------------------------------------------------
+
+    def process(self, topic: str, payload: bytes, received_at: float, redelivered: bool = False) -> Batch | None:
+        """Check, decode and dedupe one message; returns its new records, or None if it gave none.
+
+        Rejections are counted and dead-lettered here.
+        """
+        self.metrics.received += 1
+        result = self._decode(topic, payload, received_at, redelivered)
+        if isinstance(result, Rejection):
+            self._rejected(topic, result, received_at, payload)
+            return None
+        self.metrics.accepted += 1
+        self.metrics.ignored += result.ignored
+        fresh, dups = self.deduper.filter(result)
+        self.metrics.duplicates += dups
+        self.metrics.accepted_records += len(fresh)
+        return fresh if len(fresh) else None
+
+    def _decode(self, topic: str, payload: bytes, received_at: float, redelivered: bool) -> Batch | Rejection:
+        r = route(topic, self.config.prefix)
+        if r is None:
+            return reject(Reason.BAD_SCHEMA, f"no inbound topic pattern matches {topic[:120]!r}", payload, "topic")
+        bad = self.validator.check_message(r, payload, received_at, redelivered)
+        if bad is not None:
+            return bad
+        decoded = DECODERS[r.family](payload, topic=topic, received_at=received_at)
+        if isinstance(decoded, Rejection):
+            if decoded.detail.startswith("internal decoder error"):
+                self.metrics.internal_errors += 1
+            return decoded
+        return self.validator.check_batch(r, decoded, payload, received_at) or decoded
+
+    def _rejected(self, topic: str, rejection: Rejection, received_at: float, payload: bytes) -> None:
+        self.metrics.count_rejection(rejection.reason)
+        log.debug("rejected %s: %s %s", topic, rejection.reason.value, rejection.detail)
+        if topic == self.deadletters.topic:  # never dead-letter a dead letter (a loop)
+            return
+        try:
+            self.deadletters.send(topic, rejection, received_at, payload)
+            self.metrics.deadletters += 1
+        except Exception:
+            self.metrics.internal_errors += 1
+            log.exception("dead letter for %s not published", topic)
+
+    # -- replay ---------------------------------------------------------------------------------
+
+    def replay(self, start: LogPosition = LogPosition(0, 0), *, deliver: bool = True) -> int:
+        """Re-process logged messages from ``start`` (after a restart, before consuming live).
+
+        Rebuilds the dedupe memory and, with ``deliver``, hands the records to the sink again; rejections
+        are counted but not dead-lettered again. Returns the number of messages replayed.
+        """
+        send, self.deadletters.send = self.deadletters.send, lambda *a, **k: None
+        n, group = 0, []
+        try:
+            for rec in read_log(self.log.directory, start):
+                n += 1
+                b = self.process(rec.topic, rec.payload, rec.received_at, redelivered=True)
+                if b is not None:
+                    group.append(b)
+                if len(group) >= 1000:
+                    self._deliver(group) if deliver else None
+                    group = []
+            if deliver:
+                self._deliver(group)
+        finally:
+            self.deadletters.send = send
+        return n

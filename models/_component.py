@@ -1,0 +1,192 @@
+"""Component base: declared inputs/outputs with units, checks, labelled outputs, a registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import xarray as xr
+
+from models.units import UnitsError, conversion_factor, parse_units
+
+GRID_DIMS = ("y", "x")
+
+
+@dataclass(frozen=True)
+class Var:
+    """Declaration of one input or output variable of a component.
+
+    Parameters
+    ----------
+    name : str
+        Variable name in the dataset (the twin layer name where there is one).
+    units : str
+        UDUNITS string the component works in; inputs in other compatible units are converted.
+    dims : tuple of str
+        Dimension names, e.g. ``("y", "x")``.
+    dtype : str
+        numpy dtype of the array.
+    doc : str
+        One-line description, used as ``long_name`` on outputs.
+    optional : bool
+        Inputs only: the component runs without it (documented default).
+    valid_range : tuple of float
+        Plausible range, used to generate synthetic inputs for the declaration test.
+    """
+
+    name: str
+    units: str
+    dims: tuple[str, ...]
+    dtype: str
+    doc: str
+    optional: bool = False
+    valid_range: tuple[float, float] = (0.0, 1.0)
+
+    def attrs(self) -> dict[str, str]:
+        """Attributes every output DataArray carries (and only these)."""
+        out = {"units": self.units, "long_name": self.doc}
+        if self.dtype == "int8" and self.name.startswith("level"):
+            out["flag_values"] = "-1 0 1 2 3 4"
+            out["flag_meanings"] = "nodata none blue yellow orange red"
+        return out
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A literature reference of a component."""
+
+    citation: str
+    doi: str = ""
+
+
+class MissingInputError(KeyError):
+    """A required input variable is missing from the dataset (named in the message)."""
+
+
+class InputError(ValueError):
+    """An input variable has the wrong dims, dtype or units (all problems listed once)."""
+
+
+COMPONENTS: list[type[Component]] = []
+"""Registry of all concrete components (filled by subclassing)."""
+
+
+class Component:
+    """Base class: declarations, input checks and labelled outputs.
+
+    Subclasses declare ``inputs``, ``outputs`` and ``references`` and implement
+    ``update(ds, dt) -> xr.Dataset`` returning exactly the declared outputs.
+    """
+
+    name: ClassVar[str] = ""
+    inputs: ClassVar[tuple[Var, ...]] = ()
+    outputs: ClassVar[tuple[Var, ...]] = ()
+    references: ClassVar[tuple[Reference, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            COMPONENTS.append(cls)
+
+    # ------------------------------------------------------------------ checks
+    @classmethod
+    def input_var(cls, name: str) -> Var:
+        """The declaration of input ``name``."""
+        for v in cls.inputs:
+            if v.name == name:
+                return v
+        raise KeyError(f"{cls.__name__} declares no input {name!r}")
+
+    @classmethod
+    def output_var(cls, name: str) -> Var:
+        """The declaration of output ``name``."""
+        for v in cls.outputs:
+            if v.name == name:
+                return v
+        raise KeyError(f"{cls.__name__} declares no output {name!r}")
+
+    @classmethod
+    def check_inputs(cls, ds: xr.Dataset, names: tuple[str, ...] | None = None) -> None:
+        """Check that declared inputs are present with the declared dims and convertible units.
+
+        Raises :class:`MissingInputError` naming every missing required input, or
+        :class:`InputError` listing every other problem.
+        """
+        wanted = [v for v in cls.inputs if names is None or v.name in names]
+        missing = [v.name for v in wanted if not v.optional and v.name not in ds]
+        if missing:
+            raise MissingInputError(f"{cls.__name__}: missing input(s) {', '.join(missing)}")
+        problems = []
+        for v in wanted:
+            if v.name not in ds:
+                continue
+            da = ds[v.name]
+            if tuple(da.dims) != v.dims:
+                problems.append(f"{v.name}: dims {tuple(da.dims)}, expected {v.dims}")
+            units = da.attrs.get("units")
+            if units is not None:
+                try:
+                    conversion_factor(units, v.units)
+                except UnitsError as exc:
+                    problems.append(f"{v.name}: {exc}")
+        if problems:
+            raise InputError(f"{cls.__name__}: " + "; ".join(problems))
+
+    @classmethod
+    def read(cls, ds: xr.Dataset, name: str, si: bool = True, dtype: str | None = None) -> np.ndarray:
+        """Input ``name`` as a contiguous array, converted to SI (or to the declared units).
+
+        An input without a ``units`` attribute is taken to be in the declared units.
+        """
+        v = cls.input_var(name)
+        if name not in ds:
+            raise MissingInputError(f"{cls.__name__}: missing input {name}")
+        da = ds[name]
+        factor = conversion_factor(da.attrs.get("units", v.units), v.units)
+        if si:
+            factor *= parse_units(v.units)[0]
+        arr = np.asarray(da.values)
+        out_dtype = dtype or v.dtype
+        if factor != 1.0:
+            arr = arr * factor
+        return np.ascontiguousarray(arr, dtype=out_dtype)
+
+    # ----------------------------------------------------------------- outputs
+    @classmethod
+    def output(cls, name: str, data: np.ndarray, coords: dict | None = None) -> xr.DataArray:
+        """A new DataArray for output ``name`` with the declared dims, dtype and attrs."""
+        v = cls.output_var(name)
+        return xr.DataArray(np.asarray(data, dtype=v.dtype), dims=v.dims, coords=coords,
+                            name=name, attrs=v.attrs())
+
+    @classmethod
+    def outputs_from_si(cls, arrays: dict[str, np.ndarray], coords: dict | None = None) -> xr.Dataset:
+        """Dataset of outputs given SI arrays (converted to each output's declared units)."""
+        out = {}
+        for name, arr in arrays.items():
+            v = cls.output_var(name)
+            factor = 1.0 / parse_units(v.units)[0]
+            out[name] = cls.output(name, arr * factor if factor != 1.0 else arr, coords)
+        return xr.Dataset(out)
+
+    # ------------------------------------------------------------ test support
+    @classmethod
+    def synthetic_inputs(cls, shape: tuple[int, int] = (6, 7), seed: int = 0) -> xr.Dataset:
+        """A small random dataset with every declared input (used by the declaration test)."""
+        rng = np.random.default_rng(seed)
+        sizes = {"y": shape[0], "x": shape[1]}
+        data = {}
+        for v in cls.inputs:
+            shp = tuple(sizes.get(d, 5) for d in v.dims)
+            lo, hi = v.valid_range
+            if np.dtype(v.dtype).kind in "iu":
+                arr = rng.integers(int(lo), int(hi) + 1, size=shp).astype(v.dtype)
+            else:
+                arr = rng.uniform(lo, hi, size=shp).astype(v.dtype)
+            data[v.name] = xr.DataArray(arr, dims=v.dims, attrs={"units": v.units})
+        return xr.Dataset(data, attrs={"cell_size": 10.0})
+
+    def update(self, ds: xr.Dataset, dt: float) -> xr.Dataset:  # pragma: no cover - abstract
+        """Advance by ``dt`` [s] using inputs from ``ds``; return the declared outputs."""
+        raise NotImplementedError

@@ -1,0 +1,207 @@
+"""Thresholds and parameters, one dataclass per hazard, with the evidence for every default.
+
+Evidence tags are those of SCIENCE.md: [src] read in the cited source, [mem] textbook value not
+re-checked in a primary source, [run] reproduced here, [design] our own choice (no source).
+Colour tuples are (blue, yellow, orange, red); ``raise_`` thresholds start a level, ``clear``
+thresholds (below them the level may be lowered) are lower, giving hysteresis (SCIENCE.md 5).
+Values are in the units named in each field; components convert them to SI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+INF = float("inf")
+
+
+@dataclass(frozen=True)
+class AlertTiming:
+    """Raise and clear delays of the level state machine, in ticks.
+
+    ``for_ticks``: a higher level is raised on the evaluation at which its condition has held for
+    this many ticks since it first held (Prometheus ``for``) [src]; ``keep_ticks``: a level is
+    lowered one step after its clear condition has held for this many ticks (Prometheus
+    ``keep_firing_for``) [src]. Defaults 3 and 10 ticks [design; 3 is SCIENCE.md 5 test 1].
+    ``flap_high`` / ``flap_low``: Nagios percent-state-change thresholds 20 / 5 % [mem, sample config].
+    """
+
+    for_ticks: int = 3
+    keep_ticks: int = 10
+    flap_high: float = 20.0
+    flap_low: float = 5.0
+
+
+@dataclass(frozen=True)
+class CrowdConfig:
+    """Crowd thresholds.
+
+    density_raise / density_clear [person m-2], (blue, yellow, orange, red):
+      blue 1.08 / 0.72 = Fruin walkway LOS E / LOS D lower edges [src, SCIENCE.md 1.1];
+      yellow 2.0 / 1.5: start of the crowd hazard ramp (SCIENCE.md 4) [src] / [design];
+      orange 4.0 / 3.0: Still's critical density of a moving crowd, SCIENCE.md 5 example [src];
+      red 5.0 / 4.5: Still "uncomfortable at 5, above that dangerous" [src] / [design].
+    hazard_low / hazard_high: hazard 0 at 2 and 1 at 5 person m-2 (SCIENCE.md 4) [src].
+    trend_horizon [s]: a rising density is judged at rho + rate x horizon, 300 s [design]
+      (Still: monitor density and its trend, throttle before 4-5 p/m2 [src]).
+    trend_alpha: EWMA weight of the newest density difference, 0.3 [design].
+    pressure_crit [s-2]: Helbing crowd pressure of turbulence, 0.02 [mem]; only counts where
+      density >= pressure_min_density = 4.0 (SCIENCE.md 1.3 caution) [src]. It raises one level.
+    pressure_alpha: EWMA weight for the time-averaged velocity U, 0.1 per tick [design].
+    walkway_los_space_ft2: Fruin walkway LOS A-E lower space bounds 35/25/15/10/5 ft2 per person
+      [src]; queue_los_density: Fruin queuing LOS edges 0.83/1.08/1.54/3.57/5.26 p/m2 [mem].
+    weidmann: v0 1.34 m/s, gamma 1.913 p/m2, rho_max 5.4 p/m2 (Weidmann 1993) [mem].
+    """
+
+    density_raise: tuple[float, float, float, float] = (1.08, 2.0, 4.0, 5.0)
+    density_clear: tuple[float, float, float, float] = (0.72, 1.5, 3.0, 4.5)
+    hazard_low: float = 2.0
+    hazard_high: float = 5.0
+    trend_horizon: float = 300.0
+    trend_alpha: float = 0.3
+    pressure_crit: float = 0.02
+    pressure_min_density: float = 4.0
+    pressure_alpha: float = 0.1
+    walkway_los_space_ft2: tuple[float, ...] = (35.0, 25.0, 15.0, 10.0, 5.0)
+    queue_los_density: tuple[float, ...] = (0.83, 1.08, 1.54, 3.57, 5.26)
+    weidmann_v0: float = 1.34
+    weidmann_gamma: float = 1.913
+    weidmann_rho_max: float = 5.4
+    timing: AlertTiming = field(default_factory=AlertTiming)
+
+    def walkway_density_edges(self) -> np.ndarray:
+        """Fruin walkway LOS density edges [person m-2] from the ft2 table (1 ft2 = 0.09290304 m2)."""
+        return np.array([1.0 / (s * 0.09290304) for s in self.walkway_los_space_ft2])
+
+
+@dataclass(frozen=True)
+class FloodConfig:
+    """Flood model parameters and thresholds.
+
+    depth_raise / depth_clear [m], (blue, yellow, orange, red):
+      blue 0.05 / 0.03: water standing on the carriageway [design, no source];
+      yellow 0.15 / 0.10: GB 50014 / GB 51222 "not waterlogged" limit (<= 15 cm in one lane) [mem],
+        SCIENCE.md 5 hysteresis example;
+      orange 0.27 / 0.20: Beijing underpass closure rule [mem] (Shenyang closes at 0.25 [src]);
+      red 0.50 / 0.40: cars start to float, unsafe for pedestrians [mem].
+    hv_raise / hv_clear [m2 s-1]: depth x velocity, orange 0.3 / 0.2 (vehicles) and red 0.5 / 0.4
+      (people) [mem; clear values design]. Blue and yellow do not use h v.
+    hazard ramps: depth 0.15 -> 0.50 m (SCIENCE.md 4) [src]; h v 0.3 -> 0.5 m2 s-1 [mem].
+    Scheme (landlab defaults [run]): alpha 0.7, theta 0.8, manning 0.03 s m-1/3, g 9.80665 m s-2.
+    h_min [m]: faces shallower carry no flow, 1e-6 [design]. dt_max [s]: cap on the CFL step, 10.
+    wall_fraction: building_fraction at or above which a cell is a wall, 0.5 [design].
+    boundary: "closed" or "open" grid edges.
+    """
+
+    depth_raise: tuple[float, float, float, float] = (0.05, 0.15, 0.27, 0.50)
+    depth_clear: tuple[float, float, float, float] = (0.03, 0.10, 0.20, 0.40)
+    hv_raise: tuple[float, float, float, float] = (INF, INF, 0.3, 0.5)
+    hv_clear: tuple[float, float, float, float] = (INF, INF, 0.2, 0.4)
+    hazard_depth_low: float = 0.15
+    hazard_depth_high: float = 0.50
+    hazard_hv_low: float = 0.3
+    hazard_hv_high: float = 0.5
+    alpha: float = 0.7
+    theta: float = 0.8
+    manning: float = 0.03
+    g: float = 9.80665
+    h_min: float = 1e-6
+    dt_max: float = 10.0
+    wall_fraction: float = 0.5
+    boundary: str = "closed"
+    timing: AlertTiming = field(default_factory=AlertTiming)
+
+
+@dataclass(frozen=True)
+class RainConfig:
+    """Rolling rain accumulations and rainstorm signals (SCIENCE.md 4).
+
+    Shanghai signals [src] (raise, mm): blue 1 h >= 35 or 6 h >= 50; yellow 1 h >= 50 or 6 h >= 80;
+    orange 1 h >= 80 or 6 h >= 100; red 1 h >= 100 or 6 h >= 150 -- red is NOT confirmed in the
+    source [mem, open item SCIENCE.md 7]. Clear thresholds 5 mm below raise [design].
+    National CMA signals [src]: blue >= 50 mm / 12 h; yellow >= 50 / 6 h; orange >= 50 / 3 h;
+    red >= 100 / 3 h. Windows 1, 3, 6, 12 h; bins of ``bin_seconds`` (600 s) [design].
+    hazard ramp of the 1 h total 50 -> 100 mm (yellow to red) [design].
+    """
+
+    bin_seconds: float = 600.0
+    shanghai_1h: tuple[float, float, float, float] = (35.0, 50.0, 80.0, 100.0)
+    shanghai_6h: tuple[float, float, float, float] = (50.0, 80.0, 100.0, 150.0)
+    clear_margin: float = 5.0
+    cma_12h: tuple[float, float, float, float] = (50.0, INF, INF, INF)
+    cma_6h: tuple[float, float, float, float] = (INF, 50.0, INF, INF)
+    cma_3h: tuple[float, float, float, float] = (INF, INF, 50.0, 100.0)
+    hazard_1h_low: float = 50.0
+    hazard_1h_high: float = 100.0
+
+
+# GB/T 33171-2016 upper speed bounds [km h-1] of basically smooth, light, moderate, severe [src].
+GBT33171_KMH = {
+    1: (65.0, 50.0, 35.0, 20.0),  # expressway
+    2: (40.0, 30.0, 20.0, 15.0),  # arterial
+    3: (35.0, 25.0, 15.0, 10.0),  # secondary
+    4: (35.0, 25.0, 15.0, 10.0),  # branch
+}
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    """Traffic parameters and thresholds.
+
+    Levels: GB/T 33171 light -> blue, moderate -> yellow, severe -> orange (speed bounds by road
+    class, ``GBT33171_KMH``) [src]; red where severe and v / v_free <= red_ratio 0.2 [design].
+    Clear: the bound + clear_margin 5 km/h, red ratio 0.25 [design].
+    hazard ramp: speed ratio 0.7 -> 0.3 (SCIENCE.md 4) [src].
+    min_samples 3 and min_probe_seconds 60 s per bin (SCIENCE.md 3.4: 3-5 probes or 60 s) [src].
+    ewma_alpha 0.5 per bin [design]. tpi_breaks: extra travel time 0, 0.2, 0.5, 0.8, 1.1, 2.0 at
+    index 0, 2, 4, 6, 8, 10 (Beijing TPI bands [src]; 2.0 at index 10 [design]) -- "TPI-like".
+    California algorithm T1 0.08, T2 0.5, T3 0.15, persistence 2 [mem]; speed-drop ratio 0.5 and
+    persistence 2 bins (SCIENCE.md 5 speed-drop on 0.5) [src] / [design].
+    """
+
+    gbt_kmh: dict = field(default_factory=lambda: dict(GBT33171_KMH))
+    clear_margin_kmh: float = 5.0
+    red_ratio: float = 0.2
+    red_ratio_clear: float = 0.25
+    hazard_ratio_low: float = 0.7
+    hazard_ratio_high: float = 0.3
+    min_samples: int = 3
+    min_probe_seconds: float = 60.0
+    ewma_alpha: float = 0.5
+    tpi_breaks: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8, 1.1, 2.0)
+    california: tuple[float, float, float] = (0.08, 0.5, 0.15)
+    california_persist: int = 2
+    drop_ratio: float = 0.5
+    drop_persist: int = 2
+    timing: AlertTiming = field(default_factory=AlertTiming)
+
+    def gbt_edges_ms(self, margin_kmh: float = 0.0) -> np.ndarray:
+        """(5, 4) GB/T bounds in m s-1 by road class code (row 0 = no road: -inf)."""
+        e = np.full((5, 4), -np.inf)
+        for c, row in self.gbt_kmh.items():
+            e[c] = (np.asarray(row) + margin_kmh) / 3.6
+        return e
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Composite risk: R = H x E x V per cell and hazard (SCIENCE.md 4), levels, compounding.
+
+    exposure_density_ref [person m-2]: E = min(1, rho / ref), 1.0 [design]; road_exposure by road
+    class (none, expressway, arterial, secondary, branch) = (0, 1, 0.8, 0.6, 0.4) [design].
+    exposure_min: cells with E below it are capped at blue (nobody exposed), 0.05 [design].
+    ev_high: E x V at or above it raises a level one step (underpass with a crowd), 0.5 [design].
+    compound_min_level: two hazards at this level or above in one cell raise the overall level one
+    step (waterlogging in a crowded cell; SCIENCE.md 4 [src]), 2 = yellow [design].
+    """
+
+    crowd: CrowdConfig = field(default_factory=CrowdConfig)
+    flood: FloodConfig = field(default_factory=FloodConfig)
+    rain: RainConfig = field(default_factory=RainConfig)
+    traffic: TrafficConfig = field(default_factory=TrafficConfig)
+    exposure_density_ref: float = 1.0
+    road_exposure: tuple[float, float, float, float, float] = (0.0, 1.0, 0.8, 0.6, 0.4)
+    exposure_min: float = 0.05
+    ev_high: float = 0.5
+    compound_min_level: int = 2

@@ -1,0 +1,183 @@
+"""Crowd components: density from counts or fused sensors, Fruin LOS, trend, hazard, speed, pressure."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from models._component import GRID_DIMS, Component, Reference, Var
+from models.config import CrowdConfig
+from models.kernels.bands import classify_bands
+from models.kernels.crowd import (
+    crowd_hazard,
+    crowd_pressure,
+    density_from_counts,
+    density_trend,
+    fuse_density,
+    weidmann_speed,
+)
+
+FRUIN = Reference("Fruin, J. J. (1971). Pedestrian Planning and Design. Metropolitan Association of "
+                  "Urban Designers and Environmental Planners, New York. Walkway and queuing LOS tables.")
+STILL = Reference("Still, G. K. (2014). Introduction to Crowd Science. CRC Press.",
+                  "10.1201/b17097")
+WEIDMANN = Reference("Weidmann, U. (1993). Transporttechnik der Fussgaenger. Schriftenreihe des IVT 90, "
+                     "ETH Zuerich, eq. for v(rho) (Kladek form).", "10.3929/ethz-a-000687810")
+HELBING = Reference("Helbing, D., Johansson, A., Al-Abideen, H. Z. (2007). Dynamics of crowd disasters: "
+                    "an empirical study. Phys. Rev. E 75, 046109, eq. 2 (crowd pressure).",
+                    "10.1103/PhysRevE.75.046109")
+
+
+def _coords(ds: xr.Dataset) -> dict:
+    return {d: ds.coords[d] for d in GRID_DIMS if d in ds.coords}
+
+
+class CrowdDensityFromCounts(Component):
+    """Crowd density = people counted in a cell / its walkable area.
+
+    Cells with no walkable area get NaN (no data), never zero.
+    """
+
+    name = "crowd_density_from_counts"
+    inputs = (
+        Var("crowd_count", "person", GRID_DIMS, "float64", "people counted in the cell", valid_range=(0, 500)),
+        Var("walkable_area", "m2", GRID_DIMS, "float64", "open ground in the cell people can stand on",
+            valid_range=(0, 2500)),
+    )
+    outputs = (Var("crowd_density", "person m-2", GRID_DIMS, "float64", "people per square metre of walkable area"),)
+    references = (FRUIN,)
+
+    def __init__(self, ds: xr.Dataset, config: CrowdConfig | None = None):
+        self.check_inputs(ds, ("walkable_area",))
+        self.config = config or CrowdConfig()
+
+    def update(self, ds: xr.Dataset, dt: float = 0.0) -> xr.Dataset:
+        """Density from ``crowd_count`` and ``walkable_area`` in ``ds``; ``dt`` [s] is unused."""
+        self.check_inputs(ds)
+        count = self.read(ds, "crowd_count")
+        area = self.read(ds, "walkable_area")
+        out = np.empty(count.size)
+        density_from_counts(count.ravel(), area.ravel(), out)
+        return self.outputs_from_si({"crowd_density": out.reshape(count.shape)}, _coords(ds))
+
+
+class CrowdFusion(Component):
+    """Crowd density per cell fused over counting sensors whose coverage areas overlap cells.
+
+    The coverage table is sparse: entry k says sensor ``cover_sensor[k]`` covers the fraction
+    ``cover_fraction[k]`` of the walkable area of cell ``cover_cell[k]`` (flat index, row-major
+    over (y, x)). Each sensor's count is spread uniformly over its walkable footprint and cells are
+    combined by inverse variance weighted by coverage (SCIENCE.md 1.4). Uncovered cells: NaN.
+    """
+
+    name = "crowd_fusion"
+    inputs = (
+        Var("sensor_count", "person", ("sensor",), "float64", "people counted by each sensor",
+            valid_range=(0, 300)),
+        Var("sensor_count_var", "person2", ("sensor",), "float64", "variance of each sensor count",
+            valid_range=(1, 50)),
+        Var("cover_sensor", "1", ("cover",), "int64", "sensor of each coverage-table entry", valid_range=(0, 4)),
+        Var("cover_cell", "1", ("cover",), "int64", "flat cell index of each coverage-table entry",
+            valid_range=(0, 41)),
+        Var("cover_fraction", "1", ("cover",), "float64", "fraction of the cell's walkable area covered"),
+        Var("walkable_area", "m2", GRID_DIMS, "float64", "open ground in the cell people can stand on",
+            valid_range=(10, 2500)),
+    )
+    outputs = (
+        Var("crowd_density", "person m-2", GRID_DIMS, "float64", "people per square metre of walkable area"),
+        Var("crowd_density_sigma", "person m-2", GRID_DIMS, "float64",
+            "standard deviation of the fused crowd density"),
+    )
+    references = (FRUIN,)
+
+    def __init__(self, ds: xr.Dataset, config: CrowdConfig | None = None):
+        self.check_inputs(ds, ("walkable_area",))
+        self.config = config or CrowdConfig()
+
+    def update(self, ds: xr.Dataset, dt: float = 0.0) -> xr.Dataset:
+        """Fuse the sensor counts in ``ds``; ``dt`` [s] is unused."""
+        self.check_inputs(ds)
+        area = self.read(ds, "walkable_area")
+        cell = self.read(ds, "cover_cell")
+        if cell.size and (cell.min() < 0 or cell.max() >= area.size):
+            raise ValueError("crowd_fusion: cover_cell outside the grid")
+        rho = np.empty(area.size)
+        sig = np.empty(area.size)
+        fuse_density(self.read(ds, "cover_sensor"), cell, self.read(ds, "cover_fraction"),
+                     self.read(ds, "sensor_count"), self.read(ds, "sensor_count_var"), area.ravel(), rho, sig)
+        return self.outputs_from_si({"crowd_density": rho.reshape(area.shape),
+                                     "crowd_density_sigma": sig.reshape(area.shape)}, _coords(ds))
+
+
+class CrowdState(Component):
+    """Crowd state per cell: Fruin LOS, density trend, normalised hazard, Weidmann speed, pressure.
+
+    Stateful across ticks (previous density, smoothed trend, EWMA velocity mean and variance for
+    Helbing's pressure). Crowd pressure needs ``crowd_velocity_x/y``; without them it is NaN, and it
+    never raises the hazard on its own (only where density >= ``pressure_min_density``).
+    Fruin LOS codes: 0 A .. 5 F, -1 no data; walkway table (density from the ft2 space table)
+    and queuing table (SCIENCE.md 1.1).
+    """
+
+    name = "crowd_state"
+    inputs = (
+        Var("crowd_density", "person m-2", GRID_DIMS, "float64", "people per square metre of walkable area",
+            valid_range=(0, 7)),
+        Var("crowd_velocity_x", "m s-1", GRID_DIMS, "float64", "mean crowd velocity, x component",
+            optional=True, valid_range=(-1.5, 1.5)),
+        Var("crowd_velocity_y", "m s-1", GRID_DIMS, "float64", "mean crowd velocity, y component",
+            optional=True, valid_range=(-1.5, 1.5)),
+    )
+    outputs = (
+        Var("crowd_los", "1", GRID_DIMS, "int8", "Fruin walkway level of service, 0 A to 5 F, -1 no data"),
+        Var("crowd_los_queue", "1", GRID_DIMS, "int8", "Fruin queuing level of service, 0 A to 5 F, -1 no data"),
+        Var("crowd_trend", "person m-2 s-1", GRID_DIMS, "float64", "smoothed rate of change of crowd density"),
+        Var("crowd_hazard", "1", GRID_DIMS, "float64", "normalised crowd hazard, 0 to 1"),
+        Var("walking_speed", "m s-1", GRID_DIMS, "float64", "Weidmann walking speed at the crowd density"),
+        Var("pedestrian_flow", "person m-1 s-1", GRID_DIMS, "float64", "Weidmann specific pedestrian flow"),
+        Var("crowd_pressure", "s-2", GRID_DIMS, "float64", "Helbing crowd pressure, density x velocity variance"),
+    )
+    references = (FRUIN, STILL, WEIDMANN, HELBING)
+
+    def __init__(self, ds: xr.Dataset, config: CrowdConfig | None = None):
+        self.check_inputs(ds, ("crowd_density",))
+        self.config = config or CrowdConfig()
+        n = ds["crowd_density"].size
+        self.shape = ds["crowd_density"].shape
+        self.prev = np.full(n, np.nan)
+        self.trend = np.full(n, np.nan)
+        self.u_mean = np.full(n, np.nan)
+        self.v_mean = np.full(n, np.nan)
+        self.var = np.full(n, np.nan)
+
+    def update(self, ds: xr.Dataset, dt: float) -> xr.Dataset:
+        """Advance by ``dt`` [s] with the density (and velocities, if any) in ``ds``."""
+        self.check_inputs(ds)
+        if not dt > 0:
+            raise ValueError("crowd_state: dt must be > 0 s")
+        cfg = self.config
+        rho = self.read(ds, "crowd_density").ravel()
+        n = rho.size
+        los = np.empty(n, np.int8)
+        losq = np.empty(n, np.int8)
+        classify_bands(rho, cfg.walkway_density_edges(), 0, los)
+        classify_bands(rho, np.asarray(cfg.queue_los_density, float), 0, losq)
+        trend = np.empty(n)
+        density_trend(rho, self.prev, dt, cfg.trend_alpha, self.trend, trend)
+        self.trend = np.where(np.isnan(trend), self.trend, trend)
+        self.prev = rho.copy()
+        pres = np.full(n, np.nan)
+        if "crowd_velocity_x" in ds and "crowd_velocity_y" in ds:
+            crowd_pressure(rho, self.read(ds, "crowd_velocity_x").ravel(), self.read(ds, "crowd_velocity_y").ravel(),
+                           cfg.pressure_alpha, self.u_mean, self.v_mean, self.var, pres)
+        hz = np.empty(n)
+        crowd_hazard(rho, trend, pres, cfg.trend_horizon, cfg.hazard_low, cfg.hazard_high, cfg.pressure_crit,
+                     cfg.pressure_min_density, hz)
+        v = np.empty(n)
+        q = np.empty(n)
+        weidmann_speed(rho, cfg.weidmann_v0, cfg.weidmann_gamma, cfg.weidmann_rho_max, v, q)
+        v[np.isnan(rho)] = np.nan
+        q[np.isnan(rho)] = np.nan
+        arrays = {"crowd_los": los, "crowd_los_queue": losq, "crowd_trend": trend, "crowd_hazard": hz,
+                  "walking_speed": v, "pedestrian_flow": q, "crowd_pressure": pres}
+        return self.outputs_from_si({k: a.reshape(self.shape) for k, a in arrays.items()}, _coords(ds))

@@ -1,0 +1,250 @@
+"""Flood kernels: local inertial shallow-water step (Bates et al. 2010; de Almeida et al. 2012).
+
+Grid arrays are 2-D ``(ny, nx)`` cell arrays; ``qx`` ``(ny, nx + 1)`` holds the unit-width
+discharge on x faces (positive toward +x, face j is west of cell j) and ``qy`` ``(ny + 1, nx)``
+on y faces (positive toward +row). Depth in m, discharge in m2 s-1, rates in m s-1, time in s.
+One time step is three passes: :func:`inertial_flux`, :func:`outflow_limit`, :func:`continuity`;
+each has a ``*_par`` variant that runs rows in parallel (``prange``) with the same arithmetic.
+"""
+
+import math
+
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True)
+def _face(q0, qa, qb, zl, hl, zr, hr, dt, dx, n2, theta, g, h_min):
+    """de Almeida et al. (2012) eq. 13 (theta = 1: Bates et al. 2010 eq. 11) on one face."""
+    eta_l = zl + hl
+    eta_r = zr + hr
+    hf = max(eta_l, eta_r) - max(zl, zr)
+    if hf <= h_min:
+        return 0.0
+    qbar = theta * q0 + (0.5 - 0.5 * theta) * (qa + qb)
+    return (qbar - g * hf * dt * (eta_r - eta_l) / dx) / (1.0 + g * dt * n2 * abs(q0) / hf ** (7.0 / 3.0))
+
+
+@njit(cache=True, nogil=True)
+def _x_faces(i, h, z, wall, qx, dt, dx, n2, theta, g, h_min, open_bc, qx_out):
+    """New discharge on the x faces of row ``i``; edge faces see a dry ghost cell if open."""
+    nx = h.shape[1]
+    for j in range(nx + 1):
+        jl = j - 1 if j > 0 else 0
+        jr = j if j < nx else nx - 1
+        edge = j == 0 or j == nx
+        if wall[i, jl] or wall[i, jr] or (edge and open_bc == 0):
+            qx_out[i, j] = 0.0
+            continue
+        hl = 0.0 if j == 0 else h[i, jl]
+        hr = 0.0 if j == nx else h[i, jr]
+        qa = qx[i, j - 1] if j > 0 else qx[i, j]
+        qb = qx[i, j + 1] if j < nx else qx[i, j]
+        qx_out[i, j] = _face(qx[i, j], qa, qb, z[i, jl], hl, z[i, jr], hr, dt, dx, n2, theta, g, h_min)
+
+
+@njit(cache=True, nogil=True)
+def _y_faces(i, h, z, wall, qy, dt, dx, n2, theta, g, h_min, open_bc, qy_out):
+    """New discharge on y-face row ``i`` (between cell rows i - 1 and i)."""
+    ny, nx = h.shape
+    il = i - 1 if i > 0 else 0
+    ir = i if i < ny else ny - 1
+    edge = i == 0 or i == ny
+    for j in range(nx):
+        if wall[il, j] or wall[ir, j] or (edge and open_bc == 0):
+            qy_out[i, j] = 0.0
+            continue
+        hl = 0.0 if i == 0 else h[il, j]
+        hr = 0.0 if i == ny else h[ir, j]
+        qa = qy[i - 1, j] if i > 0 else qy[i, j]
+        qb = qy[i + 1, j] if i < ny else qy[i, j]
+        qy_out[i, j] = _face(qy[i, j], qa, qb, z[il, j], hl, z[ir, j], hr, dt, dx, n2, theta, g, h_min)
+
+
+@njit(cache=True, nogil=True)
+def inertial_flux(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_out, qy_out):
+    """Momentum step of the local inertial scheme on every face.
+
+    Parameters
+    ----------
+    h, z : ndarray of float64, shape (ny, nx)
+        Water depth [m] and bed elevation [m].
+    wall : ndarray of int8, shape (ny, nx)
+        1 where the cell is a wall (building): no flow through its faces.
+    qx, qy : ndarray of float64
+        Discharge at the previous step. [m2 s-1]
+    dt, dx : float
+        Time step [s] and cell size [m].
+    n : float
+        Manning coefficient. [s m-1/3]
+    theta : float
+        q-centering weight (1 = Bates 2010; 0.7-0.9 de Almeida 2012). [1]
+    g : float
+        Gravity. [m s-2]
+    h_min : float
+        Faces with flow depth below this carry no flow. [m]
+    open_bc : int
+        1: grid edges are open (dry ghost cell outside); 0: closed walls.
+    qx_out, qy_out : ndarray of float64
+        New discharge. [m2 s-1]
+    """
+    ny = h.shape[0]
+    for i in range(ny + 1):
+        if i < ny:
+            _x_faces(i, h, z, wall, qx, dt, dx, n * n, theta, g, h_min, open_bc, qx_out)
+        _y_faces(i, h, z, wall, qy, dt, dx, n * n, theta, g, h_min, open_bc, qy_out)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def inertial_flux_par(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_out, qy_out):
+    """:func:`inertial_flux` with rows in parallel (same arithmetic, same result)."""
+    ny = h.shape[0]
+    for i in prange(ny + 1):
+        if i < ny:
+            _x_faces(i, h, z, wall, qx, dt, dx, n * n, theta, g, h_min, open_bc, qx_out)
+        _y_faces(i, h, z, wall, qy, dt, dx, n * n, theta, g, h_min, open_bc, qy_out)
+
+
+@njit(cache=True, nogil=True)
+def _limit_row(i, h, qx, qy, dt, dx, f):
+    for j in range(h.shape[1]):
+        out = max(qx[i, j + 1], 0.0) + max(-qx[i, j], 0.0) + max(qy[i + 1, j], 0.0) + max(-qy[i, j], 0.0)
+        v = out * dt / dx
+        f[i, j] = h[i, j] / v if v > h[i, j] else 1.0
+
+
+@njit(cache=True, nogil=True)
+def outflow_limit(h, qx, qy, dt, dx, f):
+    """Factor (0..1) that scales a cell's outflows so it cannot lose more water than it holds.
+
+    Parameters
+    ----------
+    h : ndarray of float64, shape (ny, nx)
+        Depth. [m]
+    qx, qy : ndarray of float64
+        Discharge from :func:`inertial_flux`. [m2 s-1]
+    dt, dx : float
+        Time step [s], cell size [m].
+    f : ndarray of float64, shape (ny, nx)
+        Output factor applied to every face where the cell is the donor. [1]
+    """
+    for i in range(h.shape[0]):
+        _limit_row(i, h, qx, qy, dt, dx, f)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def outflow_limit_par(h, qx, qy, dt, dx, f):
+    """:func:`outflow_limit` with rows in parallel."""
+    for i in prange(h.shape[0]):
+        _limit_row(i, h, qx, qy, dt, dx, f)
+
+
+@njit(cache=True, nogil=True)
+def _cont_row(i, h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drained, outflow):
+    ny, nx = h.shape
+    c = dt / dx
+    hmax = 0.0
+    for j in range(nx):
+        q = qx[i, j]
+        qw = q * (f[i, j - 1] if j > 0 else 1.0) if q > 0.0 else q * f[i, j]
+        q = qx[i, j + 1]
+        qe = q * f[i, j] if q > 0.0 else q * (f[i, j + 1] if j + 1 < nx else 1.0)
+        q = qy[i, j]
+        qn = q * (f[i - 1, j] if i > 0 else 1.0) if q > 0.0 else q * f[i, j]
+        q = qy[i + 1, j]
+        qs = q * f[i, j] if q > 0.0 else q * (f[i + 1, j] if i + 1 < ny else 1.0)
+        if j == 0:
+            qx_e[i, 0] = qw
+        qx_e[i, j + 1] = qe
+        if i == 0:
+            qy_e[0, j] = qn
+        qy_e[i + 1, j] = qs
+        hn = h[i, j] + c * ((qw - qe) + (qn - qs)) + dt * src[i, j]
+        d = min(max(hn, 0.0), dt * drain[i, j])
+        hn -= d
+        drained[i, j] += d
+        if outlet[i, j]:
+            outflow[i, j] += hn
+            hn = 0.0
+        h_out[i, j] = hn if hn > 0.0 else 0.0
+        hmax = max(hmax, hn)
+    return hmax
+
+
+@njit(cache=True, nogil=True)
+def continuity(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drained, outflow, rowmax):
+    """Mass step: depth update from limited face fluxes, runoff source and drainage sink.
+
+    Parameters
+    ----------
+    h : ndarray of float64, shape (ny, nx)
+        Depth before the step. [m]
+    qx, qy : ndarray of float64
+        Discharge from :func:`inertial_flux`. [m2 s-1]
+    f : ndarray of float64, shape (ny, nx)
+        Outflow factors from :func:`outflow_limit`. [1]
+    src : ndarray of float64, shape (ny, nx)
+        Runoff source, rain x runoff coefficient. [m s-1]
+    drain : ndarray of float64, shape (ny, nx)
+        Drainage capacity: sink d = min(h / dt + src, drain) (SCIENCE.md 2.1). [m s-1]
+    outlet : ndarray of int8, shape (ny, nx)
+        1 where the cell is an open outlet (river): its water leaves the grid.
+    dt, dx : float
+        Time step [s], cell size [m].
+    h_out : ndarray of float64
+        New depth. [m]
+    qx_e, qy_e : ndarray of float64
+        Limited (effective) discharge actually used; the next step's ``qx``, ``qy``. [m2 s-1]
+    drained, outflow : ndarray of float64
+        Accumulators (added to): depth removed by drainage and by outlets. [m]
+    rowmax : ndarray of float64, shape (ny,)
+        Largest new depth per row, for the next CFL step. [m]
+    """
+    for i in range(h.shape[0]):
+        rowmax[i] = _cont_row(i, h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drained,
+                              outflow)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def continuity_par(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drained, outflow, rowmax):
+    """:func:`continuity` with rows in parallel."""
+    for i in prange(h.shape[0]):
+        rowmax[i] = _cont_row(i, h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drained,
+                              outflow)
+
+
+@njit(cache=True, nogil=True)
+def cell_velocity(h, qx, qy, h_min, g, out_speed, out_hv, out_froude):
+    """Cell-centre speed, depth x velocity and Froude number from face discharges.
+
+    Parameters
+    ----------
+    h : ndarray of float64, shape (ny, nx)
+        Depth. [m]
+    qx, qy : ndarray of float64
+        Face discharge. [m2 s-1]
+    h_min : float
+        Cells shallower than this are reported still. [m]
+    g : float
+        Gravity. [m s-2]
+    out_speed : ndarray of float64
+        Speed |q| / h. [m s-1]
+    out_hv : ndarray of float64
+        Depth x velocity = |q| at the cell centre. [m2 s-1]
+    out_froude : ndarray of float64
+        Froude number v / sqrt(g h); > 1 means the inertial scheme is out of validity. [1]
+    """
+    ny, nx = h.shape
+    for i in range(ny):
+        for j in range(nx):
+            ux = 0.5 * (qx[i, j] + qx[i, j + 1])
+            uy = 0.5 * (qy[i, j] + qy[i + 1, j])
+            qm = math.sqrt(ux * ux + uy * uy)
+            if h[i, j] > h_min:
+                v = qm / h[i, j]
+                out_speed[i, j] = v
+                out_hv[i, j] = qm
+                out_froude[i, j] = v / math.sqrt(g * h[i, j])
+            else:
+                out_speed[i, j] = 0.0
+                out_hv[i, j] = 0.0
+                out_froude[i, j] = 0.0

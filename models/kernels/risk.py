@@ -1,0 +1,312 @@
+"""Composite risk and the alert-level state machine, per cell, fused into one tick kernel.
+
+Level codes: -1 no data, 0 none, 1 blue, 2 yellow, 3 orange, 4 red. Hazards k: 0 crowd,
+1 flood, 2 traffic. State arrays have shape (3, n) (one row per hazard) so a snapshot is a
+handful of plain arrays.
+
+Threshold tables (SI units; ``inf`` = not used):
+
+* ``thr`` (5, 8), higher is worse. Rows: 0 crowd density [person m-2], 1 water depth [m],
+  2 depth x velocity [m2 s-1], 3 rain 1 h [m], 4 rain 6 h [m]. Columns 0-3: raise thresholds of
+  blue, yellow, orange, red; 4-7: clear thresholds (the level is held while metric >= clear).
+* ``tthr`` (5, 8), lower is worse, one row per road class (row 0 unused). Columns 0-2: speed at
+  or below which blue, yellow, orange are raised [m s-1]; 3: speed ratio v / v_free at or below
+  which orange becomes red [1]; 4-7: the same for holding.
+* ``p`` (19,): scalar parameters, indices ``P_*`` below.
+* ``ticks`` (3, 2) int64: raise delay ("for") and clear delay ("keep_firing_for") per hazard.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+P_HORIZON, P_RHO_LO, P_RHO_HI, P_P_CRIT, P_RHO_P = 0, 1, 2, 3, 4
+P_H_LO, P_H_HI, P_HV_LO, P_HV_HI, P_R1_LO, P_R1_HI = 5, 6, 7, 8, 9, 10
+P_RATIO_LO, P_RATIO_HI, P_RHO_REF, P_E_MIN, P_EV_HIGH = 11, 12, 13, 14, 15
+P_COMPOUND, P_FLAP_HI, P_FLAP_LO = 16, 17, 18
+N_PARAMS = 19
+HIST_MASK = (1 << 20) - 1  # 20 transitions = 21 states (Nagios flapping.c)
+
+
+@njit(cache=True, nogil=True)
+def _ramp(x, lo, hi):
+    """Piecewise-linear 0 at ``lo`` to 1 at ``hi`` (works for lo > hi too)."""
+    return min(max((x - lo) / (hi - lo), 0.0), 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _up(m, thr, row):
+    """(raise, hold) levels of a higher-is-worse metric from one row of ``thr``."""
+    r = 0
+    h = 0
+    for k in range(4):
+        if m >= thr[row, k]:
+            r = k + 1
+        if m >= thr[row, 4 + k]:
+            h = k + 1
+    return r, h
+
+
+@njit(cache=True, nogil=True)
+def _crowd(rho, rate, pres, p, thr):
+    """Crowd hazard, raise and hold levels; trend-projected density, pressure only with rho."""
+    if math.isnan(rho):
+        return np.nan, -1, -1
+    proj = rho + (rate * p[P_HORIZON] if rate > 0.0 else 0.0)
+    hz = _ramp(proj, p[P_RHO_LO], p[P_RHO_HI])
+    r, h = _up(proj, thr, 0)
+    if pres >= p[P_P_CRIT] and rho >= p[P_RHO_P]:
+        hz = 1.0
+        r = min(r + 1, 4)
+        h = min(h + 1, 4)
+    return hz, r, h
+
+
+@njit(cache=True, nogil=True)
+def _flood(depth, hv, r1, r6, p, thr):
+    """Flood hazard and levels from depth, depth x velocity and the 1 h / 6 h rain signal."""
+    if math.isnan(depth):
+        return np.nan, -1, -1
+    x = 0.0 if math.isnan(hv) else hv
+    hz = max(_ramp(depth, p[P_H_LO], p[P_H_HI]), _ramp(x, p[P_HV_LO], p[P_HV_HI]))
+    r, h = _up(depth, thr, 1)
+    a, b = _up(x, thr, 2)
+    r, h = max(r, a), max(h, b)
+    if not math.isnan(r1):
+        hz = max(hz, _ramp(r1, p[P_R1_LO], p[P_R1_HI]))
+        a, b = _up(r1, thr, 3)
+        r, h = max(r, a), max(h, b)
+    if not math.isnan(r6):
+        a, b = _up(r6, thr, 4)
+        r, h = max(r, a), max(h, b)
+    return hz, r, h
+
+
+@njit(cache=True, nogil=True)
+def _traffic(v, vff, cls, p, tthr):
+    """Traffic hazard and levels: GB/T 33171 speed bounds by road class, red by speed ratio."""
+    if cls <= 0:
+        return 0.0, 0, 0
+    if math.isnan(v):
+        return np.nan, -1, -1
+    ratio = v / vff if vff > 0.0 else 1.0
+    hz = _ramp(ratio, p[P_RATIO_LO], p[P_RATIO_HI])
+    r = 0
+    h = 0
+    for k in range(3):
+        if v <= tthr[cls, k]:
+            r = k + 1
+        if v <= tthr[cls, 4 + k]:
+            h = k + 1
+    if r == 3 and ratio <= tthr[cls, 3]:
+        r = 4
+    if h == 3 and ratio <= tthr[cls, 7]:
+        h = 4
+    return hz, r, h
+
+
+@njit(cache=True, nogil=True)
+def _adjust(r, h, e, ev, p):
+    """Consequence adjustment: nobody exposed caps at blue; high exposure x vulnerability +1."""
+    if r < 0:
+        return r, h
+    if e < p[P_E_MIN]:
+        return min(r, 1), min(h, 1)
+    if ev >= p[P_EV_HIGH]:
+        return (min(r + 1, 4) if r > 0 else 0), (min(h + 1, 4) if h > 0 else 0)
+    return r, h
+
+
+@njit(cache=True, nogil=True)
+def _flap_pct(hist):
+    """Nagios percent state change of a 20-transition history (bit 0 = newest, weight 1.25)."""
+    s = 0
+    for b in range(20):
+        if (hist >> b) & 1:
+            s += 95 - 2 * b
+    return s * 100.0 / 1520.0
+
+
+@njit(cache=True, nogil=True)
+def _alert(k, c, r, h, fr, kp, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap):
+    """One tick of the level state machine for hazard ``k`` in cell ``c``; returns the reported level.
+
+    Raise to ``r`` after it has held for more than ``fr`` ticks (Prometheus ``for``), jumping
+    straight to the level (escalate fast); step down one level after ``h`` has stayed below the
+    level for more than ``kp`` ticks (``keep_firing_for``; de-escalate slowly). ``r < 0`` is no
+    data: everything is frozen and -1 is reported. While flapping, the level is not lowered.
+    """
+    if r < 0:
+        rep[k, c] = -1
+        return -1
+    changed = 1 if r != raw[k, c] else 0
+    if changed or hist[k, c] != 0:
+        hst = ((np.int64(hist[k, c]) << 1) | changed) & HIST_MASK
+        hist[k, c] = hst
+        raw[k, c] = r
+        pct = _flap_pct(hst)
+        if flap[k, c] != 0 and pct < flap_lo:
+            flap[k, c] = 0
+        elif flap[k, c] == 0 and pct > flap_hi:
+            flap[k, c] = 1
+    lv = lev[k, c]
+    if r > lv:
+        ndn[k, c] = 0
+        n = nup[k, c] + 1
+        if n > fr:
+            lv = r
+            n = 0
+        nup[k, c] = n
+    elif h < lv:
+        nup[k, c] = 0
+        if flap[k, c] == 0:
+            n = ndn[k, c] + 1
+            if n > kp:
+                lv -= 1
+                n = 0
+            ndn[k, c] = n
+    elif nup[k, c] != 0 or ndn[k, c] != 0:
+        nup[k, c] = 0
+        ndn[k, c] = 0
+    lev[k, c] = lv
+    rep[k, c] = lv
+    return lv
+
+
+@njit(cache=True, nogil=True)
+def flap_percent(hist, out):
+    """Nagios percent state change (0-100) of each 20-transition history bitmask. [1]"""
+    for i in range(hist.size):
+        out[i] = _flap_pct(hist[i])
+
+
+@njit(cache=True, nogil=True)
+def threshold_levels(metric, row, sign, out_raise, out_hold):
+    """(raise, hold) levels of a metric against one threshold row (4 raise, 4 clear values).
+
+    ``sign`` = 1: higher is worse (metric >= threshold); -1: lower is worse (metric <= threshold).
+    NaN gives -1 (no data).
+    """
+    for i in range(metric.size):
+        m = metric[i]
+        if math.isnan(m):
+            out_raise[i] = -1
+            out_hold[i] = -1
+            continue
+        r = 0
+        h = 0
+        for k in range(4):
+            if sign * m >= sign * row[k]:
+                r = k + 1
+            if sign * m >= sign * row[4 + k]:
+                h = k + 1
+        out_raise[i] = r
+        out_hold[i] = h
+
+
+@njit(cache=True, nogil=True)
+def alert_step(raise_l, hold_l, ticks, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap, changed):
+    """State machine tick over hazards x cells (all shape (n_haz, n)); ``changed`` int8 (n_haz, n)
+    gets 1 where the reported level differs from the previous tick's."""
+    for k in range(raise_l.shape[0]):
+        for c in range(raise_l.shape[1]):
+            old = rep[k, c]
+            lv = _alert(k, c, raise_l[k, c], hold_l[k, c], ticks[k, 0], ticks[k, 1], flap_hi, flap_lo,
+                        lev, rep, raw, nup, ndn, hist, flap)
+            changed[k, c] = 1 if lv != old else 0
+
+
+@njit(cache=True, nogil=True)
+def composite_level(levels, compound_min, out):
+    """Overall level: max over hazards (-1 only if all are -1), +1 (to red at most) where two or
+    more hazards are at ``compound_min`` or above in the same cell."""
+    for c in range(levels.shape[1]):
+        top = -1
+        n = 0
+        for k in range(levels.shape[0]):
+            top = max(top, levels[k, c])
+            if levels[k, c] >= compound_min:
+                n += 1
+        out[c] = min(top + 1, 4) if n >= 2 else top
+
+
+@njit(cache=True, nogil=True)
+def _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
+               ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed):
+    cls = rclass[c]
+    e = road_exp[cls] if cls > 0 else 0.0
+    if rho[c] > 0.0:
+        e = max(e, min(rho[c] / p[P_RHO_REF], 1.0))
+    ev = e * vuln[c] if vuln[c] > 0.0 else 0.0
+    ch = 0
+    top = -1
+    ncomp = 0
+    for k in range(3):
+        if k == 0:
+            hz, r, h = _crowd(rho[c], rate[c], pres[c], p, thr)
+        elif k == 1:
+            hz, r, h = _flood(depth[c], hv[c], r1[c], r6[c], p, thr)
+        else:
+            hz, r, h = _traffic(speed[c], vff[c], cls, p, tthr)
+        risk[k, c] = hz * ev
+        r, h = _adjust(r, h, e, ev, p)
+        old = rep[k, c]
+        lv = _alert(k, c, r, h, ticks[k, 0], ticks[k, 1], p[P_FLAP_HI], p[P_FLAP_LO], lev, rep, raw, nup,
+                    ndn, hist, flap)
+        if lv != old:
+            ch |= 1 << k
+        top = max(top, lv)
+        if lv >= p[P_COMPOUND]:
+            ncomp += 1
+    if ncomp >= 2:
+        top = min(top + 1, 4)
+    if top != level[c]:
+        ch |= 8
+    level[c] = top
+    changed[c] = ch
+
+
+@njit(cache=True, nogil=True)
+def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp, ticks,
+              risk, lev, rep, raw, nup, ndn, hist, flap, level, changed):
+    """One risk tick over all cells: hazards, risk = H x E x V, levels, state machine, composite.
+
+    Parameters
+    ----------
+    rho, rate, pres : ndarray of float64, shape (n,)
+        Crowd density [person m-2], its smoothed rate [person m-2 s-1], crowd pressure [s-2].
+    depth, hv : ndarray of float64
+        Water depth [m] and depth x velocity [m2 s-1].
+    r1, r6 : ndarray of float64
+        Rain over the last 1 h and 6 h [m] (NaN: not used).
+    speed, vff : ndarray of float64
+        Traffic space-mean speed and free-flow speed [m s-1].
+    rclass : ndarray of int8
+        Road class 0-4.
+    vuln : ndarray of float64
+        Vulnerability 0-1 [1].
+    p, thr, tthr, road_exp, ticks : ndarray
+        Parameters (module docstring); ``road_exp`` (5,) exposure of a road cell by class [1].
+    risk : ndarray of float64, shape (3, n)
+        Output risk per hazard, 0-1; NaN where the hazard has no data [1].
+    lev, rep, raw, nup, ndn, hist, flap : ndarray, shape (3, n)
+        State (int8, int8, int8, int16, int16, uint32, int8): held level, reported level, last raw
+        level, raise and clear counters, flap history bits, flapping flag. Updated in place.
+    level : ndarray of int8, shape (n,)
+        Overall level (state and output).
+    changed : ndarray of int8, shape (n,)
+        Output bitmask: bit k set if hazard k's reported level changed, bit 3 the overall level.
+    """
+    for c in range(rho.size):
+        _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
+                   ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def risk_tick_par(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
+                  ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed):
+    """:func:`risk_tick` with cells in parallel (``prange``); same arithmetic, same result."""
+    for c in prange(rho.size):
+        _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
+                   ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed)

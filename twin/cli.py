@@ -1,0 +1,122 @@
+"""The ``twin`` command line: the composition root (the only module that may import everything).
+
+Every command has ``--help``; bad input ends with a one-line reason on stderr and exit
+status 2; anything that takes more than a few seconds shows progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad arguments or unusable input: reported in one line, exit status 2."""
+
+
+def _bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        parts = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bbox must be four numbers W,S,E,N, got {text!r}") from None
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"bbox must be four numbers W,S,E,N, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------- twin grid
+def _grid_build(args: argparse.Namespace) -> int:
+    from twin.grid import GridError
+    from twin.gridcmd import build_grid_file
+    from twin.sources import SourceError
+
+    try:
+        path = build_grid_file(district=args.district, source=args.source, cell=args.cell, out=args.out,
+                               bbox=args.bbox, crs=args.crs, dem=args.dem, dem_crs=args.dem_crs,
+                               drainage=args.drainage, progress=not args.quiet)
+    except (GridError, SourceError, ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wrote {path}")
+    return 0
+
+
+def _grid_info(args: argparse.Namespace) -> int:
+    from twin.gridcmd import describe_grid_file
+
+    try:
+        print(describe_grid_file(args.file))
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"cannot read {args.file}: {exc}") from None
+    return 0
+
+
+def _add_grid(sub: argparse._SubParsersAction) -> None:
+    grid = sub.add_parser("grid", help="build or inspect a district's grid twin",
+                          description="Build a district's grid twin (CIM layers and buildings) or inspect one.")
+    gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="{build,info}")
+    b = gsub.add_parser("build", help="build a grid twin from vector data",
+                        description="Build the static CIM layers and the building table of a district "
+                                    "on a regular grid and write them to NetCDF (+ GeoParquet).")
+    src = b.add_mutually_exclusive_group()
+    src.add_argument("--district", default=None, help="bundled district name (default: bund)")
+    src.add_argument("--source", type=Path, help="folder with buildings.geojson and optional roads, water, "
+                                                 "landuse, pois, transit layers and a DEM")
+    b.add_argument("--cell", type=_positive, default=10.0, help="cell size in metres (default 10)")
+    b.add_argument("--out", type=Path, required=True, help="NetCDF file to write, e.g. bund.nc")
+    b.add_argument("--bbox", type=_bbox, help="W,S,E,N in degrees (default: the buildings' extent)")
+    b.add_argument("--crs", default="EPSG:4549", help="projected CRS of the grid (default EPSG:4549)")
+    b.add_argument("--dem", type=Path, help="ESRI ASCII DEM to use instead of the derived elevation")
+    b.add_argument("--dem-crs", help="CRS of the DEM when it has no .prj beside it")
+    b.add_argument("--drainage", type=Path, help="polygons with drainage_capacity (mm/h) overriding the default")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=_grid_build)
+    i = gsub.add_parser("info", help="summarise a grid twin file",
+                        description="Print a grid twin's extent, shape, CRS and every layer with units "
+                                    "and min/mean/max.")
+    i.add_argument("file", type=Path, help="NetCDF file written by 'twin grid build'")
+    i.set_defaults(func=_grid_info)
+
+
+# ---------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    """The ``twin`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="twin", description="citytwin: a live digital twin of a city district (Shanghai first).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_grid(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``twin`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"twin: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("twin: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
