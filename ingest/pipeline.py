@@ -209,7 +209,8 @@ class Ingestor:
             if decoded.detail.startswith("internal decoder error"):
                 self.metrics.internal_errors += 1
             return decoded
-        return self.validator.check_batch(r, decoded, payload, received_at) or decoded
+        bad = self.validator.check_batch(r, decoded, payload, received_at)
+        return decoded if bad is None else bad
 
     def _rejected(self, topic: str, rejection: Rejection, received_at: float, payload: bytes) -> None:
         self.metrics.count_rejection(rejection.reason)

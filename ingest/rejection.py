@@ -49,9 +49,6 @@ class Rejection:
     field: str = ""
     digest: str = ""
 
-    def __bool__(self) -> bool:  # a Rejection is never "truthy data"
-        return False
-
 
 def reject(reason: Reason, detail: str, payload: bytes, field: str = "") -> Rejection:
     """Build a ``Rejection`` with the digest of ``payload``."""

@@ -185,7 +185,8 @@ class Component:
             else:
                 arr = rng.uniform(lo, hi, size=shp).astype(v.dtype)
             data[v.name] = xr.DataArray(arr, dims=v.dims, attrs={"units": v.units})
-        return xr.Dataset(data, attrs={"cell_size": 10.0})
+        coords = {"y": np.arange(shape[0]) * 10.0, "x": np.arange(shape[1]) * 10.0}
+        return xr.Dataset(data, coords=coords, attrs={"cell_size": 10.0})
 
     def update(self, ds: xr.Dataset, dt: float) -> xr.Dataset:  # pragma: no cover - abstract
         """Advance by ``dt`` [s] using inputs from ``ds``; return the declared outputs."""

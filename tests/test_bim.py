@@ -37,12 +37,24 @@ def test_a_part_on_its_building_is_not_double_counted():
 
 
 def test_pieces_of_one_building_clipped_at_tile_edges_are_merged():
-    rows = [({"id": 7, "kind": "building", "height": 16.0}, _box(0, 0, 30, 20)),
-            ({"id": 7, "kind": "building", "height": 16.0}, _box(30, 0, 20, 20))]
+    rows = [({"id": 7, "kind": "building", "height": 16.0, "_tile_index": 0}, _box(0, 0, 30, 20)),
+            ({"id": 7, "kind": "building", "height": 16.0, "_tile_index": 1}, _box(30, 0, 20, 20))]
     b = buildings_from_features(_features(rows), GRID)
     assert len(b.table) == 1
     assert b.table["footprint_area"].iloc[0] == pytest.approx(1000.0)
     assert b.table["floor_area"].iloc[0] == pytest.approx(1000.0 * 5)
+
+
+def test_same_id_pieces_standing_apart_are_separate_buildings():
+    tiled = [({"id": 5, "_tile_index": 0}, _box(0, 0, 10, 10)), ({"id": 5, "_tile_index": 1}, _box(50, 50, 10, 10)),
+             ({"id": 5, "_tile_index": 1}, _box(10, 0, 10, 10))]
+    t = buildings_from_features(_features(tiled), GRID).table
+    assert len(t) == 2 and t["id"].is_unique
+    assert sorted(t["footprint_area"]) == pytest.approx([100.0, 200.0])
+    # an untiled source whose features all share one id: every feature is a building
+    plain = [({"id": 0, "Floor": 2}, _box(0, 0, 10, 10)), ({"id": 0, "Floor": 3}, _box(10, 0, 10, 10))]
+    t = buildings_from_features(_features(plain), GRID).table
+    assert len(t) == 2 and t["id"].is_unique and sorted(t["floors"]) == [2, 3]
 
 
 def test_storeys_and_defaults():

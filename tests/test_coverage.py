@@ -44,7 +44,7 @@ def test_large_features_are_split_without_losing_area():
     pieces, origin = split_into_blocks(GRID, np.array([wiggly], dtype=object), block=4)
     assert pieces.size > 10 and (origin == 0).all()
     np.testing.assert_allclose(shapely.area(pieces).sum(), wiggly.area, rtol=1e-9)
-    gi, cell, area = overlap_areas(GRID, [wiggly])
+    _, cell, area = overlap_areas(GRID, [wiggly])
     np.testing.assert_allclose(area.sum(), wiggly.area, rtol=1e-9)
     per_cell = np.bincount(cell, weights=area, minlength=GRID.size)
     assert per_cell.max() <= GRID.cell_area * (1 + 1e-12)

@@ -111,18 +111,44 @@ def _normalise(features: gpd.GeoDataFrame, crs: str) -> gpd.GeoDataFrame:
         "name": name.to_numpy(), "use": use.to_numpy(),
         "height": height, "floors": floors,
         "min_height": _numeric(df["min_height"]) if "min_height" in df.columns else 0.0,
+        "tile": _numeric(df["_tile_index"]) if "_tile_index" in df.columns else np.nan,
     }, geometry=shapely.make_valid(df.geometry.to_numpy()), crs=crs)
     out["min_height"] = out["min_height"].fillna(0.0)
     return out
 
 
 def _dedupe(df: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """One row per (id, kind): pieces of the same feature clipped at tile edges are unioned."""
-    if not df.duplicated(["id", "kind"]).any():
+    """One row per building: pieces of one feature clipped at tile edges are unioned.
+
+    In a tiled source (features carry ``_tile_index``, as the Nextzen tiles do) pieces with
+    the same (id, kind) are one building where they touch (within 5 cm). Anywhere else a
+    feature is a building as given: repeated ids (some sources give every feature the
+    same id) and same-id pieces standing apart get new, negative ids.
+    """
+    dup = df.duplicated(["id", "kind"], keep=False).to_numpy()
+    if not dup.any():
         return df.reset_index(drop=True)
-    geoms = df.groupby(["id", "kind"], sort=False).geometry.agg(lambda g: shapely.union_all(g.to_numpy()))
-    first = df.drop(columns="geometry").groupby(["id", "kind"], sort=False).first()
-    merged = first.join(geoms).reset_index()
+    next_id = int(min(df["id"].min(), 0)) - 1
+    if df["tile"].isna().all():
+        again = df.duplicated(["id", "kind"], keep="first").to_numpy()
+        df = df.copy()
+        df.loc[again, "id"] = np.arange(next_id, next_id - again.sum(), -1)
+        return df.reset_index(drop=True)
+    rows = [df[~dup]]
+    for _key, group in df[dup].groupby(["id", "kind"], sort=False):
+        geoms = group.geometry.to_numpy()
+        clusters = shapely.get_parts(shapely.union_all(shapely.buffer(geoms, 0.05)))
+        member = shapely.intersects(clusters[:, None], shapely.point_on_surface(geoms)[None, :])
+        for k in range(len(clusters)):
+            pieces = np.flatnonzero(member[k])
+            if pieces.size == 0:
+                continue
+            row = group.iloc[[pieces[0]]].copy()
+            row["geometry"] = [shapely.union_all(geoms[pieces])]
+            if k > 0:
+                row["id"], next_id = next_id, next_id - 1
+            rows.append(row)
+    merged = pd.concat(rows, ignore_index=True)
     return gpd.GeoDataFrame(merged, geometry="geometry", crs=df.crs)
 
 

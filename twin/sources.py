@@ -1,7 +1,8 @@
 """Reading a district's vector layers from a folder.
 
 A district folder holds GeoJSON layers named by what they are: ``buildings.geojson``
-(required; a CityJSON ``buildings.json`` works too), and optionally ``roads``, ``water``, ``landuse``, ``pois``, ``transit``
+(required; a CityJSON ``buildings.json`` works too), and optionally ``roads``, ``water``,
+``landuse``, ``pois``, ``transit``
 (each ``.geojson``, also ``.gpkg`` or ``.shp``), a DEM (``dem.asc``, ESRI ASCII grid, with
 its CRS in ``dem.prj`` or given on the command line) and drainage overrides
 (``drainage.geojson``: polygons with a ``drainage_capacity`` property in mm/h).

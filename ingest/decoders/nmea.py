@@ -9,7 +9,7 @@ sentences of other talkers are skipped and counted in ``Batch.ignored``; so are 
 
 Sentences with the same UTC time-of-day are merged into one ``position`` record: latitude/longitude from
 GGA (else GNS, else RMC), fix quality and HDOP from GGA/GNS, speed and course from RMC (or a following
-VTG), date from RMC. Without an RMC date, the date is the one that puts the fix nearest ``received_at``.
+VTG), date from RMC (two-digit year: the century nearest ``received_at``). Without an RMC date, the date is the one that puts the fix nearest ``received_at``.
 NMEA 4.10 trailing fields (RMC nav status, GGA/GNS extra fields) are accepted.
 
 Datum: BDS-only talkers (``BD``, ``GB``) are tagged ``CGCS2000``, the others ``WGS84`` (the two agree to
@@ -19,6 +19,7 @@ a few centimetres); no conversion happens here.
 from __future__ import annotations
 
 import math
+import time
 from calendar import timegm
 from dataclasses import dataclass
 
@@ -253,13 +254,13 @@ def _tod(s: str, k: int) -> float:
 
 
 def _date(s: str, k: int) -> tuple[int, int, int]:
-    """RMC ``ddmmyy`` to (year, month, day); two-digit years 80-99 are 1980-1999."""
+    """RMC ``ddmmyy`` to (two-digit year, month, day); the century is chosen in ``_absolute``."""
     if len(s) != 6 or not s.isdigit():
         raise _Bad(Reason.BAD_SYNTAX, f"date {s!r} is not ddmmyy", f"sentence[{k}].date")
     d, mo, y = int(s[:2]), int(s[2:4]), int(s[4:])
     if not (1 <= d <= 31 and 1 <= mo <= 12):
         raise _Bad(Reason.OUT_OF_RANGE, f"date {s!r}", f"sentence[{k}].date")
-    return (1900 + y if y >= 80 else 2000 + y), mo, d
+    return y, mo, d
 
 
 def _float(s: str, k: int, name: str) -> float:
@@ -294,10 +295,16 @@ def _rows(fixes: list[_Fix], received_at: float) -> list[tuple]:
 
 
 def _absolute(tod: float, date: tuple[int, int, int] | None, received_at: float) -> float:
-    """Unix time of ``tod`` on ``date``, or on the UTC day that puts it nearest ``received_at``."""
+    """Unix time of ``tod`` on ``date``, or on the UTC day that puts it nearest ``received_at``.
+
+    A two-digit RMC year is put in the century nearest the receive time.
+    """
     if date is not None:
+        yy, mo, d = date
+        ry = time.gmtime(max(received_at, 0.0)).tm_year
+        year = min((ry - ry % 100 + c + yy for c in (-100, 0, 100)), key=lambda y: abs(y - ry))
         try:
-            return timegm((*date, 0, 0, 0)) + tod
+            return timegm((year, mo, d, 0, 0, 0)) + tod
         except (ValueError, OverflowError):
             raise _Bad(Reason.OUT_OF_RANGE, f"date {date}", "date") from None
     day = math.floor(received_at / 86400.0) * 86400.0
@@ -356,7 +363,5 @@ def encode_nmea(batch: Batch, *, talker: str = "GN", types: tuple[str, ...] = ("
 
 
 def _ymd(day: float) -> tuple[int, int, int]:
-    import time
-
     st = time.gmtime(day * 86400.0)
     return st.tm_year, st.tm_mon, st.tm_mday

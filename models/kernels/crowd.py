@@ -154,17 +154,21 @@ def weidmann_speed(density, v0, gamma, rho_max, out_speed, out_flow):
         [m s-1]
     out_flow : ndarray of float64
         Specific flow rho * v. [person m-1 s-1]
+
+    NaN density gives NaN speed and flow.
     """
     for i in range(density.size):
         rho = density[i]
-        if rho <= 0.0:
+        if math.isnan(rho):
+            v = np.nan
+        elif rho <= 0.0:
             v = v0
         elif rho >= rho_max:
             v = 0.0
         else:
             v = v0 * (1.0 - math.exp(-gamma * (1.0 / rho - 1.0 / rho_max)))
         out_speed[i] = v
-        out_flow[i] = max(rho, 0.0) * v
+        out_flow[i] = max(rho, 0.0) * v if rho == rho else np.nan
 
 
 @njit(cache=True, nogil=True)

@@ -9,6 +9,7 @@ each has a ``*_par`` variant that runs rows in parallel (``prange``) with the sa
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
 
@@ -98,7 +99,8 @@ def inertial_flux(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_ou
 def inertial_flux_par(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_out, qy_out):
     """:func:`inertial_flux` with rows in parallel (same arithmetic, same result)."""
     ny = h.shape[0]
-    for i in prange(ny + 1):
+    for ip in prange(ny + 1):
+        i = np.int64(ip)  # prange indices may be unsigned; keep i - 1 signed
         if i < ny:
             _x_faces(i, h, z, wall, qx, dt, dx, n * n, theta, g, h_min, open_bc, qx_out)
         _y_faces(i, h, z, wall, qy, dt, dx, n * n, theta, g, h_min, open_bc, qy_out)
@@ -134,8 +136,8 @@ def outflow_limit(h, qx, qy, dt, dx, f):
 @njit(cache=True, nogil=True, parallel=True)
 def outflow_limit_par(h, qx, qy, dt, dx, f):
     """:func:`outflow_limit` with rows in parallel."""
-    for i in prange(h.shape[0]):
-        _limit_row(i, h, qx, qy, dt, dx, f)
+    for ip in prange(h.shape[0]):
+        _limit_row(np.int64(ip), h, qx, qy, dt, dx, f)
 
 
 @njit(cache=True, nogil=True)
@@ -207,7 +209,8 @@ def continuity(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drai
 @njit(cache=True, nogil=True, parallel=True)
 def continuity_par(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drained, outflow, rowmax):
     """:func:`continuity` with rows in parallel."""
-    for i in prange(h.shape[0]):
+    for ip in prange(h.shape[0]):
+        i = np.int64(ip)
         rowmax[i] = _cont_row(i, h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drained,
                               outflow)
 

@@ -307,6 +307,6 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
 def risk_tick_par(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
                   ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed):
     """:func:`risk_tick` with cells in parallel (``prange``); same arithmetic, same result."""
-    for c in prange(rho.size):
-        _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
+    for cp in prange(rho.size):
+        _tick_cell(np.int64(cp), rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
                    ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed)

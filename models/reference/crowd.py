@@ -51,6 +51,7 @@ def weidmann_speed(density, v0, gamma, rho_max, out_speed, out_flow):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         v = v0 * (1.0 - np.exp(-gamma * (1.0 / density - 1.0 / rho_max)))
     v = np.where(inside, v, np.where(density <= 0, v0, 0.0))
+    v = np.where(np.isnan(density), np.nan, v)
     out_speed[:] = v
     out_flow[:] = np.maximum(density, 0.0) * v
 

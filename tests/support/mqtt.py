@@ -134,3 +134,14 @@ def private_broker(workdir: Path, overrides: dict[str, str] | None = None) -> It
         yield broker
     finally:
         broker.stop()
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout_s`` [s] passed; returns its last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return bool(predicate())
+        time.sleep(interval_s)

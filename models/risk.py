@@ -1,0 +1,228 @@
+"""Composite risk and alert levels: the fused risk tick, its state, and a generic state machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import xarray as xr
+
+from models._component import GRID_DIMS, Component, Reference, Var
+from models.config import AlertTiming, RiskConfig
+from models.kernels import risk as rk
+
+UNDRR = Reference("UNDRR (2017). Terminology: disaster risk = f(hazard, exposure, vulnerability, capacity). "
+                  "https://www.undrr.org/terminology/disaster-risk")
+PROMETHEUS = Reference("Prometheus alerting rules: for and keep_firing_for. "
+                       "https://prometheus.io/docs/prometheus/latest/configuration/alerting_rules/")
+NAGIOS = Reference("Nagios Core / Naemon flap detection: 21 states, weights 0.75 to 1.25 (flapping.c). "
+                   "https://naemon.io/documentation/usersguide/flapping")
+
+HAZARDS = ("crowd", "flood", "traffic")
+
+
+@dataclass
+class AlertState:
+    """State of the level state machine: plain arrays of shape (n_hazards, n_cells).
+
+    ``level`` held level, ``reported`` level shown (-1 when stale), ``raw`` last instantaneous
+    level, ``n_up`` / ``n_down`` raise and clear counters [ticks], ``history`` the last 20
+    transitions as bits (bit 0 newest), ``flapping`` flag; ``overall`` the composite level (n_cells,).
+    """
+
+    level: np.ndarray
+    reported: np.ndarray
+    raw: np.ndarray
+    n_up: np.ndarray
+    n_down: np.ndarray
+    history: np.ndarray
+    flapping: np.ndarray
+    overall: np.ndarray
+
+    @classmethod
+    def zeros(cls, n_hazards: int, n_cells: int) -> AlertState:
+        """A fresh state: every cell at level 0 (none), no history."""
+        shp = (n_hazards, n_cells)
+        return cls(np.zeros(shp, np.int8), np.zeros(shp, np.int8), np.zeros(shp, np.int8),
+                   np.zeros(shp, np.int16), np.zeros(shp, np.int16), np.zeros(shp, np.uint32),
+                   np.zeros(shp, np.int8), np.zeros(n_cells, np.int8))
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Copies of all arrays by name (e.g. for ``np.savez`` or a NetCDF)."""
+        return {f.name: getattr(self, f.name).copy() for f in fields(self)}
+
+    @classmethod
+    def restore(cls, arrays: dict[str, np.ndarray]) -> AlertState:
+        """The state from a :meth:`snapshot`."""
+        return cls(**{f.name: np.array(arrays[f.name]) for f in fields(cls)})
+
+    def args(self) -> tuple[np.ndarray, ...]:
+        """Arrays in kernel argument order (level, reported, raw, n_up, n_down, history, flapping)."""
+        return self.level, self.reported, self.raw, self.n_up, self.n_down, self.history, self.flapping
+
+
+class AlertMachine:
+    """Generic level state machine over (n_hazards, n_cells) candidate levels.
+
+    Each :meth:`step` takes the instantaneous raise level (highest colour whose raise threshold is
+    met; -1 no data) and hold level (highest colour whose clear threshold is still met) per hazard
+    and cell, and returns the reported levels and what changed. See :func:`threshold_levels` to
+    get them from a metric. Semantics: raise after the condition held ``for_ticks`` ticks (jump to
+    the level), lower one step after ``keep_ticks`` ticks below, freeze on no data, hold while
+    flapping (Nagios percent state change > flap_high until < flap_low).
+    """
+
+    def __init__(self, n_hazards: int, n_cells: int, timing: AlertTiming | list[AlertTiming] | None = None):
+        timings = timing if isinstance(timing, list) else [timing or AlertTiming()] * n_hazards
+        self.ticks = np.array([[t.for_ticks, t.keep_ticks] for t in timings], dtype=np.int64)
+        self.flap_high, self.flap_low = timings[0].flap_high, timings[0].flap_low
+        self.state = AlertState.zeros(n_hazards, n_cells)
+
+    def step(self, raise_level: np.ndarray, hold_level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One tick; returns (reported levels, changed flags), both (n_hazards, n_cells) int8."""
+        r = np.ascontiguousarray(np.atleast_2d(raise_level), np.int64)
+        h = np.ascontiguousarray(np.atleast_2d(hold_level), np.int64)
+        changed = np.zeros(r.shape, np.int8)
+        rk.alert_step(r, h, self.ticks, self.flap_high, self.flap_low, *self.state.args(), changed)
+        return self.state.reported.copy(), changed
+
+    def flap_percent(self) -> np.ndarray:
+        """Nagios percent state change per hazard and cell (0-100). [1]"""
+        out = np.empty(self.state.history.size)
+        rk.flap_percent(self.state.history.ravel(), out)
+        return out.reshape(self.state.history.shape)
+
+
+def threshold_levels(metric: np.ndarray, raise_: tuple, clear: tuple, higher_is_worse: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(raise, hold) levels of a metric against (blue, yellow, orange, red) raise/clear thresholds."""
+    m = np.ascontiguousarray(metric, float).ravel()
+    r, h = np.empty(m.size, np.int64), np.empty(m.size, np.int64)
+    rk.threshold_levels(m, np.array(list(raise_) + list(clear), float), 1.0 if higher_is_worse else -1.0, r, h)
+    return r.reshape(np.shape(metric)), h.reshape(np.shape(metric))
+
+
+def tick_params(cfg: RiskConfig) -> dict[str, np.ndarray]:
+    """Kernel parameter arrays (``p``, ``thr``, ``tthr``, ``road_exp``, ``ticks``) from a config, SI units."""
+    c, f, r, t = cfg.crowd, cfg.flood, cfg.rain, cfg.traffic
+    p = np.zeros(rk.N_PARAMS)
+    p[rk.P_HORIZON], p[rk.P_RHO_LO], p[rk.P_RHO_HI] = c.trend_horizon, c.hazard_low, c.hazard_high
+    p[rk.P_P_CRIT], p[rk.P_RHO_P] = c.pressure_crit, c.pressure_min_density
+    p[rk.P_H_LO], p[rk.P_H_HI] = f.hazard_depth_low, f.hazard_depth_high
+    p[rk.P_HV_LO], p[rk.P_HV_HI] = f.hazard_hv_low, f.hazard_hv_high
+    p[rk.P_R1_LO], p[rk.P_R1_HI] = r.hazard_1h_low * 1e-3, r.hazard_1h_high * 1e-3
+    p[rk.P_RATIO_LO], p[rk.P_RATIO_HI] = t.hazard_ratio_low, t.hazard_ratio_high
+    p[rk.P_RHO_REF], p[rk.P_E_MIN], p[rk.P_EV_HIGH] = cfg.exposure_density_ref, cfg.exposure_min, cfg.ev_high
+    p[rk.P_COMPOUND] = cfg.compound_min_level
+    p[rk.P_FLAP_HI], p[rk.P_FLAP_LO] = c.timing.flap_high, c.timing.flap_low
+    inf = np.inf
+    sh1 = np.array(r.shanghai_1h) * 1e-3
+    sh6 = np.array(r.shanghai_6h) * 1e-3
+    m = r.clear_margin * 1e-3
+    thr = np.array([
+        list(c.density_raise) + list(c.density_clear),
+        list(f.depth_raise) + list(f.depth_clear),
+        list(f.hv_raise) + list(f.hv_clear),
+        list(sh1) + list(sh1 - m),
+        list(sh6) + list(sh6 - m),
+    ], dtype=float)
+    tthr = np.full((5, 8), -inf)
+    on, off = t.gbt_edges_ms(), t.gbt_edges_ms(t.clear_margin_kmh)
+    tthr[1:, 0:3] = on[1:, 1:4]   # light -> blue, moderate -> yellow, severe -> orange
+    tthr[1:, 4:7] = off[1:, 1:4]
+    tthr[1:, 3], tthr[1:, 7] = t.red_ratio, t.red_ratio_clear
+    ticks = np.array([[x.timing.for_ticks, x.timing.keep_ticks] for x in (c, f, t)], dtype=np.int64)
+    return {"p": p, "thr": thr, "tthr": tthr, "road_exp": np.array(cfg.road_exposure, float), "ticks": ticks}
+
+
+class AlertLevels(Component):
+    """The risk tick: hazard, risk = H x E x V and warning levels per cell with a state machine.
+
+    Per hazard (crowd, flood, traffic): hazard H in [0, 1] (piecewise linear between the yellow
+    and red metrics, SCIENCE.md 4), exposure E (crowd density / reference, or road class), risk
+    R = H E V; levels from raise/clear thresholds (hysteresis) of the governing metrics (crowd:
+    trend-projected density, pressure +1 only with density >= 4; flood: depth, depth x velocity,
+    Shanghai rain signal; traffic: GB/T 33171 by road class, red by speed ratio), capped at blue
+    where nobody is exposed and +1 where E x V is high; then the state machine (raise delay,
+    clear delay, one step down at a time, no-data freeze, flap hold). Overall level = max over
+    hazards, +1 where two hazards are at yellow or above. ``level_changed`` bits: 1 crowd,
+    2 flood, 4 traffic, 8 overall. Optional inputs default to "not available" (NaN).
+    Stale inputs: pass ``stale={"crowd": mask, ...}`` to :meth:`update` (or NaN values).
+    The state is :attr:`state` (:class:`AlertState`), plain arrays that can be snapshotted.
+    """
+
+    name = "alert_levels"
+    inputs = (
+        Var("crowd_density", "person m-2", GRID_DIMS, "float64", "people per square metre of walkable area",
+            valid_range=(0, 6)),
+        Var("crowd_trend", "person m-2 s-1", GRID_DIMS, "float64", "smoothed rate of change of crowd density",
+            optional=True, valid_range=(-0.01, 0.01)),
+        Var("crowd_pressure", "s-2", GRID_DIMS, "float64", "Helbing crowd pressure, density x velocity variance",
+            optional=True, valid_range=(0, 0.05)),
+        Var("water_depth", "m", GRID_DIMS, "float64", "water depth over ground", valid_range=(0, 0.6)),
+        Var("flow_hazard", "m2 s-1", GRID_DIMS, "float64", "water depth times speed", optional=True,
+            valid_range=(0, 0.6)),
+        Var("rain_1h", "mm", GRID_DIMS, "float64", "rain accumulated over the last hour", optional=True,
+            valid_range=(0, 90)),
+        Var("rain_6h", "mm", GRID_DIMS, "float64", "rain accumulated over the last six hours", optional=True,
+            valid_range=(0, 120)),
+        Var("traffic_speed", "km h-1", GRID_DIMS, "float64", "space-mean traffic speed", valid_range=(0, 80)),
+        Var("free_flow_speed", "km h-1", GRID_DIMS, "float64", "free-flow speed of the highest road class in the cell",
+            valid_range=(30, 80)),
+        Var("road_class", "1", GRID_DIMS, "int8", "highest road class in the cell", valid_range=(0, 4)),
+        Var("vulnerability", "1", GRID_DIMS, "float64", "vulnerability of what is in the cell, 0 (none) to 1 (highest)"),
+    )
+    outputs = (
+        Var("risk_crowd", "1", GRID_DIMS, "float64", "crowd risk, hazard x exposure x vulnerability"),
+        Var("risk_flood", "1", GRID_DIMS, "float64", "flood risk, hazard x exposure x vulnerability"),
+        Var("risk_traffic", "1", GRID_DIMS, "float64", "traffic risk, hazard x exposure x vulnerability"),
+        Var("level_crowd", "1", GRID_DIMS, "int8", "crowd warning level"),
+        Var("level_flood", "1", GRID_DIMS, "int8", "flood warning level"),
+        Var("level_traffic", "1", GRID_DIMS, "int8", "traffic warning level"),
+        Var("level", "1", GRID_DIMS, "int8", "overall warning level (max over hazards, compound escalation)"),
+        Var("level_changed", "1", GRID_DIMS, "int8",
+            "bitmask of levels changed this tick: 1 crowd, 2 flood, 4 traffic, 8 overall"),
+    )
+    references = (UNDRR, PROMETHEUS, NAGIOS)
+
+    def __init__(self, ds: xr.Dataset, config: RiskConfig | None = None, parallel: bool = False):
+        self.check_inputs(ds, ("road_class", "vulnerability"))
+        self.config = config or RiskConfig()
+        self.params = tick_params(self.config)
+        self.shape = ds["road_class"].shape
+        self.state = AlertState.zeros(3, int(np.prod(self.shape)))
+        self.kernel = rk.risk_tick_par if parallel else rk.risk_tick
+
+    def _get(self, ds: xr.Dataset, name: str, stale: dict | None, hazard: str) -> np.ndarray:
+        n = self.state.overall.size
+        if name in ds:
+            arr = self.read(ds, name).ravel()
+        else:
+            self.input_var(name)
+            arr = np.full(n, np.nan)
+        if stale and hazard in stale and name in ("crowd_density", "water_depth", "traffic_speed"):
+            arr = np.where(np.asarray(stale[hazard]).ravel(), np.nan, arr)
+        return np.ascontiguousarray(arr)
+
+    def update(self, ds: xr.Dataset, dt: float = 0.0, stale: dict | None = None) -> xr.Dataset:
+        """One tick with the layers in ``ds``; ``dt`` [s] unused (delays count ticks)."""
+        self.check_inputs(ds)
+        g = self._get
+        arrays = (g(ds, "crowd_density", stale, "crowd"), g(ds, "crowd_trend", stale, "crowd"),
+                  g(ds, "crowd_pressure", stale, "crowd"), g(ds, "water_depth", stale, "flood"),
+                  g(ds, "flow_hazard", stale, "flood"), g(ds, "rain_1h", stale, "flood"),
+                  g(ds, "rain_6h", stale, "flood"), g(ds, "traffic_speed", stale, "traffic"),
+                  g(ds, "free_flow_speed", stale, "traffic"), self.read(ds, "road_class").ravel(),
+                  g(ds, "vulnerability", stale, ""))
+        n = arrays[0].size
+        risk = np.empty((3, n))
+        changed = np.empty(n, np.int8)
+        pp = self.params
+        self.kernel(*arrays, pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], pp["ticks"], risk, *self.state.args(),
+                    self.state.overall, changed)
+        out = {f"risk_{h}": risk[k].reshape(self.shape) for k, h in enumerate(HAZARDS)}
+        out.update({f"level_{h}": self.state.reported[k].reshape(self.shape).copy() for k, h in enumerate(HAZARDS)})
+        out["level"] = self.state.overall.reshape(self.shape).copy()
+        out["level_changed"] = changed.reshape(self.shape)
+        coords = {d: ds.coords[d] for d in GRID_DIMS if d in ds.coords}
+        return self.outputs_from_si(out, coords)

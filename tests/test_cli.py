@@ -1,0 +1,83 @@
+"""The ``twin`` command line as a user runs it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import DATA
+
+TWIN = [sys.executable, "-m", "twin.cli"]
+
+
+def run(*args, timeout=300):
+    return subprocess.run([*TWIN, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def bund20(tmp_path_factory):
+    out = tmp_path_factory.mktemp("grid") / "bund20.nc"
+    proc = run("grid", "build", "--district", "bund", "--cell", "20", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_help_on_every_command():
+    for args in ([], ["grid"], ["grid", "build"], ["grid", "info"]):
+        proc = run(*args, "--help")
+        assert proc.returncode == 0 and "usage: twin" in proc.stdout
+
+
+def test_grid_build_writes_netcdf_and_buildings(bund20):
+    assert bund20.is_file() and bund20.stat().st_size > 10_000
+    assert bund20.with_name("bund20.buildings.parquet").is_file()
+
+
+def test_grid_info_prints_the_summary(bund20):
+    proc = run("grid", "info", str(bund20))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "CRS EPSG:4549, cell 20 m, shape 139 x 196" in out
+    for name, units in (("elevation", "m"), ("walkable_area", "m2"), ("free_flow_speed", "km h-1")):
+        assert any(line.split()[0] == name and f" {units} " in line for line in out.splitlines())
+    assert "Shanghai Tower: cell" in out and "building_height 632 m" in out and "Beidou N51H" in out
+    assert "OpenStreetMap contributors" in out
+
+
+def test_a_source_folder_with_floors(tmp_path):
+    shutil.copy(DATA / "suzhou_buildings_floors_300.geojson", tmp_path / "buildings.geojson")
+    out = tmp_path / "suzhou.nc"
+    proc = run("grid", "build", "--source", str(tmp_path), "--cell", "25", "--out", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    info = run("grid", "info", str(out)).stdout
+    assert "buildings: 300" in info and "Shanghai Tower" not in info
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["grid", "build", "--cell", "0", "--out", "x.nc"], "must be positive"),
+    (["grid", "build", "--bbox", "1,2,3", "--out", "x.nc"], "four numbers"),
+    (["grid", "build", "--crs", "EPSG:4326", "--out", "x.nc", "-q"], "projected"),
+    (["grid", "build", "--crs", "EPSG:999999", "--out", "x.nc", "-q"], "unknown CRS"),
+    (["grid", "build", "--source", "/nonexistent/district", "--out", "x.nc", "-q"], "does not exist"),
+    (["grid", "build", "--district", "atlantis", "--out", "x.nc", "-q"], "no bundled district"),
+    (["grid", "build", "--bbox", "121.5,31.3,121.4,31.2", "--out", "x.nc", "-q"], "west < east"),
+    (["grid", "info", "/nonexistent.nc"], "no twin file"),
+])
+def test_bad_input_ends_with_one_line_and_exit_2(args, message, tmp_path):
+    proc = subprocess.run([*TWIN, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert message in last and "Traceback" not in proc.stderr
+
+
+def test_unreadable_inputs_exit_2(tmp_path):
+    (tmp_path / "buildings.geojson").write_text("{not json")
+    proc = run("grid", "build", "--source", str(tmp_path), "--out", str(tmp_path / "x.nc"), "-q")
+    assert proc.returncode == 2 and "cannot read" in proc.stderr and "Traceback" not in proc.stderr
+    junk = tmp_path / "junk.nc"
+    junk.write_bytes(b"not a netcdf file")
+    proc = run("grid", "info", str(junk))
+    assert proc.returncode == 2 and "cannot read" in proc.stderr and "Traceback" not in proc.stderr
