@@ -92,6 +92,8 @@ class FloodConfig:
     h_min [m]: faces shallower carry no flow, 1e-6 [design]. dt_max [s]: cap on the CFL step, 10.
     wall_fraction: building_fraction at or above which a cell is a wall, 0.5 [design].
     boundary: "closed" or "open" grid edges.
+    bore_ratio: a face with depths below this ratio (both > 1 cm, carrying flow) marks rapidly
+      varied flow, out of the scheme's validity, 0.5 [design].
     """
 
     depth_raise: tuple[float, float, float, float] = (0.05, 0.15, 0.27, 0.50)
@@ -110,6 +112,7 @@ class FloodConfig:
     dt_max: float = 10.0
     wall_fraction: float = 0.5
     boundary: str = "closed"
+    bore_ratio: float = 0.5
     timing: AlertTiming = field(default_factory=AlertTiming)
 
 

@@ -36,8 +36,11 @@ class FloodModel(Component):
 
     ``run_one_step(dt)`` advances exactly ``dt`` seconds in CFL-limited sub-steps
     dt_sub = alpha dx / sqrt(g h_max) (Bates et al. 2010 eq. 12), the last one shortened.
-    Cells with Froude > 1 are flagged in ``out_of_validity``: the scheme has no advection term and
-    is not valid there (SCIENCE.md 2.1), the values are kept, not hidden.
+    Cells with Froude > 1 or next to a bore (a depth jump carrying flow) are flagged in
+    ``out_of_validity``: the scheme has no advection term and is valid for sub-critical, gradually
+    varied flow only (SCIENCE.md 2.1); its own damping keeps the computed Froude number below 1
+    in a dam break whose exact solution is supercritical, hence the bore test. The values are
+    kept, not hidden.
 
     Parameters
     ----------
@@ -70,7 +73,8 @@ class FloodModel(Component):
         Var("water_speed", "m s-1", GRID_DIMS, "float64", "depth-averaged water speed at the cell centre"),
         Var("flow_hazard", "m2 s-1", GRID_DIMS, "float64", "water depth times speed"),
         Var("froude_number", "1", GRID_DIMS, "float64", "Froude number of the flow"),
-        Var("out_of_validity", "1", GRID_DIMS, "int8", "1 where Froude > 1: inertial scheme not valid"),
+        Var("out_of_validity", "1", GRID_DIMS, "int8",
+            "1 where Froude > 1 or a bore: inertial scheme not valid"),
         Var("flood_band", "1", GRID_DIMS, "int8", "depth band: 0 < 0.15 m, 1 < 0.27 m, 2 < 0.50 m, 3 deeper"),
     )
     references = (BATES, DE_ALMEIDA, HUNTER)
@@ -192,8 +196,10 @@ class FloodModel(Component):
         fk.cell_velocity(self.h, self.qx, self.qy, 1e-3, cfg.g, speed, hv, fr)
         band = np.empty(self.h.size, np.int8)
         classify_bands(self.h.ravel(), np.asarray(cfg.depth_raise[1:]), 1, band)
+        flag = np.empty(self.shape, np.int8)
+        fk.validity_flags(self.h, self.qx, self.qy, fr, cfg.bore_ratio, 0.01, 1e-6, flag)
         arrays = {"water_depth": self.h.copy(), "water_speed": speed, "flow_hazard": hv, "froude_number": fr,
-                  "out_of_validity": (fr > 1.0).astype(np.int8), "flood_band": band.reshape(self.shape)}
+                  "out_of_validity": flag, "flood_band": band.reshape(self.shape)}
         return self.outputs_from_si(arrays, self.coords)
 
     def update(self, ds: xr.Dataset, dt: float) -> xr.Dataset:

@@ -18,9 +18,9 @@ import shapely
 from pyproj import CRS
 
 from twin import geo
+from twin.geo import DEFAULT_CRS
 
-DEFAULT_CRS = "EPSG:4549"
-"""CGCS2000 / 3-degree Gauss-Kruger CM 120E: Shanghai's projected CRS (scale 1.00025 at the Bund)."""
+__all__ = ["DEFAULT_CRS", "GridError", "GridSpec"]
 
 
 class GridError(ValueError):

@@ -251,3 +251,47 @@ def cell_velocity(h, qx, qy, h_min, g, out_speed, out_hv, out_froude):
                 out_speed[i, j] = 0.0
                 out_hv[i, j] = 0.0
                 out_froude[i, j] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _bore(ha, hb, q, ratio, h_wet, q_min):
+    """A face carries a bore (rapidly varied flow): wet both sides, depth jump, flow across."""
+    lo, hi = min(ha, hb), max(ha, hb)
+    return lo > h_wet and lo < ratio * hi and abs(q) > q_min
+
+
+@njit(cache=True, nogil=True)
+def validity_flags(h, qx, qy, froude, ratio, h_wet, q_min, out):
+    """Flag cells where the local inertial scheme is out of validity.
+
+    Parameters
+    ----------
+    h : ndarray of float64, shape (ny, nx)
+        Depth. [m]
+    qx, qy : ndarray of float64
+        Face discharge. [m2 s-1]
+    froude : ndarray of float64, shape (ny, nx)
+        Cell Froude number from :func:`cell_velocity`. [1]
+    ratio : float
+        A face whose shallower side is below ``ratio`` x the deeper side is a bore. [1]
+    h_wet : float
+        Both sides must be deeper than this (wet/dry fronts are not bores). [m]
+    q_min : float
+        And the face must carry more than this discharge (still water is valid). [m2 s-1]
+    out : ndarray of int8, shape (ny, nx)
+        1 where Froude > 1 (supercritical; the scheme has no advection term, Bates et al. 2010
+        section 2) or a face of the cell is a bore (rapidly varied flow, shocks); else 0.
+    """
+    ny, nx = h.shape
+    for i in range(ny):
+        for j in range(nx):
+            bad = froude[i, j] > 1.0
+            if j > 0 and _bore(h[i, j - 1], h[i, j], qx[i, j], ratio, h_wet, q_min):
+                bad = True
+            if j + 1 < nx and _bore(h[i, j], h[i, j + 1], qx[i, j + 1], ratio, h_wet, q_min):
+                bad = True
+            if i > 0 and _bore(h[i - 1, j], h[i, j], qy[i, j], ratio, h_wet, q_min):
+                bad = True
+            if i + 1 < ny and _bore(h[i, j], h[i + 1, j], qy[i + 1, j], ratio, h_wet, q_min):
+                bad = True
+            out[i, j] = 1 if bad else 0

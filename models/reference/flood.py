@@ -80,3 +80,20 @@ def cell_velocity(h, qx, qy, h_min, g, out_speed, out_hv, out_froude):
         out_speed[:] = v
         out_hv[:] = np.where(wet, qm, 0.0)
         out_froude[:] = np.where(wet, v / np.sqrt(g * h), 0.0)
+
+
+def _bore(ha, hb, q, ratio, h_wet, q_min):
+    lo, hi = np.minimum(ha, hb), np.maximum(ha, hb)
+    return (lo > h_wet) & (lo < ratio * hi) & (np.abs(q) > q_min)
+
+
+def validity_flags(h, qx, qy, froude, ratio, h_wet, q_min, out):
+    """numpy reference of :func:`models.kernels.flood.validity_flags`."""
+    bx = _bore(h[:, :-1], h[:, 1:], qx[:, 1:-1], ratio, h_wet, q_min)  # interior x faces
+    by = _bore(h[:-1, :], h[1:, :], qy[1:-1, :], ratio, h_wet, q_min)
+    bad = froude > 1.0
+    bad[:, 1:] |= bx
+    bad[:, :-1] |= bx
+    bad[1:, :] |= by
+    bad[:-1, :] |= by
+    out[:] = bad.astype(np.int8)

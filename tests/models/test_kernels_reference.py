@@ -157,6 +157,17 @@ def test_cell_velocity(kernel, seed):
     assert_same(run(kernel, args, outs)[1], run(rf.cell_velocity, args, outs)[1])
 
 
+@pytest.mark.parametrize("kernel", both(kf.validity_flags))
+@given(seed=seeds)
+@SET
+def test_validity_flags(kernel, seed):
+    rng = np.random.default_rng(seed)
+    z, h, wall, qx, qy = _flood_state(rng, rng.integers(1, 8), rng.integers(1, 8))
+    args = (h, qx, qy, rng.uniform(0, 1.5, h.shape), 0.5, 0.01, 1e-6)
+    outs = [np.zeros(h.shape, np.int8)]
+    assert_same(run(kernel, args, outs)[1], run(rf.validity_flags, args, outs)[1])
+
+
 @pytest.mark.parametrize("name", ["probe_speed", "loop_speed", "segment_to_cells", "ewma_update", "congestion_level",
                                   "tpi_like", "california_incident", "speed_drop_incident"])
 @given(seed=seeds)
