@@ -54,7 +54,7 @@ class RainAccumulation(Component):
         nbins_h = 3600.0 / cfg.bin_seconds
         if abs(nbins_h - round(nbins_h)) > 1e-9:
             raise ValueError("rain: bin_seconds must divide one hour")
-        self.windows = np.array([int(round(w * nbins_h)) for w in WINDOWS_H], dtype=np.int64)
+        self.windows = np.array([round(w * nbins_h) for w in WINDOWS_H], dtype=np.int64)
         self.shape = ds["rain_rate"].shape
         self.coords = {d: ds.coords[d] for d in GRID_DIMS if d in ds.coords}
         self.ring = np.zeros((int(np.prod(self.shape)), int(self.windows.max())))

@@ -170,7 +170,8 @@ class AlertLevels(Component):
         Var("free_flow_speed", "km h-1", GRID_DIMS, "float64", "free-flow speed of the highest road class in the cell",
             valid_range=(30, 80)),
         Var("road_class", "1", GRID_DIMS, "int8", "highest road class in the cell", valid_range=(0, 4)),
-        Var("vulnerability", "1", GRID_DIMS, "float64", "vulnerability of what is in the cell, 0 (none) to 1 (highest)"),
+        Var("vulnerability", "1", GRID_DIMS, "float64",
+            "vulnerability of what is in the cell, 0 (none) to 1 (highest)"),
     )
     outputs = (
         Var("risk_crowd", "1", GRID_DIMS, "float64", "crowd risk, hazard x exposure x vulnerability"),

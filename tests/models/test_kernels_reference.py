@@ -125,7 +125,7 @@ def test_inertial_flux(kernel, seed, open_bc):
 @SET
 def test_outflow_limit(kernel, seed):
     rng = np.random.default_rng(seed)
-    z, h, wall, qx, qy = _flood_state(rng, rng.integers(1, 8), rng.integers(1, 8))
+    _z, h, _wall, qx, qy = _flood_state(rng, rng.integers(1, 8), rng.integers(1, 8))
     args = (h, qx, qy, 20.0, 5.0)
     outs = [np.zeros_like(h)]
     assert_same(run(kernel, args, outs)[1], run(rf.outflow_limit, args, outs)[1])
@@ -137,7 +137,7 @@ def test_outflow_limit(kernel, seed):
 def test_continuity(kernel, seed):
     rng = np.random.default_rng(seed)
     ny, nx = rng.integers(1, 8), rng.integers(1, 8)
-    z, h, wall, qx, qy = _flood_state(rng, ny, nx)
+    _z, h, _wall, qx, qy = _flood_state(rng, ny, nx)
     f = np.where(rng.random((ny, nx)) < 0.3, rng.uniform(0, 1, (ny, nx)), 1.0)
     args = (h, qx, qy, f, rng.uniform(0, 1e-5, (ny, nx)), rng.uniform(0, 1e-5, (ny, nx)),
             (rng.random((ny, nx)) < 0.1).astype(np.int8), 2.0, 5.0)
@@ -151,7 +151,7 @@ def test_continuity(kernel, seed):
 @SET
 def test_cell_velocity(kernel, seed):
     rng = np.random.default_rng(seed)
-    z, h, wall, qx, qy = _flood_state(rng, rng.integers(1, 8), rng.integers(1, 8))
+    _z, h, _wall, qx, qy = _flood_state(rng, rng.integers(1, 8), rng.integers(1, 8))
     args = (h, qx, qy, 1e-3, 9.80665)
     outs = [np.zeros_like(h) for _ in range(3)]
     assert_same(run(kernel, args, outs)[1], run(rf.cell_velocity, args, outs)[1])
@@ -162,7 +162,7 @@ def test_cell_velocity(kernel, seed):
 @SET
 def test_validity_flags(kernel, seed):
     rng = np.random.default_rng(seed)
-    z, h, wall, qx, qy = _flood_state(rng, rng.integers(1, 8), rng.integers(1, 8))
+    _z, h, _wall, qx, qy = _flood_state(rng, rng.integers(1, 8), rng.integers(1, 8))
     args = (h, qx, qy, rng.uniform(0, 1.5, h.shape), 0.5, 0.01, 1e-6)
     outs = [np.zeros(h.shape, np.int8)]
     assert_same(run(kernel, args, outs)[1], run(rf.validity_flags, args, outs)[1])
@@ -190,8 +190,8 @@ def test_traffic(name, seed):
                               rng.integers(0, 5, n).astype(np.int8), edges), [np.zeros(n, np.int8)]),
         "tpi_like": ((with_nans(rng, rng.uniform(0, 25, n)), rng.uniform(-1, 25, n), rng.uniform(0, 3, n),
                       np.array([0.0, 0.2, 0.5, 0.8, 1.1, 2.0])), [np.zeros(n)]),
-        "california_incident": ((rng.uniform(0, 0.5, n), rng.uniform(0, 0.5, n), rng.uniform(0, 0.5, n), 0.08, 0.5, 0.15,
-                                 2, rng.integers(0, 3, n)), [np.zeros(n, np.int8)]),
+        "california_incident": ((rng.uniform(0, 0.5, n), rng.uniform(0, 0.5, n), rng.uniform(0, 0.5, n),
+                                 0.08, 0.5, 0.15, 2, rng.integers(0, 3, n)), [np.zeros(n, np.int8)]),
         "speed_drop_incident": ((with_nans(rng, rng.uniform(0, 25, n)), rng.uniform(-1, 25, n), 0.5, 2,
                                  rng.integers(0, 3, n)), [np.zeros(n, np.int8)]),
     }
@@ -246,7 +246,7 @@ def test_alert_step(kernel, seed):
     raise_l = rng.integers(-1, 5, (h, n))
     hold_l = np.where(raise_l < 0, -1, np.minimum(raise_l + rng.integers(0, 3, (h, n)), 4))
     args = (raise_l, hold_l, rng.integers(0, 3, (h, 2)), 20.0, 5.0)
-    outs = _state(rng, h, n) + [np.zeros((h, n), np.int8)]
+    outs = [*_state(rng, h, n), np.zeros((h, n), np.int8)]
     assert_same(run(kernel, args, outs)[1], run(rk.alert_step, args, outs)[1])
 
 
@@ -288,8 +288,8 @@ def test_risk_tick(kernel, seed):
     pp = tick_params(RiskConfig())
     state = _state(rng, 3, n)
     for _ in range(3):  # several ticks so counters, history and flapping evolve
-        args = random_tick_inputs(rng, n) + (pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], rng.integers(0, 3, (3, 2)))
-        outs = [np.zeros((3, n))] + state + [rng.integers(-1, 5, n).astype(np.int8), np.zeros(n, np.int8)]
+        args = (*random_tick_inputs(rng, n), pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], rng.integers(0, 3, (3, 2)))
+        outs = [np.zeros((3, n)), *state, rng.integers(-1, 5, n).astype(np.int8), np.zeros(n, np.int8)]
         got = run(kernel, args, outs)[1]
         ref = run(rk.risk_tick, args, outs)[1]
         assert_same(got, ref)

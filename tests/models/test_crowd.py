@@ -1,0 +1,142 @@
+"""Science tests of the crowd models (SCIENCE.md 1, "Validation tests we can run here (crowd)")."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from models import CrowdConfig, CrowdDensityFromCounts, CrowdFusion, CrowdState
+from models.kernels.bands import classify_bands
+from models.kernels.crowd import crowd_hazard, weidmann_speed
+
+FT2 = 0.09290304  # m2 per ft2 (exact)
+FT = 0.3048
+
+# Fruin (1971) walkway LOS, as tabulated in SCIENCE.md 1.1 [src]: density edges in p/m2 (rounded) and flow in p/m/min.
+FRUIN_WALKWAY_DENSITY = (0.31, 0.43, 0.72, 1.08, 2.17)
+FRUIN_WALKWAY_FLOW_P_M_MIN = (23, 33, 49, 66, 82)
+FRUIN_WALKWAY_FLOW_P_FT_MIN = (7, 10, 15, 20, 25)
+# Fruin queuing LOS density edges, SCIENCE.md 1.1 [mem].
+FRUIN_QUEUE_DENSITY = (0.83, 1.08, 1.54, 3.57, 5.26)
+# Weidmann (1993) speeds at 1..5 p/m2, SCIENCE.md 1.2 [run].
+WEIDMANN_SPEEDS = {1.0: 1.06, 2.0: 0.61, 3.0: 0.33, 4.0: 0.16, 5.0: 0.04}
+
+
+def los(x, edges):
+    out = np.empty(len(x), np.int8)
+    classify_bands(np.asarray(x, float), np.asarray(edges, float), 0, out)
+    return out
+
+
+def test_fruin_walkway_edges_from_ft2_table():
+    edges = CrowdConfig().walkway_density_edges()
+    # exact conversions of Fruin's ft2 bands; the tabulated 2.17 is 1 / 0.46 m2 (rounded), exact 1 / 0.4645 = 2.153
+    np.testing.assert_allclose(edges, FRUIN_WALKWAY_DENSITY, atol=0.02)
+    np.testing.assert_allclose(edges[:4], FRUIN_WALKWAY_DENSITY[:4], atol=0.006)
+    assert pytest.approx(3.25, abs=0.005) == 35 * FT2  # 35 ft2 = 3.25 m2
+    np.testing.assert_allclose(np.array(FRUIN_WALKWAY_FLOW_P_FT_MIN) / FT, FRUIN_WALKWAY_FLOW_P_M_MIN, atol=0.5)
+
+
+@pytest.mark.parametrize(("density", "expected"), [
+    (0.0, 0), (0.30, 0), (0.32, 1), (0.42, 1), (0.44, 2), (0.71, 2), (0.73, 3), (1.07, 3), (1.09, 4),
+    (2.15, 4), (2.17, 5), (7.0, 5), (np.nan, -1)])
+def test_fruin_walkway_classifier(density, expected):
+    assert los([density], CrowdConfig().walkway_density_edges())[0] == expected
+
+
+def test_fruin_walkway_exact_edges_belong_to_lower_band():
+    edges = CrowdConfig().walkway_density_edges()
+    np.testing.assert_array_equal(los(edges, edges), [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(los(np.nextafter(edges, np.inf), edges), [1, 2, 3, 4, 5])
+
+
+@pytest.mark.parametrize(("density", "expected"), [(0.83, 0), (0.84, 1), (1.54, 2), (1.55, 3), (3.57, 3),
+                                                   (3.58, 4), (5.26, 4), (5.27, 5)])
+def test_fruin_queue_classifier(density, expected):
+    assert los([density], FRUIN_QUEUE_DENSITY)[0] == expected
+
+
+def test_weidmann_peak_flow():
+    """Jmax = 1.225 +- 0.005 p/m/s at rho = 1.75 p/m2 (SCIENCE.md 1.2, crowd test 2)."""
+    rho = np.linspace(0.01, 5.4, 54_000)
+    v, q = np.empty_like(rho), np.empty_like(rho)
+    weidmann_speed(rho, 1.34, 1.913, 5.4, v, q)
+    assert q.max() == pytest.approx(1.225, abs=0.005)
+    assert rho[q.argmax()] == pytest.approx(1.75, abs=0.02)
+    assert v[q.argmax()] == pytest.approx(0.70, abs=0.01)
+    dens = np.array(list(WEIDMANN_SPEEDS))
+    v5, q5 = np.empty(5), np.empty(5)
+    weidmann_speed(dens, 1.34, 1.913, 5.4, v5, q5)
+    np.testing.assert_allclose(v5, list(WEIDMANN_SPEEDS.values()), atol=0.006)
+
+
+def test_density_from_counts_never_fakes_zero():
+    ds = xr.Dataset({"crowd_count": (("y", "x"), [[10.0, 5.0]], {"units": "person"}),
+                     "walkable_area": (("y", "x"), [[100.0, 0.0]], {"units": "m2"})})
+    out = CrowdDensityFromCounts(ds).update(ds)
+    assert out["crowd_density"].values[0, 0] == 0.1
+    assert np.isnan(out["crowd_density"].values[0, 1])
+
+
+def _fusion_ds(counts, variances, sensor, cell, cover, area):
+    return xr.Dataset({
+        "sensor_count": ("sensor", np.asarray(counts, float)),
+        "sensor_count_var": ("sensor", np.asarray(variances, float)),
+        "cover_sensor": ("cover", np.asarray(sensor, np.int64)),
+        "cover_cell": ("cover", np.asarray(cell, np.int64)),
+        "cover_fraction": ("cover", np.asarray(cover, float)),
+        "walkable_area": (("y", "x"), np.asarray(area, float)),
+    })
+
+
+def test_fusion_inverse_variance_and_uncovered_cells():
+    # sensor 0 covers cells 0 and 1 (100 m2 each), counts 100 -> 0.5 p/m2, variance 100 -> sd 0.05 p/m2
+    # sensor 1 covers cell 1 only, counts 300 -> 3 p/m2, variance 2500 -> sd 0.5 p/m2
+    ds = _fusion_ds([100, 300], [100, 2500], [0, 0, 1], [0, 1, 1], [1, 1, 1], [[100.0, 100.0, 100.0]])
+    out = CrowdFusion(ds).update(ds)
+    rho = out["crowd_density"].values[0]
+    sd = out["crowd_density_sigma"].values[0]
+    assert rho[0] == pytest.approx(0.5)
+    w0, w1 = 1 / 0.05**2, 1 / 0.5**2
+    assert rho[1] == pytest.approx((w0 * 0.5 + w1 * 3.0) / (w0 + w1))
+    assert sd[1] == pytest.approx(1 / np.sqrt(w0 + w1))
+    assert np.isnan(rho[2]) and np.isnan(sd[2])
+
+
+def test_fusion_counts_spread_over_walkable_footprint():
+    ds = _fusion_ds([90], [9], [0, 0], [0, 1], [1.0, 0.5], [[100.0, 100.0]])
+    rho = CrowdFusion(ds).update(ds)["crowd_density"].values[0]
+    np.testing.assert_allclose(rho, [90 / 150, 90 / 150])
+
+
+def test_rising_density_is_a_hazard_before_the_level():
+    """Trend: 1.5 p/m2 rising at 0.01 p/m2/s is judged at 4.5 p/m2 with a 300 s horizon (SCIENCE.md 1.2 Still)."""
+    out = np.empty(2)
+    crowd_hazard(np.array([1.5, 1.5]), np.array([0.01, 0.0]), np.full(2, np.nan), 300.0, 2.0, 5.0, 0.02, 4.0, out)
+    assert out[0] == pytest.approx((4.5 - 2.0) / 3.0)
+    assert out[1] == 0.0
+
+
+def test_pressure_never_alerts_alone():
+    """High crowd pressure at 1 p/m2 leaves the hazard at 0; at 4.5 p/m2 it sets it to 1 (SCIENCE.md 1.3)."""
+    out = np.empty(2)
+    crowd_hazard(np.array([1.0, 4.5]), np.zeros(2), np.array([0.5, 0.5]), 300.0, 2.0, 5.0, 0.02, 4.0, out)
+    np.testing.assert_array_equal(out, [0.0, 1.0])
+
+
+def test_crowd_state_pressure_and_outputs():
+    rng = np.random.default_rng(0)
+    comp = None
+    for _ in range(50):
+        ds = xr.Dataset({
+            "crowd_density": (("y", "x"), [[1.0, 4.5, np.nan]], {"units": "person m-2"}),
+            "crowd_velocity_x": (("y", "x"), rng.normal(0.3, 0.5, (1, 3)), {"units": "m s-1"}),
+            "crowd_velocity_y": (("y", "x"), rng.normal(0.0, 0.5, (1, 3)), {"units": "m s-1"}),
+        })
+        comp = comp or CrowdState(ds)
+        out = comp.update(ds, 1.0)
+    p = out["crowd_pressure"].values[0]
+    assert p[0] > 0.02 and p[1] > 0.02  # turbulent velocities
+    hz = out["crowd_hazard"].values[0]
+    assert hz[0] == 0.0 and hz[1] == 1.0 and np.isnan(hz[2])
+    assert out["crowd_los"].values.tolist() == [[3, 5, -1]]  # 1.0 p/m2 is walkway LOS D
+    assert out["crowd_pressure"].attrs["units"] == "s-2"

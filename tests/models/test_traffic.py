@@ -1,0 +1,126 @@
+"""Science tests of the traffic models (SCIENCE.md 3, "Validation tests we can run here (traffic)")."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from models import Congestion, LoopDetectors, ProbeSpeeds, TrafficConfig, segment_speeds
+from models.kernels.traffic import congestion_level, tpi_like
+
+# GB/T 33171-2016 segment levels by road class, SCIENCE.md 3.3 [src]: (speed km/h, level) at and just above each bound.
+GBT33171_CASES = [
+    # class, speed, level (0 smooth .. 4 severe)
+    (1, 65.0, 1), (1, 65.1, 0), (1, 50.0, 2), (1, 50.1, 1), (1, 35.0, 3), (1, 35.1, 2), (1, 20.0, 4), (1, 20.1, 3),
+    (2, 40.0, 1), (2, 40.1, 0), (2, 30.0, 2), (2, 30.1, 1), (2, 20.0, 3), (2, 20.1, 2), (2, 15.0, 4), (2, 15.1, 3),
+    (3, 35.0, 1), (3, 35.1, 0), (3, 25.0, 2), (3, 25.1, 1), (3, 15.0, 3), (3, 15.1, 2), (3, 10.0, 4), (3, 10.1, 3),
+    (4, 35.0, 1), (4, 35.1, 0), (4, 10.0, 4), (4, 10.1, 3),
+]
+
+
+@pytest.mark.parametrize(("cls", "kmh", "level"), GBT33171_CASES)
+def test_gbt33171_boundaries(cls, kmh, level):
+    out = np.empty(1, np.int8)
+    congestion_level(np.array([kmh / 3.6]), np.array([cls], np.int8), TrafficConfig().gbt_edges_ms(), out)
+    assert out[0] == level
+
+
+def test_gbt33171_no_road_or_no_data():
+    out = np.empty(2, np.int8)
+    congestion_level(np.array([10.0, np.nan]), np.array([0, 2], np.int8), TrafficConfig().gbt_edges_ms(), out)
+    assert out.tolist() == [-1, -1]
+
+
+def _stop_and_go_pings(rng, n_vehicles=40, period=10.0):
+    """Vehicles crossing a 400 m segment: cruise at 14 m/s, queue at a signal (0.3 m/s) for 20-60 s."""
+    speeds, dist, time = [], 0.0, 0.0
+    for _ in range(n_vehicles):
+        wait = rng.uniform(20, 60)
+        cruise = 400.0 / 14.0
+        t = np.arange(rng.uniform(0, period), cruise + wait, period)
+        v = np.where(t < cruise / 2, 14.0, np.where(t < cruise / 2 + wait, 0.3, 14.0))
+        speeds.append(v)
+        dist += 400.0 + 0.3 * wait
+        time += cruise + wait
+    return np.concatenate(speeds), dist / time
+
+
+def test_probe_space_mean_speed_vs_harmonic_mean():
+    """Time-sampled pings: the arithmetic (time-weighted) mean is the space-mean speed; the harmonic mean
+    of pings is biased low by stops (SCIENCE.md 3.4, traffic test 4 regression)."""
+    rng = np.random.default_rng(7)
+    v, truth = _stop_and_go_pings(rng)
+    ours, n = segment_speeds(np.zeros(v.size, np.int64), v, np.full(v.size, 10.0), 1)
+    assert abs(ours[0] - truth) < 0.5
+    harmonic = v.size / np.sum(1.0 / v)
+    assert harmonic - truth < -3.0
+    assert n[0] == v.size
+
+
+def test_probe_minimum_sample_rule_and_smoothing():
+    ds = xr.Dataset({"ping_cell": ("ping", np.array([0, 0, 0, 1, 1])),
+                     "ping_speed": ("ping", np.array([36.0, 36.0, 72.0, 50.0, 50.0]), {"units": "km h-1"}),
+                     "ping_interval": ("ping", np.full(5, 30.0), {"units": "s"})},
+                    coords={"y": [0.0], "x": [0.0, 50.0]})
+    comp = ProbeSpeeds(ds)
+    out = comp.update(ds)
+    assert out["traffic_speed"].values[0, 0] == pytest.approx(48.0)  # (36 + 36 + 72) / 3 km/h
+    assert np.isnan(out["traffic_speed"].values[0, 1])  # 2 pings < 3: no data, not a speed
+    assert out["traffic_samples"].values.tolist() == [[3.0, 2.0]]
+    ds2 = ds.assign(ping_speed=("ping", np.array([24.0, 24.0, 24.0, 50.0, 50.0]), {"units": "km h-1"}))
+    out2 = comp.update(ds2)
+    assert out2["traffic_speed"].values[0, 0] == pytest.approx(0.5 * 24.0 + 0.5 * 48.0)
+
+
+def test_loop_detector_harmonic_and_california():
+    cfg = TrafficConfig()
+    base = {"passage_detector": ("passage", np.array([0, 0, 1])),
+            "passage_speed": ("passage", np.array([36.0, 108.0, 50.0]), {"units": "km h-1"}),
+            "detector_downstream": ("detector", np.array([1, -1]))}
+    comp = None
+    flags = []
+    # upstream occupancy climbs while downstream empties: an incident between them
+    for occ_up, occ_dn in [(0.10, 0.10), (0.10, 0.10), (0.30, 0.05), (0.35, 0.04), (0.35, 0.04)]:
+        ds = xr.Dataset({**base, "detector_occupancy": ("detector", np.array([occ_up, occ_dn]))})
+        comp = comp or LoopDetectors(ds, cfg)
+        out = comp.update(ds)
+        flags.append(out["detector_incident"].values.tolist())
+    assert out["detector_speed"].values[0] == pytest.approx(2 / (1 / 36 + 1 / 108))  # 54 km/h, harmonic
+    assert flags == [[0, 0], [0, 0], [0, 0], [1, 0], [1, 0]]  # persistence 2
+
+
+def test_loop_detector_no_false_alarm_when_uniform():
+    rng = np.random.default_rng(1)
+    comp = None
+    for _ in range(60):
+        occ = rng.uniform(0.08, 0.12, 2)
+        ds = xr.Dataset({"passage_detector": ("passage", np.array([0])), "passage_speed": ("passage", [50.0]),
+                         "detector_occupancy": ("detector", occ), "detector_downstream": ("detector", [1, -1])})
+        comp = comp or LoopDetectors(ds)
+        assert comp.update(ds)["detector_incident"].values.sum() == 0
+
+
+def test_tpi_like_bands_and_monotone():
+    breaks = np.array(TrafficConfig().tpi_breaks)
+    vff = np.full(6, 60.0)
+    speed = vff / (1 + np.array([0.0, 0.2, 0.5, 0.8, 1.1, 5.0]))
+    out = np.empty(6)
+    tpi_like(speed, vff, np.ones(6), breaks, out)
+    np.testing.assert_allclose(out, [0, 2, 4, 6, 8, 10], atol=1e-12)
+    speeds = np.linspace(60, 1, 200)
+    out = np.empty(200)
+    tpi_like(speeds, np.full(200, 60.0), np.ones(200), breaks, out)
+    assert np.all(np.diff(out) >= 0) and out.min() >= 0 and out.max() <= 10
+
+
+def test_congestion_component_and_speed_drop():
+    ds = xr.Dataset({"traffic_speed": (("y", "x"), [[60.0, 18.0]], {"units": "km h-1"}),
+                     "road_class": (("y", "x"), np.array([[1, 2]], np.int8)),
+                     "free_flow_speed": (("y", "x"), [[80.0, 50.0]], {"units": "km h-1"}),
+                     "traffic_speed_ref": (("y", "x"), [[70.0, 45.0]], {"units": "km h-1"})})
+    comp = Congestion(ds)
+    out = comp.update(ds)
+    assert out["congestion_level"].values.tolist() == [[1, 3]]
+    assert out["traffic_incident"].values.tolist() == [[0, 0]]
+    out = comp.update(ds)
+    assert out["traffic_incident"].values.tolist() == [[0, 1]]  # 18 < 0.5 x 45 twice
+    assert 0 <= comp.network_tpi <= 10

@@ -1,0 +1,173 @@
+"""Alert lifecycle: regions carried by overlap, never duplicated; CAP 1.2 JSON and XML checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from xsdata.formats.dataclass.parsers import XmlParser
+
+from twin import cap
+from twin.alerts import AlertBook
+from twin.grid import GridSpec
+
+GRID = GridSpec.from_bbox(121.484, 31.236, 121.492, 31.244, 20.0)
+T0 = 1_735_689_600.0  # 2025-01-01T00:00:00Z
+
+
+def book(**kw):
+    return AlertBook(GRID, "twin.bund@citytwin", "bund", **kw)
+
+
+def levels(*boxes, shape=GRID.shape):
+    a = np.zeros(shape, dtype=np.int8)
+    for r0, r1, c0, c1, v in boxes:
+        a[r0:r1, c0:c1] = v
+    return a
+
+
+def kinds(events):
+    return [(e.kind, e.alert.hazard, e.alert.level) for e in events]
+
+
+def test_raise_grow_escalate_shrink_clear():
+    b = book()
+    ev = b.tick(T0, {"crowd": levels((5, 8, 5, 8, 2))})
+    assert kinds(ev) == [("raised", "crowd", 2)]
+    ident = ev[0].alert.identifier
+    assert b.tick(T0 + 1, {"crowd": levels((5, 8, 5, 8, 2))}) == []  # unchanged: no message
+    ev = b.tick(T0 + 2, {"crowd": levels((4, 9, 4, 9, 2))})  # grows 9 -> 25 cells
+    assert kinds(ev) == [("updated", "crowd", 2)] and ev[0].alert.identifier == ident
+    ev = b.tick(T0 + 3, {"crowd": levels((4, 9, 4, 9, 2), (6, 7, 6, 7, 4))})
+    assert kinds(ev) == [("updated", "crowd", 4)]
+    assert ev[0].message["info"][0]["severity"] == "Extreme"
+    ev = b.tick(T0 + 4, {"crowd": levels()})
+    assert kinds(ev) == [("cancelled", "crowd", 4)]
+    assert ev[0].message["msgType"] == "Cancel" and ident in ev[0].message["references"]
+    assert not b.active
+
+
+def test_clear_waits_for_the_clear_delay():
+    b = book(clear_ticks=2)
+    b.tick(T0, {"flood": levels((1, 3, 1, 3, 3))})
+    assert b.tick(T0 + 1, {"flood": levels()}) == []
+    assert b.tick(T0 + 2, {"flood": levels()}) == []
+    assert kinds(b.tick(T0 + 3, {"flood": levels()})) == [("cancelled", "flood", 3)]
+
+
+def test_a_moving_region_keeps_its_alert():
+    b = book()
+    b.tick(T0, {"crowd": levels((5, 8, 5, 8, 2))})
+    idents = set()
+    for k in range(1, 10):  # moves one cell east per tick, always overlapping the last position
+        for e in b.tick(T0 + k, {"crowd": levels((5, 8, 5 + k, 8 + k, 2))}):
+            assert e.kind == "updated"
+            idents.add(e.alert.identifier)
+    assert len(b.active) == 1 and len(idents) <= 1
+
+
+def test_split_keeps_one_alert_with_two_polygons_and_merge_cancels_the_absorbed():
+    b = book()
+    b.tick(T0, {"crowd": levels((5, 8, 5, 15, 2))})
+    ev = b.tick(T0 + 1, {"crowd": levels((5, 8, 5, 9, 2), (5, 8, 11, 15, 2))})
+    assert len(b.active) == 1
+    assert [e.kind for e in ev] == ["updated"] and len(ev[0].message["info"][0]["area"][0]["polygon"]) == 2
+    # two separate alerts, then their regions merge
+    b2 = book()
+    b2.tick(T0, {"flood": levels((2, 4, 2, 4, 2), (2, 4, 10, 12, 3))})
+    assert len(b2.active) == 2
+    ev = b2.tick(T0 + 1, {"flood": levels((2, 4, 2, 12, 3))})
+    assert sorted(e.kind for e in ev) == ["cancelled", "updated"]
+    cancel = next(e for e in ev if e.kind == "cancelled")
+    update = next(e for e in ev if e.kind == "updated")
+    assert "merged into " + update.alert.identifier in cancel.message["info"][0]["description"]
+    assert cancel.alert.identifier in update.message["references"]
+    assert len(b2.active) == 1
+
+
+def test_no_data_neither_raises_nor_clears():
+    b = book()
+    b.tick(T0, {"crowd": levels((5, 8, 5, 8, 3))})
+    stale = levels((5, 8, 5, 8, -1))
+    stale[stale == 0] = -1
+    assert b.tick(T0 + 1, {"crowd": stale}) == []
+    assert len(b.active) == 1
+    fresh_empty = levels()
+    assert kinds(b.tick(T0 + 2, {"crowd": fresh_empty})) == [("cancelled", "crowd", 3)]
+    assert b.tick(T0 + 3, {"crowd": np.full(GRID.shape, -1, np.int8)}) == []
+
+
+def test_hazards_are_tracked_separately():
+    b = book()
+    ev = b.tick(T0, {"crowd": levels((5, 8, 5, 8, 2)), "flood": levels((5, 8, 5, 8, 1))})
+    assert sorted(kinds(ev)) == [("raised", "crowd", 2), ("raised", "flood", 1)]
+    ids = [e.alert.identifier for e in ev]
+    assert len(set(ids)) == 2
+
+
+@pytest.fixture(scope="module")
+def messages():
+    b = book(evidence=lambda h, c: {"peakDensity": "4.6", "devices": "bund-crowd-01"}, model_version="0.1.0")
+    out = [e.message for e in b.tick(T0, {"crowd": levels((5, 8, 5, 8, 2))})]
+    out += [e.message for e in b.tick(T0 + 60, {"crowd": levels((5, 9, 5, 9, 3))})]
+    out += [e.message for e in b.tick(T0 + 120, {"crowd": levels()})]
+    return out
+
+
+def test_cap_json_follows_the_contract(messages):
+    alert, update, cancel = messages
+    assert [m["msgType"] for m in messages] == ["Alert", "Update", "Cancel"]
+    for m in messages:
+        assert cap.problems(m) == [], cap.problems(m)
+        info = m["info"][0]
+        params = {p["valueName"]: p["value"] for p in info["parameter"]}
+        assert info["category"] == "Safety" and info["certainty"] == "Observed"
+        assert params["peakDensity"] == "4.6" and params["modelVersion"] == "0.1.0"
+        geo = info["area"][0]["geocode"]
+        assert geo and all(g["valueName"] == "BeidouGridCode" and g["value"].startswith("N51H") for g in geo)
+    assert alert["sent"] == "2025-01-01T08:00:00+08:00" and "references" not in alert
+    assert {p["valueName"]: p["value"] for p in update["info"][0]["parameter"]}["warningLevel"] == "orange"
+    assert update["info"][0]["severity"] == "Severe"
+    assert update["references"] == cap.reference(alert)
+    assert cancel["references"] == cap.reference(update)
+
+
+def test_polygon_is_a_closed_wgs84_ring_around_the_cells(messages):
+    poly = messages[0]["info"][0]["area"][0]["polygon"][0]
+    pairs = [tuple(map(float, p.split(","))) for p in poly.split()]
+    assert pairs[0] == pairs[-1] and len(pairs) >= 5
+    lats, lons = zip(*pairs, strict=True)
+    w, s, e, n = GRID.bounds_lonlat
+    assert s <= min(lats) < max(lats) <= n and w <= min(lons) < max(lons) <= e
+    # 3 x 3 cells of 20 m: about 60 m across
+    assert (max(lats) - min(lats)) * 111_000 == pytest.approx(60, abs=2)
+
+
+def test_cap_xml_parses_with_an_independent_cap_library(messages):
+    from cap_tools.models import Alert as CapAlert
+
+    for m in messages:
+        xml = cap.to_xml(m)
+        assert 'xmlns="urn:oasis:names:tc:emergency:cap:1.2"' in xml
+        parsed = XmlParser().from_string(xml, CapAlert)
+        assert parsed.identifier == m["identifier"] and parsed.msg_type.value == m["msgType"]
+        info = parsed.infos[0]
+        assert info.severity.value == m["info"][0]["severity"]
+        assert info.areas[0].polygons == m["info"][0]["area"][0]["polygon"]
+        assert dict(info.parameters_to_dict())["warningLevel"] == \
+            {p["valueName"]: p["value"] for p in m["info"][0]["parameter"]}["warningLevel"]
+        if m["msgType"] != "Alert":
+            refs = [f"{r.sender},{r.identifier},{r.sent}" for r in parsed.references_to_list()]
+            assert refs == m["references"].split()
+
+
+def test_cap_checker_catches_broken_messages(messages):
+    bad = dict(messages[1])
+    del bad["references"]
+    assert "a Update message must carry references" in cap.problems(bad)
+    bad = {**messages[0], "sent": "2025-01-01T00:00:00Z", "status": "Live"}
+    assert any("not a CAP dateTime" in p for p in cap.problems(bad))
+    assert any("status 'Live'" in p for p in cap.problems(bad))
+    info = dict(messages[0]["info"][0])
+    info["area"] = [{"areaDesc": "x", "polygon": ["31.2,121.4 31.3,121.4 31.3,121.5"]}]
+    problems = cap.problems({**messages[0], "info": [info]})
+    assert any("at least 4" in p for p in problems) and any("not closed" in p for p in problems)
