@@ -100,6 +100,7 @@ class FloodModel(Component):
         self.qy, self.qy_new = np.zeros((ny + 1, nx)), np.zeros((ny + 1, nx))
         self.f = np.ones(self.shape)
         self.src = np.zeros(self.shape)
+        self._src_sum = 0.0
         self.drained = np.zeros(self.shape)
         self.outflow = np.zeros(self.shape)
         self.rowmax = np.zeros(ny)
@@ -118,6 +119,7 @@ class FloodModel(Component):
         """Set the rain intensity [mm h-1] (scalar or per cell) used until changed."""
         rate = np.broadcast_to(np.asarray(rain_rate_mm_h, dtype=float), self.shape) / 3.6e6
         self.src = np.ascontiguousarray(rate * self.phi)
+        self._src_sum = float(self.src.sum())
 
     def set_boundary_depth(self, mask: np.ndarray, depth: Callable[[float], np.ndarray]) -> None:
         """Hold the depth [m] of ``mask`` cells at ``depth(t)`` (t [s] model time) after every sub-step."""
@@ -153,7 +155,7 @@ class FloodModel(Component):
                    self.h_new, self.qx, self.qy, self.drained, self.outflow, self.rowmax)
         self.h, self.h_new = self.h_new, self.h
         area = self.dx * self.dx
-        self.rain_volume += dt * float(self.src.sum()) * area
+        self.rain_volume += dt * self._src_sum * area
         if cfg.boundary == "open":
             self.boundary_volume += dt * self.dx * float(
                 self.qx[:, -1].sum() - self.qx[:, 0].sum() + self.qy[-1, :].sum() - self.qy[0, :].sum())

@@ -1,0 +1,88 @@
+"""The alert store and outbox on SQLite and on the machine's PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from twin.store import Store
+
+PG_URL = os.environ.get("CITYTWIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_store():
+    import psycopg
+
+    name = f"citytwin_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    url = PG_URL.rsplit("/", 1)[0] + "/" + name
+    return Store.open(url), name
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = Store.open(tmp_path / "alerts.db")
+        yield s
+        s.close()
+        return
+    import psycopg
+
+    s, name = _pg_store()
+    yield s
+    s.close()
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name}")
+
+
+def _alert(state="active", level=2):
+    return {"identifier": "a1", "hazard": "crowd", "level": level, "state": state, "raised_at": 1.0,
+            "updated_at": 2.0, "cancelled_at": None, "cells": [1, 2, 3]}
+
+
+def test_alerts_messages_and_outbox_are_written_together(store):
+    msg = {"identifier": "a1", "msgType": "Alert", "sent": "2025-01-01T08:00:00+08:00"}
+    store.record(_alert(), msg, [("city/alerts/a1", b'{"x":1}', True), ("city/units/u1/alerts", b"1", False)])
+    assert [a["identifier"] for a in store.alerts("active")] == ["a1"]
+    assert store.messages("a1") == [msg]
+    pending = store.pending()
+    assert [(p.topic, p.payload, p.retain) for p in pending] == [
+        ("city/alerts/a1", b'{"x":1}', True), ("city/units/u1/alerts", b"1", False)]
+    assert store.outbox_depth() == 2
+    store.mark_published(pending[0].seq)
+    assert [p.topic for p in store.pending()] == ["city/units/u1/alerts"]
+    cancel = {"identifier": "a1.cancel2", "msgType": "Cancel", "sent": "2025-01-01T08:10:00+08:00"}
+    store.record({**_alert("cancelled"), "cancelled_at": 3.0}, cancel,
+                 [("city/alerts/a1", b"cancel", True), ("city/alerts/a1", None, True)])
+    assert store.alerts("active") == [] and store.alerts("cancelled")[0]["message"] == cancel
+    assert [p.payload for p in store.pending()] == [b"1", b"cancel", None], "order is kept"
+
+
+def test_acks_arrivals_and_meta(store):
+    store.record_ack("a1", "unit-7", "unit", "ack", 10.0)
+    store.record_ack("a1", "operator:li", "operator", "ack", 11.0)
+    assert [a["actor"] for a in store.acks("a1")] == ["unit-7", "operator:li"]
+    assert store.record_arrival("a1", "unit-7", 70.0, 60.0) is True
+    assert store.record_arrival("a1", "unit-7", 80.0, 70.0) is False
+    assert store.arrivals("a1") == [{"unit_id": "unit-7", "t": 70.0, "seconds_after_alert": 60.0}]
+    store.set_meta("sequence", "41")
+    store.set_meta("sequence", "42")
+    assert store.get_meta("sequence") == "42" and store.get_meta("nothing", "x") == "x"
+
+
+def test_a_failed_transaction_leaves_nothing(store):
+    with pytest.raises(KeyError):
+        store.record({"identifier": "bad"}, {"identifier": "m"}, [("t", b"x", False)])
+    assert store.alerts() == [] and store.pending() == []
+
+
+def test_reopening_keeps_everything(tmp_path):
+    s = Store.open(f"sqlite:///{tmp_path}/a.db")
+    s.record(_alert(), {"identifier": "a1", "msgType": "Alert", "sent": "x"}, [("t", b"1", False)])
+    s.close()
+    s2 = Store.open(tmp_path / "a.db")
+    assert s2.outbox_depth() == 1 and s2.alerts()[0]["identifier"] == "a1"
+    s2.close()

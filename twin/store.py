@@ -1,0 +1,210 @@
+"""The alert store and its outbox: SQLite by default, PostgreSQL by URL.
+
+Alerts, every CAP message and every acknowledgement are written here *before* anything is
+published. Each message to publish is an outbox row in the same transaction as the alert
+change that made it; a publisher takes pending rows in order and marks them published only
+after the broker confirmed them, so a broker outage delays messages but loses none and
+never reorders them.
+
+URLs: ``sqlite:///path/to/alerts.db`` (or a plain path, or ``:memory:``) and
+``postgresql://user:pass@host:port/db``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS alerts (
+        identifier TEXT PRIMARY KEY, hazard TEXT NOT NULL, level INTEGER NOT NULL, state TEXT NOT NULL,
+        raised_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+        cancelled_at DOUBLE PRECISION, cells TEXT NOT NULL, last_message TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS messages (
+        seq {serial}, alert_id TEXT NOT NULL, identifier TEXT NOT NULL UNIQUE, msg_type TEXT NOT NULL,
+        sent TEXT NOT NULL, body TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        seq {serial}, topic TEXT NOT NULL, payload BYTEA, retain INTEGER NOT NULL, qos INTEGER NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL, published_at DOUBLE PRECISION)""",
+    """CREATE TABLE IF NOT EXISTS acks (
+        seq {serial}, alert_id TEXT NOT NULL, actor TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+        t DOUBLE PRECISION NOT NULL, recorded_at DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS arrivals (
+        alert_id TEXT NOT NULL, unit_id TEXT NOT NULL, t DOUBLE PRECISION NOT NULL,
+        seconds_after_alert DOUBLE PRECISION NOT NULL, PRIMARY KEY (alert_id, unit_id))""",
+    """CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published_at, seq)",
+)
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One message waiting to be published."""
+
+    seq: int
+    topic: str
+    payload: bytes | None
+    retain: bool
+    qos: int
+
+
+class Store:
+    """Alert store over a DB-API connection (one writer; calls are serialised by a lock)."""
+
+    def __init__(self, connect, placeholder: str, serial: str, blob: str, url: str) -> None:
+        self._connect, self._ph, self.url = connect, placeholder, url
+        self._lock = threading.RLock()
+        self._conn = connect()
+        with self._tx() as cur:
+            for stmt in SCHEMA:
+                cur.execute(stmt.format(serial=serial).replace("BYTEA", blob))
+
+    # ------------------------------------------------------------ plumbing
+    @classmethod
+    def open(cls, url: str | Path) -> Store:
+        """Open (creating the tables if needed) the store at a URL or SQLite path."""
+        url = str(url)
+        if url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            return cls(lambda: psycopg.connect(url, autocommit=True), "%s", "BIGSERIAL PRIMARY KEY", "BYTEA", url)
+        path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+        def connect():
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            return conn
+
+        return cls(connect, "?", "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", url)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", self._ph)
+
+    def _all(self, sql: str, args: Iterable = ()) -> list[tuple]:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute(self._q(sql), tuple(args))
+            return cur.fetchall()
+
+    # ------------------------------------------------------------ writes
+    def record(self, alert: dict, message: dict, outbox: list[tuple[str, bytes | None, bool]]) -> None:
+        """Store an alert's new state, its CAP message and the messages to publish, atomically.
+
+        ``alert``: identifier, hazard, level, state, raised_at, updated_at, cancelled_at, cells.
+        ``outbox``: (topic, payload or None to clear a retained message, retain) in publish order.
+        """
+        now = time.time()
+        with self._tx() as cur:
+            cur.execute(self._q("DELETE FROM alerts WHERE identifier = ?"), (alert["identifier"],))
+            cur.execute(self._q("INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), (
+                alert["identifier"], alert["hazard"], alert["level"], alert["state"], alert["raised_at"],
+                alert["updated_at"], alert.get("cancelled_at"), json.dumps(alert["cells"]), json.dumps(message)))
+            cur.execute(self._q("INSERT INTO messages (alert_id, identifier, msg_type, sent, body) "
+                                "VALUES (?, ?, ?, ?, ?)"),
+                        (alert["identifier"], message["identifier"], message["msgType"], message["sent"],
+                         json.dumps(message)))
+            for topic, payload, retain in outbox:
+                self._enqueue(cur, topic, payload, retain, now)
+
+    def enqueue(self, items: list[tuple[str, bytes | None, bool]]) -> None:
+        """Add messages to publish (topic, payload or None, retain), in order."""
+        now = time.time()
+        with self._tx() as cur:
+            for topic, payload, retain in items:
+                self._enqueue(cur, topic, payload, retain, now)
+
+    def _enqueue(self, cur, topic: str, payload: bytes | None, retain: bool, now: float) -> None:
+        cur.execute(self._q("INSERT INTO outbox (topic, payload, retain, qos, created_at) VALUES (?, ?, ?, 1, ?)"),
+                    (topic, payload, int(retain), now))
+
+    def mark_published(self, seq: int) -> None:
+        """The broker confirmed outbox row ``seq``."""
+        with self._tx() as cur:
+            cur.execute(self._q("UPDATE outbox SET published_at = ? WHERE seq = ?"), (time.time(), seq))
+
+    def record_ack(self, alert_id: str, actor: str, kind: str, status: str, t: float) -> None:
+        """An acknowledgement: ``kind`` is ``unit`` or ``operator``; ``status`` ack/on_scene/resolved."""
+        with self._tx() as cur:
+            cur.execute(self._q("INSERT INTO acks (alert_id, actor, kind, status, t, recorded_at) "
+                                "VALUES (?, ?, ?, ?, ?, ?)"), (alert_id, actor, kind, status, t, time.time()))
+
+    def record_arrival(self, alert_id: str, unit_id: str, t: float, seconds_after_alert: float) -> bool:
+        """A unit seen inside an alert's area for the first time. Returns False if already recorded."""
+        if self._all("SELECT 1 FROM arrivals WHERE alert_id = ? AND unit_id = ?", (alert_id, unit_id)):
+            return False
+        with self._tx() as cur:
+            cur.execute(self._q("INSERT INTO arrivals VALUES (?, ?, ?, ?)"),
+                        (alert_id, unit_id, t, seconds_after_alert))
+        return True
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Keep a small named value (e.g. the alert sequence counter)."""
+        with self._tx() as cur:
+            cur.execute(self._q("DELETE FROM meta WHERE key = ?"), (key,))
+            cur.execute(self._q("INSERT INTO meta VALUES (?, ?)"), (key, value))
+
+    # ------------------------------------------------------------ reads
+    def pending(self, limit: int = 1000) -> list[OutboxItem]:
+        """Unpublished outbox rows, oldest first."""
+        rows = self._all("SELECT seq, topic, payload, retain, qos FROM outbox WHERE published_at IS NULL "
+                         "ORDER BY seq LIMIT ?", (limit,))
+        return [OutboxItem(int(s), t, bytes(p) if p is not None else None, bool(r), int(q)) for s, t, p, r, q in rows]
+
+    def outbox_depth(self) -> int:
+        """How many messages wait to be published."""
+        return int(self._all("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")[0][0])
+
+    def alerts(self, state: str | None = None) -> list[dict]:
+        """Stored alerts (``state`` active / cancelled to filter), oldest first, with their last message."""
+        sql = "SELECT identifier, hazard, level, state, raised_at, updated_at, cancelled_at, last_message FROM alerts"
+        rows = self._all(sql + (" WHERE state = ?" if state else "") + " ORDER BY raised_at, identifier",
+                         (state,) if state else ())
+        keys = ("identifier", "hazard", "level", "state", "raised_at", "updated_at", "cancelled_at")
+        return [{**dict(zip(keys, r[:7], strict=True)), "message": json.loads(r[7])} for r in rows]
+
+    def messages(self, alert_id: str) -> list[dict]:
+        """Every CAP message of an alert, in order."""
+        rows = self._all("SELECT body FROM messages WHERE alert_id = ? ORDER BY seq", (alert_id,))
+        return [json.loads(r[0]) for r in rows]
+
+    def acks(self, alert_id: str) -> list[dict]:
+        """Acknowledgements of an alert, in the order received."""
+        rows = self._all("SELECT actor, kind, status, t FROM acks WHERE alert_id = ? ORDER BY seq", (alert_id,))
+        return [dict(zip(("actor", "kind", "status", "t"), r, strict=True)) for r in rows]
+
+    def arrivals(self, alert_id: str) -> list[dict]:
+        """Units recorded on scene for an alert."""
+        rows = self._all("SELECT unit_id, t, seconds_after_alert FROM arrivals WHERE alert_id = ? ORDER BY t",
+                         (alert_id,))
+        return [dict(zip(("unit_id", "t", "seconds_after_alert"), r, strict=True)) for r in rows]
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """A value kept with `set_meta`."""
+        rows = self._all("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else default
