@@ -206,6 +206,14 @@ class GridSpec:
         ymax = self.y0 - row * s
         return shapely.box(xmin, ymax - s, xmin + s, ymax)
 
+    def cells_union(self, cells) -> shapely.Geometry:
+        """The union of the squares of the given flat cell indices, in the grid CRS."""
+        row, col = np.divmod(np.asarray(cells, dtype=np.int64), self.nx)
+        s = self.cell_size
+        xmin = self.x0 + col * s
+        ymax = self.y0 - row * s
+        return shapely.union_all(shapely.box(xmin, ymax - s, xmin + s, ymax))
+
     def cell_centres_lonlat(self) -> tuple[np.ndarray, np.ndarray]:
         """Longitude and latitude of every cell centre, each shape (ny, nx). [degree]"""
         xx, yy = np.meshgrid(self.x, self.y)

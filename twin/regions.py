@@ -39,11 +39,7 @@ def outline(grid: GridSpec, cells: np.ndarray) -> list[np.ndarray]:
     """
     if len(cells) == 0:
         return []
-    row, col = np.divmod(np.asarray(cells), grid.nx)
-    s = grid.cell_size
-    x0 = grid.x0 + col * s
-    y1 = grid.y0 - row * s
-    union = shapely.union_all(shapely.box(x0, y1 - s, x0 + s, y1))
+    union = grid.cells_union(cells)
     rings = []
     for part in shapely.get_parts(union):
         xy = np.asarray(shapely.simplify(part, 0.0).exterior.coords)

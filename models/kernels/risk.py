@@ -29,13 +29,13 @@ N_PARAMS = 19
 HIST_MASK = (1 << 20) - 1  # 20 transitions = 21 states (Nagios flapping.c)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _ramp(x, lo, hi):
     """Piecewise-linear 0 at ``lo`` to 1 at ``hi`` (works for lo > hi too)."""
     return min(max((x - lo) / (hi - lo), 0.0), 1.0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _up(m, thr, row):
     """(raise, hold) levels of a higher-is-worse metric from one row of ``thr``."""
     r = 0
@@ -48,7 +48,7 @@ def _up(m, thr, row):
     return r, h
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _crowd(rho, rate, pres, p, thr):
     """Crowd hazard, raise and hold levels; trend-projected density, pressure only with rho."""
     if math.isnan(rho):
@@ -63,7 +63,7 @@ def _crowd(rho, rate, pres, p, thr):
     return hz, r, h
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _flood(depth, hv, r1, r6, p, thr):
     """Flood hazard and levels from depth, depth x velocity and the 1 h / 6 h rain signal."""
     if math.isnan(depth):
@@ -83,7 +83,7 @@ def _flood(depth, hv, r1, r6, p, thr):
     return hz, r, h
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _traffic(v, vff, cls, p, tthr):
     """Traffic hazard and levels: GB/T 33171 speed bounds by road class, red by speed ratio."""
     if cls <= 0:
@@ -106,7 +106,7 @@ def _traffic(v, vff, cls, p, tthr):
     return hz, r, h
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _adjust(r, h, e, ev, p):
     """Consequence adjustment: nobody exposed caps at blue; high exposure x vulnerability +1."""
     if r < 0:
@@ -118,7 +118,7 @@ def _adjust(r, h, e, ev, p):
     return r, h
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _flap_pct(hist):
     """Nagios percent state change of a 20-transition history (bit 0 = newest, weight 1.25)."""
     s = 0
@@ -128,7 +128,7 @@ def _flap_pct(hist):
     return s * 100.0 / 1520.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _alert(k, c, r, h, fr, kp, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap):
     """One tick of the level state machine for hazard ``k`` in cell ``c``; returns the reported level.
 
@@ -231,7 +231,7 @@ def composite_level(levels, compound_min, out):
         out[c] = min(top + 1, 4) if n >= 2 else top
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
                ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed):
     cls = rclass[c]

@@ -1,0 +1,89 @@
+"""Routing alerts to field units: who is inside an alert's area plus a buffer, and who is on scene.
+
+A unit gets an alert's message when its last Beidou position is inside the alert area
+grown by `buffer_m` (default 500 m); it gets the alert as soon as it moves into such an
+area, and it gets every later message (updates and the cancel) of an alert it has had,
+wherever it is then. A unit inside the area itself (no buffer) is on scene; its first
+such position is its arrival.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+
+from twin.entities import Entity
+from twin.grid import GridSpec
+
+DEFAULT_BUFFER_M = 500.0
+
+
+@dataclass
+class AlertArea:
+    """An alert's area (projected, grid CRS) and who has had which of its messages."""
+
+    identifier: str
+    raised_at: float
+    area: shapely.Geometry
+    reach: shapely.Geometry
+    version: int = 0
+    delivered: dict[str, int] = field(default_factory=dict)
+    on_scene: dict[str, float] = field(default_factory=dict)
+
+
+class Router:
+    """Which units get which alert messages, and when units arrive on scene."""
+
+    def __init__(self, grid: GridSpec, buffer_m: float = DEFAULT_BUFFER_M) -> None:
+        if buffer_m < 0:
+            raise ValueError(f"buffer must be >= 0 m, got {buffer_m}")
+        self.grid, self.buffer_m = grid, buffer_m
+        self.areas: dict[str, AlertArea] = {}
+
+    def set_area(self, identifier: str, raised_at: float, cells: np.ndarray) -> AlertArea:
+        """Create or move an alert's area; its version goes up (a new message to deliver)."""
+        area = self.grid.cells_union(cells)
+        reach = area.buffer(self.buffer_m) if self.buffer_m > 0 else area
+        shapely.prepare(area)
+        shapely.prepare(reach)
+        current = self.areas.get(identifier)
+        if current is None:
+            current = self.areas[identifier] = AlertArea(identifier, raised_at, area, reach)
+        else:
+            current.area, current.reach = area, reach
+        current.version += 1
+        return current
+
+    def recipients(self, identifier: str, units: list[Entity]) -> list[str]:
+        """Units that must get the alert's current message now (inside its reach, or had it before)."""
+        a = self.areas[identifier]
+        out = []
+        for u in units:
+            if a.delivered.get(u.id, 0) >= a.version:
+                continue
+            if u.id in a.delivered or (u.located and shapely.contains_xy(a.reach, u.x, u.y)):
+                out.append(u.id)
+        return out
+
+    def mark_delivered(self, identifier: str, unit_ids: list[str]) -> None:
+        """The current message of the alert is on its way to these units."""
+        a = self.areas[identifier]
+        for uid in unit_ids:
+            a.delivered[uid] = a.version
+
+    def arrivals(self, units: list[Entity]) -> list[tuple[str, str, float, float]]:
+        """(alert, unit, time, seconds since the alert was raised) for units newly inside an area."""
+        out = []
+        for a in self.areas.values():
+            for u in units:
+                if u.id in a.on_scene or not u.located or not shapely.contains_xy(a.area, u.x, u.y):
+                    continue
+                a.on_scene[u.id] = u.t
+                out.append((a.identifier, u.id, u.t, u.t - a.raised_at))
+        return out
+
+    def close(self, identifier: str) -> None:
+        """The alert is over: forget its area."""
+        self.areas.pop(identifier, None)
