@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", action="store_true", help="replay the raw log into the sink before consuming")
     p.add_argument("--sink", help="append accepted records here (CSV)")
     p.add_argument("--metrics-out", help="write counters here (JSON)")
-    p.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0 = run until signalled)")
+    p.add_argument(
+        "--duration", type=float, default=0.0, help="stop after S seconds (0 = run until signalled)"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -62,9 +64,17 @@ class CsvSink:
     def __call__(self, batch: Batch) -> None:
         if self.stream is None:
             return
-        lines = [f"{d},{t!r},{q},{r},{v!r}\n" for d, t, q, r, v in zip(
-            batch.device.tolist(), batch.t.tolist(), batch.quantity.tolist(), batch.ref.tolist(),
-            batch.value.tolist(), strict=True)]
+        lines = [
+            f"{d},{t!r},{q},{r},{v!r}\n"
+            for d, t, q, r, v in zip(
+                batch.device.tolist(),
+                batch.t.tolist(),
+                batch.quantity.tolist(),
+                batch.ref.tolist(),
+                batch.value.tolist(),
+                strict=True,
+            )
+        ]
         self.stream.write("".join(lines))
         self.stream.flush()
 
@@ -82,8 +92,10 @@ def _write_metrics(path: str | None, ingestor: Ingestor, transport: MqttTranspor
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         registry = None if args.registry == "none" else load_registry(args.registry)
     except (OSError, RegistryError) as exc:
@@ -91,8 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     limits = Limits(args.max_bytes, args.max_future_s, args.max_age_s, args.rate, args.burst)
     config = IngestConfig(prefix=args.prefix, limits=limits)
-    transport = MqttTransport(args.broker, client_id=args.client_id, subscriptions=subscriptions(args.prefix),
-                              protocol=args.protocol, receive_maximum=args.receive_maximum)
+    transport = MqttTransport(
+        args.broker,
+        client_id=args.client_id,
+        subscriptions=subscriptions(args.prefix),
+        protocol=args.protocol,
+        receive_maximum=args.receive_maximum,
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

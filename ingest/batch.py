@@ -17,6 +17,9 @@ datum       object    ``CGCS2000``, ``WGS84`` or ``GCJ02`` for positions, "" oth
 ref         object    reference carried by the record (the alert identifier of an ack), "" otherwise
 ==========  ========  =======================================================
 
+Treat the columns as read-only: absent columns are shared read-only arrays. ``concat`` and ``take`` return
+fresh arrays.
+
 The per-record dedupe key is ``(device, t, quantity, ref)``; ``ref`` is "" except for acks, so for
 observations it is the ``(device, time, name)`` key of DESIGN.md section 6.
 """
@@ -31,23 +34,55 @@ import numpy as np
 
 FLOAT_COLUMNS = ("t", "value", "lon", "lat", "speed_kmh", "course_deg", "hdop")
 STRING_COLUMNS = ("device", "quantity", "datum", "ref")
-COLUMNS = ("device", "t", "quantity", "value", "lon", "lat", "speed_kmh", "course_deg",
-           "hdop", "fix", "datum", "ref")
+COLUMNS = (
+    "device",
+    "t",
+    "quantity",
+    "value",
+    "lon",
+    "lat",
+    "speed_kmh",
+    "course_deg",
+    "hdop",
+    "fix",
+    "datum",
+    "ref",
+)
+
+_COLUMN_SET = frozenset(COLUMNS)
+_SCALARS = (str, float, int)
+_DTYPES = {c: np.float64 for c in FLOAT_COLUMNS} | {"fix": np.int8}
 
 Key = tuple[str, float, str, str]
 
 
+_DEFAULTS: dict[tuple[str, int], np.ndarray] = {}
+
+
 def _default(name: str, n: int) -> np.ndarray:
+    """Column of absent values; small ones are shared read-only arrays (built once)."""
+    cached = _DEFAULTS.get((name, n))
+    if cached is not None:
+        return cached
     if name in FLOAT_COLUMNS:
-        return np.full(n, np.nan)
-    if name == "fix":
-        return np.full(n, -1, dtype=np.int8)
-    return np.full(n, "", dtype=object)
+        arr = np.full(n, np.nan)
+    elif name == "fix":
+        arr = np.full(n, -1, dtype=np.int8)
+    else:
+        arr = np.full(n, "", dtype=object)
+    arr.flags.writeable = False
+    if n <= 4:
+        _DEFAULTS[(name, n)] = arr
+    return arr
 
 
 def _coerce(name: str, values: Any, n: int) -> np.ndarray:
     if values is None:
         return _default(name, n)
+    if n == 1 and type(values) in _SCALARS:  # the common one-record message
+        arr = np.empty(1, dtype=_DTYPES.get(name, object))
+        arr[0] = values
+        return arr
     if name in FLOAT_COLUMNS:
         arr = np.asarray(values, dtype=np.float64)
     elif name == "fix":
@@ -89,11 +124,11 @@ class Batch:
     @classmethod
     def build(cls, n: int, *, ignored: int = 0, **columns: Any) -> Batch:
         """Batch of ``n`` rows; missing columns get their absent value, scalars are broadcast."""
-        unknown = set(columns) - set(COLUMNS)
+        unknown = columns.keys() - _COLUMN_SET
         if unknown:
             raise TypeError(f"unknown Batch columns: {sorted(unknown)}")
-        cols = {c: _coerce(c, columns.get(c), n) for c in COLUMNS}
-        return cls(**cols, ignored=ignored)
+        get = columns.get
+        return cls(*[_coerce(c, get(c), n) for c in COLUMNS], ignored=ignored)
 
     @classmethod
     def empty(cls, ignored: int = 0) -> Batch:
@@ -105,8 +140,6 @@ class Batch:
         """Rows of all ``batches`` in order."""
         if not batches:
             return cls.empty()
-        if len(batches) == 1:
-            return batches[0]
         cols = {c: np.concatenate([getattr(b, c) for b in batches]) for c in COLUMNS}
         return cls(**cols, ignored=sum(b.ignored for b in batches))
 
@@ -119,8 +152,9 @@ class Batch:
 
     def keys(self) -> list[Key]:
         """Dedupe key ``(device, t, quantity, ref)`` of every row."""
-        return list(zip(self.device.tolist(), self.t.tolist(), self.quantity.tolist(),
-                        self.ref.tolist(), strict=True))
+        return list(
+            zip(self.device.tolist(), self.t.tolist(), self.quantity.tolist(), self.ref.tolist(), strict=True)
+        )
 
     def columns(self) -> dict[str, np.ndarray]:
         """The columns as a dict (shared arrays, not copies)."""

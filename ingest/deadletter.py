@@ -17,8 +17,9 @@ def deadletter_topic(prefix: str = "city/") -> str:
     return f"{prefix}deadletter"
 
 
-def deadletter_payload(topic: str, rejection: Rejection, received_at: float, payload: bytes,
-                       max_payload: int = 64 * 1024) -> bytes:
+def deadletter_payload(
+    topic: str, rejection: Rejection, received_at: float, payload: bytes, max_payload: int = 64 * 1024
+) -> bytes:
     """JSON ``{"topic","reason","detail","received_at","payload_b64"}`` plus ``field``, ``digest`` and
     ``payload_truncated`` (payloads above ``max_payload`` bytes are cut; the raw log has them whole)."""
     doc = {

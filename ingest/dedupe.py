@@ -1,16 +1,60 @@
-"""Recognise redelivered records by their key ``(device, t, quantity, ref)`` (see ``Batch.keys``)."""
+"""Recognise redelivered records by their key ``(device, t, quantity, ref)`` (see ``Batch.keys``).
+
+Keys are kept per stream ``(device, quantity, ref)``: times of small batches in a set, times of large
+batches (SenML packs) as sorted numpy chunks. A batch whose times all follow the stream's latest time --
+the normal case -- is checked with a few vectorised operations, whatever its size; redeliveries and
+out-of-order records are checked exactly against the remembered times.
+"""
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingest.batch import Batch, Key
+from ingest.batch import Batch
+
+Stream = tuple[str, str, str]
+SMALL = 8
+"""Batches of at most this many records of a stream are remembered in a set, larger ones as arrays."""
+
+
+@dataclass
+class _StreamKeys:
+    small: set[float] = field(default_factory=set)
+    chunks: deque[np.ndarray] = field(default_factory=deque)
+    tmax: float = -np.inf
+
+    def contains(self, t: float) -> bool:
+        """Whether one time is remembered."""
+        if t > self.tmax:
+            return False
+        if t in self.small:
+            return True
+        for chunk in self.chunks:
+            if chunk[0] <= t <= chunk[-1]:
+                i = int(np.searchsorted(chunk, t))
+                if chunk[i] == t:
+                    return True
+        return False
+
+    def seen(self, ts: np.ndarray) -> np.ndarray:
+        """Mask of the times already remembered."""
+        out = np.zeros(len(ts), dtype=bool)
+        if len(ts) == 0 or ts.min() > self.tmax:
+            return out
+        if self.small:
+            out |= np.fromiter((t in self.small for t in ts.tolist()), dtype=bool, count=len(ts))
+        lo, hi = ts.min(), ts.max()
+        for chunk in self.chunks:
+            if chunk[0] <= hi and chunk[-1] >= lo:
+                out |= np.isin(ts, chunk)
+        return out
 
 
 class Deduper:
-    """Remembers the keys of the last ``max_keys`` accepted records (oldest batches forgotten first).
+    """Remembers the keys of the last ``max_keys`` accepted records (oldest first forgotten).
 
     Parameters
     ----------
@@ -20,40 +64,100 @@ class Deduper:
 
     def __init__(self, max_keys: int = 2_000_000) -> None:
         self.max_keys = max_keys
-        self._seen: set[Key] = set()
-        self._order: deque[list[Key]] = deque()
+        self._streams: dict[Stream, _StreamKeys] = {}
+        self._order: deque[tuple[Stream, list[float] | np.ndarray]] = deque()
         self._size = 0
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return self._size
 
     def filter(self, batch: Batch) -> tuple[Batch, int]:
         """Rows of ``batch`` not seen before (also within the batch), and the number of duplicates."""
-        if len(batch) == 0:
+        n = len(batch)
+        if n == 0:
             return batch, 0
-        keys = batch.keys()
-        kset = set(keys)
-        if len(kset) == len(keys) and self._seen.isdisjoint(kset):
-            self._remember(keys)
+        if n == 1:
+            return self._filter_one(batch)
+        keep = None
+        for stream, rows in _streams(batch):
+            ts = batch.t if rows is None else batch.t[rows]
+            fresh = _first_occurrence(ts)
+            keys = self._streams.setdefault(stream, _StreamKeys())
+            fresh &= ~keys.seen(ts)
+            if not fresh.all():
+                keep = np.ones(n, dtype=bool) if keep is None else keep
+                keep[slice(None) if rows is None else rows] &= fresh
+                ts = ts[fresh]
+            self._remember(stream, keys, ts)
+        if keep is None:
             return batch, 0
-        mask = np.zeros(len(keys), dtype=bool)
-        fresh: list[Key] = []
-        local: set[Key] = set()
-        for i, k in enumerate(keys):
-            if k not in self._seen and k not in local:
-                local.add(k)
-                fresh.append(k)
-                mask[i] = True
-        self._remember(fresh)
-        return batch.take(mask), len(keys) - len(fresh)
+        return batch.take(keep), int(n - keep.sum())
 
-    def _remember(self, keys: list[Key]) -> None:
-        if not keys:
-            return
-        self._seen.update(keys)
-        self._order.append(keys)
-        self._size += len(keys)
+    def _filter_one(self, batch: Batch) -> tuple[Batch, int]:
+        if self.admit_one(batch.device[0], float(batch.t[0]), batch.quantity[0], batch.ref[0]):
+            return batch, 0
+        return batch.take(np.zeros(1, dtype=bool)), 1
+
+    def admit_one(self, device: str, t: float, quantity: str, ref: str = "") -> bool:
+        """Remember one record's key; False if it was already remembered (a duplicate)."""
+        stream = (device, quantity, ref)
+        keys = self._streams.get(stream)
+        if keys is None:
+            keys = self._streams[stream] = _StreamKeys()
+        elif keys.contains(t):
+            return False
+        keys.small.add(t)
+        if t > keys.tmax:
+            keys.tmax = t
+        self._order.append((stream, [t]))
+        self._size += 1
         while self._size > self.max_keys and len(self._order) > 1:
-            old = self._order.popleft()
-            self._size -= len(old)
-            self._seen.difference_update(old)
+            self._forget()
+        return True
+
+    def _remember(self, stream: Stream, keys: _StreamKeys, ts: np.ndarray) -> None:
+        if len(ts) == 0:
+            return
+        if len(ts) <= SMALL:
+            small = ts.tolist()
+            keys.small.update(small)
+            self._order.append((stream, small))
+        else:
+            keys.chunks.append(np.sort(ts))
+            self._order.append((stream, ts))
+        keys.tmax = max(keys.tmax, float(ts.max()))
+        self._size += len(ts)
+        while self._size > self.max_keys and len(self._order) > 1:
+            self._forget()
+
+    def _forget(self) -> None:
+        stream, ts = self._order.popleft()
+        self._size -= len(ts)
+        keys = self._streams[stream]
+        if isinstance(ts, list):
+            keys.small.difference_update(ts)
+        else:
+            keys.chunks.popleft()
+        if not keys.small and not keys.chunks:
+            del self._streams[stream]
+
+
+def _first_occurrence(ts: np.ndarray) -> np.ndarray:
+    """Mask of the first occurrence of each time (all True when strictly increasing)."""
+    if len(ts) < 2 or (np.diff(ts) > 0).all():
+        return np.ones(len(ts), dtype=bool)
+    mask = np.zeros(len(ts), dtype=bool)
+    mask[np.unique(ts, return_index=True)[1]] = True
+    return mask
+
+
+def _streams(batch: Batch) -> list[tuple[Stream, np.ndarray | None]]:
+    """``(stream, row indices or None for all rows)`` of a batch."""
+    dev, q, ref = batch.device, batch.quantity, batch.ref
+    first = (dev[0], q[0], ref[0])
+    if len(batch) == 1 or ((dev == dev[0]).all() and (q == q[0]).all() and (ref == ref[0]).all()):
+        return [(first, None)]
+    groups: dict[Stream, list[int]] = {}
+    for i, key in enumerate(zip(dev.tolist(), q.tolist(), ref.tolist(), strict=True)):
+        groups.setdefault(key, []).append(i)
+    return [(k, np.asarray(v)) for k, v in groups.items()]

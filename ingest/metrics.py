@@ -51,8 +51,11 @@ class Metrics:
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy (``fsync_mean_ms`` derived)."""
         with self._lock:
-            out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()
-                   if not k.startswith("_")}
+            out = {
+                k: (dict(v) if isinstance(v, dict) else v)
+                for k, v in self.__dict__.items()
+                if not k.startswith("_")
+            }
         out["rejected_total"] = sum(out["rejected"].values())
         out["fsync_mean_ms"] = self.fsync_total_ms / self.log_commits if self.log_commits else 0.0
         return out

@@ -21,14 +21,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
+from ingest.decoders.senml import Row, decode_senml_row
 from ingest.dedupe import Deduper
 from ingest.metrics import Metrics
-from ingest.rawlog import LogPosition, RawLog, read_log
+from ingest.rawlog import LOG_START, LogPosition, RawLog, read_log
 from ingest.registry import Registry
 from ingest.rejection import Reason, Rejection, reject
 from ingest.routing import DECODERS, route
@@ -69,7 +70,7 @@ class IngestConfig:
     """
 
     prefix: str = "city/"
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     max_group: int = 5000
     poll_s: float = 0.05
     dedupe_keys: int = 2_000_000
@@ -90,8 +91,14 @@ class Ingestor:
     config : IngestConfig
     """
 
-    def __init__(self, source: Source, raw_log: RawLog, registry: Registry | None, sink: Sink,
-                 config: IngestConfig | None = None) -> None:
+    def __init__(
+        self,
+        source: Source,
+        raw_log: RawLog,
+        registry: Registry | None,
+        sink: Sink,
+        config: IngestConfig | None = None,
+    ) -> None:
         self.source = source
         self.log = raw_log
         self.config = config or IngestConfig()
@@ -134,7 +141,9 @@ class Ingestor:
         self._commit(msgs)
         for m in msgs:
             self.source.ack(m)
-        accepted = [b for m in msgs if (b := self.process(m.topic, m.payload, m.received_at, m.dup)) is not None]
+        accepted = [
+            b for m in msgs if (b := self.process(m.topic, m.payload, m.received_at, m.dup)) is not None
+        ]
         self._deliver(accepted)
         return len(msgs)
 
@@ -168,10 +177,10 @@ class Ingestor:
             self.metrics.add_commit(time.perf_counter() - t0, len(items))
             return
 
-    def _deliver(self, accepted: list[Batch]) -> None:
+    def _deliver(self, accepted: list[Batch | Row]) -> None:
         if not accepted:
             return
-        batch = Batch.concat(accepted)
+        batch = Batch.concat(_batches(accepted))
         try:
             self.sink(batch)
         except Exception:
@@ -180,13 +189,24 @@ class Ingestor:
 
     # -- one message ----------------------------------------------------------------------------
 
-    def process(self, topic: str, payload: bytes, received_at: float, redelivered: bool = False) -> Batch | None:
+    def process(
+        self, topic: str, payload: bytes, received_at: float, redelivered: bool = False
+    ) -> Batch | Row | None:
         """Check, decode and dedupe one message; returns its new records, or None if it gave none.
 
-        Rejections are counted and dead-lettered here.
+        A one-record SenML message comes back as a plain ``Row`` (device, t, quantity, value), the ingest
+        loop's fast path; ``_deliver`` turns rows into a ``Batch``. Rejections are counted and
+        dead-lettered here.
         """
         self.metrics.received += 1
         result = self._decode(topic, payload, received_at, redelivered)
+        if type(result) is tuple:
+            self.metrics.accepted += 1
+            if self.deduper.admit_one(result[0], result[1], result[2]):
+                self.metrics.accepted_records += 1
+                return result
+            self.metrics.duplicates += 1
+            return None
         if isinstance(result, Rejection):
             self._rejected(topic, result, received_at, payload)
             return None
@@ -197,14 +217,24 @@ class Ingestor:
         self.metrics.accepted_records += len(fresh)
         return fresh if len(fresh) else None
 
-    def _decode(self, topic: str, payload: bytes, received_at: float, redelivered: bool) -> Batch | Rejection:
+    def _decode(
+        self, topic: str, payload: bytes, received_at: float, redelivered: bool
+    ) -> Batch | Row | Rejection:
         r = route(topic, self.config.prefix)
         if r is None:
-            return reject(Reason.BAD_SCHEMA, f"no inbound topic pattern matches {topic[:120]!r}", payload, "topic")
+            return reject(
+                Reason.BAD_SCHEMA, f"no inbound topic pattern matches {topic[:120]!r}", payload, "topic"
+            )
         bad = self.validator.check_message(r, payload, received_at, redelivered)
         if bad is not None:
             return bad
-        decoded = DECODERS[r.family](payload, topic=topic, received_at=received_at)
+        if r.family == "sensor":
+            decoded = decode_senml_row(payload, topic=topic, received_at=received_at)
+            if type(decoded) is tuple:
+                bad = self.validator.check_row(r, decoded[1], decoded[2], payload, received_at)
+                return decoded if bad is None else bad
+        else:
+            decoded = DECODERS[r.family](payload, topic=topic, received_at=received_at)
         if isinstance(decoded, Rejection):
             if decoded.detail.startswith("internal decoder error"):
                 self.metrics.internal_errors += 1
@@ -226,7 +256,7 @@ class Ingestor:
 
     # -- replay ---------------------------------------------------------------------------------
 
-    def replay(self, start: LogPosition = LogPosition(0, 0), *, deliver: bool = True) -> int:
+    def replay(self, start: LogPosition = LOG_START, *, deliver: bool = True) -> int:
         """Re-process logged messages from ``start`` (after a restart, before consuming live).
 
         Rebuilds the dedupe memory and, with ``deliver``, hands the records to the sink again; rejections
@@ -248,3 +278,25 @@ class Ingestor:
         finally:
             self.deadletters.send = send
         return n
+
+
+def _batches(items: list[Batch | Row]) -> list[Batch]:
+    """Batches in order, consecutive rows gathered into one batch."""
+    out: list[Batch] = []
+    rows: list[Row] = []
+    for item in items:
+        if type(item) is tuple:
+            rows.append(item)
+            continue
+        if rows:
+            out.append(_rows_batch(rows))
+            rows = []
+        out.append(item)
+    if rows:
+        out.append(_rows_batch(rows))
+    return out
+
+
+def _rows_batch(rows: list[Row]) -> Batch:
+    device, t, quantity, value = zip(*rows, strict=True)
+    return Batch.build(len(rows), device=list(device), t=t, quantity=list(quantity), value=value)

@@ -40,6 +40,10 @@ class LogPosition(NamedTuple):
     offset: int
 
 
+LOG_START = LogPosition(0, 0)
+"""The start of a log."""
+
+
 class LogRecord(NamedTuple):
     """One logged message."""
 
@@ -76,7 +80,7 @@ def _scan(data: bytes, offset: int) -> Iterator[tuple[int, int, bytes]]:
         end = offset + _HEAD.size + length
         if length < MIN_BODY or length > MAX_BODY or end > size:
             return
-        body = data[offset + _HEAD.size:end]
+        body = data[offset + _HEAD.size : end]
         if zlib.crc32(body) != crc:
             return
         _, tlen = _BODY.unpack_from(body)
@@ -88,16 +92,16 @@ def _scan(data: bytes, offset: int) -> Iterator[tuple[int, int, bytes]]:
 
 def _decode_body(position: LogPosition, body: bytes) -> LogRecord:
     received_at, tlen = _BODY.unpack_from(body)
-    topic = body[MIN_BODY:MIN_BODY + tlen].decode("utf-8", errors="replace")
-    return LogRecord(position, received_at, topic, body[MIN_BODY + tlen:])
+    topic = body[MIN_BODY : MIN_BODY + tlen].decode("utf-8", errors="replace")
+    return LogRecord(position, received_at, topic, body[MIN_BODY + tlen :])
 
 
 def valid_length(path: Path) -> int:
     """Length of the valid prefix of a segment file [byte]."""
     data = path.read_bytes()
     end = 0
-    for _, end, _ in _scan(data, 0):
-        pass
+    for _, stop, _ in _scan(data, 0):
+        end = stop
     return end
 
 
@@ -144,8 +148,9 @@ class RawLog:
         ``os.fsync`` after each group (turn off only in tests of other things).
     """
 
-    def __init__(self, directory: str | os.PathLike, *, segment_bytes: int = 64 * 1024 * 1024,
-                 fsync: bool = True) -> None:
+    def __init__(
+        self, directory: str | os.PathLike, *, segment_bytes: int = 64 * 1024 * 1024, fsync: bool = True
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
@@ -229,7 +234,7 @@ class RawLog:
         self.close()
 
 
-def read_log(directory: str | os.PathLike, start: LogPosition = LogPosition(0, 0)) -> Iterator[LogRecord]:
+def read_log(directory: str | os.PathLike, start: LogPosition = LOG_START) -> Iterator[LogRecord]:
     """Replay records from ``start`` in order.
 
     A torn or corrupt tail of the last segment ends the replay (it is not data); the same in an earlier
@@ -241,7 +246,8 @@ def read_log(directory: str | os.PathLike, start: LogPosition = LogPosition(0, 0
         data = _seg_path(directory, seg).read_bytes()
         offset = start.offset if seg == start.segment else 0
         end = offset
-        for begin, end, body in _scan(data, offset):
+        for begin, stop, body in _scan(data, offset):
+            end = stop
             yield _decode_body(LogPosition(seg, begin), body)
         if end < len(data) and i < len(segs) - 1:
             raise CorruptLogError(f"segment {seg} is corrupt at offset {end}")

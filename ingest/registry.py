@@ -78,8 +78,13 @@ def expected_quantities(kind: str) -> tuple[str, ...]:
 
 
 def _check_position(pos: Any) -> bool:
-    return (isinstance(pos, list | tuple) and len(pos) >= 2 and all(isinstance(x, int | float) for x in pos[:2])
-            and -180 <= pos[0] <= 180 and -90 <= pos[1] <= 90)
+    return (
+        isinstance(pos, list | tuple)
+        and len(pos) >= 2
+        and all(isinstance(x, int | float) for x in pos[:2])
+        and -180 <= pos[0] <= 180
+        and -90 <= pos[1] <= 90
+    )
 
 
 def _check_geometry(geom: Any, kind: str, where: str, problems: list[str]) -> None:
@@ -93,7 +98,9 @@ def _check_geometry(geom: Any, kind: str, where: str, problems: list[str]) -> No
             problems.append(f"{where}: bad Point coordinates")
     elif gtype == "Polygon":
         rings = geom.get("coordinates")
-        if not (isinstance(rings, list) and rings and all(isinstance(r, list) and len(r) >= 4 for r in rings)):
+        if not (
+            isinstance(rings, list) and rings and all(isinstance(r, list) and len(r) >= 4 for r in rings)
+        ):
             problems.append(f"{where}: a Polygon needs closed rings of >= 4 positions")
         elif not all(_check_position(p) for r in rings for p in r) or any(r[0] != r[-1] for r in rings):
             problems.append(f"{where}: Polygon positions out of range or ring not closed")
@@ -118,14 +125,25 @@ def _parse_feature(i: int, feat: Any, problems: list[str]) -> Device | None:
         problems.append(f"{where}: kind {kind!r} not one of {DEVICE_KINDS}")
         return None
     quantities = props.get("quantities", list(expected_quantities(kind)))
-    if not isinstance(quantities, list) or not quantities or not set(quantities) <= set(expected_quantities(kind)):
+    if (
+        not isinstance(quantities, list)
+        or not quantities
+        or not set(quantities) <= set(expected_quantities(kind))
+    ):
         problems.append(f"{where}: quantities {quantities!r} not a subset of {expected_quantities(kind)}")
     unit_type = props.get("unit_type", "")
     if kind == "unit" and unit_type not in UNIT_TYPES:
         problems.append(f"{where}: unit_type {unit_type!r} not one of {UNIT_TYPES}")
     _check_geometry(feat.get("geometry"), kind, where, problems)
-    return Device(dev_id, kind, tuple(quantities) if isinstance(quantities, list) else (),
-                  str(props.get("name", "")), str(unit_type), feat.get("geometry"), dict(props))
+    return Device(
+        dev_id,
+        kind,
+        tuple(quantities) if isinstance(quantities, list) else (),
+        str(props.get("name", "")),
+        str(unit_type),
+        feat.get("geometry"),
+        dict(props),
+    )
 
 
 def registry_from_geojson(doc: Any) -> Registry:

@@ -29,7 +29,7 @@ def route(topic: str, prefix: str = "city/") -> Route | None:
     """Route of ``topic`` under ``prefix``, or None when it matches no inbound pattern."""
     if not topic.startswith(prefix):
         return None
-    parts = topic[len(prefix):].split("/")
+    parts = topic[len(prefix) :].split("/")
     if len(parts) == 3 and parts[0] == "sensors" and parts[1] in SENSOR_KINDS and parts[2]:
         return Route("sensor", parts[2], parts[1])
     if len(parts) == 2 and parts[0] == "beidou" and parts[1]:

@@ -72,23 +72,49 @@ class Validator:
         self.limits = limits or Limits()
         self.buckets = TokenBuckets(self.limits.rate_per_s, self.limits.burst)
 
-    def check_message(self, route: Route, payload: bytes, received_at: float,
-                      redelivered: bool = False) -> Rejection | None:
+    def check_message(
+        self, route: Route, payload: bytes, received_at: float, redelivered: bool = False
+    ) -> Rejection | None:
         """Size, known device, kind consistent with the topic, rate (redeliveries are not charged)."""
         if len(payload) > self.limits.max_bytes:
-            return reject(Reason.TOO_LARGE, f"{len(payload)} bytes > {self.limits.max_bytes}", payload, "payload")
+            return reject(
+                Reason.TOO_LARGE, f"{len(payload)} bytes > {self.limits.max_bytes}", payload, "payload"
+            )
         if self.registry is not None:
             dev = self.registry.get(route.device)
             if dev is None:
-                return reject(Reason.UNKNOWN_DEVICE, f"device {route.device[:80]!r} is not registered",
-                              payload, "topic")
+                return reject(
+                    Reason.UNKNOWN_DEVICE, f"device {route.device[:80]!r} is not registered", payload, "topic"
+                )
             allowed = _FAMILY_KINDS.get(route.family, (route.sensor_kind,))
             if dev.kind not in allowed:
-                return reject(Reason.IDENTITY_MISMATCH,
-                              f"device {route.device!r} is a {dev.kind}, not allowed on this topic", payload, "topic")
+                return reject(
+                    Reason.IDENTITY_MISMATCH,
+                    f"device {route.device!r} is a {dev.kind}, not allowed on this topic",
+                    payload,
+                    "topic",
+                )
         if not redelivered and not self.buckets.allow(route.device, received_at):
-            return reject(Reason.RATE_LIMITED, f"device {route.device!r} above {self.limits.rate_per_s}/s",
-                          payload, "topic")
+            return reject(
+                Reason.RATE_LIMITED,
+                f"device {route.device!r} above {self.limits.rate_per_s}/s",
+                payload,
+                "topic",
+            )
+        return None
+
+    def check_row(self, route: Route, t: float, quantity: str, payload: bytes, received_at: float) -> Rejection | None:
+        """``check_batch`` for one record given as scalars (time [s], quantity)."""
+        if not received_at - self.limits.max_age_s <= t <= received_at + self.limits.max_future_s:
+            return reject(
+                Reason.TIME_SKEW, f"record time {t:.3f} is {t - received_at:+.0f} s from receive time", payload, "t"
+            )
+        if self.registry is not None:
+            dev = self.registry.get(route.device)
+            if dev is not None and quantity not in dev.quantities:
+                return reject(
+                    Reason.BAD_SCHEMA, f"device {route.device!r} is not registered for {quantity!r}", payload, "n"
+                )
         return None
 
     def check_batch(self, route: Route, batch: Batch, payload: bytes, received_at: float) -> Rejection | None:
@@ -96,16 +122,26 @@ class Validator:
         if len(batch) == 0:
             return None
         lo, hi = received_at - self.limits.max_age_s, received_at + self.limits.max_future_s
-        bad = (batch.t < lo) | (batch.t > hi)
-        if bad.any():
+        if len(batch) == 1:
+            t = float(batch.t[0])
+            skewed = not lo <= t <= hi
+        else:
+            bad = (batch.t < lo) | (batch.t > hi)
+            skewed = bool(bad.any())
             t = float(batch.t[np.argmax(bad)])
-            return reject(Reason.TIME_SKEW, f"record time {t:.3f} is {t - received_at:+.0f} s from receive time",
-                          payload, "t")
+        if skewed:
+            return reject(
+                Reason.TIME_SKEW,
+                f"record time {t:.3f} is {t - received_at:+.0f} s from receive time",
+                payload,
+                "t",
+            )
         if self.registry is not None and route.family == "sensor":
             dev = self.registry.get(route.device)
             qs = set(batch.quantity.tolist()) if len(batch) > 1 else {batch.quantity[0]}
             if dev is not None and not qs <= set(dev.quantities):
                 extra = sorted(qs - set(dev.quantities))
-                return reject(Reason.BAD_SCHEMA, f"device {route.device!r} is not registered for {extra}",
-                              payload, "n")
+                return reject(
+                    Reason.BAD_SCHEMA, f"device {route.device!r} is not registered for {extra}", payload, "n"
+                )
         return None

@@ -19,6 +19,26 @@ NAGIOS = Reference("Nagios Core / Naemon flap detection: 21 states, weights 0.75
                    "https://naemon.io/documentation/usersguide/flapping")
 
 HAZARDS = ("crowd", "flood", "traffic")
+LEVEL_NODATA = -1
+"""Level code of a stale or never-observed cell (same as ``twin.layers.LEVEL_NODATA``)."""
+
+
+def stale_mask(last_update: np.ndarray, now: float, period: float, n_periods: float = 3.0) -> np.ndarray:
+    """True where a source has been silent for more than ``n_periods`` update periods.
+
+    Parameters
+    ----------
+    last_update : ndarray of float
+        Time of the last update of each cell, NaN if never. [s]
+    now : float
+        Current time. [s]
+    period : float
+        Expected update period of the source. [s]
+    n_periods : float
+        Silence tolerated before a cell is no-data (SCIENCE.md 5 test 4: 3 periods). [1]
+    """
+    age = now - np.asarray(last_update, dtype=float)
+    return ~(age <= n_periods * period)
 
 
 @dataclass
@@ -115,6 +135,11 @@ def tick_params(cfg: RiskConfig) -> dict[str, np.ndarray]:
     p[rk.P_RHO_REF], p[rk.P_E_MIN], p[rk.P_EV_HIGH] = cfg.exposure_density_ref, cfg.exposure_min, cfg.ev_high
     p[rk.P_COMPOUND] = cfg.compound_min_level
     p[rk.P_FLAP_HI], p[rk.P_FLAP_LO] = c.timing.flap_high, c.timing.flap_low
+    for inv, lo, hi in ((rk.P_INV_RHO, rk.P_RHO_LO, rk.P_RHO_HI), (rk.P_INV_H, rk.P_H_LO, rk.P_H_HI),
+                        (rk.P_INV_HV, rk.P_HV_LO, rk.P_HV_HI), (rk.P_INV_R1, rk.P_R1_LO, rk.P_R1_HI),
+                        (rk.P_INV_RATIO, rk.P_RATIO_LO, rk.P_RATIO_HI)):
+        p[inv] = 1.0 / (p[hi] - p[lo])
+    p[rk.P_INV_REF] = 1.0 / p[rk.P_RHO_REF]
     inf = np.inf
     sh1 = np.array(r.shanghai_1h) * 1e-3
     sh6 = np.array(r.shanghai_6h) * 1e-3
@@ -126,6 +151,10 @@ def tick_params(cfg: RiskConfig) -> dict[str, np.ndarray]:
         list(sh1) + list(sh1 - m),
         list(sh6) + list(sh6 - m),
     ], dtype=float)
+    # an unused lower colour (inf) takes the next used threshold: rows become non-decreasing, which
+    # the kernel's branch-free count needs and which leaves "highest colour met" unchanged
+    thr[:, 0:4] = np.minimum.accumulate(thr[:, 0:4][:, ::-1], axis=1)[:, ::-1]
+    thr[:, 4:8] = np.minimum.accumulate(thr[:, 4:8][:, ::-1], axis=1)[:, ::-1]
     tthr = np.full((5, 8), -inf)
     on, off = t.gbt_edges_ms(), t.gbt_edges_ms(t.clear_margin_kmh)
     tthr[1:, 0:3] = on[1:, 1:4]   # light -> blue, moderate -> yellow, severe -> orange
@@ -186,13 +215,13 @@ class AlertLevels(Component):
     )
     references = (UNDRR, PROMETHEUS, NAGIOS)
 
-    def __init__(self, ds: xr.Dataset, config: RiskConfig | None = None, parallel: bool = False):
+    def __init__(self, ds: xr.Dataset, config: RiskConfig | None = None):
         self.check_inputs(ds, ("road_class", "vulnerability"))
         self.config = config or RiskConfig()
         self.params = tick_params(self.config)
         self.shape = ds["road_class"].shape
         self.state = AlertState.zeros(3, int(np.prod(self.shape)))
-        self.kernel = rk.risk_tick_par if parallel else rk.risk_tick
+        self.kernel = rk.risk_tick  # prange over cells: numba.set_num_threads decides the threads
 
     def _get(self, ds: xr.Dataset, name: str, stale: dict | None, hazard: str) -> np.ndarray:
         n = self.state.overall.size

@@ -31,6 +31,19 @@ def segment_speeds(seg_idx: np.ndarray, speed_ms: np.ndarray, interval_s: np.nda
     return v, n
 
 
+def cell_speeds_from_segments(seg: np.ndarray, cell: np.ndarray, length_m: np.ndarray, seg_speed_ms: np.ndarray,
+                              n_cells: int) -> np.ndarray:
+    """Cell speed [m s-1] as the length-weighted mean of the segment speeds crossing each cell.
+
+    ``seg``, ``cell``, ``length_m`` [m] form the sparse segment x cell table (from the road network
+    and the grid); NaN where no segment with data crosses the cell (SCIENCE.md 3.4).
+    """
+    out = np.empty(n_cells)
+    tk.segment_to_cells(np.ascontiguousarray(seg, np.int64), np.ascontiguousarray(cell, np.int64),
+                        np.ascontiguousarray(length_m, float), np.ascontiguousarray(seg_speed_ms, float), out)
+    return out
+
+
 class ProbeSpeeds(Component):
     """Space-mean speed per cell from time-sampled Beidou probe pings, smoothed in time.
 

@@ -15,8 +15,19 @@ from ingest.decoders.senml import decode_senml, encode_senml, resolve_pack
 from ingest.rejection import Reason, Rejection, reject
 
 __all__ = [
-    "Batch", "Reason", "Rejection", "decode_ack", "decode_beidou", "decode_nmea", "decode_position",
-    "decode_senml", "encode_ack", "encode_nmea", "encode_position", "encode_senml", "resolve_pack",
+    "Batch",
+    "Reason",
+    "Rejection",
+    "decode_ack",
+    "decode_beidou",
+    "decode_nmea",
+    "decode_position",
+    "decode_senml",
+    "encode_ack",
+    "encode_nmea",
+    "encode_position",
+    "encode_senml",
+    "resolve_pack",
 ]
 
 

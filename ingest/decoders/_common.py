@@ -39,16 +39,19 @@ def last_segment(topic: str) -> str:
     return topic.rsplit("/", 1)[-1]
 
 
-def parse_json(payload: bytes) -> Any | Rejection:
-    """``json.loads`` or a ``bad_syntax`` rejection (non-finite constants are refused)."""
-    try:
-        return json.loads(payload, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        return reject(Reason.BAD_SYNTAX, f"invalid JSON: {exc}", payload, "payload")
-
-
 def _refuse_constant(name: str) -> float:
     raise ValueError(f"non-standard JSON constant {name}")
+
+
+_JSON = json.JSONDecoder(parse_constant=_refuse_constant)  # built once: json.loads(**kw) builds one per call
+
+
+def parse_json(payload: bytes) -> Any | Rejection:
+    """Parse UTF-8 JSON, or return a ``bad_syntax`` rejection (NaN/Infinity constants are refused)."""
+    try:
+        return _JSON.decode(payload.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return reject(Reason.BAD_SYNTAX, f"invalid JSON: {exc}", payload, "payload")
 
 
 def is_number(x: Any) -> bool:

@@ -38,7 +38,9 @@ def decode_ack(payload: bytes, *, topic: str, received_at: float) -> Batch | Rej
     if not isinstance(alert, str) or not alert or len(alert) > MAX_ALERT_ID:
         return reject(Reason.BAD_SCHEMA, "alert must be a non-empty identifier", payload, "alert")
     if status not in ACK_STATUSES:
-        return reject(Reason.BAD_SCHEMA, f"status {str(status)[:30]!r} not in {ACK_STATUSES}", payload, "status")
+        return reject(
+            Reason.BAD_SCHEMA, f"status {str(status)[:30]!r} not in {ACK_STATUSES}", payload, "status"
+        )
     if not is_number(t):
         return reject(Reason.BAD_SCHEMA, "t must be a finite number", payload, "t")
     return Batch.build(1, device=parts[-2], t=float(t), quantity=status, ref=alert)
@@ -49,5 +51,6 @@ def encode_ack(batch: Batch) -> bytes:
     if len(batch) == 0:
         raise ValueError("cannot encode an empty batch")
     r = next(iter(batch.records()))
-    return json.dumps({"alert": r["ref"], "status": r["quantity"], "t": r["t"]},
-                      separators=(",", ":")).encode()
+    return json.dumps(
+        {"alert": r["ref"], "status": r["quantity"], "t": r["t"]}, separators=(",", ":")
+    ).encode()

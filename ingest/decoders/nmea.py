@@ -9,7 +9,8 @@ sentences of other talkers are skipped and counted in ``Batch.ignored``; so are 
 
 Sentences with the same UTC time-of-day are merged into one ``position`` record: latitude/longitude from
 GGA (else GNS, else RMC), fix quality and HDOP from GGA/GNS, speed and course from RMC (or a following
-VTG), date from RMC (two-digit year: the century nearest ``received_at``). Without an RMC date, the date is the one that puts the fix nearest ``received_at``.
+VTG), date from RMC (two-digit year: the century nearest ``received_at``). Without an RMC date, the
+date is the one that puts the fix nearest ``received_at``.
 NMEA 4.10 trailing fields (RMC nav status, GGA/GNS extra fields) are accepted.
 
 Datum: BDS-only talkers (``BD``, ``GB``) are tagged ``CGCS2000``, the others ``WGS84`` (the two agree to
@@ -86,8 +87,19 @@ def decode_nmea(payload: bytes, *, topic: str, received_at: float) -> Batch | Re
     cols = list(zip(*rows, strict=True))
     datum = "CGCS2000" if talker in ("BD", "GB") else "WGS84"
     return Batch.build(
-        n, device=last_segment(topic), t=cols[0], quantity="position", lat=cols[1], lon=cols[2],
-        speed_kmh=cols[3], course_deg=cols[4], hdop=cols[5], fix=cols[6], datum=datum, ignored=ignored)
+        n,
+        device=last_segment(topic),
+        t=cols[0],
+        quantity="position",
+        lat=cols[1],
+        lon=cols[2],
+        speed_kmh=cols[3],
+        course_deg=cols[4],
+        hdop=cols[5],
+        fix=cols[6],
+        datum=datum,
+        ignored=ignored,
+    )
 
 
 def _parse_all(text: str) -> tuple[list[_Fix], int, str]:
@@ -126,14 +138,16 @@ def _split_checked(line: str, k: int) -> list[str]:
         raise _Bad(Reason.BAD_CHECKSUM, f"sentence {k} has no checksum", f"sentence[{k}]")
     if line[0] != "$":
         raise _Bad(Reason.BAD_SYNTAX, f"sentence {k} does not start with $", f"sentence[{k}]")
-    given = line[star + 1:]
+    given = line[star + 1 :]
     if len(given) != 2 or not set(given) <= _HEX:
-        raise _Bad(Reason.BAD_SYNTAX, f"sentence {k} checksum {given!r} is not two hex digits",
-                   f"sentence[{k}]")
+        raise _Bad(
+            Reason.BAD_SYNTAX, f"sentence {k} checksum {given!r} is not two hex digits", f"sentence[{k}]"
+        )
     body = line[1:star]
     if checksum(body) != int(given, 16):
-        raise _Bad(Reason.BAD_CHECKSUM, f"sentence {k} checksum {given} != {checksum(body):02X}",
-                   f"sentence[{k}]")
+        raise _Bad(
+            Reason.BAD_CHECKSUM, f"sentence {k} checksum {given} != {checksum(body):02X}", f"sentence[{k}]"
+        )
     fields = body.split(",")
     if not fields[0].isalnum():
         raise _Bad(Reason.BAD_SYNTAX, f"sentence {k} has a bad address {fields[0]!r}", f"sentence[{k}]")
@@ -233,7 +247,9 @@ def _angle(s: str, deg_digits: int, limit: float, k: int, name: str) -> float:
     dot = s.find(".")
     head = s if dot < 0 else s[:dot]
     if len(head) != deg_digits + 2 or not head.isdigit():
-        raise _Bad(Reason.BAD_SYNTAX, f"{name} {s!r} is not {'d' * deg_digits}mm.mmm", f"sentence[{k}].{name}")
+        raise _Bad(
+            Reason.BAD_SYNTAX, f"{name} {s!r} is not {'d' * deg_digits}mm.mmm", f"sentence[{k}].{name}"
+        )
     deg = int(head[:deg_digits])
     minutes = _float(s[deg_digits:], k, name)
     value = deg + minutes / 60.0
@@ -355,8 +371,9 @@ def encode_nmea(batch: Batch, *, talker: str = "GN", types: tuple[str, ...] = ("
             if typ == "GGA":
                 out.append(sentence(f"{talker}GGA,{hms},{pos},{fix},12,{hdop},4.0,M,8.3,M,,"))
             elif typ == "RMC":
-                out.append(sentence(f"{talker}RMC,{hms},A,{pos},{knots},{course},"
-                                    f"{d:02d}{mo:02d}{y % 100:02d},,,A,V"))
+                out.append(
+                    sentence(f"{talker}RMC,{hms},A,{pos},{knots},{course},{d:02d}{mo:02d}{y % 100:02d},,,A,V")
+                )
             else:
                 raise ValueError(f"cannot encode {typ}")
     return ("\r\n".join(out) + "\r\n").encode("ascii")

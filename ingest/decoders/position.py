@@ -40,8 +40,17 @@ def decode_position(payload: bytes, *, topic: str, received_at: float) -> Batch 
     except _Bad as bad:
         return reject(bad.reason, bad.detail, payload, bad.field)
     cols = list(zip(*rows, strict=True))
-    return Batch.build(len(rows), device=device, t=cols[0], quantity="position", lon=cols[1], lat=cols[2],
-                       speed_kmh=cols[3], course_deg=cols[4], datum=list(cols[5]))
+    return Batch.build(
+        len(rows),
+        device=device,
+        t=cols[0],
+        quantity="position",
+        lon=cols[1],
+        lat=cols[2],
+        speed_kmh=cols[3],
+        course_deg=cols[4],
+        datum=list(cols[5]),
+    )
 
 
 def _row(item: Any, i: int, device: str) -> tuple:
@@ -56,7 +65,9 @@ def _row(item: Any, i: int, device: str) -> tuple:
     if not isinstance(item["id"], str):
         raise _Bad(Reason.BAD_SCHEMA, "id must be a string", f"[{i}].id")
     if item["id"] != device:
-        raise _Bad(Reason.IDENTITY_MISMATCH, f"id {item['id'][:60]!r} on the topic of {device!r}", f"[{i}].id")
+        raise _Bad(
+            Reason.IDENTITY_MISMATCH, f"id {item['id'][:60]!r} on the topic of {device!r}", f"[{i}].id"
+        )
     vals = {}
     for key in ("t", "lon", "lat", "speed_kmh", "course"):
         x = item.get(key)

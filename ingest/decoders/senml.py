@@ -170,21 +170,61 @@ def decode_senml(payload: bytes, *, topic: str, received_at: float) -> Batch | R
     Values are converted to the canonical unit of their quantity (``ingest.decoders.units``); relative
     times are resolved against ``received_at`` [s]. Never raises on bad input.
     """
+    out = decode_senml_row(payload, topic=topic, received_at=received_at)
+    if type(out) is tuple:
+        device, t, quantity, value = out
+        return Batch.build(1, device=device, t=t, quantity=quantity, value=value)
+    return out
+
+
+Row = tuple[str, float, str, float]
+"""One decoded record: (device, t [s], quantity, value in the canonical unit)."""
+
+
+@guarded
+def decode_senml_row(payload: bytes, *, topic: str, received_at: float) -> Row | Batch | Rejection:
+    """``decode_senml`` that returns a one-record pack as a plain ``Row`` (the ingest loop's fast path:
+    no numpy arrays per message); other packs as a ``Batch``, bad ones as a ``Rejection``."""
     parts = topic.split("/")
     if len(parts) < 2 or parts[-2] not in SENSOR_KINDS or not parts[-1]:
-        return reject(Reason.BAD_SCHEMA, f"topic {topic!r} is not .../sensors/{{kind}}/{{device}}",
-                      payload, "topic")
+        return reject(
+            Reason.BAD_SCHEMA, f"topic {topic!r} is not .../sensors/{{kind}}/{{device}}", payload, "topic"
+        )
     kind, device = parts[-2], parts[-1]
     pack = parse_json(payload)
     if isinstance(pack, Rejection):
         return pack
     try:
+        single = _single(pack, received_at, kind, device)
+        if single is not None:
+            return single
         cols = _fast_columns(pack, received_at)
         if cols is None:
             cols = _slow_columns(pack, received_at)
         return _to_batch(*cols, kind=kind, device=device)
     except _Bad as bad:
         return reject(bad.reason, bad.detail, payload, bad.field)
+
+
+def _single(pack: Any, received_at: float, kind: str, device: str) -> Row | None:
+    """A one-record pack, decoded with Python scalars (same rules as ``_to_batch``); None otherwise."""
+    if not (type(pack) is list and len(pack) == 1 and type(pack[0]) is dict):
+        return None
+    (rec,) = _resolve(pack, received_at)
+    if "v" not in rec:
+        raise _Bad(Reason.BAD_SCHEMA, "sensor records need a numeric value v", "[0]")
+    q = _quantity_of(rec["n"], f"urn:dev:{device}:", kind)
+    spec = QUANTITIES[q]
+    unit = rec.get("u", "")
+    factor = spec.factors.get(unit)
+    if factor is None:
+        raise _Bad(Reason.BAD_UNIT, f"unit {unit!r} not accepted for {q} (use {spec.unit})", "u")
+    value = rec["v"] * factor if factor != 1.0 else rec["v"]
+    if not math.isfinite(rec["t"]):
+        raise _Bad(Reason.OUT_OF_RANGE, "time is not finite", "t")
+    if not spec.low <= value <= spec.high:
+        raise _Bad(Reason.OUT_OF_RANGE, f"{q} {value} outside [{spec.low}, {spec.high}] {spec.unit}", "v")
+    return device, rec["t"], q, float(value)
 
 
 def _slow_columns(pack: Any, received_at: float) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
@@ -206,7 +246,7 @@ def _fast_columns(pack: Any, received_at: float) -> tuple[Any, np.ndarray, Any, 
     first, rest = pack[0], pack[1:]
     if not first.keys() <= _FAST_FIRST_KEYS or "n" not in first or "v" not in first:
         return None
-    if not all(type(r) is dict for r in rest):
+    if set(map(type, rest)) != {dict}:
         return None
     getter = _NVT if "t" in rest[0] else _NV
     width = 3 if getter is _NVT else 2
@@ -285,7 +325,7 @@ def _quantity_of(name: str, prefix: str, kind: str) -> str:
         if name.startswith("urn:dev:"):
             raise _Bad(Reason.IDENTITY_MISMATCH, f"name {name[:80]!r} is not from device {prefix}", "bn")
         raise _Bad(Reason.BAD_SCHEMA, f"name {name[:80]!r} does not start with {prefix!r}", "bn")
-    q = name[len(prefix):]
+    q = name[len(prefix) :]
     if q not in SENSOR_KINDS[kind]:
         raise _Bad(Reason.BAD_SCHEMA, f"{kind} sensors measure {SENSOR_KINDS[kind]}, not {q[:40]!r}", "n")
     return q
@@ -294,7 +334,7 @@ def _quantity_of(name: str, prefix: str, kind: str) -> str:
 def _check_ranges(quantity: np.ndarray, value: np.ndarray, t: np.ndarray, single: bool) -> None:
     if not np.isfinite(t).all():
         raise _Bad(Reason.OUT_OF_RANGE, "time is not finite", "t")
-    for q in ([quantity[0]] if single else set(quantity.tolist())):
+    for q in [quantity[0]] if single else set(quantity.tolist()):
         spec = QUANTITIES[q]
         vals = value if single else value[quantity == q]
         bad = ~((vals >= spec.low) & (vals <= spec.high))

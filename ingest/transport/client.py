@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -37,8 +37,7 @@ log = logging.getLogger(__name__)
 PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 
 
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
+class InboundMessage(NamedTuple):
     """A received message, as handed to the consumer."""
 
     topic: str
@@ -100,7 +99,9 @@ class MqttTransport:
     receive_maximum : int
         MQTT 5 Receive Maximum: unacknowledged QoS 1 messages the broker may send at once [1].
     queue_size : int or None
-        Bound of the inbound queue (default ``2 * receive_maximum + 100``).
+        Bound of the inbound queue (default ``4 * receive_maximum + 1000``). Mosquitto 2.0.11 does not
+        hold Receive Maximum strictly once acks flow, so the queue can fill; the network thread then waits
+        (TCP backpressure), nothing is dropped.
     keepalive_s : int
     backoff : Backoff
     max_outstanding : int
@@ -109,11 +110,22 @@ class MqttTransport:
         CA bundle for ``mqtts://`` (system default if None).
     """
 
-    def __init__(self, url: str | BrokerURL, *, client_id: str, subscriptions: Sequence[str] = (),
-                 protocol: str = "5", session_expiry_s: int = 7 * 86400, receive_maximum: int = 1000,
-                 queue_size: int | None = None, keepalive_s: int = 30, backoff: Backoff | None = None,
-                 max_outstanding: int = 10_000, publish_timeout_s: float = 10.0,
-                 tls_ca: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str | BrokerURL,
+        *,
+        client_id: str,
+        subscriptions: Sequence[str] = (),
+        protocol: str = "5",
+        session_expiry_s: int = 7 * 86400,
+        receive_maximum: int = 1000,
+        queue_size: int | None = None,
+        keepalive_s: int = 30,
+        backoff: Backoff | None = None,
+        max_outstanding: int = 10_000,
+        publish_timeout_s: float = 10.0,
+        tls_ca: str | None = None,
+    ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
         if not 0 < max_outstanding < 65535:
@@ -128,7 +140,7 @@ class MqttTransport:
         self.backoff = backoff or Backoff()
         self.max_outstanding = max_outstanding
         self.publish_timeout_s = publish_timeout_s
-        self.queue: queue.Queue[InboundMessage] = queue.Queue(queue_size or 2 * receive_maximum + 100)
+        self.queue: queue.Queue[InboundMessage] = queue.Queue(queue_size or 4 * receive_maximum + 1000)
         self.stats = TransportStats()
         self.connected = threading.Event()
         self._generation = 0
@@ -142,8 +154,13 @@ class MqttTransport:
     def _make_client(self, tls_ca: str | None) -> mqtt.Client:
         v5 = self.protocol == "5"
         kwargs: dict[str, Any] = {} if v5 else {"clean_session": False}
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=PROTOCOLS[self.protocol], manual_ack=True, **kwargs)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=PROTOCOLS[self.protocol],
+            manual_ack=True,
+            **kwargs,
+        )
         if self.url.username:
             client.username_pw_set(self.url.username, self.url.password)
         if self.url.tls:
@@ -170,7 +187,9 @@ class MqttTransport:
 
         Returns whether the client is connected (always True when ``wait_s`` is None).
         """
-        extra = {"clean_start": False, "properties": self._connect_properties()} if self.protocol == "5" else {}
+        extra = (
+            {"clean_start": False, "properties": self._connect_properties()} if self.protocol == "5" else {}
+        )
         self._client.connect_async(self.url.host, self.url.port, keepalive=self.keepalive_s, **extra)
         self._client.loop_start()
         if wait_s is None:
@@ -197,8 +216,12 @@ class MqttTransport:
         self._generation += 1
         self._attempt = 0
         self.stats.connects += 1
-        log.info("connected to %s as %s (session present: %s)", self.url, self.client_id,
-                 getattr(flags, "session_present", None))
+        log.info(
+            "connected to %s as %s (session present: %s)",
+            self.url,
+            self.client_id,
+            getattr(flags, "session_present", None),
+        )
         for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
         self.connected.set()
@@ -220,16 +243,29 @@ class MqttTransport:
         self._client.reconnect_delay_set(d, d)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        item = InboundMessage(msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.dup),
-                              bool(msg.retain), time.time(), self._generation)
+        item = InboundMessage(
+            msg.topic,
+            bytes(msg.payload),
+            msg.qos,
+            msg.mid,
+            bool(msg.dup),
+            bool(msg.retain),
+            time.time(),
+            self._generation,
+        )
         self.stats.received += 1
         if msg.qos == 0:
             self.stats.received_qos0 += 1
         try:
             self.queue.put_nowait(item)
-        except queue.Full:  # cannot happen while queue_size >= in-flight bound; never drop
+        except queue.Full:  # the consumer is behind: wait (TCP backpressure), never drop
             self.stats.queue_full_waits += 1
-            log.warning("inbound queue full (%d); the network thread waits", self.queue.maxsize)
+            if self.stats.queue_full_waits % 1000 == 1:
+                log.warning(
+                    "inbound queue full (%d); the network thread waits (%d times so far)",
+                    self.queue.maxsize,
+                    self.stats.queue_full_waits,
+                )
             self.queue.put(item)
 
     # -- consumer side ------------------------------------------------------------------------
@@ -244,7 +280,9 @@ class MqttTransport:
         self._client.ack(msg.mid, msg.qos)
         self.stats.acked += 1
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo:
         """Publish; QoS 1 messages are queued by paho while disconnected and sent on reconnect."""
         with self._pub_lock:
             self._bound_outstanding()

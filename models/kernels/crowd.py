@@ -203,3 +203,26 @@ def crowd_pressure(density, u, v, alpha, u_mean, v_mean, var, out):
         v_mean[i] += alpha * dv
         var[i] = (1.0 - alpha) * (var[i] + alpha * (du * du + dv * dv))
         out[i] = density[i] * var[i]
+
+
+@njit(cache=True, nogil=True)
+def occupancy_update(count, n_in, n_out, anchor, out):
+    """Counting-line occupancy: N(t) = N(t-1) + in - out, re-anchored where a snapshot exists.
+
+    Parameters
+    ----------
+    count : ndarray of float64
+        Occupancy at the previous tick (NaN: unknown). [person]
+    n_in, n_out : ndarray of float64
+        People counted crossing into and out of the cell this tick. [person]
+    anchor : ndarray of float64
+        Absolute count from a camera / Wi-Fi snapshot, NaN where none: replaces the running sum
+        and so resets the drift of miscounts (SCIENCE.md 1.4). [person]
+    out : ndarray of float64
+        New occupancy; not clipped at zero, so miscounts stay visible. [person]
+    """
+    for i in range(count.size):
+        if not math.isnan(anchor[i]):
+            out[i] = anchor[i]
+        else:
+            out[i] = count[i] + n_in[i] - n_out[i]

@@ -9,10 +9,11 @@ Threshold tables (SI units; ``inf`` = not used):
 * ``thr`` (5, 8), higher is worse. Rows: 0 crowd density [person m-2], 1 water depth [m],
   2 depth x velocity [m2 s-1], 3 rain 1 h [m], 4 rain 6 h [m]. Columns 0-3: raise thresholds of
   blue, yellow, orange, red; 4-7: clear thresholds (the level is held while metric >= clear).
+  Each half-row must be non-decreasing (``models.risk.tick_params`` makes it so).
 * ``tthr`` (5, 8), lower is worse, one row per road class (row 0 unused). Columns 0-2: speed at
   or below which blue, yellow, orange are raised [m s-1]; 3: speed ratio v / v_free at or below
-  which orange becomes red [1]; 4-7: the same for holding.
-* ``p`` (19,): scalar parameters, indices ``P_*`` below.
+  which orange becomes red [1]; 4-7: the same for holding. Speed bounds must be non-increasing.
+* ``p`` (25,): scalar parameters, indices ``P_*`` below (``models.risk.tick_params`` fills them).
 * ``ticks`` (3, 2) int64: raise delay ("for") and clear delay ("keep_firing_for") per hazard.
 """
 
@@ -25,27 +26,29 @@ P_HORIZON, P_RHO_LO, P_RHO_HI, P_P_CRIT, P_RHO_P = 0, 1, 2, 3, 4
 P_H_LO, P_H_HI, P_HV_LO, P_HV_HI, P_R1_LO, P_R1_HI = 5, 6, 7, 8, 9, 10
 P_RATIO_LO, P_RATIO_HI, P_RHO_REF, P_E_MIN, P_EV_HIGH = 11, 12, 13, 14, 15
 P_COMPOUND, P_FLAP_HI, P_FLAP_LO = 16, 17, 18
-N_PARAMS = 19
+# reciprocals 1 / (hi - lo) of the hazard ramps and 1 / rho_ref (multiplications are cheaper than divisions)
+P_INV_RHO, P_INV_H, P_INV_HV, P_INV_R1, P_INV_RATIO, P_INV_REF = 19, 20, 21, 22, 23, 24
+N_PARAMS = 25
 HIST_MASK = (1 << 20) - 1  # 20 transitions = 21 states (Nagios flapping.c)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ramp(x, lo, hi):
-    """Piecewise-linear 0 at ``lo`` to 1 at ``hi`` (works for lo > hi too)."""
-    return min(max((x - lo) / (hi - lo), 0.0), 1.0)
+def _ramp(x, lo, inv):
+    """Piecewise-linear 0 at ``lo`` to 1 at ``lo + 1 / inv`` (``inv`` < 0 for a falling ramp)."""
+    return min(max((x - lo) * inv, 0.0), 1.0)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _up(m, thr, row):
-    """(raise, hold) levels of a higher-is-worse metric from one row of ``thr``."""
-    r = 0
-    h = 0
-    for k in range(4):
-        if m >= thr[row, k]:
-            r = k + 1
-        if m >= thr[row, 4 + k]:
-            h = k + 1
-    return r, h
+    """(raise, hold) levels of a higher-is-worse metric from one (non-decreasing) row of ``thr``.
+
+    Branch-free count of thresholds met; equals "highest colour met" because :func:`tick_params`
+    makes every row non-decreasing (an unused lower colour takes the next used threshold).
+    NaN meets nothing.
+    """
+    r = (m >= thr[row, 0]) + (m >= thr[row, 1]) + (m >= thr[row, 2]) + (m >= thr[row, 3])
+    h = (m >= thr[row, 4]) + (m >= thr[row, 5]) + (m >= thr[row, 6]) + (m >= thr[row, 7])
+    return np.int64(r), np.int64(h)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -54,7 +57,7 @@ def _crowd(rho, rate, pres, p, thr):
     if math.isnan(rho):
         return np.nan, -1, -1
     proj = rho + (rate * p[P_HORIZON] if rate > 0.0 else 0.0)
-    hz = _ramp(proj, p[P_RHO_LO], p[P_RHO_HI])
+    hz = _ramp(proj, p[P_RHO_LO], p[P_INV_RHO])
     r, h = _up(proj, thr, 0)
     if pres >= p[P_P_CRIT] and rho >= p[P_RHO_P]:
         hz = 1.0
@@ -69,12 +72,12 @@ def _flood(depth, hv, r1, r6, p, thr):
     if math.isnan(depth):
         return np.nan, -1, -1
     x = 0.0 if math.isnan(hv) else hv
-    hz = max(_ramp(depth, p[P_H_LO], p[P_H_HI]), _ramp(x, p[P_HV_LO], p[P_HV_HI]))
+    hz = max(_ramp(depth, p[P_H_LO], p[P_INV_H]), _ramp(x, p[P_HV_LO], p[P_INV_HV]))
     r, h = _up(depth, thr, 1)
     a, b = _up(x, thr, 2)
     r, h = max(r, a), max(h, b)
     if not math.isnan(r1):
-        hz = max(hz, _ramp(r1, p[P_R1_LO], p[P_R1_HI]))
+        hz = max(hz, _ramp(r1, p[P_R1_LO], p[P_INV_R1]))
         a, b = _up(r1, thr, 3)
         r, h = max(r, a), max(h, b)
     if not math.isnan(r6):
@@ -91,14 +94,9 @@ def _traffic(v, vff, cls, p, tthr):
     if math.isnan(v):
         return np.nan, -1, -1
     ratio = v / vff if vff > 0.0 else 1.0
-    hz = _ramp(ratio, p[P_RATIO_LO], p[P_RATIO_HI])
-    r = 0
-    h = 0
-    for k in range(3):
-        if v <= tthr[cls, k]:
-            r = k + 1
-        if v <= tthr[cls, 4 + k]:
-            h = k + 1
+    hz = _ramp(ratio, p[P_RATIO_LO], p[P_INV_RATIO])
+    r = np.int64((v <= tthr[cls, 0]) + (v <= tthr[cls, 1]) + (v <= tthr[cls, 2]))
+    h = np.int64((v <= tthr[cls, 4]) + (v <= tthr[cls, 5]) + (v <= tthr[cls, 6]))
     if r == 3 and ratio <= tthr[cls, 3]:
         r = 4
     if h == 3 and ratio <= tthr[cls, 7]:
@@ -138,7 +136,8 @@ def _alert(k, c, r, h, fr, kp, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, 
     data: everything is frozen and -1 is reported. While flapping, the level is not lowered.
     """
     if r < 0:
-        rep[k, c] = -1
+        if rep[k, c] != -1:
+            rep[k, c] = -1
         return -1
     changed = 1 if r != raw[k, c] else 0
     if changed or hist[k, c] != 0:
@@ -169,8 +168,10 @@ def _alert(k, c, r, h, fr, kp, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, 
     elif nup[k, c] != 0 or ndn[k, c] != 0:
         nup[k, c] = 0
         ndn[k, c] = 0
-    lev[k, c] = lv
-    rep[k, c] = lv
+    if lev[k, c] != lv:
+        lev[k, c] = lv
+    if rep[k, c] != lv:
+        rep[k, c] = lv
     return lv
 
 
@@ -232,42 +233,41 @@ def composite_level(levels, compound_min, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _hazard_level(k, c, hz, r, h, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap):
+    """Risk, consequence adjustment and state machine of hazard ``k``; returns (old, new) reported level."""
+    risk[k, c] = hz * ev
+    r, h = _adjust(r, h, e, ev, p)
+    old = rep[k, c]
+    lv = _alert(k, c, r, h, ticks[k, 0], ticks[k, 1], p[P_FLAP_HI], p[P_FLAP_LO], lev, rep, raw, nup, ndn, hist,
+                flap)
+    return old, lv
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
                ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed):
     cls = rclass[c]
     e = road_exp[cls] if cls > 0 else 0.0
     if rho[c] > 0.0:
-        e = max(e, min(rho[c] / p[P_RHO_REF], 1.0))
+        e = max(e, min(rho[c] * p[P_INV_REF], 1.0))
     ev = e * vuln[c] if vuln[c] > 0.0 else 0.0
-    ch = 0
-    top = -1
-    ncomp = 0
-    for k in range(3):
-        if k == 0:
-            hz, r, h = _crowd(rho[c], rate[c], pres[c], p, thr)
-        elif k == 1:
-            hz, r, h = _flood(depth[c], hv[c], r1[c], r6[c], p, thr)
-        else:
-            hz, r, h = _traffic(speed[c], vff[c], cls, p, tthr)
-        risk[k, c] = hz * ev
-        r, h = _adjust(r, h, e, ev, p)
-        old = rep[k, c]
-        lv = _alert(k, c, r, h, ticks[k, 0], ticks[k, 1], p[P_FLAP_HI], p[P_FLAP_LO], lev, rep, raw, nup,
-                    ndn, hist, flap)
-        if lv != old:
-            ch |= 1 << k
-        top = max(top, lv)
-        if lv >= p[P_COMPOUND]:
-            ncomp += 1
-    if ncomp >= 2:
+    hz, r, h = _crowd(rho[c], rate[c], pres[c], p, thr)
+    o0, l0 = _hazard_level(0, c, hz, r, h, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
+    hz, r, h = _flood(depth[c], hv[c], r1[c], r6[c], p, thr)
+    o1, l1 = _hazard_level(1, c, hz, r, h, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
+    hz, r, h = _traffic(speed[c], vff[c], cls, p, tthr)
+    o2, l2 = _hazard_level(2, c, hz, r, h, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
+    ch = (l0 != o0) + 2 * (l1 != o1) + 4 * (l2 != o2)
+    top = max(l0, l1, l2)
+    if (l0 >= p[P_COMPOUND]) + (l1 >= p[P_COMPOUND]) + (l2 >= p[P_COMPOUND]) >= 2:
         top = min(top + 1, 4)
     if top != level[c]:
-        ch |= 8
-    level[c] = top
+        ch += 8
+        level[c] = top
     changed[c] = ch
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp, ticks,
               risk, lev, rep, raw, nup, ndn, hist, flap, level, changed):
     """One risk tick over all cells: hazards, risk = H x E x V, levels, state machine, composite.
@@ -297,16 +297,14 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
         Overall level (state and output).
     changed : ndarray of int8, shape (n,)
         Output bitmask: bit k set if hazard k's reported level changed, bit 3 the overall level.
+
+    Notes
+    -----
+    Cells run in a ``prange`` loop: the numba thread count (``numba.set_num_threads``) decides,
+    1 thread is the serial kernel. (A plain ``range`` loop of the same body was 12x slower here:
+    the parfor lowering lets LLVM keep the parameter tables in registers.) Cells are
+    independent, so the result does not depend on the thread count.
     """
-    for c in range(rho.size):
+    for c in prange(rho.size):  # c only indexes (a cast to int64 here made the loop 3.5x slower)
         _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
-                   ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def risk_tick_par(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
-                  ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed):
-    """:func:`risk_tick` with cells in parallel (``prange``); same arithmetic, same result."""
-    for cp in prange(rho.size):
-        _tick_cell(np.int64(cp), rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
                    ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed)

@@ -69,3 +69,8 @@ def crowd_pressure(density, u, v, alpha, u_mean, v_mean, var, out):
     v_mean[ok] += alpha * dv[ok]
     var[ok] = (1.0 - alpha) * (var[ok] + alpha * (du[ok] * du[ok] + dv[ok] * dv[ok]))
     out[:] = np.where(ok, density * var, np.nan)
+
+
+def occupancy_update(count, n_in, n_out, anchor, out):
+    """numpy reference of :func:`models.kernels.crowd.occupancy_update`."""
+    out[:] = np.where(np.isnan(anchor), count + n_in - n_out, anchor)

@@ -9,27 +9,27 @@ from models.kernels.risk import (
     P_EV_HIGH,
     P_FLAP_HI,
     P_FLAP_LO,
-    P_H_HI,
     P_H_LO,
     P_HORIZON,
-    P_HV_HI,
     P_HV_LO,
+    P_INV_H,
+    P_INV_HV,
+    P_INV_R1,
+    P_INV_RATIO,
+    P_INV_REF,
+    P_INV_RHO,
     P_P_CRIT,
-    P_R1_HI,
     P_R1_LO,
-    P_RATIO_HI,
     P_RATIO_LO,
-    P_RHO_HI,
     P_RHO_LO,
     P_RHO_P,
-    P_RHO_REF,
 )
 
 _WEIGHTS = 95 - 2 * np.arange(20)
 
 
-def _ramp(x, lo, hi):
-    return np.minimum(np.maximum((x - lo) / (hi - lo), 0.0), 1.0)
+def _ramp(x, lo, inv):
+    return np.minimum(np.maximum((x - lo) * inv, 0.0), 1.0)
 
 
 def _up(m, row):
@@ -122,7 +122,7 @@ def hazards(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, p, thr, tthr
     # crowd
     proj = rho + np.where(rate > 0.0, rate * p[P_HORIZON], 0.0)
     r, h = _up(proj, thr[0])
-    hzc = _ramp(proj, p[P_RHO_LO], p[P_RHO_HI])
+    hzc = _ramp(proj, p[P_RHO_LO], p[P_INV_RHO])
     pr = (pres >= p[P_P_CRIT]) & (rho >= p[P_RHO_P])
     hz[0] = np.where(pr, 1.0, hzc)
     rr[0] = np.where(pr, np.minimum(r + 1, 4), r)
@@ -131,12 +131,12 @@ def hazards(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, p, thr, tthr
     hz[0][nan], rr[0][nan], hh[0][nan] = np.nan, -1, -1
     # flood
     x = np.where(np.isnan(hv), 0.0, hv)
-    hzf = np.maximum(_ramp(depth, p[P_H_LO], p[P_H_HI]), _ramp(x, p[P_HV_LO], p[P_HV_HI]))
+    hzf = np.maximum(_ramp(depth, p[P_H_LO], p[P_INV_H]), _ramp(x, p[P_HV_LO], p[P_INV_HV]))
     r, h = _up(depth, thr[1])
     a, b = _up(x, thr[2])
     r, h = np.maximum(r, a), np.maximum(h, b)
     ok1 = ~np.isnan(r1)
-    hzf = np.where(ok1, np.maximum(hzf, _ramp(r1, p[P_R1_LO], p[P_R1_HI])), hzf)
+    hzf = np.where(ok1, np.maximum(hzf, _ramp(r1, p[P_R1_LO], p[P_INV_R1])), hzf)
     a, b = _up(r1, thr[3])
     r, h = np.where(ok1, np.maximum(r, a), r), np.where(ok1, np.maximum(h, b), h)
     ok6 = ~np.isnan(r6)
@@ -156,7 +156,7 @@ def hazards(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, p, thr, tthr
         h = np.where(speed <= t[:, 4 + k], k + 1, h)
     r = np.where((r == 3) & (ratio <= t[:, 3]), 4, r)
     h = np.where((h == 3) & (ratio <= t[:, 7]), 4, h)
-    hzt = _ramp(ratio, p[P_RATIO_LO], p[P_RATIO_HI])
+    hzt = _ramp(ratio, p[P_RATIO_LO], p[P_INV_RATIO])
     nan = np.isnan(speed)
     road = cls > 0
     hz[2] = np.where(road, np.where(nan, np.nan, hzt), 0.0)
@@ -170,7 +170,7 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
     """numpy reference of :func:`models.kernels.risk.risk_tick`."""
     cls = rclass.astype(np.int64)
     e = np.where(cls > 0, road_exp[cls], 0.0)
-    e = np.where(rho > 0.0, np.maximum(e, np.minimum(rho / p[P_RHO_REF], 1.0)), e)
+    e = np.where(rho > 0.0, np.maximum(e, np.minimum(rho * p[P_INV_REF], 1.0)), e)
     ev = np.where(vuln > 0.0, e * vuln, 0.0)
     hz, rr, hh = hazards(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, p, thr, tthr)
     ch = np.zeros(rho.size, np.int64)
@@ -190,5 +190,3 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
     level[:] = top
     changed[:] = ch
 
-
-risk_tick_par = risk_tick

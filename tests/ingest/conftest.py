@@ -46,17 +46,27 @@ def prefix() -> str:
 
 def feature(dev_id: str, kind: str, quantities: list[str], geometry: dict | None = None, **props) -> dict:
     """A registry feature."""
-    geometry = geometry if geometry is not None or kind in ("vehicle", "unit") else {
-        "type": "Point", "coordinates": [121.4855, 31.2405]}
-    return {"type": "Feature", "geometry": geometry,
-            "properties": {"id": dev_id, "kind": kind, "quantities": quantities, "name": dev_id, **props}}
+    geometry = (
+        geometry
+        if geometry is not None or kind in ("vehicle", "unit")
+        else {"type": "Point", "coordinates": [121.4855, 31.2405]}
+    )
+    return {
+        "type": "Feature",
+        "geometry": geometry,
+        "properties": {"id": dev_id, "kind": kind, "quantities": quantities, "name": dev_id, **props},
+    }
 
 
 def small_registry_doc() -> dict:
     """Crowd c0..c9, rain r0, water w0, traffic t0, vehicles v0..v9, unit u0 (police)."""
     feats = [feature(f"c{i}", "crowd", ["count"]) for i in range(10)]
-    feats += [feature("r0", "rain", ["rain"]), feature("w0", "water", ["depth"]),
-              feature("t0", "traffic", ["speed", "flow", "occ"]), feature("t1", "traffic", ["speed"])]
+    feats += [
+        feature("r0", "rain", ["rain"]),
+        feature("w0", "water", ["depth"]),
+        feature("t0", "traffic", ["speed", "flow", "occ"]),
+        feature("t1", "traffic", ["speed"]),
+    ]
     feats += [feature(f"v{i}", "vehicle", ["position"]) for i in range(10)]
     feats += [feature("u0", "unit", ["position"], unit_type="police")]
     return {"type": "FeatureCollection", "features": feats}

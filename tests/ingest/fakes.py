@@ -19,8 +19,18 @@ class FakeSource:
         self._mid = itertools.count(1)
 
     def put(self, topic: str, payload: bytes, received_at: float | None = None, dup: bool = False) -> None:
-        self.queue.put(InboundMessage(topic, payload, 1, next(self._mid), dup, False,
-                                      time.time() if received_at is None else received_at, 1))
+        self.queue.put(
+            InboundMessage(
+                topic,
+                payload,
+                1,
+                next(self._mid),
+                dup,
+                False,
+                time.time() if received_at is None else received_at,
+                1,
+            )
+        )
 
     def ack(self, msg: InboundMessage) -> None:
         self.acked.append(msg.mid)

@@ -16,8 +16,19 @@ from ingest.batch import COLUMNS, Batch
 from ingest.decoders import decode_ack, decode_beidou, decode_position, encode_ack, encode_position
 from ingest.rejection import Reason, Rejection
 
-REASONS = ["too_large", "bad_checksum", "bad_syntax", "bad_schema", "out_of_range", "bad_unit", "time_skew",
-           "unknown_device", "identity_mismatch", "outside_grid", "rate_limited"]
+REASONS = [
+    "too_large",
+    "bad_checksum",
+    "bad_syntax",
+    "bad_schema",
+    "out_of_range",
+    "bad_unit",
+    "time_skew",
+    "unknown_device",
+    "identity_mismatch",
+    "outside_grid",
+    "rate_limited",
+]
 DECODERS = [dec.decode_senml, dec.decode_nmea, dec.decode_position, dec.decode_ack, dec.decode_beidou]
 
 
@@ -40,7 +51,9 @@ def test_decoders_import_no_paho_or_pyproj():
         tree = ast.parse(path.read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-        assert not [m for m in names if m.split(".")[0] in ("paho", "pyproj", "twin", "models", "scenarios")], path
+        assert not [
+            m for m in names if m.split(".")[0] in ("paho", "pyproj", "twin", "models", "scenarios")
+        ], path
 
 
 def test_batch_build_concat_take_keys():
@@ -57,25 +70,43 @@ def test_batch_build_concat_take_keys():
 
 
 def test_position_json():
-    doc = {"id": "v1", "t": 1.7e9, "lon": 121.4855, "lat": 31.2405, "speed_kmh": 32.5, "course": 181.0,
-           "crs": "GCJ02"}
+    doc = {
+        "id": "v1",
+        "t": 1.7e9,
+        "lon": 121.4855,
+        "lat": 31.2405,
+        "speed_kmh": 32.5,
+        "course": 181.0,
+        "crs": "GCJ02",
+    }
     b = decode_beidou(json.dumps(doc).encode(), topic="city/beidou/v1", received_at=1.7e9)
     assert isinstance(b, Batch)
     r = next(iter(b.records()))
-    assert (r["lon"], r["lat"], r["speed_kmh"], r["course_deg"], r["datum"]) == (121.4855, 31.2405, 32.5, 181.0,
-                                                                                  "GCJ02")
+    assert (r["lon"], r["lat"], r["speed_kmh"], r["course_deg"], r["datum"]) == (
+        121.4855,
+        31.2405,
+        32.5,
+        181.0,
+        "GCJ02",
+    )
     doc.pop("crs")
-    assert decode_position(json.dumps(doc).encode(), topic="city/beidou/v1", received_at=0).datum[0] == "CGCS2000"
+    assert (
+        decode_position(json.dumps(doc).encode(), topic="city/beidou/v1", received_at=0).datum[0]
+        == "CGCS2000"
+    )
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"id": "v2"}, Reason.IDENTITY_MISMATCH),
-    ({"lat": 91}, Reason.OUT_OF_RANGE),
-    ({"speed_kmh": -1}, Reason.OUT_OF_RANGE),
-    ({"crs": "BD09"}, Reason.BAD_SCHEMA),
-    ({"lon": "121"}, Reason.BAD_SCHEMA),
-    ({"extra": 1}, Reason.BAD_SCHEMA),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"id": "v2"}, Reason.IDENTITY_MISMATCH),
+        ({"lat": 91}, Reason.OUT_OF_RANGE),
+        ({"speed_kmh": -1}, Reason.OUT_OF_RANGE),
+        ({"crs": "BD09"}, Reason.BAD_SCHEMA),
+        ({"lon": "121"}, Reason.BAD_SCHEMA),
+        ({"extra": 1}, Reason.BAD_SCHEMA),
+    ],
+)
 def test_position_rejections(change, reason):
     doc = {"id": "v1", "t": 1.7e9, "lon": 121.4855, "lat": 31.2405} | change
     r = decode_position(json.dumps(doc).encode(), topic="city/beidou/v1", received_at=1.7e9)
@@ -83,12 +114,24 @@ def test_position_rejections(change, reason):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.floats(1e9, 2e9), st.floats(-180, 180), st.floats(-90, 90),
-                          st.floats(0, 300) | st.just(math.nan), st.sampled_from(["CGCS2000", "WGS84", "GCJ02"])),
-                min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(1e9, 2e9),
+            st.floats(-180, 180),
+            st.floats(-90, 90),
+            st.floats(0, 300) | st.just(math.nan),
+            st.sampled_from(["CGCS2000", "WGS84", "GCJ02"]),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
 def test_position_round_trip(rows):
     t, lon, lat, spd, crs = zip(*rows, strict=True)
-    b = Batch.build(len(rows), device="v1", t=t, quantity="position", lon=lon, lat=lat, speed_kmh=spd, datum=crs)
+    b = Batch.build(
+        len(rows), device="v1", t=t, quantity="position", lon=lon, lat=lat, speed_kmh=spd, datum=crs
+    )
     out = decode_position(encode_position(b), topic="city/beidou/v1", received_at=0)
     for c in ("t", "lon", "lat", "datum"):
         assert getattr(out, c).tolist() == getattr(b, c).tolist()
@@ -96,11 +139,14 @@ def test_position_round_trip(rows):
 
 
 def test_ack():
-    b = decode_ack(b'{"alert":"cap-2026-0001","status":"on_scene","t":1700000000}',
-                   topic="city/units/u0/ack", received_at=1.7e9)
+    b = decode_ack(
+        b'{"alert":"cap-2026-0001","status":"on_scene","t":1700000000}',
+        topic="city/units/u0/ack",
+        received_at=1.7e9,
+    )
     assert b.keys() == [("u0", 1.7e9, "on_scene", "cap-2026-0001")]
     assert decode_ack(encode_ack(b), topic="city/units/u0/ack", received_at=0).keys() == b.keys()
-    for bad in (b'{"alert":"a","status":"done","t":1}', b'{"alert":"a","t":1}', b'[1]', b'{"alert":"",'):
+    for bad in (b'{"alert":"a","status":"done","t":1}', b'{"alert":"a","t":1}', b"[1]", b'{"alert":"",'):
         r = decode_ack(bad, topic="city/units/u0/ack", received_at=0)
         assert isinstance(r, Rejection) and r.reason in (Reason.BAD_SCHEMA, Reason.BAD_SYNTAX)
 
@@ -108,8 +154,11 @@ def test_ack():
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
 def test_any_bytes_never_raise(payload):
-    for decoder, topic in ((decode_position, "city/beidou/v1"), (decode_ack, "city/units/u0/ack"),
-                           (decode_beidou, "city/beidou/v1")):
+    for decoder, topic in (
+        (decode_position, "city/beidou/v1"),
+        (decode_ack, "city/units/u0/ack"),
+        (decode_beidou, "city/beidou/v1"),
+    ):
         assert isinstance(decoder(payload, topic=topic, received_at=0.0), Batch | Rejection)
 
 

@@ -43,11 +43,21 @@ class Harness:
 
     def __init__(self, url, prefix, workdir, client_id, *, registry=None, protocol="5", limits=OPEN):
         self.batches: list[Batch] = []
-        self.transport = MqttTransport(url, client_id=client_id, subscriptions=subscriptions(prefix),
-                                       protocol=protocol, backoff=Backoff(0.1, 1.0))
+        self.transport = MqttTransport(
+            url,
+            client_id=client_id,
+            subscriptions=subscriptions(prefix),
+            protocol=protocol,
+            backoff=Backoff(0.1, 1.0),
+        )
         self.log = RawLog(Path(workdir) / "log")
-        self.ingestor = Ingestor(self.transport, self.log, registry, self.batches.append,
-                                 IngestConfig(prefix=prefix, limits=limits))
+        self.ingestor = Ingestor(
+            self.transport,
+            self.log,
+            registry,
+            self.batches.append,
+            IngestConfig(prefix=prefix, limits=limits),
+        )
 
     def __enter__(self):
         assert self.transport.start(10), "no CONNACK"
@@ -68,7 +78,9 @@ class Harness:
 
 
 def publisher(url, client_id="pub", protocol="5"):
-    p = MqttTransport(url, client_id=client_id, protocol=protocol, backoff=Backoff(0.1, 1.0), max_outstanding=5000)
+    p = MqttTransport(
+        url, client_id=client_id, protocol=protocol, backoff=Backoff(0.1, 1.0), max_outstanding=5000
+    )
     assert p.start(10)
     return p
 
@@ -108,9 +120,9 @@ def test_qos1_messages_reach_log_exactly_once_in_order(broker, prefix, tmp_path,
         pub.stop()
         assert wait_until(lambda: h.metrics["accepted_records"] >= n, 60)
     seqs = values_by_device(tmp_path / "log")
-    assert sum(map(len, seqs.values())) == n                           # exactly once in the log
+    assert sum(map(len, seqs.values())) == n  # exactly once in the log
     for dev, vals in seqs.items():
-        assert vals == sorted(vals), dev                               # in order per device
+        assert vals == sorted(vals), dev  # in order per device
     m = h.metrics
     assert (m["received"], m["accepted_records"], m["duplicates"], m["rejected_total"]) == (n, n, 0, 0)
     assert h.transport.stats.acked == n and m["fsync_max_ms"] > 0
@@ -127,11 +139,19 @@ def test_bad_messages_on_deadletter_with_reason(broker, prefix, tmp_path, regist
     bad = {
         "bad_syntax": (f"{prefix}sensors/crowd/c0", b"{oops"),
         "unknown_device": (f"{prefix}sensors/crowd/ghost", crowd_msg(prefix, 1)[1]),
-        "bad_checksum": (f"{prefix}beidou/v0", b"$GNGGA,074155.799,3114.8770,N,12135.2463,E,1,05,1.3,156.9,M,8.3,M,,*00"),
-        "identity_mismatch": (f"{prefix}beidou/v1", json.dumps({"id": "v2", "t": now, "lon": 121.49,
-                                                                 "lat": 31.24}).encode()),
+        "bad_checksum": (
+            f"{prefix}beidou/v0",
+            b"$GNGGA,074155.799,3114.8770,N,12135.2463,E,1,05,1.3,156.9,M,8.3,M,,*00",
+        ),
+        "identity_mismatch": (
+            f"{prefix}beidou/v1",
+            json.dumps({"id": "v2", "t": now, "lon": 121.49, "lat": 31.24}).encode(),
+        ),
         "too_large": (f"{prefix}sensors/rain/r0", b"[" + b" " * 70_000 + b"]"),
-        "time_skew": (f"{prefix}units/u0/ack", json.dumps({"alert": "a", "status": "ack", "t": now + 1e5}).encode()),
+        "time_skew": (
+            f"{prefix}units/u0/ack",
+            json.dumps({"alert": "a", "status": "ack", "t": now + 1e5}).encode(),
+        ),
         "bad_unit": (f"{prefix}sensors/water/w0", b'[{"bn":"urn:dev:w0:","n":"depth","u":"ft","v":1}]'),
     }
     time.sleep(0.3)
@@ -139,7 +159,9 @@ def test_bad_messages_on_deadletter_with_reason(broker, prefix, tmp_path, regist
         pub = publisher(broker.url, f"pub-{prefix}")
         for topic, payload in bad.values():
             pub.publish(topic, payload)
-        pub.publish(f"{prefix}sensors/crowd/c3", json.dumps([{"bn": "urn:dev:c3:", "n": "count", "v": 5}]).encode())
+        pub.publish(
+            f"{prefix}sensors/crowd/c3", json.dumps([{"bn": "urn:dev:c3:", "n": "count", "v": 5}]).encode()
+        )
         assert pub.wait_published(10)
         pub.stop()
         got = [letters.get(timeout=10) for _ in bad]
@@ -158,7 +180,7 @@ def test_bad_messages_on_deadletter_with_reason(broker, prefix, tmp_path, regist
 def test_persistent_session_keeps_offline_messages(broker, prefix, tmp_path):
     cid = f"ing-{prefix}"
     with Harness(broker.url, prefix, tmp_path / "a", cid):
-        pass                                                              # creates the session
+        pass  # creates the session
     pub = publisher(broker.url, f"pub-{prefix}")
     for i in range(500):
         pub.publish(*crowd_msg(prefix, i))
@@ -182,7 +204,7 @@ def test_broker_restart_mid_stream_loses_nothing(own_broker, prefix, tmp_path):
         t = threading.Thread(target=stream)
         t.start()
         assert wait_until(lambda: h.metrics["received"] >= n // 3, 120)
-        own_broker.restart(down_s=1.0)                        # SIGTERM: the broker saves its sessions
+        own_broker.restart(down_s=1.0)  # SIGTERM: the broker saves its sessions
         t.join(300)
         assert pub.wait_published(120)
         pub.stop()
@@ -190,22 +212,45 @@ def test_broker_restart_mid_stream_loses_nothing(own_broker, prefix, tmp_path):
         assert h.transport.stats.connects >= 2
     logged = sum(1 for _ in read_log(tmp_path / "log"))
     m = h.metrics
-    assert len(set(h.keys())) == n == m["accepted_records"]                # nothing lost, nothing twice
-    assert logged == m["received"] == n + m["duplicates"]                 # redeliveries recognised by key
+    assert len(set(h.keys())) == n == m["accepted_records"]  # nothing lost, nothing twice
+    assert logged == m["received"] == n + m["duplicates"]  # redeliveries recognised by key
+    assert "Error" not in own_broker.log_path.read_text()  # it saved its database
 
 
 @pytest.mark.slow
 def test_consumer_killed_and_restarted_loses_nothing(own_broker, prefix, tmp_path):
     n = 20_000
-    cmd = [sys.executable, "-m", "ingest", "--broker", own_broker.url, "--client-id", f"ing-{prefix}",
-           "--prefix", prefix, "--log-dir", str(tmp_path / "log"), "--registry", "none", "--rate", "0",
-           "--max-age-s", "1e9", "--replay"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ingest",
+        "--broker",
+        own_broker.url,
+        "--client-id",
+        f"ing-{prefix}",
+        "--prefix",
+        prefix,
+        "--log-dir",
+        str(tmp_path / "log"),
+        "--registry",
+        "none",
+        "--rate",
+        "0",
+        "--max-age-s",
+        "1e9",
+        "--replay",
+    ]
     env = os.environ | {"PYTHONPATH": str(REPO)}
 
     def start(run):
         metrics = tmp_path / f"metrics{run}.json"
-        proc = subprocess.Popen([*cmd, "--sink", str(tmp_path / f"sink{run}.csv"), "--metrics-out", str(metrics)],
-                                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"err{run}", "w"))
+        proc = subprocess.Popen(
+            [*cmd, "--sink", str(tmp_path / f"sink{run}.csv"), "--metrics-out", str(metrics)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return proc, metrics
 
     def read(metrics):
@@ -220,7 +265,7 @@ def test_consumer_killed_and_restarted_loses_nothing(own_broker, prefix, tmp_pat
     t = threading.Thread(target=lambda: [pub.publish(*crowd_msg(prefix, i)) for i in range(n)])
     t.start()
     assert wait_until(lambda: read(m1).get("received", 0) >= n // 4, 120)
-    proc.send_signal(signal.SIGKILL)                                     # no DISCONNECT, no flush
+    proc.send_signal(signal.SIGKILL)  # no DISCONNECT, no flush
     proc.wait(10)
     t.join(300)
     assert pub.wait_published(60)
@@ -235,7 +280,7 @@ def test_consumer_killed_and_restarted_loses_nothing(own_broker, prefix, tmp_pat
     final = read(m2)
     logged = [rec for rec in read_log(tmp_path / "log")]
     keys = [tuple(line.split(",")[:4]) for line in (tmp_path / "sink2.csv").read_text().splitlines()]
-    assert len(keys) == len(set(keys)) == n                               # replay + live: each record once
-    assert final["received"] == len(logged)                              # replayed log + live redeliveries
-    assert final["duplicates"] == len(logged) - n                        # every extra copy recognised by key
+    assert len(keys) == len(set(keys)) == n  # replay + live: each record once
+    assert final["received"] == len(logged)  # replayed log + live redeliveries
+    assert final["duplicates"] == len(logged) - n  # every extra copy recognised by key
     assert broker_listening(port=own_broker.port)

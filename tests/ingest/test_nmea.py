@@ -25,8 +25,11 @@ TOPIC = "city/beidou/bd-0001"
 
 def sentences(path: Path) -> list[str]:
     """Sentences of a gpsd log (comments and blank lines removed)."""
-    return [ln.strip() for ln in path.read_text(encoding="ascii", errors="replace").splitlines()
-            if ln.strip() and not ln.startswith("#")]
+    return [
+        ln.strip()
+        for ln in path.read_text(encoding="ascii", errors="replace").splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
 
 
 def log_date(lines: list[str]) -> float:
@@ -64,7 +67,7 @@ def test_gga_without_date_takes_nearest_day():
     gga = sentence("GBGGA,235959.00,3114.4300,N,12129.1300,E,1,12,0.9,4.0,M,8.3,M,,")
     b = decode_nmea(gga.encode(), topic=TOPIC, received_at=midnight + 2)
     assert b.t.tolist() == [midnight - 1.0]
-    assert b.datum.tolist() == ["CGCS2000"]          # BDS talker
+    assert b.datum.tolist() == ["CGCS2000"]  # BDS talker
 
 
 def test_beidou_shanghai_log_lands_on_pudong():
@@ -73,19 +76,24 @@ def test_beidou_shanghai_log_lands_on_pudong():
     assert isinstance(b, Batch) and len(b) >= 5
     assert np.all(np.abs(b.lat - 31.248) < 0.002)
     assert np.all(np.abs(b.lon - 121.587) < 0.002)
-    assert b.ignored > 0                              # GSV, GSA, $PSRFEPE, no-fix epochs
+    assert b.ignored > 0  # GSV, GSA, $PSRFEPE, no-fix epochs
     days = {dt.datetime.fromtimestamp(t, dt.UTC).date() for t in b.t}
     assert days == {dt.date(2015, 2, 25)}
 
 
 def test_satellite_and_proprietary_sentences_are_ignored_and_counted():
-    lines = ["$GPGSV,7,7,25,04,08,012,*41", "$BDGSA,A,1,,,,,,,,,,,,,,,,*23", "$PSRFEPE,074150.799,V,,,,,*23",
-             "$GNGGA,074150.799,,,,,0,00,,,M,0.0,M,,0000,*64"]
+    lines = [
+        "$GPGSV,7,7,25,04,08,012,*41",
+        "$BDGSA,A,1,,,,,,,,,,,,,,,,*23",
+        "$PSRFEPE,074150.799,V,,,,,*23",
+        "$GNGGA,074150.799,,,,,0,00,,,M,0.0,M,,0000,*64",
+    ]
     b = decode_nmea("\r\n".join(lines).encode(), topic=TOPIC, received_at=1424850000.0)
     assert isinstance(b, Batch) and len(b) == 0 and b.ignored == 4
 
 
 # --- real logs, sentence by sentence, against pynmea2 -------------------------------------------
+
 
 @pytest.mark.parametrize("path", LOGS, ids=lambda p: p.name)
 def test_every_valid_gga_rmc_of_real_logs_decodes(path):
@@ -131,10 +139,11 @@ def test_real_log_as_one_payload_never_rejected(path):
 
 # --- properties -----------------------------------------------------------------------------------
 
+
 @st.composite
 def fixes(draw, n_max=4):
     n = draw(st.integers(1, n_max))
-    t0 = draw(st.integers(946_684_800_00, 4_000_000_000_00)) / 100          # 2000..2096, centiseconds
+    t0 = draw(st.integers(946_684_800_00, 4_000_000_000_00)) / 100  # 2000..2096, centiseconds
     ts = [t0 + i for i in range(n)]
     lat = draw(st.lists(st.floats(-89.9, 89.9), min_size=n, max_size=n))
     lon = draw(st.lists(st.floats(-179.9, 179.9), min_size=n, max_size=n))
@@ -142,8 +151,19 @@ def fixes(draw, n_max=4):
     course = draw(st.lists(st.floats(0, 359.9), min_size=n, max_size=n))
     hdop = draw(st.lists(st.floats(0.5, 50).map(lambda x: round(x, 2)), min_size=n, max_size=n))
     fix = draw(st.lists(st.sampled_from([1, 2, 4, 5]), min_size=n, max_size=n))
-    return Batch.build(n, device="bd-0001", t=ts, quantity="position", lat=lat, lon=lon, speed_kmh=speed,
-                       course_deg=course, hdop=hdop, fix=fix, datum="WGS84")
+    return Batch.build(
+        n,
+        device="bd-0001",
+        t=ts,
+        quantity="position",
+        lat=lat,
+        lon=lon,
+        speed_kmh=speed,
+        course_deg=course,
+        hdop=hdop,
+        fix=fix,
+        datum="WGS84",
+    )
 
 
 @settings(max_examples=150, deadline=None)
@@ -163,7 +183,7 @@ def test_encode_decode_round_trip(batch, talker):
 @settings(max_examples=100, deadline=None)
 @given(fixes(n_max=1))
 def test_encoder_agrees_with_pynmea2(batch):
-    assume(batch.t[0] < 3124224000)            # pynmea2 puts two-digit years >= 69 in the 1900s
+    assume(batch.t[0] < 3124224000)  # pynmea2 puts two-digit years >= 69 in the 1900s
     gga, rmc = encode_nmea(batch).decode().split()
     ref_gga, ref_rmc = pynmea2.parse(gga, check=True), pynmea2.parse(rmc, check=True)
     for ref in (ref_gga, ref_rmc):
@@ -183,14 +203,16 @@ def test_flipping_any_character_is_rejected(batch, data):
     line = encode_nmea(batch).decode().split()[data.draw(st.integers(0, 1))]
     i = data.draw(st.integers(0, len(line) - 1))
     new = data.draw(st.characters(codec="latin-1").filter(lambda c: c != line[i]))
-    flipped = (line[:i] + new + line[i + 1:]).encode("latin-1")
+    flipped = (line[:i] + new + line[i + 1 :]).encode("latin-1")
     r = decode_nmea(flipped, topic=TOPIC, received_at=float(batch.t[0]))
     assert isinstance(r, Rejection), (line, i, new)
     assert r.reason in (Reason.BAD_CHECKSUM, Reason.BAD_SYNTAX)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=200) | st.text("$GNPBDRMCGA,.*0123456789ABCDEFNSEW\r\n", max_size=120).map(str.encode))
+@given(
+    st.binary(max_size=200) | st.text("$GNPBDRMCGA,.*0123456789ABCDEFNSEW\r\n", max_size=120).map(str.encode)
+)
 def test_any_bytes_give_batch_or_rejection(payload):
     for decoder in (decode_nmea, decode_beidou):
         r = decoder(payload, topic=TOPIC, received_at=1.7e9)
@@ -202,7 +224,7 @@ def test_any_bytes_give_batch_or_rejection(payload):
 def test_missing_checksum_and_bad_fields():
     body = "GNGGA,074155.799,3114.8770,N,12135.2463,E,1,05,1.3,156.9,M,8.3,M,,0000"
     assert decode_nmea(f"${body}".encode(), topic=TOPIC, received_at=0).reason is Reason.BAD_CHECKSUM
-    bad_lat = sentence(body.replace("3114.8770", "3174.8770"))             # 74 minutes
+    bad_lat = sentence(body.replace("3114.8770", "3174.8770"))  # 74 minutes
     assert decode_nmea(bad_lat.encode(), topic=TOPIC, received_at=0).reason is Reason.OUT_OF_RANGE
     short = sentence("GNGGA,074155.799,3114.8770,N")
     assert decode_nmea(short.encode(), topic=TOPIC, received_at=0).reason is Reason.BAD_SCHEMA

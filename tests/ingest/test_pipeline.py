@@ -37,7 +37,7 @@ def drain(ing):
 
 
 def test_each_reason_is_dead_lettered_and_counted(rig):
-    src, ing, got, _ = rig
+    src, ing, _got, _ = rig
     now = time.time()
     gga = encode_nmea(Batch.build(1, t=now, lat=31.24, lon=121.49, fix=1)).decode().split()[0]
     cases = {
@@ -53,7 +53,7 @@ def test_each_reason_is_dead_lettered_and_counted(rig):
     }
     for topic, payload in cases.values():
         src.put(topic, payload, now)
-    for i in range(8):                        # burst 5: three are rate limited
+    for i in range(8):  # burst 5: three are rate limited
         src.put("city/sensors/crowd/c4", crowd("c4", now - i), now)
     drain(ing)
     m = ing.metrics.snapshot()
@@ -66,8 +66,10 @@ def test_each_reason_is_dead_lettered_and_counted(rig):
     for d in letters:
         assert set(d) >= {"topic", "reason", "detail", "received_at", "payload_b64"}
         if d["reason"] == "bad_syntax":
-            assert base64.b64decode(d["payload_b64"]) == b"{not json" and d["topic"] == "city/sensors/crowd/c0"
-    assert len(src.acked) == m["received"] == m["log_records"]       # everything logged and acked
+            assert (
+                base64.b64decode(d["payload_b64"]) == b"{not json" and d["topic"] == "city/sensors/crowd/c0"
+            )
+    assert len(src.acked) == m["received"] == m["log_records"]  # everything logged and acked
 
 
 def test_log_before_ack_and_records_to_sink(rig):
@@ -77,7 +79,9 @@ def test_log_before_ack_and_records_to_sink(rig):
         src.put(f"city/sensors/crowd/c{i}", crowd(f"c{i}", now), now)
     src.put("city/units/u0/ack", json.dumps({"alert": "A1", "status": "ack", "t": now}).encode(), now)
     drain(ing)
-    assert [r.topic for r in read_log(logdir)] == [f"city/sensors/crowd/c{i}" for i in range(5)] + ["city/units/u0/ack"]
+    assert [r.topic for r in read_log(logdir)] == [f"city/sensors/crowd/c{i}" for i in range(5)] + [
+        "city/units/u0/ack"
+    ]
     assert len(src.acked) == 6
     b = Batch.concat(got)
     assert b.device.tolist() == ["c0", "c1", "c2", "c3", "c4", "u0"]
@@ -85,11 +89,11 @@ def test_log_before_ack_and_records_to_sink(rig):
 
 
 def test_duplicates_recognised_by_key(rig):
-    src, ing, got, _ = rig
+    src, ing, _got, _ = rig
     now = time.time()
     src.put("city/sensors/crowd/c0", crowd("c0", now), now)
-    src.put("city/sensors/crowd/c0", crowd("c0", now), now, dup=True)      # broker redelivery
-    src.put("city/sensors/crowd/c0", crowd("c0", now, 11), now)            # same key, other value
+    src.put("city/sensors/crowd/c0", crowd("c0", now), now, dup=True)  # broker redelivery
+    src.put("city/sensors/crowd/c0", crowd("c0", now, 11), now)  # same key, other value
     drain(ing)
     m = ing.metrics.snapshot()
     assert (m["accepted_records"], m["duplicates"], m["rejected_total"]) == (1, 2, 0)
@@ -109,8 +113,8 @@ def test_replay_rebuilds_dedupe_and_delivers(tmp_path, registry):
         ing2 = Ingestor(src2, log, registry, second.append)
         assert ing2.replay() == 51
         assert Batch.concat(second).keys() == Batch.concat(first).keys()
-        assert src2.published == []                                    # no second dead letter
-        for i in range(50):                                            # the broker redelivers all
+        assert src2.published == []  # no second dead letter
+        for i in range(50):  # the broker redelivers all
             src2.put(f"city/sensors/crowd/c{i % 10}", crowd(f"c{i % 10}", now - i), now, dup=True)
         drain(ing2)
     assert ing2.metrics.duplicates == 50 and len(Batch.concat(second)) == 50
@@ -147,9 +151,12 @@ def test_token_bucket_refills():
 
 def test_registry_problems_listed_once():
     doc = small_registry_doc()
-    doc["features"] += [feature("c0", "crowd", ["count"]), feature("x", "laser", []),
-                        feature("u9", "unit", ["position"], unit_type="army"),
-                        feature("r9", "rain", ["depth"])]
+    doc["features"] += [
+        feature("c0", "crowd", ["count"]),
+        feature("x", "laser", []),
+        feature("u9", "unit", ["position"], unit_type="army"),
+        feature("r9", "rain", ["depth"]),
+    ]
     with pytest.raises(RegistryError) as err:
         registry_from_geojson(doc)
     assert len(err.value.problems) == 4

@@ -12,8 +12,10 @@ from ingest.rawlog import CorruptLogError, LogPosition, RawLog, read_log
 
 
 def items(n, start=0):
-    return [(1.7e9 + i, f"city/sensors/crowd/c{i % 3}", f"payload-{i}".encode() * (1 + i % 5))
-            for i in range(start, start + n)]
+    return [
+        (1.7e9 + i, f"city/sensors/crowd/c{i % 3}", f"payload-{i}".encode() * (1 + i % 5))
+        for i in range(start, start + n)
+    ]
 
 
 def test_append_and_replay(tmp_path):
@@ -21,9 +23,9 @@ def test_append_and_replay(tmp_path):
         pos = log.append_many(items(100))
         log.append(1.0, "t", b"")
     recs = list(read_log(tmp_path))
-    assert [(r.received_at, r.topic, r.payload) for r in recs] == items(100) + [(1.0, "t", b"")]
+    assert [(r.received_at, r.topic, r.payload) for r in recs] == [*items(100), (1.0, "t", b"")]
     assert [r.position for r in recs[:100]] == pos
-    assert log.stats.count == 2          # one fsync per group
+    assert log.stats.count == 2  # one fsync per group
 
 
 def test_rotation_and_replay_from_position(tmp_path):
@@ -53,13 +55,13 @@ def test_torn_tail_is_truncated_never_read(tmp_path, cut, garbage):
     seg = next(d.glob("*.seg"))
     data = seg.read_bytes()
     cut = min(cut, len(data) - 1)
-    seg.write_bytes(data[:-cut] + garbage)          # crash in the middle of the last record(s)
+    seg.write_bytes(data[:-cut] + garbage)  # crash in the middle of the last record(s)
     before = [r.payload for r in read_log(d)]
     assert before == [p for _, _, p in items(10)][: len(before)]
     with RawLog(d) as log:
         log.append(9.0, "after", b"restart")
     after = list(read_log(d))
-    assert [r.payload for r in after] == before + [b"restart"]
+    assert [r.payload for r in after] == [*before, b"restart"]
     assert os.path.getsize(seg) == after[-1].position.offset + len(b"restart") + 8 + 10 + len("after")
 
 
@@ -73,4 +75,4 @@ def test_corrupt_closed_segment_raises(tmp_path):
     first.write_bytes(bytes(data))
     with pytest.raises(CorruptLogError):
         list(read_log(tmp_path))
-    assert list(read_log(tmp_path, LogPosition(1, 0)))          # later segments still readable
+    assert list(read_log(tmp_path, LogPosition(1, 0)))  # later segments still readable

@@ -21,8 +21,9 @@ NOW = 1_700_000_000.0
 # --- RFC 8428 section 5 examples -----------------------------------------------------------------
 
 RFC_SINGLE = b'[{"n":"urn:dev:ow:10e2073a01080063","u":"Cel","v":23.1}]'
-RFC_TWO = (b'[{"bn":"urn:dev:ow:10e2073a01080063:","n":"voltage","u":"V","v":120.1},'
-           b'{"n":"current","u":"A","v":1.2}]')
+RFC_TWO = (
+    b'[{"bn":"urn:dev:ow:10e2073a01080063:","n":"voltage","u":"V","v":120.1},{"n":"current","u":"A","v":1.2}]'
+)
 RFC_RELATIVE = b"""[
  {"bn":"urn:dev:ow:10e2073a0108006:","bt":1.276020076001e+09,"bu":"A","bver":5,"n":"voltage","u":"V","v":120.1},
  {"n":"current","t":-5,"v":1.2},
@@ -62,13 +63,21 @@ def test_rfc_multiple_datapoints_base_name_concatenated():
 
 def test_rfc_relative_times_base_unit_and_version():
     recs = resolve_pack(json.loads(RFC_RELATIVE), NOW)
-    assert [r["n"] for r in recs] == ["urn:dev:ow:10e2073a0108006:voltage"] + \
-        ["urn:dev:ow:10e2073a0108006:current"] * 6
-    assert [r["u"] for r in recs] == ["V"] + ["A"] * 6          # bu applies where u is absent
+    assert [r["n"] for r in recs] == ["urn:dev:ow:10e2073a0108006:voltage"] + [
+        "urn:dev:ow:10e2073a0108006:current"
+    ] * 6
+    assert [r["u"] for r in recs] == ["V"] + ["A"] * 6  # bu applies where u is absent
     assert [r["v"] for r in recs] == [120.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7]
     # bt 1276020076.001 s is absolute (>= 2**28); t -5..-1 are added to it
-    expected_t = [1276020076.001, 1276020071.001, 1276020072.001, 1276020073.001, 1276020074.001,
-                  1276020075.001, 1276020076.001]
+    expected_t = [
+        1276020076.001,
+        1276020071.001,
+        1276020072.001,
+        1276020073.001,
+        1276020074.001,
+        1276020075.001,
+        1276020076.001,
+    ]
     assert [r["t"] for r in recs] == pytest.approx(expected_t, abs=1e-6)
 
 
@@ -90,18 +99,21 @@ def test_rfc_resolved_form_resolves_to_itself():
     assert again == resolved
 
 
-@pytest.mark.parametrize(("pack", "reason"), [
-    (b'[{"bn":"urn:dev:x:","bver":11,"n":"count","v":1}]', Reason.BAD_SCHEMA),   # newer version
-    (b'[{"bn":"urn:dev:x:","n":"count","v":1,"foo_":2}]', Reason.BAD_SCHEMA),    # must-understand
-    (b'[{"bn":"urn:dev:x:","n":"count"}]', Reason.BAD_SCHEMA),                   # no value
-    (b'[{"bn":"urn:dev:x:","n":"count","v":1,"vs":"a"}]', Reason.BAD_SCHEMA),    # two values
-    (b'[{"bn":"urn:dev:x:","n":"count","v":"1"}]', Reason.BAD_SCHEMA),           # string v
-    (b'[{"bn":"-bad","n":"count","v":1}]', Reason.BAD_SCHEMA),                   # name charset
-    (b'{"bn":"urn:dev:x:"}', Reason.BAD_SCHEMA),                                 # not an array
-    (b'[]', Reason.BAD_SCHEMA),
-    (b'[{"n":', Reason.BAD_SYNTAX),
-    (b'[{"bn":"urn:dev:x:","n":"count","v":NaN}]', Reason.BAD_SYNTAX),
-])
+@pytest.mark.parametrize(
+    ("pack", "reason"),
+    [
+        (b'[{"bn":"urn:dev:x:","bver":11,"n":"count","v":1}]', Reason.BAD_SCHEMA),  # newer version
+        (b'[{"bn":"urn:dev:x:","n":"count","v":1,"foo_":2}]', Reason.BAD_SCHEMA),  # must-understand
+        (b'[{"bn":"urn:dev:x:","n":"count"}]', Reason.BAD_SCHEMA),  # no value
+        (b'[{"bn":"urn:dev:x:","n":"count","v":1,"vs":"a"}]', Reason.BAD_SCHEMA),  # two values
+        (b'[{"bn":"urn:dev:x:","n":"count","v":"1"}]', Reason.BAD_SCHEMA),  # string v
+        (b'[{"bn":"-bad","n":"count","v":1}]', Reason.BAD_SCHEMA),  # name charset
+        (b'{"bn":"urn:dev:x:"}', Reason.BAD_SCHEMA),  # not an array
+        (b"[]", Reason.BAD_SCHEMA),
+        (b'[{"n":', Reason.BAD_SYNTAX),
+        (b'[{"bn":"urn:dev:x:","n":"count","v":NaN}]', Reason.BAD_SYNTAX),
+    ],
+)
 def test_rfc_rules_enforced(pack, reason):
     r = decode_senml(pack, topic="city/sensors/crowd/x", received_at=NOW)
     assert isinstance(r, Rejection)
@@ -111,33 +123,48 @@ def test_rfc_rules_enforced(pack, reason):
 
 def test_rfc_examples_are_not_city_sensors():
     r = decode_senml(RFC_TWO, topic="city/sensors/traffic/ow:10e2073a01080063", received_at=NOW)
-    assert isinstance(r, Rejection) and r.reason is Reason.BAD_SCHEMA      # voltage is no traffic quantity
+    assert isinstance(r, Rejection) and r.reason is Reason.BAD_SCHEMA  # voltage is no traffic quantity
     r = decode_senml(RFC_TWO, topic="city/sensors/crowd/cc-01", received_at=NOW)
     assert isinstance(r, Rejection) and r.reason is Reason.IDENTITY_MISMATCH
 
 
 # --- the project's kinds (DESIGN.md 3.1) --------------------------------------------------------
 
+
 def test_crowd_count():
-    b = decode_senml(b'[{"bn":"urn:dev:cc-01:","bt":1700000000,"n":"count","u":"count","v":412}]',
-                     topic="city/sensors/crowd/cc-01", received_at=NOW)
+    b = decode_senml(
+        b'[{"bn":"urn:dev:cc-01:","bt":1700000000,"n":"count","u":"count","v":412}]',
+        topic="city/sensors/crowd/cc-01",
+        received_at=NOW,
+    )
     assert isinstance(b, Batch)
-    assert list(b.records()) == [{"device": "cc-01", "t": 1.7e9, "quantity": "count", "value": 412.0,
-                                  "lon": pytest.approx(math.nan, nan_ok=True),
-                                  "lat": pytest.approx(math.nan, nan_ok=True),
-                                  "speed_kmh": pytest.approx(math.nan, nan_ok=True),
-                                  "course_deg": pytest.approx(math.nan, nan_ok=True),
-                                  "hdop": pytest.approx(math.nan, nan_ok=True), "fix": -1,
-                                  "datum": "", "ref": ""}]
+    assert list(b.records()) == [
+        {
+            "device": "cc-01",
+            "t": 1.7e9,
+            "quantity": "count",
+            "value": 412.0,
+            "lon": pytest.approx(math.nan, nan_ok=True),
+            "lat": pytest.approx(math.nan, nan_ok=True),
+            "speed_kmh": pytest.approx(math.nan, nan_ok=True),
+            "course_deg": pytest.approx(math.nan, nan_ok=True),
+            "hdop": pytest.approx(math.nan, nan_ok=True),
+            "fix": -1,
+            "datum": "",
+            "ref": "",
+        }
+    ]
 
 
 def test_traffic_pack_relative_times_and_units():
-    pack = [{"bn": "urn:dev:ld-03:", "bt": 1700000000, "n": "speed", "u": "km/h", "v": 38.5},
-            {"n": "flow", "u": "1/h", "v": 1320},
-            {"n": "occ", "u": "%", "v": 17},
-            {"n": "speed", "u": "m/s", "t": 60, "v": 10},          # 36 km/h
-            {"n": "flow", "u": "1/min", "t": 60, "v": 20},         # 1200 /h
-            {"n": "occ", "u": "/", "t": 60, "v": 0.25}]            # 25 %
+    pack = [
+        {"bn": "urn:dev:ld-03:", "bt": 1700000000, "n": "speed", "u": "km/h", "v": 38.5},
+        {"n": "flow", "u": "1/h", "v": 1320},
+        {"n": "occ", "u": "%", "v": 17},
+        {"n": "speed", "u": "m/s", "t": 60, "v": 10},  # 36 km/h
+        {"n": "flow", "u": "1/min", "t": 60, "v": 20},  # 1200 /h
+        {"n": "occ", "u": "/", "t": 60, "v": 0.25},
+    ]  # 25 %
     b = decode_senml(json.dumps(pack).encode(), topic="city/sensors/traffic/ld-03", received_at=NOW)
     assert isinstance(b, Batch)
     assert b.quantity.tolist() == ["speed", "flow", "occ"] * 2
@@ -146,21 +173,27 @@ def test_traffic_pack_relative_times_and_units():
 
 
 def test_water_depth_in_cm_is_metres_and_relative_time_is_from_now():
-    b = decode_senml(b'[{"bn":"urn:dev:wg-02:","n":"depth","u":"cm","v":12,"t":-30}]',
-                     topic="city/sensors/water/wg-02", received_at=NOW)
+    b = decode_senml(
+        b'[{"bn":"urn:dev:wg-02:","n":"depth","u":"cm","v":12,"t":-30}]',
+        topic="city/sensors/water/wg-02",
+        received_at=NOW,
+    )
     assert b.value.tolist() == [0.12]
     assert b.t.tolist() == [NOW - 30]
 
 
-@pytest.mark.parametrize(("pack", "reason", "field"), [
-    (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm","v":3}]', Reason.BAD_UNIT, "u"),
-    (b'[{"bn":"urn:dev:rg-1:","n":"rain","v":3}]', Reason.BAD_UNIT, "u"),          # unit required
-    (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm/h","v":-1}]', Reason.OUT_OF_RANGE, "v"),
-    (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm/h","v":1e400}]', Reason.BAD_SCHEMA, "[0].v"),
-    (b'[{"bn":"urn:dev:rg-1:","n":"depth","u":"m","v":1}]', Reason.BAD_SCHEMA, "n"),
-    (b'[{"bn":"urn:dev:rg-2:","n":"rain","u":"mm/h","v":1}]', Reason.IDENTITY_MISMATCH, "bn"),
-    (b'[{"bn":"urn:xx:rg-1:","n":"rain","u":"mm/h","v":1}]', Reason.BAD_SCHEMA, "bn"),
-])
+@pytest.mark.parametrize(
+    ("pack", "reason", "field"),
+    [
+        (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm","v":3}]', Reason.BAD_UNIT, "u"),
+        (b'[{"bn":"urn:dev:rg-1:","n":"rain","v":3}]', Reason.BAD_UNIT, "u"),  # unit required
+        (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm/h","v":-1}]', Reason.OUT_OF_RANGE, "v"),
+        (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm/h","v":1e400}]', Reason.BAD_SCHEMA, "[0].v"),
+        (b'[{"bn":"urn:dev:rg-1:","n":"depth","u":"m","v":1}]', Reason.BAD_SCHEMA, "n"),
+        (b'[{"bn":"urn:dev:rg-2:","n":"rain","u":"mm/h","v":1}]', Reason.IDENTITY_MISMATCH, "bn"),
+        (b'[{"bn":"urn:xx:rg-1:","n":"rain","u":"mm/h","v":1}]', Reason.BAD_SCHEMA, "bn"),
+    ],
+)
 def test_rain_rejections(pack, reason, field):
     r = decode_senml(pack, topic="city/sensors/rain/rg-1", received_at=NOW)
     assert isinstance(r, Rejection)
@@ -175,7 +208,8 @@ def test_unknown_kind_in_topic():
 # --- properties -----------------------------------------------------------------------------------
 
 device_ids = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12).filter(
-    lambda s: s[0].isalnum())
+    lambda s: s[0].isalnum()
+)
 
 
 @st.composite
@@ -194,8 +228,9 @@ def sensor_batches(draw):
 def test_encode_decode_round_trip(kind_batch, relative):
     kind, batch = kind_batch
     device = batch.device[0]
-    out = decode_senml(encode_senml(batch, relative=relative), topic=f"city/sensors/{kind}/{device}",
-                       received_at=NOW)
+    out = decode_senml(
+        encode_senml(batch, relative=relative), topic=f"city/sensors/{kind}/{device}", received_at=NOW
+    )
     assert isinstance(out, Batch), out
     assert out.device.tolist() == batch.device.tolist()
     assert out.quantity.tolist() == batch.quantity.tolist()
@@ -207,30 +242,45 @@ def test_encode_decode_round_trip(kind_batch, relative):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-    max_leaves=8)
+    max_leaves=8,
+)
 senml_keys = st.sampled_from(["bn", "bt", "bu", "bv", "bver", "n", "u", "v", "t", "s", "vs", "vb", "x_"])
-senml_records = st.dictionaries(senml_keys, json_values | st.sampled_from(
-    ["urn:dev:d1:", "speed", "flow", "km/h", "1/h", "%", 1.7e9, 12.5, 3, -2]), max_size=6)
-fast_records = st.fixed_dictionaries({"n": st.sampled_from(["speed", "flow", "occ", 3]),
-                                      "v": st.one_of(st.floats(-10, 400), st.integers(-5, 30000), st.text(max_size=2)),
-                                      "t": st.one_of(st.floats(-100, 100), st.integers(0, 100), st.none())})
+senml_records = st.dictionaries(
+    senml_keys,
+    json_values | st.sampled_from(["urn:dev:d1:", "speed", "flow", "km/h", "1/h", "%", 1.7e9, 12.5, 3, -2]),
+    max_size=6,
+)
+fast_records = st.fixed_dictionaries(
+    {
+        "n": st.sampled_from(["speed", "flow", "occ", 3]),
+        "v": st.one_of(st.floats(-10, 400), st.integers(-5, 30000), st.text(max_size=2)),
+        "t": st.one_of(st.floats(-100, 100), st.integers(0, 100), st.none()),
+    }
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(senml_records, max_size=5) | st.lists(fast_records, min_size=1, max_size=6).map(
-    lambda recs: [{"bn": "urn:dev:d1:", "bt": 1.7e9, "bu": "km/h", **recs[0]}, *recs[1:]]))
+@given(
+    st.lists(senml_records, max_size=5)
+    | st.lists(fast_records, min_size=1, max_size=6).map(
+        lambda recs: [{"bn": "urn:dev:d1:", "bt": 1.7e9, "bu": "km/h", **recs[0]}, *recs[1:]]
+    )
+)
 def test_fast_path_agrees_with_general_path(pack):
     payload = json.dumps(pack).encode()
     fast = decode_senml(payload, topic="city/sensors/traffic/d1", received_at=NOW)
-    orig = senml_mod._fast_columns
-    senml_mod._fast_columns = lambda *a: None
+    orig = senml_mod._fast_columns, senml_mod._single
+    senml_mod._fast_columns = senml_mod._single = lambda *a: None
     try:
         slow = decode_senml(payload, topic="city/sensors/traffic/d1", received_at=NOW)
     finally:
-        senml_mod._fast_columns = orig
+        senml_mod._fast_columns, senml_mod._single = orig
     assert type(fast) is type(slow)
     if isinstance(fast, Rejection):
         assert fast.reason is slow.reason

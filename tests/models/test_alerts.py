@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from models import AlertMachine, AlertState, AlertTiming, threshold_levels
+from models import LEVEL_NODATA, AlertMachine, AlertState, AlertTiming, stale_mask, threshold_levels
 
 INF = np.inf
 
@@ -131,3 +131,11 @@ def test_snapshot_restore_continues_identically():
         lb, cb = b.step(r, np.maximum(r - 1, -1))
         np.testing.assert_array_equal(la, lb)
         np.testing.assert_array_equal(ca, cb)
+
+
+def test_stale_mask_after_three_periods_and_nodata_code():
+    from twin.layers import LEVEL_NODATA as TWIN_NODATA
+
+    assert LEVEL_NODATA == TWIN_NODATA
+    last = np.array([100.0, 60.0, 71.0, np.nan])
+    np.testing.assert_array_equal(stale_mask(last, 100.0, 10.0), [False, True, False, True])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from models import CrowdConfig, CrowdDensityFromCounts, CrowdFusion, CrowdState
+from models import CrowdConfig, CrowdDensityFromCounts, CrowdFusion, CrowdOccupancy, CrowdState
 from models.kernels.bands import classify_bands
 from models.kernels.crowd import crowd_hazard, weidmann_speed
 
@@ -140,3 +140,38 @@ def test_crowd_state_pressure_and_outputs():
     assert hz[0] == 0.0 and hz[1] == 1.0 and np.isnan(hz[2])
     assert out["crowd_los"].values.tolist() == [[3, 5, -1]]  # 1.0 p/m2 is walkway LOS D
     assert out["crowd_pressure"].attrs["units"] == "s-2"
+
+
+def _occupancy_run(rng, ticks, miscount=0.0, anchor_every=0):
+    ds0 = xr.Dataset({"crowd_inflow": (("y", "x"), [[0.0]]), "crowd_outflow": (("y", "x"), [[0.0]])})
+    comp = CrowdOccupancy(ds0)
+    true_n, events, err = 0, 0, []
+    for t in range(ticks):
+        n_in = int(rng.poisson(5))
+        n_out = int(min(rng.poisson(5), true_n + n_in))
+        true_n += n_in - n_out
+        events += n_in + n_out
+        seen_in = n_in + int(np.sum(rng.random(n_in) < miscount) * rng.choice([-1, 1]))
+        seen_out = n_out + int(np.sum(rng.random(n_out) < miscount) * rng.choice([-1, 1]))
+        anchor = float(true_n) if anchor_every and (t + 1) % anchor_every == 0 else np.nan
+        ds = xr.Dataset({"crowd_inflow": (("y", "x"), [[float(seen_in)]]),
+                         "crowd_outflow": (("y", "x"), [[float(seen_out)]]),
+                         "crowd_count_anchor": (("y", "x"), [[anchor]])})
+        err.append(comp.update(ds)["crowd_count"].values[0, 0] - true_n)
+    return np.array(err), events
+
+
+def test_counting_line_conservation_exact():
+    """Synthetic in/out streams: occupancy exact to +-0 (SCIENCE.md 1, crowd test 3)."""
+    err, _ = _occupancy_run(np.random.default_rng(2), 2000)
+    assert np.all(err == 0)
+
+
+def test_counting_line_drift_and_reanchoring():
+    """2 % random miscounts drift like a random walk (|err| < 3 sqrt(0.02 events)); anchoring resets it."""
+    rng = np.random.default_rng(3)
+    err, events = _occupancy_run(rng, 2000, miscount=0.02)
+    assert abs(err[-1]) < 3 * np.sqrt(0.02 * events)
+    assert abs(err[-1]) > 0  # the drift is real, not hidden
+    err, _ = _occupancy_run(rng, 2000, miscount=0.02, anchor_every=100)
+    assert np.all(err[99::100] == 0)

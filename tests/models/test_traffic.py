@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from models import Congestion, LoopDetectors, ProbeSpeeds, TrafficConfig, segment_speeds
+from models import Congestion, LoopDetectors, ProbeSpeeds, TrafficConfig, cell_speeds_from_segments, segment_speeds
 from models.kernels.traffic import congestion_level, tpi_like
 
 # GB/T 33171-2016 segment levels by road class, SCIENCE.md 3.3 [src]: (speed km/h, level) at and just above each bound.
@@ -124,3 +124,9 @@ def test_congestion_component_and_speed_drop():
     out = comp.update(ds)
     assert out["traffic_incident"].values.tolist() == [[0, 1]]  # 18 < 0.5 x 45 twice
     assert 0 <= comp.network_tpi <= 10
+
+
+def test_cells_inherit_length_weighted_segment_speeds():
+    out = cell_speeds_from_segments([0, 1, 1], [0, 0, 1], [30.0, 10.0, 50.0], np.array([10.0, 20.0]), 3)
+    np.testing.assert_allclose(out[:2], [(30 * 10 + 10 * 20) / 40, 20.0])
+    assert np.isnan(out[2])

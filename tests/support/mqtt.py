@@ -74,10 +74,14 @@ class PrivateBroker:
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "mosquitto-data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(LookupError, PermissionError, OSError):
-            shutil.chown(self.data_dir, "mosquitto", "mosquitto")  # root: mosquitto drops to this user
         self.port = free_port()
         self.conf = self.workdir / "mosquitto.conf"
+        overrides = dict(overrides or {})
+        if os.geteuid() == 0:
+            # Started as root, mosquitto switches to user "mosquitto", which cannot enter pytest's 0700
+            # temp dirs: it would then fail to save its database ("Error: Permission denied") and lose
+            # every session on restart. A throwaway test broker stays root instead.
+            overrides.setdefault("user", "root")
         self.conf.write_text(render_conf(self.port, self.data_dir, overrides))
         self.log_path = self.workdir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None

@@ -1,0 +1,53 @@
+"""Deduplication by (device, t, quantity, ref), checked against a plain set of keys."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.batch import Batch
+from ingest.dedupe import Deduper
+
+rows = st.tuples(
+    st.sampled_from(["d1", "d2"]),
+    st.integers(0, 40).map(float),
+    st.sampled_from(["count", "speed"]),
+    st.sampled_from(["", "A1"]),
+)
+batches = st.lists(rows, min_size=0, max_size=30).map(
+    lambda rs: Batch.build(
+        len(rs),
+        device=[r[0] for r in rs],
+        t=[r[1] for r in rs],
+        quantity=[r[2] for r in rs],
+        ref=[r[3] for r in rs],
+    )
+)
+monotone = st.integers(1, 40).flatmap(
+    lambda n: st.just(Batch.build(n, device="d1", t=[float(i) for i in range(n)], quantity="count"))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(batches | monotone, max_size=12))
+def test_matches_a_set_of_keys(seq):
+    dd, seen = Deduper(), set()
+    for b in seq:
+        out, dups = dd.filter(b)
+        expected = []
+        keys = b.keys()
+        for k in keys:
+            if k not in seen:
+                seen.add(k)
+                expected.append(k)
+        assert out.keys() == expected
+        assert dups == len(b) - len(expected)
+
+
+def test_memory_bound_forgets_oldest():
+    dd = Deduper(max_keys=100)
+    for k in range(10):
+        dd.filter(Batch.build(50, device="d", t=[k * 100.0 + i for i in range(50)], quantity="count"))
+    assert len(dd) <= 100
+    assert dd.filter(Batch.build(1, device="d", t=0.0, quantity="count"))[1] == 0  # forgotten
+    assert dd.filter(Batch.build(1, device="d", t=949.0, quantity="count"))[1] == 1  # remembered

@@ -1,0 +1,64 @@
+"""Latest readings of fixed sensors: one row per device of a kind, one column per quantity.
+
+Readings only move forward in time: a record older than the one held (a late or
+redelivered message) does not replace it. Each reading keeps its observation time, so the
+twin knows per sensor, and through the sensors per cell, how stale its inputs are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SensorReadings:
+    """Latest value [canonical unit of the quantity] and time [unix s] per (device, quantity)."""
+
+    kind: str
+    ids: tuple[str, ...]
+    quantities: tuple[str, ...]
+    value: np.ndarray = field(init=False)
+    t: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = {d: i for i, d in enumerate(self.ids)}
+        self.column = {q: j for j, q in enumerate(self.quantities)}
+        self.value = np.full((len(self.ids), len(self.quantities)), np.nan)
+        self.t = np.full((len(self.ids), len(self.quantities)), -np.inf)
+
+    def apply(self, device: np.ndarray, t: np.ndarray, quantity: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """Take the records that belong to this kind; returns a mask of the records taken."""
+        row = np.array([self.index.get(d, -1) for d in device], dtype=np.int64)
+        col = np.array([self.column.get(q, -1) for q in quantity], dtype=np.int64)
+        mine = (row >= 0) & (col >= 0) & np.isfinite(value) & np.isfinite(t)
+        idx = np.flatnonzero(mine)
+        for i in idx[np.argsort(t[idx], kind="stable")]:  # oldest first, so the newest wins
+            r, c = row[i], col[i]
+            if t[i] >= self.t[r, c]:
+                self.t[r, c], self.value[r, c] = t[i], value[i]
+        return mine
+
+    def latest(self, quantity: str) -> tuple[np.ndarray, np.ndarray]:
+        """(value, time) of one quantity for every device, NaN / -inf where never seen."""
+        j = self.column[quantity]
+        return self.value[:, j], self.t[:, j]
+
+    def fresh(self, quantity: str, now: float, max_age_s: float) -> np.ndarray:
+        """Devices whose reading of ``quantity`` is at most ``max_age_s`` old at ``now``."""
+        _, t = self.latest(quantity)
+        return (now - t) <= max_age_s
+
+    def snapshot(self) -> dict[str, object]:
+        """Plain values for a snapshot."""
+        return {"kind": self.kind, "ids": list(self.ids), "quantities": list(self.quantities),
+                "value": self.value.tolist(), "t": self.t.tolist()}
+
+    @classmethod
+    def restore(cls, data: dict) -> SensorReadings:
+        """Inverse of `snapshot`."""
+        out = cls(data["kind"], tuple(data["ids"]), tuple(data["quantities"]))
+        out.value = np.asarray(data["value"], dtype=float).reshape(out.value.shape)
+        out.t = np.asarray(data["t"], dtype=float).reshape(out.t.shape)
+        return out
