@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import pathlib
 import sys
 import time
@@ -70,32 +71,36 @@ def bench_flood(n: int, steps: int, dt: float, repeat: int) -> list[tuple[str, f
             of.overland_flow(dt=dt)
         return time.perf_counter() - t0, grid.number_of_core_nodes, float(grid.at_node["surface_water__depth"].mean())
 
-    times = [run_landlab() for _ in range(repeat)]
-    t_ll, cells_ll, depth_ll = min(times)[0], times[0][1], times[0][2]
-    rows.append(("landlab OverlandFlow (Cython)", cells_ll * steps / t_ll, depth_ll))
-
     coords = {"y": np.arange(n) * dx, "x": np.arange(n) * dx}
     zero = np.zeros((n, n))
     ds = xr.Dataset({"elevation": (("y", "x"), z), "building_fraction": (("y", "x"), zero),
                      "water_mask": (("y", "x"), np.zeros((n, n), np.int8)),
                      "runoff_coefficient": (("y", "x"), np.ones((n, n))),
                      "drainage_capacity": (("y", "x"), zero)}, coords=coords)
-    variants = [("citytwin serial kernels", False, 1), ("citytwin prange, 1 thread", True, 1),
-                ("citytwin prange, 2 threads", True, 2)]
-    for label, parallel, threads in variants:
+
+    def run_ours(parallel, threads):
         numba.set_num_threads(threads)
-        FloodModel(ds, parallel=parallel, depth=np.full((n, n), h0))._substep(dt, 0.0)  # compile or load cache
+        model = FloodModel(ds, FloodConfig(boundary="closed"), parallel=parallel, depth=np.full((n, n), h0))
+        model.set_rain(rain_mm_h)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            model._substep(dt, model.time)
+        return time.perf_counter() - t0, n * n, float(model.h.mean())
 
-        def run(parallel=parallel):
-            model = FloodModel(ds, FloodConfig(boundary="closed"), parallel=parallel, depth=np.full((n, n), h0))
-            model.set_rain(rain_mm_h)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                model._substep(dt, model.time)
-            return time.perf_counter() - t0, float(model.h.mean())
-
-        times = [run() for _ in range(repeat)]
-        rows.append((label, n * n * steps / min(times)[0], times[0][1]))
+    variants = {"landlab OverlandFlow (Cython)": run_landlab,
+                "citytwin serial kernels": lambda: run_ours(False, 1),
+                "citytwin prange, 1 thread": lambda: run_ours(True, 1),
+                "citytwin prange, 2 threads": lambda: run_ours(True, 2)}
+    for parallel in (False, True):  # compile or load the cache outside the timing
+        FloodModel(ds, parallel=parallel, depth=np.full((n, n), h0))._substep(dt, 0.0)
+    best: dict[str, tuple[float, int, float]] = {}
+    for _ in range(repeat):  # interleaved, so a burst of load from other users hits all variants alike
+        for label, fn in variants.items():
+            res = fn()
+            if label not in best or res[0] < best[label][0]:
+                best[label] = res
+    for label, (t, cells, depth) in best.items():
+        rows.append((label, cells * steps / t, depth))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     return rows
 
@@ -144,20 +149,19 @@ def tick_inputs(n: int, seed: int = 0):
 
 
 def tick_state(n: int):
-    return [np.zeros((3, n), np.int8), np.zeros((3, n), np.int8), np.zeros((3, n), np.int8),
-            np.zeros((3, n), np.int16), np.zeros((3, n), np.int16), np.zeros((3, n), np.uint32),
-            np.zeros((3, n), np.int8), np.zeros(n, np.int8)]
+    return [np.zeros((n, 3), np.int8), np.zeros((n, 3), np.int8), np.zeros((n, 3), np.int8),
+            np.zeros((n, 3), np.int16), np.zeros((n, 3), np.int16), np.zeros((n, 3), np.uint32),
+            np.zeros((n, 3), np.int8), np.zeros(n, np.int8)]
 
 
 def bench_risk(n: int, repeat: int, ref_cells: int) -> tuple[list[tuple[str, float]], float, int]:
     inputs = tick_inputs(n)
     pp = tick_params(RiskConfig())
     params = (pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], pp["ticks"])
-    state = tick_state(n)
     risk = np.empty((3, n))
     changed = np.empty(n, np.int8)
     in_bytes = sum(a.nbytes for a in inputs)
-    state_bytes = sum(a.nbytes for a in state)
+    state_bytes = sum(a.nbytes for a in tick_state(n))
     nbytes = in_bytes + risk.nbytes + changed.nbytes + 2 * state_bytes  # state is read and written
     m = nbytes // 24
     arr = {"a": np.empty(m), "b": np.ones(m), "c": np.full(m, 2.0)}
@@ -166,22 +170,32 @@ def bench_risk(n: int, repeat: int, ref_cells: int) -> tuple[list[tuple[str, flo
         np.multiply(arr["c"], 3.0, out=arr["a"])
         np.add(arr["a"], arr["b"], out=arr["a"])
 
-    rows = [("numpy triad a = b + s c (same bytes)", best_of(triad, 3 * repeat))]
-    arr.clear()
+    states, runs, first = {}, {}, {}
     for threads in (1, 2):
         numba.set_num_threads(threads)
-        st = tick_state(n)
+        st = states[threads] = tick_state(n)
 
         def run(st=st):
             rk.risk_tick(*inputs, *params, risk, *st[:7], st[7], changed)
 
+        runs[threads] = run
         run()  # first tick from a blank state (compiles or loads the cache)
-        t_first = best_of(run, 1)  # second tick: many cells pending, histories full of transitions
+        first[threads] = best_of(run, 1)  # second tick: many cells pending, histories full of transitions
         for _ in range(25):  # inputs unchanged: delays elapse, flap histories drain
             run()
+    # interleave the yardstick and the kernels so a burst of load from other users hits them alike
+    best = {"triad": np.inf, 1: np.inf, 2: np.inf}
+    for _ in range(4 * repeat):
+        best["triad"] = min(best["triad"], best_of(triad, 1))
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            best[threads] = min(best[threads], best_of(runs[threads], 1))
+    arr.clear()
+    rows = [("numpy triad a = b + s c (same bytes)", best["triad"])]
+    for threads in (1, 2):
         name = f"fused risk tick, {threads} thread{'s' if threads > 1 else ''}"
-        rows.append((f"{name}, steady", best_of(run, 3 * repeat)))
-        rows.append((f"{name}, 2nd tick", t_first))
+        rows.append((f"{name}, steady", best[threads]))
+        rows.append((f"{name}, 2nd tick", first[threads]))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     k = min(ref_cells, n)
     sub = tuple(x[:k].copy() for x in inputs)
@@ -198,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-landlab", action="store_true", help="skip the landlab comparison")
     args = ap.parse_args(argv)
     steps, repeat = (20, 2) if args.quick else (100, 3)
-    print(f"numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads max, numpy {np.__version__}")
+    print(f"numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads max, numpy {np.__version__}, "
+          f"load average {os.getloadavg()[0]:.2f} (other users of the cores make 2-thread figures drop)")
 
     print("\n== Flood: 512 x 512 cells, dx 5 m, 50 mm/h rain, fixed dt 1.0 s, "
           f"{steps} steps, closed edges, best of {repeat} ==")
@@ -213,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n = 1600 * 1600
     rows, mbytes, n = bench_risk(n, repeat, 250_000 if args.quick else 500_000)
-    print(f"\n== Risk tick: {n:,} cells (Shanghai at 50 m), {mbytes:.0f} MB touched per tick, best of {repeat} ==")
+    print(f"\n== Risk tick: {n:,} cells (Shanghai at 50 m), {mbytes:.0f} MB touched per tick, best of {4 * repeat} ==")
     base = rows[0][1]
     print(f"{'variant':55s} {'time ms':>9s} {'/ triad':>8s} {'GB/s':>7s}")
     for label, t in rows:

@@ -11,6 +11,10 @@ import xarray as xr
 from models.units import UnitsError, conversion_factor, parse_units
 
 GRID_DIMS = ("y", "x")
+LEVEL_FLAGS = ("-1 0 1 2 3 4", "nodata none blue yellow orange red")
+"""CF flags of a warning-level variable (as ``twin.layers``)."""
+LOS_FLAGS = ("-1 0 1 2 3 4 5", "nodata A B C D E F")
+CONGESTION_FLAGS = ("-1 0 1 2 3 4", "nodata smooth basically_smooth light moderate severe")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class Var:
         Inputs only: the component runs without it (documented default).
     valid_range : tuple of float
         Plausible range, used to generate synthetic inputs for the declaration test.
+    flags : tuple of (str, str)
+        CF ``flag_values`` and ``flag_meanings`` of a coded integer variable (empty: none).
     """
 
     name: str
@@ -42,13 +48,13 @@ class Var:
     doc: str
     optional: bool = False
     valid_range: tuple[float, float] = (0.0, 1.0)
+    flags: tuple[str, str] | tuple[()] = ()
 
     def attrs(self) -> dict[str, str]:
         """Attributes every output DataArray carries (and only these)."""
         out = {"units": self.units, "long_name": self.doc}
-        if self.dtype == "int8" and self.name.startswith("level"):
-            out["flag_values"] = "-1 0 1 2 3 4"
-            out["flag_meanings"] = "nodata none blue yellow orange red"
+        if self.flags:
+            out["flag_values"], out["flag_meanings"] = self.flags
         return out
 
 

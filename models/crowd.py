@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from models._component import GRID_DIMS, Component, Reference, Var
+from models._component import GRID_DIMS, LOS_FLAGS, Component, Reference, Var
 from models.config import CrowdConfig
 from models.kernels.bands import classify_bands
 from models.kernels.crowd import (
@@ -20,10 +20,11 @@ from models.kernels.crowd import (
 
 FRUIN = Reference("Fruin, J. J. (1971). Pedestrian Planning and Design. Metropolitan Association of "
                   "Urban Designers and Environmental Planners, New York. Walkway and queuing LOS tables.")
-STILL = Reference("Still, G. K. (2014). Introduction to Crowd Science. CRC Press.",
-                  "10.1201/b17097")
+STILL = Reference("Still, G. K. et al. (2020), crowd risk analysis with the DIM-ICE model, Journal of Place "
+                  "Management and Development (Emerald); critical densities 4 and 5 p/m2 as quoted in SCIENCE.md 1.2",
+                  "10.1108/JPMD-10-2019-0090")
 WEIDMANN = Reference("Weidmann, U. (1993). Transporttechnik der Fussgaenger. Schriftenreihe des IVT 90, "
-                     "ETH Zuerich, eq. for v(rho) (Kladek form).", "10.3929/ethz-a-000687810")
+                     "ETH Zuerich, 2nd ed.; speed-density law v(rho) in the Kladek form.")
 HELBING = Reference("Helbing, D., Johansson, A., Al-Abideen, H. Z. (2007). Dynamics of crowd disasters: "
                     "an empirical study. Phys. Rev. E 75, 046109, eq. 2 (crowd pressure).",
                     "10.1103/PhysRevE.75.046109")
@@ -168,8 +169,10 @@ class CrowdState(Component):
             optional=True, valid_range=(-1.5, 1.5)),
     )
     outputs = (
-        Var("crowd_los", "1", GRID_DIMS, "int8", "Fruin walkway level of service, 0 A to 5 F, -1 no data"),
-        Var("crowd_los_queue", "1", GRID_DIMS, "int8", "Fruin queuing level of service, 0 A to 5 F, -1 no data"),
+        Var("crowd_los", "1", GRID_DIMS, "int8", "Fruin walkway level of service, 0 A to 5 F, -1 no data",
+            flags=LOS_FLAGS),
+        Var("crowd_los_queue", "1", GRID_DIMS, "int8", "Fruin queuing level of service, 0 A to 5 F, -1 no data",
+            flags=LOS_FLAGS),
         Var("crowd_trend", "person m-2 s-1", GRID_DIMS, "float64", "smoothed rate of change of crowd density"),
         Var("crowd_hazard", "1", GRID_DIMS, "float64", "normalised crowd hazard, 0 to 1"),
         Var("walking_speed", "m s-1", GRID_DIMS, "float64", "Weidmann walking speed at the crowd density"),

@@ -195,10 +195,11 @@ class FloodModel(Component):
         """The declared outputs for the current state."""
         cfg = self.config
         speed, hv, fr = np.empty(self.shape), np.empty(self.shape), np.empty(self.shape)
-        fk.cell_velocity(self.h, self.qx, self.qy, 1e-3, cfg.g, speed, hv, fr)
+        fk.cell_velocity(self.h, self.qx, self.qy, 1e-3, cfg.g, speed, hv, fr)  # still below 1 mm [design]
         band = np.empty(self.h.size, np.int8)
         classify_bands(self.h.ravel(), np.asarray(cfg.depth_raise[1:]), 1, band)
         flag = np.empty(self.shape, np.int8)
+        # bores need both sides wetter than 1 cm and a flow above 1e-6 m2/s [design]
         fk.validity_flags(self.h, self.qx, self.qy, fr, cfg.bore_ratio, 0.01, 1e-6, flag)
         arrays = {"water_depth": self.h.copy(), "water_speed": speed, "flow_hazard": hv, "froude_number": fr,
                   "out_of_validity": flag, "flood_band": band.reshape(self.shape)}

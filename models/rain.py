@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from models._component import GRID_DIMS, Component, Reference, Var
+from models._component import GRID_DIMS, LEVEL_FLAGS, Component, Reference, Var
 from models.config import RainConfig
 from models.kernels.rain import rolling_sums, signal_level
 
@@ -15,7 +15,7 @@ CMA = Reference("China Meteorological Administration, Order No. 16 (2007), rains
                 "(blue 50 mm/12 h, yellow 50 mm/6 h, orange 50 mm/3 h, red 100 mm/3 h)")
 
 WINDOWS_H = (1, 3, 6, 12)
-_TOL_M = 1e-9  # accumulations of bin totals carry rounding; thresholds are lowered by 1e-6 mm
+_TOL_M = 1e-9  # [design] sums of bin totals carry rounding; thresholds are lowered by 1e-6 mm
 
 
 def signal_tables(cfg: RainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,8 +43,10 @@ class RainAccumulation(Component):
         Var("rain_3h", "mm", GRID_DIMS, "float64", "rain accumulated over the last three hours"),
         Var("rain_6h", "mm", GRID_DIMS, "float64", "rain accumulated over the last six hours"),
         Var("rain_12h", "mm", GRID_DIMS, "float64", "rain accumulated over the last twelve hours"),
-        Var("rain_signal", "1", GRID_DIMS, "int8", "Shanghai rainstorm signal level, 0 none to 4 red"),
-        Var("rain_signal_cma", "1", GRID_DIMS, "int8", "national CMA rainstorm signal level, 0 none to 4 red"),
+        Var("rain_signal", "1", GRID_DIMS, "int8", "Shanghai rainstorm signal level, 0 none to 4 red",
+            flags=LEVEL_FLAGS),
+        Var("rain_signal_cma", "1", GRID_DIMS, "int8", "national CMA rainstorm signal level, 0 none to 4 red",
+            flags=LEVEL_FLAGS),
     )
     references = (SHANGHAI, CMA)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import xarray as xr
 
-from models._component import GRID_DIMS, Component, Reference, Var
+from models._component import GRID_DIMS, LEVEL_FLAGS, Component, Reference, Var
 from models.config import AlertTiming, RiskConfig
 from models.kernels import risk as rk
 
@@ -43,7 +43,7 @@ def stale_mask(last_update: np.ndarray, now: float, period: float, n_periods: fl
 
 @dataclass
 class AlertState:
-    """State of the level state machine: plain arrays of shape (n_hazards, n_cells).
+    """State of the level state machine: plain arrays of shape (n_cells, n_hazards) (cell-major).
 
     ``level`` held level, ``reported`` level shown (-1 when stale), ``raw`` last instantaneous
     level, ``n_up`` / ``n_down`` raise and clear counters [ticks], ``history`` the last 20
@@ -62,7 +62,7 @@ class AlertState:
     @classmethod
     def zeros(cls, n_hazards: int, n_cells: int) -> AlertState:
         """A fresh state: every cell at level 0 (none), no history."""
-        shp = (n_hazards, n_cells)
+        shp = (n_cells, n_hazards)
         return cls(np.zeros(shp, np.int8), np.zeros(shp, np.int8), np.zeros(shp, np.int8),
                    np.zeros(shp, np.int16), np.zeros(shp, np.int16), np.zeros(shp, np.uint32),
                    np.zeros(shp, np.int8), np.zeros(n_cells, np.int8))
@@ -99,15 +99,15 @@ class AlertMachine:
         self.state = AlertState.zeros(n_hazards, n_cells)
 
     def step(self, raise_level: np.ndarray, hold_level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One tick; returns (reported levels, changed flags), both (n_hazards, n_cells) int8."""
-        r = np.ascontiguousarray(np.atleast_2d(raise_level), np.int64)
-        h = np.ascontiguousarray(np.atleast_2d(hold_level), np.int64)
+        """One tick on (n_hazards, n_cells) levels; returns (reported levels, changed flags), same shape."""
+        r = np.ascontiguousarray(np.atleast_2d(raise_level).T, np.int64)
+        h = np.ascontiguousarray(np.atleast_2d(hold_level).T, np.int64)
         changed = np.zeros(r.shape, np.int8)
         rk.alert_step(r, h, self.ticks, self.flap_high, self.flap_low, *self.state.args(), changed)
-        return self.state.reported.copy(), changed
+        return self.state.reported.T.copy(), changed.T.copy()
 
     def flap_percent(self) -> np.ndarray:
-        """Nagios percent state change per hazard and cell (0-100). [1]"""
+        """Nagios percent state change per cell and hazard (0-100), shape (n_cells, n_hazards). [1]"""
         out = np.empty(self.state.history.size)
         rk.flap_percent(self.state.history.ravel(), out)
         return out.reshape(self.state.history.shape)
@@ -206,10 +206,11 @@ class AlertLevels(Component):
         Var("risk_crowd", "1", GRID_DIMS, "float64", "crowd risk, hazard x exposure x vulnerability"),
         Var("risk_flood", "1", GRID_DIMS, "float64", "flood risk, hazard x exposure x vulnerability"),
         Var("risk_traffic", "1", GRID_DIMS, "float64", "traffic risk, hazard x exposure x vulnerability"),
-        Var("level_crowd", "1", GRID_DIMS, "int8", "crowd warning level"),
-        Var("level_flood", "1", GRID_DIMS, "int8", "flood warning level"),
-        Var("level_traffic", "1", GRID_DIMS, "int8", "traffic warning level"),
-        Var("level", "1", GRID_DIMS, "int8", "overall warning level (max over hazards, compound escalation)"),
+        Var("level_crowd", "1", GRID_DIMS, "int8", "crowd warning level", flags=LEVEL_FLAGS),
+        Var("level_flood", "1", GRID_DIMS, "int8", "flood warning level", flags=LEVEL_FLAGS),
+        Var("level_traffic", "1", GRID_DIMS, "int8", "traffic warning level", flags=LEVEL_FLAGS),
+        Var("level", "1", GRID_DIMS, "int8", "overall warning level (max over hazards, compound escalation)",
+            flags=LEVEL_FLAGS),
         Var("level_changed", "1", GRID_DIMS, "int8",
             "bitmask of levels changed this tick: 1 crowd, 2 flood, 4 traffic, 8 overall"),
     )
@@ -251,7 +252,7 @@ class AlertLevels(Component):
         self.kernel(*arrays, pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], pp["ticks"], risk, *self.state.args(),
                     self.state.overall, changed)
         out = {f"risk_{h}": risk[k].reshape(self.shape) for k, h in enumerate(HAZARDS)}
-        out.update({f"level_{h}": self.state.reported[k].reshape(self.shape).copy() for k, h in enumerate(HAZARDS)})
+        out.update({f"level_{h}": self.state.reported[:, k].reshape(self.shape).copy() for k, h in enumerate(HAZARDS)})
         out["level"] = self.state.overall.reshape(self.shape).copy()
         out["level_changed"] = changed.reshape(self.shape)
         coords = {d: ds.coords[d] for d in GRID_DIMS if d in ds.coords}

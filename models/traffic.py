@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from models._component import GRID_DIMS, Component, Reference, Var
+from models._component import CONGESTION_FLAGS, GRID_DIMS, Component, Reference, Var
 from models.config import TrafficConfig
 from models.kernels import traffic as tk
 
@@ -111,7 +111,8 @@ class Congestion(Component):
             optional=True, valid_range=(30, 90)),
     )
     outputs = (
-        Var("congestion_level", "1", GRID_DIMS, "int8", "GB/T 33171 congestion level, 0 smooth to 4 severe"),
+        Var("congestion_level", "1", GRID_DIMS, "int8", "GB/T 33171 congestion level, 0 smooth to 4 severe",
+            flags=CONGESTION_FLAGS),
         Var("tpi_like", "1", GRID_DIMS, "float64", "TPI-like congestion index, 0 to 10"),
         Var("traffic_incident", "1", GRID_DIMS, "int8", "1 where a probe speed-drop incident is detected"),
     )

@@ -30,10 +30,29 @@ def test_a_part_on_its_building_is_not_double_counted():
     b = buildings_from_features(_features(rows), GRID)
     assert len(b.table) == 1
     row = b.table.iloc[0]
-    assert storeys_from_height(32.0) == 10 and storeys_from_height(64.0) == 14  # 4.5 m storeys above 50 m
+    assert storeys_from_height(32.0) == 10 and storeys_from_height(64.0) == 19  # 50/3.2 + 14/4.5
     assert row["footprint_area"] == pytest.approx(1000.0)
-    assert row["floor_area"] == pytest.approx(900.0 * 10 + 100.0 * 14)  # not 1000*10 + 100*14
-    assert row["height"] == 64.0 and row["floors"] == 14
+    assert row["floor_area"] == pytest.approx(900.0 * 10 + 100.0 * 19)  # not 1000*10 + 100*19
+    assert row["height"] == 64.0 and row["floors"] == 19
+
+
+def test_storeys_grow_smoothly_with_height_and_given_floors_win():
+    n = storeys_from_height(np.arange(1.0, 700.0, 0.5))
+    assert (np.diff(n) >= 0).all() and (np.diff(n) <= 1).all()
+    rows = [({"id": 1, "kind": "building", "floors": 40}, _box(0, 0, 20, 20)),
+            ({"id": 2, "kind": "building_part", "root_id": 1, "floors": 40}, _box(0, 0, 20, 20))]
+    t = buildings_from_features(_features(rows), GRID).table
+    assert t["floors"].iloc[0] == 40 and t["floor_area"].iloc[0] == pytest.approx(400.0 * 40)
+
+
+def test_a_floating_part_adds_only_the_storeys_above_what_it_stands_on():
+    # a 10 m (3-storey) building with a part spanning 90-100 m over half of it
+    rows = [({"id": 1, "kind": "building", "height": 10.0}, _box(0, 0, 20, 20)),
+            ({"id": 2, "kind": "building_part", "root_id": 1, "height": 100.0, "min_height": 90.0},
+             _box(0, 0, 10, 20))]
+    t = buildings_from_features(_features(rows), GRID).table
+    above = storeys_from_height(100.0) - storeys_from_height(10.0)
+    assert t["floor_area"].iloc[0] == pytest.approx(400.0 * 3 + 200.0 * above)
 
 
 def test_pieces_of_one_building_clipped_at_tile_edges_are_merged():
@@ -65,6 +84,7 @@ def test_storeys_and_defaults():
     assert t.loc[1, "floors"] == 6 and t.loc[1, "height"] == pytest.approx(6 * 3.2)
     assert t.loc[2, "floors"] == 4
     assert t.loc[3, "floors"] == 10, "towers have at most 10 usable storeys"
+    assert t.loc[3, "floor_area"] == pytest.approx(100.0 * 10)
 
 
 def test_mapping_to_cells_both_ways():

@@ -29,6 +29,24 @@ def test_geographic_crs_is_refused(crs):
         GridSpec(crs, 0.0, 0.0, 10.0, 5, 5)
 
 
+@pytest.mark.parametrize(("crs", "share"), [("EPSG:3857", "36"), ("EPSG:2056", "")])
+def test_a_crs_that_distorts_areas_here_is_refused(crs, share):
+    with pytest.raises(GridError, match=f"distorts areas by {share}"):
+        GridSpec.from_bbox(*BUND, 10.0, crs=crs)
+    GridSpec.from_bbox(*BUND, 10.0, crs="EPSG:32651")  # UTM 51N fits
+
+
+def test_huge_grids_are_refused_before_any_work():
+    with pytest.raises(GridError, match="too large"):
+        GridSpec.from_bbox(121.0, 31.0, 122.0, 32.0, 0.5)
+    with pytest.raises(GridError, match="too large"):
+        GridSpec("EPSG:4549", 0.0, 0.0, 1.0, 100_000, 100_000)
+
+
+def test_crs_text_is_normalised():
+    assert GridSpec("epsg:4549", 642000.0, 3459000.0, 10.0, 2, 2).crs == "EPSG:4549"
+
+
 def test_bad_shape_and_cell_size_are_refused():
     with pytest.raises(GridError):
         GridSpec("EPSG:4549", 0.0, 0.0, 0.0, 5, 5)
@@ -36,6 +54,8 @@ def test_bad_shape_and_cell_size_are_refused():
         GridSpec("EPSG:4549", 0.0, 0.0, 10.0, 0, 5)
     with pytest.raises(GridError, match="bbox"):
         GridSpec.from_bbox(121.5, 31.3, 121.4, 31.2, 10.0)
+    with pytest.raises(GridError, match="finite"):
+        GridSpec("EPSG:4549", float("nan"), 0.0, 10.0, 5, 5)
 
 
 def test_default_crs_is_shanghai_gauss_kruger(grid):
@@ -63,18 +83,19 @@ def _brute_force(grid: GridSpec, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarr
     rows, cols = np.full(x.size, -1), np.full(x.size, -1)
     for r in range(grid.ny):
         for c in range(grid.nx):
-            west, north = grid.x0 + c * s, grid.y0 - r * s
-            hit = (x >= west) & (x < west + s) & (y <= north) & (y > north - s)
+            box = grid.cell_polygon(r, c).bounds  # (west, south, east, north)
+            hit = (x >= box[0]) & (x < box[2]) & (y <= box[3]) & (y > box[1])
             rows[hit], cols[hit] = r, c
     return rows, cols
 
 
-def test_point_to_cell_agrees_with_brute_force():
-    g = GridSpec("EPSG:4549", 642000.0, 3459000.0, 50.0, 12, 17)
+@pytest.mark.parametrize("cell", [50.0, 0.7, 3.3])
+def test_point_to_cell_agrees_with_brute_force(cell):
+    g = GridSpec("EPSG:4549", 642000.0, 3459000.0, cell, 12, 17)
     rng = np.random.default_rng(7)
     xmin, ymin, xmax, ymax = g.bounds
-    x = rng.uniform(xmin - 200, xmax + 200, 5000)
-    y = rng.uniform(ymin - 200, ymax + 200, 5000)
+    x = rng.uniform(xmin - 4 * cell, xmax + 4 * cell, 5000)
+    y = rng.uniform(ymin - 4 * cell, ymax + 4 * cell, 5000)
     # points exactly on cell edges, too
     x[:200] = g.x0 + rng.integers(0, g.nx + 1, 200) * g.cell_size
     y[200:400] = g.y0 - rng.integers(0, g.ny + 1, 200) * g.cell_size

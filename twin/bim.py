@@ -7,8 +7,9 @@ on a podium is not counted twice (a part's footprint overlaps its parent's).
 
 Assumptions (stated, not measured):
 
-- Storey height 3.2 m for buildings up to 50 m and 4.5 m above (office towers have
-  taller floors; the Shanghai Tower, 632 m, has 128 storeys, i.e. 4.9 m). [mem]
+- Storey height 3.2 m for the first 50 m of a building and 4.5 m above (office towers have
+  taller floors; the Shanghai Tower, 632 m, has 128 storeys, i.e. 4.9 m). [mem] Storeys given
+  in the data (``floors``, ``Floor``, ``building:levels``) win over heights.
 - Buildings with neither height nor storeys: 4 storeys (12.8 m), the median storey
   count of the Bund buildings that carry a height.
 - Observation and communication towers (``tower``, ``communications_tower``) have at most
@@ -60,20 +61,19 @@ FLOORS_KEYS = ("floors", "Floor", "building:levels", "levels")
 USE_KEYS = ("kind_detail", "use", "building", "landuse_kind")
 
 
-def storeys_from_height(height_m, kind=None) -> np.ndarray:
-    """Storey count for a height [m], following the stated storey-height assumption."""
-    h = np.asarray(height_m, dtype=float)
-    storey = np.where(h > TALL_BUILDING_M, TALL_STOREY_HEIGHT_M, STOREY_HEIGHT_M)
-    n = np.maximum(1, np.round(h / storey))
-    if kind is not None:
-        tower = np.isin(np.asarray(kind, dtype=object), TOWER_KINDS)
-        n = np.where(tower, np.minimum(n, TOWER_MAX_STOREYS), n)
-    return n.astype(np.int64)
+def storeys_from_height(height_m) -> np.ndarray:
+    """Storey count for a height [m]: 3.2 m storeys up to 50 m, 4.5 m storeys above (continuous)."""
+    h = np.maximum(np.asarray(height_m, dtype=float), 0.0)
+    low = np.minimum(h, TALL_BUILDING_M) / STOREY_HEIGHT_M
+    high = np.maximum(h - TALL_BUILDING_M, 0.0) / TALL_STOREY_HEIGHT_M
+    return np.maximum(1, np.round(low + high)).astype(np.int64)
 
 
 def height_from_storeys(storeys) -> np.ndarray:
-    """Height [m] of a building with the given number of storeys (storey 3.2 m)."""
-    return np.asarray(storeys, dtype=float) * STOREY_HEIGHT_M
+    """Height [m] of a building with the given number of storeys (inverse of `storeys_from_height`)."""
+    n = np.asarray(storeys, dtype=float)
+    n_low = TALL_BUILDING_M / STOREY_HEIGHT_M
+    return np.where(n <= n_low, n * STOREY_HEIGHT_M, TALL_BUILDING_M + (n - n_low) * TALL_STOREY_HEIGHT_M)
 
 
 def _first_column(df: pd.DataFrame, keys: tuple[str, ...]) -> pd.Series:
@@ -97,6 +97,14 @@ def _normalise(features: gpd.GeoDataFrame, crs: str) -> gpd.GeoDataFrame:
         df = df[df["kind"].isin(["building", "building_part"]) | df["kind"].isna()]
     ids = _first_column(df, ("id", "Id", "osm_id"))
     ids = ids.where(ids.notna(), pd.Series(-(np.arange(len(df)) + 1), index=df.index))
+    numeric = pd.to_numeric(ids, errors="coerce")
+    if numeric.isna().any():  # text ids such as "way/123": number them, keep the text as source_id
+        codes, _ = pd.factorize(ids.astype(str))
+        df = df.assign(source_id=ids.astype(str))
+        ids = pd.Series(codes + 1, index=df.index)
+    if "root_id" in df.columns and "source_id" in df.columns:
+        lookup = dict(zip(df["source_id"], ids, strict=True))
+        df = df.assign(root_id=df["root_id"].map(lambda r: lookup.get(str(r), np.nan) if pd.notna(r) else np.nan))
     kind = df["kind"].fillna("building") if "kind" in df.columns else pd.Series("building", index=df.index)
     root = _numeric(df["root_id"]) if "root_id" in df.columns else np.full(len(df), np.nan)
     height = _numeric(_first_column(df, HEIGHT_KEYS))
@@ -153,16 +161,17 @@ def _dedupe(df: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def _tallest_first_pieces(geoms: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split overlapping volumes into non-overlapping pieces, each with its tallest height."""
+    """Split overlapping volumes into non-overlapping pieces; returns the pieces and, for each,
+    the index of the (tallest) volume it belongs to."""
     order = np.argsort(-heights, kind="stable")
-    pieces, piece_h, covered = [], [], None
+    pieces, owner, covered = [], [], None
     for i in order:
         g = geoms[i] if covered is None else shapely.difference(geoms[i], covered)
         covered = geoms[i] if covered is None else shapely.union(covered, geoms[i])
         if not shapely.is_empty(g):
             pieces.append(g)
-            piece_h.append(heights[i])
-    return np.array(pieces, dtype=object), np.array(piece_h, dtype=float)
+            owner.append(i)
+    return np.array(pieces, dtype=object), np.array(owner, dtype=np.int64)
 
 
 def _occupancy(floor_area: np.ndarray, use: np.ndarray) -> np.ndarray:
@@ -213,8 +222,47 @@ def _fill_heights(df: gpd.GeoDataFrame) -> None:
         df.loc[missing, "height"] = height_from_storeys(DEFAULT_STOREYS)
 
 
+def _volume_storeys(members: gpd.GeoDataFrame) -> np.ndarray:
+    """Storeys of each volume: as given, else from its height above its base (``min_height``)."""
+    given = members["floors"].to_numpy(dtype=float)
+    top = storeys_from_height(members["height"].to_numpy(dtype=float))
+    base = members["min_height"].to_numpy(dtype=float)
+    below = np.where(base > 0, storeys_from_height(base), 0)
+    return np.where(np.isnan(given), np.maximum(top - below, 1), np.maximum(given, 1)).astype(np.int64)
+
+
+def _group_floor_area(members: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Volume pieces, their heights, the floor area [m2] and the top storey count of one building.
+
+    Volumes standing on the ground are split tallest-first so each footprint point counts once,
+    with the storeys of the tallest volume above it. Floating volumes (``min_height`` > 0, e.g.
+    a tower's upper sections) add only the storeys above the ground volumes they stand on.
+    """
+    storeys = _volume_storeys(members)
+    heights = members["height"].to_numpy(dtype=float)
+    geoms = members.geometry.to_numpy()
+    ground = members["min_height"].to_numpy(dtype=float) <= 0
+    g_geoms, g_h, g_st = geoms[ground], heights[ground], storeys[ground]
+    if g_geoms.size > 1:
+        pieces, owner = _tallest_first_pieces(g_geoms, g_h)
+        piece_h, piece_st = g_h[owner], g_st[owner]
+    else:
+        pieces, piece_h, piece_st = g_geoms, g_h, g_st
+    area = float((shapely.area(pieces) * piece_st).sum()) if pieces.size else 0.0
+    for geom, h, st in zip(geoms[~ground], heights[~ground], storeys[~ground], strict=True):
+        under = g_h[shapely.intersects(g_geoms, geom)] if g_geoms.size else np.zeros(0)
+        covered = storeys_from_height(under.max()) if under.size else 0
+        area += shapely.area(geom) * max(0, storeys_from_height(h) - covered if covered else st)
+    tops = np.concatenate([piece_st, storeys[~ground]]) if (~ground).any() else piece_st
+    floating = geoms[~ground]
+    return (np.concatenate([pieces, floating]), np.concatenate([piece_h, heights[~ground]]), area,
+            int(tops.max()) if tops.size else 1)
+
+
 def buildings_from_features(features: gpd.GeoDataFrame, grid: GridSpec) -> Buildings:
     """Build the building table from footprint features (OSM/Nextzen or plain polygons).
+
+    Buildings whose footprint lies wholly outside the grid are left out.
 
     Parameters
     ----------
@@ -230,26 +278,25 @@ def buildings_from_features(features: gpd.GeoDataFrame, grid: GridSpec) -> Build
     rows, volume_geoms, volume_h, volume_b = [], [], [], []
     for gid, idx in group.groupby(group).groups.items():
         members = df.loc[idx]
-        geoms = members.geometry.to_numpy()
-        heights = members["height"].to_numpy(dtype=float)
-        pieces, piece_h = _tallest_first_pieces(geoms, heights) if len(members) > 1 else (geoms, heights)
+        pieces, piece_h, floor_area, floors = _group_floor_area(members)
         root = members[members["id"] == gid].iloc[0] if (members["id"] == gid).any() else members.iloc[0]
-        storeys = storeys_from_height(piece_h, [root["use"]] * len(piece_h))
-        floors_given = members["floors"].to_numpy(dtype=float)
-        if len(members) == 1 and not np.isnan(floors_given[0]):
-            storeys = np.array([int(max(1, floors_given[0]))])
-        areas = shapely.area(pieces)
-        footprint = shapely.union_all(pieces)
-        rows.append({"id": int(gid), "name": root["name"], "use": root["use"], "height": float(heights.max()),
-                     "floors": int(storeys.max()), "footprint_area": float(areas.sum()),
-                     "floor_area": float((areas * storeys).sum()), "geometry": footprint})
+        footprint = shapely.union_all(members.geometry.to_numpy())
+        if root["use"] in TOWER_KINDS:
+            floors = min(floors, TOWER_MAX_STOREYS)
+            floor_area = min(floor_area, footprint.area * TOWER_MAX_STOREYS)
+        rows.append({"id": int(gid), "name": root["name"], "use": root["use"],
+                     "height": float(members["height"].max()), "floors": int(floors),
+                     "footprint_area": float(footprint.area), "floor_area": float(floor_area),
+                     "geometry": footprint})
         volume_geoms.extend(pieces)
         volume_h.extend(piece_h)
         volume_b.extend([int(gid)] * len(pieces))
     table = gpd.GeoDataFrame(rows, geometry="geometry", crs=grid.crs)
+    table = table[shapely.intersects(table.geometry.to_numpy(), shapely.box(*grid.bounds))].reset_index(drop=True)
     table["occupancy"] = _occupancy(table["floor_area"].to_numpy(), table["use"].to_numpy())
     volumes = gpd.GeoDataFrame({"building_id": volume_b, "height": volume_h}, geometry=volume_geoms,
                                crs=grid.crs)
+    volumes = volumes[volumes["building_id"].isin(table["id"])].reset_index(drop=True)
     return Buildings(table, volumes, _cell_mapping(table, grid))
 
 
@@ -270,9 +317,11 @@ def floor_area_per_cell(b: Buildings, grid: GridSpec) -> np.ndarray:
     return np.bincount(b.cells["cell"].to_numpy(), weights=w, minlength=grid.size).reshape(grid.shape)
 
 
-def max_height_per_cell(b: Buildings, grid: GridSpec) -> np.ndarray:
-    """Height of the tallest building volume standing in each cell [m]; 0 where none."""
-    gi, cell, _ = overlap_areas(grid, b.volumes.geometry.to_numpy())
+def max_height_per_cell(b: Buildings, grid: GridSpec, min_share: float = 0.0) -> np.ndarray:
+    """Height of the tallest building volume covering at least ``min_share`` of each cell [m]; 0 where none."""
+    gi, cell, area = overlap_areas(grid, b.volumes.geometry.to_numpy())
+    keep = area >= min_share * grid.cell_area
+    gi, cell = gi[keep], cell[keep]
     out = np.zeros(grid.size)
     np.maximum.at(out, cell, b.volumes["height"].to_numpy(dtype=float)[gi])
     return out.reshape(grid.shape)

@@ -96,6 +96,8 @@ VULNERABILITY_OF = {
 """Vulnerability of what a feature holds, 0-1 (underpasses 1.0; other land 0.2). An operational
 scale after the UNDRR/IPCC risk framing (SCIENCE.md 4): who cannot get out quickly (patients,
 children, people underground or in crowds) scores high. [assumption]"""
+HEIGHT_MIN_SHARE = 0.05
+"""A building volume sets a cell's height when it covers at least this share of the cell."""
 POINT_RADIUS_M = 15.0
 """Radius a point feature (POI, metro entrance) is given on the grid. [m]"""
 
@@ -257,6 +259,7 @@ def vulnerable_features(sources: DistrictSources, grid: GridSpec) -> tuple[np.nd
         df = _projected(sources.layer(name), grid)
         if df.empty:
             continue
+        df = df.explode(index_parts=False)
         kind = _col(df, "kind").fillna(_col(df, "amenity")).fillna("").astype(str)
         score = kind.map(VULNERABILITY_OF).to_numpy(dtype=float)
         keep = ~np.isnan(score) & df.geometry.geom_type.isin(["Point", "Polygon", "MultiPolygon"]).to_numpy()
@@ -296,7 +299,10 @@ def elevation_from_features(road_f, ramp_depth_m, building_f, water_f) -> np.nda
 
 
 def drainage_layer(grid: GridSpec, drainage: gpd.GeoDataFrame | None) -> np.ndarray:
-    """Drainage capacity [mm h-1]: the default, area-weighted with any override polygons."""
+    """Drainage capacity [mm h-1]: the default, area-weighted with any override polygons.
+
+    Where override polygons overlap, the later one in the file wins (no capacities are added).
+    """
     out = np.full(grid.size, DEFAULT_DRAINAGE_MM_H)
     if drainage is None or drainage.empty:
         return out.reshape(grid.shape)
@@ -304,10 +310,15 @@ def drainage_layer(grid: GridSpec, drainage: gpd.GeoDataFrame | None) -> np.ndar
     cap = pd.to_numeric(df["drainage_capacity"], errors="coerce").to_numpy(dtype=float)
     if np.isnan(cap).any() or (cap < 0).any():
         raise ValueError("drainage_capacity must be a non-negative number (mm/h) on every polygon")
-    gi, cell, area = overlap_areas(grid, df.geometry.to_numpy())
-    share = np.bincount(cell, weights=area, minlength=grid.size) / grid.cell_area
+    geoms = shapely.make_valid(df.geometry.to_numpy())
+    exclusive, later = [], None
+    for g in geoms[::-1]:  # the last polygon keeps all of itself, earlier ones what is left
+        exclusive.append(g if later is None else shapely.difference(g, later))
+        later = g if later is None else shapely.union(later, g)
+    exclusive = np.array(exclusive[::-1], dtype=object)
+    gi, cell, area = overlap_areas(grid, exclusive)
+    share = np.minimum(np.bincount(cell, weights=area, minlength=grid.size) / grid.cell_area, 1.0)
     weighted = np.bincount(cell, weights=area * cap[gi], minlength=grid.size) / grid.cell_area
-    share = np.minimum(share, 1.0)
     return (out * (1.0 - share) + weighted).reshape(grid.shape)
 
 
@@ -366,7 +377,7 @@ def build_layers(sources: DistrictSources, grid: GridSpec, progress: Progress | 
     layers = {
         "elevation": elevation,
         "building_fraction": building_f,
-        "building_height": max_height_per_cell(bld, grid),
+        "building_height": max_height_per_cell(bld, grid, HEIGHT_MIN_SHARE),
         "floor_area": floor_area_per_cell(bld, grid),
         "walkable_area": np.clip(1.0 - obstacle_f, 0.0, 1.0) * A,
         "road_fraction": road_f,
@@ -381,6 +392,7 @@ def build_layers(sources: DistrictSources, grid: GridSpec, progress: Progress | 
     }
     notes["drainage_capacity"] = (f"default {DEFAULT_DRAINAGE_MM_H} mm/h (Shanghai 1-yr 60-min design storm)"
                                   + ("; overridden by polygons" if sources.drainage is not None else ""))
-    notes["building_height"] = "height of the tallest building volume standing in the cell"
+    notes["building_height"] = ("height of the tallest building volume covering at least "
+                                f"{HEIGHT_MIN_SHARE:.0%} of the cell")
     notes["floor_area"] = "each building's floor area shared among cells by footprint overlap"
     return layers, bld, notes

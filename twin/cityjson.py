@@ -72,12 +72,32 @@ def _footprint(obj: dict, v: np.ndarray) -> tuple[shapely.Geometry | None, np.nd
     return (shapely.union_all(polys) if polys else None), idx
 
 
+def _absolute_heights(rows: list[dict]) -> None:
+    """Heights above the building's ground: the lowest vertex of the building and all its parts.
+
+    A part on a podium then starts at its ``min_height`` instead of counting from its own base.
+    ``measuredHeight`` is used for a building without parts.
+    """
+    ground: dict[object, float] = {}
+    for r in rows:
+        group = r["root_id"] if r["kind"] == "building_part" else r["id"]
+        ground[group] = min(ground.get(group, np.inf), r["zmin"])
+    for r in rows:
+        base = ground[r["root_id"] if r["kind"] == "building_part" else r["id"]]
+        measured = r.pop("measured")
+        r["ground_z"] = base
+        r["min_height"] = r.pop("zmin") - base
+        r["height"] = r.pop("zmax") - base
+        if r["kind"] == "building" and isinstance(measured, int | float) and r["min_height"] == 0:
+            r["height"] = float(measured)
+
+
 def read_cityjson(path: str | Path, crs: str | None = None) -> gpd.GeoDataFrame:
     """Buildings of a CityJSON file as footprints with heights, in the file's CRS.
 
     Returns columns ``id`` (int, in file order), ``name`` (the CityJSON object id),
-    ``kind`` (building / building_part), ``root_id``, ``height`` [m], ``min_height`` [m]
-    (0: heights are above the object's lowest vertex) and ``ground_z`` [m].
+    ``kind`` (building / building_part), ``root_id``, ``height`` and ``min_height`` [m] above the
+    building's ground (its lowest vertex, parts included), and ``ground_z`` [m].
     """
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -94,15 +114,13 @@ def read_cityjson(path: str | Path, crs: str | None = None) -> gpd.GeoDataFrame:
         if footprint is None or footprint.is_empty:
             continue
         z = v[idx, 2]
-        attrs = obj.get("attributes") or {}
-        height = attrs.get("measuredHeight")
-        height = float(height) if isinstance(height, int | float) else float(z.max() - z.min())
         parents = obj.get("parents") or []
-        part = obj["type"] == "BuildingPart" and parents and parents[0] in index
+        part = obj["type"] == "BuildingPart" and bool(parents) and parents[0] in index
         rows.append({"id": index[key], "name": key, "kind": "building_part" if part else "building",
-                     "root_id": index[parents[0]] if part else np.nan, "height": height,
-                     "min_height": 0.0, "ground_z": float(z.min())})
+                     "root_id": index[parents[0]] if part else np.nan, "zmin": float(z.min()),
+                     "zmax": float(z.max()), "measured": (obj.get("attributes") or {}).get("measuredHeight")})
         geoms.append(footprint)
     if not rows:
         raise CityJSONError(f"{path} holds no Building or BuildingPart with geometry")
+    _absolute_heights(rows)
     return gpd.GeoDataFrame(rows, geometry=geoms, crs=_crs(doc, crs))

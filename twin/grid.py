@@ -10,12 +10,12 @@ array prints the way the map looks). Cell ``(r, c)`` covers
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import shapely
-from pyproj import CRS
+from pyproj import CRS, Proj
 
 from twin import geo
 from twin.geo import DEFAULT_CRS
@@ -45,6 +45,23 @@ def _check_projected(crs: str) -> str:
     return f"{auth[0]}:{auth[1]}" if auth else parsed.to_wkt()
 
 
+MAX_AREA_DISTORTION = 0.01
+"""Largest areal scale error of the CRS at the grid's centre that a grid accepts (1 %)."""
+MAX_CELLS = 50_000_000
+"""Largest grid built on one machine (a 50 m grid of all Shanghai is about 2.5 M cells)."""
+
+
+def check_crs_fits(crs: str, lon: float, lat: float) -> None:
+    """Refuse a CRS that distorts areas by more than 1 % at (lon, lat) [degree], e.g. Web
+    Mercator at 31 N (+37 %) or a Gauss-Kruger zone far from its central meridian."""
+    factors = Proj(crs).get_factors(lon, lat)
+    error = abs(factors.areal_scale - 1.0)
+    if not math.isfinite(error) or error > MAX_AREA_DISTORTION:
+        raise GridError(f"CRS {crs} distorts areas by {error:.1%} at {lon:.4f} E {lat:.4f} N (limit "
+                        f"{MAX_AREA_DISTORTION:.0%}); use a projected CRS made for this place (a local "
+                        "Gauss-Kruger or UTM zone)")
+
+
 @dataclass(frozen=True)
 class GridSpec:
     """A north-up regular grid in a projected metric CRS.
@@ -69,14 +86,18 @@ class GridSpec:
     cell_size: float
     ny: int
     nx: int
-    _crs_checked: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_crs_checked", _check_projected(self.crs))
+        object.__setattr__(self, "crs", _check_projected(self.crs))
         if not (self.cell_size > 0 and math.isfinite(self.cell_size)):
             raise GridError(f"cell_size must be a positive number of metres, got {self.cell_size!r}")
+        if not (math.isfinite(self.x0) and math.isfinite(self.y0)):
+            raise GridError(f"grid origin must be finite, got ({self.x0!r}, {self.y0!r})")
         if int(self.ny) != self.ny or int(self.nx) != self.nx or self.ny < 1 or self.nx < 1:
             raise GridError(f"shape must be positive integers, got ({self.ny!r}, {self.nx!r})")
+        if self.ny * self.nx > MAX_CELLS:
+            raise GridError(f"a grid of {self.ny:,} x {self.nx:,} = {self.ny * self.nx:,} cells is too large "
+                            f"(limit {MAX_CELLS:,}); use a larger cell or a smaller area")
         object.__setattr__(self, "ny", int(self.ny))
         object.__setattr__(self, "nx", int(self.nx))
 
@@ -96,6 +117,7 @@ class GridSpec:
         if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= 90 and -90 <= north <= 90):
             raise GridError(f"bbox is not in lon/lat degrees: {west},{south},{east},{north}")
         _check_projected(crs)
+        check_crs_fits(crs, (west + east) / 2, (south + north) / 2)
         t = np.linspace(0.0, 1.0, 33)
         lon = np.concatenate([west + (east - west) * t, np.full_like(t, east),
                               east - (east - west) * t, np.full_like(t, west)])
@@ -109,8 +131,14 @@ class GridSpec:
         cls, xmin: float, ymin: float, xmax: float, ymax: float, cell_size: float, crs: str = DEFAULT_CRS
     ) -> GridSpec:
         """Grid covering projected bounds [m], origin snapped to a multiple of ``cell_size``."""
-        if not (cell_size > 0):
-            raise GridError(f"cell_size must be positive, got {cell_size!r}")
+        if not (cell_size > 0 and math.isfinite(cell_size)):
+            raise GridError(f"cell_size must be a positive number of metres, got {cell_size!r}")
+        if not all(map(math.isfinite, (xmin, ymin, xmax, ymax))):
+            raise GridError(f"bounds must be finite, got {(xmin, ymin, xmax, ymax)}")
+        nx_, ny_ = (xmax - xmin) / cell_size, (ymax - ymin) / cell_size
+        if nx_ * ny_ > MAX_CELLS:
+            raise GridError(f"about {nx_ * ny_:,.0f} cells of {cell_size:g} m is too large (limit {MAX_CELLS:,}); "
+                            "use a larger cell or a smaller area")
         x0 = math.floor(xmin / cell_size) * cell_size
         y0 = math.ceil(ymax / cell_size) * cell_size
         nx = max(1, math.ceil((xmax - x0) / cell_size))
@@ -167,9 +195,13 @@ class GridSpec:
         """
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
+        s = self.cell_size
         with np.errstate(invalid="ignore"):
-            col = np.floor((x - self.x0) / self.cell_size)
-            row = np.floor((self.y0 - y) / self.cell_size)
+            col = np.floor((x - self.x0) / s)
+            row = np.floor((self.y0 - y) / s)
+            # agree with the cell edges as `cell_polygons` computes them (x0 + c*s, y0 - r*s)
+            col += (self.x0 + (col + 1) * s <= x).astype(float) - (self.x0 + col * s > x).astype(float)
+            row += (self.y0 - (row + 1) * s >= y).astype(float) - (self.y0 - row * s < y).astype(float)
             inside = (col >= 0) & (col < self.nx) & (row >= 0) & (row < self.ny)
         row = np.where(inside, row, -1).astype(np.int64)
         col = np.where(inside, col, -1).astype(np.int64)
@@ -190,29 +222,25 @@ class GridSpec:
     # ------------------------------------------------------------------ geometry
     def cell_polygons(self) -> np.ndarray:
         """Shapely box of every cell, flat row-major, shape (ny*nx,)."""
-        s = self.cell_size
         col = np.tile(np.arange(self.nx), self.ny)
         row = np.repeat(np.arange(self.ny), self.nx)
-        xmin = self.x0 + col * s
-        ymax = self.y0 - row * s
-        return shapely.box(xmin, ymax - s, xmin + s, ymax)
+        return self._boxes(row, col)
+
+    def _boxes(self, row, col) -> np.ndarray:
+        """Cell squares; neighbours share edge coordinates exactly (x0 + c*s, y0 - r*s)."""
+        s = self.cell_size
+        return shapely.box(self.x0 + col * s, self.y0 - (row + 1) * s, self.x0 + (col + 1) * s, self.y0 - row * s)
 
     def cell_polygon(self, row: int, col: int) -> shapely.Polygon:
         """Shapely box of one cell in the grid CRS."""
         if not (0 <= row < self.ny and 0 <= col < self.nx):
             raise IndexError(f"cell ({row}, {col}) is outside a grid of shape {self.shape}")
-        s = self.cell_size
-        xmin = self.x0 + col * s
-        ymax = self.y0 - row * s
-        return shapely.box(xmin, ymax - s, xmin + s, ymax)
+        return self._boxes(row, col)
 
     def cells_union(self, cells) -> shapely.Geometry:
         """The union of the squares of the given flat cell indices, in the grid CRS."""
         row, col = np.divmod(np.asarray(cells, dtype=np.int64), self.nx)
-        s = self.cell_size
-        xmin = self.x0 + col * s
-        ymax = self.y0 - row * s
-        return shapely.union_all(shapely.box(xmin, ymax - s, xmin + s, ymax))
+        return shapely.union_all(self._boxes(row, col))
 
     def cell_centres_lonlat(self) -> tuple[np.ndarray, np.ndarray]:
         """Longitude and latitude of every cell centre, each shape (ny, nx). [degree]"""

@@ -66,7 +66,7 @@ LAYERS = _layers(
     # --- static CIM layers (DESIGN.md section 2) ---
     Layer("elevation", "m", "ground or water-surface elevation above datum"),
     Layer("building_fraction", "1", "fraction of the cell covered by building footprints"),
-    Layer("building_height", "m", "footprint-weighted mean height of buildings in the cell"),
+    Layer("building_height", "m", "height of the tallest building in the cell"),
     Layer("floor_area", "m2", "gross floor area of buildings in the cell"),
     Layer("walkable_area", "m2", "open ground in the cell people can stand on"),
     Layer("road_fraction", "1", "fraction of the cell covered by carriageway"),
@@ -87,6 +87,14 @@ LAYERS = _layers(
     Layer("water_depth", "m", "water depth over ground", kind="live"),
     Layer("traffic_speed", "km h-1", "space-mean traffic speed", kind="live"),
     Layer("traffic_samples", "1", "probe samples behind the traffic speed", kind="live"),
+    # --- model outputs the live twin keeps (models/ components declare them) ---
+    Layer("crowd_trend", "person m-2 s-1", "smoothed rate of change of crowd density", kind="live"),
+    Layer("crowd_pressure", "s-2", "Helbing crowd pressure, density x velocity variance", kind="live"),
+    Layer("water_speed", "m s-1", "depth-averaged water speed at the cell centre", kind="live"),
+    Layer("flow_hazard", "m2 s-1", "water depth times speed", kind="live"),
+    Layer("rain_signal", "1", "Shanghai rainstorm signal level, 0 none to 4 red", dtype="int8", kind="level"),
+    Layer("level_changed", "1", "bitmask of levels changed this tick: 1 crowd, 2 flood, 4 traffic, 8 overall",
+          dtype="int8", kind="risk"),
     # --- risk layers ---
     Layer("risk_crowd", "1", "crowd risk, hazard x exposure x vulnerability", kind="risk"),
     Layer("risk_flood", "1", "flood risk, hazard x exposure x vulnerability", kind="risk"),

@@ -210,7 +210,9 @@ def _single(pack: Any, received_at: float, kind: str, device: str) -> Row | None
     """A one-record pack, decoded with Python scalars (same rules as ``_to_batch``); None otherwise."""
     if not (type(pack) is list and len(pack) == 1 and type(pack[0]) is dict):
         return None
-    (rec,) = _resolve(pack, received_at)
+    rec = _resolve_plain(pack[0], received_at)
+    if rec is None:
+        (rec,) = _resolve(pack, received_at)
     if "v" not in rec:
         raise _Bad(Reason.BAD_SCHEMA, "sensor records need a numeric value v", "[0]")
     q = _quantity_of(rec["n"], f"urn:dev:{device}:", kind)
@@ -225,6 +227,33 @@ def _single(pack: Any, received_at: float, kind: str, device: str) -> Row | None
     if not spec.low <= value <= spec.high:
         raise _Bad(Reason.OUT_OF_RANGE, f"{q} {value} outside [{spec.low}, {spec.high}] {spec.unit}", "v")
     return device, rec["t"], q, float(value)
+
+
+def _resolve_plain(rec: dict[str, Any], received_at: float) -> dict[str, Any] | None:
+    """``_resolve`` of one record made only of bn, bt, bu, bver, n, u, v, t with the right types; None
+    for anything else (the general path then decides, with its exact error)."""
+    if not rec.keys() <= _FAST_FIRST_KEYS or "v" not in rec:
+        return None
+    get = rec.get
+    bn, n, unit, v, t, bt = get("bn", ""), get("n", ""), get("u", get("bu")), rec["v"], get("t", 0), get("bt", 0)
+    if type(bn) is not str or type(n) is not str or (unit is not None and type(unit) is not str):
+        return None
+    if "bu" in rec and type(rec["bu"]) is not str:
+        return None
+    if type(v) not in (int, float) or type(t) not in (int, float) or type(bt) not in (int, float):
+        return None
+    if not (math.isfinite(v) and math.isfinite(t) and math.isfinite(bt)):
+        return None
+    if "bver" in rec and (type(rec["bver"]) is not int or not 1 <= rec["bver"] <= SENML_VERSION):
+        return None
+    name = bn + n
+    if not _NAME_RE.match(name):
+        return None
+    t = float(bt) + float(t)
+    out = {"n": name, "t": received_at + t if abs(t) < RELATIVE_LIMIT else t, "v": float(v)}
+    if unit is not None:
+        out["u"] = unit
+    return out
 
 
 def _slow_columns(pack: Any, received_at: float) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:

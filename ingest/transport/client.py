@@ -140,7 +140,8 @@ class MqttTransport:
         self.backoff = backoff or Backoff()
         self.max_outstanding = max_outstanding
         self.publish_timeout_s = publish_timeout_s
-        self.queue: queue.Queue[InboundMessage] = queue.Queue(queue_size or 4 * receive_maximum + 1000)
+        self.queue_size = queue_size or 4 * receive_maximum + 1000
+        self.queue: queue.SimpleQueue[InboundMessage] = queue.SimpleQueue()  # C-implemented, bounded below
         self.stats = TransportStats()
         self.connected = threading.Event()
         self._generation = 0
@@ -256,17 +257,20 @@ class MqttTransport:
         self.stats.received += 1
         if msg.qos == 0:
             self.stats.received_qos0 += 1
-        try:
-            self.queue.put_nowait(item)
-        except queue.Full:  # the consumer is behind: wait (TCP backpressure), never drop
-            self.stats.queue_full_waits += 1
-            if self.stats.queue_full_waits % 1000 == 1:
-                log.warning(
-                    "inbound queue full (%d); the network thread waits (%d times so far)",
-                    self.queue.maxsize,
-                    self.stats.queue_full_waits,
-                )
-            self.queue.put(item)
+        if self.queue.qsize() >= self.queue_size:  # the consumer is behind: wait (TCP backpressure)
+            self._wait_for_room()
+        self.queue.put(item)
+
+    def _wait_for_room(self) -> None:
+        self.stats.queue_full_waits += 1
+        if self.stats.queue_full_waits % 100 == 1:
+            log.warning(
+                "inbound queue full (%d); the network thread waits (%d times so far)",
+                self.queue_size,
+                self.stats.queue_full_waits,
+            )
+        while self.queue.qsize() >= self.queue_size:
+            time.sleep(0.001)
 
     # -- consumer side ------------------------------------------------------------------------
 

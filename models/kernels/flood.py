@@ -29,36 +29,45 @@ def _face(q0, qa, qb, zl, hl, zr, hr, dt, dx, n2, theta, g, h_min):
 def _x_faces(i, h, z, wall, qx, dt, dx, n2, theta, g, h_min, open_bc, qx_out):
     """New discharge on the x faces of row ``i``; edge faces see a dry ghost cell if open."""
     nx = h.shape[1]
-    for j in range(nx + 1):
-        jl = j - 1 if j > 0 else 0
-        jr = j if j < nx else nx - 1
-        edge = j == 0 or j == nx
-        if wall[i, jl] or wall[i, jr] or (edge and open_bc == 0):
+    for j in range(1, nx):  # interior faces, no edge logic in the hot loop
+        if wall[i, j - 1] or wall[i, j]:
             qx_out[i, j] = 0.0
-            continue
-        hl = 0.0 if j == 0 else h[i, jl]
-        hr = 0.0 if j == nx else h[i, jr]
-        qa = qx[i, j - 1] if j > 0 else qx[i, j]
-        qb = qx[i, j + 1] if j < nx else qx[i, j]
-        qx_out[i, j] = _face(qx[i, j], qa, qb, z[i, jl], hl, z[i, jr], hr, dt, dx, n2, theta, g, h_min)
+        else:
+            qx_out[i, j] = _face(qx[i, j], qx[i, j - 1], qx[i, j + 1], z[i, j - 1], h[i, j - 1], z[i, j], h[i, j],
+                                 dt, dx, n2, theta, g, h_min)
+    if open_bc == 0 or wall[i, 0]:
+        qx_out[i, 0] = 0.0
+    else:
+        qx_out[i, 0] = _face(qx[i, 0], qx[i, 0], qx[i, 1], z[i, 0], 0.0, z[i, 0], h[i, 0], dt, dx, n2, theta, g,
+                             h_min)
+    if open_bc == 0 or wall[i, nx - 1]:
+        qx_out[i, nx] = 0.0
+    else:
+        qx_out[i, nx] = _face(qx[i, nx], qx[i, nx - 1], qx[i, nx], z[i, nx - 1], h[i, nx - 1], z[i, nx - 1], 0.0,
+                              dt, dx, n2, theta, g, h_min)
 
 
 @njit(cache=True, nogil=True)
 def _y_faces(i, h, z, wall, qy, dt, dx, n2, theta, g, h_min, open_bc, qy_out):
-    """New discharge on y-face row ``i`` (between cell rows i - 1 and i)."""
+    """New discharge on y-face row ``i`` (between cell rows i - 1 and i); edges see a dry ghost if open."""
     ny, nx = h.shape
-    il = i - 1 if i > 0 else 0
-    ir = i if i < ny else ny - 1
-    edge = i == 0 or i == ny
+    if 0 < i < ny:
+        for j in range(nx):
+            if wall[i - 1, j] or wall[i, j]:
+                qy_out[i, j] = 0.0
+            else:
+                qy_out[i, j] = _face(qy[i, j], qy[i - 1, j], qy[i + 1, j], z[i - 1, j], h[i - 1, j], z[i, j],
+                                     h[i, j], dt, dx, n2, theta, g, h_min)
+        return
     for j in range(nx):
-        if wall[il, j] or wall[ir, j] or (edge and open_bc == 0):
+        if open_bc == 0 or (wall[0, j] if i == 0 else wall[ny - 1, j]):
             qy_out[i, j] = 0.0
-            continue
-        hl = 0.0 if i == 0 else h[il, j]
-        hr = 0.0 if i == ny else h[ir, j]
-        qa = qy[i - 1, j] if i > 0 else qy[i, j]
-        qb = qy[i + 1, j] if i < ny else qy[i, j]
-        qy_out[i, j] = _face(qy[i, j], qa, qb, z[il, j], hl, z[ir, j], hr, dt, dx, n2, theta, g, h_min)
+        elif i == 0:
+            qy_out[i, j] = _face(qy[0, j], qy[0, j], qy[1, j], z[0, j], 0.0, z[0, j], h[0, j], dt, dx, n2, theta, g,
+                                 h_min)
+        else:
+            qy_out[i, j] = _face(qy[ny, j], qy[ny - 1, j], qy[ny, j], z[ny - 1, j], h[ny - 1, j], z[ny - 1, j], 0.0,
+                                 dt, dx, n2, theta, g, h_min)
 
 
 @njit(cache=True, nogil=True)
@@ -162,8 +171,9 @@ def _cont_row(i, h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, dr
         qy_e[i + 1, j] = qs
         hn = h[i, j] + c * ((qw - qe) + (qn - qs)) + dt * src[i, j]
         d = min(max(hn, 0.0), dt * drain[i, j])
-        hn -= d
-        drained[i, j] += d
+        if d > 0.0:  # skip the read-modify-write where nothing drains
+            hn -= d
+            drained[i, j] += d
         if outlet[i, j]:
             outflow[i, j] += hn
             hn = 0.0

@@ -1,8 +1,9 @@
 """Composite risk and the alert-level state machine, per cell, fused into one tick kernel.
 
 Level codes: -1 no data, 0 none, 1 blue, 2 yellow, 3 orange, 4 red. Hazards k: 0 crowd,
-1 flood, 2 traffic. State arrays have shape (3, n) (one row per hazard) so a snapshot is a
-handful of plain arrays.
+1 flood, 2 traffic. State arrays have shape (n, 3) (cell-major: the three hazards of a cell are
+adjacent, so the tick streams 7 state arrays rather than 21) and a snapshot is a handful of plain
+arrays.
 
 Threshold tables (SI units; ``inf`` = not used):
 
@@ -29,7 +30,7 @@ P_COMPOUND, P_FLAP_HI, P_FLAP_LO = 16, 17, 18
 # reciprocals 1 / (hi - lo) of the hazard ramps and 1 / rho_ref (multiplications are cheaper than divisions)
 P_INV_RHO, P_INV_H, P_INV_HV, P_INV_R1, P_INV_RATIO, P_INV_REF = 19, 20, 21, 22, 23, 24
 N_PARAMS = 25
-HIST_MASK = (1 << 20) - 1  # 20 transitions = 21 states (Nagios flapping.c)
+HIST_MASK = (1 << 20) - 1  # 20 transitions = 21 states (Nagios flapping.c, SCIENCE.md 5) [src]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -118,7 +119,11 @@ def _adjust(r, h, e, ev, p):
 
 @njit(cache=True, nogil=True, inline="always")
 def _flap_pct(hist):
-    """Nagios percent state change of a 20-transition history (bit 0 = newest, weight 1.25)."""
+    """Nagios percent state change of a 20-transition history (bit 0 = newest, weight 1.25).
+
+    Weights w_i = 0.75 + (i - 1) 0.5 / 19 (oldest 0.75, newest 1.25; SCIENCE.md 5 [src]) are
+    (95 - 2 b) / 76 for bit b, so the sum is exact in integers; 1520 = 76 x 20.
+    """
     s = 0
     for b in range(20):
         if (hist >> b) & 1:
@@ -136,42 +141,42 @@ def _alert(k, c, r, h, fr, kp, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, 
     data: everything is frozen and -1 is reported. While flapping, the level is not lowered.
     """
     if r < 0:
-        if rep[k, c] != -1:
-            rep[k, c] = -1
+        if rep[c, k] != -1:
+            rep[c, k] = -1
         return -1
-    changed = 1 if r != raw[k, c] else 0
-    if changed or hist[k, c] != 0:
-        hst = ((np.int64(hist[k, c]) << 1) | changed) & HIST_MASK
-        hist[k, c] = hst
-        raw[k, c] = r
+    changed = 1 if r != raw[c, k] else 0
+    if changed or hist[c, k] != 0:
+        hst = ((np.int64(hist[c, k]) << 1) | changed) & HIST_MASK
+        hist[c, k] = hst
+        raw[c, k] = r
         pct = _flap_pct(hst)
-        if flap[k, c] != 0 and pct < flap_lo:
-            flap[k, c] = 0
-        elif flap[k, c] == 0 and pct > flap_hi:
-            flap[k, c] = 1
-    lv = lev[k, c]
+        if flap[c, k] != 0 and pct < flap_lo:
+            flap[c, k] = 0
+        elif flap[c, k] == 0 and pct > flap_hi:
+            flap[c, k] = 1
+    lv = lev[c, k]
     if r > lv:
-        ndn[k, c] = 0
-        n = nup[k, c] + 1
+        ndn[c, k] = 0
+        n = nup[c, k] + 1
         if n > fr:
             lv = r
             n = 0
-        nup[k, c] = n
+        nup[c, k] = n
     elif h < lv:
-        nup[k, c] = 0
-        if flap[k, c] == 0:
-            n = ndn[k, c] + 1
+        nup[c, k] = 0
+        if flap[c, k] == 0:
+            n = ndn[c, k] + 1
             if n > kp:
                 lv -= 1
                 n = 0
-            ndn[k, c] = n
-    elif nup[k, c] != 0 or ndn[k, c] != 0:
-        nup[k, c] = 0
-        ndn[k, c] = 0
-    if lev[k, c] != lv:
-        lev[k, c] = lv
-    if rep[k, c] != lv:
-        rep[k, c] = lv
+            ndn[c, k] = n
+    elif nup[c, k] != 0 or ndn[c, k] != 0:
+        nup[c, k] = 0
+        ndn[c, k] = 0
+    if lev[c, k] != lv:
+        lev[c, k] = lv
+    if rep[c, k] != lv:
+        rep[c, k] = lv
     return lv
 
 
@@ -208,20 +213,21 @@ def threshold_levels(metric, row, sign, out_raise, out_hold):
 
 @njit(cache=True, nogil=True)
 def alert_step(raise_l, hold_l, ticks, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap, changed):
-    """State machine tick over hazards x cells (all shape (n_haz, n)); ``changed`` int8 (n_haz, n)
-    gets 1 where the reported level differs from the previous tick's."""
-    for k in range(raise_l.shape[0]):
-        for c in range(raise_l.shape[1]):
-            old = rep[k, c]
-            lv = _alert(k, c, raise_l[k, c], hold_l[k, c], ticks[k, 0], ticks[k, 1], flap_hi, flap_lo,
+    """State machine tick over cells x hazards (all shape (n, n_haz)); ``changed`` int8 (n, n_haz)
+    gets 1 where the reported level differs from the previous tick's. ``ticks`` (n_haz, 2)."""
+    for c in range(raise_l.shape[0]):
+        for k in range(raise_l.shape[1]):
+            old = rep[c, k]
+            lv = _alert(k, c, raise_l[c, k], hold_l[c, k], ticks[k, 0], ticks[k, 1], flap_hi, flap_lo,
                         lev, rep, raw, nup, ndn, hist, flap)
-            changed[k, c] = 1 if lv != old else 0
+            changed[c, k] = 1 if lv != old else 0
 
 
 @njit(cache=True, nogil=True)
 def composite_level(levels, compound_min, out):
     """Overall level: max over hazards (-1 only if all are -1), +1 (to red at most) where two or
-    more hazards are at ``compound_min`` or above in the same cell."""
+    more hazards are at ``compound_min`` or above in the same cell. ``levels`` int8 (n_hazards, n),
+    ``out`` int8 (n,)."""
     for c in range(levels.shape[1]):
         top = -1
         n = 0
@@ -233,11 +239,20 @@ def composite_level(levels, compound_min, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _quiet(c, lev, rep, raw, nup, ndn, hist):
+    """Cell ``c`` has a blank state for all three hazards (then ``flap`` is 0 too)."""
+    q = 0
+    for k in range(3):
+        q |= lev[c, k] | rep[c, k] | raw[c, k] | nup[c, k] | ndn[c, k] | np.int64(hist[c, k])
+    return q == 0
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _hazard_level(k, c, hz, r, h, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap):
     """Risk, consequence adjustment and state machine of hazard ``k``; returns (old, new) reported level."""
     risk[k, c] = hz * ev
     r, h = _adjust(r, h, e, ev, p)
-    old = rep[k, c]
+    old = rep[c, k]
     lv = _alert(k, c, r, h, ticks[k, 0], ticks[k, 1], p[P_FLAP_HI], p[P_FLAP_LO], lev, rep, raw, nup, ndn, hist,
                 flap)
     return old, lv
@@ -251,12 +266,18 @@ def _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, 
     if rho[c] > 0.0:
         e = max(e, min(rho[c] * p[P_INV_REF], 1.0))
     ev = e * vuln[c] if vuln[c] > 0.0 else 0.0
-    hz, r, h = _crowd(rho[c], rate[c], pres[c], p, thr)
-    o0, l0 = _hazard_level(0, c, hz, r, h, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
-    hz, r, h = _flood(depth[c], hv[c], r1[c], r6[c], p, thr)
-    o1, l1 = _hazard_level(1, c, hz, r, h, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
-    hz, r, h = _traffic(speed[c], vff[c], cls, p, tthr)
-    o2, l2 = _hazard_level(2, c, hz, r, h, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
+    hz0, r0, h0 = _crowd(rho[c], rate[c], pres[c], p, thr)
+    hz1, r1_, h1 = _flood(depth[c], hv[c], r1[c], r6[c], p, thr)
+    hz2, r2, h2 = _traffic(speed[c], vff[c], cls, p, tthr)
+    if (r0 | h0 | r1_ | h1 | r2 | h2) == 0 and level[c] == 0 and _quiet(c, lev, rep, raw, nup, ndn, hist):
+        risk[0, c] = hz0 * ev  # fast path: nothing raised, nothing held, blank state -> nothing changes
+        risk[1, c] = hz1 * ev
+        risk[2, c] = hz2 * ev
+        changed[c] = 0
+        return
+    o0, l0 = _hazard_level(0, c, hz0, r0, h0, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
+    o1, l1 = _hazard_level(1, c, hz1, r1_, h1, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
+    o2, l2 = _hazard_level(2, c, hz2, r2, h2, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
     ch = (l0 != o0) + 2 * (l1 != o1) + 4 * (l2 != o2)
     top = max(l0, l1, l2)
     if (l0 >= p[P_COMPOUND]) + (l1 >= p[P_COMPOUND]) + (l2 >= p[P_COMPOUND]) >= 2:
@@ -290,7 +311,7 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
         Parameters (module docstring); ``road_exp`` (5,) exposure of a road cell by class [1].
     risk : ndarray of float64, shape (3, n)
         Output risk per hazard, 0-1; NaN where the hazard has no data [1].
-    lev, rep, raw, nup, ndn, hist, flap : ndarray, shape (3, n)
+    lev, rep, raw, nup, ndn, hist, flap : ndarray, shape (n, 3)
         State (int8, int8, int8, int16, int16, uint32, int8): held level, reported level, last raw
         level, raise and clear counters, flap history bits, flapping flag. Updated in place.
     level : ndarray of int8, shape (n,)

@@ -56,7 +56,7 @@ def threshold_levels(metric, row, sign, out_raise, out_hold):
 
 
 def _alert(r, h, fr, kp, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap):
-    """Vectorised state machine for one hazard row (1-D state views, updated in place)."""
+    """Vectorised state machine for one hazard (1-D state views, e.g. ``lev[:, k]``, updated in place)."""
     valid = r >= 0
     chg = (r != raw) & valid
     upd = valid & (chg | (hist != 0))
@@ -91,11 +91,11 @@ def _alert(r, h, fr, kp, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap):
 
 def alert_step(raise_l, hold_l, ticks, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap, changed):
     """numpy reference of :func:`models.kernels.risk.alert_step`."""
-    for k in range(raise_l.shape[0]):
-        old = rep[k].copy()
-        new = _alert(raise_l[k].astype(np.int64), hold_l[k].astype(np.int64), ticks[k, 0], ticks[k, 1],
-                     flap_hi, flap_lo, lev[k], rep[k], raw[k], nup[k], ndn[k], hist[k], flap[k])
-        changed[k] = (new != old).astype(np.int8)
+    for k in range(raise_l.shape[1]):
+        old = rep[:, k].copy()
+        new = _alert(raise_l[:, k].astype(np.int64), hold_l[:, k].astype(np.int64), ticks[k, 0], ticks[k, 1],
+                     flap_hi, flap_lo, lev[:, k], rep[:, k], raw[:, k], nup[:, k], ndn[:, k], hist[:, k], flap[:, k])
+        changed[:, k] = (new != old).astype(np.int8)
 
 
 def composite_level(levels, compound_min, out):
@@ -179,9 +179,9 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
     for k in range(3):
         risk[k] = hz[k] * ev
         r, h = _adjust(rr[k], hh[k], e, ev, p)
-        old = rep[k].astype(np.int64)
-        lv = _alert(r, h, ticks[k, 0], ticks[k, 1], p[P_FLAP_HI], p[P_FLAP_LO], lev[k], rep[k], raw[k],
-                    nup[k], ndn[k], hist[k], flap[k])
+        old = rep[:, k].astype(np.int64)
+        lv = _alert(r, h, ticks[k, 0], ticks[k, 1], p[P_FLAP_HI], p[P_FLAP_LO], lev[:, k], rep[:, k], raw[:, k],
+                    nup[:, k], ndn[:, k], hist[:, k], flap[:, k])
         ch |= np.where(lv != old, 1 << k, 0)
         top = np.maximum(top, lv)
         ncomp += lv >= p[P_COMPOUND]

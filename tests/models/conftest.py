@@ -9,8 +9,3 @@ def _numba_threads():
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     yield
 
-
-from hypothesis import settings  # noqa: E402
-
-settings.register_profile("models", database=None)
-settings.load_profile("models")

@@ -47,6 +47,8 @@ def test_declarations(cls):
                 assert v.units == layer.units, f"{cls.name}.{v.name}: {v.units!r} vs registry {layer.units!r}"
                 assert np.dtype(v.dtype) == np.dtype(layer.dtype), f"{cls.name}.{v.name} dtype"
                 assert v.doc == layer.long_name, f"{cls.name}.{v.name} doc differs from the registry long_name"
+                if v in cls.outputs:
+                    assert v.attrs() == layer.attrs(), f"{cls.name}.{v.name} attrs differ from the registry"
                 if v.dims[:2] != ("y", "x"):
                     pytest.fail(f"{cls.name}.{v.name}: registry layers live on (y, x)")
     assert cls.outputs

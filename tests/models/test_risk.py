@@ -100,7 +100,7 @@ def test_missing_required_input_is_named():
 
 
 @given(seed=st.integers(0, 2**32 - 1))
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, database=None)
 def test_risk_properties(seed):
     """R monotone in H, E and V; R = 0 when E = 0; all in [0, 1] (SCIENCE.md 4, composite test 1)."""
     rng = np.random.default_rng(seed)
