@@ -161,6 +161,27 @@ def test_drainage_polygons_override_area_weighted(tmp_path, bund_sources):
                                                          rel=1e-6)
 
 
+def test_overlapping_drainage_polygons_do_not_add_up():
+    from twin.grid import GridSpec
+
+    grid = GridSpec("EPSG:4549", 642000.0, 3459000.0, 10.0, 4, 4)
+    a = shapely.box(642000, 3458960, 642040, 3459000)
+    b = shapely.box(642000, 3458980, 642040, 3459000)
+    df = gpd.GeoDataFrame({"drainage_capacity": [100.0, 60.0]}, geometry=[a, b], crs=grid.crs)
+    cap = cim.drainage_layer(grid, df)
+    assert cap[0, 0] == pytest.approx(60.0) and cap[3, 0] == pytest.approx(100.0), "the later polygon wins"
+    assert cap.max() <= 100.0
+
+
+def test_dem_sampling_reaches_the_raster_edge_and_fills_gaps(tmp_path):
+    from twin.dem import Dem
+
+    dem = Dem(np.array([[1.0, 2.0], [3.0, 4.0]]), 0.0, 1.0, 1.0, "EPSG:4549")
+    z = dem.sample(np.array([-0.4, 1.4, 0.5, -0.6]), np.array([1.4, -0.4, 0.5, 0.0]))
+    np.testing.assert_allclose(z[:3], [1.0, 4.0, 2.5])
+    assert np.isnan(z[3]), "beyond the outer half cell is outside"
+
+
 def test_a_dem_replaces_the_derived_elevation(tmp_path, shared_dem):
     # a small synthetic district in Nederland, Colorado, where the SRTM tile lies
     bld = {"type": "FeatureCollection", "features": [

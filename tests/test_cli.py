@@ -57,7 +57,13 @@ def test_a_source_folder_with_floors(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["grid", "build", "--cell", "0", "--out", "x.nc"], "must be positive"),
+    (["grid", "build", "--cell", "0", "--out", "x.nc"], "must be a positive"),
+    (["grid", "build", "--cell", "inf", "--out", "x.nc"], "must be a positive"),
+    (["grid", "build", "--out", "."], "is a directory"),
+    (["grid", "build", "--crs", "EPSG:3857", "--out", "x.nc"], "distorts areas"),
+    (["grid", "build", "--bbox=121.0,31.0,121.01,31.01", "--out", "x.nc"], "no buildings inside the grid"),
+    (["grid", "build", "--bbox=120,30,122,32", "--cell", "1", "--out", "x.nc"], "too large"),
+    (["grid", "build", "--dem", "/nonexistent.asc", "--out", "x.nc"], "does not exist"),
     (["grid", "build", "--bbox", "1,2,3", "--out", "x.nc"], "four numbers"),
     (["grid", "build", "--crs", "EPSG:4326", "--out", "x.nc", "-q"], "projected"),
     (["grid", "build", "--crs", "EPSG:999999", "--out", "x.nc", "-q"], "unknown CRS"),
@@ -67,10 +73,39 @@ def test_a_source_folder_with_floors(tmp_path):
     (["grid", "info", "/nonexistent.nc"], "no twin file"),
 ])
 def test_bad_input_ends_with_one_line_and_exit_2(args, message, tmp_path):
+    # no -q: the progress bar must be gone before the error line
     proc = subprocess.run([*TWIN, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
+    last = proc.stderr.strip().splitlines()[-1].split("\r")[-1]
+    assert last.startswith(("twin: error:", "twin grid build: error:")), proc.stderr
     assert message in last and "Traceback" not in proc.stderr
+
+
+def test_bad_dem_and_points_only_buildings_exit_2(tmp_path, shared_dem):
+    shutil.copy(DATA / "suzhou_buildings_floors_300.geojson", tmp_path / "buildings.geojson")
+    shutil.copy(shared_dem, tmp_path / "dem.asc")
+    proc = run("grid", "build", "--source", str(tmp_path), "--dem-crs", "nonsense", "--out", str(tmp_path / "x.nc"))
+    assert proc.returncode == 2 and "unusable CRS" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "dem.asc").write_text("ncols 2\nnrows 2\ncellsize 1\n1 2\n3 4\n")
+    proc = run("grid", "build", "--source", str(tmp_path), "--dem-crs", "EPSG:4326", "--out", str(tmp_path / "x.nc"))
+    assert proc.returncode == 2 and "ESRI ASCII" in proc.stderr
+    pts = tmp_path / "pts"
+    pts.mkdir()
+    (pts / "buildings.geojson").write_text(
+        '{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},'
+        '"geometry":{"type":"Point","coordinates":[121.49,31.24]}}]}')
+    proc = run("grid", "build", "--source", str(pts), "--out", str(tmp_path / "x.nc"))
+    assert proc.returncode == 2 and "no Polygon" in proc.stderr
+
+
+def test_credit_comes_from_the_data(tmp_path, bund_sources):
+    assert "OpenStreetMap" in bund_sources.credit()
+    shutil.copy(DATA / "suzhou_buildings_floors_300.geojson", tmp_path / "buildings.geojson")
+    from twin.sources import read_district
+
+    assert read_district(tmp_path).credit() == ""
+    (tmp_path / "CREDIT.txt").write_text("Suzhou footprints: pybdshadow, BSD-3-Clause\n")
+    assert read_district(tmp_path).credit() == "Suzhou footprints: pybdshadow, BSD-3-Clause"
 
 
 def test_unreadable_inputs_exit_2(tmp_path):

@@ -13,8 +13,6 @@ from twin.dataset import make_dataset
 from twin.grid import DEFAULT_CRS, GridSpec
 from twin.sources import DistrictSources
 
-OSM_CREDIT = "© OpenStreetMap contributors, ODbL 1.0"
-
 
 def buildings_bbox(sources: DistrictSources) -> tuple[float, float, float, float]:
     """Lon/lat extent of the buildings layer: the default area of a twin."""
@@ -43,8 +41,11 @@ def twin_from_sources(sources: DistrictSources, cell_size: float,
     """
     grid = GridSpec.from_bbox(*(bbox or buildings_bbox(sources)), cell_size, crs)
     layers, buildings, notes = build_layers(sources, grid, progress)
-    credit = OSM_CREDIT if "bund" in str(sources.folder) or "osm" in str(sources.folder).lower() else ""
+    if buildings.table.empty:
+        raise ValueError("no buildings inside the grid: check --bbox (W,S,E,N in degrees) against the data")
+    credit = sources.credit()
     ds = make_dataset(grid, layers, notes, source=f"district folder {sources.folder.name}",
                       district=name or sources.folder.name,
-                      **({"credit": credit, "license": "ODbL-1.0"} if credit else {}))
+                      **({"credit": credit} if credit else {}),
+                      **({"license": "ODbL-1.0"} if "ODbL" in credit else {}))
     return ds, buildings

@@ -34,13 +34,17 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
     return value
 
 
 # ---------------------------------------------------------------- twin grid
 def _grid_build(args: argparse.Namespace) -> int:
+    from pyproj.exceptions import CRSError
+
+    from twin.cityjson import CityJSONError
+    from twin.dem import DemError
     from twin.grid import GridError
     from twin.gridcmd import build_grid_file
     from twin.sources import SourceError
@@ -49,7 +53,11 @@ def _grid_build(args: argparse.Namespace) -> int:
         path = build_grid_file(district=args.district, source=args.source, cell=args.cell, out=args.out,
                                bbox=args.bbox, crs=args.crs, dem=args.dem, dem_crs=args.dem_crs,
                                drainage=args.drainage, progress=not args.quiet)
-    except (GridError, SourceError, ValueError, FileNotFoundError) as exc:
+    except (GridError, SourceError, DemError, CityJSONError, CRSError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write or read a file: {exc}") from None
+    except ValueError as exc:  # bad values in the inputs (e.g. a drainage_capacity that is not a number)
         raise UsageError(str(exc)) from None
     print(f"wrote {path}")
     return 0
@@ -59,9 +67,10 @@ def _grid_info(args: argparse.Namespace) -> int:
     from twin.gridcmd import describe_grid_file
 
     try:
-        print(describe_grid_file(args.file))
+        text = describe_grid_file(args.file)
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"cannot read {args.file}: {exc}") from None
+    print(text)
     return 0
 
 
@@ -78,7 +87,8 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
                                                  "landuse, pois, transit layers and a DEM")
     b.add_argument("--cell", type=_positive, default=10.0, help="cell size in metres (default 10)")
     b.add_argument("--out", type=Path, required=True, help="NetCDF file to write, e.g. bund.nc")
-    b.add_argument("--bbox", type=_bbox, help="W,S,E,N in degrees (default: the buildings' extent)")
+    b.add_argument("--bbox", type=_bbox, help="W,S,E,N in degrees (default: the buildings' extent); "
+                                              "write --bbox=W,S,E,N when W is negative")
     b.add_argument("--crs", default="EPSG:4549", help="projected CRS of the grid (default EPSG:4549)")
     b.add_argument("--dem", type=Path, help="ESRI ASCII DEM to use instead of the derived elevation")
     b.add_argument("--dem-crs", help="CRS of the DEM when it has no .prj beside it")

@@ -80,10 +80,15 @@ def save_twin(path: str | Path, ds: xr.Dataset, buildings: Buildings | None = No
     ds = ds.copy()
     ds.attrs.setdefault("history", f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} written by citytwin")
     tmp = path.with_name(path.name + ".tmp")
-    ds.to_netcdf(tmp, engine="netcdf4")
-    tmp.replace(path)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    btab, vtab = _sidecars(path)
+    for old in (btab, vtab):
+        old.unlink(missing_ok=True)  # never pair a new grid with an older building table
     if buildings is not None:
-        btab, vtab = _sidecars(path)
         buildings.table.to_parquet(btab)
         buildings.volumes.to_parquet(vtab)
     return path

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pyproj import CRS
+from scipy import ndimage
 
 from twin import geo
 from twin.grid import GridSpec
+
+log = logging.getLogger(__name__)
 
 HEADER_KEYS = ("ncols", "nrows", "xllcorner", "yllcorner", "xllcenter", "yllcenter", "cellsize", "nodata_value")
 
@@ -33,7 +37,9 @@ class Dem:
         fc = (np.asarray(x) - self.x0) / self.cell
         fr = (self.y0 - np.asarray(y)) / self.cell
         ny, nx = self.z.shape
-        inside = (fc >= 0) & (fc <= nx - 1) & (fr >= 0) & (fr <= ny - 1)
+        # the raster covers half a cell beyond its outer cell centres: clamp there
+        inside = (fc >= -0.5) & (fc <= nx - 0.5) & (fr >= -0.5) & (fr <= ny - 0.5)
+        fc, fr = np.clip(fc, 0, nx - 1), np.clip(fr, 0, ny - 1)
         c = np.clip(np.floor(fc), 0, max(nx - 2, 0)).astype(int)
         r = np.clip(np.floor(fr), 0, max(ny - 2, 0)).astype(int)
         tc, tr = fc - c, fr - r
@@ -59,8 +65,13 @@ def read_ascii_grid(path: str | Path, crs: str | None = None) -> Dem:
     """Read an ESRI ASCII grid; its CRS comes from ``crs`` or a ``.prj`` file beside it."""
     path = Path(path)
     prj = path.with_suffix(".prj")
-    if crs is None and prj.is_file():
-        crs = CRS.from_wkt(prj.read_text()).to_string()
+    try:
+        if crs is None and prj.is_file():
+            crs = CRS.from_wkt(prj.read_text()).to_string()
+        elif crs is not None:
+            crs = CRS.from_user_input(crs).to_string()
+    except Exception as exc:  # pyproj's CRSError, or an unreadable .prj
+        raise DemError(f"DEM {path}: unusable CRS ({exc})") from None
     if crs is None:
         raise DemError(f"DEM {path} has no CRS: put a .prj beside it or give its CRS (--dem-crs)")
     try:
@@ -68,12 +79,12 @@ def read_ascii_grid(path: str | Path, crs: str | None = None) -> Dem:
         head, start = _header(lines)
         nx, ny, cell = int(head["ncols"]), int(head["nrows"]), head["cellsize"]
         z = np.array(" ".join(lines[start:]).split(), dtype=float).reshape(ny, nx)
-    except (OSError, KeyError, ValueError) as exc:
-        raise DemError(f"cannot read DEM {path}: {exc!r}") from None
+        left = head["xllcenter"] if "xllcenter" in head else head["xllcorner"] + cell / 2
+        bottom = head["yllcenter"] if "yllcenter" in head else head["yllcorner"] + cell / 2
+    except (OSError, KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise DemError(f"cannot read DEM {path} as an ESRI ASCII grid: {exc!r}") from None
     if "nodata_value" in head:
         z[z == head["nodata_value"]] = np.nan
-    left = head["xllcenter"] if "xllcenter" in head else head["xllcorner"] + cell / 2
-    bottom = head["yllcenter"] if "yllcenter" in head else head["yllcorner"] + cell / 2
     return Dem(z, left, bottom + (ny - 1) * cell, cell, crs)
 
 
@@ -87,8 +98,12 @@ def sample_dem(path: str | Path, grid: GridSpec, crs: str | None = None) -> np.n
     else:
         x, y = geo.to_projected(lon, lat, dem.crs)
     z = dem.sample(x, y)
-    if np.isnan(z).all():
+    missing = np.isnan(z)
+    if missing.all():
         raise DemError(f"DEM {path} does not cover the grid")
-    if np.isnan(z).any():
-        z = np.where(np.isnan(z), np.nanmin(z), z)
+    if missing.any():
+        log.warning("DEM %s leaves %.1f%% of the grid without data (outside it or no-data): filled from the "
+                    "nearest cell with data", path, 100 * missing.mean())
+        nearest = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
+        z = z[tuple(nearest)]
     return z

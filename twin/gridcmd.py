@@ -23,22 +23,24 @@ def build_grid_file(*, out: Path, cell: float, district: str | None = None, sour
                     bbox=None, crs: str = DEFAULT_CRS, dem: Path | None = None, dem_crs: str | None = None,
                     drainage: Path | None = None, progress: bool = True) -> Path:
     """Build a district's grid twin and write it (NetCDF + building GeoParquet). Returns the path."""
-    folder = Path(source) if source else bundled_district(district or "bund")
-    bar = tqdm(total=len(STAGES), desc=f"grid {cell:g} m", unit="step", disable=not progress,
-               bar_format="{desc}: {n_fmt}/{total_fmt} {bar} {elapsed} {postfix}")
+    folder = Path(source).resolve() if source else bundled_district(district or "bund")
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a file name such as {out / 'twin.nc'}")
+    with tqdm(total=len(STAGES), desc=f"grid {cell:g} m", unit="step", disable=not progress, leave=False,
+              bar_format="{desc}: {n_fmt}/{total_fmt} {bar} {elapsed} {postfix}") as bar:
 
-    def step(name: str) -> None:
-        bar.set_postfix_str(name)
+        def step(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(1)
+
+        bar.set_postfix_str("read")
+        sources = read_district(folder, dem=dem, dem_crs=dem_crs, drainage=drainage)
+        ds, buildings = twin_from_sources(sources, cell, bbox=bbox, crs=crs, progress=step,
+                                          name=district or folder.name)
+        step("write")
+        path = save_twin(out, ds, buildings)
         bar.update(1)
-
-    bar.set_postfix_str("read")
-    sources = read_district(folder, dem=dem, dem_crs=dem_crs, drainage=drainage)
-    ds, buildings = twin_from_sources(sources, cell, bbox=bbox, crs=crs, progress=step,
-                                      name=district or folder.name)
-    step("write")
-    path = save_twin(out, ds, buildings)
-    bar.update(1)
-    bar.close()
     return path
 
 

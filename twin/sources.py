@@ -18,6 +18,7 @@ from pathlib import Path
 
 import geopandas as gpd
 
+OSM_CREDIT = "© OpenStreetMap contributors, ODbL 1.0"
 OPTIONAL_LAYERS = ("roads", "water", "landuse", "pois", "transit")
 SUFFIXES = (".geojson", ".gpkg", ".shp", ".json")
 
@@ -92,6 +93,17 @@ class DistrictSources:
     dem_crs: str | None = None
     drainage: gpd.GeoDataFrame | None = None
 
+    def credit(self) -> str:
+        """Attribution the data needs: ``CREDIT.txt`` in the folder, else OpenStreetMap's when the
+        features say they come from OpenStreetMap (a ``source`` property, as in Nextzen tiles)."""
+        credit_file = self.folder / "CREDIT.txt"
+        if credit_file.is_file():
+            return credit_file.read_text(encoding="utf-8").strip().splitlines()[0]
+        for df in (self.buildings, *self.layers.values()):
+            if "source" in df.columns and df["source"].astype(str).str.contains("openstreetmap").any():
+                return OSM_CREDIT
+        return ""
+
     def layer(self, name: str) -> gpd.GeoDataFrame:
         """An optional layer, or an empty frame in EPSG:4326 when the folder has none."""
         return self.layers.get(name, gpd.GeoDataFrame(geometry=[], crs="EPSG:4326"))
@@ -107,8 +119,8 @@ def read_district(folder: str | Path, dem: str | Path | None = None, dem_crs: st
     if bpath is None:
         raise SourceError(f"{folder} has no buildings layer (buildings.geojson is required)")
     buildings = read_layer(bpath)
-    if buildings.empty:
-        raise SourceError(f"{bpath} holds no features")
+    if not buildings.geometry.geom_type.isin(["Polygon", "MultiPolygon"]).any():
+        raise SourceError(f"{bpath} holds no Polygon or MultiPolygon features (building footprints)")
     layers = {name: read_layer(p) for name in OPTIONAL_LAYERS if (p := _find(folder, name))}
     dem_path = Path(dem) if dem else (folder / "dem.asc" if (folder / "dem.asc").is_file() else None)
     if dem_path is not None and not dem_path.is_file():
