@@ -79,7 +79,6 @@ def test_grid_covers_the_bbox_and_is_snapped(grid):
 
 def _brute_force(grid: GridSpec, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Search every cell box for the one holding each point (half-open: west and north edges in)."""
-    s = grid.cell_size
     rows, cols = np.full(x.size, -1), np.full(x.size, -1)
     for r in range(grid.ny):
         for c in range(grid.nx):
