@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import queue
 import sys
 import tempfile
 import threading
@@ -119,12 +120,10 @@ def _connect_props() -> Properties:
 
 def bare_consumer(port: int, n: int, ready: mp.Event, go: mp.Event, out: mp.Queue) -> None:
     """Bare paho subscriber that counts messages (QoS 1, automatic acks, persistent session)."""
-    state = {"count": 0, "first": 0.0, "last": 0.0}
+    state = {"count": 0, "last": 0.0}
     done = threading.Event()
 
     def on_message(c, u, m):
-        if state["count"] == 0:
-            state["first"] = time.perf_counter()
         state["count"] += 1
         if state["count"] >= n:
             state["last"] = time.perf_counter()
@@ -144,6 +143,7 @@ def bare_consumer(port: int, n: int, ready: mp.Event, go: mp.Event, out: mp.Queu
     c.loop_stop()  # session exists; offline messages will be queued (preload)
     ready.set()
     go.wait()
+    state["first"] = time.perf_counter()  # timed from the connect, as for the ingest
     c = connect()
     ok = done.wait(900)
     c.disconnect()
@@ -206,14 +206,7 @@ def ingest_consumer(port: int, n: int, records: int, ready: mp.Event, go: mp.Eve
                 state["decode_s"] += time.perf_counter() - t
 
         ing.process = timed_process
-        first = {}
-        orig_put = tr.queue.put_nowait
-
-        def put_first(item):
-            first.setdefault("t", time.perf_counter())
-            orig_put(item)
-
-        tr.queue.put_nowait = put_first
+        first = {"t": time.perf_counter()}  # from the connect, as for the bare subscriber
         tr.start(10)
         ing.start()
         ok = done.wait(900)
@@ -255,12 +248,24 @@ def scenario(port: int, consumer, kind: str, n: int, per_msg: int, procs: int, p
         go.set()
         time.sleep(1.0)
         pub_rate, _ = run_publishers(port, kind, n, procs, t0)
-    res = out.get(timeout=900)
+    res = _result(out, cp)
     cp.join(30)
     res["publish_rate"] = pub_rate
     res["expected_records"] = n * per_msg
     res["lost"] = n * per_msg - res["records"]
     return res
+
+
+def _result(out: mp.Queue, proc: mp.Process, timeout_s: float = 900.0) -> dict:
+    """The consumer's result; raises ``RuntimeError`` at once if the consumer process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return out.get(timeout=1.0)
+        except queue.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"consumer exited with code {proc.exitcode} before reporting") from None
+    raise RuntimeError("consumer timed out")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,192 @@
+"""The live twin's deterministic core: batches and ticks in, stored alerts and outbox messages out.
+
+`TwinCore` holds the state, the models and the alert book. It does no I/O but the store:
+every alert change, its CAP message and the MQTT messages it causes are written to the
+store (and its outbox) before anything is published. Given the same batches and ticks in
+the same order it produces the same alerts, so replaying the raw log after a crash
+rebuilds the state exactly (the service logs ticks into the raw log too).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from ingest.batch import Batch
+from ingest.registry import Registry
+from twin.alerts import AlertBook, AlertEvent
+from twin.delivery import DEFAULT_BUFFER_M, Router
+from twin.live import HAZARDS, LiveConfig, LiveModels
+from twin.state import Rejected, TwinState
+from twin.store import Store
+
+log = logging.getLogger(__name__)
+
+EVIDENCE_LAYER = {"crowd": ("crowd_density", "peakDensity", "person/m2", max),
+                  "flood": ("water_depth", "peakDepth", "m", max),
+                  "traffic": ("traffic_speed", "minSpeed", "km/h", min)}
+SENSOR_KIND = {"crowd": "crowd", "flood": "water", "traffic": "traffic"}
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Settings of the live twin core.
+
+    Attributes
+    ----------
+    prefix : str
+        MQTT topic prefix with its trailing slash.
+    district, sender : str
+        Used in alert identifiers and the CAP ``sender``.
+    tick_s : float
+        Nominal tick period (the first tick's step). [s]
+    unit_buffer_m : float
+        Field units within this distance of an alert area get the alert. [m]
+    clear_ticks : int
+        Ticks an alert with no cells left waits before its Cancel.
+    """
+
+    prefix: str = "city/"
+    district: str = "bund"
+    sender: str = "twin.bund@citytwin"
+    tick_s: float = 1.0
+    unit_buffer_m: float = DEFAULT_BUFFER_M
+    clear_ticks: int = 0
+    model_version: str = "citytwin-0.1.0"
+    live: LiveConfig = field(default_factory=LiveConfig)
+
+
+@dataclass
+class TickReport:
+    """What one tick did."""
+
+    t: float
+    events: list[AlertEvent]
+    tick_ms: float
+    arrivals: list[tuple[str, str, float, float]]
+
+
+class TwinCore:
+    """State, models and alerts of one district (see the module docstring)."""
+
+    def __init__(self, static: xr.Dataset, registry: Registry, store: Store, config: CoreConfig | None = None):
+        self.config = cfg = config or CoreConfig()
+        self.store = store
+        self.state = TwinState(static, registry)
+        self.models = LiveModels(self.state, cfg.live)
+        self.book = AlertBook(self.state.grid, cfg.sender, cfg.district, clear_ticks=cfg.clear_ticks,
+                              evidence=self._evidence, model_version=cfg.model_version)
+        self.book.sequence = int(store.get_meta("alert_sequence", "0") or 0)
+        self.router = Router(self.state.grid, cfg.unit_buffer_m)
+        self.lock = threading.RLock()
+        self.last_tick = float("nan")
+        self.devices_seen: set[str] = set()
+        self.outside_grid = 0
+
+    # ------------------------------------------------------------ inputs
+    def on_batch(self, batch: Batch) -> list[Rejected]:
+        """Apply a batch; records acks, delivers alerts to units that moved into an area."""
+        with self.lock:
+            applied = self.state.apply(batch)
+            self.devices_seen.update(str(d) for d in batch.device)
+            for unit, alert, status, t in applied.acks:
+                self.store.record_ack(alert, unit, "unit", status, t)
+            if applied.moved_units:
+                self._deliver_to_movers(applied.moved_units)
+            self.outside_grid += len(applied.rejected)
+            return applied.rejected
+
+    def on_tick(self, t: float) -> TickReport:
+        """Run the models and the alert lifecycle at time ``t`` [unix s]."""
+        with self.lock:
+            start = time.perf_counter()
+            dt = self.config.tick_s if np.isnan(self.last_tick) else max(t - self.last_tick, 1e-3)
+            self.last_tick = t
+            self.models.step(t, dt)
+            events = self.book.tick(t, self.models.hazard_levels())
+            for ev in events:
+                self._publish_event(ev)
+            if events:
+                self.store.set_meta("alert_sequence", str(self.book.sequence))
+            arrivals = self._arrivals()
+            return TickReport(t, events, (time.perf_counter() - start) * 1e3, arrivals)
+
+    # ------------------------------------------------------------ alerts out
+    def _alert_row(self, ev: AlertEvent) -> dict:
+        a = ev.alert
+        return {"identifier": a.identifier, "hazard": a.hazard, "level": a.level,
+                "state": "cancelled" if ev.kind == "cancelled" else "active", "raised_at": a.raised_at,
+                "updated_at": self.last_tick, "cancelled_at": self.last_tick if ev.kind == "cancelled" else None,
+                "cells": [int(c) for c in a.cells]}
+
+    def _publish_event(self, ev: AlertEvent) -> None:
+        p = self.config.prefix
+        ident = ev.alert.identifier
+        body = json.dumps(ev.message, separators=(",", ":")).encode()
+        outbox: list[tuple[str, bytes | None, bool]] = [(f"{p}alerts/{ident}", body, True)]
+        if ev.kind == "cancelled":
+            outbox.append((f"{p}alerts/{ident}", None, True))  # then the retained message is removed
+            area = self.router.areas.get(ident)
+            units = sorted(area.delivered) if area else []  # everyone who had the alert hears it is over
+            self.router.close(ident)
+        else:
+            self.router.set_area(ident, ev.alert.raised_at, ev.alert.cells)
+            units = self.router.recipients(ident, self.state.entities.located_units())
+            self.router.mark_delivered(ident, units)
+        outbox += [(f"{p}units/{u}/alerts", body, False) for u in units]
+        self.store.record(self._alert_row(ev), ev.message, outbox)
+
+    def _deliver_to_movers(self, moved: list[str]) -> None:
+        units = [self.state.entities.entities[u] for u in moved]
+        for ident in list(self.router.areas):
+            alert = self.book.active.get(ident)
+            if alert is None:
+                continue
+            due = self.router.recipients(ident, units)
+            if due:
+                body = json.dumps(alert.last, separators=(",", ":")).encode()
+                self.store.enqueue([(f"{self.config.prefix}units/{u}/alerts", body, False) for u in due])
+                self.router.mark_delivered(ident, due)
+
+    def _arrivals(self) -> list[tuple[str, str, float, float]]:
+        arrivals = self.router.arrivals(self.state.entities.located_units())
+        for alert, unit, t, secs in arrivals:
+            self.store.record_arrival(alert, unit, t, secs)
+        return arrivals
+
+    # ------------------------------------------------------------ evidence for CAP
+    def _evidence(self, hazard: str, cells: np.ndarray) -> dict[str, object]:
+        layer, name, units, pick = EVIDENCE_LAYER[hazard]
+        values = self.models.layers[layer].values.ravel()[cells]
+        values = values[np.isfinite(values)]
+        out: dict[str, object] = {}
+        if values.size:
+            out[name] = f"{pick(values):.2f} {units}"
+        devices = self._devices_in(hazard, cells)
+        if devices:
+            out["devices"] = " ".join(devices[:20])
+        return out
+
+    def _devices_in(self, hazard: str, cells: np.ndarray) -> list[str]:
+        kind = SENSOR_KIND[hazard]
+        ids = self.state.readings[kind].ids
+        if kind == "crowd":
+            sensor, cell, _ = self.state.cover
+            hit = np.unique(sensor[np.isin(cell, cells)])
+        else:
+            hit = np.flatnonzero(np.isin(self.state.sensor_cells[kind], cells))
+        return [ids[i] for i in hit]
+
+    # ------------------------------------------------------------ status
+    def status(self) -> dict[str, object]:
+        """The core's part of ``city/twin/status``."""
+        with self.lock:
+            return {"devices_seen": len(self.devices_seen), "units_tracked": len(self.state.entities.located_units()),
+                    "alerts_active": len(self.book.active),
+                    "alerts_by_hazard": {h: len(self.book.of_hazard(h)) for h in HAZARDS}}

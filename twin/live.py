@@ -1,0 +1,171 @@
+"""One tick of the live twin: live layers from the latest observations, then the models.
+
+Per tick of ``dt`` seconds at time ``t``:
+
+- crowd: fresh counter readings are fused over their coverage cells (`models.CrowdFusion`),
+  then density trend and pressure (`models.CrowdState`); cells no fresh counter covers have
+  no data;
+- rain: each cell takes the rate of its nearest fresh gauge (Thiessen polygons); rolling
+  1 h / 6 h totals and rainstorm signals (`models.RainAccumulation`);
+- flood: the shallow-water model runs ``dt`` with that rain (`models.FloodModel`); fresh
+  water-depth gauges overwrite the modelled depth in their cell (direct insertion);
+- traffic: probe pings of the last window give space-mean speeds (`models.ProbeSpeeds`);
+  fresh loop detectors overwrite their cell's speed;
+- then the fused risk tick and the alert-level state machine (`models.AlertLevels`).
+
+A source older than its staleness limit is no data: it neither raises nor clears.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+import models
+from twin.dataset import set_layer
+from twin.state import TwinState
+
+HAZARDS = ("crowd", "flood", "traffic")
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Tick and staleness settings of the live twin.
+
+    Attributes
+    ----------
+    stale_s : dict
+        Age after which a source's readings are no data, by sensor kind. [s]
+    probe_window_s : float
+        Vehicle pings used for the probe speeds. [s]
+    count_rel_error : float
+        Relative standard error of a crowd counter (camera counts: 10-20 %, SCIENCE.md 1.4). [1]
+    """
+
+    stale_s: dict[str, float] = field(default_factory=lambda: {
+        "crowd": 180.0, "rain": 600.0, "water": 300.0, "traffic": 300.0, "probe": 300.0})
+    probe_window_s: float = 300.0
+    count_rel_error: float = 0.15
+    risk: models.RiskConfig = field(default_factory=models.RiskConfig)
+    flood: models.FloodConfig = field(default_factory=models.FloodConfig)
+
+
+class LiveModels:
+    """The models of one live twin and their state across ticks."""
+
+    def __init__(self, state: TwinState, config: LiveConfig | None = None) -> None:
+        self.state, self.config = state, config or LiveConfig()
+        static = state.static
+        self.shape = state.grid.shape
+        zero = xr.zeros_like(static["elevation"])
+        seed = static.assign(rain_rate=zero.assign_attrs(units="mm h-1"),
+                             crowd_density=zero.assign_attrs(units="person m-2"))
+        self.fusion = models.CrowdFusion(seed)
+        self.crowd = models.CrowdState(seed)
+        self.rain = models.RainAccumulation(seed)
+        self.flood = models.FloodModel(seed, self.config.flood, cell_size=state.grid.cell_size)
+        self.probes = models.ProbeSpeeds(seed, shape=self.shape)
+        self.levels = models.AlertLevels(static, self.config.risk)
+        self.layers = xr.Dataset(coords=static.coords)
+        self.t = float("nan")
+
+    # ------------------------------------------------------------ one tick
+    def step(self, t: float, dt: float) -> xr.Dataset:
+        """Advance the models to time ``t`` [unix s] by ``dt`` [s]; returns the live and risk layers."""
+        ds = self.state.static.copy()
+        stale = {}
+        density, stale["crowd"] = self._crowd(t)
+        ds["crowd_density"] = (("y", "x"), density, {"units": "person m-2"})
+        crowd = self.crowd.update(ds, dt)
+        rain, stale_rain = self._rain(t)
+        ds["rain_rate"] = (("y", "x"), rain, {"units": "mm h-1"})
+        ds.update(self.rain.update(ds, dt))
+        ds.update(self._flood(t, dt, rain))
+        stale["flood"] = np.broadcast_to(stale_rain, self.shape)
+        ds.update(self._traffic(t, ds))
+        ds["crowd_trend"], ds["crowd_pressure"] = crowd["crowd_trend"], crowd["crowd_pressure"]
+        ds.update(self.levels.update(ds, dt, stale=stale))
+        self.t = t
+        self.layers = self._live_layers(ds)
+        return self.layers
+
+    def _crowd(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        cfg, r = self.config, self.state.readings["crowd"]
+        count, _ = r.latest("count")
+        fresh = r.fresh("count", t, cfg.stale_s["crowd"])
+        count = np.where(fresh, count, np.nan)
+        var = np.maximum(1.0, (cfg.count_rel_error * np.nan_to_num(count)) ** 2 + np.nan_to_num(count))
+        sensor, cell, frac = self.state.cover
+        use = fresh[sensor]
+        ds = xr.Dataset({
+            "sensor_count": ("sensor", np.nan_to_num(count), {"units": "person"}),
+            "sensor_count_var": ("sensor", var, {"units": "person2"}),
+            "cover_sensor": ("cover", sensor[use]), "cover_cell": ("cover", cell[use]),
+            "cover_fraction": ("cover", frac[use]),
+            "walkable_area": self.state.static["walkable_area"]})
+        density = self.fusion.update(ds)["crowd_density"].values
+        covered_any = np.zeros(self.state.grid.size, bool)
+        covered_any[cell] = True
+        stale_cells = (covered_any & np.isnan(density.ravel())).reshape(self.shape)
+        return density, stale_cells
+
+    def _rain(self, t: float) -> tuple[np.ndarray, bool]:
+        r, cells = self.state.readings["rain"], self.state.sensor_cells["rain"]
+        rate, _ = r.latest("rain")
+        fresh = r.fresh("rain", t, self.config.stale_s["rain"]) & (cells >= 0) & np.isfinite(rate)
+        if not fresh.any():
+            return np.zeros(self.shape), True
+        g = self.state.grid
+        gy, gx = np.divmod(cells[fresh], g.nx)
+        yy, xx = np.divmod(np.arange(g.size), g.nx)
+        d2 = (yy[:, None] - gy[None, :]) ** 2 + (xx[:, None] - gx[None, :]) ** 2
+        return rate[fresh][np.argmin(d2, axis=1)].reshape(self.shape), False
+
+    def _flood(self, t: float, dt: float, rain: np.ndarray) -> xr.Dataset:
+        self.flood.set_rain(rain)
+        self.flood.run_one_step(dt)
+        r, cells = self.state.readings["water"], self.state.sensor_cells["water"]
+        depth, _ = r.latest("depth")
+        fresh = r.fresh("depth", t, self.config.stale_s["water"]) & (cells >= 0) & np.isfinite(depth)
+        if fresh.any():
+            self.flood.h.ravel()[cells[fresh]] = depth[fresh]
+        out = self.flood.fields()
+        return out[["water_depth", "water_speed", "flow_hazard"]]
+
+    def _traffic(self, t: float, ds: xr.Dataset) -> xr.Dataset:
+        cfg = self.config
+        pings = self.state.recent_pings(t, cfg.probe_window_s)
+        interval = np.full(pings.size, 10.0)
+        if pings.size:  # each ping stands for the time to the same vehicle's next ping, at most 30 s
+            order = np.lexsort((pings["t"], pings["device"].astype(str)))
+            p = pings[order]
+            same = p["device"][1:] == p["device"][:-1]
+            gap = np.where(same, np.diff(p["t"]), 10.0)
+            interval[order[:-1]] = np.clip(gap, 1.0, 30.0)
+        pds = xr.Dataset({"ping_cell": ("ping", pings["cell"].astype(np.int64)),
+                          "ping_speed": ("ping", pings["speed"], {"units": "km h-1"}),
+                          "ping_interval": ("ping", interval, {"units": "s"})})
+        out = self.probes.update(pds)
+        speed = out["traffic_speed"].values.copy()
+        r, cells = self.state.readings["traffic"], self.state.sensor_cells["traffic"]
+        loop, _ = r.latest("speed")
+        fresh = r.fresh("speed", t, cfg.stale_s["traffic"]) & (cells >= 0) & np.isfinite(loop)
+        speed.ravel()[cells[fresh]] = loop[fresh]
+        return xr.Dataset({"traffic_speed": (("y", "x"), speed, {"units": "km h-1"}),
+                           "traffic_samples": out["traffic_samples"]})
+
+    def _live_layers(self, ds: xr.Dataset) -> xr.Dataset:
+        out = xr.Dataset(coords=self.state.static.coords)
+        names = ("crowd_density", "crowd_trend", "crowd_pressure", "rain_rate", "rain_1h", "rain_6h", "rain_signal",
+                 "water_depth", "water_speed", "flow_hazard", "traffic_speed", "traffic_samples",
+                 "risk_crowd", "risk_flood", "risk_traffic", "level_crowd", "level_flood", "level_traffic",
+                 "level", "level_changed")
+        for name in names:
+            set_layer(out, name, ds[name].values)
+        return out
+
+    def hazard_levels(self) -> dict[str, np.ndarray]:
+        """The current level grid of each hazard (int8, -1 no data)."""
+        return {h: self.layers[f"level_{h}"].values for h in HAZARDS}

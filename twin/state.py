@@ -1,0 +1,173 @@
+"""The live twin state: checked observations applied to the district's grid.
+
+`TwinState.apply` takes an ingest `Batch` (already deduplicated by ingest) and
+
+- turns positions into CGCS2000 (GCJ-02 feeds are converted by iterative inversion,
+  `twin.geo`) and grid cells; a position outside the grid is rejected as ``outside_grid``;
+- keeps the latest reading of each fixed sensor (crowd counters, rain and water gauges,
+  loop detectors) with its time, so every cell knows how fresh its inputs are;
+- moves vehicles and field units in the entity table, and keeps recent vehicle pings for
+  the probe speeds;
+- hands unit acknowledgements back to the caller (the service records them).
+
+The fields the models need each tick are derived from this in `twin.live`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from ingest.batch import Batch
+from ingest.registry import Registry
+from twin import geo
+from twin.coverage import overlap_areas
+from twin.dataset import grid_of
+from twin.entities import EntityTable
+from twin.observations import SensorReadings
+
+log = logging.getLogger(__name__)
+
+SENSOR_QUANTITIES = {"crowd": ("count",), "rain": ("rain",), "water": ("depth",), "traffic": ("speed", "flow", "occ")}
+ACK_QUANTITIES = ("ack", "on_scene", "resolved")
+PING_MEMORY_S = 900.0
+"""How long vehicle pings are kept for the probe speeds. [s]"""
+
+
+@dataclass
+class Rejected:
+    """A record the twin refused (reason ``outside_grid``), for the dead-letter topic."""
+
+    device: str
+    t: float
+    lon: float
+    lat: float
+    reason: str = "outside_grid"
+
+    @property
+    def detail(self) -> str:
+        """One-line reason."""
+        return f"position {self.lon:.6f},{self.lat:.6f} of {self.device} is outside the twin's grid"
+
+
+@dataclass
+class Applied:
+    """What one batch did: counts, the units that moved, acknowledgements, rejections."""
+
+    readings: int = 0
+    positions: int = 0
+    moved_units: list[str] = field(default_factory=list)
+    acks: list[tuple[str, str, str, float]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _geometry_lonlat(geometry: dict | None) -> tuple[float, float] | None:
+    if not geometry:
+        return None
+    if geometry["type"] == "Point":
+        lon, lat = geometry["coordinates"][:2]
+        return float(lon), float(lat)
+    ring = np.asarray(geometry["coordinates"][0], dtype=float)
+    return float(ring[:, 0].mean()), float(ring[:, 1].mean())
+
+
+class TwinState:
+    """Observations of a district on its grid (see the module docstring)."""
+
+    def __init__(self, static: xr.Dataset, registry: Registry) -> None:
+        self.static = static
+        self.grid = grid_of(static)
+        self.registry = registry
+        self.readings = {kind: SensorReadings(kind, tuple(d.id for d in registry.of_kind(kind)), q)
+                         for kind, q in SENSOR_QUANTITIES.items()}
+        self.entities = EntityTable(self.grid)
+        for d in registry.devices.values():
+            if d.kind in ("vehicle", "unit"):
+                self.entities.register(d.id, d.kind, d.unit_type)
+        self.sensor_cells = {kind: self._point_cells(kind) for kind in ("rain", "water", "traffic")}
+        self.cover = self._crowd_cover()
+        self.pings = np.zeros(0, dtype=[("t", "f8"), ("cell", "i8"), ("speed", "f8"), ("device", "O")])
+
+    # ------------------------------------------------------------ static geometry of the sensors
+    def _point_cells(self, kind: str) -> np.ndarray:
+        """Flat cell of each sensor of a kind (-1 where the sensor is outside the grid)."""
+        cells = []
+        for dev_id in self.readings[kind].ids:
+            pos = _geometry_lonlat(self.registry.get(dev_id).geometry)
+            row, col = self.grid.cell_of_lonlat(*pos) if pos else (-1, -1)
+            cells.append(int(self.grid.flat_index(row, col)))
+        return np.array(cells, dtype=np.int64)
+
+    def _crowd_cover(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sparse coverage table of the crowd counters: (sensor, cell, fraction of the cell)."""
+        import shapely
+
+        ids = self.readings["crowd"].ids
+        polys = []
+        for dev_id in ids:
+            g = self.registry.get(dev_id).geometry
+            ring = np.asarray(g["coordinates"][0], dtype=float) if g and g["type"] == "Polygon" else None
+            if ring is None:  # a point counter covers its own cell
+                lon, lat = _geometry_lonlat(g) or (np.nan, np.nan)
+                x, y = geo.to_projected(lon, lat, self.grid.crs)
+                polys.append(shapely.Point(x, y).buffer(self.grid.cell_size / 2, cap_style="square"))
+                continue
+            x, y = geo.to_projected(ring[:, 0], ring[:, 1], self.grid.crs)
+            polys.append(shapely.Polygon(np.column_stack([x, y])))
+        sensor, cell, area = overlap_areas(self.grid, np.array(polys, dtype=object))
+        return sensor.astype(np.int64), cell.astype(np.int64), area / self.grid.cell_area
+
+    # ------------------------------------------------------------ applying a batch
+    def apply(self, batch: Batch) -> Applied:
+        """Apply the records of one batch (see the module docstring)."""
+        out = Applied()
+        if len(batch) == 0:
+            return out
+        q = batch.quantity
+        for kind, reading in self.readings.items():
+            out.readings += int(reading.apply(batch.device, batch.t, q, batch.value).sum())
+        is_ack = np.isin(q, ACK_QUANTITIES)
+        out.acks = [(str(d), str(r), str(s), float(t)) for d, r, s, t in
+                    zip(batch.device[is_ack], batch.ref[is_ack], q[is_ack], batch.t[is_ack], strict=True)]
+        pos = np.flatnonzero(q == "position")
+        if pos.size:
+            self._apply_positions(batch, pos, out)
+        return out
+
+    def _apply_positions(self, batch: Batch, idx: np.ndarray, out: Applied) -> None:
+        lon, lat = geo.to_cgcs2000(batch.lon[idx], batch.lat[idx], batch.datum[idx])
+        lon, lat = np.atleast_1d(lon), np.atleast_1d(lat)
+        x, y = geo.to_projected(lon, lat, self.grid.crs)
+        x, y = np.atleast_1d(x), np.atleast_1d(y)
+        row, col = self.grid.cell_of(x, y)
+        inside = row >= 0
+        for i in np.flatnonzero(~inside):
+            out.rejected.append(Rejected(str(batch.device[idx][i]), float(batch.t[idx][i]),
+                                         float(batch.lon[idx][i]), float(batch.lat[idx][i])))
+        keep = idx[inside]
+        out.positions += int(inside.sum())
+        moved = self.entities.update(batch.device[keep], batch.t[keep], lon[inside], lat[inside], x[inside],
+                                     y[inside], row[inside], col[inside], batch.speed_kmh[keep],
+                                     batch.course_deg[keep])
+        out.moved_units = [m for m in moved if self.entities.entities[m].kind == "unit"]
+        vehicles = np.array([self.entities.entities.get(str(d)) is not None
+                             and self.entities.entities[str(d)].kind == "vehicle" for d in batch.device[keep]],
+                            dtype=bool)
+        if vehicles.any():
+            self._add_pings(batch.t[keep][vehicles], self.grid.flat_index(row[inside][vehicles], col[inside][vehicles]),
+                            batch.speed_kmh[keep][vehicles], batch.device[keep][vehicles])
+
+    def _add_pings(self, t: np.ndarray, cell: np.ndarray, speed: np.ndarray, device: np.ndarray) -> None:
+        new = np.zeros(t.size, dtype=self.pings.dtype)
+        new["t"], new["cell"], new["speed"], new["device"] = t, cell, speed, device
+        pings = np.concatenate([self.pings, new])
+        self.pings = pings[pings["t"] >= pings["t"].max() - PING_MEMORY_S]
+
+    # ------------------------------------------------------------ views for the tick
+    def recent_pings(self, now: float, window_s: float) -> np.ndarray:
+        """Vehicle pings with speeds observed in the last ``window_s`` seconds before ``now``."""
+        p = self.pings
+        return p[(p["t"] > now - window_s) & (p["t"] <= now) & np.isfinite(p["speed"])]
