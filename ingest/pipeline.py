@@ -64,6 +64,8 @@ class IngestConfig:
         Validation limits (size, time skew, rate).
     max_group : int
         Most messages committed with one fsync [message].
+    max_group_bytes : int
+        Most payload bytes committed with one fsync [byte] (keeps a commit of large packs short).
     poll_s : float
         Longest wait for the first message of a group [s].
     linger_s : float
@@ -76,6 +78,7 @@ class IngestConfig:
     prefix: str = "city/"
     limits: Limits = field(default_factory=Limits)
     max_group: int = 5000
+    max_group_bytes: int = 4 * 1024 * 1024
     poll_s: float = 0.05
     linger_s: float = 0.005
     dedupe_keys: int = 2_000_000
@@ -159,18 +162,21 @@ class Ingestor:
         except queue.Empty:
             return []
         msgs = [first]
+        size = len(first.payload)
         deadline = time.monotonic() + self.config.linger_s
-        while len(msgs) < self.config.max_group:
+        while len(msgs) < self.config.max_group and size < self.config.max_group_bytes:
             try:
-                msgs.append(q.get_nowait())
+                m = q.get_nowait()
             except queue.Empty:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 try:
-                    msgs.append(q.get(timeout=left))
+                    m = q.get(timeout=left)
                 except queue.Empty:
                     break
+            msgs.append(m)
+            size += len(m.payload)
         return msgs
 
     def _commit(self, msgs: list[InboundMessage]) -> None:

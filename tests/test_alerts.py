@@ -67,8 +67,8 @@ def test_a_moving_region_keeps_its_alert():
 
 def test_split_keeps_one_alert_with_two_polygons_and_merge_cancels_the_absorbed():
     b = book()
-    b.tick(T0, {"crowd": levels((5, 8, 5, 15, 2))})
-    ev = b.tick(T0 + 1, {"crowd": levels((5, 8, 5, 9, 2), (5, 8, 11, 15, 2))})
+    b.tick(T0, {"crowd": levels((5, 8, 5, 16, 2))})
+    ev = b.tick(T0 + 1, {"crowd": levels((5, 8, 5, 8, 2), (5, 8, 13, 16, 2))})
     assert len(b.active) == 1
     assert [e.kind for e in ev] == ["updated"] and len(ev[0].message["info"][0]["area"][0]["polygon"]) == 2
     # two separate alerts, then their regions merge
@@ -82,6 +82,17 @@ def test_split_keeps_one_alert_with_two_polygons_and_merge_cancels_the_absorbed(
     assert "merged into " + update.alert.identifier in cancel.message["info"][0]["description"]
     assert cancel.alert.identifier in update.message["references"]
     assert len(b2.active) == 1
+
+
+def test_cells_close_together_are_one_alert():
+    b = book()
+    # a diagonal line of single cells (a ramp drawn cell by cell) and a pair two cells apart
+    a = levels()
+    for k in range(6):
+        a[10 + k, 10 + k] = 2
+    a[2, 2] = a[2, 5] = 1
+    ev = b.tick(T0, {"flood": a})
+    assert sorted(e.alert.cells.size for e in ev) == [2, 6]
 
 
 def test_no_data_neither_raises_nor_clears():

@@ -38,6 +38,8 @@ HAZARDS = {
               "instruction": "Stop the inflow into the area, open alternative exits and keep people moving."},
     "flood": {"category": "Met", "event": "Urban waterlogging warning",
               "instruction": "Close flooded underpasses to traffic and pedestrians and keep clear of deep water."},
+    "rain": {"category": "Met", "event": "Rainstorm warning signal",
+             "instruction": "Expect waterlogging: keep away from underpasses and low ground."},
     "traffic": {"category": "Transport", "event": "Traffic congestion warning",
                 "instruction": "Divert traffic and check for an incident at the head of the queue."},
 }

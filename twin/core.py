@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 
 EVIDENCE_LAYER = {"crowd": ("crowd_density", "peakDensity", "person/m2", max),
                   "flood": ("water_depth", "peakDepth", "m", max),
-                  "traffic": ("traffic_speed", "minSpeed", "km/h", min)}
-SENSOR_KIND = {"crowd": "crowd", "flood": "water", "traffic": "traffic"}
+                  "traffic": ("traffic_speed", "minSpeed", "km/h", min),
+                  "rain": ("rain_1h", "peakRain1h", "mm", max)}
+SENSOR_KIND = {"crowd": "crowd", "flood": "water", "traffic": "traffic", "rain": "rain"}
 
 
 @dataclass(frozen=True)
@@ -189,4 +190,4 @@ class TwinCore:
         with self.lock:
             return {"devices_seen": len(self.devices_seen), "units_tracked": len(self.state.entities.located_units()),
                     "alerts_active": len(self.book.active),
-                    "alerts_by_hazard": {h: len(self.book.of_hazard(h)) for h in HAZARDS}}
+                    "alerts_by_hazard": {h: len(self.book.of_hazard(h)) for h in (*HAZARDS, "rain")}}

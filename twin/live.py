@@ -11,7 +11,9 @@ Per tick of ``dt`` seconds at time ``t``:
   water-depth gauges overwrite the modelled depth in their cell (direct insertion);
 - traffic: probe pings of the last window give space-mean speeds (`models.ProbeSpeeds`);
   fresh loop detectors overwrite their cell's speed;
-- then the fused risk tick and the alert-level state machine (`models.AlertLevels`).
+- then the fused risk tick and the alert-level state machine (`models.AlertLevels`); flood
+  levels there come from water on the ground, and the Shanghai rainstorm signal is a hazard
+  of its own (``rain``), so a district-wide signal does not swallow the underpass alerts.
 
 A source older than its staleness limit is no data: it neither raises nor clears.
 """
@@ -69,6 +71,7 @@ class LiveModels:
         self.probes = models.ProbeSpeeds(seed, shape=self.shape)
         self.levels = models.AlertLevels(static, self.config.risk)
         self.layers = xr.Dataset(coords=static.coords)
+        self.rain_stale = True
         self.t = float("nan")
 
     # ------------------------------------------------------------ one tick
@@ -86,7 +89,9 @@ class LiveModels:
         stale["flood"] = np.broadcast_to(stale_rain, self.shape)
         ds.update(self._traffic(t, ds))
         ds["crowd_trend"], ds["crowd_pressure"] = crowd["crowd_trend"], crowd["crowd_pressure"]
-        ds.update(self.levels.update(ds, dt, stale=stale))
+        # waterlogging levels come from water on the ground only; the rainstorm signal is its own alert
+        ds.update(self.levels.update(ds.drop_vars(["rain_1h", "rain_6h"]), dt, stale=stale))
+        self.rain_stale = stale_rain
         self.t = t
         self.layers = self._live_layers(ds)
         return self.layers
@@ -167,5 +172,9 @@ class LiveModels:
         return out
 
     def hazard_levels(self) -> dict[str, np.ndarray]:
-        """The current level grid of each hazard (int8, -1 no data)."""
-        return {h: self.layers[f"level_{h}"].values for h in HAZARDS}
+        """The current level grid of each hazard (int8, -1 no data); ``rain`` is the Shanghai
+        rainstorm signal (no data while no rain gauge is fresh)."""
+        out = {h: self.layers[f"level_{h}"].values for h in HAZARDS}
+        signal = self.layers["rain_signal"].values
+        out["rain"] = np.full_like(signal, -1) if self.rain_stale else signal
+        return out

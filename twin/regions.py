@@ -9,19 +9,28 @@ from scipy import ndimage
 from twin import geo
 from twin.grid import GridSpec
 
-FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+MERGE_CELLS = 2
+"""Warning cells up to this many cells apart belong to one region (one alert), so a ramp or a
+promenade drawn cell by cell does not raise a dozen alerts."""
 MAX_GEOCODES = 32
 """Beidou codes listed per alert area: cell codes, merged into parent codes until at most this many."""
 
 
-def label_regions(level: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected components of cells at level >= 1 (blue or above).
+def label_regions(level: np.ndarray, merge_cells: int = MERGE_CELLS) -> tuple[np.ndarray, int]:
+    """Regions of cells at level >= 1 (blue or above), joining cells up to ``merge_cells`` apart.
 
-    4-connectivity keeps each region's outline one polygon (cells touching only at a corner
-    are separate regions). Returns the label of every cell (0 outside regions) and the count.
+    Returns the label of every cell (0 outside regions; only warning cells carry a label) and
+    the number of regions.
     """
-    labels, n = ndimage.label(np.asarray(level) >= 1, structure=FOUR_CONNECTED)
-    return labels.astype(np.int32), int(n)
+    mask = np.asarray(level) >= 1
+    grown = ndimage.binary_dilation(mask, EIGHT_CONNECTED, iterations=merge_cells) if merge_cells else mask
+    labels, n = ndimage.label(grown, structure=EIGHT_CONNECTED)
+    labels[~mask] = 0
+    used = np.unique(labels[mask])
+    remap = np.zeros(n + 1, dtype=np.int32)
+    remap[used] = np.arange(1, used.size + 1)
+    return remap[labels], int(used.size)
 
 
 def region_cells(labels: np.ndarray, n: int) -> list[np.ndarray]:

@@ -7,6 +7,8 @@ import json
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ingest.batch import Batch
 from ingest.decoders import encode_nmea
@@ -172,3 +174,24 @@ def test_bund_registry():
         lon, lat = d.geometry["coordinates"][0][0]
         assert 121.480 < lon < 121.495 and 31.228 < lat < 31.248
     assert {d.unit_type for d in reg.of_kind("unit")} == {"police", "fire", "medical"}
+
+
+topics = st.sampled_from(["city/sensors/crowd/c0", "city/sensors/traffic/t0", "city/sensors/rain/r0", "city/beidou/v0",
+                          "city/units/u0/ack", "city/sensors/crowd/", "city/x", "other/beidou/v0", "city/deadletter"])
+payloads = st.binary(max_size=200) | st.sampled_from([
+    b'[{"bn":"urn:dev:c0:","n":"count","v":3}]', b'[{"bn":"urn:dev:t0:","n":"speed","u":"km/h","v":30}]',
+    b'{"id":"v0","t":1.7e9,"lon":121.49,"lat":31.24}', b'{"alert":"a","status":"ack","t":1.7e9}', b"$GNGGA,*00"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(topics, payloads, st.booleans()), max_size=20))
+def test_loop_never_raises_and_counts_every_message(tmp_path, registry, msgs):
+    src = FakeSource()
+    with RawLog(tmp_path / f"log-{len(msgs)}-{time.monotonic_ns()}") as log:
+        ing = Ingestor(src, log, registry, lambda b: None)
+        for topic, payload, dup in msgs:
+            src.put(topic, payload, 1.7e9, dup=dup)
+        drain(ing)
+    m = ing.metrics.snapshot()
+    assert m["received"] == len(msgs) == m["accepted"] + m["rejected_total"] == len(src.acked)
+    assert m["internal_errors"] == 0
