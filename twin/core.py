@@ -184,6 +184,28 @@ class TwinCore:
             hit = np.flatnonzero(np.isin(self.state.sensor_cells[kind], cells))
         return [ids[i] for i in hit]
 
+    # ------------------------------------------------------------ snapshots
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("store", "lock")}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.store, self.lock = None, threading.RLock()
+
+    def snapshot_state(self) -> dict[str, object]:
+        """Everything that evolves, as one picklable object (the store is not part of it)."""
+        with self.lock:
+            return {"version": 1, "core": self}
+
+    @classmethod
+    def from_snapshot_state(cls, snap: dict, store: Store) -> TwinCore:
+        """A core from an unpickled `snapshot_state`, writing to ``store``."""
+        if snap.get("version") != 1:
+            raise ValueError(f"unknown snapshot version {snap.get('version')!r}")
+        core = snap["core"]
+        core.store = store
+        return core
+
     # ------------------------------------------------------------ status
     def status(self) -> dict[str, object]:
         """The core's part of ``city/twin/status``."""
