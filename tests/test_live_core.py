@@ -108,7 +108,8 @@ def test_a_unit_moving_into_the_area_gets_the_alert_and_arrives(core, registry):
     core.on_batch(position("unit-fire-06", T0 + 160, float(lon[row, col]), float(lat[row, col])))
     report = core.on_tick(T0 + 160)
     assert [(a[0], a[1]) for a in report.arrivals] == [(alert.identifier, "unit-fire-06")]
-    assert core.store.arrivals(alert.identifier)[0]["seconds_after_alert"] == pytest.approx(160 - (alert.raised_at - T0))
+    expected = 160 - (alert.raised_at - T0)
+    assert core.store.arrivals(alert.identifier)[0]["seconds_after_alert"] == pytest.approx(expected)
 
 
 def test_a_silent_sensor_turns_cells_to_no_data_without_clearing(core, registry):

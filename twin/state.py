@@ -127,7 +127,7 @@ class TwinState:
         if len(batch) == 0:
             return out
         q = batch.quantity
-        for kind, reading in self.readings.items():
+        for reading in self.readings.values():
             out.readings += int(reading.apply(batch.device, batch.t, q, batch.value).sum())
         is_ack = np.isin(q, ACK_QUANTITIES)
         out.acks = [(str(d), str(r), str(s), float(t)) for d, r, s, t in
