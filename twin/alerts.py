@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from twin import cap
+from twin import cap, geo
 from twin.grid import GridSpec
 from twin.regions import geocodes, label_regions, outline, overlap_counts, region_cells
 
@@ -217,8 +217,8 @@ class AlertBook:
     # ------------------------------------------------------------ CAP
     def _default_description(self, hazard: str, cells: np.ndarray) -> str:
         row, col = np.divmod(cells, self.grid.nx)
-        lon, lat = self.grid.cell_centres_lonlat()
-        clat, clon = float(lat[row, col].mean()), float(lon[row, col].mean())
+        lon, lat = geo.to_lonlat(self.grid.x[col], self.grid.y[row], self.grid.crs)
+        clat, clon = float(np.mean(lat)), float(np.mean(lon))
         return f"{self.district}: {cells.size} cells around {clat:.5f} N {clon:.5f} E"
 
     def _message(self, t: float, alert: Alert, msg_type: str, refs: list[dict], note: str = "") -> dict:
