@@ -45,7 +45,9 @@ class Router:
     def set_area(self, identifier: str, raised_at: float, cells: np.ndarray) -> AlertArea:
         """Create or move an alert's area; its version goes up (a new message to deliver)."""
         area = self.grid.cells_union(cells)
-        reach = shapely.simplify(area, self.grid.cell_size).buffer(self.buffer_m, quad_segs=4) if self.buffer_m > 0 else area
+        reach = area
+        if self.buffer_m > 0:
+            reach = shapely.simplify(area, self.grid.cell_size).buffer(self.buffer_m, quad_segs=4)
         shapely.prepare(area)
         shapely.prepare(reach)
         current = self.areas.get(identifier)
