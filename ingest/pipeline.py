@@ -13,6 +13,12 @@ One loop (one thread) does, per group of messages:
 
 Nothing raises out of the loop: a bug in a decoder becomes a counted ``bad_syntax`` rejection, a failing
 sink is counted and logged (its records are in the raw log and can be replayed).
+
+Control records: a message whose topic starts with ``CONTROL_PREFIX`` (``$twin/``; MQTT reserves ``$``
+topics for the broker, so none arrives from outside) is put on the queue by the application itself,
+for example a clock tick. It is logged like any message, never acknowledged to the broker, and handed
+to ``control`` in its place in the stream: the accepted records before it are delivered first. Replay
+hands it over again, so a log replay reproduces the same sequence of records and ticks.
 """
 
 from __future__ import annotations
@@ -40,6 +46,15 @@ from ingest.validation import Limits, Validator
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Batch], Any]
+Control = Callable[[str, bytes, float], Any]
+CONTROL_PREFIX = "$twin/"
+
+
+def control_message(topic: str, payload: bytes, received_at: float) -> InboundMessage:
+    """An application record for the ingest queue (see the module docstring)."""
+    if not topic.startswith(CONTROL_PREFIX):
+        raise ValueError(f"a control topic starts with {CONTROL_PREFIX!r}, got {topic!r}")
+    return InboundMessage(topic, payload, 0, -1, False, False, received_at, -1)
 
 
 class Source(Protocol):
@@ -106,8 +121,10 @@ class Ingestor:
         registry: Registry | None,
         sink: Sink,
         config: IngestConfig | None = None,
+        control: Control | None = None,
     ) -> None:
         self.source = source
+        self.control = control
         self.log = raw_log
         self.config = config or IngestConfig()
         self.sink = sink
@@ -148,12 +165,33 @@ class Ingestor:
             return 0
         self._commit(msgs)
         for m in msgs:
-            self.source.ack(m)
-        accepted = [
-            b for m in msgs if (b := self.process(m.topic, m.payload, m.received_at, m.dup)) is not None
-        ]
-        self._deliver(accepted)
+            if not m.topic.startswith(CONTROL_PREFIX):
+                self.source.ack(m)
+        self._handle(msgs)
         return len(msgs)
+
+    def _handle(self, msgs: list, redelivered: bool | None = None) -> None:
+        """Process messages in order: records are delivered in groups, control records in their place."""
+        accepted: list[Batch | Row] = []
+        for m in msgs:
+            if m.topic.startswith(CONTROL_PREFIX):
+                self._deliver(accepted)
+                accepted = []
+                self._control(m.topic, m.payload, m.received_at)
+                continue
+            dup = m.dup if redelivered is None else redelivered
+            if (b := self.process(m.topic, m.payload, m.received_at, dup)) is not None:
+                accepted.append(b)
+        self._deliver(accepted)
+
+    def _control(self, topic: str, payload: bytes, received_at: float) -> None:
+        if self.control is None:
+            return
+        try:
+            self.control(topic, payload, received_at)
+        except Exception:
+            self.metrics.sink_errors += 1
+            log.exception("control record %s failed", topic)
 
     def _gather(self, poll_s: float) -> list[InboundMessage]:
         q = self.source.queue
@@ -277,24 +315,26 @@ class Ingestor:
     def replay(self, start: LogPosition = LOG_START, *, deliver: bool = True) -> int:
         """Re-process logged messages from ``start`` (after a restart, before consuming live).
 
-        Rebuilds the dedupe memory and, with ``deliver``, hands the records to the sink again; rejections
-        are counted but not dead-lettered again. Returns the number of messages replayed.
+        Rebuilds the dedupe memory and, with ``deliver``, hands the records to the sink and the control
+        records to ``control`` again, in log order; rejections are counted but not dead-lettered again.
+        Returns the number of messages replayed.
         """
         send, self.deadletters.send = self.deadletters.send, lambda *a, **k: None
-        n, group = 0, []
+        sink, control = self.sink, self.control
+        if not deliver:
+            self.sink, self.control = (lambda _b: None), None
+        n, chunk = 0, []
         try:
             for rec in read_log(self.log.directory, start):
                 n += 1
-                b = self.process(rec.topic, rec.payload, rec.received_at, redelivered=True)
-                if b is not None:
-                    group.append(b)
-                if len(group) >= 1000:
-                    self._deliver(group) if deliver else None
-                    group = []
-            if deliver:
-                self._deliver(group)
+                chunk.append(rec)
+                if len(chunk) >= 1000:
+                    self._handle(chunk, redelivered=True)
+                    chunk = []
+            self._handle(chunk, redelivered=True)
         finally:
             self.deadletters.send = send
+            self.sink, self.control = sink, control
         return n
 
 
