@@ -46,7 +46,8 @@ from ingest.validation import Limits, Validator
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Batch], Any]
-Control = Callable[[str, bytes, float], Any]
+Control = Callable[[str, bytes, float, LogPosition], Any]
+"""(topic, payload, received_at, log position just after the record) -> anything."""
 CONTROL_PREFIX = "$twin/"
 
 
@@ -163,32 +164,35 @@ class Ingestor:
         self.metrics.queue_depth = self.source.queue.qsize()
         if not msgs:
             return 0
-        self._commit(msgs)
+        positions = self._commit(msgs)
         for m in msgs:
             if not m.topic.startswith(CONTROL_PREFIX):
                 self.source.ack(m)
-        self._handle(msgs)
+        self._handle(msgs, [*positions[1:], self.log.position])
         return len(msgs)
 
-    def _handle(self, msgs: list, redelivered: bool | None = None) -> None:
-        """Process messages in order: records are delivered in groups, control records in their place."""
+    def _handle(self, msgs: list, after: list[LogPosition], redelivered: bool | None = None) -> None:
+        """Process messages in order: records are delivered in groups, control records in their place.
+
+        ``after[i]`` is the log position just after message i (where a replay would resume).
+        """
         accepted: list[Batch | Row] = []
-        for m in msgs:
+        for m, pos in zip(msgs, after, strict=True):
             if m.topic.startswith(CONTROL_PREFIX):
                 self._deliver(accepted)
                 accepted = []
-                self._control(m.topic, m.payload, m.received_at)
+                self._control(m.topic, m.payload, m.received_at, pos)
                 continue
             dup = m.dup if redelivered is None else redelivered
             if (b := self.process(m.topic, m.payload, m.received_at, dup)) is not None:
                 accepted.append(b)
         self._deliver(accepted)
 
-    def _control(self, topic: str, payload: bytes, received_at: float) -> None:
+    def _control(self, topic: str, payload: bytes, received_at: float, after: LogPosition) -> None:
         if self.control is None:
             return
         try:
-            self.control(topic, payload, received_at)
+            self.control(topic, payload, received_at, after)
         except Exception:
             self.metrics.sink_errors += 1
             log.exception("control record %s failed", topic)
@@ -217,13 +221,14 @@ class Ingestor:
             size += len(m.payload)
         return msgs
 
-    def _commit(self, msgs: list[InboundMessage]) -> None:
+    def _commit(self, msgs: list[InboundMessage]) -> list[LogPosition]:
+        """Append the group to the raw log (one fsync), retrying on disk errors; returns their positions."""
         items = [(m.received_at, m.topic, m.payload) for m in msgs]
         delay = 0.1
         while True:
             t0 = time.perf_counter()
             try:
-                self.log.append_many(items)
+                positions = self.log.append_many(items)
             except OSError:
                 self.metrics.log_errors += 1
                 log.exception("raw log append failed; retrying in %.1f s (messages stay unacked)", delay)
@@ -231,7 +236,7 @@ class Ingestor:
                 delay = min(delay * 2, 5.0)
                 continue
             self.metrics.add_commit(time.perf_counter() - t0, len(items))
-            return
+            return positions
 
     def _deliver(self, accepted: list[Batch | Row]) -> None:
         if not accepted:
@@ -328,10 +333,11 @@ class Ingestor:
             for rec in read_log(self.log.directory, start):
                 n += 1
                 chunk.append(rec)
-                if len(chunk) >= 1000:
-                    self._handle(chunk, redelivered=True)
-                    chunk = []
-            self._handle(chunk, redelivered=True)
+                if len(chunk) > 1000:
+                    self._handle(chunk[:-1], [r.position for r in chunk[1:]], redelivered=True)
+                    chunk = chunk[-1:]
+            if chunk:
+                self._handle(chunk, [*(r.position for r in chunk[1:]), self.log.position], redelivered=True)
         finally:
             self.deadletters.send = send
             self.sink, self.control = sink, control

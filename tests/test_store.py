@@ -61,6 +61,17 @@ def test_alerts_messages_and_outbox_are_written_together(store):
     assert [p.payload for p in store.pending()] == [b"1", b"cancel", None], "order is kept"
 
 
+def test_replayed_events_are_stored_once(store):
+    msg = {"identifier": "a1", "msgType": "Alert", "sent": "2025-01-01T08:00:00+08:00"}
+    assert store.record(_alert(), msg, [("city/alerts/a1", b"x", True)]) is True
+    assert store.record(_alert(), msg, [("city/alerts/a1", b"x", True)]) is False
+    store.enqueue([("city/units/u1/alerts", b"x", False)], key="a1@u1")
+    store.enqueue([("city/units/u1/alerts", b"x", False)], key="a1@u1")
+    store.record_ack("a1", "u1", "unit", "ack", 5.0)
+    store.record_ack("a1", "u1", "unit", "ack", 5.0)
+    assert store.outbox_depth() == 2 and len(store.messages("a1")) == 1 and len(store.acks("a1")) == 1
+
+
 def test_acks_arrivals_and_meta(store):
     store.record_ack("a1", "unit-7", "unit", "ack", 10.0)
     store.record_ack("a1", "operator:li", "operator", "ack", 11.0)

@@ -102,6 +102,40 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=_grid_info)
 
 
+# ---------------------------------------------------------------- twin run
+def _run(args: argparse.Namespace) -> int:
+    from twin.runcmd import run_service
+
+    try:
+        return run_service(args)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run", help="run the live twin against an MQTT broker",
+                       description="Run the live twin: subscribe to the district's feeds, keep the twin current, "
+                                   "score risk every tick, raise/update/cancel CAP alerts and route them to "
+                                   "field units. Stops cleanly on Ctrl-C or SIGTERM.")
+    r.add_argument("--broker", required=True, help="mqtt://user:pass@host:1883 or mqtts://... (TLS)")
+    r.add_argument("--grid", type=Path, help="twin NetCDF from 'twin grid build' (default: the Bund at 10 m, "
+                                             "built once into the state folder)")
+    r.add_argument("--registry", type=Path, help="device registry GeoJSON (default: data/bund/registry.geojson)")
+    r.add_argument("--state", type=Path, default=Path("var/twin"), help="state folder: raw log, snapshots, "
+                                                                         "alert database (default var/twin)")
+    r.add_argument("--db", help="alert store URL: sqlite:///path (default: in the state folder) or "
+                                "postgresql://user@host/db")
+    r.add_argument("--tick", type=_positive, default=1.0, help="tick period in seconds (default 1)")
+    r.add_argument("--prefix", default="city/", help="MQTT topic prefix (default city/)")
+    r.add_argument("--client-id", default="citytwin-bund", help="MQTT client id (fixed: the session persists)")
+    r.add_argument("--protocol", choices=("5", "3.1.1"), default="5", help="MQTT protocol version (default 5)")
+    r.add_argument("--buffer", type=_positive, default=500.0, help="field units within this many metres of an "
+                                                                   "alert area get it (default 500)")
+    r.add_argument("--snapshot-every", type=_positive, default=60.0, help="seconds between snapshots (default 60)")
+    r.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    r.set_defaults(func=_run)
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     """The ``twin`` argument parser with every subcommand."""
@@ -110,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_grid(sub)
+    _add_run(sub)
     return parser
 
 

@@ -152,7 +152,9 @@ class TwinCore:
             due = self.router.recipients(ident, units)
             if due:
                 body = json.dumps(alert.last, separators=(",", ":")).encode()
-                self.store.enqueue([(f"{self.config.prefix}units/{u}/alerts", body, False) for u in due])
+                for u in due:  # keyed, so a replay of the same move sends nothing twice
+                    self.store.enqueue([(f"{self.config.prefix}units/{u}/alerts", body, False)],
+                                       key=f"{alert.last['identifier']}@{u}")
                 self.router.mark_delivered(ident, due)
 
     def _arrivals(self) -> list[tuple[str, str, float, float]]:

@@ -30,11 +30,11 @@ SCHEMA = (
         seq {serial}, alert_id TEXT NOT NULL, identifier TEXT NOT NULL UNIQUE, msg_type TEXT NOT NULL,
         sent TEXT NOT NULL, body TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS outbox (
-        seq {serial}, topic TEXT NOT NULL, payload BYTEA, retain INTEGER NOT NULL, qos INTEGER NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL, published_at DOUBLE PRECISION)""",
+        seq {serial}, key TEXT UNIQUE, topic TEXT NOT NULL, payload BYTEA, retain INTEGER NOT NULL,
+        qos INTEGER NOT NULL, created_at DOUBLE PRECISION NOT NULL, published_at DOUBLE PRECISION)""",
     """CREATE TABLE IF NOT EXISTS acks (
         seq {serial}, alert_id TEXT NOT NULL, actor TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
-        t DOUBLE PRECISION NOT NULL, recorded_at DOUBLE PRECISION NOT NULL)""",
+        t DOUBLE PRECISION NOT NULL, recorded_at DOUBLE PRECISION NOT NULL, UNIQUE (alert_id, actor, status, t))""",
     """CREATE TABLE IF NOT EXISTS arrivals (
         alert_id TEXT NOT NULL, unit_id TEXT NOT NULL, t DOUBLE PRECISION NOT NULL,
         seconds_after_alert DOUBLE PRECISION NOT NULL, PRIMARY KEY (alert_id, unit_id))""",
@@ -113,13 +113,16 @@ class Store:
             return cur.fetchall()
 
     # ------------------------------------------------------------ writes
-    def record(self, alert: dict, message: dict, outbox: list[tuple[str, bytes | None, bool]]) -> None:
+    def record(self, alert: dict, message: dict, outbox: list[tuple[str, bytes | None, bool]]) -> bool:
         """Store an alert's new state, its CAP message and the messages to publish, atomically.
 
         ``alert``: identifier, hazard, level, state, raised_at, updated_at, cancelled_at, cells.
         ``outbox``: (topic, payload or None to clear a retained message, retain) in publish order.
+        A message already stored (a replay after a restart) changes nothing; returns False then.
         """
         now = time.time()
+        if self._all("SELECT 1 FROM messages WHERE identifier = ?", (message["identifier"],)):
+            return False
         with self._tx() as cur:
             cur.execute(self._q("DELETE FROM alerts WHERE identifier = ?"), (alert["identifier"],))
             cur.execute(self._q("INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), (
@@ -129,19 +132,24 @@ class Store:
                                 "VALUES (?, ?, ?, ?, ?)"),
                         (alert["identifier"], message["identifier"], message["msgType"], message["sent"],
                          json.dumps(message)))
-            for topic, payload, retain in outbox:
-                self._enqueue(cur, topic, payload, retain, now)
+            for k, (topic, payload, retain) in enumerate(outbox):
+                self._enqueue(cur, f"{message['identifier']}#{k}", topic, payload, retain, now)
+        return True
 
-    def enqueue(self, items: list[tuple[str, bytes | None, bool]]) -> None:
-        """Add messages to publish (topic, payload or None, retain), in order."""
+    def enqueue(self, items: list[tuple[str, bytes | None, bool]], key: str | None = None) -> None:
+        """Add messages to publish (topic, payload or None, retain), in order.
+
+        With ``key``, each item is stored once under ``key#i`` (replaying the same event adds nothing).
+        """
         now = time.time()
         with self._tx() as cur:
-            for topic, payload, retain in items:
-                self._enqueue(cur, topic, payload, retain, now)
+            for k, (topic, payload, retain) in enumerate(items):
+                self._enqueue(cur, f"{key}#{k}" if key else None, topic, payload, retain, now)
 
-    def _enqueue(self, cur, topic: str, payload: bytes | None, retain: bool, now: float) -> None:
-        cur.execute(self._q("INSERT INTO outbox (topic, payload, retain, qos, created_at) VALUES (?, ?, ?, 1, ?)"),
-                    (topic, payload, int(retain), now))
+    def _enqueue(self, cur, key: str | None, topic: str, payload: bytes | None, retain: bool, now: float) -> None:
+        cur.execute(self._q("INSERT INTO outbox (key, topic, payload, retain, qos, created_at) "
+                            "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT DO NOTHING"),
+                    (key, topic, payload, int(retain), now))
 
     def mark_published(self, seq: int) -> None:
         """The broker confirmed outbox row ``seq``."""
@@ -149,10 +157,12 @@ class Store:
             cur.execute(self._q("UPDATE outbox SET published_at = ? WHERE seq = ?"), (time.time(), seq))
 
     def record_ack(self, alert_id: str, actor: str, kind: str, status: str, t: float) -> None:
-        """An acknowledgement: ``kind`` is ``unit`` or ``operator``; ``status`` ack/on_scene/resolved."""
+        """An acknowledgement: ``kind`` is ``unit`` or ``operator``; ``status`` ack/on_scene/resolved.
+        The same (alert, actor, status, time) is kept once."""
         with self._tx() as cur:
             cur.execute(self._q("INSERT INTO acks (alert_id, actor, kind, status, t, recorded_at) "
-                                "VALUES (?, ?, ?, ?, ?, ?)"), (alert_id, actor, kind, status, t, time.time()))
+                                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                        (alert_id, actor, kind, status, t, time.time()))
 
     def record_arrival(self, alert_id: str, unit_id: str, t: float, seconds_after_alert: float) -> bool:
         """A unit seen inside an alert's area for the first time. Returns False if already recorded."""

@@ -324,6 +324,11 @@ class MqttTransport:
         return len(self._outstanding)
 
 
+def is_confirmed(info: mqtt.MQTTMessageInfo) -> bool:
+    """Whether the broker confirmed a QoS 1 publish (see `_confirmed`)."""
+    return _confirmed(info)
+
+
 def _confirmed(info: mqtt.MQTTMessageInfo) -> bool:
     """Whether the broker confirmed a QoS 1 publish.
 

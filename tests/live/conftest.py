@@ -1,0 +1,84 @@
+"""Fixtures for the live-service tests: a private Mosquitto, the Bund twin file, an MQTT observer."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from tests.support.mqtt import PrivateBroker, mosquitto_available
+from twin.dataset import save_twin
+from twin.sources import data_dir
+
+REGISTRY = data_dir() / "bund" / "registry.geojson"
+
+
+@pytest.fixture
+def broker(tmp_path):
+    if not mosquitto_available():
+        pytest.skip("mosquitto is not installed")
+    b = PrivateBroker(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def bund_file(bund10, tmp_path_factory):
+    ds, buildings = bund10
+    return save_twin(tmp_path_factory.mktemp("grid") / "bund10.nc", ds, buildings)
+
+
+class Observer:
+    """Subscribes to everything under a prefix and keeps what arrives, by topic."""
+
+    def __init__(self, port: int, pattern: str = "city/#") -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.ready = queue.Queue()
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(pattern, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.ready.put(True)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.ready.get(timeout=10)
+
+    def _on_message(self, c, u, m) -> None:
+        with self.lock:
+            self.messages.append((m.topic, bytes(m.payload), bool(m.retain)))
+
+    def on(self, topic_part: str) -> list[bytes]:
+        with self.lock:
+            return [p for t, p, _ in self.messages if topic_part in t]
+
+    def json_on(self, topic_part: str) -> list[dict]:
+        return [json.loads(p) for p in self.on(topic_part) if p]
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def observer(broker):
+    o = Observer(broker.port)
+    yield o
+    o.close()
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

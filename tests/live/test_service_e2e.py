@@ -1,0 +1,126 @@
+"""The live service end to end through a real Mosquitto, driven only by the MQTT contract."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from ingest.batch import Batch
+from ingest.decoders.nmea import encode_nmea
+from ingest.decoders.senml import encode_senml
+from ingest.registry import load_registry
+from tests.live.conftest import REGISTRY, Observer, wait_for
+from twin import cap
+from twin.core import CoreConfig
+from twin.service import LiveService, ServiceConfig
+
+pytestmark = pytest.mark.slow
+
+CHEN_YI_SQUARE = (121.4855, 31.2405)
+LUJIAZUI = (121.5100, 31.2380)
+
+
+def _service(broker, bund_file, tmp_path, tick=0.2):
+    cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
+                        tick_s=tick, client_id="twin-e2e", snapshot_every_s=1.0,
+                        core=CoreConfig(tick_s=tick, clear_ticks=2))
+    svc = LiveService(cfg)
+    assert svc.start(10)
+    return svc
+
+
+class Feed:
+    """Publishes crowd counts for every counter and unit positions as NMEA with BeiDou talkers."""
+
+    def __init__(self, observer: Observer) -> None:
+        self.obs = observer
+        self.crowd = [d.id for d in load_registry(REGISTRY).of_kind("crowd")]
+        self.count = 200.0
+        self.units = {"unit-police-04": CHEN_YI_SQUARE, "unit-fire-05": LUJIAZUI}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        k = 0
+        while not self.stop.is_set():
+            t = round(time.time(), 3)
+            for d in self.crowd:
+                b = Batch.build(1, device=d, t=t, quantity="count", value=self.count)
+                self.obs.publish(f"city/sensors/crowd/{d}", encode_senml(b))
+            for i, (u, (lon, lat)) in enumerate(self.units.items()):
+                b = Batch.build(1, device=u, t=float(int(t)), lon=lon, lat=lat, speed_kmh=3.0, course_deg=90.0,
+                                fix=1, hdop=0.9, quantity="position")
+                talker = ("GB", "BD")[(i + k) % 2]
+                self.obs.publish(f"city/beidou/{u}", encode_nmea(b, talker=talker))
+            k += 1
+            self.stop.wait(0.2)
+
+
+def test_crowd_alert_lifecycle_through_the_broker(broker, observer, bund_file, tmp_path):
+    svc = _service(broker, bund_file, tmp_path)
+    feed = Feed(observer)
+    feed.thread.start()
+    try:
+        time.sleep(1.0)
+        feed.count = 9000.0  # the evening crowd arrives on the Bund
+        alerts = wait_for(lambda: [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"
+                                   and m["info"][0]["category"] == "Safety"], 30, "a crowd alert")
+        alert = alerts[0]
+        assert cap.problems(alert) == []
+        info = alert["info"][0]
+        params = {p["valueName"]: p["value"] for p in info["parameter"]}
+        assert info["severity"] == cap.LEVEL_SEVERITY[list(cap.LEVEL_COLOUR.values()).index(params["warningLevel"]) + 1]
+        poly = [tuple(map(float, p.split(","))) for p in info["area"][0]["polygon"][0].split()]
+        lats, lons = zip(*poly, strict=True)
+        assert 31.22 < min(lats) and max(lats) < 31.26 and 121.47 < min(lons) and max(lons) < 121.53
+        assert all(g["value"].startswith("N51H") for g in info["area"][0]["geocode"])
+        ident = alert["identifier"]
+        # routed to the unit on the promenade, not to the one across the river
+        wait_for(lambda: observer.on("city/units/unit-police-04/alerts"), 10, "the alert at unit-police-04")
+        assert not observer.on("city/units/unit-fire-05/alerts")
+        # the unit acknowledges
+        observer.publish("city/units/unit-police-04/ack",
+                         f'{{"alert":"{ident}","status":"ack","t":{time.time():.0f}}}'.encode())
+        wait_for(lambda: svc.store.acks(ident), 10, "the stored ack")
+        # the crowd disperses: cancelled after the clear delay, then the retained message is removed
+        feed.count = 100.0
+        cancel = wait_for(lambda: [m for m in observer.json_on(f"city/alerts/{ident}") if m["msgType"] == "Cancel"],
+                          60, "the cancel")[0]
+        assert ident in cancel["references"]
+        wait_for(lambda: observer.on(f"city/alerts/{ident}")[-1] == b"", 10, "the retained message removed")
+        assert any(b'"Cancel"' in p for p in observer.on("city/units/unit-police-04/alerts"))
+        late = Observer(broker.port, f"city/alerts/{ident}")
+        time.sleep(0.5)
+        assert late.on(f"city/alerts/{ident}") == [], "no retained alert left behind"
+        late.close()
+    finally:
+        feed.stop.set()
+        feed.thread.join(5)
+        svc.stop()
+
+
+def test_bad_messages_go_to_the_dead_letter_topic_and_the_counters(broker, observer, bund_file, tmp_path):
+    svc = _service(broker, bund_file, tmp_path)
+    try:
+        now = time.time()
+        observer.publish("city/sensors/crowd/crowd-bund-01", b"\x00garbage")
+        observer.publish("city/sensors/crowd/nobody", encode_senml(
+            Batch.build(1, device="nobody", t=now, quantity="count", value=1.0)))
+        observer.publish("city/beidou/unit-police-01", b'{"id":"unit-police-01","t":%d,"lon":121.7,"lat":31.1,'
+                         b'"speed_kmh":10,"course":0,"crs":"WGS84"}' % int(now))
+        letters = wait_for(lambda: len(observer.json_on("city/deadletter")) >= 3 and observer.json_on("city/deadletter"),
+                           20, "three dead letters")
+        reasons = {m["topic"].split("/")[-1]: m["reason"] for m in letters}
+        assert reasons == {"crowd-bund-01": "bad_syntax", "nobody": "unknown_device", "unit-police-01": "outside_grid"}
+        status = wait_for(lambda: [s for s in observer.json_on("city/twin/status")
+                                   if sum(s["rejected"].values()) >= 3], 10, "the status counters")[-1]
+        assert status["rejected"]["bad_syntax"] == 1 and status["rejected"]["unknown_device"] == 1
+        assert status["rejected"]["outside_grid"] == 1
+        for key in ("t", "uptime_s", "received", "accepted", "duplicates", "devices_seen", "units_tracked",
+                    "alerts_active", "tick_ms", "lag_ms"):
+            assert key in status
+    finally:
+        svc.stop()

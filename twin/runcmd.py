@@ -1,0 +1,66 @@
+"""What ``twin run`` does: build or load the twin, run the live service until told to stop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+from twin.core import CoreConfig
+from twin.service import LiveService, ServiceConfig
+from twin.sources import data_dir
+
+log = logging.getLogger(__name__)
+
+
+def default_grid(state_dir: Path, cell: float = 10.0) -> Path:
+    """The bundled Bund twin at ``cell`` metres, built once into the state folder."""
+    from twin.gridcmd import build_grid_file
+
+    path = state_dir / f"bund-{cell:g}m.nc"
+    if not path.is_file():
+        print(f"building the Bund twin at {cell:g} m into {path} (once)")
+        build_grid_file(out=path, cell=cell, district="bund", progress=True)
+    return path
+
+
+def service_config(args: argparse.Namespace) -> ServiceConfig:
+    """Service settings from ``twin run`` options."""
+    state = Path(args.state)
+    state.mkdir(parents=True, exist_ok=True)
+    grid = Path(args.grid) if args.grid else default_grid(state)
+    registry = Path(args.registry) if args.registry else data_dir() / "bund" / "registry.geojson"
+    for label, path in (("grid", grid), ("registry", registry)):
+        if not path.is_file():
+            raise FileNotFoundError(f"--{label} {path} does not exist")
+    core = CoreConfig(prefix=args.prefix, tick_s=args.tick, unit_buffer_m=args.buffer)
+    return ServiceConfig(broker=args.broker, grid=grid, registry=registry, state_dir=state, db=args.db,
+                         tick_s=args.tick, prefix=args.prefix, client_id=args.client_id, protocol=args.protocol,
+                         snapshot_every_s=args.snapshot_every, core=core)
+
+
+def run_service(args: argparse.Namespace) -> int:
+    """Run until Ctrl-C, SIGTERM or ``--duration``; returns the exit status."""
+    cfg = service_config(args)
+    service = LiveService(cfg)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if service.replayed:
+        print(f"recovered: replayed {service.replayed} logged messages since the last snapshot")
+    if not service.start():
+        print(f"broker {cfg.broker} not reachable yet: retrying in the background")
+    print(f"twin running: broker {cfg.broker}, tick {cfg.tick_s:g} s, state {cfg.state_dir} (Ctrl-C to stop)")
+    end = time.monotonic() + args.duration if args.duration else float("inf")
+    while not stop.wait(min(10.0, max(0.0, end - time.monotonic()))):
+        if time.monotonic() >= end:
+            break
+        s = service.status()
+        print(f"received {s['received']}, rejected {sum(s['rejected'].values())}, "
+              f"alerts active {s['alerts_active']}, outbox {s['outbox']}, tick {s['tick_ms']} ms", flush=True)
+    print("stopping: draining ingest, writing a snapshot, flushing the outbox")
+    service.stop()
+    return 0

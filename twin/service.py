@@ -1,0 +1,244 @@
+"""The live service: broker -> ingest -> twin core every tick -> store/outbox -> broker.
+
+Threads:
+
+- paho's network thread fills the transport's bounded queue;
+- the ingest thread logs every message durably, acknowledges it, decodes it and applies the
+  batch to the core; the tick thread only puts a ``$twin/tick`` control record on the same
+  queue, so ticks are logged and processed in order with the data (the log is the clock);
+- the outbox publisher sends stored messages in order and marks each published only when
+  the broker confirmed it.
+
+Recovery: every ``snapshot_every_s`` of twin time, right after a tick, the core's state is
+pickled with the raw-log position just after that tick. At start the last snapshot is loaded
+and the log replayed from its position, which gives the state of a run that never stopped.
+The snapshot is the service's own file (never data from the wire); the live layers are also
+written beside it as NetCDF for people and other tools.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.batch import Batch
+from ingest.pipeline import IngestConfig, Ingestor, control_message
+from ingest.rawlog import LogPosition, RawLog
+from ingest.registry import load_registry
+from ingest.rejection import Reason, reject
+from ingest.routing import subscriptions
+from ingest.transport.client import MqttTransport, is_confirmed
+from twin.core import CoreConfig, TwinCore
+from twin.dataset import load_twin, save_twin
+from twin.state import Rejected
+from twin.store import Store
+
+log = logging.getLogger(__name__)
+
+TICK_TOPIC = "$twin/tick"
+SNAPSHOT = "snapshot.pkl"
+
+
+@dataclass
+class ServiceConfig:
+    """Settings of `LiveService` (``twin run`` fills them from its options)."""
+
+    broker: str
+    grid: Path
+    registry: Path
+    state_dir: Path
+    db: str | None = None
+    tick_s: float = 1.0
+    prefix: str = "city/"
+    client_id: str = "citytwin-bund"
+    protocol: str = "5"
+    snapshot_every_s: float = 60.0
+    core: CoreConfig = field(default_factory=CoreConfig)
+
+
+class OutboxPublisher:
+    """Publishes the store's outbox in order; a row is marked published once the broker confirmed it."""
+
+    def __init__(self, store: Store, transport: MqttTransport, window: int = 100) -> None:
+        self.store, self.transport, self.window = store, transport, window
+        self.inflight: deque = deque()
+        self.last_seq = 0
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="outbox", daemon=True)
+
+    def run(self) -> None:
+        """Loop until stopped (then flush what the broker confirms within a few seconds)."""
+        while not self._stop.is_set():
+            if not self.step():
+                self.wake.wait(0.05)
+                self.wake.clear()
+        deadline = time.monotonic() + 5.0
+        while self.inflight and time.monotonic() < deadline:
+            self.step()
+            time.sleep(0.01)
+
+    def step(self) -> bool:
+        """Confirm what the broker acknowledged, send what is waiting; True if anything moved."""
+        moved = False
+        while self.inflight and is_confirmed(self.inflight[0][1]):
+            seq, _ = self.inflight.popleft()
+            self.store.mark_published(seq)
+            moved = True
+        room = self.window - len(self.inflight)
+        if room > 0 and not self._stop.is_set():
+            for item in [i for i in self.store.pending(self.window * 2) if i.seq > self.last_seq][:room]:
+                info = self.transport.publish(item.topic, item.payload or b"", qos=1, retain=item.retain)
+                self.inflight.append((item.seq, info))
+                self.last_seq = item.seq
+                moved = True
+        return moved
+
+    def start(self) -> None:
+        """Start the publisher thread."""
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop after flushing what can be confirmed."""
+        self._stop.set()
+        self.wake.set()
+        self.thread.join(10)
+
+
+class LiveService:
+    """The live twin against an MQTT broker (see the module docstring)."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = cfg = config
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.static, _ = load_twin(cfg.grid)
+        self.registry = load_registry(cfg.registry)
+        self.store = Store.open(cfg.db or f"sqlite:///{cfg.state_dir / 'alerts.db'}")
+        self.started = time.time()
+        self.core, start = self._restore()
+        self.raw_log = RawLog(cfg.state_dir / "rawlog")
+        self.transport = MqttTransport(cfg.broker, client_id=cfg.client_id, protocol=cfg.protocol,
+                                       subscriptions=subscriptions(cfg.prefix))
+        self.ingestor = Ingestor(self.transport, self.raw_log, self.registry, self._on_batch,
+                                 IngestConfig(prefix=cfg.prefix), control=self._on_control)
+        if self._deduper is not None:
+            self.ingestor.deduper = self._deduper
+        self.publisher = OutboxPublisher(self.store, self.transport)
+        self._tick_stop = threading.Event()
+        self._tick_thread = threading.Thread(target=self._ticker, name="ticker", daemon=True)
+        self._last_snapshot_t = float("-inf")
+        self.last_report = None
+        self._live = False  # no status messages while replaying the log
+        self.replayed = self.ingestor.replay(start)
+        log.info("replayed %d logged messages since %s", self.replayed, start)
+
+    # ------------------------------------------------------------ life cycle
+    def start(self, wait_s: float = 10.0) -> bool:
+        """Connect and start the threads; True once connected to the broker."""
+        self._live = True
+        connected = self.transport.start(wait_s)
+        self.ingestor.start()
+        self.publisher.start()
+        self._tick_thread.start()
+        return connected
+
+    def stop(self) -> None:
+        """Stop cleanly: no more ticks, drain ingest, snapshot, flush the outbox, disconnect."""
+        self._tick_stop.set()
+        self._tick_thread.join(5)
+        self.ingestor.stop()
+        self._snapshot(self.raw_log.position)
+        self.publisher.stop()
+        self.transport.wait_published(5)
+        self.transport.stop()
+        self.raw_log.close()
+        self.store.close()
+
+    # ------------------------------------------------------------ ticks
+    def _ticker(self) -> None:
+        period = self.config.tick_s
+        next_t = time.time()
+        while not self._tick_stop.is_set():
+            next_t += period
+            self._tick_stop.wait(max(0.0, next_t - time.time()))
+            if self._tick_stop.is_set():
+                break
+            now = time.time()
+            self.transport.queue.put(control_message(TICK_TOPIC, f"{now:.3f}".encode(), now))
+
+    def _on_control(self, topic: str, payload: bytes, received_at: float, after: LogPosition) -> None:
+        if topic != TICK_TOPIC:
+            return
+        t = float(payload)
+        report = self.core.on_tick(t)
+        self.last_report = report
+        self.publisher.wake.set()
+        if self._live:
+            self._publish_status(t, report.tick_ms)
+        if t - self._last_snapshot_t >= self.config.snapshot_every_s:
+            self._snapshot(after)
+
+    # ------------------------------------------------------------ batches
+    def _on_batch(self, batch: Batch) -> None:
+        for r in self.core.on_batch(batch):
+            self._dead_letter(r)
+        self.publisher.wake.set()
+
+    def _dead_letter(self, r: Rejected) -> None:
+        payload = json.dumps({"id": r.device, "t": r.t, "lon": r.lon, "lat": r.lat}).encode()
+        rejection = reject(Reason.OUTSIDE_GRID, r.detail, payload, "lon,lat")
+        self.ingestor._rejected(f"{self.config.prefix}beidou/{r.device}", rejection, time.time(), payload)
+
+    # ------------------------------------------------------------ status
+    def status(self, t: float | None = None, tick_ms: float | None = None) -> dict[str, object]:
+        """The ``city/twin/status`` document."""
+        m = self.ingestor.metrics.snapshot()
+        t = time.time() if t is None else t
+        if tick_ms is None:
+            tick_ms = self.last_report.tick_ms if self.last_report else 0.0
+        core = self.core.status()
+        return {"t": round(t, 3), "uptime_s": round(time.time() - self.started, 1),
+                "received": m.get("received", 0), "accepted": m.get("accepted", 0),
+                "duplicates": m.get("duplicates", 0), "rejected": m.get("rejected", {}),
+                "devices_seen": core["devices_seen"], "units_tracked": core["units_tracked"],
+                "alerts_active": core["alerts_active"], "tick_ms": round(tick_ms, 1),
+                "lag_ms": round(max(0.0, time.time() - t) * 1e3, 1), "outbox": self.store.outbox_depth()}
+
+    def _publish_status(self, t: float, tick_ms: float) -> None:
+        body = json.dumps(self.status(t, tick_ms), separators=(",", ":")).encode()
+        self.transport.publish(f"{self.config.prefix}twin/status", body, qos=1, retain=True)
+
+    # ------------------------------------------------------------ snapshots
+    def _snapshot(self, after: LogPosition) -> None:
+        path = self.config.state_dir / SNAPSHOT
+        state = {"core": self.core.snapshot_state(), "position": tuple(after),
+                 "deduper": self.ingestor.deduper, "written_at": time.time()}
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+        self._last_snapshot_t = self.core.last_tick
+        layers = self.core.models.layers
+        if layers.data_vars:
+            save_twin(self.config.state_dir / "live.nc", layers.assign_attrs(self.static.attrs))
+
+    def _restore(self) -> tuple[TwinCore, LogPosition]:
+        path = self.config.state_dir / SNAPSHOT
+        self._deduper = None
+        if not path.is_file():
+            return TwinCore(self.static, self.registry, self.store, self.config.core), LogPosition(0, 0)
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+        self._deduper = state["deduper"]
+        core = TwinCore.from_snapshot_state(state["core"], self.store)
+        log.info("restored snapshot of %s", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state["written_at"])))
+        return core, LogPosition(*state["position"])
