@@ -49,8 +49,8 @@ def run_service(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    if service.replayed:
-        print(f"recovered: replayed {service.replayed} logged messages since the last snapshot")
+    if service.restored:
+        print(f"recovered: last snapshot loaded, replayed {service.replayed} logged messages since it")
     if not service.start():
         print(f"broker {cfg.broker} not reachable yet: retrying in the background")
     print(f"twin running: broker {cfg.broker}, tick {cfg.tick_s:g} s, state {cfg.state_dir} (Ctrl-C to stop)")

@@ -234,6 +234,7 @@ class LiveService:
     def _restore(self) -> tuple[TwinCore, LogPosition]:
         path = self.config.state_dir / SNAPSHOT
         self._deduper = None
+        self.restored = path.is_file()
         if not path.is_file():
             return TwinCore(self.static, self.registry, self.store, self.config.core), LogPosition(0, 0)
         with open(path, "rb") as f:

@@ -59,8 +59,13 @@ class Observer:
     def json_on(self, topic_part: str) -> list[dict]:
         return [json.loads(p) for p in self.on(topic_part) if p]
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish at QoS 1 and wait for the broker; False while the broker is away (the feed goes on)."""
+        try:
+            self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+        except (RuntimeError, ValueError):
+            return False
+        return True
 
     def close(self) -> None:
         self.client.disconnect()
