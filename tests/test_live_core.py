@@ -154,3 +154,16 @@ def test_the_same_inputs_give_the_same_alerts_and_a_restored_core_continues_iden
     rest_a = [e.message for _, e in _run(a, registry, counts[10:], start=10)]
     rest_c = [e.message for _, e in _run(c, registry, counts[10:], start=10)]
     assert rest_a == rest_c
+
+
+def test_a_flapping_feed_makes_no_duplicate_and_no_ghost_cleared_alerts(core, registry):
+    # counts jump between just under and just over the density that raises a level, every tick
+    events = _run(core, registry, [300] * 3 + [6000] * 8)
+    assert [e.kind for _, e in events if e.alert.hazard == "crowd"].count("raised") == 1
+    flapping = [2600 if k % 2 else 3400 for k in range(120)]
+    events = _run(core, registry, flapping, start=11)
+    crowd = [e for _, e in events if e.alert.hazard == "crowd"]
+    assert not [e for e in crowd if e.kind == "raised"], "no second alert for the same crowd"
+    assert not [e for e in crowd if e.kind == "cancelled"], "no clear while the crowd is still there"
+    assert len(core.book.of_hazard("crowd")) == 1
+    assert len(crowd) <= 6, f"updates stay rare while flapping: {[e.alert.level for e in crowd]}"

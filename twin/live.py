@@ -66,7 +66,11 @@ class LiveModels:
                              crowd_density=zero.assign_attrs(units="person m-2"))
         self.fusion = models.CrowdFusion(seed)
         self.crowd = models.CrowdState(seed)
-        self.rain = models.RainAccumulation(seed)
+        # rain totals are kept per gauge (a 1 x n "grid") and spread to cells by nearest gauge
+        n_gauges = max(1, len(state.readings["rain"].ids))
+        self.rain = models.RainAccumulation(xr.Dataset(
+            {"rain_rate": (("y", "x"), np.zeros((1, n_gauges)), {"units": "mm h-1"})}))
+        self._nearest: dict[bytes, np.ndarray] = {}
         self.flood = models.FloodModel(seed, self.config.flood, cell_size=state.grid.cell_size)
         self.probes = models.ProbeSpeeds(seed, shape=self.shape)
         self.levels = models.AlertLevels(static, self.config.risk)
@@ -82,9 +86,7 @@ class LiveModels:
         density, stale["crowd"] = self._crowd(t)
         ds["crowd_density"] = (("y", "x"), density, {"units": "person m-2"})
         crowd = self.crowd.update(ds, dt)
-        rain, stale_rain = self._rain(t)
-        ds["rain_rate"] = (("y", "x"), rain, {"units": "mm h-1"})
-        ds.update(self.rain.update(ds, dt))
+        rain, stale_rain = self._rain(t, dt, ds)
         ds.update(self._flood(t, dt, rain))
         stale["flood"] = np.broadcast_to(stale_rain, self.shape)
         ds.update(self._traffic(t, ds))
@@ -116,17 +118,37 @@ class LiveModels:
         stale_cells = (covered_any & np.isnan(density.ravel())).reshape(self.shape)
         return density, stale_cells
 
-    def _rain(self, t: float) -> tuple[np.ndarray, bool]:
+    def _rain(self, t: float, dt: float, ds: xr.Dataset) -> tuple[np.ndarray, bool]:
+        """Rain rate, rolling totals and signals per cell from the gauges (nearest fresh gauge)."""
         r, cells = self.state.readings["rain"], self.state.sensor_cells["rain"]
         rate, _ = r.latest("rain")
         fresh = r.fresh("rain", t, self.config.stale_s["rain"]) & (cells >= 0) & np.isfinite(rate)
+        gauge_rate = np.where(fresh, rate, 0.0) if rate.size else np.zeros(1)
+        totals = self.rain.update(xr.Dataset({"rain_rate": (("y", "x"), gauge_rate[None, :],
+                                                            {"units": "mm h-1"})}), dt)
         if not fresh.any():
-            return np.zeros(self.shape), True
-        g = self.state.grid
-        gy, gx = np.divmod(cells[fresh], g.nx)
-        yy, xx = np.divmod(np.arange(g.size), g.nx)
-        d2 = (yy[:, None] - gy[None, :]) ** 2 + (xx[:, None] - gx[None, :]) ** 2
-        return rate[fresh][np.argmin(d2, axis=1)].reshape(self.shape), False
+            nearest, stale = np.zeros(self.state.grid.size, np.int64), True
+        else:
+            nearest, stale = self._nearest_gauge(fresh), False
+        for name in ("rain_1h", "rain_6h", "rain_signal"):
+            var = totals[name]
+            ds[name] = (("y", "x"), var.values[0][nearest].reshape(self.shape), var.attrs)
+        rain = gauge_rate[nearest].reshape(self.shape)
+        ds["rain_rate"] = (("y", "x"), rain, {"units": "mm h-1"})
+        return rain, stale
+
+    def _nearest_gauge(self, fresh: np.ndarray) -> np.ndarray:
+        """Index of the nearest fresh gauge for every cell (Thiessen polygons), cached per fresh set."""
+        key = fresh.tobytes()
+        if key not in self._nearest:
+            g = self.state.grid
+            cells = self.state.sensor_cells["rain"]
+            idx = np.flatnonzero(fresh)
+            gy, gx = np.divmod(cells[idx], g.nx)
+            yy, xx = np.divmod(np.arange(g.size), g.nx)
+            d2 = (yy[:, None] - gy[None, :]) ** 2 + (xx[:, None] - gx[None, :]) ** 2
+            self._nearest[key] = idx[np.argmin(d2, axis=1)]
+        return self._nearest[key]
 
     def _flood(self, t: float, dt: float, rain: np.ndarray) -> xr.Dataset:
         self.flood.set_rain(rain)

@@ -35,6 +35,7 @@ from ingest.registry import load_registry
 from ingest.rejection import Reason, reject
 from ingest.routing import subscriptions
 from ingest.transport.client import MqttTransport, is_confirmed
+from ingest.validation import Limits
 from twin.core import CoreConfig, TwinCore
 from twin.dataset import load_twin, save_twin
 from twin.state import Rejected
@@ -61,6 +62,7 @@ class ServiceConfig:
     protocol: str = "5"
     snapshot_every_s: float = 60.0
     core: CoreConfig = field(default_factory=CoreConfig)
+    limits: Limits = field(default_factory=Limits)
 
 
 class OutboxPublisher:
@@ -127,7 +129,7 @@ class LiveService:
         self.transport = MqttTransport(cfg.broker, client_id=cfg.client_id, protocol=cfg.protocol,
                                        subscriptions=subscriptions(cfg.prefix))
         self.ingestor = Ingestor(self.transport, self.raw_log, self.registry, self._on_batch,
-                                 IngestConfig(prefix=cfg.prefix), control=self._on_control)
+                                 IngestConfig(prefix=cfg.prefix, limits=cfg.limits), control=self._on_control)
         if self._deduper is not None:
             self.ingestor.deduper = self._deduper
         self.publisher = OutboxPublisher(self.store, self.transport)

@@ -110,7 +110,8 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_counters(broker, obser
             Batch.build(1, device="nobody", t=now, quantity="count", value=1.0)))
         observer.publish("city/beidou/unit-police-01", b'{"id":"unit-police-01","t":%d,"lon":121.7,"lat":31.1,'
                          b'"speed_kmh":10,"course":0,"crs":"WGS84"}' % int(now))
-        letters = wait_for(lambda: len(observer.json_on("city/deadletter")) >= 3 and observer.json_on("city/deadletter"),
+        letters = wait_for(lambda: len(observer.json_on("city/deadletter")) >= 3 \
+                           and observer.json_on("city/deadletter"),
                            20, "three dead letters")
         reasons = {m["topic"].split("/")[-1]: m["reason"] for m in letters}
         assert reasons == {"crowd-bund-01": "bad_syntax", "nobody": "unknown_device", "unit-police-01": "outside_grid"}
