@@ -50,7 +50,8 @@ CHEN_YI_SQUARE = (121.4855, 31.2405)
 
 
 def service(broker: PrivateBroker, grid: Path, state: Path, fast_alerts: bool = False) -> LiveService:
-    timing = AlertTiming(for_ticks=0, keep_ticks=1) if fast_alerts else AlertTiming()
+    # no raise delay and no flap hold: repeated raise/cancel cycles are the point of the measurement
+    timing = AlertTiming(for_ticks=0, keep_ticks=1, flap_high=1000.0, flap_low=999.0) if fast_alerts else AlertTiming()
     risk = RiskConfig(crowd=CrowdConfig(timing=timing)) if fast_alerts else RiskConfig()
     cfg = ServiceConfig(broker=broker.url, grid=grid, registry=data_dir() / "bund" / "registry.geojson",
                         state_dir=state, tick_s=TICK_S, prefix=PREFIX, client_id=f"bench-live-{state.name}",

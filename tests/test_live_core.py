@@ -120,6 +120,9 @@ def test_a_silent_sensor_turns_cells_to_no_data_without_clearing(core, registry)
         assert not [e for e in events if e.kind == "cancelled"]
     assert (core.models.layers["level_crowd"].values == -1).any()
     assert len(core.book.of_hazard("crowd")) == 1
+    updated = core.models.layers["updated_crowd"].values
+    assert np.nanmax(updated) == T0 + 90, "the cells know when their counters last reported"
+    assert np.isnan(updated).mean() > 0.9, "cells no counter covers have never been updated"
 
 
 def test_a_five_year_storm_floods_the_underpasses_first(core, registry):

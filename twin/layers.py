@@ -95,6 +95,14 @@ LAYERS = _layers(
     Layer("rain_signal", "1", "Shanghai rainstorm signal level, 0 none to 4 red", dtype="int8", kind="level"),
     Layer("level_changed", "1", "bitmask of levels changed this tick: 1 crowd, 2 flood, 4 traffic, 8 overall",
           dtype="int8", kind="risk"),
+    # --- when each source last reported for the cell (NaN: never) ---
+    Layer("updated_crowd", "seconds since 1970-01-01 00:00:00", "last crowd-counter reading covering the cell",
+          kind="live"),
+    Layer("updated_rain", "seconds since 1970-01-01 00:00:00", "last reading of the cell's rain gauge", kind="live"),
+    Layer("updated_water", "seconds since 1970-01-01 00:00:00", "last water-depth reading in the cell",
+          kind="live"),
+    Layer("updated_traffic", "seconds since 1970-01-01 00:00:00",
+          "last loop-detector reading or vehicle ping in the cell", kind="live"),
     # --- risk layers ---
     Layer("risk_crowd", "1", "crowd risk, hazard x exposure x vulnerability", kind="risk"),
     Layer("risk_flood", "1", "flood risk, hazard x exposure x vulnerability", kind="risk"),

@@ -183,8 +183,34 @@ class LiveModels:
         return xr.Dataset({"traffic_speed": (("y", "x"), speed, {"units": "km h-1"}),
                            "traffic_samples": out["traffic_samples"]})
 
+    def _updated(self) -> dict[str, np.ndarray]:
+        """Per cell and source, the time of the latest reading that applies to the cell [unix s]."""
+        st, n = self.state, self.state.grid.size
+        out = {}
+        _, t = st.readings["crowd"].latest("count")
+        sensor, cell, _ = st.cover
+        crowd = np.full(n, -np.inf)
+        np.maximum.at(crowd, cell, t[sensor])
+        out["updated_crowd"] = crowd
+        _, t = st.readings["rain"].latest("rain")
+        cells = st.sensor_cells["rain"]
+        have = np.isfinite(t) & (cells >= 0)
+        out["updated_rain"] = t[self._nearest_gauge(have)] if have.any() else np.full(n, -np.inf)
+        for kind, quantity in (("water", "depth"), ("traffic", "speed")):
+            _, t = st.readings[kind].latest(quantity)
+            cells = st.sensor_cells[kind]
+            arr = np.full(n, -np.inf)
+            np.maximum.at(arr, cells[cells >= 0], t[cells >= 0])
+            out[f"updated_{kind}"] = arr
+        p = st.pings
+        if p.size:
+            np.maximum.at(out["updated_traffic"], p["cell"], p["t"])
+        return {k: np.where(np.isfinite(v), v, np.nan).reshape(self.shape) for k, v in out.items()}
+
     def _live_layers(self, ds: xr.Dataset) -> xr.Dataset:
         out = xr.Dataset(coords=self.state.static.coords)
+        for name, values in self._updated().items():
+            set_layer(out, name, values)
         names = ("crowd_density", "crowd_trend", "crowd_pressure", "rain_rate", "rain_1h", "rain_6h", "rain_signal",
                  "water_depth", "water_speed", "flow_hazard", "traffic_speed", "traffic_samples",
                  "risk_crowd", "risk_flood", "risk_traffic", "level_crowd", "level_flood", "level_traffic",

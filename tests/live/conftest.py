@@ -10,7 +10,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.support.mqtt import PrivateBroker, mosquitto_available
+from tests.ingest.conftest import own_broker  # noqa: F401 - the fixture, shared
 from twin.dataset import save_twin
 from twin.sources import data_dir
 
@@ -18,13 +18,9 @@ REGISTRY = data_dir() / "bund" / "registry.geojson"
 
 
 @pytest.fixture
-def broker(tmp_path):
-    if not mosquitto_available():
-        pytest.skip("mosquitto is not installed")
-    b = PrivateBroker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()
+def broker(own_broker):  # noqa: F811 - the imported fixture, by name
+    """A private Mosquitto (deploy/mosquitto.conf limits) for one test."""
+    return own_broker
 
 
 @pytest.fixture(scope="session")
