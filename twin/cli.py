@@ -117,7 +117,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                        description="Run the live twin: subscribe to the district's feeds, keep the twin current, "
                                    "score risk every tick, raise/update/cancel CAP alerts and route them to "
                                    "field units. Stops cleanly on Ctrl-C or SIGTERM.")
-    r.add_argument("--broker", required=True, help="mqtt://user:pass@host:1883 or mqtts://... (TLS)")
+    r.add_argument("--broker", help="mqtt://user:pass@host:1883 or mqtts://... (TLS); without it an embedded "
+                                    "broker (amqtt, MQTT 3.1.1) is started on 127.0.0.1 and a free port")
     r.add_argument("--grid", type=Path, help="twin NetCDF from 'twin grid build' (default: the Bund at 10 m, "
                                              "built once into the state folder)")
     r.add_argument("--registry", type=Path, help="device registry GeoJSON (default: data/bund/registry.geojson)")
@@ -128,7 +129,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--tick", type=_positive, default=1.0, help="tick period in seconds (default 1)")
     r.add_argument("--prefix", default="city/", help="MQTT topic prefix (default city/)")
     r.add_argument("--client-id", default="citytwin-bund", help="MQTT client id (fixed: the session persists)")
-    r.add_argument("--protocol", choices=("5", "3.1.1"), default="5", help="MQTT protocol version (default 5)")
+    r.add_argument("--protocol", choices=("5", "3.1.1"), help="MQTT protocol version (default 5; 3.1.1 with the "
+                                                              "embedded broker)")
     r.add_argument("--buffer", type=_positive, default=500.0, help="field units within this many metres of an "
                                                                    "alert area get it (default 500)")
     r.add_argument("--snapshot-every", type=_positive, default=60.0, help="seconds between snapshots (default 60)")

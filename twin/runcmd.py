@@ -38,12 +38,28 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
             raise FileNotFoundError(f"--{label} {path} does not exist")
     core = CoreConfig(prefix=args.prefix, tick_s=args.tick, unit_buffer_m=args.buffer)
     return ServiceConfig(broker=args.broker, grid=grid, registry=registry, state_dir=state, db=args.db,
-                         tick_s=args.tick, prefix=args.prefix, client_id=args.client_id, protocol=args.protocol,
+                         tick_s=args.tick, prefix=args.prefix, client_id=args.client_id,
+                         protocol=args.protocol or "5",
                          snapshot_every_s=args.snapshot_every, core=core)
 
 
 def run_service(args: argparse.Namespace) -> int:
     """Run until Ctrl-C, SIGTERM or ``--duration``; returns the exit status."""
+    embedded = None
+    if not args.broker:
+        from twin.broker import EmbeddedBroker
+
+        embedded = EmbeddedBroker().start()
+        args.broker, args.protocol = embedded.url, "3.1.1"
+        print(f"no --broker given: started an embedded MQTT broker (amqtt, MQTT 3.1.1) at {embedded.url}")
+    try:
+        return _run(args)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _run(args: argparse.Namespace) -> int:
     cfg = service_config(args)
     service = LiveService(cfg)
     stop = threading.Event()

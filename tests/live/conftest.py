@@ -32,10 +32,11 @@ def bund_file(bund10, tmp_path_factory):
 class Observer:
     """Subscribes to everything under a prefix and keeps what arrives, by topic."""
 
-    def __init__(self, port: int, pattern: str = "city/#") -> None:
+    def __init__(self, port: int, pattern: str = "city/#", protocol: int = mqtt.MQTTv5) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol)
+        self.client.username_pw_set("observer")  # amqtt (MQTT 3.1.1) wants a username
         self.ready = queue.Queue()
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(pattern, qos=1)
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.ready.put(True)

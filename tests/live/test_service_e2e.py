@@ -124,3 +124,29 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_counters(broker, obser
             assert key in status
     finally:
         svc.stop()
+
+
+def test_the_same_service_runs_on_the_embedded_mqtt_311_broker(bund_file, tmp_path):
+    import paho.mqtt.client as mqtt
+
+    from twin.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as embedded:
+        cfg = ServiceConfig(broker=embedded.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
+                            tick_s=0.2, client_id="twin-amqtt", protocol="3.1.1", core=CoreConfig(tick_s=0.2))
+        svc = LiveService(cfg)
+        assert svc.start(10)
+        observer = Observer(embedded.port, protocol=mqtt.MQTTv311)
+        feed = Feed(observer)
+        feed.count = 9000.0
+        feed.thread.start()
+        try:
+            wait_for(lambda: [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"], 30,
+                     "a crowd alert through amqtt")
+            wait_for(lambda: observer.on("city/units/unit-police-04/alerts"), 10, "the unit's copy")
+            assert wait_for(lambda: observer.json_on("city/twin/status"), 10, "status")[-1]["received"] > 0
+        finally:
+            feed.stop.set()
+            feed.thread.join(5)
+            observer.close()
+            svc.stop()
