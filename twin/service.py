@@ -47,6 +47,29 @@ TICK_TOPIC = "$twin/tick"
 SNAPSHOT = "snapshot.pkl"
 
 
+class TwinClock:
+    """The twin's time [unix s]: wall time, or simulated time running ``speed`` times faster.
+
+    ``start`` is the simulated time at the moment the clock is made (default: now). Receive
+    times, ticks and the status all read this clock, so a demo can compress an evening into
+    minutes while the raw log, the replay and the alerts stay consistent.
+    """
+
+    def __init__(self, speed: float = 1.0, start: float | None = None) -> None:
+        if not speed > 0:
+            raise ValueError(f"clock speed must be > 0, got {speed}")
+        self.speed = speed
+        self.wall0 = time.time()
+        self.sim0 = self.wall0 if start is None else start
+
+    def __call__(self) -> float:
+        return self.sim0 + (time.time() - self.wall0) * self.speed
+
+    def wall_seconds(self, twin_seconds: float) -> float:
+        """Wall time that ``twin_seconds`` of twin time take. [s]"""
+        return twin_seconds / self.speed
+
+
 @dataclass
 class ServiceConfig:
     """Settings of `LiveService` (``twin run`` fills them from its options)."""
@@ -63,6 +86,7 @@ class ServiceConfig:
     snapshot_every_s: float = 60.0
     core: CoreConfig = field(default_factory=CoreConfig)
     limits: Limits = field(default_factory=Limits)
+    clock: TwinClock = field(default_factory=TwinClock)
 
 
 class OutboxPublisher:
@@ -126,8 +150,9 @@ class LiveService:
         self.started = time.time()
         self.core, start = self._restore()
         self.raw_log = RawLog(cfg.state_dir / "rawlog")
+        self.clock = cfg.clock
         self.transport = MqttTransport(cfg.broker, client_id=cfg.client_id, protocol=cfg.protocol,
-                                       subscriptions=subscriptions(cfg.prefix))
+                                       subscriptions=subscriptions(cfg.prefix), clock=cfg.clock)
         self.ingestor = Ingestor(self.transport, self.raw_log, self.registry, self._on_batch,
                                  IngestConfig(prefix=cfg.prefix, limits=cfg.limits), control=self._on_control)
         if self._deduper is not None:
@@ -165,14 +190,14 @@ class LiveService:
 
     # ------------------------------------------------------------ ticks
     def _ticker(self) -> None:
-        period = self.config.tick_s
+        period = self.clock.wall_seconds(self.config.tick_s)  # a tick is tick_s of twin time
         next_t = time.time()
         while not self._tick_stop.is_set():
             next_t += period
             self._tick_stop.wait(max(0.0, next_t - time.time()))
             if self._tick_stop.is_set():
                 break
-            now = time.time()
+            now = self.clock()
             self.transport.queue.put(control_message(TICK_TOPIC, f"{now:.3f}".encode(), now))
 
     def _on_control(self, topic: str, payload: bytes, received_at: float, after: LogPosition) -> None:
@@ -196,13 +221,14 @@ class LiveService:
     def _dead_letter(self, r: Rejected) -> None:
         payload = json.dumps({"id": r.device, "t": r.t, "lon": r.lon, "lat": r.lat}).encode()
         rejection = reject(Reason.OUTSIDE_GRID, r.detail, payload, "lon,lat")
-        self.ingestor._rejected(f"{self.config.prefix}beidou/{r.device}", rejection, time.time(), payload)
+        self.ingestor._rejected(f"{self.config.prefix}beidou/{r.device}", rejection, self.clock(), payload)
 
     # ------------------------------------------------------------ status
     def status(self, t: float | None = None, tick_ms: float | None = None) -> dict[str, object]:
         """The ``city/twin/status`` document."""
         m = self.ingestor.metrics.snapshot()
-        t = time.time() if t is None else t
+        now = self.clock()
+        t = now if t is None else t
         if tick_ms is None:
             tick_ms = self.last_report.tick_ms if self.last_report else 0.0
         core = self.core.status()
@@ -211,7 +237,7 @@ class LiveService:
                 "duplicates": m.get("duplicates", 0), "rejected": m.get("rejected", {}),
                 "devices_seen": core["devices_seen"], "units_tracked": core["units_tracked"],
                 "alerts_active": core["alerts_active"], "tick_ms": round(tick_ms, 1),
-                "lag_ms": round(max(0.0, time.time() - t) * 1e3, 1), "outbox": self.store.outbox_depth()}
+                "lag_ms": round(max(0.0, now - t) * 1e3 / self.clock.speed, 1), "outbox": self.store.outbox_depth()}
 
     def _publish_status(self, t: float, tick_ms: float) -> None:
         body = json.dumps(self.status(t, tick_ms), separators=(",", ":")).encode()

@@ -22,7 +22,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -125,12 +125,15 @@ class MqttTransport:
         max_outstanding: int = 10_000,
         publish_timeout_s: float = 10.0,
         tls_ca: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
         if not 0 < max_outstanding < 65535:
             raise ValueError("max_outstanding must be in 1..65534")
         self.url = url if isinstance(url, BrokerURL) else parse_broker_url(url)
+        self.clock = clock
+        """Receive times come from here [s]: wall time, or a simulated clock that runs faster."""
         self.client_id = client_id
         self.subscriptions = tuple(subscriptions)
         self.protocol = protocol
@@ -251,7 +254,7 @@ class MqttTransport:
             msg.mid,
             bool(msg.dup),
             bool(msg.retain),
-            time.time(),
+            self.clock(),
             self._generation,
         )
         self.stats.received += 1

@@ -150,3 +150,26 @@ def test_the_same_service_runs_on_the_embedded_mqtt_311_broker(bund_file, tmp_pa
             feed.thread.join(5)
             observer.close()
             svc.stop()
+
+
+def test_a_compressed_clock_runs_ticks_and_receive_times_in_twin_time(broker, observer, bund_file, tmp_path):
+    from twin.service import TwinClock
+
+    clock = TwinClock(speed=60.0)
+    cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
+                        tick_s=10.0, client_id="twin-fast", clock=clock, core=CoreConfig(tick_s=10.0))
+    svc = LiveService(cfg)
+    assert svc.start(10)
+    try:
+        t_start = clock()
+        time.sleep(2.0)  # two wall seconds are two twin minutes: about 12 ticks of 10 s
+        assert 8 <= (svc.core.last_tick - t_start) / 10.0 <= 14
+        t = clock()  # a reading stamped in twin time is neither early nor late for the twin
+        observer.publish("city/sensors/crowd/crowd-bund-01", encode_senml(
+            Batch.build(1, device="crowd-bund-01", t=t, quantity="count", value=123.0)))
+        wait_for(lambda: svc.ingestor.metrics.accepted >= 1, 10, "the reading accepted")
+        assert svc.ingestor.metrics.snapshot()["rejected"]["time_skew"] == 0
+        value, when = svc.core.state.readings["crowd"].latest("count")
+        assert value[0] == 123.0 and abs(when[0] - t) < 1e-3
+    finally:
+        svc.stop()
