@@ -161,6 +161,7 @@ class LiveService:
         self._tick_stop = threading.Event()
         self._tick_thread = threading.Thread(target=self._ticker, name="ticker", daemon=True)
         self._last_snapshot_t = float("-inf")
+        self._snapshot_lock = threading.Lock()
         self.last_report = None
         self._live = False  # no status messages while replaying the log
         self.replayed = self.ingestor.replay(start)
@@ -245,12 +246,18 @@ class LiveService:
 
     # ------------------------------------------------------------ snapshots
     def _snapshot(self, after: LogPosition) -> None:
+        with self._snapshot_lock:  # the ingest thread (after a tick) and stop() both write snapshots
+            self._write_snapshot(after)
+
+    def _write_snapshot(self, after: LogPosition) -> None:
         path = self.config.state_dir / SNAPSHOT
-        state = {"core": self.core.snapshot_state(), "position": tuple(after),
-                 "deduper": self.ingestor.deduper, "written_at": time.time()}
-        tmp = path.with_name(path.name + ".tmp")
+        with self.core.lock:
+            blob = pickle.dumps({"core": self.core.snapshot_state(), "position": tuple(after),
+                                 "deduper": self.ingestor.deduper, "written_at": time.time()},
+                                protocol=pickle.HIGHEST_PROTOCOL)
+        tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
         with open(tmp, "wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.write(blob)
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(path)
