@@ -173,3 +173,37 @@ def test_a_compressed_clock_runs_ticks_and_receive_times_in_twin_time(broker, ob
         assert value[0] == 123.0 and abs(when[0] - t) < 1e-3
     finally:
         svc.stop()
+
+
+def test_the_service_stores_alerts_in_postgresql(broker, observer, bund_file, tmp_path):
+    import uuid
+
+    import psycopg
+
+    from tests.test_store import PG_URL
+
+    name = f"citytwin_svc_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    url = PG_URL.rsplit("/", 1)[0] + "/" + name
+    cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
+                        db=url, tick_s=0.2, client_id="twin-pg", core=CoreConfig(tick_s=0.2))
+    svc = LiveService(cfg)
+    assert svc.start(10)
+    feed = Feed(observer)
+    feed.count = 9000.0
+    feed.thread.start()
+    try:
+        msg = wait_for(lambda: [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"], 30,
+                       "a crowd alert")[0]
+    finally:
+        feed.stop.set()
+        feed.thread.join(5)
+        svc.stop()
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT identifier FROM messages WHERE msg_type = 'Alert'").fetchall()
+        pending = conn.execute("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    assert (msg["identifier"],) in stored
+    assert pending == 0, "everything stored was published and confirmed"
