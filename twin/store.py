@@ -191,12 +191,15 @@ class Store:
         return int(self._all("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")[0][0])
 
     def alerts(self, state: str | None = None) -> list[dict]:
-        """Stored alerts (``state`` active / cancelled to filter), oldest first, with their last message."""
-        sql = "SELECT identifier, hazard, level, state, raised_at, updated_at, cancelled_at, last_message FROM alerts"
+        """Stored alerts (``state`` active / cancelled to filter), oldest first, with their last message and
+        their cells (flat indices) at that message."""
+        sql = ("SELECT identifier, hazard, level, state, raised_at, updated_at, cancelled_at, last_message, cells "
+               "FROM alerts")
         rows = self._all(sql + (" WHERE state = ?" if state else "") + " ORDER BY raised_at, identifier",
                          (state,) if state else ())
         keys = ("identifier", "hazard", "level", "state", "raised_at", "updated_at", "cancelled_at")
-        return [{**dict(zip(keys, r[:7], strict=True)), "message": json.loads(r[7])} for r in rows]
+        return [{**dict(zip(keys, r[:7], strict=True)), "message": json.loads(r[7]), "cells": json.loads(r[8])}
+                for r in rows]
 
     def messages(self, alert_id: str) -> list[dict]:
         """Every CAP message of an alert, in order."""

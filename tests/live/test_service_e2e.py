@@ -207,3 +207,73 @@ def test_the_service_stores_alerts_in_postgresql(broker, observer, bund_file, tm
         admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
     assert (msg["identifier"],) in stored
     assert pending == 0, "everything stored was published and confirmed"
+
+
+def test_a_five_year_storm_over_mqtt_floods_the_underpasses_first(broker, observer, bund_file, tmp_path):
+    """Rain gauges at the Shanghai 5-year, 60-minute rate (58.1 mm/h, SCIENCE.md 2.2) in compressed time."""
+    import numpy as np
+
+    from twin.dataset import load_twin
+    from twin.store import Store
+    from twin.service import TwinClock
+
+    clock = TwinClock(speed=60.0)
+    cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
+                        tick_s=10.0, client_id="twin-storm", clock=clock, core=CoreConfig(tick_s=10.0))
+    svc = LiveService(cfg)
+    assert svc.start(10)
+    gauges = [d.id for d in load_registry(REGISTRY).of_kind("rain")]
+    stop = threading.Event()
+
+    def rain():
+        while not stop.is_set():
+            t = clock()
+            for g in gauges:
+                observer.publish(f"city/sensors/rain/{g}", encode_senml(
+                    Batch.build(1, device=g, t=t, quantity="rain", value=58.1)))
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=rain, daemon=True)
+    thread.start()
+    try:
+        first = wait_for(lambda: [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"
+                                  and m["info"][0]["event"] == "Urban waterlogging warning"], 90,
+                         "a waterlogging alert")
+    finally:
+        stop.set()
+        thread.join(5)
+        svc.stop()
+    static, _ = load_twin(bund_file)
+    under = static["underpass"].values.ravel() == 1
+    first_ids = {m["identifier"] for m in first}
+    store = Store.open(tmp_path / "state" / "alerts.db")
+    first_cells = [np.array(a["cells"]) for a in store.alerts() if a["identifier"] in first_ids]
+    store.close()
+    assert first_cells and all(under[c].any() for c in first_cells), "the first flooded cells are underpasses"
+
+
+def test_a_silent_sensor_turns_cells_to_no_data_without_clearing_over_mqtt(broker, observer, bund_file, tmp_path):
+    from twin.service import TwinClock
+
+    clock = TwinClock(speed=30.0)
+    cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
+                        tick_s=5.0, client_id="twin-silent", clock=clock, core=CoreConfig(tick_s=5.0))
+    svc = LiveService(cfg)
+    assert svc.start(10)
+    crowd = [d.id for d in load_registry(REGISTRY).of_kind("crowd")]
+    try:
+        for _ in range(12):  # a dense crowd for a while, then every counter falls silent
+            t = clock()
+            for d in crowd:
+                observer.publish(f"city/sensors/crowd/{d}", encode_senml(
+                    Batch.build(1, device=d, t=t, quantity="count", value=9000.0)))
+            time.sleep(0.3)
+        ident = wait_for(lambda: [m["identifier"] for m in observer.json_on("city/alerts/")
+                                  if m["msgType"] == "Alert"], 30, "a crowd alert")[0]
+        time.sleep(12.0)  # 6 twin minutes of silence: the 180 s staleness limit passes twice over
+        levels = svc.core.models.layers["level_crowd"].values
+        assert (levels == -1).any(), "the silent counters' cells are no data"
+        assert not [m for m in observer.json_on(f"city/alerts/{ident}") if m["msgType"] == "Cancel"]
+        assert svc.core.book.active, "silence neither raises nor clears"
+    finally:
+        svc.stop()
