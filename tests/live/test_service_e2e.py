@@ -214,8 +214,8 @@ def test_a_five_year_storm_over_mqtt_floods_the_underpasses_first(broker, observ
     import numpy as np
 
     from twin.dataset import load_twin
-    from twin.store import Store
     from twin.service import TwinClock
+    from twin.store import Store
 
     clock = TwinClock(speed=60.0)
     cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
