@@ -138,6 +138,22 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_run)
 
 
+# ---------------------------------------------------------------- twin simulate
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    from scenarios.simulate_cli import add_parser
+
+    parser = add_parser(sub)
+    run = parser.get_default("func")
+
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return int(run(args) or 0)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    parser.set_defaults(func=guarded)
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     """The ``twin`` argument parser with every subcommand."""
@@ -147,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_grid(sub)
     _add_run(sub)
+    _add_simulate(sub)
     return parser
 
 
