@@ -22,10 +22,11 @@ CHEN_YI_SQUARE = (121.4855, 31.2405)
 LUJIAZUI = (121.5100, 31.2380)
 
 
-def _service(broker, bund_file, tmp_path, tick=0.2):
+def _service(broker, bund_file, tmp_path, tick=0.2, client_id="twin-e2e", clear_ticks=2, **extra):
+    """A started live service on the Bund at 10 m (``extra``: more ServiceConfig fields, e.g. clock, db)."""
     cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
-                        tick_s=tick, client_id="twin-e2e", snapshot_every_s=1.0,
-                        core=CoreConfig(tick_s=tick, clear_ticks=2))
+                        tick_s=tick, client_id=client_id, snapshot_every_s=1.0,
+                        core=CoreConfig(tick_s=tick, clear_ticks=clear_ticks), **extra)
     svc = LiveService(cfg)
     assert svc.start(10)
     return svc
@@ -156,10 +157,7 @@ def test_a_compressed_clock_runs_ticks_and_receive_times_in_twin_time(broker, ob
     from twin.service import TwinClock
 
     clock = TwinClock(speed=60.0)
-    cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
-                        tick_s=10.0, client_id="twin-fast", clock=clock, core=CoreConfig(tick_s=10.0))
-    svc = LiveService(cfg)
-    assert svc.start(10)
+    svc = _service(broker, bund_file, tmp_path, tick=10.0, client_id="twin-fast", clock=clock)
     try:
         t_start = clock()
         time.sleep(2.0)  # two wall seconds are two twin minutes: about 12 ticks of 10 s
@@ -186,10 +184,7 @@ def test_the_service_stores_alerts_in_postgresql(broker, observer, bund_file, tm
     with psycopg.connect(PG_URL, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
     url = PG_URL.rsplit("/", 1)[0] + "/" + name
-    cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
-                        db=url, tick_s=0.2, client_id="twin-pg", core=CoreConfig(tick_s=0.2))
-    svc = LiveService(cfg)
-    assert svc.start(10)
+    svc = _service(broker, bund_file, tmp_path, client_id="twin-pg", db=url)
     feed = Feed(observer)
     feed.count = 9000.0
     feed.thread.start()
@@ -218,10 +213,7 @@ def test_a_five_year_storm_over_mqtt_floods_the_underpasses_first(broker, observ
     from twin.store import Store
 
     clock = TwinClock(speed=60.0)
-    cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
-                        tick_s=10.0, client_id="twin-storm", clock=clock, core=CoreConfig(tick_s=10.0))
-    svc = LiveService(cfg)
-    assert svc.start(10)
+    svc = _service(broker, bund_file, tmp_path, tick=10.0, client_id="twin-storm", clock=clock)
     gauges = [d.id for d in load_registry(REGISTRY).of_kind("rain")]
     stop = threading.Event()
 
@@ -256,10 +248,7 @@ def test_a_silent_sensor_turns_cells_to_no_data_without_clearing_over_mqtt(broke
     from twin.service import TwinClock
 
     clock = TwinClock(speed=30.0)
-    cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
-                        tick_s=5.0, client_id="twin-silent", clock=clock, core=CoreConfig(tick_s=5.0))
-    svc = LiveService(cfg)
-    assert svc.start(10)
+    svc = _service(broker, bund_file, tmp_path, tick=5.0, client_id="twin-silent", clock=clock)
     crowd = [d.id for d in load_registry(REGISTRY).of_kind("crowd")]
     try:
         for _ in range(12):  # a dense crowd for a while, then every counter falls silent
