@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -78,7 +79,7 @@ COMPONENTS: list[type[Component]] = []
 """Registry of all concrete components (filled by subclassing)."""
 
 
-class Component:
+class Component(ABC):
     """Base class: declarations, input checks and labelled outputs.
 
     Subclasses declare ``inputs``, ``outputs`` and ``references`` and implement
@@ -194,6 +195,6 @@ class Component:
         coords = {"y": np.arange(shape[0]) * 10.0, "x": np.arange(shape[1]) * 10.0}
         return xr.Dataset(data, coords=coords, attrs={"cell_size": 10.0})
 
-    def update(self, ds: xr.Dataset, dt: float) -> xr.Dataset:  # pragma: no cover - abstract
+    @abstractmethod
+    def update(self, ds: xr.Dataset, dt: float) -> xr.Dataset:
         """Advance by ``dt`` [s] using inputs from ``ds``; return the declared outputs."""
-        raise NotImplementedError
