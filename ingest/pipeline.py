@@ -269,7 +269,7 @@ class Ingestor:
             self.metrics.duplicates += 1
             return None
         if isinstance(result, Rejection):
-            self._rejected(topic, result, received_at, payload)
+            self.reject(topic, result, received_at, payload)
             return None
         self.metrics.accepted += 1
         self.metrics.ignored += result.ignored
@@ -303,7 +303,8 @@ class Ingestor:
         bad = self.validator.check_batch(r, decoded, payload, received_at)
         return decoded if bad is None else bad
 
-    def _rejected(self, topic: str, rejection: Rejection, received_at: float, payload: bytes) -> None:
+    def reject(self, topic: str, rejection: Rejection, received_at: float, payload: bytes) -> None:
+        """Count a rejection and publish it on the dead-letter topic (also for records the twin refuses)."""
         self.metrics.count_rejection(rejection.reason)
         log.debug("rejected %s: %s %s", topic, rejection.reason.value, rejection.detail)
         if topic == self.deadletters.topic:  # never dead-letter a dead letter (a loop)

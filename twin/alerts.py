@@ -140,42 +140,47 @@ class AlertBook:
         labels, n = label_regions(level)
         regions = region_cells(labels, n)
         alerts = self.of_hazard(hazard)
-        owner = self._assign(alerts, labels, n)
+        overlap = np.stack([overlap_counts(labels, n, a.cells) for a in alerts]) if alerts and n else \
+            np.zeros((len(alerts), n), dtype=np.int64)  # alerts x regions
+        owner = self._assign(overlap)
+        absorber = self._absorbers(overlap, owner)
         events: list[AlertEvent] = []
         flat = level.ravel()
         for i, alert in enumerate(alerts):
             mine = [regions[r] for r in range(n) if owner[r] == i]
             if mine:
                 cells = np.sort(np.concatenate(mine))
-                absorbed = [a for j, a in enumerate(alerts) if j != i and self._merged_into(j, i, owner, alerts,
-                                                                                          labels, n)]
+                absorbed = [alerts[j] for j in np.flatnonzero(absorber == i)]
                 events += self._continue(t, alert, cells, int(flat[cells].max()), absorbed, len(mine))
             else:
-                events += self._fade(t, alert, alerts, owner, labels, n)
+                events += self._fade(t, alert, alerts[absorber[i]] if absorber[i] >= 0 else None)
         for r in range(n):
             if owner[r] < 0:
                 events.append(self._raise(t, hazard, regions[r], int(flat[regions[r]].max())))
         return events
 
     @staticmethod
-    def _assign(alerts: list[Alert], labels: np.ndarray, n: int) -> np.ndarray:
-        """Index of the alert each region joins (-1: a new alert)."""
-        owner = np.full(n, -1)
-        if not alerts or n == 0:
+    def _assign(overlap: np.ndarray) -> np.ndarray:
+        """Index of the alert each region joins (-1: a new alert), from the alerts x regions overlap."""
+        owner = np.full(overlap.shape[1], -1)
+        if overlap.size == 0:
             return owner
-        overlap = np.stack([overlap_counts(labels, n, a.cells) for a in alerts])  # alerts x regions
         best = np.argmax(overlap, axis=0)  # ties go to the older alert (lower index)
         hit = overlap.max(axis=0) > 0
         owner[hit] = best[hit]
         return owner
 
     @staticmethod
-    def _merged_into(j: int, i: int, owner: np.ndarray, alerts: list[Alert], labels: np.ndarray, n: int) -> bool:
-        """Alert j lost every region and overlapped one that alert i now owns."""
-        if (owner == j).any():
-            return False
-        counts = overlap_counts(labels, n, alerts[j].cells)
-        return bool(((counts > 0) & (owner == i)).any())
+    def _absorbers(overlap: np.ndarray, owner: np.ndarray) -> np.ndarray:
+        """For an alert that lost every region to others: the (oldest) alert that took one; else -1."""
+        out = np.full(overlap.shape[0], -1)
+        for j in range(overlap.shape[0]):
+            if (owner == j).any():
+                continue
+            takers = owner[(overlap[j] > 0) & (owner >= 0)]
+            if takers.size:
+                out[j] = takers.min()
+        return out
 
     def _continue(self, t: float, alert: Alert, cells: np.ndarray, level: int,
                   absorbed: list[Alert], parts: int) -> list[AlertEvent]:
@@ -190,15 +195,13 @@ class AlertBook:
         alert.messages.append(message)
         return [AlertEvent("updated", alert, message)]
 
-    def _fade(self, t: float, alert: Alert, alerts: list[Alert], owner: np.ndarray, labels: np.ndarray,
-              n: int) -> list[AlertEvent]:
-        j = alerts.index(alert)
-        into = [alerts[i] for i in range(len(alerts)) if i != j and self._merged_into(j, i, owner, alerts, labels, n)]
-        if not into:
+    def _fade(self, t: float, alert: Alert, into: Alert | None) -> list[AlertEvent]:
+        """An alert with no region: cancelled at once if it merged into ``into``, else after the clear delay."""
+        if into is None:
             alert.empty_ticks += 1
             if alert.empty_ticks <= self.clear_ticks:
                 return []
-        note = f"merged into {into[0].identifier}" if into else "conditions back below the clear thresholds"
+        note = f"merged into {into.identifier}" if into else "conditions back below the clear thresholds"
         message = self._message(t, alert, "Cancel", [alert.last], note=note)
         alert.messages.append(message)
         del self.active[alert.identifier]

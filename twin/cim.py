@@ -122,18 +122,27 @@ def _polygons(df: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 # ---------------------------------------------------------------- roads
-def road_features(roads: gpd.GeoDataFrame, grid: GridSpec) -> gpd.GeoDataFrame:
-    """Surface carriageway polygons with their class: ``highway, road_class, width, geometry``.
+def motor_roads(roads: gpd.GeoDataFrame, grid: GridSpec) -> gpd.GeoDataFrame:
+    """Centre lines of roads for motor traffic in the grid CRS, with ``highway`` and ``tunnel``.
 
-    Paths, rail and ferries are not carriageway; tunnels are underground and left out
-    (their portals become underpasses, see `underpass_ramps`).
+    Paths, rail and ferries are left out.
     """
     df = _projected(roads, grid)
     df = df[df.geometry.geom_type.isin(["LineString", "MultiLineString"])]
     highway = _col(df, "kind_detail").fillna(_col(df, "highway")).astype(str)
-    keep = highway.isin(list(ROAD_CLASS_OF)).to_numpy() & ~_truthy(_col(df, "is_tunnel", False))
-    keep &= ~_truthy(_col(df, "tunnel", False))
-    df, highway = df[keep], highway[keep]
+    keep = highway.isin(list(ROAD_CLASS_OF)).to_numpy()
+    tunnel = _truthy(_col(df, "is_tunnel", False)) | _truthy(_col(df, "tunnel", False))
+    return df[keep].assign(highway=highway[keep].to_numpy(), tunnel=tunnel[keep])
+
+
+def road_features(roads: gpd.GeoDataFrame, grid: GridSpec) -> gpd.GeoDataFrame:
+    """Surface carriageway polygons with their class: ``highway, road_class, width, geometry``.
+
+    ``roads`` comes from `motor_roads`. Tunnels are underground and left out (their portals
+    become underpasses, see `underpass_ramps`).
+    """
+    df = roads[~roads["tunnel"].to_numpy(dtype=bool)]
+    highway = df["highway"]
     width = pd.to_numeric(_col(df, "width"), errors="coerce")
     lanes = pd.to_numeric(_col(df, "lanes"), errors="coerce")
     width = width.fillna(lanes * LANE_WIDTH_M).fillna(highway.map(ROAD_WIDTH_M)).to_numpy(dtype=float)
@@ -179,28 +188,21 @@ def runoff_coefficient(water_f, obstacle_f, green_open_f) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- underpasses
-def tunnel_lines(roads: gpd.GeoDataFrame, grid: GridSpec) -> np.ndarray:
-    """Road tunnels (not rail), merged into continuous lines, in the grid CRS."""
-    df = _projected(roads, grid)
-    highway = _col(df, "kind_detail").fillna(_col(df, "highway")).astype(str)
-    tunnel = _truthy(_col(df, "is_tunnel", False)) | _truthy(_col(df, "tunnel", False))
-    lines = df.geometry.to_numpy()[tunnel & highway.isin(list(ROAD_CLASS_OF)).to_numpy()]
+def tunnel_lines(roads: gpd.GeoDataFrame) -> np.ndarray:
+    """Road tunnels of `motor_roads` merged into continuous lines."""
+    lines = roads.geometry.to_numpy()[roads["tunnel"].to_numpy(dtype=bool)]
     if lines.size == 0:
         return lines
-    merged = shapely.line_merge(shapely.union_all(lines))
-    return shapely.get_parts(merged)
+    return shapely.get_parts(shapely.line_merge(shapely.union_all(lines)))
 
 
 PORTAL_SNAP_M = 3.0
 """A tunnel end within this distance of a surface road is a portal. [m]"""
 
 
-def surface_roads(roads: gpd.GeoDataFrame, grid: GridSpec) -> shapely.Geometry:
-    """All surface (non-tunnel) carriageway centre lines as one geometry, in the grid CRS."""
-    df = _projected(roads, grid)
-    highway = _col(df, "kind_detail").fillna(_col(df, "highway")).astype(str)
-    tunnel = _truthy(_col(df, "is_tunnel", False)) | _truthy(_col(df, "tunnel", False))
-    return shapely.union_all(df.geometry.to_numpy()[~tunnel & highway.isin(list(ROAD_CLASS_OF)).to_numpy()])
+def surface_roads(roads: gpd.GeoDataFrame) -> shapely.Geometry:
+    """All surface (non-tunnel) centre lines of `motor_roads` as one geometry."""
+    return shapely.union_all(roads.geometry.to_numpy()[~roads["tunnel"].to_numpy(dtype=bool)])
 
 
 def underpass_ramps(tunnels: np.ndarray, grid: GridSpec, surface: shapely.Geometry | None = None,
@@ -340,8 +342,8 @@ def build_layers(sources: DistrictSources, grid: GridSpec, progress: Progress | 
     bld_parts = union_parts(grid, bld.table.geometry.to_numpy())
     building_f = coverage_area(grid, bld_parts) / A
     step("roads")
-    roads_df = sources.layer("roads")
-    carriageway = road_features(roads_df, grid)
+    roads = motor_roads(sources.layer("roads"), grid)
+    carriageway = road_features(roads, grid)
     road_parts = union_parts(grid, carriageway.geometry.to_numpy())
     road_f = coverage_area(grid, road_parts) / A
     road_class = road_class_layer(carriageway, grid)
@@ -354,7 +356,7 @@ def build_layers(sources: DistrictSources, grid: GridSpec, progress: Progress | 
     green_open = shapely.difference(shapely.union_all(green), shapely.union_all(obstacles)) if green.size else None
     green_open_f = coverage_area(grid, [green_open]) / A if green_open is not None else np.zeros(grid.shape)
     step("underpasses and vulnerability")
-    ramps, portals = underpass_ramps(tunnel_lines(roads_df, grid), grid, surface_roads(roads_df, grid))
+    ramps, portals = underpass_ramps(tunnel_lines(roads), grid, surface_roads(roads))
     depth = ramp_depth(grid, ramps, portals)
     depth = np.where((building_f < 0.5) & (water_f < 0.5), depth, 0.0)
     underpass = (depth > 0).astype(np.int8)

@@ -22,7 +22,7 @@ from ingest.batch import Batch
 from ingest.registry import Registry
 from twin.alerts import AlertBook, AlertEvent
 from twin.delivery import DEFAULT_BUFFER_M, Router
-from twin.live import HAZARDS, LiveConfig, LiveModels
+from twin.live import LiveConfig, LiveModels
 from twin.state import Rejected, TwinState
 from twin.store import Store
 
@@ -95,7 +95,7 @@ class TwinCore:
         """Apply a batch; records acks, delivers alerts to units that moved into an area."""
         with self.lock:
             applied = self.state.apply(batch)
-            self.devices_seen.update(str(d) for d in batch.device)
+            self.devices_seen.update(np.unique(batch.device).tolist())
             for unit, alert, status, t in applied.acks:
                 self.store.record_ack(alert, unit, "unit", status, t)
             if applied.moved_units:
@@ -213,5 +213,4 @@ class TwinCore:
         """The core's part of ``city/twin/status``."""
         with self.lock:
             return {"devices_seen": len(self.devices_seen), "units_tracked": len(self.state.entities.located_units()),
-                    "alerts_active": len(self.book.active),
-                    "alerts_by_hazard": {h: len(self.book.of_hazard(h)) for h in (*HAZARDS, "rain")}}
+                    "alerts_active": len(self.book.active)}

@@ -65,6 +65,10 @@ class LiveModels:
         seed = static.assign(rain_rate=zero.assign_attrs(units="mm h-1"),
                              crowd_density=zero.assign_attrs(units="person m-2"))
         self.fusion = models.CrowdFusion(seed)
+        covered = np.zeros(state.grid.size, bool)
+        covered[state.cover[1]] = True
+        self.crowd_covered = covered.reshape(self.shape)
+        """Cells some crowd counter covers: without a fresh reading they are no data."""
         self.crowd = models.CrowdState(seed)
         # rain totals are kept per gauge (a 1 x n "grid") and spread to cells by nearest gauge
         n_gauges = max(1, len(state.readings["rain"].ids))
@@ -113,10 +117,7 @@ class LiveModels:
             "cover_fraction": ("cover", frac[use]),
             "walkable_area": self.state.static["walkable_area"]})
         density = self.fusion.update(ds)["crowd_density"].values
-        covered_any = np.zeros(self.state.grid.size, bool)
-        covered_any[cell] = True
-        stale_cells = (covered_any & np.isnan(density.ravel())).reshape(self.shape)
-        return density, stale_cells
+        return density, self.crowd_covered & np.isnan(density)
 
     def _rain(self, t: float, dt: float, ds: xr.Dataset) -> tuple[np.ndarray, bool]:
         """Rain rate, rolling totals and signals per cell from the gauges (nearest fresh gauge)."""

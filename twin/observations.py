@@ -30,9 +30,13 @@ class SensorReadings:
 
     def apply(self, device: np.ndarray, t: np.ndarray, quantity: np.ndarray, value: np.ndarray) -> np.ndarray:
         """Take the records that belong to this kind; returns a mask of the records taken."""
-        row = np.array([self.index.get(d, -1) for d in device], dtype=np.int64)
-        col = np.array([self.column.get(q, -1) for q in quantity], dtype=np.int64)
-        mine = (row >= 0) & (col >= 0) & np.isfinite(value) & np.isfinite(t)
+        mine = np.isin(quantity, self.quantities) & np.isfinite(value) & np.isfinite(t)
+        cand = np.flatnonzero(mine)  # look devices up only for this kind's quantities
+        row = np.full(len(device), -1, dtype=np.int64)
+        row[cand] = [self.index.get(d, -1) for d in device[cand]]
+        col = np.full(len(device), -1, dtype=np.int64)
+        col[cand] = [self.column[q] for q in quantity[cand]]
+        mine &= row >= 0
         idx = np.flatnonzero(mine)
         for i in idx[np.argsort(t[idx], kind="stable")]:  # oldest first, so the newest wins
             r, c = row[i], col[i]

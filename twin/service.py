@@ -222,7 +222,7 @@ class LiveService:
     def _dead_letter(self, r: Rejected) -> None:
         payload = json.dumps({"id": r.device, "t": r.t, "lon": r.lon, "lat": r.lat}).encode()
         rejection = reject(Reason.OUTSIDE_GRID, r.detail, payload, "lon,lat")
-        self.ingestor._rejected(f"{self.config.prefix}beidou/{r.device}", rejection, self.clock(), payload)
+        self.ingestor.reject(f"{self.config.prefix}beidou/{r.device}", rejection, self.clock(), payload)
 
     # ------------------------------------------------------------ status
     def status(self, t: float | None = None, tick_ms: float | None = None) -> dict[str, object]:

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+import shapely
 import xarray as xr
 
 from ingest.batch import Batch
@@ -103,8 +104,6 @@ class TwinState:
 
     def _crowd_cover(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sparse coverage table of the crowd counters: (sensor, cell, fraction of the cell)."""
-        import shapely
-
         ids = self.readings["crowd"].ids
         polys = []
         for dev_id in ids:

@@ -15,16 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from twin.cim import FREE_FLOW_KMH, ROAD_CLASS_OF
 from twin.geo import to_lonlat, to_projected
 
 DRIVABLE = frozenset({"major_road", "minor_road"})
-SPEED_KMH = {
-    "motorway": 80.0, "trunk": 60.0, "primary": 50.0, "secondary": 40.0, "tertiary": 30.0,
-    "trunk_link": 40.0, "primary_link": 35.0, "secondary_link": 30.0, "tertiary_link": 25.0,
-    "residential": 20.0, "unclassified": 20.0, "living_street": 10.0, "service": 15.0,
-}
-"""Free speed by OSM class [km h-1]: urban limits of central Shanghai, lower on links and side streets."""
-DEFAULT_SPEED_KMH = 20.0
+SPEED_KMH = {kind: FREE_FLOW_KMH[road_class] for kind, road_class in ROAD_CLASS_OF.items()}
+"""Free speed by OSM class [km h-1]: the twin's own free-flow speed of the class (`twin.cim`), so the
+simulated traffic and the twin's congestion levels agree on what free flow is."""
+DEFAULT_SPEED_KMH = FREE_FLOW_KMH["branch"]
 EXCLUDED_DETAIL = frozenset({"pedestrian", "footway", "path", "cycleway", "steps", "track", "busway"})
 SNAP_M = 1.0
 """Vertices closer than this are one node [m]."""

@@ -22,7 +22,7 @@ import numpy as np
 from ingest.registry import load_registry
 from ingest.transport.url import parse_broker_url
 from scenarios.feeds.bad import BadMessages
-from scenarios.feeds.roads import SPEED_KMH, RoadGraph, load_road_graph
+from scenarios.feeds.roads import RoadGraph, load_road_graph
 from scenarios.feeds.sensors import Sensors, Storm
 from scenarios.feeds.units import Units
 from scenarios.feeds.vehicles import Fleet
@@ -120,7 +120,7 @@ class Simulator:
             storm = Storm(cfg.storm_return_period_yr, cfg.storm_duration_min, s0)
         free = {}
         for e in self.graph.edges:
-            free[e.name] = max(free.get(e.name, 0.0), SPEED_KMH.get(e.kind_detail, 0.0) or 20.0)
+            free[e.name] = max(free.get(e.name, 0.0), e.speed_kmh)
         peak_at = cfg.start + 2.5 * 3600.0 if cfg.crowd_peak_at is None else cfg.crowd_peak_at
         self.sensors = Sensors(self.registry, streams[2], cfg.start, report_s=cfg.sensor_report_s,
                                crowd_peak=cfg.crowd_peak, crowd_peak_at=peak_at, crowd_span_s=cfg.crowd_span_s,
