@@ -25,6 +25,7 @@ import pickle
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from ingest.rejection import Reason, reject
 from ingest.routing import subscriptions
 from ingest.transport.client import MqttTransport, is_confirmed
 from ingest.validation import Limits
-from twin.core import CoreConfig, TwinCore
+from twin.core import CoreConfig, TickReport, TwinCore
 from twin.dataset import load_twin, save_twin
 from twin.state import Rejected
 from twin.store import Store
@@ -163,6 +164,8 @@ class LiveService:
         self._last_snapshot_t = float("-inf")
         self._snapshot_lock = threading.Lock()
         self.last_report = None
+        self.listeners: list[Callable[[TickReport], None]] = []
+        """Called on the ingest thread after every live tick (not during replay); keep them quick."""
         self._live = False  # no status messages while replaying the log
         self.replayed = self.ingestor.replay(start)
         log.info("replayed %d logged messages since %s", self.replayed, start)
@@ -210,8 +213,16 @@ class LiveService:
         self.publisher.wake.set()
         if self._live:
             self._publish_status(t, report.tick_ms)
+            self._notify(report)
         if t - self._last_snapshot_t >= self.config.snapshot_every_s:
             self._snapshot(after)
+
+    def _notify(self, report: TickReport) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(report)
+            except Exception:  # a listener must never stop the twin
+                log.exception("tick listener %r failed", listener)
 
     # ------------------------------------------------------------ batches
     def _on_batch(self, batch: Batch) -> None:
