@@ -241,7 +241,7 @@ class Ingestor:
     def _deliver(self, accepted: list[Batch | Row]) -> None:
         if not accepted:
             return
-        batch = Batch.concat(_batches(accepted))
+        batch = batch_of(accepted)
         try:
             self.sink(batch)
         except Exception:
@@ -343,6 +343,11 @@ class Ingestor:
             self.deadletters.send = send
             self.sink, self.control = sink, control
         return n
+
+
+def batch_of(items: list[Batch | Row]) -> Batch:
+    """One batch from what `Ingestor.process` returned for a group of messages, in order."""
+    return Batch.concat(_batches(items))
 
 
 def _batches(items: list[Batch | Row]) -> list[Batch]:

@@ -174,8 +174,10 @@ class Component(ABC):
         for name, arr in arrays.items():
             v = cls.output_var(name)
             factor = 1.0 / parse_units(v.units)[0]
-            out[name] = cls.output(name, arr * factor if factor != 1.0 else arr, coords)
-        return xr.Dataset(out)
+            data = np.asarray(arr * factor if factor != 1.0 else arr, dtype=v.dtype)
+            out[name] = xr.Variable(v.dims, data, attrs=v.attrs())
+        # one Dataset over shared coordinates: no per-variable indexes to build and align (a tick hot path)
+        return xr.Dataset(out, coords=coords)
 
     # ------------------------------------------------------------ test support
     @classmethod

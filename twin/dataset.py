@@ -45,13 +45,18 @@ def empty_dataset(grid: GridSpec, **global_attrs) -> xr.Dataset:
     return ds
 
 
-def set_layer(ds: xr.Dataset, name: str, values: np.ndarray, note: str | None = None) -> None:
-    """Put a registry layer into the dataset with its registry dtype, units and long name."""
+def layer_variable(name: str, values: np.ndarray, note: str | None = None) -> xr.Variable:
+    """A registry layer as a variable on (y, x) with its registry dtype, units and long name."""
     spec = layer(name)
     attrs = {**spec.attrs(), "grid_mapping": GRID_MAPPING}
     if note:
         attrs["comment"] = note
-    ds[name] = (("y", "x"), np.asarray(values).astype(spec.dtype), attrs)
+    return xr.Variable(("y", "x"), np.asarray(values).astype(spec.dtype), attrs)
+
+
+def set_layer(ds: xr.Dataset, name: str, values: np.ndarray, note: str | None = None) -> None:
+    """Put a registry layer into the dataset with its registry dtype, units and long name."""
+    ds[name] = layer_variable(name, values, note)
 
 
 def make_dataset(grid: GridSpec, layers: dict[str, np.ndarray], notes: dict[str, str] | None = None,

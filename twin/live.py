@@ -7,8 +7,9 @@ Per tick of ``dt`` seconds at time ``t``:
   no data;
 - rain: each cell takes the rate of its nearest fresh gauge (Thiessen polygons); rolling
   1 h / 6 h totals and rainstorm signals (`models.RainAccumulation`);
-- flood: the shallow-water model runs ``dt`` with that rain (`models.FloodModel`); fresh
-  water-depth gauges overwrite the modelled depth in their cell (direct insertion);
+- flood: the shallow-water model runs ``dt`` with that rain (`models.FloodModel`); a fresh
+  water-depth gauge replaces the modelled depth in its cell in the output (the model's own water
+  is not touched: writing observations into it would add water that never fell);
 - traffic: probe pings of the last window give space-mean speeds (`models.ProbeSpeeds`);
   fresh loop detectors overwrite their cell's speed;
 - then the fused risk tick and the alert-level state machine (`models.AlertLevels`); flood
@@ -26,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 import models
-from twin.dataset import set_layer
+from twin.dataset import layer_variable
 from twin.state import TwinState
 
 HAZARDS = ("crowd", "flood", "traffic")
@@ -90,11 +91,13 @@ class LiveModels:
         density, stale["crowd"] = self._crowd(t)
         ds["crowd_density"] = (("y", "x"), density, {"units": "person m-2"})
         crowd = self.crowd.update(ds, dt)
-        rain, stale_rain = self._rain(t, dt, ds)
-        ds.update(self._flood(t, dt, rain))
+        live: dict[str, object] = {}  # gathered and merged once: each Dataset merge costs ms on a tick
+        rain, stale_rain = self._rain(t, dt, live)
+        live.update(self._flood(t, dt, rain).data_vars)
         stale["flood"] = np.broadcast_to(stale_rain, self.shape)
-        ds.update(self._traffic(t, ds))
-        ds["crowd_trend"], ds["crowd_pressure"] = crowd["crowd_trend"], crowd["crowd_pressure"]
+        live.update(self._traffic(t).data_vars)
+        live["crowd_trend"], live["crowd_pressure"] = crowd["crowd_trend"], crowd["crowd_pressure"]
+        ds.update(live)
         # waterlogging levels come from water on the ground only; the rainstorm signal is its own alert
         ds.update(self.levels.update(ds.drop_vars(["rain_1h", "rain_6h"]), dt, stale=stale))
         self.rain_stale = stale_rain
@@ -119,8 +122,8 @@ class LiveModels:
         density = self.fusion.update(ds)["crowd_density"].values
         return density, self.crowd_covered & np.isnan(density)
 
-    def _rain(self, t: float, dt: float, ds: xr.Dataset) -> tuple[np.ndarray, bool]:
-        """Rain rate, rolling totals and signals per cell from the gauges (nearest fresh gauge)."""
+    def _rain(self, t: float, dt: float, ds: dict) -> tuple[np.ndarray, bool]:
+        """Rain rate, rolling totals and signals per cell from the gauges (nearest fresh gauge), put in ``ds``."""
         r, cells = self.state.readings["rain"], self.state.sensor_cells["rain"]
         rate, _ = r.latest("rain")
         fresh = r.fresh("rain", t, self.config.stale_s["rain"]) & (cells >= 0) & np.isfinite(rate)
@@ -157,12 +160,12 @@ class LiveModels:
         r, cells = self.state.readings["water"], self.state.sensor_cells["water"]
         depth, _ = r.latest("depth")
         fresh = r.fresh("depth", t, self.config.stale_s["water"]) & (cells >= 0) & np.isfinite(depth)
-        if fresh.any():
-            self.flood.h.ravel()[cells[fresh]] = depth[fresh]
-        out = self.flood.fields()
-        return out[["water_depth", "water_speed", "flow_hazard"]]
+        out = self.flood.fields()[["water_depth", "water_speed", "flow_hazard"]]
+        if fresh.any():  # the gauge is the truth at its cell; the model's water is left alone (no mass added)
+            out["water_depth"].values.ravel()[cells[fresh]] = depth[fresh]
+        return out
 
-    def _traffic(self, t: float, ds: xr.Dataset) -> xr.Dataset:
+    def _traffic(self, t: float) -> xr.Dataset:
         cfg = self.config
         pings = self.state.recent_pings(t, cfg.probe_window_s)
         interval = np.full(pings.size, 10.0)
@@ -209,16 +212,13 @@ class LiveModels:
         return {k: np.where(np.isfinite(v), v, np.nan).reshape(self.shape) for k, v in out.items()}
 
     def _live_layers(self, ds: xr.Dataset) -> xr.Dataset:
-        out = xr.Dataset(coords=self.state.static.coords)
-        for name, values in self._updated().items():
-            set_layer(out, name, values)
         names = ("crowd_density", "crowd_trend", "crowd_pressure", "rain_rate", "rain_1h", "rain_6h", "rain_signal",
                  "water_depth", "water_speed", "flow_hazard", "traffic_speed", "traffic_samples",
                  "risk_crowd", "risk_flood", "risk_traffic", "level_crowd", "level_flood", "level_traffic",
                  "level", "level_changed")
-        for name in names:
-            set_layer(out, name, ds[name].values)
-        return out
+        layers = {name: layer_variable(name, values) for name, values in self._updated().items()}
+        layers.update({name: layer_variable(name, ds[name].values) for name in names})
+        return xr.Dataset(layers, coords=self.state.static.coords)
 
     def hazard_levels(self) -> dict[str, np.ndarray]:
         """The current level grid of each hazard (int8, -1 no data); ``rain`` is the Shanghai

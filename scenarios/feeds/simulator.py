@@ -26,6 +26,7 @@ from scenarios.feeds.roads import RoadGraph, load_road_graph
 from scenarios.feeds.sensors import Sensors, Storm
 from scenarios.feeds.units import Units
 from scenarios.feeds.vehicles import Fleet
+from twin.cim import DEFAULT_DRAINAGE_MM_H
 from twin.sources import data_dir
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class FeedConfig:
     crowd_peak_at: float | None = None
     """Default: 2.5 h after ``start`` (00:30 +08:00 with the default start, the real profile's midnight hour)."""
     crowd_span_s: float = 86400.0
+    underpass_drainage_mm_h: float = DEFAULT_DRAINAGE_MM_H
+    """What the underpasses' drains and pumps take away, as a rain intensity [mm h-1]."""
     congestion: dict[str, float] = field(default_factory=dict)
     """Speed factor (0, 1] by English road name, e.g. ``{"East Zhongshan No. 1 Road": 0.3}``."""
     prefix: str = "city/"
@@ -74,6 +77,8 @@ class FeedConfig:
             problems.append(f"storm duration {self.storm_duration_min} min <= 0")
         if not 0 <= self.crowd_peak <= 10:
             problems.append(f"crowd peak {self.crowd_peak} person/m2 not in [0, 10]")
+        if not self.underpass_drainage_mm_h >= 0:
+            problems.append(f"underpass drainage {self.underpass_drainage_mm_h} mm/h < 0")
         if not self.crowd_span_s > 0:
             problems.append("crowd span must be > 0 s")
         if not self.prefix.endswith("/") or any(c in self.prefix for c in "+#"):
@@ -124,7 +129,8 @@ class Simulator:
         peak_at = cfg.start + 2.5 * 3600.0 if cfg.crowd_peak_at is None else cfg.crowd_peak_at
         self.sensors = Sensors(self.registry, streams[2], cfg.start, report_s=cfg.sensor_report_s,
                                crowd_peak=cfg.crowd_peak, crowd_peak_at=peak_at, crowd_span_s=cfg.crowd_span_s,
-                               storm=storm, congestion=self.congestion, free_speed_kmh=free)
+                               storm=storm, drainage_mm_h=cfg.underpass_drainage_mm_h,
+                               congestion=self.congestion, free_speed_kmh=free)
         sensor_ids = {k: [d.id for d in self.registry.of_kind(k)] for k in ("crowd", "rain", "water", "traffic")}
         self.bad = BadMessages(streams[3], cfg.bad_share, sensor_ids, vehicle_ids)
         self.sent = 0

@@ -1,0 +1,172 @@
+"""The demo's storyline: one New Year's Eve hour on the Bund, in simulated time.
+
+Everything is relative to the story's start (22:00 +08:00 on 2025-12-31, the simulator's default):
+
+- crowd: the New Year's Eve profile (``scenarios.feeds.sensors``) squeezed so that its evening rise,
+  midnight peak and dispersal fit in the hour; the busiest counter (Chen Yi Square) peaks at
+  ``crowd_peak`` person m-2 at ``crowd_peak_s``, above Still's critical 4 person m-2 (orange);
+- rain: a Chicago design storm on the Shanghai formula (SCIENCE.md 2.2) of ``storm_return_period_yr``
+  and ``storm_duration_min``. The district's pipes take ``drainage_mm_h`` (the 3-year storm over a
+  20-minute time of concentration, 93 mm/h: GB 50014 asks 3-5 years of central districts of very large
+  cities) and the underpasses' pump stations ``pump_mm_h`` over their catchments (the 5-year hourly
+  rate, 58 mm/h), so the streets stay nearly dry while the tunnel portals' gauges see the storm's core
+  flood them and the pumps drain them after it (see `Story.twin`);
+- traffic: East Zhongshan No. 1 Road slows to ``jam_factor`` of its free speed from ``jam_from_s`` to
+  ``jam_until_s`` (vehicles and loop detectors follow);
+- a share ``bad_share`` of bad messages all along (broken checksums, unknown devices, garbage).
+
+`Story.beats` lists what happens when, with the action that makes it happen (the simulator is
+driven by them) and a line for the console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+from scipy import ndimage
+
+from scenarios.feeds.simulator import DEFAULT_START, FeedConfig, Simulator
+from twin.cim import DEFAULT_DRAINAGE_MM_H, shanghai_storm_intensity
+
+PROFILE_HOURS_BEFORE_PEAK = 6.0
+"""Hours of the real profile shown before its maximum (the evening rise) [h]."""
+PROFILE_HOURS_AFTER_PEAK = 5.0
+"""Hours of the real profile shown after its maximum (the dispersal, to near zero) [h]."""
+PROFILE_HOURS = 24.0
+SUMP_RATIO = 14.0
+"""Catchment area / sump area of an underpass pump station: the mean catchment ratio of the simulated
+water gauges (8-20, ``scenarios.feeds.sensors``), so the twin's sump cells drain what the pumps do [1]."""
+
+
+@dataclass(frozen=True)
+class Beat:
+    """Something that happens ``at_s`` simulated seconds into the story."""
+
+    at_s: float
+    text: str
+    action: Callable[[Simulator], None] | None = None
+
+
+@dataclass(frozen=True)
+class Story:
+    """The storyline's settings; times in simulated seconds from the start unless named."""
+
+    start: float = DEFAULT_START
+    length_s: float = 3600.0
+    crowd_peak: float = 4.6
+    crowd_rise_s: float = 1500.0
+    """Simulated seconds the profile's evening rise (its last 6 hours before the peak) takes."""
+    storm_return_period_yr: float = 5.0
+    storm_duration_min: float = 30.0
+    storm_start_s: float = 180.0
+    drainage_mm_h: float = round(shanghai_storm_intensity(3.0, 20.0), 1)
+    """Street drainage [mm h-1], where the twin has the default capacity."""
+    pump_mm_h: float = round(shanghai_storm_intensity(5.0, 60.0), 1)
+    """Underpass pump stations, as a rain intensity over their catchments [mm h-1]."""
+    jam_road: str = "East Zhongshan No. 1 Road"
+    jam_factor: float = 0.25
+    jam_from_s: float = 900.0
+    jam_until_s: float = 2100.0
+    bad_share: float = 0.02
+
+    @property
+    def crowd_peak_s(self) -> float:
+        """When the crowd peaks [s from the start]."""
+        return self.crowd_rise_s
+
+    @property
+    def crowd_span_s(self) -> float:
+        """Simulated seconds the whole 24-hour profile is squeezed into [s]."""
+        return self.crowd_rise_s / PROFILE_HOURS_BEFORE_PEAK * PROFILE_HOURS
+
+    @property
+    def crowd_gone_s(self) -> float:
+        """When the profile has fallen to its overnight low [s from the start]."""
+        return self.crowd_rise_s * (1 + PROFILE_HOURS_AFTER_PEAK / PROFILE_HOURS_BEFORE_PEAK)
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming every inconsistent setting."""
+        problems = []
+        if not 0 < self.jam_factor <= 1:
+            problems.append(f"jam factor {self.jam_factor} not in (0, 1]")
+        if not 0 <= self.jam_from_s < self.jam_until_s:
+            problems.append("the jam must start before it ends")
+        if not self.pump_mm_h >= 0:
+            problems.append(f"pump capacity {self.pump_mm_h} mm/h < 0")
+        if not self.length_s > 0:
+            problems.append("the story must last > 0 s")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def feed_config(self, seed: int = 0, prefix: str = "city/") -> FeedConfig:
+        """The simulator's settings for this story."""
+        self.check()
+        return FeedConfig(seed=seed, start=self.start, bad_share=self.bad_share,
+                          storm_return_period_yr=self.storm_return_period_yr,
+                          storm_duration_min=self.storm_duration_min, storm_start=self.start + self.storm_start_s,
+                          crowd_peak=self.crowd_peak, crowd_peak_at=self.start + self.crowd_peak_s,
+                          crowd_span_s=self.crowd_span_s, underpass_drainage_mm_h=self.pump_mm_h, prefix=prefix)
+
+    def twin(self, static: xr.Dataset) -> xr.Dataset:
+        """The district as the story has it: street drainage and underpass pumps (see the module docstring)."""
+        cap = static["drainage_capacity"]
+        streets = np.where(cap.values == DEFAULT_DRAINAGE_MM_H, max(self.drainage_mm_h, DEFAULT_DRAINAGE_MM_H),
+                           cap.values)
+        comment = f"{cap.attrs.get('comment', '')}; streets {self.drainage_mm_h:g} mm/h (demo)".lstrip("; ")
+        ds = static.assign(drainage_capacity=cap.copy(data=streets).assign_attrs(comment=comment))
+        return pumped(ds, self.pump_mm_h * SUMP_RATIO)
+
+    def beats(self) -> list[Beat]:
+        """What happens when, in order."""
+        road, factor = self.jam_road, self.jam_factor
+        storm_end = self.storm_start_s + self.storm_duration_min * 60.0
+        mean = shanghai_storm_intensity(self.storm_return_period_yr, self.storm_duration_min)
+        beats = [
+            Beat(0.0, "evening on the Bund: the New Year's Eve crowd starts to gather"),
+            Beat(self.storm_start_s, f"a rainstorm arrives: {self.storm_return_period_yr:g}-year, "
+                                     f"{self.storm_duration_min:g} min, {mean:.0f} mm/h on average"),
+            Beat(self.jam_from_s, f"traffic on {road} slows to {factor:.0%} of free speed",
+                 lambda sim: sim.set_congestion(road, factor)),
+            Beat(self.crowd_peak_s, f"the crowd peaks: about {self.crowd_peak:g} people per m2 on Chen Yi Square"),
+            Beat(self.jam_until_s, f"traffic on {road} flows again", lambda sim: sim.set_congestion(road, 1.0)),
+            Beat(storm_end, "the rain stops; the underpass pumps drain the water"),
+            Beat(self.crowd_gone_s, "the crowd has dispersed"),
+        ]
+        return sorted(beats, key=lambda b: b.at_s)
+
+
+class Script:
+    """Plays a story's beats on a simulator as simulated time passes."""
+
+    def __init__(self, story: Story, on_beat: Callable[[Beat], None] | None = None) -> None:
+        self.story, self.on_beat = story, on_beat
+        self.pending = story.beats()
+
+    def advance(self, sim: Simulator) -> list[Beat]:
+        """Run the beats due at the simulator's time; returns them."""
+        due = []
+        while self.pending and self.story.start + self.pending[0].at_s <= sim.t + 1e-9:
+            beat = self.pending.pop(0)
+            if beat.action is not None:
+                beat.action(sim)
+            if self.on_beat is not None:
+                self.on_beat(beat)
+            due.append(beat)
+        return due
+
+
+def pumped(static: xr.Dataset, pump_mm_h: float, reach_cells: int = 2) -> xr.Dataset:
+    """The twin with pump stations at its underpasses: drainage capacity ``pump_mm_h`` [mm h-1 over the
+    sump] on the underpass cells and ``reach_cells`` around them (where the ramps' water collects),
+    never lowered."""
+    underpass = static["underpass"].values > 0
+    if not underpass.any():
+        return static
+    around = ndimage.binary_dilation(underpass, iterations=reach_cells)
+    cap = static["drainage_capacity"]
+    values = np.where(around, np.maximum(cap.values, pump_mm_h), cap.values)
+    comment = f"{cap.attrs.get('comment', '')}; underpass pump stations {pump_mm_h:g} mm/h (demo)".lstrip("; ")
+    return static.assign(drainage_capacity=cap.copy(data=values).assign_attrs(comment=comment))

@@ -1,0 +1,17 @@
+"""The twin's HTTP API (DESIGN.md 3.3): FastAPI app over a running `twin.service.LiveService`.
+
+- `create_app(service, config)` -> the FastAPI app (OpenAPI docs at ``/docs``);
+- `serve(service, host, port, token, cors)` -> a handle (``.url``, ``.stop()``) running it under
+  uvicorn in a background thread;
+- `ApiConfig`: token, CORS origins, limits.
+
+Endpoints: ``/api/health``, ``/api/status``, ``/api/grid``, ``/api/layers/{name}`` (``.png``,
+``/legend``), ``/api/point``, ``/api/alerts`` (``/{id}``, ``/{id}.xml``, ``POST /{id}/ack``),
+``/api/units``, ``/ws``, ``/metrics``.
+"""
+
+from twin.api.app import create_app
+from twin.api.config import ApiConfig
+from twin.api.server import ServerHandle, serve
+
+__all__ = ["ApiConfig", "ServerHandle", "create_app", "serve"]

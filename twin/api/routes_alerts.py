@@ -1,0 +1,90 @@
+"""Alert routes: the list as GeoJSON, one alert as CAP JSON or CAP 1.2 XML, operator acknowledgement."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from twin import cap
+from twin.api import geojson
+from twin.api.acks import acknowledge
+from twin.api.errors import ApiError
+from twin.api.schemas import AckRequest, AckResponse
+from twin.api.state import ApiState
+
+_bearer = HTTPBearer(auto_error=False, description="the API token of the service (writes only)")
+
+
+def token_check(state: ApiState):
+    """A dependency that lets a write through only with ``Authorization: Bearer <token>``.
+
+    401 without credentials, 403 with a wrong token, 403 when the service has no token (read-only).
+    """
+
+    def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+        token = state.config.token
+        if token is None:
+            raise ApiError(403, "writes_disabled", "this service has no API token, so it only reads; "
+                           "start it with a token to acknowledge alerts over HTTP")
+        if credentials is None:
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>",
+                           headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise ApiError(403, "forbidden", "wrong token")
+
+    return check
+
+
+def _row_or_404(state: ApiState, identifier: str) -> dict:
+    row = state.view.alert_row(identifier)
+    if row is None:
+        raise ApiError(404, "unknown_alert", f"no alert {identifier!r}")
+    return row
+
+
+def alert_routes(state: ApiState) -> APIRouter:
+    """The router of the alerts."""
+    view = state.view
+    r = APIRouter(prefix="/api/alerts", tags=["alerts"])
+    builder = state.hub.builder
+
+    @r.get("")
+    def alerts(state_: Literal["active", "cancelled", "all"] = Query("active", alias="state"),
+               limit: int = Query(500, ge=1, le=10_000, description="newest this many")) -> dict:
+        """Alerts as a GeoJSON FeatureCollection (areas in lon/lat) with CAP properties: identifier,
+        hazard, level, level_name, colour, severity, sent, raised_at, acknowledged_by, acks,
+        units_on_scene, parameters... Oldest first."""
+        rows = view.alert_rows(None if state_ == "all" else state_)[-limit:]
+        return geojson.collection([builder.feature_of_row(row) for row in rows], t=view.last_tick())
+
+    @r.get("/{identifier}.xml", response_class=Response,
+           responses={200: {"content": {"application/cap+xml": {}}}, 404: {"description": "unknown alert"}})
+    def alert_xml(identifier: str) -> Response:
+        """The alert's current CAP message as CAP 1.2 XML (as retained on ``city/alerts/{identifier}``)."""
+        row = _row_or_404(state, identifier)
+        return Response(cap.to_xml(row["message"]), media_type="application/cap+xml")
+
+    @r.get("/{identifier}")
+    def alert_json(identifier: str) -> dict:
+        """The alert's current CAP message as JSON (DESIGN.md 3.1), the one retained on ``city/alerts/{id}``;
+        a cancelled alert gives its Cancel."""
+        return _row_or_404(state, identifier)["message"]
+
+    @r.post("/{identifier}/ack", response_model=AckResponse, dependencies=[Depends(token_check(state))],
+            responses={401: {"description": "no token"}, 403: {"description": "wrong token or read-only"},
+                       404: {"description": "unknown alert"}, 409: {"description": "alert already cancelled"}})
+    async def ack(identifier: str, body: AckRequest) -> AckResponse:
+        """An operator acknowledges an active alert: recorded in the store (kind ``operator``) and
+        published as a CAP Update listing ``acknowledgedBy`` (retained on ``city/alerts/{id}``, and to
+        the units that had the alert). Acknowledging twice changes nothing."""
+        result = await run_in_threadpool(acknowledge, view, identifier, body.operator, body.note or "")
+        state.hub.poke()
+        return AckResponse(alert=result.alert, operator=result.operator, t=result.t, already=result.already,
+                           message=result.message, acks=result.acks)
+
+    return r

@@ -1,0 +1,85 @@
+"""Pydantic models of the small request and response bodies (they document ``/docs``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class Health(BaseModel):
+    """``GET /api/health``."""
+
+    status: str = Field(description="ok, starting (no tick yet) or stale (no tick for a while: HTTP 503)")
+    t: float = Field(description="the twin's clock [unix s]")
+    last_tick: float | None = Field(description="time of the last tick [unix s]")
+    tick_age_s: float | None = Field(description="twin seconds since the last tick [s]")
+
+
+class LayerSummary(BaseModel):
+    """One layer of ``GET /api/grid``."""
+
+    name: str
+    units: str = Field(description="CF/UDUNITS units; 1 for dimensionless")
+    long_name: str
+    kind: str = Field(description="static, live, risk or level")
+    source: str = Field(description="static (CIM, built once) or live (recomputed every tick)")
+    dtype: str
+
+
+class Grid(BaseModel):
+    """``GET /api/grid``: the twin's grid and its layers."""
+
+    district: str | None
+    crs: str = Field(description="projected CRS of the grid, e.g. EPSG:4549")
+    cell_size: float = Field(description="side of a square cell [m]")
+    shape: tuple[int, int] = Field(description="(rows, cols); row 0 is the north edge, col 0 the west edge")
+    origin: tuple[float, float] = Field(description="(x0, y0): north-west corner in the grid CRS [m]")
+    bounds: tuple[float, float, float, float] = Field(description="xmin, ymin, xmax, ymax in the grid CRS [m]")
+    bounds_lonlat: tuple[float, float, float, float] = Field(description="W, S, E, N [degree]")
+    beidou_level: int = Field(description="GB/T 39409 level of the cells' Beidou grid codes")
+    credit: str | None
+    t: float | None = Field(description="time of the live layers [unix s]; null before the first tick")
+    layers: list[LayerSummary]
+
+
+class AckRequest(BaseModel):
+    """``POST /api/alerts/{id}/ack`` body."""
+
+    operator: str = Field(min_length=1, max_length=64, description="who acknowledges, as shown to others")
+    note: str | None = Field(default=None, max_length=500, description="optional note, published in the CAP note")
+
+    @field_validator("operator", "note")
+    @classmethod
+    def _printable(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        if any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError("must not contain control characters")
+        return v
+
+    @field_validator("operator")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v:
+            raise ValueError("must not be blank")
+        return v
+
+
+class AckRecord(BaseModel):
+    """One stored acknowledgement."""
+
+    actor: str
+    kind: str = Field(description="unit or operator")
+    status: str = Field(description="ack, on_scene or resolved")
+    t: float = Field(description="[unix s]")
+
+
+class AckResponse(BaseModel):
+    """``POST /api/alerts/{id}/ack`` answer."""
+
+    alert: str
+    operator: str
+    t: float = Field(description="time of the acknowledgement [unix s]")
+    already: bool = Field(description="this operator had already acknowledged the alert; nothing changed")
+    message: str | None = Field(description="identifier of the CAP Update that publishes it (null if already)")
+    acks: list[AckRecord]
