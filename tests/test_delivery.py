@@ -67,3 +67,18 @@ def test_positions_never_move_backwards_in_time():
     again = EntityTable(GRID)
     again.restore(rows)
     assert again.snapshot() == rows
+
+
+def test_an_alert_nobody_is_near_goes_to_the_nearest_units_once():
+    area = _cells(100, 110, 100, 110)  # x 643000..643100, y 3457900..3458000
+    table = _table(("d900", 643100.0 + 900.0, 3457950.0, 1.0), ("d700", 643100.0 + 700.0, 3457950.0, 1.0),
+                   ("d1500", 643000.0 - 1500.0, 3457950.0, 1.0), ("d800", 643050.0, 3458000.0 + 800.0, 1.0))
+    router = Router(GRID, buffer_m=500.0, nearest=2)
+    router.set_area("a1", 0.0, area)
+    assert router.recipients("a1", table.located_units()) == [], "without the fallback: nobody in reach"
+    got = router.recipients("a1", table.located_units(), nearest_if_none=True)
+    assert got == ["d700", "d800"], "the two closest to the area's edge, nearest first"
+    router.mark_delivered("a1", got)
+    assert router.recipients("a1", table.located_units(), nearest_if_none=True) == [], "only once"
+    router.set_area("a1", 0.0, area)  # an update reaches those who had it, and no one else
+    assert sorted(router.recipients("a1", table.located_units(), nearest_if_none=True)) == ["d700", "d800"]

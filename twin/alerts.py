@@ -111,7 +111,7 @@ class AlertBook:
         self.grid, self.sender, self.district, self.status = grid, sender, district, status
         self.clear_ticks, self.area_change = clear_ticks, area_change
         self.evidence = evidence or (lambda _h, _c: {})
-        self.describe = describe or self._default_description
+        self.describe = describe or self.default_description
         self.model_version = model_version
         self.active: dict[str, Alert] = {}
         self.sequence = 0
@@ -218,7 +218,8 @@ class AlertBook:
         return AlertEvent("raised", alert, message)
 
     # ------------------------------------------------------------ CAP
-    def _default_description(self, hazard: str, cells: np.ndarray) -> str:
+    def default_description(self, hazard: str, cells: np.ndarray) -> str:
+        """``district: n cells around lat N lon E`` (the cells' mean centre)."""
         row, col = np.divmod(cells, self.grid.nx)
         lon, lat = geo.to_lonlat(self.grid.x[col], self.grid.y[row], self.grid.crs)
         clat, clon = float(np.mean(lat)), float(np.mean(lon))

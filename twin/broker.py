@@ -68,6 +68,9 @@ class EmbeddedBroker:
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedBroker:
         """Start and wait until it listens."""
+        quiet = logging.getLogger("amqtt")
+        if quiet.getEffectiveLevel() > logging.DEBUG:  # its per-message warnings would drown the demo's output
+            quiet.setLevel(logging.ERROR)
         self._thread.start()
         if not self._ready.wait(timeout_s):
             raise RuntimeError("the embedded MQTT broker did not start")

@@ -154,6 +154,25 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=guarded)
 
 
+# ---------------------------------------------------------------- twin demo
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from scenarios.demo.run import add_parser
+
+    parser = add_parser(sub)
+    run = parser.get_default("func")
+
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return int(run(args) or 0)
+        except (ValueError, FileNotFoundError) as exc:
+            raise UsageError(str(exc)) from None
+        except ConnectionError as exc:
+            print(f"twin: error: {exc}", file=sys.stderr)
+            return 1
+
+    parser.set_defaults(func=guarded)
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     """The ``twin`` argument parser with every subcommand."""
@@ -161,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="twin", description="citytwin: a live digital twin of a city district (Shanghai first).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(sub)
     _add_grid(sub)
     _add_run(sub)
     _add_simulate(sub)

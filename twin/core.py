@@ -82,7 +82,7 @@ class TwinCore:
         self.state = TwinState(static, registry)
         self.models = LiveModels(self.state, cfg.live)
         self.book = AlertBook(self.state.grid, cfg.sender, cfg.district, clear_ticks=cfg.clear_ticks,
-                              evidence=self._evidence, model_version=cfg.model_version)
+                              evidence=self._evidence, describe=self._describe, model_version=cfg.model_version)
         self.book.sequence = int(store.get_meta("alert_sequence", "0") or 0)
         self.router = Router(self.state.grid, cfg.unit_buffer_m)
         self.lock = threading.RLock()
@@ -138,7 +138,7 @@ class TwinCore:
             self.router.close(ident)
         else:
             self.router.set_area(ident, ev.alert.raised_at, ev.alert.cells)
-            units = self.router.recipients(ident, self.state.entities.located_units())
+            units = self.router.recipients(ident, self.state.entities.located_units(), nearest_if_none=True)
             self.router.mark_delivered(ident, units)
         outbox += [(f"{p}units/{u}/alerts", body, False) for u in units]
         self.store.record(self._alert_row(ev), ev.message, outbox)
@@ -175,6 +175,15 @@ class TwinCore:
         if devices:
             out["devices"] = " ".join(devices[:20])
         return out
+
+    def _describe(self, hazard: str, cells: np.ndarray) -> str:
+        """CAP ``areaDesc``: the named sensors in the area (e.g. a tunnel portal's gauge), else its centre."""
+        devices = self.state.registry.devices
+        names = [devices[d].name or d for d in self._devices_in(hazard, cells) if d in devices]
+        if not names or hazard == "rain":
+            return self.book.default_description(hazard, cells)
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return f"{self.config.district}: {'; '.join(names[:3])}{more} ({cells.size} cells)"
 
     def _devices_in(self, hazard: str, cells: np.ndarray) -> list[str]:
         kind = SENSOR_KIND[hazard]

@@ -3,8 +3,9 @@
 A unit gets an alert's message when its last Beidou position is inside the alert area
 grown by `buffer_m` (default 500 m); it gets the alert as soon as it moves into such an
 area, and it gets every later message (updates and the cancel) of an alert it has had,
-wherever it is then. A unit inside the area itself (no buffer) is on scene; its first
-such position is its arrival.
+wherever it is then. When an alert is first delivered and no located unit is within its
+reach, the `nearest` closest located units get it instead, so every alert has someone on it.
+A unit inside the area itself (no buffer) is on scene; its first such position is its arrival.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from twin.entities import Entity
 from twin.grid import GridSpec
 
 DEFAULT_BUFFER_M = 500.0
+DEFAULT_NEAREST = 3
+"""Units an alert goes to when nobody is within its reach [1]."""
 
 
 @dataclass
@@ -36,10 +39,13 @@ class AlertArea:
 class Router:
     """Which units get which alert messages, and when units arrive on scene."""
 
-    def __init__(self, grid: GridSpec, buffer_m: float = DEFAULT_BUFFER_M) -> None:
+    def __init__(self, grid: GridSpec, buffer_m: float = DEFAULT_BUFFER_M,
+                 nearest: int = DEFAULT_NEAREST) -> None:
         if buffer_m < 0:
             raise ValueError(f"buffer must be >= 0 m, got {buffer_m}")
-        self.grid, self.buffer_m = grid, buffer_m
+        if nearest < 0:
+            raise ValueError(f"nearest must be >= 0 units, got {nearest}")
+        self.grid, self.buffer_m, self.nearest = grid, buffer_m, nearest
         self.areas: dict[str, AlertArea] = {}
 
     def set_area(self, identifier: str, raised_at: float, cells: np.ndarray) -> AlertArea:
@@ -58,8 +64,11 @@ class Router:
         current.version += 1
         return current
 
-    def recipients(self, identifier: str, units: list[Entity]) -> list[str]:
-        """Units that must get the alert's current message now (inside its reach, or had it before)."""
+    def recipients(self, identifier: str, units: list[Entity], nearest_if_none: bool = False) -> list[str]:
+        """Units that must get the alert's current message now (inside its reach, or had it before).
+
+        With ``nearest_if_none`` (``units`` being every located unit), an alert nobody has had yet and
+        nobody is within reach of goes to the `nearest` closest units."""
         a = self.areas[identifier]
         out = []
         for u in units:
@@ -67,7 +76,18 @@ class Router:
                 continue
             if u.id in a.delivered or (u.located and shapely.contains_xy(a.reach, u.x, u.y)):
                 out.append(u.id)
+        if nearest_if_none and not out and not a.delivered:
+            out = self._nearest(a, units)
         return out
+
+    def _nearest(self, a: AlertArea, units: list[Entity]) -> list[str]:
+        """The `nearest` located units closest to the area (ties by id)."""
+        located = [u for u in units if u.located]
+        if not located or self.nearest == 0:
+            return []
+        d = shapely.distance(a.area, shapely.points([(u.x, u.y) for u in located]))
+        order = sorted(range(len(located)), key=lambda i: (float(d[i]), located[i].id))
+        return [located[i].id for i in order[: self.nearest]]
 
     def mark_delivered(self, identifier: str, unit_ids: list[str]) -> None:
         """The current message of the alert is on its way to these units."""

@@ -88,6 +88,8 @@ class ServiceConfig:
     core: CoreConfig = field(default_factory=CoreConfig)
     limits: Limits = field(default_factory=Limits)
     clock: TwinClock = field(default_factory=TwinClock)
+    end_session_on_stop: bool = False
+    """Drop the broker-side session when stopping (a demo's one-off client id), MQTT 5 only."""
 
 
 class OutboxPublisher:
@@ -188,7 +190,7 @@ class LiveService:
         self._snapshot(self.raw_log.position)
         self.publisher.stop()
         self.transport.wait_published(5)
-        self.transport.stop()
+        self.transport.stop(end_session=self.config.end_session_on_stop)
         self.raw_log.close()
         self.store.close()
 

@@ -200,11 +200,18 @@ class MqttTransport:
             return True
         return self.connected.wait(wait_s)
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Wait briefly for pending publishes, disconnect and stop the network thread."""
+    def stop(self, timeout_s: float = 5.0, end_session: bool = False) -> None:
+        """Wait briefly for pending publishes, disconnect and stop the network thread.
+
+        ``end_session`` (MQTT 5) asks the broker to drop the persistent session now (Session Expiry
+        Interval 0 on DISCONNECT), for short-lived clients such as a demo run."""
         if self.connected.is_set():
             self.wait_published(min(timeout_s, self.publish_timeout_s))
-        self._client.disconnect()
+        props = None
+        if end_session and self.protocol == "5":
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+        self._client.disconnect(properties=props)
         self._client.loop_stop()
         self.connected.clear()
 

@@ -279,10 +279,14 @@ class Publisher:
 
     def run(self, sim: Simulator, duration_s: float, *, speed: float = 1.0, dt: float = 1.0,
             progress: Callable[[float, int, float], None] | None = None, progress_every_s: float = 1.0,
-            stop: threading.Event | None = None) -> int:
+            stop: threading.Event | None = None, clock: Callable[[], float] | None = None,
+            before_step: Callable[[Simulator], None] | None = None) -> int:
         """Step ``sim`` for ``duration_s`` simulated seconds and publish; return the messages published.
 
-        ``progress(sim_elapsed_s, published, rate_per_wall_s)`` is called about every ``progress_every_s``."""
+        ``progress(sim_elapsed_s, published, rate_per_wall_s)`` is called about every ``progress_every_s``.
+        With ``clock`` (simulated unix seconds, e.g. the live twin's clock) the steps keep pace with it
+        instead of with the wall clock, so the feed's timestamps and the receiver's clock agree;
+        ``before_step(sim)`` runs before every step (a storyline's beats)."""
         if not speed > 0:
             raise ValueError(f"speed {speed} must be > 0")
         wall0 = time.monotonic()
@@ -291,10 +295,12 @@ class Publisher:
         while elapsed < duration_s - 1e-9 and not (stop is not None and stop.is_set()):
             step = min(dt, duration_s - elapsed)
             self._respond(sim)
+            if before_step is not None:
+                before_step(sim)
             for topic, payload in sim.step(step):
                 self.publish(topic, payload)
             elapsed += step
-            wait = wall0 + elapsed / speed - time.monotonic()
+            wait = wall0 + elapsed / speed - time.monotonic() if clock is None else (sim.t - clock()) / speed
             if wait > 0:
                 time.sleep(wait)
             now = time.monotonic()

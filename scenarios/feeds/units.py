@@ -1,7 +1,8 @@
 """Field units: patrol around their home base, respond to alerts, acknowledge them.
 
 A patrolling unit walks (``patrol_kmh``) toward random way points within ``patrol_radius_m`` of home. On
-``respond(unit_id, cap_json)`` it publishes an ``ack`` on ``city/units/{id}/ack``, drives straight toward
+``respond(unit_id, cap_json)`` for a hazard of its duty (`DUTIES`: police crowd and traffic, fire
+floods, medical crowds) it publishes an ``ack`` on ``city/units/{id}/ack``, drives straight toward
 the centroid of the alert's first area at ``respond_kmh`` (straight line, not along roads: a simplification),
 publishes ``on_scene`` once inside the area polygon (or within ``ARRIVE_M`` of the centroid), and
 ``resolved`` when the alert is cancelled while it is on scene; then it goes back to patrolling.
@@ -26,6 +27,8 @@ from twin.geo import to_lonlat, to_projected
 
 ARRIVE_M = 30.0
 """A unit this close to the alert area's centroid is on scene [m]."""
+DUTIES = {"police": {"crowd", "traffic"}, "fire": {"flood"}, "medical": {"crowd"}}
+"""Hazards (the CAP ``hazard`` parameter) each ``unit_type`` answers; other types answer every alert."""
 
 
 @dataclass
@@ -44,6 +47,8 @@ class Unit:
     pending: list[tuple[str, str]] = field(default_factory=list)
     speed_kmh: float = 0.0
     course: float = 0.0
+    duties: frozenset[str] | None = None
+    """Hazards it answers (None: all)."""
 
 
 def parse_cap_area(cap: dict[str, Any]) -> Polygon | None:
@@ -73,8 +78,10 @@ class Units:
             lon, lat = (d.geometry or {}).get("coordinates", (121.4855, 31.2405))[:2]
             x, y = to_projected(lon, lat)
             home = (float(x), float(y))
+            duties = DUTIES.get(str(d.properties.get("unit_type", "")))
             self.units[d.id] = Unit(d.id, home, home[0], home[1], self._waypoint(home),
-                                    t0 + float(rng.uniform(0, report_s)))
+                                    t0 + float(rng.uniform(0, report_s)),
+                                    duties=frozenset(duties) if duties is not None else None)
 
     def _waypoint(self, home: tuple[float, float]) -> tuple[float, float]:
         r = self.radius * math.sqrt(float(self.rng.uniform()))
@@ -100,7 +107,7 @@ class Units:
                 u.target = self._waypoint(u.home)
             return
         area = parse_cap_area(cap)
-        if area is None or area.is_empty:
+        if area is None or area.is_empty or not _on_duty(u, cap):
             return
         if mine:
             u.alert, u.area = ident, area  # an update: follow the new area, no new ack
@@ -149,3 +156,14 @@ class Units:
                                 speed_kmh=u.speed_kmh, course_deg=u.course, hdop=0.9, fix=1)
                 out.append((f"{prefix}beidou/{u.id}", encode_nmea(b, talker="GB", types=("RMC", "GGA"))))
         return out
+
+
+def _on_duty(u: Unit, cap: dict[str, Any]) -> bool:
+    """Whether ``u`` answers this CAP alert's hazard (police: crowd and traffic, fire: flood, medical: crowd)."""
+    if u.duties is None:
+        return True
+    for info in cap.get("info") or []:
+        for p in info.get("parameter") or []:
+            if p.get("valueName") == "hazard":
+                return p.get("value") in u.duties
+    return True

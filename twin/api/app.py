@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -29,7 +30,8 @@ def create_app(view, config: ApiConfig | None = None) -> FastAPI:
     """The HTTP API of a running `twin.service.LiveService` (``view``).
 
     The app adds a tick listener to ``view.listeners`` while it runs (its lifespan) and removes it
-    when it stops. CORS is off unless ``config.cors_origins`` lists origins.
+    when it stops. CORS is off unless ``config.cors_origins`` lists origins. ``/docs`` (Swagger UI) and
+    ``/redoc`` load their scripts from the installed fastapi-offline package, so they work offline.
     """
     config = config or ApiConfig()
     state = ApiState.of(view, config)
@@ -45,7 +47,7 @@ def create_app(view, config: ApiConfig | None = None) -> FastAPI:
                 view.listeners.remove(state.on_tick)
             await state.hub.stop()
 
-    app = FastAPI(title="citytwin", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPIOffline(title="citytwin", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.api = state
     install_handlers(app)
     for router in (twin_routes(state), alert_routes(state), live_routes(state)):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
-"""Host names a browser uses for a server on loopback (for the Host-header check)."""
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+"""Host names a browser uses for a server on IPv4 loopback (for the Host-header check; Starlette's check
+cannot parse IPv6 literals, so a server on ``::1`` goes without it)."""
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ class TwinCollector(Collector):
 
     def _twin(self, s: dict) -> Iterator[Metric]:
         yield _gauge("tick_last_seconds", "duration of the last tick", s["tick_ms"] / 1e3)
-        yield _gauge("lag_seconds", "twin clock minus the last status time, in wall seconds", s["lag_ms"] / 1e3)
+        yield _gauge("lag_seconds", "wall time since the last tick (at most about one tick period when the twin "
+                     "keeps up)", s["lag_ms"] / 1e3)
         yield _gauge("alerts_active", "alerts active now", s["alerts_active"])
         yield _gauge("outbox_depth", "stored messages waiting to be published", s["outbox"])
         yield _gauge("devices_seen", "devices heard from since start", s["devices_seen"])

@@ -79,8 +79,9 @@ def twin_routes(state: ApiState) -> APIRouter:
 
     @r.get("/status")
     def status() -> dict:
-        """The ``city/twin/status`` document: t, uptime_s, received, accepted, duplicates, rejected
-        {reason: n}, devices_seen, units_tracked, alerts_active, tick_ms, lag_ms, outbox."""
+        """The ``city/twin/status`` document as of the last tick: t (that tick), uptime_s, received, accepted,
+        duplicates, rejected {reason: n}, devices_seen, units_tracked, alerts_active, tick_ms, lag_ms (wall
+        time since the tick), outbox."""
         return view.status()
 
     @r.get("/grid", response_model=Grid)

@@ -174,8 +174,9 @@ class TwinView:
 
     # ------------------------------------------------------------ status and counters
     def status(self) -> dict[str, Any]:
-        """The ``city/twin/status`` document (DESIGN.md 3.1) plus ``outbox``."""
-        return self.service.status()
+        """The ``city/twin/status`` document (DESIGN.md 3.1) plus ``outbox``, as of the last tick: ``t`` is
+        that tick and ``lag_ms`` the wall time since it (now, before the first tick)."""
+        return self.service.status(self.last_tick())
 
     def ingest_metrics(self) -> dict[str, Any]:
         """A copy of the ingest counters."""

@@ -1,0 +1,232 @@
+"""``twin demo``: the live twin, a broker and the storyline's feeds in one command.
+
+Order of things: the Bund grid (built once into the cache, then the story's drainage applied), a
+fresh state folder, the broker (embedded unless ``--broker``), the live service on a `TwinClock` that
+runs ``speed`` times faster than the wall and starts at the story's start, a `Watcher` reading the
+contract's topics from the outside, and the simulator publishing the story at the same clock. It ends
+after ``--duration`` wall seconds, when the story is over (its length, or earlier once every alert has
+been cleared after the last beat), or on Ctrl-C / SIGTERM; then everything is stopped in reverse order
+and the summary printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from scenarios.demo.console import Console, summary
+from scenarios.demo.story import Script, Story
+from scenarios.demo.watch import Watcher
+from scenarios.feeds.simulator import Publisher, Simulator
+from twin.core import CoreConfig
+from twin.dataset import load_twin, save_twin
+from twin.service import SNAPSHOT, LiveService, ServiceConfig, TwinClock
+from twin.sources import data_dir
+
+DEMO_TICK_S = 10.0
+"""Tick of the demo's twin [s of twin time]: the story's alert timings are tuned for it."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``twin demo`` was asked to do."""
+
+    broker: str | None = None
+    protocol: str | None = None
+    speed: float = 30.0
+    duration: float | None = None
+    """Wall seconds; None runs the story to its end."""
+    grid: Path | None = None
+    state: Path | None = None
+    seed: int = 0
+    tick_s: float = DEMO_TICK_S
+    prefix: str = "city/"
+
+
+def cache_dir() -> Path:
+    """Where built grids are kept between runs (``$XDG_CACHE_HOME/citytwin``, default ``~/.cache/citytwin``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "citytwin"
+
+
+def base_grid(opts: DemoOptions, say) -> Path:
+    """The grid file to start from: ``--grid``, or the Bund at 10 m built once into the cache."""
+    if opts.grid is not None:
+        if not opts.grid.is_file():
+            raise FileNotFoundError(f"--grid {opts.grid} does not exist")
+        return opts.grid
+    path = cache_dir() / "bund-10m.nc"
+    if not path.is_file():
+        from twin.gridcmd import build_grid_file
+
+        say(f"building the Bund twin at 10 m into {path} (once; about 15 s)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"building-{os.getpid()}-{path.name}")
+        build_grid_file(out=tmp, cell=10.0, district="bund", progress=sys.stderr.isatty())
+        for src in tmp.parent.glob(f"{tmp.stem}*"):  # the NetCDF and its building table, moved into place
+            src.replace(path.with_name(src.name.replace(tmp.stem, path.stem)))
+    return path
+
+
+@contextmanager
+def state_folder(opts: DemoOptions) -> Iterator[Path]:
+    """``--state`` (which must hold no twin yet, and is kept) or a temporary folder (removed at the end)."""
+    if opts.state is not None:
+        if (opts.state / SNAPSHOT).exists() or (opts.state / "rawlog").exists():
+            raise ValueError(f"--state {opts.state} already holds a twin; the demo needs a fresh folder")
+        opts.state.mkdir(parents=True, exist_ok=True)
+        yield opts.state
+        return
+    folder = Path(tempfile.mkdtemp(prefix="citytwin-demo-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def broker(opts: DemoOptions, say) -> Iterator[tuple[str, str]]:
+    """(url, protocol) of ``--broker``, or of an embedded broker started here and stopped on exit."""
+    if opts.broker:
+        yield opts.broker, opts.protocol or "5"
+        return
+    from twin.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as embedded:
+        say(f"no --broker given: started an embedded MQTT broker (amqtt, MQTT 3.1.1) at {embedded.url}")
+        yield embedded.url, "3.1.1"
+
+
+def run_demo(opts: DemoOptions, story: Story | None = None) -> int:
+    """Run the demo (see the module docstring); returns the exit status."""
+    story = story or Story()
+    story.check()
+    if not opts.speed > 0:
+        raise ValueError(f"--speed {opts.speed} must be > 0")
+    console = Console(sys.stdout, speed=opts.speed)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        grid = base_grid(opts, console.say)
+        with state_folder(opts) as state, broker(opts, console.say) as (url, protocol):
+            return _run(opts, story, grid, state, url, protocol, console, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, protocol: str,
+         console: Console, stop: threading.Event) -> int:
+    static, buildings = load_twin(grid)
+    demo_grid = save_twin(state / "demo-grid.nc", story.twin(static), buildings)
+    clock = TwinClock(opts.speed, start=story.start)
+    cfg = ServiceConfig(broker=url, grid=demo_grid, registry=data_dir() / "bund" / "registry.geojson",
+                        state_dir=state, tick_s=opts.tick_s, prefix=opts.prefix, protocol=protocol,
+                        client_id=f"citytwin-demo-{os.getpid()}", snapshot_every_s=600.0,
+                        core=CoreConfig(prefix=opts.prefix, tick_s=opts.tick_s), clock=clock,
+                        end_session_on_stop=True)
+    service = LiveService(cfg)
+    watcher = Watcher(url, protocol=protocol, prefix=opts.prefix).start()
+    sim = Simulator(story.feed_config(opts.seed, opts.prefix))
+    script = Script(story, on_beat=lambda b: console.beat(story.start + b.at_s, b.text))
+    wall0 = time.monotonic()
+    try:
+        if not service.start():
+            raise ConnectionError(f"the live twin could not connect to {url}")
+        console.say(f"twin running at {opts.speed:g}x: {story.length_s / 60:.0f} simulated minutes of "
+                    f"New Year's Eve on the Bund in about {story.length_s / opts.speed:.0f} s (Ctrl-C stops)")
+        feed = threading.Thread(target=_feed, args=(url, protocol, opts, story, sim, script, clock, stop),
+                                name="demo-feed", daemon=True)
+        feed.start()
+        _watch(opts, story, script, watcher, console, clock, stop, wall0)
+        stop.set()
+        feed.join(30)
+    finally:
+        stop.set()
+        console.done()
+        service.stop()
+        time.sleep(0.5)  # the last retained messages reach the watcher
+        watcher.stop()
+    with watcher.lock:
+        print(summary(watcher.tally, service.ingestor.metrics.snapshot(), sim, story, clock, time.monotonic() - wall0),
+              flush=True)
+    return 0
+
+
+def _feed(url: str, protocol: str, opts: DemoOptions, story: Story, sim: Simulator, script: Script,
+          clock: TwinClock, stop: threading.Event) -> None:
+    """Publish the story (feed thread); a broken broker connection ends the demo."""
+    try:
+        with Publisher(url, protocol=protocol, respond_prefix=opts.prefix,
+                       client_id=f"twin-demo-feed-{os.getpid()}") as pub:
+            pub.run(sim, story.length_s, speed=opts.speed, stop=stop, clock=clock, before_step=script.advance)
+    except ConnectionError as exc:
+        print(f"twin demo: the feed lost the broker: {exc}", file=sys.stderr)
+    finally:
+        stop.set()
+
+
+def _watch(opts: DemoOptions, story: Story, script: Script, watcher: Watcher, console: Console,
+           clock: TwinClock, stop: threading.Event, wall0: float) -> None:
+    """Refresh the console until the demo should end."""
+    deadline = wall0 + opts.duration if opts.duration else float("inf")
+    while not stop.wait(0.5):
+        with watcher.lock:
+            console.show(watcher.tally, clock())
+            all_clear = not watcher.tally.active and watcher.tally.alerts
+        if time.monotonic() >= deadline or clock() >= story.start + story.length_s:
+            return
+        if not script.pending and all_clear:
+            console.say("all clear: every alert has been cancelled")
+            return
+
+
+def options(args: argparse.Namespace) -> DemoOptions:
+    """`DemoOptions` from ``twin demo`` arguments."""
+    return DemoOptions(broker=args.broker, protocol=args.protocol, speed=args.speed, duration=args.duration,
+                       grid=args.grid, state=args.state, seed=args.seed, tick_s=args.tick)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``demo`` subcommand; its ``func`` runs it."""
+    story = Story()
+    p = subparsers.add_parser(
+        "demo", help="watch the live twin work: broker, twin and a scripted New Year's Eve on the Bund",
+        description="Run the live twin with a scripted storyline: an evening crowd gathers on the Bund and "
+                    "crosses the thresholds, a rainstorm floods the tunnel portals, traffic on Zhongshan East "
+                    "Road slows; alerts are raised, routed to the nearest field units, acknowledged and "
+                    f"cleared. {story.length_s / 60:.0f} simulated minutes; ends with a summary.")
+    p.add_argument("--broker", help="use this broker (mqtt[s]://user:pass@host:port) instead of starting an "
+                                    "embedded one")
+    p.add_argument("--protocol", choices=("5", "3.1.1"), help="MQTT version with --broker (default 5)")
+    p.add_argument("--speed", type=float, default=30.0, help="simulated seconds per wall second (default 30: "
+                                                             "the story takes about 2.5 minutes)")
+    p.add_argument("--duration", type=float, help="stop after this many wall seconds (default: at the story's end)")
+    p.add_argument("--grid", type=Path, help="Bund grid NetCDF (default: built once into ~/.cache/citytwin)")
+    p.add_argument("--state", type=Path, help="keep the twin's state (raw log, alert database, snapshot) in this "
+                                              "new folder (default: a temporary folder, removed at the end)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the feeds (default 0)")
+    p.add_argument("--tick", type=float, default=DEMO_TICK_S, help=f"tick period in twin seconds "
+                                                                   f"(default {DEMO_TICK_S:g})")
+    p.set_defaults(func=lambda args: run_demo(_checked(options(args))))
+    return p
+
+
+def _checked(opts: DemoOptions) -> DemoOptions:
+    problems = [f"--{name} {value} must be > 0" for name, value in
+                (("speed", opts.speed), ("duration", opts.duration), ("tick", opts.tick_s))
+                if value is not None and not value > 0]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return opts
+

@@ -1,0 +1,196 @@
+"""What the demo shows and sums up, read from the outside: the MQTT topics of the contract (DESIGN.md 3.1).
+
+`Tally` is pure (topic and payload in, counts out), so it can be tested without a broker; `Watcher`
+feeds it from a paho client subscribed to the alert, unit, dead-letter and status topics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import statistics
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.transport.url import parse_broker_url
+
+log = logging.getLogger(__name__)
+
+_SUFFIX = re.compile(r"\.(update|cancel)\d+$")
+KINDS = {"Alert": "raised", "Update": "updated", "Cancel": "cancelled"}
+
+
+def alert_root(identifier: str) -> str:
+    """The identifier of the alert a CAP message belongs to (``….update3`` -> ``…``)."""
+    return _SUFFIX.sub("", identifier)
+
+
+def cap_seconds(text: str) -> float:
+    """A CAP dateTime (``2025-12-31T22:10:00+08:00``) as unix seconds."""
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+def _params(cap: dict) -> dict[str, str]:
+    info = (cap.get("info") or [{}])[0]
+    return {p.get("valueName", ""): p.get("value", "") for p in info.get("parameter") or []}
+
+
+@dataclass
+class Tally:
+    """Counts of what crossed the broker, by topic family."""
+
+    prefix: str = "city/"
+    alerts: Counter = field(default_factory=Counter)
+    """(hazard, kind) -> CAP messages, kind raised / updated / cancelled."""
+    active: dict[str, str] = field(default_factory=dict)
+    """Active alert identifier -> hazard."""
+    levels: dict[str, str] = field(default_factory=dict)
+    """Alert identifier -> its last warning colour."""
+    hazard_of: dict[str, str] = field(default_factory=dict)
+    """Alert identifier -> hazard, for every alert seen."""
+    delivered: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(unit, alert) -> CAP ``sent`` of the first message the unit got for it [unix s]."""
+    acks: Counter = field(default_factory=Counter)
+    acked: set = field(default_factory=set)
+    """(unit, alert) pairs the unit acknowledged."""
+    arrivals: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(unit, alert) -> seconds from the alert reaching the unit to its ``on_scene`` [s]."""
+    deadletters: Counter = field(default_factory=Counter)
+    status: dict[str, Any] = field(default_factory=dict)
+    events: deque = field(default_factory=lambda: deque(maxlen=200))
+    """Recent lines worth showing: (twin time [unix s], text)."""
+    bad: int = 0
+    """Messages on watched topics that could not be read."""
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        """Take one message from the broker."""
+        if not topic.startswith(self.prefix) or not payload:
+            return  # not ours, or a retained message being removed
+        parts = topic[len(self.prefix):].split("/")
+        try:
+            doc = json.loads(payload)
+            if parts[0] == "alerts" and len(parts) == 2:
+                self._alert(doc)
+            elif parts[0] == "units" and len(parts) == 3 and parts[2] == "alerts":
+                self._delivery(parts[1], doc)
+            elif parts[0] == "units" and len(parts) == 3 and parts[2] == "ack":
+                self._ack(parts[1], doc)
+            elif parts == ["deadletter"]:
+                self.deadletters[str(doc.get("reason", "unknown"))] += 1
+            elif parts == ["twin", "status"]:
+                self.status = doc
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            self.bad += 1
+            log.debug("cannot read %s: %s", topic, exc)
+
+    def _alert(self, cap: dict) -> None:
+        params = _params(cap)
+        hazard, kind = params.get("hazard", "?"), KINDS.get(cap.get("msgType", ""), "?")
+        root = alert_root(cap["identifier"])
+        self.alerts[hazard, kind] += 1
+        self.hazard_of[root] = hazard
+        level = params.get("warningLevel", "")
+        if kind == "cancelled":
+            self.active.pop(root, None)
+            changed = True
+        else:
+            self.active[root] = hazard
+            changed = self.levels.get(root) != level
+            self.levels[root] = level
+        if changed:  # raised, cancelled, or a change of colour
+            evidence = next((v for k, v in params.items() if k.startswith(("peak", "min"))), "")
+            where = ((cap.get("info") or [{}])[0].get("area") or [{}])[0].get("areaDesc", "")
+            self.events.append((cap_seconds(cap["sent"]),
+                                f"{kind:9s} {hazard:7s} {level:6s} {evidence:>14s}  {where}"))
+
+    def _delivery(self, unit: str, cap: dict) -> None:
+        if cap.get("msgType") == "Cancel":
+            return
+        key = (unit, alert_root(cap["identifier"]))
+        if key not in self.delivered:
+            self.delivered[key] = cap_seconds(cap["sent"])
+
+    def _ack(self, unit: str, doc: dict) -> None:
+        status, key = str(doc["status"]), (unit, alert_root(str(doc["alert"])))
+        self.acks[status] += 1
+        if status == "ack":
+            self.acked.add(key)
+        elif status == "on_scene" and key in self.delivered and key not in self.arrivals:
+            self.arrivals[key] = float(doc["t"]) - self.delivered[key]
+            self.events.append((float(doc["t"]), f"on scene  {unit} after {self.arrivals[key] / 60:.1f} min"))
+
+    # ------------------------------------------------------------ views
+    def counts(self, hazard: str) -> dict[str, int]:
+        """raised / updated / cancelled CAP messages of ``hazard``."""
+        return {k: self.alerts[hazard, k] for k in ("raised", "updated", "cancelled")}
+
+    def hazards(self) -> list[str]:
+        """Hazards with any alert, in a fixed order."""
+        seen = {h for h, _ in self.alerts}
+        return [h for h in ("crowd", "flood", "traffic", "rain") if h in seen] + sorted(seen - {
+            "crowd", "flood", "traffic", "rain"})
+
+    def acked_by_hazard(self) -> dict[str, int]:
+        """(unit, alert) acknowledgements by the alert's hazard."""
+        out: Counter = Counter(self.hazard_of.get(alert, "?") for _, alert in self.acked)
+        return dict(sorted(out.items()))
+
+    def arrival_minutes(self) -> tuple[float, float] | None:
+        """Median and maximum time to arrival [min], or None before any arrival."""
+        if not self.arrivals:
+            return None
+        values = list(self.arrivals.values())
+        return statistics.median(values) / 60.0, max(values) / 60.0
+
+
+class Watcher:
+    """A paho client feeding a `Tally` from the broker (QoS 1, its own clean session)."""
+
+    def __init__(self, url: str, *, protocol: str = "5", prefix: str = "city/", client_id: str = "") -> None:
+        import paho.mqtt.client as mqtt
+
+        self.tally, self.lock = Tally(prefix), threading.Lock()
+        self.url = parse_broker_url(url)
+        version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
+        kwargs: dict[str, Any] = {"client_id": client_id or f"twin-demo-watch-{id(self):x}", "protocol": version}
+        if version == mqtt.MQTTv311:
+            kwargs["clean_session"] = True
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+        self.client.username_pw_set(self.url.username or "demo-watch", self.url.password)
+        if self.url.tls:
+            self.client.tls_set()
+        self._subscribed = threading.Event()
+        self.topics = [f"{prefix}alerts/+", f"{prefix}units/+/alerts", f"{prefix}units/+/ack",
+                       f"{prefix}deadletter", f"{prefix}twin/status"]
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if not reason_code.is_failure:
+            client.subscribe([(t, 1) for t in self.topics])
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self.lock:
+            self.tally.on_message(msg.topic, bytes(msg.payload))
+
+    def start(self, timeout_s: float = 10.0) -> Watcher:
+        """Connect and subscribe; ``ConnectionError`` if the broker does not answer in time."""
+        try:
+            self.client.connect(self.url.host, self.url.port, keepalive=30)
+        except OSError as exc:
+            raise ConnectionError(f"cannot connect to {self.url.host}:{self.url.port}: {exc}") from exc
+        self.client.loop_start()
+        if not self._subscribed.wait(timeout_s):
+            self.stop()
+            raise ConnectionError(f"broker {self.url.host}:{self.url.port} did not accept the subscription")
+        return self
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()

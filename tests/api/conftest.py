@@ -1,0 +1,156 @@
+"""Fixtures for the HTTP API tests: a real `LiveService` on the Bund at 10 m, driven without a broker.
+
+The service is built as ``twin run`` builds it but never started: no broker, no threads. A
+`Driver` plays the ingest thread: it applies real ingest batches to the core and runs ticks,
+then calls ``service.listeners`` with each tick's report, exactly as the service does after a
+live tick. Alerts, CAP messages, the store and its outbox are the real ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from ingest.batch import Batch
+from ingest.pipeline import batch_of
+from twin.api import ApiConfig, create_app
+from twin.core import CoreConfig, TickReport
+from twin.dataset import save_twin
+from twin.service import LiveService, ServiceConfig, TwinClock
+from twin.sources import data_dir
+
+T0 = 1_735_689_600.0  # 2025-01-01T00:00:00Z
+TOKEN = "test-token-0123456789"
+CHEN_YI_SQUARE = (121.4855, 31.2405)  # on the Bund promenade, WGS84
+LUJIAZUI = (121.5100, 31.2380)  # across the river, 1.8 km away
+REGISTRY = data_dir() / "bund" / "registry.geojson"
+
+
+class Driver:
+    """Feeds real batches and ticks to a service's core, as its ingest thread would."""
+
+    def __init__(self, service: LiveService) -> None:
+        self.service = service
+        self.core = service.core
+        self.counters = [d.id for d in service.registry.of_kind("crowd")]
+        self.k = 0
+
+    def crowd(self, t: float, count: float) -> None:
+        ids = np.array(self.counters, dtype=object)
+        self.core.on_batch(Batch.build(len(ids), device=ids, t=t, quantity="count", value=np.full(len(ids), count)))
+
+    def position(self, device: str, t: float, lon: float, lat: float, speed: float = 4.0) -> None:
+        self.core.on_batch(Batch.build(1, device=device, t=t, quantity="position", lon=lon, lat=lat,
+                                       datum="CGCS2000", speed_kmh=speed, course_deg=90.0))
+
+    def message(self, topic: str, payload: bytes, t: float) -> None:
+        """One MQTT message through the service's real ingest checks, counters and decoders (no raw log)."""
+        got = self.service.ingestor.process(topic, payload, t)
+        if got is not None:
+            self.service.ingestor.sink(batch_of([got]))
+
+    def unit_ack(self, unit: str, alert: str, t: float, status: str = "ack") -> None:
+        self.core.on_batch(Batch.build(1, device=unit, t=t, quantity=status, ref=alert))
+
+    def tick(self, t: float) -> TickReport:
+        """One live tick, then the service's listeners (what ``LiveService`` does after a logged tick)."""
+        report = self.core.on_tick(t)
+        self.service.last_report = report
+        for listener in list(self.service.listeners):
+            listener(report)
+        return report
+
+    def run(self, counts: list[float], positions: dict[str, tuple[float, float, float]] | None = None) -> list:
+        """Ticks 10 s apart with the crowd counts and positions (lon, lat, speed [km h-1]) given; returns
+        the alert events."""
+        events = []
+        for n in counts:
+            t = T0 + 10 * self.k
+            self.crowd(t, n)
+            for dev, (lon, lat, speed) in (positions or {}).items():
+                self.position(dev, t, lon, lat, speed)
+            events += self.tick(t).events
+            self.k += 1
+        return events
+
+    @property
+    def t(self) -> float:
+        """Time of the last tick. [unix s]"""
+        return T0 + 10 * (self.k - 1)
+
+    def raise_crowd_alert(self) -> str:
+        """Evening crowd on the Bund until a crowd alert is raised; its identifier."""
+        events = self.run([300] * 3 + [6000] * 12, {"unit-police-04": (*CHEN_YI_SQUARE, 4.0),
+                                                    "unit-fire-05": (*LUJIAZUI, 4.0),
+                                                    "veh-001": (121.4880, 31.2330, 40.0)})
+        raised = [e.alert.identifier for e in events if e.kind == "raised" and e.alert.hazard == "crowd"]
+        assert len(raised) == 1, [(e.kind, e.alert.hazard) for e in events]
+        return raised[0]
+
+    def cell_inside(self, alert: str) -> tuple[float, float]:
+        """lon, lat of a cell centre in the middle of an active alert's area."""
+        cells = self.core.book.active[alert].cells
+        row, col = np.divmod(cells[len(cells) // 2], self.core.state.grid.nx)
+        lon, lat = self.core.state.grid.cell_centres_lonlat()
+        return float(lon[row, col]), float(lat[row, col])
+
+
+@pytest.fixture(scope="session")
+def bund_file(bund10, tmp_path_factory):
+    ds, buildings = bund10
+    return save_twin(tmp_path_factory.mktemp("api-grid") / "bund10.nc", ds, buildings)
+
+
+def build_service(grid, state_dir) -> LiveService:
+    """A live service over the Bund twin file (a broker URL it never connects to)."""
+    cfg = ServiceConfig(broker="mqtt://127.0.0.1:9", grid=grid, registry=REGISTRY, state_dir=state_dir,
+                        core=CoreConfig(tick_s=10.0, clear_ticks=2), clock=TwinClock(start=T0))
+    return LiveService(cfg)
+
+
+def close_service(service: LiveService) -> None:
+    """Release what a never-started service holds (its log and store)."""
+    service.raw_log.close()
+    service.store.close()
+
+
+@pytest.fixture
+def service(bund_file, tmp_path):
+    """A fresh live service, no tick yet."""
+    svc = build_service(bund_file, tmp_path / "state")
+    yield svc
+    close_service(svc)
+
+
+@pytest.fixture
+def driver(service):
+    return Driver(service)
+
+
+@pytest.fixture(scope="module")
+def scenario(bund_file, tmp_path_factory):
+    """A service with one active crowd alert, unit-police-04 on the promenade (it had the alert and
+    acknowledged it), unit-fire-06 on scene, unit-fire-05 across the river, one vehicle; shared by
+    the read-only tests of a module: (service, driver, alert identifier)."""
+    svc = build_service(bund_file, tmp_path_factory.mktemp("api-state") / "state")
+    drv = Driver(svc)
+    alert = drv.raise_crowd_alert()
+    drv.unit_ack("unit-police-04", alert, drv.t + 1)
+    drv.position("unit-fire-06", drv.t + 2, *drv.cell_inside(alert))
+    drv.run([6000])
+    yield svc, drv, alert
+    close_service(svc)
+
+
+def client_for(service: LiveService, **config) -> TestClient:
+    """A test client of the API over ``service`` (use it in a ``with`` block: it runs the lifespan)."""
+    return TestClient(create_app(service, ApiConfig(**config)))
+
+
+@pytest.fixture(scope="module")
+def api(scenario):
+    """A running test client over the shared scenario, with a token."""
+    svc, _, _ = scenario
+    with client_for(svc, token=TOKEN) as c:
+        yield c
