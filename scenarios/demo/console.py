@@ -74,7 +74,8 @@ class Console:
         active = ", ".join(f"{h} {n}" for h, n in sorted(by_hazard.items())) or "none"
         return (f"[{clock_text(now)}] {self.rate.update(received):6.0f} msg/s | received {received} | "
                 f"rejected {rejected} | active alerts: {active} | units sent {len(tally.delivered)}, "
-                f"acked {len(tally.acked)}, on scene {len(tally.arrivals)} | tick {s.get('tick_ms', 0)} ms")
+                f"acked {len(tally.acked)}, on scene {len(tally.arrivals)} | tick {s.get('tick_ms', 0)} ms, "
+                f"lag {s.get('lag_ms', 0)} ms")
 
     def done(self) -> None:
         """End the status line."""

@@ -1,0 +1,162 @@
+"""``twin demo`` end to end, judged from the outside: its printed summary and the broker's topics.
+
+Each run compresses the storyline (about 47 simulated minutes) 60 times into under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.live.conftest import Observer
+
+SPEED = "60"
+HAZARDS = ("crowd", "flood", "traffic")
+
+
+def _demo(*args: str) -> list[str]:
+    return [sys.executable, "-m", "twin.cli", "demo", "--speed", SPEED, *args]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+
+
+def _summary(out: str) -> dict[str, object]:
+    """The numbers of the printed summary."""
+    assert "== twin demo summary ==" in out, out[-3000:]
+    alerts = {h: tuple(int(v) for v in m) for h, *m in
+              re.findall(r"alerts (\w+): raised (\d+), updated (\d+), cancelled (\d+)", out)}
+    rejected = dict((k, int(v)) for k, v in re.findall(r"(\w+) (\d+)", re.search(r"rejected: \d+ \(([^)]*)\)",
+                                                                                 out).group(1)))
+    units = re.search(r"field units: (\d+) dispatched \(unit, alert\), (\d+) acknowledged", out)
+    return {"alerts": alerts, "rejected": rejected, "active": int(re.search(r"alerts still active: (\d+)", out)[1]),
+            "dispatched": int(units[1]), "acknowledged": int(units[2])}
+
+
+def _no_process_mentions(marker: str) -> bool:
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes():
+                return False
+        except OSError:
+            continue
+    return True
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _assert_story_told(summary: dict) -> None:
+    for hazard in HAZARDS:
+        raised, _, cancelled = summary["alerts"][hazard]
+        assert raised >= 1 and cancelled >= 1, (hazard, summary)
+    assert summary["active"] == 0
+    assert summary["dispatched"] >= 1 and summary["acknowledged"] >= 1
+    assert {"bad_checksum", "bad_syntax", "unknown_device"} <= set(summary["rejected"]), summary["rejected"]
+    assert all(v > 0 for v in summary["rejected"].values())
+
+
+def test_demo_with_the_embedded_broker_tells_the_story_and_leaves_nothing(bund_file, tmp_path):
+    state = tmp_path / "demo-state-embedded"
+    t0 = time.monotonic()
+    done = subprocess.run(_demo("--grid", str(bund_file), "--state", str(state), "--duration", "110"),
+                          capture_output=True, text=True, timeout=150, env=_env(tmp_path))
+    wall = time.monotonic() - t0
+    out = done.stdout
+    assert done.returncode == 0, done.stderr[-3000:] + out[-3000:]
+    assert wall < 120, f"the compressed demo took {wall:.0f} s"
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    port = int(re.search(r"embedded MQTT broker .* at mqtt://twin@127\.0\.0\.1:(\d+)", out)[1])
+    _assert_story_told(_summary(out))
+    assert "all clear: every alert has been cancelled" in out
+    assert _port_is_free(port), "the embedded broker's port is released"
+    assert _no_process_mentions(str(state)), "no process of the demo is left"
+    assert (state / "alerts.db").is_file() and (state / "snapshot.pkl").is_file(), "--state keeps the twin"
+
+
+def test_demo_on_mosquitto_seen_from_the_topics(bund_file, broker, tmp_path):
+    observer = Observer(broker.port)
+    try:
+        done = subprocess.run(_demo("--grid", str(bund_file), "--broker", broker.url, "--duration", "110"),
+                              capture_output=True, text=True, timeout=150, env=_env(tmp_path))
+        time.sleep(1.0)
+        alerts = [json.loads(p) for p in observer.on("city/alerts/") if p]
+        unit_alerts = [(t.split("/")[2], json.loads(p)) for t, p, _ in observer.messages
+                       if t.endswith("/alerts") and t.startswith("city/units/") and p]
+        acks = [(t.split("/")[2], json.loads(p)) for t, p, _ in observer.messages if t.endswith("/ack") and p]
+        dead = [json.loads(p)["reason"] for p in observer.on("city/deadletter")]
+    finally:
+        observer.close()
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    _assert_story_told(_summary(done.stdout))
+    for hazard in HAZARDS:
+        types = {a["msgType"] for a in alerts if {"valueName": "hazard", "value": hazard} in a["info"][0]["parameter"]}
+        assert {"Alert", "Cancel"} <= types, (hazard, types)
+    got = {(unit, a["identifier"]) for unit, a in unit_alerts}
+    acked = [(unit, a["alert"]) for unit, a in acks if a["status"] == "ack"]
+    assert acked and all(pair in got for pair in acked), "units acknowledge alerts that were routed to them"
+    assert {"bad_checksum", "bad_syntax", "unknown_device"} <= set(dead)
+    leftover = Observer(broker.port, "city/alerts/#")  # a new subscriber gets the retained alerts, if any
+    try:
+        time.sleep(1.0)
+        assert [p for p in leftover.on("city/alerts/") if p] == [], "no retained alert is left: all cleared"
+    finally:
+        leftover.close()
+
+
+def test_ctrl_c_stops_the_demo_cleanly_with_a_summary(bund_file, tmp_path):
+    state = tmp_path / "demo-state-interrupted"
+    proc = subprocess.Popen(_demo("--grid", str(bund_file), "--state", str(state)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "raised" in line:  # the story is under way: alerts are out
+                break
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = "".join(lines) + rest
+    assert proc.returncode == 0, err[-3000:]
+    summary = _summary(out)
+    assert sum(summary["alerts"]["crowd"]) >= 1
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", out)[1])
+    assert _port_is_free(port) and _no_process_mentions(str(state))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--speed", "0"], "--speed 0.0 must be > 0"),
+    (["--grid", "/nonexistent/bund.nc"], "--grid /nonexistent/bund.nc does not exist"),
+])
+def test_bad_demo_options_end_with_one_line_and_status_2(args, message, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "twin.cli", "demo", *args], capture_output=True, text=True,
+                          timeout=60, env=_env(tmp_path))
+    assert done.returncode == 2 and done.stderr.strip() == f"twin: error: {message}"
+
+
+def test_demo_refuses_a_state_folder_that_holds_a_twin(bund_file, tmp_path):
+    state = tmp_path / "used"
+    (state / "rawlog").mkdir(parents=True)
+    done = subprocess.run(_demo("--grid", str(bund_file), "--state", str(state)), capture_output=True, text=True,
+                          timeout=60, env=_env(tmp_path))
+    assert done.returncode == 2 and "already holds a twin" in done.stderr and "Traceback" not in done.stderr
