@@ -20,6 +20,7 @@ import xarray as xr
 
 from ingest.batch import Batch
 from ingest.registry import Registry
+from twin.ackcap import ack_update, with_acknowledgements
 from twin.alerts import AlertBook, AlertEvent
 from twin.delivery import DEFAULT_BUFFER_M, Router
 from twin.live import LiveConfig, LiveModels
@@ -89,6 +90,8 @@ class TwinCore:
         self.last_tick = float("nan")
         self.devices_seen: set[str] = set()
         self.outside_grid = 0
+        self.operator_acks: dict[str, list[str]] = {}
+        """Operators who acknowledged each active alert, in order; every later message of the alert lists them."""
 
     # ------------------------------------------------------------ inputs
     def on_batch(self, batch: Batch) -> list[Rejected]:
@@ -118,6 +121,23 @@ class TwinCore:
             arrivals = self._arrivals()
             return TickReport(t, events, (time.perf_counter() - start) * 1e3, arrivals)
 
+    def acknowledge(self, alert_id: str, operator: str, t: float, note: str = "") -> AlertEvent | None:
+        """An operator acknowledges an active alert at ``t`` [unix s]: stored, and published as a CAP Update
+        listing ``acknowledgedBy`` (retained, and to the units that had the alert). None if the alert is not
+        active or this operator has already acknowledged it."""
+        with self.lock:
+            alert = self.book.active.get(alert_id)
+            operators = self.operator_acks.setdefault(alert_id, []) if alert else []
+            if alert is None or operator in operators:
+                return None
+            operators.append(operator)
+            self.store.record_ack(alert_id, operator, "operator", "ack", t)
+            message = ack_update(alert_id, alert.last, alert.last, operators, t, note)
+            alert.messages.append(message)
+            event = AlertEvent("updated", alert, message)
+            self._publish_event(event)
+            return event
+
     # ------------------------------------------------------------ alerts out
     def _alert_row(self, ev: AlertEvent) -> dict:
         a = ev.alert
@@ -129,6 +149,11 @@ class TwinCore:
     def _publish_event(self, ev: AlertEvent) -> None:
         p = self.config.prefix
         ident = ev.alert.identifier
+        if operators := self.operator_acks.get(ident):  # an acknowledged alert stays acknowledged
+            ev.message = with_acknowledgements(ev.message, operators)
+            ev.alert.messages[-1] = ev.message
+        if ev.kind == "cancelled":
+            self.operator_acks.pop(ident, None)
         body = json.dumps(ev.message, separators=(",", ":")).encode()
         outbox: list[tuple[str, bytes | None, bool]] = [(f"{p}alerts/{ident}", body, True)]
         if ev.kind == "cancelled":
@@ -201,6 +226,7 @@ class TwinCore:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("operator_acks", {})  # snapshots from before operator acknowledgements
         self.store, self.lock = None, threading.RLock()
 
     def snapshot_state(self) -> dict[str, object]:

@@ -9,7 +9,7 @@ from xsdata.formats.dataclass.parsers import XmlParser
 
 from tests.api.conftest import TOKEN, client_for
 from twin import cap
-from twin.api.ackcap import acknowledged_by
+from twin.ackcap import acknowledged_by
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -118,4 +118,8 @@ def test_an_operator_ack_is_stored_and_the_retained_cap_shows_it(service, driver
         assert second["message"] == f"{ident}.ack2"
         assert acknowledged_by(_retained(store, f"city/alerts/{ident}")) == ["Li Wei", "Zhao Min"]
     assert [m["identifier"] for m in store.messages(ident)] == [ident, f"{ident}.ack1", f"{ident}.ack2"]
-    assert service.core.book.active[ident].last["identifier"] == ident, "the core's own chain is untouched"
+    assert service.core.book.active[ident].last["identifier"] == f"{ident}.ack2"
+    events = [e for e in driver.run([100] * 60) if e.alert.identifier == ident]  # the crowd disperses
+    assert events[0].kind == "updated" and events[-1].kind == "cancelled"
+    for e in events:
+        assert acknowledged_by(e.message) == ["Li Wei", "Zhao Min"], "later messages stay acknowledged"

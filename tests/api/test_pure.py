@@ -7,7 +7,7 @@ import pytest
 from xsdata.formats.dataclass.parsers import XmlParser
 
 from twin import cap
-from twin.api.ackcap import ack_update, acknowledged_by, with_acknowledgements
+from twin.ackcap import ack_update, acknowledged_by, with_acknowledgements
 from twin.api.errors import ApiError
 from twin.api.geojson import area_geometry, finite, iso_time
 from twin.api.rasters import bbox_window, full_window, json_values, parse_bbox
