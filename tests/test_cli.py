@@ -26,7 +26,7 @@ def bund20(tmp_path_factory):
 
 
 def test_help_on_every_command():
-    for args in ([], ["grid"], ["grid", "build"], ["grid", "info"]):
+    for args in ([], ["grid"], ["grid", "build"], ["grid", "info"], ["run"], ["simulate"], ["demo"]):
         proc = run(*args, "--help")
         assert proc.returncode == 0 and "usage: twin" in proc.stdout
 
@@ -116,3 +116,10 @@ def test_unreadable_inputs_exit_2(tmp_path):
     junk.write_bytes(b"not a netcdf file")
     proc = run("grid", "info", str(junk))
     assert proc.returncode == 2 and "cannot read" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_refuses_http_beyond_loopback_without_a_token(bund20, tmp_path):
+    proc = run("run", "--grid", str(bund20), "--state", str(tmp_path / "state"), "--http", "0",
+               "--http-host", "0.0.0.0", "--duration", "5", timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("twin: error: refusing to serve the API on 0.0.0.0")

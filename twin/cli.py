@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         return run_service(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, OSError) as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -135,6 +135,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                                                                    "alert area get it (default 500)")
     r.add_argument("--snapshot-every", type=_positive, default=60.0, help="seconds between snapshots (default 60)")
     r.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    r.add_argument("--http", type=int, metavar="PORT", help="serve the dashboard and HTTP API on this port "
+                                                            "(0: a free port; default: no HTTP)")
+    r.add_argument("--http-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
+                                                            "needs a token)")
+    r.add_argument("--http-token", help="bearer token for HTTP writes (acknowledgements); default: the "
+                                        "TWIN_HTTP_TOKEN environment variable")
+    r.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
+                   help="a web origin allowed to call the API from another site (repeatable; default: none)")
     r.set_defaults(func=_run)
 
 

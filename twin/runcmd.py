@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 import time
@@ -69,6 +70,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"recovered: last snapshot loaded, replayed {service.replayed} logged messages since it")
     if not service.start():
         print(f"broker {cfg.broker} not reachable yet: retrying in the background")
+    try:
+        http = _serve_http(service, args)
+    except (OSError, ValueError):
+        service.stop()
+        raise
     print(f"twin running: broker {cfg.broker}, tick {cfg.tick_s:g} s, state {cfg.state_dir} (Ctrl-C to stop)")
     end = time.monotonic() + args.duration if args.duration else float("inf")
     while not stop.wait(min(10.0, max(0.0, end - time.monotonic()))):
@@ -78,5 +84,23 @@ def _run(args: argparse.Namespace) -> int:
         print(f"received {s['received']}, rejected {sum(s['rejected'].values())}, "
               f"alerts active {s['alerts_active']}, outbox {s['outbox']}, tick {s['tick_ms']} ms", flush=True)
     print("stopping: draining ingest, writing a snapshot, flushing the outbox")
+    if http is not None:
+        http.stop()
     service.stop()
     return 0
+
+
+def _serve_http(service: LiveService, args: argparse.Namespace):
+    """The HTTP API and dashboard when ``--http`` is given (token from ``--http-token`` or TWIN_HTTP_TOKEN)."""
+    if args.http is None:
+        return None
+    from twin.api import serve
+
+    token = args.http_token or os.environ.get("TWIN_HTTP_TOKEN") or None
+    try:
+        handle = serve(service, host=args.http_host, port=args.http, token=token, cors=tuple(args.cors))
+    except OSError as exc:
+        raise OSError(f"cannot serve HTTP on {args.http_host}:{args.http}: {exc.strerror or exc}") from exc
+    writes = "acknowledgements need the bearer token" if token else "read-only (no token: acknowledgements refused)"
+    print(f"dashboard and HTTP API: {handle.url}/  (docs {handle.url}/docs; {writes})")
+    return handle

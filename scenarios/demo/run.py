@@ -2,7 +2,8 @@
 
 Order of things: the Bund grid (built once into the cache, then the story's drainage applied), a
 fresh state folder, the broker (embedded unless ``--broker``), the live service on a `TwinClock` that
-runs ``speed`` times faster than the wall and starts at the story's start, a `Watcher` reading the
+runs ``speed`` times faster than the wall and starts at the story's start, the dashboard (HTTP API
+on 127.0.0.1, its URL printed with a fresh write token), a `Watcher` reading the
 contract's topics from the outside, and the simulator publishing the story at the same clock. It ends
 after ``--duration`` wall seconds, when the story is over (its length, or earlier once every alert has
 been cleared after the last beat), or on Ctrl-C / SIGTERM; then everything is stopped in reverse order
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -35,6 +37,8 @@ from twin.sources import data_dir
 
 DEMO_TICK_S = 10.0
 """Tick of the demo's twin [s of twin time]: the story's alert timings are tuned for it."""
+DEFAULT_HTTP_PORT = 8765
+"""The dashboard's port; a free one is taken when it is busy."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,10 @@ class DemoOptions:
     seed: int = 0
     tick_s: float = DEMO_TICK_S
     prefix: str = "city/"
+    http: int | None = DEFAULT_HTTP_PORT
+    """Dashboard port on 127.0.0.1 (0: a free port; None: no dashboard)."""
+    http_token: str | None = None
+    """Bearer token for the dashboard's writes (default: a new random one, shown in the printed URL)."""
 
 
 def cache_dir() -> Path:
@@ -140,9 +148,11 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
     sim = Simulator(story.feed_config(opts.seed, opts.prefix))
     script = Script(story, on_beat=lambda b: console.beat(story.start + b.at_s, b.text))
     wall0 = time.monotonic()
+    http = None
     try:
         if not service.start():
             raise ConnectionError(f"the live twin could not connect to {url}")
+        http = dashboard(service, opts, console.say)
         console.say(f"twin running at {opts.speed:g}x: {story.length_s / 60:.0f} simulated minutes of "
                     f"New Year's Eve on the Bund in about {story.length_s / opts.speed:.0f} s (Ctrl-C stops)")
         feed = threading.Thread(target=_feed, args=(url, protocol, opts, story, sim, script, clock, stop),
@@ -154,6 +164,8 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
     finally:
         stop.set()
         console.done()
+        if http is not None:
+            http.stop()
         service.stop()
         time.sleep(0.5)  # the last retained messages reach the watcher
         watcher.stop()
@@ -161,6 +173,24 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
         print(summary(watcher.tally, service.ingestor.metrics.snapshot(), sim, story, clock, time.monotonic() - wall0),
               flush=True)
     return 0
+
+
+def dashboard(service: LiveService, opts: DemoOptions, say):
+    """Serve the HTTP API and dashboard on 127.0.0.1 (``opts.http``; a free port if that one is busy)."""
+    if opts.http is None:
+        return None
+    from twin.api import serve
+
+    token = opts.http_token or secrets.token_urlsafe(16)
+    try:
+        handle = serve(service, host="127.0.0.1", port=opts.http, token=token)
+    except OSError as exc:
+        if opts.http == 0:
+            raise
+        say(f"port {opts.http} is busy ({exc.strerror or exc}); the dashboard takes a free port")
+        handle = serve(service, host="127.0.0.1", port=0, token=token)
+    say(f"dashboard: {handle.url}/#token={token}  (API docs {handle.url}/docs)")
+    return handle
 
 
 def _feed(url: str, protocol: str, opts: DemoOptions, story: Story, sim: Simulator, script: Script,
@@ -194,7 +224,8 @@ def _watch(opts: DemoOptions, story: Story, script: Script, watcher: Watcher, co
 def options(args: argparse.Namespace) -> DemoOptions:
     """`DemoOptions` from ``twin demo`` arguments."""
     return DemoOptions(broker=args.broker, protocol=args.protocol, speed=args.speed, duration=args.duration,
-                       grid=args.grid, state=args.state, seed=args.seed, tick_s=args.tick)
+                       grid=args.grid, state=args.state, seed=args.seed, tick_s=args.tick,
+                       http=None if args.no_http else args.http, http_token=args.http_token)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -218,6 +249,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=0, help="random seed of the feeds (default 0)")
     p.add_argument("--tick", type=float, default=DEMO_TICK_S, help=f"tick period in twin seconds "
                                                                    f"(default {DEMO_TICK_S:g})")
+    p.add_argument("--http", type=int, default=DEFAULT_HTTP_PORT, metavar="PORT",
+                   help=f"dashboard and HTTP API on 127.0.0.1:PORT (default {DEFAULT_HTTP_PORT}; 0: a free port)")
+    p.add_argument("--http-token", help="bearer token for the dashboard's acknowledgements (default: a new random "
+                                        "one, printed in the dashboard's URL)")
+    p.add_argument("--no-http", action="store_true", help="no dashboard")
     p.set_defaults(func=lambda args: run_demo(_checked(options(args))))
     return p
 
@@ -226,6 +262,10 @@ def _checked(opts: DemoOptions) -> DemoOptions:
     problems = [f"--{name} {value} must be > 0" for name, value in
                 (("speed", opts.speed), ("duration", opts.duration), ("tick", opts.tick_s))
                 if value is not None and not value > 0]
+    if opts.http is not None and not 0 <= opts.http <= 65535:
+        problems.append(f"--http {opts.http} is not a port (0-65535)")
+    if opts.http_token is not None and len(opts.http_token) < 8:
+        problems.append("--http-token must have at least 8 characters")
     if problems:
         raise ValueError("; ".join(problems))
     return opts

@@ -223,7 +223,11 @@ class Publisher:
                 topic, payload = self.alerts.get_nowait()
             except queue.Empty:
                 return
-            unit = topic.split("/")[-2]
+            parts = topic[len(self.respond_prefix or ""):].split("/")
+            if len(parts) != 3 or parts[0] != "units" or parts[2] != "alerts":
+                log.debug("not a unit's alert topic: %s", topic)  # amqtt can send non-matching retained messages
+                continue
+            unit = parts[1]
             if not payload:
                 continue  # a retained message being removed
             try:

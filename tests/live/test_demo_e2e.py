@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ def _assert_story_told(summary: dict) -> None:
 def test_demo_with_the_embedded_broker_tells_the_story_and_leaves_nothing(bund_file, tmp_path):
     state = tmp_path / "demo-state-embedded"
     t0 = time.monotonic()
-    done = subprocess.run(_demo("--grid", str(bund_file), "--state", str(state), "--duration", "110"),
+    done = subprocess.run(_demo("--grid", str(bund_file), "--state", str(state), "--duration", "110", "--http", "0"),
                           capture_output=True, text=True, timeout=150, env=_env(tmp_path))
     wall = time.monotonic() - t0
     out = done.stdout
@@ -86,7 +87,8 @@ def test_demo_with_the_embedded_broker_tells_the_story_and_leaves_nothing(bund_f
     port = int(re.search(r"embedded MQTT broker .* at mqtt://twin@127\.0\.0\.1:(\d+)", out)[1])
     _assert_story_told(_summary(out))
     assert "all clear: every alert has been cancelled" in out
-    assert _port_is_free(port), "the embedded broker's port is released"
+    http_port = int(re.search(r"dashboard: http://127\.0\.0\.1:(\d+)/#token=\S{16,}", out)[1])
+    assert _port_is_free(port) and _port_is_free(http_port), "the broker's and the dashboard's ports are released"
     assert _no_process_mentions(str(state)), "no process of the demo is left"
     assert (state / "alerts.db").is_file() and (state / "snapshot.pkl").is_file(), "--state keeps the twin"
 
@@ -94,7 +96,8 @@ def test_demo_with_the_embedded_broker_tells_the_story_and_leaves_nothing(bund_f
 def test_demo_on_mosquitto_seen_from_the_topics(bund_file, broker, tmp_path):
     observer = Observer(broker.port)
     try:
-        done = subprocess.run(_demo("--grid", str(bund_file), "--broker", broker.url, "--duration", "110"),
+        done = subprocess.run(_demo("--grid", str(bund_file), "--broker", broker.url, "--duration", "110",
+                                    "--no-http"),
                               capture_output=True, text=True, timeout=150, env=_env(tmp_path))
         time.sleep(1.0)
         alerts = [json.loads(p) for p in observer.on("city/alerts/") if p]
@@ -123,14 +126,18 @@ def test_demo_on_mosquitto_seen_from_the_topics(bund_file, broker, tmp_path):
 
 def test_ctrl_c_stops_the_demo_cleanly_with_a_summary(bund_file, tmp_path):
     state = tmp_path / "demo-state-interrupted"
-    proc = subprocess.Popen(_demo("--grid", str(bund_file), "--state", str(state)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+    proc = subprocess.Popen(_demo("--grid", str(bund_file), "--state", str(state), "--http", "0"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
     lines = []
     try:
         for line in proc.stdout:
             lines.append(line)
             if "raised" in line:  # the story is under way: alerts are out
                 break
+        base = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)/", "".join(lines))[1]
+        with urllib.request.urlopen(f"{base}/api/alerts", timeout=10) as r:  # the dashboard's API serves them
+            hazards = {f["properties"]["hazard"] for f in json.load(r)["features"]}
+        assert "crowd" in hazards
         proc.send_signal(signal.SIGINT)
         rest, err = proc.communicate(timeout=60)
     finally:
@@ -140,8 +147,8 @@ def test_ctrl_c_stops_the_demo_cleanly_with_a_summary(bund_file, tmp_path):
     assert proc.returncode == 0, err[-3000:]
     summary = _summary(out)
     assert sum(summary["alerts"]["crowd"]) >= 1
-    port = int(re.search(r"127\.0\.0\.1:(\d+)", out)[1])
-    assert _port_is_free(port) and _no_process_mentions(str(state))
+    ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", out)]
+    assert len(ports) >= 2 and all(_port_is_free(p) for p in ports) and _no_process_mentions(str(state))
 
 
 @pytest.mark.parametrize(("args", "message"), [
