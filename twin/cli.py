@@ -146,27 +146,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_run)
 
 
-# ---------------------------------------------------------------- twin simulate
-def _add_simulate(sub: argparse._SubParsersAction) -> None:
-    from scenarios.simulate_cli import add_parser
-
-    parser = add_parser(sub)
-    run = parser.get_default("func")
-
-    def guarded(args: argparse.Namespace) -> int:
-        try:
-            return int(run(args) or 0)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-
-    parser.set_defaults(func=guarded)
-
-
-# ---------------------------------------------------------------- twin demo
-def _add_demo(sub: argparse._SubParsersAction) -> None:
-    from scenarios.demo.run import add_parser
-
-    parser = add_parser(sub)
+# ---------------------------------------------------------------- twin simulate, twin demo
+def _guard(parser: argparse.ArgumentParser) -> None:
+    """Bad values become usage errors (exit 2); a broker that cannot be reached ends with exit 1."""
     run = parser.get_default("func")
 
     def guarded(args: argparse.Namespace) -> int:
@@ -179,6 +161,18 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
             return 1
 
     parser.set_defaults(func=guarded)
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    from scenarios.simulate_cli import add_parser
+
+    _guard(add_parser(sub))
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from scenarios.demo.run import add_parser
+
+    _guard(add_parser(sub))
 
 
 # ---------------------------------------------------------------- main

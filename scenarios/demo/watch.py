@@ -16,7 +16,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.transport.url import parse_broker_url
+from scenarios.feeds.mqtt import paho_client
 
 log = logging.getLogger(__name__)
 
@@ -151,18 +151,9 @@ class Watcher:
     """A paho client feeding a `Tally` from the broker (QoS 1, its own clean session)."""
 
     def __init__(self, url: str, *, protocol: str = "5", prefix: str = "city/", client_id: str = "") -> None:
-        import paho.mqtt.client as mqtt
-
         self.tally, self.lock = Tally(prefix), threading.Lock()
-        self.url = parse_broker_url(url)
-        version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
-        kwargs: dict[str, Any] = {"client_id": client_id or f"twin-demo-watch-{id(self):x}", "protocol": version}
-        if version == mqtt.MQTTv311:
-            kwargs["clean_session"] = True
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
-        self.client.username_pw_set(self.url.username or "demo-watch", self.url.password)
-        if self.url.tls:
-            self.client.tls_set()
+        self.client, self.url = paho_client(url, protocol=protocol, username="demo-watch",
+                                            client_id=client_id or f"twin-demo-watch-{id(self):x}")
         self._subscribed = threading.Event()
         self.topics = [f"{prefix}alerts/+", f"{prefix}units/+/alerts", f"{prefix}units/+/ack",
                        f"{prefix}deadletter", f"{prefix}twin/status"]

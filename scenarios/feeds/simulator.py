@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ingest.registry import load_registry
-from ingest.transport.url import parse_broker_url
 from scenarios.feeds.bad import BadMessages
+from scenarios.feeds.mqtt import paho_client
 from scenarios.feeds.roads import RoadGraph, load_road_graph
 from scenarios.feeds.sensors import Sensors, Storm
 from scenarios.feeds.units import Units
@@ -174,20 +174,8 @@ class Publisher:
 
     def __init__(self, url: str, *, protocol: str = "5", client_id: str = "", max_inflight: int = 100,
                  connect_timeout_s: float = 10.0, respond_prefix: str | None = None) -> None:
-        import paho.mqtt.client as mqtt
-
-        if protocol not in ("5", "3.1.1"):
-            raise ValueError(f"protocol {protocol!r} must be 5 or 3.1.1")
-        self.url = parse_broker_url(url)
-        version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
-        kwargs: dict[str, Any] = {"client_id": client_id or f"twin-simulate-{id(self):x}", "protocol": version}
-        if version == mqtt.MQTTv311:
-            kwargs["clean_session"] = True
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
-        if self.url.username:
-            self._client.username_pw_set(self.url.username, self.url.password)
-        if self.url.tls:
-            self._client.tls_set()
+        self._client, self.url = paho_client(url, protocol=protocol,
+                                             client_id=client_id or f"twin-simulate-{id(self):x}")
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
         self._connected = threading.Event()
