@@ -13,7 +13,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from twin import __version__
 from twin.api.config import ApiConfig
 from twin.api.errors import install_handlers
+from twin.api.page import page_routes
 from twin.api.routes_alerts import alert_routes
+from twin.api.routes_basemap import basemap_routes
 from twin.api.routes_live import live_routes
 from twin.api.routes_twin import twin_routes
 from twin.api.state import ApiState
@@ -50,7 +52,7 @@ def create_app(view, config: ApiConfig | None = None) -> FastAPI:
     app = FastAPIOffline(title="citytwin", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.api = state
     install_handlers(app)
-    for router in (twin_routes(state), alert_routes(state), live_routes(state)):
+    for router in (twin_routes(state), alert_routes(state), live_routes(state), basemap_routes(state), page_routes()):
         app.include_router(router)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],

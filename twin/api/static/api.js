@@ -1,0 +1,79 @@
+// HTTP side of the dashboard: JSON reads, the API token, operator acknowledgements.
+
+const TOKEN_KEY = "citytwin.token";
+const OPERATOR_KEY = "citytwin.operator";
+
+// The token comes in the page's URL fragment (#token=...), which browsers never send to a server.
+// It is moved into sessionStorage (this tab only) and taken out of the address bar, so it does not
+// end up in bookmarks, screenshots or the history.
+export function takeTokenFromUrl() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = params.get("token");
+  if (token) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export const token = () => sessionStorage.getItem(TOKEN_KEY);
+export const forgetToken = () => sessionStorage.removeItem(TOKEN_KEY);
+export const operatorName = () => sessionStorage.getItem(OPERATOR_KEY);
+export const setOperatorName = (name) =>
+  name ? sessionStorage.setItem(OPERATOR_KEY, name) : sessionStorage.removeItem(OPERATOR_KEY);
+
+export async function getJson(path) {
+  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+// A PNG as an object URL (the caller revokes it once replaced).
+export async function getImageUrl(path) {
+  const response = await fetch(path);
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return URL.createObjectURL(await response.blob());
+}
+
+// POST /api/alerts/{id}/ack. Resolves to {ok: true, body} or {ok: false, message} with a message an
+// operator can act on; never throws.
+export async function acknowledge(alertId, operator, note) {
+  const bearer = token();
+  if (!bearer) {
+    return { ok: false, message: "No API token: open the dashboard from the link with #token=… that the twin " +
+      "printed at start-up to acknowledge alerts. Everything else works without it." };
+  }
+  let response;
+  try {
+    response = await fetch(`/api/alerts/${encodeURIComponent(alertId)}/ack`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${bearer}` },
+      body: JSON.stringify({ operator, note: note || "" }),
+    });
+  } catch (err) {
+    return { ok: false, message: `Could not reach the twin (${err.message}); try again.` };
+  }
+  const body = await response.json().catch(() => ({}));
+  if (response.ok) return { ok: true, body };
+  return { ok: false, status: response.status, message: ackProblem(response.status, body) };
+}
+
+function ackProblem(status, body) {
+  const detail = typeof body.detail === "string" ? body.detail : "";
+  if (status === 401) {
+    forgetToken();
+    return "The twin asked for a token (401): reopen the dashboard from the link with #token=….";
+  }
+  if (status === 403 && body.error === "writes_disabled") {
+    return "This twin is read-only (started without an API token): acknowledge over MQTT or restart it with a token.";
+  }
+  if (status === 403) {
+    forgetToken();
+    return "The token was refused (403): reopen the dashboard from the current #token=… link.";
+  }
+  if (status === 404) return "The twin does not know this alert (404).";
+  if (status === 409) return "This alert has already been cancelled (409).";
+  return `Acknowledgement failed: HTTP ${status}${detail ? ": " + detail : ""}.`;
+}

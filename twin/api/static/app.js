@@ -1,0 +1,357 @@
+// The operator's dashboard: state from /ws events, drawn once per animation frame.
+//
+// Events (the WebSocket, or window.citytwin.handleEvent in tests) only change `state` and mark what is
+// dirty; renderFrame() then redraws just that, at most once per frame, and times itself (stats).
+
+import { acknowledge, getImageUrl, getJson, operatorName, setOperatorName, takeTokenFromUrl, token } from "./api.js";
+import { LiveSocket, socketUrl } from "./live.js";
+import { MapView } from "./map.js";
+import { Overlays } from "./overlays.js";
+import { AlertList, StatusStrip, renderLegend, renderPoint, showNotice } from "./panels.js";
+import { Projection } from "./projection.js";
+
+const STATS_KEPT = 5000;
+const STALE_AFTER_MS = 10000;
+
+const state = {
+  alerts: new Map(), units: new Map(), status: null, onScene: new Set(), layer: "level", legendOf: null, opacity: 0.75,
+};
+const dirty = { alerts: false, units: new Set(), allUnits: false, status: false, view: false, since: null };
+const stats = { render: [], update: [], frames: 0, events: 0, riskRefreshes: 0 };
+const risk = { url: null, loading: false, again: false };
+let ui = null; // {map, overlays, alerts, status, side, legend, point}
+let frameRequested = false;
+let lastTickWall = null;
+
+// ------------------------------------------------------------------ events
+function handleEvent(event) {
+  stats.events++;
+  switch (event.type) {
+    case "snapshot":
+      state.alerts = new Map(event.alerts.features.map((f) => [f.properties.identifier, f]));
+      state.units = new Map(event.units.features.map((f) => [f.properties.id, unitOfFeature(f)]));
+      state.status = event.status;
+      invalidate("alerts");
+      invalidate("allUnits");
+      invalidate("status");
+      refreshRisk();
+      break;
+    case "alert": {
+      const p = event.feature.properties;
+      if (event.kind === "cancelled" || p.state === "cancelled") state.alerts.delete(p.identifier);
+      else state.alerts.set(p.identifier, event.feature);
+      invalidate("alerts");
+      break;
+    }
+    case "positions":
+      for (const e of event.entities) {
+        state.units.set(e.id, e);
+        invalidate("units", e.id);
+      }
+      break;
+    case "tick":
+      state.status = event.status;
+      lastTickWall = performance.now();
+      invalidate("status");
+      refreshRisk();
+      if (state.legendOf !== state.layer) loadLegend();
+      break;
+    default:
+      break; // an event this page does not know yet
+  }
+}
+
+function unitOfFeature(f) {
+  const [lon, lat] = f.geometry.coordinates;
+  return { ...f.properties, lon, lat };
+}
+
+// ------------------------------------------------------------------ rendering
+function invalidate(part, id) {
+  if (part === "units") dirty.units.add(id);
+  else dirty[part] = true;
+  dirty.since ??= performance.now();
+  if (!frameRequested) {
+    frameRequested = true;
+    requestAnimationFrame(renderFrame);
+  }
+}
+
+function renderFrame() {
+  frameRequested = false;
+  const t0 = performance.now();
+  const { map, overlays } = ui;
+  if (dirty.alerts) {
+    state.onScene = new Set([...state.alerts.values()].flatMap((f) => f.properties.units_on_scene));
+    overlays.renderAlerts(state.alerts);
+    ui.alerts.render(state.alerts, operatorName());
+    ui.alerts.renderAges(state.status?.t);
+    overlays.updateOnScene(state.onScene);
+  }
+  if (dirty.allUnits) {
+    overlays.removeMissing(new Set(state.units.keys()));
+    overlays.renderUnits(state.units.values(), state.onScene);
+  } else if (dirty.units.size) {
+    overlays.renderUnits([...dirty.units].map((id) => state.units.get(id)), state.onScene);
+  }
+  if (dirty.view) {
+    overlays.placeAll();
+    renderScale(map);
+  }
+  if (dirty.status && state.status) {
+    ui.status.render(state.status);
+    ui.alerts.renderAges(state.status.t);
+  }
+  const t1 = performance.now();
+  record(stats.render, t1 - t0);
+  record(stats.update, t1 - dirty.since);
+  stats.frames++;
+  Object.assign(dirty, { alerts: false, allUnits: false, status: false, view: false, since: null });
+  dirty.units.clear();
+}
+
+function record(list, value) {
+  list.push(value);
+  if (list.length > STATS_KEPT) list.shift();
+}
+
+function renderScale(map) {
+  const { metres, px } = map.scaleBar();
+  document.getElementById("scale-bar").style.width = `${px.toFixed(0)}px`;
+  document.getElementById("scale-text").textContent = metres >= 1000 ? `${metres / 1000} km` : `${metres} m`;
+}
+
+// The risk layer PNG, fetched again after each tick: one request at a time, and the picture is swapped
+// only once decoded, so it never flickers.
+async function refreshRisk() {
+  if (!ui) return;
+  if (risk.loading) {
+    risk.again = true;
+    return;
+  }
+  risk.loading = true;
+  try {
+    do {
+      risk.again = false;
+      const layer = state.layer;
+      if (!layer) {
+        ui.map.setRisk(null, state.opacity);
+        continue;
+      }
+      const url = await getImageUrl(`/api/layers/${layer}.png`);
+      const image = new Image();
+      image.src = url;
+      await image.decode();
+      if (layer !== state.layer) {
+        URL.revokeObjectURL(url);
+        risk.again = true;
+        continue;
+      }
+      ui.map.setRisk(url, state.opacity);
+      if (risk.url) URL.revokeObjectURL(risk.url);
+      risk.url = url;
+      stats.riskRefreshes++;
+      document.getElementById("risk").dataset.layer = layer;
+    } while (risk.again);
+  } catch (err) {
+    console.warn("risk layer:", err.message);
+  } finally {
+    risk.loading = false;
+  }
+}
+
+async function setLayer(name) {
+  state.layer = name;
+  refreshRisk();
+  await loadLegend();
+}
+
+// The legend of the risk layer; before the twin's first tick there is no risk layer yet, so a tick
+// tries again until it is there.
+async function loadLegend() {
+  const name = state.layer;
+  const legend = name ? await getJson(`/api/layers/${name}/legend`).catch(() => null) : null;
+  if (name !== state.layer) return;
+  state.legendOf = legend || !name ? name : null;
+  renderLegend(ui.legend, legend);
+}
+
+// ------------------------------------------------------------------ interaction
+function selectAlert(id, pan) {
+  ui.overlays.select(id);
+  ui.alerts.select(id);
+  const entry = ui.overlays.areas.get(id);
+  if (pan && entry?.centre) ui.map.centreOn(...entry.centre);
+}
+
+async function onMapClick(px, py, target) {
+  const hit = target.closest?.("[data-id]");
+  if (hit && ui.overlays.areas.has(hit.dataset.id)) selectAlert(hit.dataset.id, false);
+  const [lon, lat] = ui.map.lonLatOfScreen(px, py);
+  const v = ui.map.view;
+  ui.overlays.setPin([(px - v.tx) / v.k, (py - v.ty) / v.k]);
+  const closePoint = () => {
+    ui.point.hidden = true;
+    ui.overlays.setPin(null);
+  };
+  try {
+    const point = await getJson(`/api/point?lon=${lon.toFixed(7)}&lat=${lat.toFixed(7)}`);
+    renderPoint(ui.point, point, closePoint);
+  } catch (err) {
+    const outside = err.message.endsWith("HTTP 404");
+    renderPoint(ui.point, { error: outside ? "Outside the twin's grid." : `No values: ${err.message}` }, closePoint);
+  }
+}
+
+async function onAckClicked(id) {
+  if (!token()) {
+    showNotice(ui.side, (await acknowledge(id, "", "")).message);
+    return;
+  }
+  let name = operatorName();
+  let note = "";
+  if (!name) {
+    const answer = await askOperator(id);
+    if (!answer) return;
+    ({ name, note } = answer);
+    setOperatorName(name);
+    renderOperatorLine();
+  }
+  const result = await acknowledge(id, name, note);
+  if (!result.ok) {
+    showNotice(ui.side, result.message);
+    renderOperatorLine();
+    return;
+  }
+  showNotice(ui.side, `Alert acknowledged as ${name}.`, "ok");
+  setTimeout(() => showNotice(ui.side, ""), 4000);
+  const feature = state.alerts.get(id); // shown now; the /ws "acknowledged" event confirms it
+  if (feature && !feature.properties.acknowledged_by.includes(name)) {
+    feature.properties.acknowledged_by = [...feature.properties.acknowledged_by, name];
+    invalidate("alerts");
+  }
+}
+
+// The operator's name, asked for once per browser tab (kept in sessionStorage).
+function askOperator(id) {
+  const dialog = document.getElementById("operator-dialog");
+  const feature = state.alerts.get(id);
+  document.getElementById("operator-alert").textContent = feature
+    ? `${feature.properties.level_name.toUpperCase()} ${feature.properties.hazard}: ${feature.properties.area_desc || id}`
+    : id;
+  document.getElementById("operator-name").value = "";
+  document.getElementById("operator-note").value = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      const name = document.getElementById("operator-name").value.trim();
+      const note = document.getElementById("operator-note").value.trim();
+      resolve(dialog.returnValue === "ok" && name ? { name, note } : null);
+    }, { once: true });
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+}
+
+function renderOperatorLine() {
+  const line = document.getElementById("operator-line");
+  line.replaceChildren();
+  if (!token()) {
+    line.textContent = "Read-only: open the #token=… link to acknowledge.";
+    return;
+  }
+  const name = operatorName();
+  line.append(name ? `Operator: ${name} ` : "Operator: asked at the first acknowledgement");
+  if (name) {
+    const change = document.createElement("button");
+    change.className = "link-button";
+    change.textContent = "change";
+    change.addEventListener("click", () => {
+      setOperatorName(null);
+      renderOperatorLine();
+      invalidate("alerts");
+    });
+    line.append(change);
+  }
+}
+
+function setupControls(map) {
+  document.getElementById("zoom-in").addEventListener("click", () => map.zoomCentre(1.6));
+  document.getElementById("zoom-out").addEventListener("click", () => map.zoomCentre(1 / 1.6));
+  document.getElementById("zoom-fit").addEventListener("click", () => map.fit());
+  for (const input of document.querySelectorAll('input[name="layer"]')) {
+    input.addEventListener("change", () => input.checked && setLayer(input.value));
+  }
+  document.getElementById("risk-opacity").addEventListener("input", (e) => {
+    state.opacity = e.target.value / 100;
+    document.getElementById("risk").style.opacity = state.opacity;
+  });
+  document.getElementById("show-vehicles").addEventListener("change", (e) => {
+    document.getElementById("vehicle-markers").style.display = e.target.checked ? "" : "none";
+  });
+}
+
+// "no ticks" when the twin has gone quiet although the socket is open.
+function watchTicks(strip) {
+  setInterval(() => {
+    const link = document.body.dataset.ws;
+    if (lastTickWall !== null && (link === "live" || link === "stale")) {
+      const quiet = performance.now() - lastTickWall > STALE_AFTER_MS;
+      if (quiet !== (link === "stale")) strip.setLink(quiet ? "stale" : "live");
+    }
+  }, 1000);
+}
+
+// ------------------------------------------------------------------ start
+// Load a picture into the browser's cache (the base map is rendered on its first request).
+function preloadImage(url) {
+  const image = new Image();
+  image.src = url;
+  return image.decode();
+}
+
+async function main() {
+  takeTokenFromUrl();
+  const [grid, fit, buildings] = await Promise.all([
+    getJson("/api/grid"), getJson("/api/basemap/projection"), getJson("/api/basemap/buildings"),
+  ]);
+  const basemapUrl = buildings.features.length ? "/api/basemap.png" : "/api/basemap.png?buildings=true";
+  await preloadImage(basemapUrl).catch((err) => console.warn("base map:", err.message));
+  document.getElementById("district").textContent = grid.district ? `${grid.district} · live twin` : "live twin";
+  document.getElementById("credit").textContent = grid.credit || "";
+  const svg = document.getElementById("map");
+  const base = document.getElementById("base");
+  const map = new MapView(svg, base, grid, new Projection(fit), () => ui && invalidate("view"), (...a) => onMapClick(...a));
+  const side = document.getElementById("side");
+  ui = {
+    map, side, overlays: new Overlays(map, svg), alerts: new AlertList(side, onAckClicked, (id) => selectAlert(id, true)),
+    status: new StatusStrip(document.getElementById("status-strip")), legend: document.getElementById("legend"),
+    point: document.getElementById("point-info"),
+  };
+  map.setBasemap(basemapUrl);
+  map.setBuildings(buildings);
+  map.fit();
+  setupControls(map);
+  renderOperatorLine();
+  await setLayer(state.layer);
+  const socket = new LiveSocket(socketUrl(), handleEvent, (s, d) => ui.status.setLink(s, d));
+  socket.connect();
+  watchTicks(ui.status);
+  // For tests and the curious: feed events through the same path as the WebSocket, read the timings.
+  window.citytwin = {
+    handleEvent,
+    stats: () => ({ ...stats, render: [...stats.render], update: [...stats.update] }),
+    resetStats: () => Object.assign(stats, { render: [], update: [], frames: 0, events: 0 }),
+    counts: () => ({ alerts: state.alerts.size, units: state.units.size }),
+    grid,
+    toLonLat: (x, y) => map.projection.toLonLat(x, y),
+    toXY: (lon, lat) => map.projection.toXY(lon, lat),
+    zoom: (factor) => map.zoomCentre(factor),
+    fit: () => map.fit(),
+  };
+  document.body.dataset.ready = "true";
+}
+
+main().catch((err) => {
+  console.error(err);
+  showNotice(document.getElementById("side"), `The dashboard could not start: ${err.message}. Reload the page.`);
+});

@@ -1,0 +1,232 @@
+// What moves on the map: alert areas (in #world), alert badges and unit / vehicle markers (in screen
+// space, so they keep their size). Each render function only touches what changed.
+
+import { localPath, svgElement } from "./map.js";
+
+export const HAZARD_LETTER = { crowd: "C", flood: "F", rain: "R", traffic: "T" };
+const UNIT_LETTER = { police: "P", fire: "F", medical: "M" };
+
+export class Overlays {
+  constructor(map, svg) {
+    this.map = map;
+    this.areaLayer = svg.querySelector("#areas");
+    this.badgeLayer = svg.querySelector("#badges");
+    this.unitLayer = svg.querySelector("#unit-markers");
+    this.vehicleLayer = svg.querySelector("#vehicle-markers"); // under the field units
+    this.pinLayer = svg.querySelector("#pin");
+    this.areas = new Map(); // alert id -> {path, badge, centre: [lx, ly], key}
+    this.markers = new Map(); // entity id -> {el, local: [lx, ly], kind, onScene}
+    this.selected = null;
+    this.pin = null; // local coordinates of the last map click
+  }
+
+  // ---------------------------------------------------------------- alerts
+  // alerts: Map id -> GeoJSON Feature (lon/lat). Re-projects only alerts whose message changed.
+  renderAlerts(alerts) {
+    for (const [id, entry] of this.areas) {
+      if (!alerts.has(id)) {
+        entry.path.remove();
+        entry.badge.remove();
+        this.areas.delete(id);
+      }
+    }
+    // lower levels first, so red areas are drawn on top
+    const ordered = [...alerts.values()].sort((a, b) => a.properties.level - b.properties.level);
+    for (const feature of ordered) {
+      const p = feature.properties;
+      const key = `${p.message_id}|${p.level}`;
+      let entry = this.areas.get(p.identifier);
+      if (!entry) {
+        entry = {
+          path: svgElement("path", { "data-id": p.identifier, "vector-effect": "non-scaling-stroke" }, this.areaLayer),
+          badge: this.makeBadge(p.identifier),
+          key: null,
+        };
+        this.areas.set(p.identifier, entry);
+      }
+      if (entry.key !== key) {
+        entry.key = key;
+        const { d, centre } = this.areaPath(feature.geometry);
+        entry.path.setAttribute("d", d);
+        entry.centre = centre;
+        this.placeBadge(entry);
+      }
+      const cls = `level-${p.level}` + (p.identifier === this.selected ? " selected" : "");
+      entry.path.setAttribute("class", `alert-area ${cls}`);
+      entry.badge.setAttribute("class", `alert-badge ${cls}` + (p.acknowledged_by.length ? " acked" : ""));
+      entry.badge.querySelector("text").textContent = HAZARD_LETTER[p.hazard] || "!";
+      entry.badge.querySelector("title").textContent = `${p.level_name} ${p.hazard}: ${p.area_desc || ""}`;
+      this.areaLayer.appendChild(entry.path); // keep the level order
+    }
+  }
+
+  makeBadge(id) {
+    // a warning triangle with the hazard's letter (unit markers are round, so the two never look alike)
+    const g = svgElement("g", { "data-id": id }, this.badgeLayer);
+    svgElement("path", { d: "M0 -13L12 8H-12Z" }, g);
+    svgElement("text", { y: 5 }, g);
+    svgElement("title", {}, g);
+    return g;
+  }
+
+  // SVG path of a MultiPolygon (lon/lat) and a point inside its largest ring, in local metres.
+  areaPath(geometry) {
+    if (!geometry) return { d: "", centre: null };
+    let d = "";
+    let best = { area: -1, centre: null };
+    for (const polygon of geometry.coordinates) {
+      for (const ring of polygon) {
+        const local = ring.map(([lon, lat]) => this.map.localOfLonLat(lon, lat));
+        d += localPath(local);
+        const area = Math.abs(ringArea(local));
+        if (area > best.area) best = { area, centre: interiorPoint(local) };
+      }
+    }
+    return { d, centre: best.centre };
+  }
+
+  placeBadge(entry) {
+    if (!entry.centre) return;
+    const [px, py] = this.map.screenOfLocal(...entry.centre);
+    entry.badge.setAttribute("transform", `translate(${px.toFixed(1)},${py.toFixed(1)})`);
+  }
+
+  select(id) {
+    this.selected = id;
+    for (const [aid, entry] of this.areas) {
+      entry.path.classList.toggle("selected", aid === id);
+      entry.badge.classList.toggle("selected", aid === id);
+    }
+  }
+
+  // ---------------------------------------------------------------- units and vehicles
+  // entities: iterable of {id, kind, unit_type, lon, lat, ...}; onScene: Set of unit ids on scene.
+  renderUnits(entities, onScene) {
+    for (const e of entities) {
+      let m = this.markers.get(e.id);
+      if (!m) {
+        m = this.makeMarker(e);
+        this.markers.set(e.id, m);
+      }
+      m.local = this.map.localOfLonLat(e.lon, e.lat);
+      const title = markerTitle(e);
+      if (m.titleText !== title) m.title.textContent = m.titleText = title;
+      this.setOnScene(m, onScene.has(e.id));
+      this.placeMarker(m);
+    }
+  }
+
+  updateOnScene(onScene) {
+    for (const [id, m] of this.markers) this.setOnScene(m, onScene.has(id));
+  }
+
+  setOnScene(m, on) {
+    if (m.onScene !== on) {
+      m.onScene = on;
+      m.el.classList.toggle("on-scene", on);
+    }
+  }
+
+  makeMarker(e) {
+    const isUnit = e.kind === "unit";
+    const type = e.unit_type || "other";
+    const el = svgElement("g", { class: isUnit ? `unit unit-${type}` : "vehicle", "data-id": e.id },
+      isUnit ? this.unitLayer : this.vehicleLayer);
+    if (isUnit) {
+      svgElement("circle", { class: "ring", r: 11 }, el);
+      svgElement("circle", { r: 7 }, el);
+      const text = svgElement("text", { y: 3.5 }, el);
+      text.textContent = UNIT_LETTER[type] || "U";
+    } else {
+      svgElement("circle", { r: 3 }, el);
+    }
+    const title = svgElement("title", {}, el);
+    return { el, title, local: [0, 0], kind: e.kind, onScene: false };
+  }
+
+  placeMarker(m) {
+    const [px, py] = this.map.screenOfLocal(m.local[0], m.local[1]);
+    m.el.setAttribute("transform", `translate(${px.toFixed(1)},${py.toFixed(1)})`);
+  }
+
+  removeMissing(ids) {
+    for (const [id, m] of this.markers) {
+      if (!ids.has(id)) {
+        m.el.remove();
+        this.markers.delete(id);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- view changes
+  placeAll() {
+    for (const entry of this.areas.values()) this.placeBadge(entry);
+    for (const m of this.markers.values()) this.placeMarker(m);
+    this.placePin();
+  }
+
+  setPin(local) {
+    this.pin = local;
+    this.pinLayer.replaceChildren();
+    if (local) {
+      svgElement("circle", { r: 6 }, this.pinLayer);
+      svgElement("path", { d: "M-11 0H-4M4 0H11M0 -11V-4M0 4V11" }, this.pinLayer);
+    }
+    this.placePin();
+  }
+
+  placePin() {
+    if (!this.pin) return;
+    const [px, py] = this.map.screenOfLocal(...this.pin);
+    this.pinLayer.setAttribute("transform", `translate(${px.toFixed(1)},${py.toFixed(1)})`);
+  }
+}
+
+function ringArea(points) {
+  let a = 0;
+  for (let i = 0, j = points.length - 1; i < points.length; j = i++) {
+    a += points[j][0] * points[i][1] - points[i][0] * points[j][1];
+  }
+  return a / 2;
+}
+
+// Area-weighted centroid of a ring (the vertex mean for a degenerate one).
+function ringCentre(points) {
+  const a = ringArea(points);
+  if (Math.abs(a) < 1e-9) {
+    const n = points.length || 1;
+    return [points.reduce((s, p) => s + p[0], 0) / n, points.reduce((s, p) => s + p[1], 0) / n];
+  }
+  let cx = 0;
+  let cy = 0;
+  for (let i = 0, j = points.length - 1; i < points.length; j = i++) {
+    const cross = points[j][0] * points[i][1] - points[i][0] * points[j][1];
+    cx += (points[j][0] + points[i][0]) * cross;
+    cy += (points[j][1] + points[i][1]) * cross;
+  }
+  return [cx / (6 * a), cy / (6 * a)];
+}
+
+// A point inside a ring, for its badge: the middle of the widest inside stretch of the horizontal line
+// through the centroid (the centroid itself falls outside a curved strip along a river bank).
+function interiorPoint(points) {
+  const [cx, cy] = ringCentre(points);
+  const xs = [];
+  for (let i = 0, j = points.length - 1; i < points.length; j = i++) {
+    const [xi, yi] = points[i];
+    const [xj, yj] = points[j];
+    if ((yi > cy) !== (yj > cy)) xs.push(xi + ((cy - yi) / (yj - yi)) * (xj - xi));
+  }
+  xs.sort((a, b) => a - b);
+  let best = null;
+  for (let k = 0; k + 1 < xs.length; k += 2) {
+    if (!best || xs[k + 1] - xs[k] > best[1] - best[0]) best = [xs[k], xs[k + 1]];
+  }
+  return best ? [(best[0] + best[1]) / 2, cy] : [cx, cy];
+}
+
+function markerTitle(e) {
+  const what = e.kind === "unit" ? `${e.unit_type || ""} unit` : "vehicle";
+  const speed = e.speed_kmh == null ? "" : ` · ${e.speed_kmh.toFixed(0)} km/h`;
+  return `${e.id} (${what.trim()})${speed}`;
+}

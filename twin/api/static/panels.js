@@ -1,0 +1,280 @@
+// The HTML around the map: alert list, status strip, legend, point read-out, notices.
+
+import { HAZARD_LETTER } from "./overlays.js";
+
+const SHANGHAI = "Asia/Shanghai";
+const clockFormat = new Intl.DateTimeFormat("en-GB", {
+  timeZone: SHANGHAI, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+});
+const dateFormat = new Intl.DateTimeFormat("en-CA", { timeZone: SHANGHAI, year: "numeric", month: "2-digit", day: "2-digit" });
+export const HAZARD_NAME = { crowd: "Crowd", flood: "Flood", rain: "Rainstorm", traffic: "Traffic" };
+
+export const clockTime = (t) => (t == null ? "–" : clockFormat.format(new Date(t * 1000)));
+export const twinDateTime = (t) => (t == null ? "–" : `${dateFormat.format(new Date(t * 1000))} ${clockTime(t)}`);
+
+export function duration(seconds) {
+  if (seconds == null || !isFinite(seconds)) return "";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text != null) e.textContent = text;
+  return e;
+}
+
+// "a, b, c +4": the first few names and how many more.
+function listed(names, shown) {
+  const head = names.slice(0, shown).join(", ");
+  return names.length > shown ? `${head} +${names.length - shown}` : head;
+}
+
+// Who acknowledged an alert, operators before field units.
+function operatorsFirst(p) {
+  const operators = new Set((p.acks || []).filter((a) => a.kind === "operator").map((a) => a.actor));
+  return [...p.acknowledged_by].sort((a, b) => operators.has(b) - operators.has(a));
+}
+
+// Most urgent first: level, then unacknowledged, then the newest.
+function urgency(a, b) {
+  const pa = a.properties;
+  const pb = b.properties;
+  return pb.level - pa.level || (pa.acknowledged_by.length > 0) - (pb.acknowledged_by.length > 0) ||
+    (pb.raised_at ?? 0) - (pa.raised_at ?? 0);
+}
+
+// ------------------------------------------------------------------ alert list
+export class AlertList {
+  constructor(root, onAck, onSelect) {
+    this.list = root.querySelector("#alert-list");
+    this.empty = root.querySelector("#alert-empty");
+    this.count = root.querySelector("#alert-count");
+    this.items = new Map(); // id -> {li, fields, key}
+    this.selected = null;
+    this.list.addEventListener("click", (e) => {
+      const li = e.target.closest("li[data-id]");
+      if (!li) return;
+      if (e.target.closest("button.ack")) onAck(li.dataset.id);
+      else onSelect(li.dataset.id);
+    });
+  }
+
+  render(alerts, operator) {
+    for (const [id, item] of this.items) {
+      if (!alerts.has(id)) {
+        item.li.remove();
+        this.items.delete(id);
+      }
+    }
+    const ordered = [...alerts.values()].sort(urgency);
+    ordered.forEach((feature, index) => {
+      const p = feature.properties;
+      let item = this.items.get(p.identifier);
+      if (!item) {
+        item = this.makeItem(p.identifier);
+        this.items.set(p.identifier, item);
+      }
+      const key = [p.message_id, p.level, p.acknowledged_by.join(","), p.units_on_scene.join(","), operator].join("|");
+      if (item.key !== key) {
+        item.key = key;
+        this.fill(item, p, operator);
+      }
+      if (this.list.children[index] !== item.li) this.list.insertBefore(item.li, this.list.children[index] || null);
+    });
+    this.count.textContent = String(alerts.size);
+    this.empty.hidden = alerts.size > 0;
+  }
+
+  makeItem(id) {
+    const li = el("li", "alert");
+    li.dataset.id = id;
+    li.tabIndex = 0;
+    const f = {
+      level: el("div", "lvl"),
+      hazard: el("b", "hazard"),
+      event: el("span", "event"),
+      area: el("div", "area"),
+      raised: el("span", "raised"),
+      age: el("span", "age"),
+      size: el("span", "size"),
+      ackBy: el("span", "ack-by"),
+      onScene: el("span", "on-scene"),
+      button: el("button", "ack", "Acknowledge"),
+    };
+    const body = el("div", "body");
+    const title = el("div", "title");
+    title.append(f.hazard, " ", f.event);
+    const meta = el("div", "meta");
+    meta.append("raised ", f.raised, " · ", f.age, " ago · ", f.size);
+    const acks = el("div", "acks");
+    acks.append(el("span", "k", "ack by"), f.ackBy);
+    const scene = el("div", "scene");
+    scene.append(el("span", "k", "on scene"), f.onScene);
+    body.append(title, f.area, meta, acks, scene);
+    li.append(f.level, body, f.button);
+    return { li, f, key: null, raisedAt: null };
+  }
+
+  fill(item, p, operator) {
+    const f = item.f;
+    item.raisedAt = p.raised_at;
+    item.li.className = `alert level-${p.level}` + (p.acknowledged_by.length ? " acked" : " unacked") +
+      (p.identifier === this.selected ? " selected" : "");
+    f.level.textContent = "";
+    f.level.append(el("span", "lvl-name", p.level_name.toUpperCase()), el("span", "lvl-letter", HAZARD_LETTER[p.hazard] || "!"));
+    f.hazard.textContent = p.event || HAZARD_NAME[p.hazard] || p.hazard;
+    f.event.textContent = p.status === "Exercise" ? "exercise" : "";
+    f.area.textContent = p.area_desc || "(no area description)";
+    f.area.title = p.area_desc || "";
+    f.raised.textContent = clockTime(p.raised_at);
+    f.size.textContent = p.area_m2 >= 1e4 ? `${(p.area_m2 / 1e4).toFixed(1)} ha` : `${Math.round(p.area_m2)} m²`;
+    const ackers = operatorsFirst(p);
+    f.ackBy.textContent = listed(ackers, 3) || "not yet";
+    f.ackBy.title = ackers.join(", ");
+    f.onScene.textContent = listed(p.units_on_scene, 3) || "none";
+    f.onScene.title = p.units_on_scene.join(", ");
+    const mine = operator && p.acknowledged_by.includes(operator);
+    f.button.disabled = Boolean(mine);
+    f.button.textContent = mine ? "Acknowledged ✓" : "Acknowledge";
+  }
+
+  // "… ago" of every item, from the twin's clock (called on every tick).
+  renderAges(now) {
+    for (const item of this.items.values()) {
+      item.f.age.textContent = now == null || item.raisedAt == null ? "–" : duration(now - item.raisedAt);
+    }
+  }
+
+  select(id) {
+    this.selected = id;
+    for (const [aid, item] of this.items) item.li.classList.toggle("selected", aid === id);
+    const item = this.items.get(id);
+    if (item) item.li.scrollIntoView({ block: "nearest" });
+  }
+}
+
+// ------------------------------------------------------------------ status strip
+// messages/s is measured here, from the "received" counter over the last few seconds of wall time.
+const RATE_WINDOW_MS = 5000;
+
+export class StatusStrip {
+  constructor(root) {
+    this.root = root;
+    this.samples = []; // [wall ms, received]
+  }
+
+  setValue(id, text, state) {
+    const li = this.root.querySelector("#" + id);
+    li.querySelector(".v").textContent = text;
+    if (state !== undefined) li.dataset.state = state;
+  }
+
+  render(status) {
+    const now = performance.now();
+    this.samples.push([now, status.received]);
+    while (this.samples.length > 2 && now - this.samples[0][0] > RATE_WINDOW_MS) this.samples.shift();
+    const [t0, n0] = this.samples[0];
+    const rate = now > t0 ? ((status.received - n0) * 1000) / (now - t0) : null;
+    const rejected = Object.values(status.rejected || {}).reduce((a, b) => a + b, 0);
+    const share = status.received ? (100 * rejected) / status.received : 0;
+    this.setValue("st-clock", twinDateTime(status.t));
+    this.setValue("st-rate", rate == null || this.samples.length < 2 ? "–" : rate.toFixed(rate < 10 ? 1 : 0));
+    this.setValue("st-rejected", `${rejected.toLocaleString("en")} (${share.toFixed(1)}%)`, rejected ? "warn" : "ok");
+    this.setValue("st-alerts", String(status.alerts_active), status.alerts_active ? "alert" : "ok");
+    this.setValue("st-lag", `${Math.round(status.lag_ms)} ms · tick ${Math.round(status.tick_ms)} ms`,
+      status.lag_ms > 5000 ? "alert" : status.lag_ms > 1500 ? "warn" : "ok");
+    this.setValue("st-units", String(status.units_tracked));
+    this.setValue("st-outbox", String(status.outbox ?? 0), status.outbox > 10 ? "warn" : "ok");
+  }
+
+  setLink(state, detail) {
+    const li = this.root.querySelector("#st-link");
+    li.className = `link ${state}`;
+    const text = { connecting: "connecting", live: "live", retrying: "reconnecting", stale: "no ticks" }[state];
+    li.querySelector(".v").textContent = state === "retrying" ? `${text} in ${Math.ceil(detail / 1000)} s` : text;
+    document.body.dataset.ws = state;
+  }
+}
+
+// ------------------------------------------------------------------ legend
+export function renderLegend(root, layerLegend) {
+  root.replaceChildren();
+  if (layerLegend) {
+    root.append(el("div", "panel-title", layerLegend.long_name || layerLegend.name));
+    const row = el("div", "legend-levels");
+    for (const entry of layerLegend.entries || []) {
+      if (entry.value < 1) continue; // none and no data are transparent
+      const item = el("span", "legend-item");
+      const swatch = el("span", "swatch");
+      swatch.style.background = entry.colour;
+      item.append(swatch, entry.label);
+      row.append(item);
+    }
+    root.append(row);
+  }
+  root.append(el("div", "panel-title", "Map"));
+  const symbols = el("div", "legend-symbols");
+  for (const [cls, label] of [["sym-area", "alert area"], ["sym-badge", "alert"], ["sym-police", "police"], ["sym-fire", "fire"],
+    ["sym-medical", "medical"], ["sym-scene", "on scene"], ["sym-vehicle", "vehicle"], ["sym-building", "building"],
+    ["sym-road", "road"], ["sym-water", "water"]]) {
+    const item = el("span", "legend-item");
+    item.append(el("span", `sym ${cls}`), label);
+    symbols.append(item);
+  }
+  root.append(symbols);
+}
+
+// ------------------------------------------------------------------ point read-out
+const POINT_LAYERS = [
+  ["crowd_density", "crowd", 2], ["water_depth", "water depth", 2], ["rain_rate", "rain", 1],
+  ["traffic_speed", "traffic speed", 0], ["risk_crowd", "crowd risk", 2], ["risk_flood", "flood risk", 2],
+  ["risk_traffic", "traffic risk", 2], ["building_height", "building height", 0], ["elevation", "elevation", 1],
+];
+
+export function renderPoint(root, point, onClose) {
+  root.replaceChildren();
+  const head = el("div", "panel-title", "Point");
+  const close = el("button", "close", "×");
+  close.title = "close";
+  close.addEventListener("click", onClose);
+  head.append(close);
+  root.append(head);
+  if (point.error) {
+    root.append(el("div", "muted", point.error));
+    root.hidden = false;
+    return;
+  }
+  root.append(el("div", "mono", `${point.lat.toFixed(5)}° N ${point.lon.toFixed(5)}° E`));
+  root.append(el("div", "mono muted", `Beidou ${point.cell.beidou} · cell ${point.row},${point.col}`));
+  const levels = el("div", "point-levels");
+  for (const name of ["level", "level_crowd", "level_flood", "level_traffic"]) {
+    const lv = point.levels[name];
+    if (!lv) continue;
+    const chip = el("span", `chip level-${lv.value}`, `${name === "level" ? "overall" : name.slice(6)}: ${lv.name}`);
+    levels.append(chip);
+  }
+  root.append(levels);
+  const table = el("table", "point-values");
+  for (const [name, label, digits] of POINT_LAYERS) {
+    const layer = point.layers[name];
+    if (!layer) continue;
+    const tr = el("tr");
+    const value = layer.value == null ? "no data" : `${layer.value.toFixed(digits)} ${layer.units === "1" ? "" : layer.units}`;
+    tr.append(el("th", null, label), el("td", null, value));
+    table.append(tr);
+  }
+  root.append(table);
+  root.hidden = false;
+}
+
+// ------------------------------------------------------------------ notices
+export function showNotice(root, text, kind = "error") {
+  const notice = root.querySelector("#notice");
+  notice.textContent = text;
+  notice.className = kind;
+  notice.hidden = !text;
+}
