@@ -5,9 +5,10 @@
   uvicorn in a background thread;
 - `ApiConfig`: token, CORS origins, limits.
 
-Endpoints: ``/api/health``, ``/api/status``, ``/api/grid``, ``/api/layers/{name}`` (``.png``,
-``/legend``), ``/api/point``, ``/api/alerts`` (``/{id}``, ``/{id}.xml``, ``POST /{id}/ack``),
-``/api/units``, ``/ws``, ``/metrics``.
+Endpoints: ``/`` (the operator's dashboard, ``/static/*``), ``/api/basemap.png``,
+``/api/basemap/buildings``, ``/api/basemap/projection``, ``/api/health``, ``/api/status``,
+``/api/grid``, ``/api/layers/{name}`` (``.png``, ``/legend``), ``/api/point``, ``/api/alerts``
+(``/{id}``, ``/{id}.xml``, ``POST /{id}/ack``), ``/api/units``, ``/ws``, ``/metrics``.
 """
 
 from twin.api.app import create_app
