@@ -64,3 +64,9 @@ __all__ = [
     "threshold_levels",
     "tick_params",
 ]
+
+# macroscopic crowd flow for what-if scenarios (issue 8)
+from models.config import CrowdFlowConfig
+from models.crowdflow import CrowdFlow
+
+__all__ += ["CrowdFlow", "CrowdFlowConfig"]

@@ -208,3 +208,36 @@ class RiskConfig:
     exposure_min: float = 0.05
     ev_high: float = 0.5
     compound_min_level: int = 2
+
+
+@dataclass(frozen=True)
+class CrowdFlowConfig:
+    """Macroscopic crowd-flow model (:class:`models.crowdflow.CrowdFlow`).
+
+    v0 1.34 m s-1, gamma 1.913 person m-2, rho_max 5.4 person m-2: Weidmann (1993) speed-density law
+      [mem] (SCIENCE.md 1.2; the values of CrowdConfig). J_max and rho_c are computed from them.
+    cfl: sub-step = cfl dx / (sqrt(2) v0); at cfl <= 1 a cell never sends more than it holds, 0.9 [design].
+    routing: "density" = travel time at the local Weidmann speed (Hughes 2002) [src for the model],
+      "free" = at v0, geometry only [design choice of the default: "density"].
+    min_speed: speed floor of the routing cost so jammed cells stay routable, 0.10 m s-1 = IMO
+      MSC.1/Circ.1238 corridor speed at >= 3.5 p/m2 (SCIENCE.md 1.2) [src].
+    potential_every: sub-steps between potential updates with density routing, 5 [design]
+      (about 24 s at 10 m cells, 12 s at 5 m).
+    wall_fraction: building_fraction at or above which a cell is a wall, 0.5 [design, as FloodConfig];
+    min_walkable_area: cells with less walkable area are walls, 0.1 m2 (less than one standing person,
+      Fruin's 0.14 m2 body ellipse [mem]) [design].
+    sweep_tol: fast sweeping stops when a round lowers no travel time by more than this, 1e-9 s [design];
+    sweep_max_rounds: at most this many rounds of four sweeps, 200 [design].
+    """
+
+    v0: float = 1.34
+    gamma: float = 1.913
+    rho_max: float = 5.4
+    cfl: float = 0.9
+    routing: str = "density"
+    min_speed: float = 0.10
+    potential_every: int = 5
+    wall_fraction: float = 0.5
+    min_walkable_area: float = 0.1
+    sweep_tol: float = 1e-9
+    sweep_max_rounds: int = 200

@@ -175,6 +175,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     _guard(add_parser(sub))
 
 
+def _add_scenario(sub: argparse._SubParsersAction) -> None:
+    from scenarios.scenario_cli import add_parser
+
+    for parser in add_parser(sub):  # run, compare, ensemble
+        _guard(parser)
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     """The ``twin`` argument parser with every subcommand."""
@@ -186,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid(sub)
     _add_run(sub)
     _add_simulate(sub)
+    _add_scenario(sub)
     return parser
 
 

@@ -1,0 +1,139 @@
+"""From a scenario file to its outputs: the grid, the forcing, the start state (baseline or a fork), the run.
+
+A fork (``start: {snapshot: DIR}``) reads the live twin's ``live.nc`` in its state folder (the water
+on the ground and the crowd density of its last snapshot) and starts the models from there. It only
+reads: the live service, its snapshot and its raw log are not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from scenarios.compare import compare
+from scenarios.forcing import prepare
+from scenarios.report import write_outputs
+from scenarios.runner import Progress, RunResult, ScenarioModels, run_models
+from scenarios.spec import Scenario, load_scenario, parse_scenario
+from twin.dataset import load_twin
+
+SUMMARY = "summary.json"
+
+
+def cache_dir() -> Path:
+    """Where built grids are kept between runs (``$XDG_CACHE_HOME/citytwin``, default ``~/.cache/citytwin``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "citytwin"
+
+
+def cached_twin(district: str = "bund", cell_m: float = 10.0, say=print) -> Path:
+    """The bundled district's twin at ``cell_m`` metres, built once into the cache."""
+    path = cache_dir() / f"{district}-{cell_m:g}m.nc"
+    if not path.is_file():
+        from twin.gridcmd import build_grid_file
+
+        say(f"building the {district} twin at {cell_m:g} m into {path} (once)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"building-{os.getpid()}-{path.name}")
+        build_grid_file(out=tmp, cell=cell_m, district=district, progress=False)
+        for src in tmp.parent.glob(f"{tmp.stem}*"):  # the NetCDF and its building table, moved into place
+            src.replace(path.with_name(src.name.replace(tmp.stem, path.stem)))
+    return path
+
+
+def grid_file(spec: Scenario) -> Path:
+    """The twin file a scenario runs on."""
+    if spec.grid.path is not None:
+        return Path(spec.grid.path)
+    return cached_twin(spec.grid.district, spec.grid.cell_m)
+
+
+def fork_state(snapshot_dir: Path, static: xr.Dataset) -> dict[str, np.ndarray]:
+    """Water depth [m] and crowd density [person m-2] of a live twin's last snapshot (read only)."""
+    path = Path(snapshot_dir) / "live.nc"
+    if not path.is_file():
+        raise FileNotFoundError(f"start.snapshot: {path} does not exist (a live twin writes it with each snapshot)")
+    with xr.open_dataset(path) as live:
+        if live.sizes.get("y") != static.sizes["y"] or live.sizes.get("x") != static.sizes["x"]:
+            raise ValueError(f"start.snapshot: {path} is on another grid than the scenario")
+        return {name: np.nan_to_num(live[name].values.astype(float)) for name in ("water_depth", "crowd_density")
+                if name in live}
+
+
+def run_spec(spec: Scenario, progress: Progress | None = None) -> tuple[RunResult, xr.Dataset]:
+    """Run a validated scenario; returns the result and the twin it ran on (with the interventions)."""
+    static, _ = load_twin(grid_file(spec))
+    forcing = prepare(spec, static)
+    start_time = spec.start_time if spec.start_time is not None else 0.0
+    models = ScenarioModels(forcing, start_time, spec.seed, status=spec.status)
+    if spec.snapshot is not None:
+        models.start_from(fork_state(spec.snapshot, static))
+    result = run_models(models, duration_s=spec.duration_s, step_s=spec.step_s, every_s=spec.outputs.every_s,
+                        progress=progress)
+    return result, forcing.static
+
+
+def run_file(path: Path, out: Path, progress: Progress | None = None,
+             overrides: dict[str, object] | None = None) -> dict:
+    """Run a scenario file and write its outputs into ``out``; returns the headline numbers."""
+    spec = load_scenario(path, overrides)
+    result, static = run_spec(spec, progress)
+    timeline = [(t, text) for t, text in _timeline(spec, static)]
+    summary = write_outputs(result, static, out, spec.name, timeline)
+    summary["grid"] = str(grid_file(spec))
+    (out / SUMMARY).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _timeline(spec: Scenario, static: xr.Dataset) -> list[tuple[float, str]]:
+    return prepare(spec, static).timeline()
+
+
+def run_document(doc: dict, source: str) -> tuple[RunResult, xr.Dataset]:
+    """Run a scenario given as a parsed document (an ensemble member); ``source`` is its file."""
+    return run_spec(parse_scenario(doc, Path(source).parent, source))
+
+
+def named_areas(static: xr.Dataset) -> dict[str, np.ndarray]:
+    """Areas compared per run: the underpasses and each crowd counter's area of the bundled registry."""
+    from scenarios.places import gazetteer
+    from twin.dataset import grid_of
+    from twin.sources import data_dir
+
+    areas = {"underpasses": static["underpass"].values > 0} if "underpass" in static else {}
+    grid = grid_of(static)
+    places = gazetteer(data_dir() / "bund")
+    for name in places.names("registry"):
+        if name.startswith("crowd-"):
+            mask = places.lookup(name, ("registry",)).mask(grid)
+            if mask.any():
+                areas[name] = mask
+    return areas
+
+
+def compare_folders(a: Path, b: Path, out: Path) -> str:
+    """Compare two run folders (their grid from A's summary); returns the printed table."""
+    summary = json.loads((a / SUMMARY).read_text()) if (a / SUMMARY).is_file() else {}
+    if "grid" not in summary:
+        raise FileNotFoundError(f"{a} is not a scenario run folder: {SUMMARY} with its grid is missing")
+    static, _ = load_twin(Path(summary["grid"]))
+    return compare(a, b, static, named_areas(static), out)
+
+
+def ensemble_file(path: Path, vary: dict[str, list[object]], out: Path, *, scheduler: str | None = None,
+                  workers: int = 2) -> dict[str, object]:
+    """Run the ensemble of a scenario file (see `scenarios.ensemble`)."""
+    from scenarios.ensemble import members, run_ensemble
+    from scenarios.spec import read_text, read_yaml, resolve_extends
+
+    source = str(path)
+    doc = resolve_extends(read_yaml(read_text(Path(path), source), source), Path(path).parent, source=source)
+    for _, member in members(doc, vary):  # every member is checked before anything runs
+        parse_scenario(member, Path(path).parent, source)
+    spec = load_scenario(path)
+    static, _ = load_twin(grid_file(spec))
+    return run_ensemble(doc, source, vary, static, out, scheduler=scheduler, workers=workers)

@@ -1,0 +1,165 @@
+"""Scenario runs: determinism, conservation, interventions, the NYE 2014 alert, forks, outputs, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from scenarios.forcing import prepare
+from scenarios.places import gazetteer
+from scenarios.runner import ScenarioModels, run_models
+from scenarios.spec import load_scenario
+from twin.dataset import grid_of, save_twin
+from twin.sources import data_dir
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "data" / "scenarios"
+
+
+def _run(bund10, name: str | Path, **overrides):
+    static, _ = bund10
+    spec = load_scenario(SCENARIOS / name, overrides or None)  # an absolute path stays as it is
+    forcing = prepare(spec, static)
+    models = ScenarioModels(forcing, spec.start_time, spec.seed, status=spec.status)
+    return run_models(models, duration_s=spec.duration_s, step_s=spec.step_s, every_s=spec.outputs.every_s), models
+
+
+@pytest.fixture(scope="module")
+def storms(bund10):
+    """The 5-year storm with a pump down and with extra pumps, 40 minutes of it (no crowd)."""
+    short = {"duration": "40min", "forcing.crowd": None}
+    return {name: _run(bund10, f"{name}.yaml", **short) for name in ("storm-5yr-pump-down", "storm-5yr-extra-pumps")}
+
+
+SMALL = """
+name: small
+seed: 7
+start_time: 2014-12-31T23:00:00+08:00
+duration: 12min
+step: 10s
+forcing:
+  rain: {design_storm: {return_period: 5, duration: 10min, start: 1min}}
+  crowd:
+    arrivals:
+      - {at: road:East Nanjing Road, radius: 15m, rate: 20/s, from: 0s, until: 8min, to: Chen Yi Square}
+    gathering:
+      - {at: Chen Yi Square, peak: 5000, peak_time: 6min, rise: 5min, hold: 1min, fall: 4min}
+interventions:
+  close_exit:
+    - {at: Lujiazui exit 1, from: 3min, until: 9min}
+"""
+
+
+def test_a_run_is_deterministic_and_conserves_water_and_people(bund10, tmp_path):
+    (tmp_path / "small.yaml").write_text(SMALL)
+    a, models = _run(bund10, tmp_path / "small.yaml")
+    b, _ = _run(bund10, tmp_path / "small.yaml")
+    xr.testing.assert_identical(a.frames, b.frames)
+    assert [(t, e.kind, e.alert.hazard, e.alert.cells.tolist()) for t, e in a.events] == \
+           [(t, e.kind, e.alert.hazard, e.alert.cells.tolist()) for t, e in b.events]
+    assert models.crowd.people_in > 1000, "people arrived"
+    assert abs(a.balance["people"]) < 1e-9 and abs(a.balance["water"]) < 1e-9  # in = out + stored, issue 8
+    assert all(e.message["status"] == "Exercise" for _, e in a.events)
+
+
+def test_extra_drainage_lowers_peak_depth_where_it_applies_and_raises_it_nowhere(storms, bund10):
+    static, _ = bund10
+    (down, _), (pumps, models) = storms["storm-5yr-pump-down"], storms["storm-5yr-extra-pumps"]
+    peak_down = down.frames["water_depth"].max("time").values.astype(float)
+    peak_pumps = pumps.frames["water_depth"].max("time").values.astype(float)
+    assert peak_down.max() > 0.05, "the storm floods something"
+    assert np.all(peak_pumps <= peak_down + 1e-6), "more drainage never raises the water anywhere"
+    more = models.static["drainage_capacity"].values > static["drainage_capacity"].values
+    assert more.any() and peak_pumps[more].max() < peak_down[more].max(), "lower at the pumped portals"
+
+
+@pytest.fixture(scope="module")
+def nye(bund10):
+    return _run(bund10, "bund-nye-2014.yaml")
+
+
+def test_nye_2014_raises_red_at_chen_yi_square_before_5_people_per_m2_for_a_minute(nye, bund10):
+    static, _ = bund10
+    result, _ = nye
+    square = gazetteer(data_dir() / "bund").lookup("Chen Yi Square").mask(grid_of(static))
+    f = result.frames
+    times = f["time"].values
+    density = f["crowd_density"].values[:, square].astype(float)
+    over = np.nan_to_num(density).max(axis=1) > 5.0
+    # first recorded time from which the square has held > 5 person/m2 for a minute (SCIENCE.md 1.1: Still)
+    held = [k for k in range(len(times)) if over[k] and over[k:][:2].all() and
+            times[min(k + 1, len(times) - 1)] - times[k] >= 60.0]
+    assert held, "the gathering reaches more than 5 person/m2 on the square"
+    red_here = (f["level_crowd"].values[:, square] == 4).any(axis=1)  # the red level over the square
+    assert red_here.any() and times[np.argmax(red_here)] <= times[held[0]], "red before 5 person/m2 for a minute"
+    extreme = [t for t, e in result.events if e.alert.hazard == "crowd" and e.kind != "cancelled"
+               and e.message["info"][0]["severity"] == "Extreme"]
+    assert extreme and min(extreme) <= times[np.argmax(red_here)], "and a red (Extreme) CAP alert is raised"
+
+
+def test_outputs_are_written_and_compare_reports_the_pumps(storms, bund10, tmp_path):
+    from scenarios.compare import compare
+    from scenarios.report import write_outputs
+    from scenarios.session import named_areas
+
+    static, _ = bund10
+    for name, (result, models) in storms.items():
+        summary = write_outputs(result, models.static, tmp_path / name, name, [(0.0, "start")])
+        assert summary["peak_depth_m"]["value"] == pytest.approx(float(result.frames["water_depth"].max()), abs=1e-4)
+    out = tmp_path / "storm-5yr-pump-down"
+    assert {p.name for p in out.iterdir()} >= {"scenario.nc", "alerts.csv", "alerts.geojson", "summary.json",
+                                               "report.html", "peak_depth.png", "peak_density.png", "peak_level.png"}
+    with xr.open_dataset(out / "scenario.nc") as ds:
+        assert ds["water_depth"].dims == ("time", "y", "x") and ds.sizes["time"] >= 40
+    assert "peak water depth" in (out / "report.html").read_text()
+    text = compare(out, tmp_path / "storm-5yr-extra-pumps", static, named_areas(static), tmp_path / "cmp")
+    row = next(line for line in text.splitlines() if line.startswith("peak depth at underpasses"))
+    assert float(row.split()[-1]) <= 0.0, "the extra pumps do not raise the underpass peak"
+    assert (tmp_path / "cmp" / "diff_water_depth.png").is_file()
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["metrics"]
+
+
+def test_a_fork_reads_the_live_twin_and_leaves_it_untouched(bund10, tmp_path):
+    from scenarios.session import run_spec
+    from scenarios.spec import parse_scenario
+
+    static, buildings = bund10
+    grid = save_twin(tmp_path / "bund10.nc", static, buildings)
+    live_dir = tmp_path / "live-state"
+    live_dir.mkdir()
+    open_ground = (static["building_fraction"].values < 0.5) & (static["water_mask"].values == 0)
+    row, col = np.argwhere(open_ground[1:-1, 1:-1] & open_ground[:-2, 1:-1] & open_ground[2:, 1:-1])[500] + 1
+    depth = np.zeros(static["elevation"].shape)
+    depth[row - 1:row + 2, col] = 0.3  # 3 cells of open ground: 90 m3 of water
+    layers = xr.Dataset({"water_depth": (("y", "x"), depth, {"units": "m"}),
+                         "crowd_density": (("y", "x"), np.zeros_like(depth), {"units": "person m-2"})},
+                        coords={"y": static["y"], "x": static["x"]})
+    save_twin(live_dir / "live.nc", layers.assign_attrs(static.attrs))
+    (live_dir / "snapshot.pkl").write_bytes(b"the live service's own snapshot")
+
+    def fingerprint():
+        return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in live_dir.iterdir()}
+
+    before = fingerprint()
+    spec = parse_scenario({"name": "fork", "start": {"snapshot": str(live_dir)}, "grid": str(grid),
+                           "start_time": "2025-07-01T18:00:00+08:00", "duration": "1min", "step": "10s"}, tmp_path)
+    result, _ = run_spec(spec)
+    volume = float(result.frames["water_depth"].isel(time=0).sum()) * 100.0  # 10 m cells [m3]
+    assert 85.0 < volume <= 90.0 + 1e-6, "the fork starts with the live twin's water (a little drains in 1 min)"
+    assert abs(result.balance["water"]) < 1e-9
+    assert fingerprint() == before, "the live twin's files are not touched"
+
+
+def test_cli_errors_name_the_field_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nduration: 1h\nforcing:\n  rain:\n    design_storm: {return_period: 0, duration: 30min}\n")
+    done = subprocess.run([sys.executable, "-m", "twin.cli", "scenario", "run", str(bad), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "forcing.rain.design_storm.return_period" in done.stderr.strip().splitlines()[-1]
