@@ -44,7 +44,7 @@ from scenarios.model import (
 from scenarios.places import Place, gazetteer
 from scenarios.spec import ScenarioError
 from scenarios.timeline import timeline
-from twin.cim import shanghai_storm_intensity
+from twin.cim import chicago_depth_mm
 from twin.dataset import grid_of
 from twin.geo import to_projected
 from twin.grid import GridSpec
@@ -54,26 +54,6 @@ REQUIRED_LAYERS = ("walkable_area", "drainage_capacity", "water_mask", "road_cla
 
 
 # ---------------------------------------------------------------- rain
-def chicago_depth_mm(minutes: float, return_period_yr: float, duration_min: float, peak_ratio: float = 0.4) -> float:
-    """Cumulative depth of a Chicago design storm ``minutes`` after its start. [mm]
-
-    The hyetograph's every window of length T around the peak (a share ``peak_ratio`` before it) holds
-    the formula's depth i(T) T, so the whole storm holds i(D) D. With ``peak_ratio`` 0.4 this is
-    `scenarios.feeds.sensors.storm_depth_mm`.
-    """
-    if minutes <= 0:
-        return 0.0
-    m, r = min(minutes, duration_min), peak_ratio
-
-    def window(T: float) -> float:
-        return 0.0 if T <= 0 else shanghai_storm_intensity(return_period_yr, T) * T / 60.0
-
-    tp = r * duration_min
-    if m <= tp:
-        return r * window(duration_min) - r * window((tp - m) / r)
-    return r * window(duration_min) + (1 - r) * window((m - tp) / (1 - r))
-
-
 @dataclass(frozen=True)
 class RainField:
     """Rain over ``weights`` (share of each cell rained on [1]): a design storm or a step series [mm h-1]."""

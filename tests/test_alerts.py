@@ -182,3 +182,21 @@ def test_cap_checker_catches_broken_messages(messages):
     info["area"] = [{"areaDesc": "x", "polygon": ["31.2,121.4 31.3,121.4 31.3,121.5"]}]
     problems = cap.problems({**messages[0], "info": [info]})
     assert any("at least 4" in p for p in problems) and any("not closed" in p for p in problems)
+
+
+def test_geocodes_coarsen_to_the_parents_of_the_cells_codes():
+    from twin import geo
+    from twin.grid import GridSpec
+    from twin.regions import geocodes
+
+    grid = GridSpec("EPSG:4549", 642000.0, 3459000.0, 10.0, 200, 200)
+    cells = np.arange(40 * 200, 80 * 200)  # 40 rows: thousands of level-7 codes, coarsened
+    got = geocodes(grid, cells, limit=20)
+    row, col = np.divmod(cells, grid.nx)
+    lon, lat = geo.to_lonlat(grid.x[col], grid.y[row], grid.crs)
+    fine = set(geo.beidou_encode_many(lon, lat, grid.beidou_level))
+    level = grid.beidou_level
+    while len(fine) > 20:
+        level -= 1
+        fine = {geo.beidou_parent(c, level) for c in fine}
+    assert got == sorted(fine) and 0 < len(got) <= 20

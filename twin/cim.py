@@ -72,6 +72,25 @@ def shanghai_storm_intensity(return_period_yr: float, duration_min: float) -> fl
     return q * 0.36
 
 
+def chicago_depth_mm(minutes: float, return_period_yr: float, duration_min: float, peak_ratio: float = 0.4) -> float:
+    """Cumulative depth of a Chicago design storm (Keifer & Chu 1957) ``minutes`` after its start [mm].
+
+    The hyetograph's every window of length T around the peak (a share ``peak_ratio`` before it) holds
+    the Shanghai formula's depth i(T) T, so the whole storm holds i(D) D.
+    """
+    if minutes <= 0:
+        return 0.0
+    m, r = min(minutes, duration_min), peak_ratio
+
+    def window(T: float) -> float:
+        return 0.0 if T <= 0 else shanghai_storm_intensity(return_period_yr, T) * T / 60.0
+
+    tp = r * duration_min
+    if m <= tp:
+        return r * window(duration_min) - r * window((tp - m) / r)
+    return r * window(duration_min) + (1 - r) * window((m - tp) / (1 - r))
+
+
 DEFAULT_DRAINAGE_MM_H = round(shanghai_storm_intensity(1.0, 60.0), 1)
 
 GROUND_M = 4.0

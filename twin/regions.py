@@ -61,11 +61,12 @@ def geocodes(grid: GridSpec, cells: np.ndarray, limit: int = MAX_GEOCODES) -> li
     """Beidou grid codes covering the cells: the cells' own codes, coarsened until few enough."""
     row, col = np.divmod(np.asarray(cells), grid.nx)
     lon, lat = geo.to_lonlat(grid.x[col], grid.y[row], grid.crs)
-    codes = sorted(set(geo.beidou_encode_many(np.atleast_1d(lon), np.atleast_1d(lat), grid.beidou_level)))
+    lon, lat = np.atleast_1d(lon), np.atleast_1d(lat)
     level = grid.beidou_level
-    while len(codes) > limit and level > 1:
+    codes = sorted(set(geo.beidou_encode_many(lon, lat, level)))
+    while len(codes) > limit and level > 1:  # the grid is nested: a point's coarser cell is its cell's parent
         level -= 1
-        codes = sorted({geo.beidou_parent(c, level) for c in codes})
+        codes = sorted(set(geo.beidou_encode_many(lon, lat, level)))
     return codes
 
 

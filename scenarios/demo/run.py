@@ -30,6 +30,7 @@ from scenarios.demo.console import Console, summary
 from scenarios.demo.story import Script, Story
 from scenarios.demo.watch import Watcher
 from scenarios.feeds.simulator import Publisher, Simulator
+from scenarios.session import cached_twin
 from twin.core import CoreConfig
 from twin.dataset import load_twin, save_twin
 from twin.service import SNAPSHOT, LiveService, ServiceConfig, TwinClock
@@ -61,29 +62,13 @@ class DemoOptions:
     """Bearer token for the dashboard's writes (default: a new random one, shown in the printed URL)."""
 
 
-def cache_dir() -> Path:
-    """Where built grids are kept between runs (``$XDG_CACHE_HOME/citytwin``, default ``~/.cache/citytwin``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "citytwin"
-
-
 def base_grid(opts: DemoOptions, say) -> Path:
     """The grid file to start from: ``--grid``, or the Bund at 10 m built once into the cache."""
     if opts.grid is not None:
         if not opts.grid.is_file():
             raise FileNotFoundError(f"--grid {opts.grid} does not exist")
         return opts.grid
-    path = cache_dir() / "bund-10m.nc"
-    if not path.is_file():
-        from twin.gridcmd import build_grid_file
-
-        say(f"building the Bund twin at 10 m into {path} (once; about 15 s)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"building-{os.getpid()}-{path.name}")
-        build_grid_file(out=tmp, cell=10.0, district="bund", progress=sys.stderr.isatty())
-        for src in tmp.parent.glob(f"{tmp.stem}*"):  # the NetCDF and its building table, moved into place
-            src.replace(path.with_name(src.name.replace(tmp.stem, path.stem)))
-    return path
+    return cached_twin("bund", 10.0, say=say, progress=sys.stderr.isatty())
 
 
 @contextmanager

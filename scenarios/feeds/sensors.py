@@ -32,7 +32,7 @@ from shapely.geometry import shape
 from ingest.batch import Batch
 from ingest.decoders.senml import encode_senml
 from ingest.registry import Device, Registry
-from twin.cim import DEFAULT_DRAINAGE_MM_H, shanghai_storm_intensity
+from twin.cim import DEFAULT_DRAINAGE_MM_H, chicago_depth_mm
 from twin.geo import to_projected
 from twin.sources import data_dir
 
@@ -57,19 +57,8 @@ def crowd_shape(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def storm_depth_mm(minutes: float, return_period_yr: float, duration_min: float) -> float:
-    """Cumulative depth of the Chicago design storm ``minutes`` after its start [mm]."""
-    if minutes <= 0:
-        return 0.0
-    m = min(minutes, duration_min)
-    r = CHICAGO_R
-
-    def window(T: float) -> float:
-        return 0.0 if T <= 0 else shanghai_storm_intensity(return_period_yr, T) * T / 60.0
-
-    tp = r * duration_min
-    if m <= tp:
-        return r * window(duration_min) - r * window((tp - m) / r)
-    return r * window(duration_min) + (1 - r) * window((m - tp) / (1 - r))
+    """Cumulative depth of the Chicago design storm (peak at ``CHICAGO_R``) ``minutes`` after its start [mm]."""
+    return chicago_depth_mm(minutes, return_period_yr, duration_min, CHICAGO_R)
 
 
 @dataclass

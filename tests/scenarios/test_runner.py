@@ -163,3 +163,25 @@ def test_cli_errors_name_the_field_and_exit_2(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "forcing.rain.design_storm.return_period" in done.stderr.strip().splitlines()[-1]
+
+
+def test_ensemble_on_two_dask_workers_gives_exceedance_maps(bund10, tmp_path):
+    static, buildings = bund10
+    grid = save_twin(tmp_path / "bund10.nc", static, buildings)
+    storm = tmp_path / "storm.yaml"
+    storm.write_text(f"name: storm\ngrid: {grid}\nstart_time: 2025-07-01T18:00:00+08:00\nduration: 20min\n"
+                     "forcing:\n  rain:\n    design_storm: {return_period: 2, duration: 15min}\n")
+    out = tmp_path / "ens"
+    done = subprocess.run([sys.executable, "-m", "twin.cli", "scenario", "ensemble", str(storm), "--vary",
+                           "forcing.rain.design_storm.return_period=2,50", "-o", str(out), "--workers", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 members" in done.stdout
+    summary = json.loads((out / "ensemble.json").read_text())
+    low, high = (m["peak_depth_m"] for m in summary["members"])
+    assert high > low, "the 50-year storm floods deeper than the 2-year one"
+    with xr.open_dataset(out / "ensemble.nc") as ds:
+        p = ds["p_depth_over_0.15m"].values
+        assert ds.attrs["members"] == 2 and set(np.unique(p)) <= {0.0, 0.5, 1.0}
+        assert (p == 0.5).any(), "cells flooded in one member of two"
+        assert np.all(ds["p_depth_over_0.5m"].values <= p), "deeper thresholds are passed no more often"
