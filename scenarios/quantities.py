@@ -123,34 +123,34 @@ def _clock_offset(clock: re.Match, start: dt.datetime | None) -> float:
     return (moment - start).total_seconds()
 
 
-def parse_length(value: object) -> float:
-    """A non-negative length. [m]"""
+def _with_unit(value: object, pattern: re.Pattern, units: dict[str, float], scale: str, expected: str,
+               known: str) -> float:
+    """A non-negative number, plain or with a unit matched by ``pattern``; ``scale`` "mul" multiplies by the
+    unit's factor (lengths), "div" divides by it (rates per time unit)."""
     number = _plain_number(value)
-    if number is None and isinstance(value, str) and (match := _LENGTH.match(value)):
+    if number is None and isinstance(value, str) and (match := pattern.match(value)):
         unit = match.group(2).lower()
-        if unit not in LENGTH_UNITS:
-            raise ValueError(f"unknown length unit {unit!r} in {value!r}; use m or km")
-        number = float(match.group(1)) * LENGTH_UNITS[unit]
+        if unit not in units:
+            raise ValueError(f"unknown unit {unit!r} in {value!r}; use {known}")
+        factor = units[unit]
+        number = float(match.group(1)) * factor if scale == "mul" else float(match.group(1)) / factor
     if number is None:
-        raise ValueError(f"expected a length such as 30m, 0.5km or a number of metres (got {value!r})")
+        raise ValueError(f"expected {expected} (got {value!r})")
     if number < 0:
         raise ValueError(f"must not be negative (got {value})")
     return number
+
+
+def parse_length(value: object) -> float:
+    """A non-negative length. [m]"""
+    return _with_unit(value, _LENGTH, LENGTH_UNITS, "mul", "a length such as 30m, 0.5km or a number of metres",
+                      "m or km")
 
 
 def parse_person_rate(value: object) -> float:
     """A non-negative flow of people. [person s-1]"""
-    number = _plain_number(value)
-    if number is None and isinstance(value, str) and (match := _RATE.match(value)):
-        unit = match.group(2).lower()
-        if unit not in RATE_UNITS:
-            raise ValueError(f"unknown time unit {unit!r} in {value!r}; use /s, /min or /h")
-        number = float(match.group(1)) / RATE_UNITS[unit]
-    if number is None:
-        raise ValueError(f"expected people per second, or a rate such as 1200/min or 20/s (got {value!r})")
-    if number < 0:
-        raise ValueError(f"must not be negative (got {value})")
-    return number
+    return _with_unit(value, _RATE, RATE_UNITS, "div",
+                      "people per second, or a rate such as 1200/min or 20/s", "/s, /min or /h")
 
 
 def format_offset(seconds: float) -> str:
