@@ -63,7 +63,9 @@ class ScenarioModels:
         self.water_outlets = self.flood.outlet.copy()
         self.crowd = models.CrowdFlow(self.seed_ds, cell_size=self.grid.cell_size)
         self.crowd_state = models.CrowdState(self.seed_ds)
-        self.rain = models.RainAccumulation(self.seed_ds)
+        self._rain_first, self._rain_group = self._rain_groups()
+        self.rain = models.RainAccumulation(xr.Dataset(
+            {"rain_rate": (("y", "x"), np.zeros((1, self._rain_first.size)), {"units": "mm h-1"})}))
         self.roads = RoadQueues(static["free_flow_speed"].values, static["road_class"].values, self.grid.cell_size)
         self.levels = models.AlertLevels(static)
         self.book = AlertBook(self.grid, "scenario@citytwin", static.attrs.get("district", "district"),
@@ -91,7 +93,7 @@ class ScenarioModels:
         rain = np.asarray(self.forcing.rain_at(t0, t1), float)
         ds = self.seed_ds.copy()
         ds["rain_rate"] = (("y", "x"), np.broadcast_to(rain, self.grid.shape).copy(), {"units": "mm h-1"})
-        totals = self.rain.update(ds[["rain_rate"]], dt)
+        totals = self._rain_totals(rain, dt)
         flood = self._flood(t0, rain, dt)
         crowd = self._crowd(t0, t1, dt)
         state = self.crowd_state.update(crowd[["crowd_density"]], dt)
@@ -107,6 +109,23 @@ class ScenarioModels:
         hazard_levels = {h: self.layers[f"level_{h}"].values for h in ("crowd", "flood", "traffic")}
         hazard_levels["rain"] = self.layers["rain_signal"].values
         return self.book.tick(self.start_time + t1, hazard_levels)
+
+    def _rain_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cells rained on alike (the same weight in every rain field) share their rolling totals: (one cell
+        of each group, each cell's group). A uniform storm is one group instead of every cell."""
+        n = self.grid.size
+        rains = list(self.forcing.rains)
+        weights = np.stack([np.asarray(r.weights, float).ravel() for r in rains], axis=1) if rains else np.zeros((n, 1))
+        _, first, group = np.unique(weights, axis=0, return_index=True, return_inverse=True)
+        return first, group.ravel()
+
+    def _rain_totals(self, rain: np.ndarray, dt: float) -> xr.Dataset:
+        """Rolling rain totals and the Shanghai rainstorm signal per cell (computed per rain group)."""
+        rate = np.broadcast_to(rain, self.grid.shape).ravel()[self._rain_first]
+        totals = self.rain.update(xr.Dataset({"rain_rate": (("y", "x"), rate[None, :], {"units": "mm h-1"})}), dt)
+        return xr.Dataset({name: (("y", "x"), totals[name].values[0][self._rain_group].reshape(self.grid.shape),
+                                  totals[name].attrs) for name in ("rain_1h", "rain_signal")},
+                          coords={"y": self.static["y"], "x": self.static["x"]})
 
     def _flood(self, t0: float, rain: np.ndarray, dt: float) -> xr.Dataset:
         self.flood.outlet[...] = self.water_outlets if self.forcing.outlets_open(t0) else 0
