@@ -69,7 +69,7 @@ def run_member(doc: dict, source: str) -> dict[str, object]:
     """Run one member (in a worker): its peak maps and counts."""
     from scenarios.session import run_document
 
-    result, _static = run_document(doc, source)
+    result, _ = run_document(doc, source)
     f = result.frames
     return {"peak_depth": f["water_depth"].max("time").values.astype(np.float32),
             "peak_density": f["crowd_density"].max("time").values.astype(np.float32),

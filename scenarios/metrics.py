@@ -58,7 +58,7 @@ def people_at_levels(frames: xr.Dataset) -> dict[str, list[float]]:
     return {COLOURS[k]: [round(float(v), 1) for v in (count * (level == k)).sum(axis=(1, 2))] for k in range(5)}
 
 
-def alert_counts(events: list, start_time: float) -> dict[str, dict[str, object]]:
+def alert_counts(events: list) -> dict[str, dict[str, object]]:
     """Alerts raised per hazard and the first one's time [min from the start]."""
     out: dict[str, dict[str, object]] = {}
     for t, e in events:
@@ -82,5 +82,5 @@ def headline(result, static: xr.Dataset) -> dict[str, object]:
         "most_people_at_red": max(people["red"], default=0.0),
         "people_at_levels": people, "times_min": [round(float(t) / 60.0, 2) for t in f["time"].values],
         "minutes_at_levels": {h: minutes_at_levels(f, h) for h in HAZARDS},
-        "alerts": alert_counts(result.events, result.start_time), "balance": result.balance,
+        "alerts": alert_counts(result.events), "balance": result.balance,
     }

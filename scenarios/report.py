@@ -24,16 +24,17 @@ from scenarios.metrics import COLOURS, headline
 LEVEL_RGB = ("#00000000", "#1e64dc", "#ffd700", "#ff8000", "#dc1818")
 
 
-def write_outputs(result, static: xr.Dataset, out: Path, name: str, timeline: list[tuple[float, str]]) -> dict:
-    """Write every output of ``result`` into ``out``; returns the headline numbers."""
+def write_outputs(result, static: xr.Dataset, out: Path, name: str, timeline: list[tuple[float, str]],
+                  **extra: object) -> dict:
+    """Write every output of ``result`` into ``out``; returns the headline numbers (with ``extra`` fields,
+    e.g. the grid file, also written to ``summary.json``)."""
     out.mkdir(parents=True, exist_ok=True)
     encoding = {v: {"zlib": True, "complevel": 4} for v in result.frames.data_vars if v != "crs"}
     result.frames.to_netcdf(out / "scenario.nc", encoding=encoding)
     rows = timeline_rows(result)
     write_csv(rows, out / "alerts.csv")
-    (out / "alerts.geojson").write_text(json.dumps(timeline_geojson(result), separators=(",", ":")))
-    summary = headline(result, static)
-    summary["name"] = name
+    (out / "alerts.geojson").write_text(json.dumps(timeline_geojson(result, rows), separators=(",", ":")))
+    summary = {**headline(result, static), "name": name, **extra}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     maps = peak_maps(result.frames, static, out)
     (out / "report.html").write_text(report_html(name, summary, rows, maps, timeline), encoding="utf-8")
@@ -70,10 +71,11 @@ def _ring(text: str) -> list[list[float]]:
     return [[float(b), float(a)] for a, b in (p.split(",") for p in text.split())]
 
 
-def timeline_geojson(result) -> dict:
-    """The alert timeline as a GeoJSON FeatureCollection (a MultiPolygon per event)."""
+def timeline_geojson(result, rows: list[dict[str, object]]) -> dict:
+    """The alert timeline (``rows`` from `timeline_rows`) as a GeoJSON FeatureCollection, a MultiPolygon
+    per event."""
     features = []
-    for row, (_, e) in zip(timeline_rows(result), result.events, strict=True):
+    for row, (_, e) in zip(rows, result.events, strict=True):
         polygons = [[_ring(p)] for a in e.message["info"][0].get("area", []) for p in a.get("polygon", [])]
         features.append({"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": polygons},
                          "properties": row})

@@ -30,6 +30,7 @@ import models
 from scenarios.record import Recorder
 from scenarios.traffic import RoadQueues
 from twin.alerts import AlertBook, AlertEvent
+from twin.core import EVIDENCE_LAYER
 from twin.dataset import grid_of
 
 Progress = Callable[[float, float, float], None]
@@ -170,12 +171,11 @@ class ScenarioModels:
             self._one_way = zones
 
     def _evidence(self, hazard: str, cells: np.ndarray) -> dict[str, object]:
-        layer, name, units, pick = {"crowd": ("crowd_density", "peakDensity", "person/m2", np.nanmax),
-                                    "flood": ("water_depth", "peakDepth", "m", np.nanmax),
-                                    "traffic": ("traffic_speed", "minSpeed", "km/h", np.nanmin),
-                                    "rain": ("rain_1h", "peakRain1h", "mm", np.nanmax)}[hazard]
+        """The peak (or least, for speeds) value of the hazard's layer in the alert, as the live twin gives it."""
+        layer, name, units, pick = EVIDENCE_LAYER[hazard]
         values = self.layers[layer].values.ravel()[cells]
-        return {name: f"{pick(values):.2f} {units}"} if np.isfinite(values).any() else {}
+        values = values[np.isfinite(values)]
+        return {name: f"{pick(values):.2f} {units}"} if values.size else {}
 
     # ------------------------------------------------------------ bookkeeping
     def balance(self) -> dict[str, float]:

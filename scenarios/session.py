@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from scenarios.compare import compare
-from scenarios.forcing import prepare
+from scenarios.forcing import Forcing, prepare
 from scenarios.report import write_outputs
 from scenarios.runner import Progress, RunResult, ScenarioModels, run_models
 from scenarios.spec import Scenario, load_scenario, parse_scenario
@@ -64,8 +64,9 @@ def fork_state(snapshot_dir: Path, static: xr.Dataset) -> dict[str, np.ndarray]:
                 if name in live}
 
 
-def run_spec(spec: Scenario, progress: Progress | None = None) -> tuple[RunResult, xr.Dataset]:
-    """Run a validated scenario; returns the result and the twin it ran on (with the interventions)."""
+def run_spec(spec: Scenario, progress: Progress | None = None) -> tuple[RunResult, Forcing]:
+    """Run a validated scenario; returns the result and its forcing (``forcing.static``: the twin it ran
+    on, with the interventions)."""
     static, _ = load_twin(grid_file(spec))
     forcing = prepare(spec, static)
     start_time = spec.start_time if spec.start_time is not None else 0.0
@@ -74,26 +75,18 @@ def run_spec(spec: Scenario, progress: Progress | None = None) -> tuple[RunResul
         models.start_from(fork_state(spec.snapshot, static))
     result = run_models(models, duration_s=spec.duration_s, step_s=spec.step_s, every_s=spec.outputs.every_s,
                         progress=progress)
-    return result, forcing.static
+    return result, forcing
 
 
 def run_file(path: Path, out: Path, progress: Progress | None = None,
              overrides: dict[str, object] | None = None) -> dict:
     """Run a scenario file and write its outputs into ``out``; returns the headline numbers."""
     spec = load_scenario(path, overrides)
-    result, static = run_spec(spec, progress)
-    timeline = [(t, text) for t, text in _timeline(spec, static)]
-    summary = write_outputs(result, static, out, spec.name, timeline)
-    summary["grid"] = str(grid_file(spec))
-    (out / SUMMARY).write_text(json.dumps(summary, indent=1))
-    return summary
+    result, forcing = run_spec(spec, progress)
+    return write_outputs(result, forcing.static, out, spec.name, forcing.timeline(), grid=str(grid_file(spec)))
 
 
-def _timeline(spec: Scenario, static: xr.Dataset) -> list[tuple[float, str]]:
-    return prepare(spec, static).timeline()
-
-
-def run_document(doc: dict, source: str) -> tuple[RunResult, xr.Dataset]:
+def run_document(doc: dict, source: str) -> tuple[RunResult, Forcing]:
     """Run a scenario given as a parsed document (an ensemble member); ``source`` is its file."""
     return run_spec(parse_scenario(doc, Path(source).parent, source))
 

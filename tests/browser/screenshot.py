@@ -32,6 +32,7 @@ if str(REPO) not in sys.path:  # run as a script: make the repository's packages
     sys.path.insert(0, str(REPO))
 
 from tests.browser.chromium import VIEWPORT, launch_chromium  # noqa: E402
+from tests.support.mqtt import stop_process  # noqa: E402
 
 log = logging.getLogger("screenshot")
 
@@ -89,13 +90,7 @@ class Demo:
 
     def stop(self, timeout_s: float = 60.0) -> int:
         """Ctrl-C (the demo stops cleanly and prints its summary); killed if it does not end in time."""
-        if self.running:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, signal.SIGINT, timeout_s)
         self._reader.join(5)
         return self.proc.returncode
 

@@ -107,14 +107,8 @@ class PrivateBroker:
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM (the broker writes its persistence database) and wait."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM, timeout_s)
 
     def restart(self, down_s: float = 0.0) -> None:
         """Stop, stay down ``down_s`` [s], start on the same port with the same data."""
@@ -149,3 +143,15 @@ def wait_until(predicate, timeout_s: float, interval_s: float = 0.05) -> bool:
         if time.monotonic() >= deadline:
             return bool(predicate())
         time.sleep(interval_s)
+
+
+def stop_process(proc: subprocess.Popen, sig: int, timeout_s: float) -> int | None:
+    """Send ``sig`` to a running process and wait ``timeout_s``; kill it if it has not ended by then."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
