@@ -17,9 +17,9 @@ import time
 import numpy as np
 import shapely
 
-from twin.build import twin_from_sources
-from twin.coverage import coverage_area, union_parts
-from twin.sources import bundled_district, read_district
+from twin.district.build import twin_from_sources
+from twin.district.coverage import coverage_area, union_parts
+from twin.district.sources import bundled_district, read_district
 
 TARGET_5M_S = 30.0
 
@@ -58,7 +58,7 @@ def main() -> None:
     five = rows[-1][3]
     print(f"5 m build: {five:.1f} s (target < {TARGET_5M_S:.0f} s): {'met' if five < TARGET_5M_S else 'MISSED'}")
 
-    from twin.dataset import grid_of
+    from twin.district.dataset import grid_of
 
     grid = grid_of(ds)
     parts = union_parts(grid, buildings.table.geometry.to_numpy())

@@ -38,10 +38,10 @@ from ingest.decoders.nmea import encode_nmea  # noqa: E402
 from ingest.validation import Limits  # noqa: E402
 from models import AlertTiming, CrowdConfig, RiskConfig  # noqa: E402
 from tests.support.mqtt import PrivateBroker  # noqa: E402
-from twin.core import CoreConfig  # noqa: E402
-from twin.live import LiveConfig  # noqa: E402
-from twin.service import LiveService, ServiceConfig  # noqa: E402
-from twin.sources import data_dir  # noqa: E402
+from twin.district.sources import data_dir  # noqa: E402
+from twin.live.core import CoreConfig  # noqa: E402
+from twin.live.models import LiveConfig  # noqa: E402
+from twin.live.service import LiveService, ServiceConfig  # noqa: E402
 
 PREFIX = "bench/"
 TICK_S = 1.0
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     n, cycles = (20_000, 8) if args.quick else (60_000, 20)
-    from twin.gridcmd import build_grid_file
+    from twin.district.gridfile import build_grid_file
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -20,7 +20,7 @@ NAGIOS = Reference("Nagios Core / Naemon flap detection: 21 states, weights 0.75
 
 HAZARDS = ("crowd", "flood", "traffic")
 LEVEL_NODATA = -1
-"""Level code of a stale or never-observed cell (same as ``twin.layers.LEVEL_NODATA``)."""
+"""Level code of a stale or never-observed cell (same as ``twin.district.layers.LEVEL_NODATA``)."""
 
 
 def stale_mask(last_update: np.ndarray, now: float, period: float, n_periods: float = 3.0) -> np.ndarray:

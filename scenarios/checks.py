@@ -19,7 +19,7 @@ import shapely
 from scenarios import quantities as q
 from scenarios.model import Steps, Window
 from scenarios.places import Gazetteer, Part, Place, gazetteer, union
-from twin.cim import POINT_RADIUS_M
+from twin.district.cim import POINT_RADIUS_M
 
 
 @dataclass

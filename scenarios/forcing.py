@@ -5,7 +5,7 @@ boolean arrays of shape (ny, nx); cell lists are flat row-major indices (``row *
 
 Rain
     A Chicago design storm (Keifer & Chu 1957) on the Shanghai intensity formula (SCIENCE.md 2.2,
-    `twin.cim.shanghai_storm_intensity`; the peak at ``peak_ratio`` of the duration, 0.4 in Shanghai
+    `models.design_storm.shanghai_storm_intensity`; the peak at ``peak_ratio`` of the duration, 0.4 in Shanghai
     practice), or a step series of intensities. `Forcing.rain_at` is the mean over an interval from the
     exact cumulative depth, so the rain volume of a run does not depend on its step.
 Crowd
@@ -15,7 +15,7 @@ Crowd
     the edge of the grid. Crowd places keep only walkable cells (``walkable_area`` > 0).
 Interventions
     Drainage capacity set or scaled inside a polygon, area-weighted by the share of each cell the
-    polygon covers (as `twin.cim.drainage_layer` does), applied to a copy of the twin; tide-locked
+    polygon covers (as `twin.district.cim.drainage_layer` does), applied to a copy of the twin; tide-locked
     outfalls (open water stops taking surface water); closed roads; closed exits, stairs and metro
     entrances (cells people can neither enter nor leave by); one-way crowd flow.
 """
@@ -29,6 +29,7 @@ import numpy as np
 import shapely
 import xarray as xr
 
+from models.design_storm import chicago_depth_mm
 from scenarios.model import (
     Arrival,
     Closure,
@@ -44,11 +45,10 @@ from scenarios.model import (
 from scenarios.places import Place, gazetteer
 from scenarios.spec import ScenarioError
 from scenarios.timeline import timeline
-from twin.cim import chicago_depth_mm
-from twin.dataset import grid_of
-from twin.geo import to_projected
-from twin.grid import GridSpec
-from twin.sources import data_dir
+from twin.district.dataset import grid_of
+from twin.district.geo import to_projected
+from twin.district.grid import GridSpec
+from twin.district.sources import data_dir
 
 REQUIRED_LAYERS = ("walkable_area", "drainage_capacity", "water_mask", "road_class", "underpass")
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from twin import geo
-from twin.dataset import grid_of
+from twin.district import geo
+from twin.district.dataset import grid_of
 
 COLOURS = ("none", "blue", "yellow", "orange", "red")
 HAZARDS = ("crowd", "flood", "traffic")

@@ -22,7 +22,7 @@ OUTPUT_ALIASES = {
     "traffic": ("traffic_speed",), "risk": ("risk_crowd", "risk_flood", "risk_traffic"),
     "levels": ("level_crowd", "level_flood", "level_traffic", "level"),
 }
-"""Short output names and the twin layers (`twin.layers`) each stands for; layer names work too."""
+"""Short output names and the twin layers (`twin.district.layers`) each stands for; layer names work too."""
 DEFAULT_OUTPUTS = ("depth", "density", "levels")
 
 

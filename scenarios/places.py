@@ -2,7 +2,7 @@
 
 A `Place` is one or more lon/lat geometries (WGS84 = CGCS2000 here), each with a buffer in metres that
 is applied after projection to the grid's CRS (a point's radius, half a road's width). On a grid it
-becomes a per-cell covered fraction (exact area overlap, `twin.coverage`) or a mask.
+becomes a per-cell covered fraction (exact area overlap, `twin.district.coverage`) or a mask.
 
 Named places (`Gazetteer`) come from the district folder (``data/bund``):
 
@@ -39,10 +39,10 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 
-from twin.cim import POINT_RADIUS_M, ROAD_WIDTH_M
-from twin.coverage import coverage_fraction
-from twin.geo import to_projected
-from twin.grid import GridSpec
+from twin.district.cim import POINT_RADIUS_M, ROAD_WIDTH_M
+from twin.district.coverage import coverage_fraction
+from twin.district.geo import to_projected
+from twin.district.grid import GridSpec
 
 SOURCES = ("registry", "metro", "poi", "road")
 """Sources of named places, in lookup order."""

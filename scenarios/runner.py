@@ -10,7 +10,7 @@ Every step of ``dt`` seconds (the scenario's ``step``):
 - traffic: road cells as capacity and queues (`scenarios.traffic.RoadQueues`);
 - rain totals and the Shanghai rainstorm signal (`models.RainAccumulation`);
 - the fused risk tick and the alert-level state machine (`models.AlertLevels`) and the alert
-  lifecycle (`twin.alerts.AlertBook`, CAP ``status`` ``Exercise``): the alerts the live twin would
+  lifecycle (`twin.alerting.lifecycle.AlertBook`, CAP ``status`` ``Exercise``): the alerts the live twin would
   have raised.
 
 The layers that matter are recorded every ``every`` seconds (`scenarios.record.Recorder`). A run is
@@ -29,9 +29,9 @@ import xarray as xr
 import models
 from scenarios.record import Recorder
 from scenarios.traffic import RoadQueues
-from twin.alerts import AlertBook, AlertEvent
-from twin.core import EVIDENCE_LAYER
-from twin.dataset import grid_of
+from twin.alerting.lifecycle import AlertBook, AlertEvent
+from twin.district.dataset import grid_of
+from twin.live.core import EVIDENCE_LAYER
 
 Progress = Callable[[float, float, float], None]
 """progress(simulated seconds done, simulated seconds in all, wall seconds so far)."""

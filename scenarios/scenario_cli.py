@@ -1,4 +1,4 @@
-"""``twin scenario run | compare | ensemble`` (wired into ``twin/cli.py``)."""
+"""``twin scenario run | compare | ensemble`` (wired into ``twin/cli/main.py``)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from scenarios.forcing import Forcing, prepare
 from scenarios.report import write_outputs
 from scenarios.runner import Progress, RunResult, ScenarioModels, run_models
 from scenarios.spec import Scenario, load_scenario, parse_scenario
-from twin.dataset import load_twin
+from twin.district.dataset import load_twin
 
 SUMMARY = "summary.json"
 
@@ -34,7 +34,7 @@ def cached_twin(district: str = "bund", cell_m: float = 10.0, say=print, progres
     """The bundled district's twin at ``cell_m`` metres, built once into the cache (``progress``: a bar)."""
     path = cache_dir() / f"{district}-{cell_m:g}m.nc"
     if not path.is_file():
-        from twin.gridcmd import build_grid_file
+        from twin.district.gridfile import build_grid_file
 
         say(f"building the {district} twin at {cell_m:g} m into {path} (once; about 15 s at 10 m)")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,8 +94,8 @@ def run_document(doc: dict, source: str) -> tuple[RunResult, Forcing]:
 def named_areas(static: xr.Dataset) -> dict[str, np.ndarray]:
     """Areas compared per run: the underpasses and each crowd counter's area of the bundled registry."""
     from scenarios.places import gazetteer
-    from twin.dataset import grid_of
-    from twin.sources import data_dir
+    from twin.district.dataset import grid_of
+    from twin.district.sources import data_dir
 
     areas = {"underpasses": static["underpass"].values > 0} if "underpass" in static else {}
     grid = grid_of(static)

@@ -1,4 +1,4 @@
-"""``twin simulate``: publish the synthetic Bund feeds to a broker (wired into ``twin/cli.py``)."""
+"""``twin simulate``: publish the synthetic Bund feeds to a broker (wired into ``twin/cli/main.py``)."""
 
 from __future__ import annotations
 

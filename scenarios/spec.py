@@ -48,8 +48,8 @@ from scenarios.model import (
     Window,
 )
 from scenarios.sections import parse_sections
-from twin.layers import LAYERS
-from twin.sources import data_dir
+from twin.district.layers import LAYERS
+from twin.district.sources import data_dir
 
 __all__ = ["OUTPUT_ALIASES", "Arrival", "Closure", "DemandChange", "DesignStorm", "DrainageChange", "Forcings",
            "Gathering", "GridChoice", "Interventions", "OneWay", "Outputs", "Rain", "Scenario", "ScenarioError",
@@ -282,7 +282,7 @@ def _outputs(ctx: Context, value: Any, step: float | None) -> Outputs:
     for i, name in enumerate(layers):
         if name not in OUTPUT_ALIASES and name not in LAYERS:
             ctx.fail(f"outputs.layers[{i}]", f"unknown layer {name!r}; use {', '.join(OUTPUT_ALIASES)} or a "
-                     "twin layer name (twin.layers)")
+                     "twin layer name (twin.district.layers)")
     return Outputs(every or DEFAULT_OUTPUT_EVERY_S, tuple(str(n) for n in layers))
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from models.design_storm import shanghai_storm_intensity
 from scenarios.model import Closure, DesignStorm, Rain, Scenario, Steps, Window
 from scenarios.quantities import format_offset
-from twin.cim import shanghai_storm_intensity
 
 
 def timeline(spec: Scenario) -> list[tuple[float, str]]:

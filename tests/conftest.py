@@ -11,7 +11,7 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture(scope="session")
 def bund_sources():
-    from twin.sources import bundled_district, read_district
+    from twin.district.sources import bundled_district, read_district
 
     return read_district(bundled_district("bund"))
 
@@ -19,7 +19,7 @@ def bund_sources():
 @pytest.fixture(scope="session")
 def bund10(bund_sources):
     """The Bund at 10 m: (dataset, buildings)."""
-    from twin.build import twin_from_sources
+    from twin.district.build import twin_from_sources
 
     return twin_from_sources(bund_sources, 10.0)
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from xsdata.formats.dataclass.parsers import XmlParser
 
-from twin import cap
-from twin.alerts import AlertBook
-from twin.grid import GridSpec
+from twin.alerting import cap
+from twin.alerting.lifecycle import AlertBook
+from twin.district.grid import GridSpec
 
 GRID = GridSpec.from_bbox(121.484, 31.236, 121.492, 31.244, 20.0)
 T0 = 1_735_689_600.0  # 2025-01-01T00:00:00Z
@@ -185,9 +185,9 @@ def test_cap_checker_catches_broken_messages(messages):
 
 
 def test_geocodes_coarsen_to_the_parents_of_the_cells_codes():
-    from twin import geo
-    from twin.grid import GridSpec
-    from twin.regions import geocodes
+    from twin.alerting.regions import geocodes
+    from twin.district import geo
+    from twin.district.grid import GridSpec
 
     grid = GridSpec("EPSG:4549", 642000.0, 3459000.0, 10.0, 200, 200)
     cells = np.arange(40 * 200, 80 * 200)  # 40 rows: thousands of level-7 codes, coarsened

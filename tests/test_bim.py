@@ -8,9 +8,9 @@ import pytest
 import shapely
 
 from tests.conftest import DATA
-from twin.bim import buildings_from_features, storeys_from_height
-from twin.cityjson import CityJSONError, read_cityjson
-from twin.grid import GridSpec
+from twin.district.bim import buildings_from_features, storeys_from_height
+from twin.district.cityjson import CityJSONError, read_cityjson
+from twin.district.grid import GridSpec
 
 GRID = GridSpec("EPSG:4549", 642000.0, 3459000.0, 10.0, 30, 30)
 

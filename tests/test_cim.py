@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import shapely
 
-from twin import cim
-from twin.dataset import grid_of
-from twin.layers import LAYERS, ROAD_CLASSES
-from twin.sources import read_district
+from models.design_storm import shanghai_storm_intensity
+from twin.district import cim
+from twin.district.dataset import grid_of
+from twin.district.layers import LAYERS, ROAD_CLASSES
+from twin.district.sources import read_district
 
 HUANGPU_RIVER = (121.4906, 31.2400)  # SCIENCE.md 6.3: a point on the river off the Bund
 
@@ -131,15 +132,15 @@ def test_derived_elevation_says_so(bund10):
 
 def test_shanghai_design_storm_formula():
     # SCIENCE.md 2.2 table [run]: P = 1, 5, 100 yr at 60 min; P = 3 yr at 5 min
-    assert cim.shanghai_storm_intensity(1, 60) == pytest.approx(36.5, abs=0.05)
-    assert cim.shanghai_storm_intensity(5, 60) == pytest.approx(58.1, abs=0.05)
-    assert cim.shanghai_storm_intensity(100, 60) == pytest.approx(98.3, abs=0.05)
-    assert cim.shanghai_storm_intensity(3, 5) == pytest.approx(158.4, abs=0.05)
+    assert shanghai_storm_intensity(1, 60) == pytest.approx(36.5, abs=0.05)
+    assert shanghai_storm_intensity(5, 60) == pytest.approx(58.1, abs=0.05)
+    assert shanghai_storm_intensity(100, 60) == pytest.approx(98.3, abs=0.05)
+    assert shanghai_storm_intensity(3, 5) == pytest.approx(158.4, abs=0.05)
     assert cim.DEFAULT_DRAINAGE_MM_H == 36.5
 
 
 def test_drainage_polygons_override_area_weighted(tmp_path, bund_sources):
-    from twin.build import twin_from_sources
+    from twin.district.build import twin_from_sources
 
     box = (121.4850, 31.2380, 121.4880, 31.2400)
     # a pump station doubles capacity in a box covering whole cells and part of others
@@ -162,7 +163,7 @@ def test_drainage_polygons_override_area_weighted(tmp_path, bund_sources):
 
 
 def test_overlapping_drainage_polygons_do_not_add_up():
-    from twin.grid import GridSpec
+    from twin.district.grid import GridSpec
 
     grid = GridSpec("EPSG:4549", 642000.0, 3459000.0, 10.0, 4, 4)
     a = shapely.box(642000, 3458960, 642040, 3459000)
@@ -174,7 +175,7 @@ def test_overlapping_drainage_polygons_do_not_add_up():
 
 
 def test_dem_sampling_reaches_the_raster_edge_and_fills_gaps(tmp_path):
-    from twin.dem import Dem
+    from twin.district.dem import Dem
 
     dem = Dem(np.array([[1.0, 2.0], [3.0, 4.0]]), 0.0, 1.0, 1.0, "EPSG:4549")
     z = dem.sample(np.array([-0.4, 1.4, 0.5, -0.6]), np.array([1.4, -0.4, 0.5, 0.0]))
@@ -195,7 +196,7 @@ def test_a_dem_replaces_the_derived_elevation(tmp_path, shared_dem):
                                                           [-105.50, 40.13]]]}}]}
     (tmp_path / "buildings.geojson").write_text(json.dumps(bld))
     shutil.copy(shared_dem, tmp_path / "dem.asc")
-    from twin.build import twin_from_sources
+    from twin.district.build import twin_from_sources
 
     sources = read_district(tmp_path, dem_crs="EPSG:4326")
     ds, _ = twin_from_sources(sources, 30.0, crs="EPSG:32613")

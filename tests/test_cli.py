@@ -101,7 +101,7 @@ def test_bad_dem_and_points_only_buildings_exit_2(tmp_path, shared_dem):
 def test_credit_comes_from_the_data(tmp_path, bund_sources):
     assert "OpenStreetMap" in bund_sources.credit()
     shutil.copy(DATA / "suzhou_buildings_floors_300.geojson", tmp_path / "buildings.geojson")
-    from twin.sources import read_district
+    from twin.district.sources import read_district
 
     assert read_district(tmp_path).credit() == ""
     (tmp_path / "CREDIT.txt").write_text("Suzhou footprints: pybdshadow, BSD-3-Clause\n")

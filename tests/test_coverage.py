@@ -7,8 +7,8 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin.coverage import coverage_area, coverage_fraction, overlap_areas, split_into_blocks, union_parts
-from twin.grid import GridSpec
+from twin.district.coverage import coverage_area, coverage_fraction, overlap_areas, split_into_blocks, union_parts
+from twin.district.grid import GridSpec
 
 GRID = GridSpec("EPSG:4549", 642000.0, 3459000.0, 10.0, 40, 60)
 
@@ -58,7 +58,7 @@ def test_union_parts_do_not_overlap():
 
 def test_bund_buildings_and_water_coverage_equal_their_union_area(bund10):
     ds, buildings = bund10
-    from twin.dataset import grid_of
+    from twin.district.dataset import grid_of
 
     grid = grid_of(ds)
     box = shapely.box(*grid.bounds)

@@ -6,7 +6,7 @@ import pandas as pd
 import xarray as xr
 from pyproj import CRS
 
-from twin.dataset import grid_of, load_twin, save_twin
+from twin.district.dataset import grid_of, load_twin, save_twin
 
 
 def test_netcdf_round_trip_is_identical(bund10, tmp_path):

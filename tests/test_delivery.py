@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.delivery import Router
-from twin.entities import EntityTable
-from twin.grid import GridSpec
+from twin.alerting.delivery import Router
+from twin.district.grid import GridSpec
+from twin.live.entities import EntityTable
 
 GRID = GridSpec("EPSG:4549", 642000.0, 3459000.0, 10.0, 200, 200)
 

@@ -10,7 +10,7 @@ import pytest
 
 from ingest.transport.client import MqttTransport
 from tests.support.mqtt import wait_until
-from twin.broker import EmbeddedBroker
+from twin.live.broker import EmbeddedBroker
 
 
 @pytest.fixture

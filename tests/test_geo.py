@@ -1,4 +1,4 @@
-"""Tests of twin.geo against the vectors and validation tests of SCIENCE.md section 6."""
+"""Tests of twin.district.geo against the vectors and validation tests of SCIENCE.md section 6."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pyproj import Geod, Proj
 
-from twin import geo
+from twin.district import geo
 
 GEOD = Geod(ellps="WGS84")
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Property tests (hypothesis) of twin.geo: Beidou codes and GCJ-02 inverses."""
+"""Property tests (hypothesis) of twin.district.geo: Beidou codes and GCJ-02 inverses."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from twin import geo
+from twin.district import geo
 
 LEVELS = st.integers(min_value=1, max_value=10)
 # The whole supported band (0 <= lon < 180, 0 <= lat < 88) and the Shanghai box.

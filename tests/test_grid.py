@@ -10,8 +10,8 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin import geo
-from twin.grid import GridError, GridSpec
+from twin.district import geo
+from twin.district.grid import GridError, GridSpec
 
 BUND = (121.4802, 31.2264, 121.5209, 31.2510)
 

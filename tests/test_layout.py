@@ -1,4 +1,11 @@
-"""The import direction of DESIGN.md section 1, checked on the source (no cycles, no shortcuts)."""
+"""The architecture, checked on the source: packages, the rooms inside twin/, and who may import whom.
+
+See docs/architecture.md. Between top-level packages: ingest and models import nothing of the project's;
+twin imports ingest and models; scenarios imports twin, models and ingest. Inside twin/ every module
+lives in a room, and a room imports only the rooms below it (ROOM_ALLOWED); code outside twin/live reads
+the live twin through `twin.live.query` (and builds or runs it through LIVE_PUBLIC). twin/cli is the
+composition root: it may import everything and nothing imports it.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,18 @@ ALLOWED = {
 }
 KERNEL_MODULES = {"numpy", "numba", "math", "__future__"}
 DECODER_FORBIDDEN = {"paho", "pyproj", "twin", "models", "scenarios", "shapely", "geopandas"}
+ROOM_ALLOWED = {
+    "district": {"district"},
+    "alerting": {"district", "alerting"},
+    "live": {"district", "alerting", "live"},
+    "api": {"district", "alerting", "api"},
+    "cli": {"district", "alerting", "live", "api", "cli"},
+}
+"""The rooms of twin/ and the rooms each may import (twin/cli may import everything)."""
+LIVE_PUBLIC = {"twin.live.query", "twin.live.service", "twin.live.core", "twin.live.broker", "twin.live.snapshot"}
+"""The live modules that code outside twin/live may import: queries, and building and running a service."""
+API_LIVE = {"twin.live.query"}
+"""The API reads the live twin through the query interface only."""
 
 
 def _imports(path: Path, root: Path = ROOT) -> list[str]:
@@ -48,15 +67,52 @@ def violations(root: Path) -> list[str]:
                              if n.split(".")[0] not in KERNEL_MODULES and not n.startswith("models.kernels")]
             if rel.parts[:2] == ("ingest", "decoders"):
                 problems += [f"{rel} imports {n}" for n in names if n.split(".")[0] in DECODER_FORBIDDEN]
-            if "twin.cli" in names and rel != Path("twin/cli.py"):
-                problems.append(f"{rel} imports the composition root twin.cli")
-            if rel == Path("twin/cli.py"):
+            if rel.parts[:2] == ("twin", "cli"):
                 continue  # the composition root may import everything
+            if any(n == "twin.cli" or n.startswith("twin.cli.") for n in names):
+                problems.append(f"{rel} imports the composition root twin.cli")
+            problems += _room_violations(rel, names)
             for name in names:
                 top = name.split(".")[0]
                 if top in PROJECT and top != pkg and top not in allowed:
                     problems.append(f"{rel} imports {name}")
     return problems
+
+
+def _room_of(name: str) -> str | None:
+    """The room of twin/ a module name is in (``twin.live.core`` -> ``live``), None outside twin's rooms."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "twin" else None
+
+
+def _room_violations(rel: Path, names: list[str]) -> list[str]:
+    """Imports of a file that break the rooms of twin/ (its own room's rules, or the live interface)."""
+    here = rel.parts[1] if rel.parts[0] == "twin" and len(rel.parts) > 2 else None
+    if rel.parts[0] == "twin" and here is None and rel.name != "__init__.py":
+        return [f"{rel} is in no room of twin/"]
+    problems = []
+    for name in names:
+        room = _room_of(name)
+        if room is None or room == here:
+            continue
+        if here is not None and room not in ROOM_ALLOWED.get(here, set()) and not (
+                here == "api" and _is_live_public(name, here)):
+            problems.append(f"{rel} imports {name}")
+        elif room == "live" and here != "live" and not _is_live_public(name, here):
+            problems.append(f"{rel} reaches into {name}")
+    return problems
+
+
+def _is_live_public(name: str, here: str | None) -> bool:
+    public = API_LIVE if here == "api" else LIVE_PUBLIC
+    return name == "twin.live" or any(name == m or name.startswith(m + ".") for m in public)
+
+
+def test_twin_is_built_of_its_rooms():
+    rooms = {p.name for p in (ROOT / "twin").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert rooms == set(ROOM_ALLOWED)
+    loose = [p.name for p in (ROOT / "twin").glob("*.py") if p.name != "__init__.py"]
+    assert loose == []
 
 
 def test_the_project_keeps_the_layering():
@@ -66,20 +122,26 @@ def test_the_project_keeps_the_layering():
 def test_the_checker_catches_each_kind_of_violation(tmp_path):
     files = {
         "ingest/decoders/nmea.py": "import pyproj\n",
-        "ingest/x.py": "from twin.grid import GridSpec\n",
+        "ingest/x.py": "from twin.district.grid import GridSpec\n",
         "models/kernels/k.py": "import scipy\nfrom ..config import X\nfrom . import ok\n",
         "models/m.py": "from ingest import batch\n",
-        "twin/a.py": "from twin import cli\nimport scenarios\n",
-        "scenarios/s.py": "from .. import twin\nimport models\nfrom twin import cli\n",
+        "twin/district/a.py": "from twin import cli\nimport scenarios\nfrom twin.live.core import TwinCore\n",
+        "twin/alerting/b.py": "from twin.live import state\n",
+        "twin/api/c.py": "from twin.live.query import LiveQuery\nfrom twin.live.core import TwinCore\n",
+        "twin/loose.py": "",
+        "scenarios/s.py": "from .. import twin\nimport models\nfrom twin import cli\nfrom twin.live.models import X\n"
+                          "from twin.live.service import LiveService\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     found = "\n".join(violations(tmp_path))
-    for expected in ("ingest/decoders/nmea.py imports pyproj", "ingest/x.py imports twin.grid",
+    for expected in ("ingest/decoders/nmea.py imports pyproj", "ingest/x.py imports twin.district.grid",
                      "models/kernels/k.py imports scipy", "models/kernels/k.py imports models.config",
-                     "models/m.py imports ingest", "twin/a.py imports scenarios",
-                     "twin/a.py imports the composition root"):
+                     "models/m.py imports ingest", "twin/district/a.py imports scenarios",
+                     "twin/district/a.py imports the composition root", "twin/district/a.py imports twin.live.core",
+                     "twin/alerting/b.py imports twin.live.state", "twin/api/c.py imports twin.live.core",
+                     "twin/loose.py is in no room", "scenarios/s.py reaches into twin.live.models"):
         assert expected in found, found
-    assert "models.kernels.ok" not in found and "scenarios/s.py imports twin.cli" not in found
+    assert "models.kernels.ok" not in found and "twin.live.query" not in found and "twin.live.service" not in found
     assert "scenarios/s.py imports the composition root" in found

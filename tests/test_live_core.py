@@ -10,10 +10,10 @@ import pytest
 
 from ingest.batch import Batch
 from ingest.registry import load_registry
-from twin import geo
-from twin.core import CoreConfig, TwinCore
-from twin.sources import data_dir
-from twin.store import Store
+from twin.alerting.store import Store
+from twin.district import geo
+from twin.district.sources import data_dir
+from twin.live.core import CoreConfig, TwinCore
 
 T0 = 1_735_689_600.0  # 2025-01-01T00:00:00Z
 CHEN_YI_SQUARE = (121.4855, 31.2405)  # SCIENCE.md 6.3, WGS84

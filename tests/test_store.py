@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from twin.store import Store
+from twin.alerting.store import Store
 
 PG_URL = os.environ.get("CITYTWIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

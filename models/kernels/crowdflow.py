@@ -16,7 +16,9 @@ rho_c [person m-2] and maximum specific flow q_max = rho_c v(rho_c) [person m-1 
 :func:`weidmann_capacity`. Units SI: m, s, person.
 
 One sub-step is three passes, each with a ``*_par`` variant over rows (``prange``, same arithmetic,
-bit-identical): :func:`send_demand`, :func:`accept_inflow`, :func:`apply_transfers`; then
+bit-identical; one body compiled twice by :func:`_serial_and_parallel`, as in
+:mod:`models.kernels.flood`, whose docstring says why the parallel copy has its own name):
+:func:`send_demand`, :func:`accept_inflow`, :func:`apply_transfers`; then
 :func:`admit` for sources. Only occupied cells evaluate the exponential of the speed law. The
 potential is :func:`fast_sweep` (serial: a Gauss-Seidel sweep is sequential) and
 :func:`descent_direction`.
@@ -26,6 +28,15 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+
+def _serial_and_parallel(body):
+    """``(serial, parallel)`` cached nogil dispatchers of one kernel body written with ``prange``."""
+    name = body.__name__ + "_par"
+    twin = type(body)(body.__code__, body.__globals__, name, body.__defaults__, body.__closure__)
+    twin.__qualname__ = name  # its own numba cache entry (models.kernels.flood docstring)
+    twin.__doc__ = f":func:`{body.__name__}` with rows in parallel (``prange``): same arithmetic, same result."
+    return njit(cache=True, nogil=True)(body), njit(cache=True, nogil=True, parallel=True)(twin)
 
 
 @njit(cache=True, nogil=True)
@@ -284,6 +295,13 @@ def descent_direction(T, moves, ex, ey):
 
 
 @njit(cache=True, nogil=True)
+def _face_send(d, c, allowed, width):
+    """People sent across one face: demand d [person m-1] x direction component c toward the face x its
+    width [m] if the move is ``allowed`` and c > 0, else 0. [person]"""
+    return d * c * width if c > 0.0 and allowed else 0.0
+
+
+@njit(cache=True, nogil=True)
 def _send_row(i, count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup):
     """Demand and supply of the cells of row ``i``; sends limited to what each cell holds."""
     v0, gamma, rho_max, rho_c, q_max = fd[0], fd[1], fd[2], fd[3], fd[4]
@@ -298,16 +316,10 @@ def _send_row(i, count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup
             if rho > rho_c:
                 sup[i, j] = q  # supply q(max(rho, rho_c))
             m = moves[i, j]
-            x = ex[i, j]
-            y = ey[i, j]
-            if x > 0.0 and m & 1:
-                e = d * x * wx[i, j + 1]
-            elif x < 0.0 and m & 2:
-                w = -d * x * wx[i, j]
-            if y > 0.0 and m & 4:
-                s = d * y * wy[i + 1, j]
-            elif y < 0.0 and m & 8:
-                u = -d * y * wy[i, j]
+            e = _face_send(d, ex[i, j], m & 1, wx[i, j + 1])
+            w = _face_send(d, -ex[i, j], m & 2, wx[i, j])
+            s = _face_send(d, ey[i, j], m & 4, wy[i + 1, j])
+            u = _face_send(d, -ey[i, j], m & 8, wy[i, j])
             tot = e + w + s + u
             if tot > n:
                 f = n / tot
@@ -318,7 +330,6 @@ def _send_row(i, count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup
         sN[i, j] = u
 
 
-@njit(cache=True, nogil=True)
 def send_demand(count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup):
     """People each cell wants to send across each face in ``dt`` (demand), and each cell's supply.
 
@@ -351,15 +362,11 @@ def send_demand(count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup)
     Sends are scaled down so a cell never sends more than it holds. The supply is q_max in free
     flow and q(rho) when congested (0 at rho_max): one exponential per occupied cell and step.
     """
-    for i in range(count.shape[0]):
-        _send_row(i, count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def send_demand_par(count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup):
-    """:func:`send_demand` with rows in parallel (same arithmetic, same result)."""
     for ip in prange(count.shape[0]):
         _send_row(np.int64(ip), count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup)
+
+
+send_demand, send_demand_par = _serial_and_parallel(send_demand)
 
 
 @njit(cache=True, nogil=True)
@@ -389,7 +396,6 @@ def _accept_row(i, count, cap, sE, sW, sS, sN, sup, wx, wy, dt, aE, aW, aS, aN):
         aN[i, j] = i_n
 
 
-@njit(cache=True, nogil=True)
 def accept_inflow(count, cap, sE, sW, sS, sN, sup, wx, wy, dt, aE, aW, aS, aN):
     """People each cell takes in across each face in ``dt`` (the supply side).
 
@@ -415,15 +421,11 @@ def accept_inflow(count, cap, sE, sW, sS, sN, sup, wx, wy, dt, aE, aW, aS, aN):
     in free flow, falling to 0 at rho_max. Then all inflows are scaled so that count + inflow never
     exceeds ``cap`` (the outflows of the same step are not counted on: conservative).
     """
-    for i in range(count.shape[0]):
-        _accept_row(i, count, cap, sE, sW, sS, sN, sup, wx, wy, dt, aE, aW, aS, aN)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def accept_inflow_par(count, cap, sE, sW, sS, sN, sup, wx, wy, dt, aE, aW, aS, aN):
-    """:func:`accept_inflow` with rows in parallel."""
     for ip in prange(count.shape[0]):
         _accept_row(np.int64(ip), count, cap, sE, sW, sS, sN, sup, wx, wy, dt, aE, aW, aS, aN)
+
+
+accept_inflow, accept_inflow_par = _serial_and_parallel(accept_inflow)
 
 
 @njit(cache=True, nogil=True)
@@ -449,7 +451,6 @@ def _apply_row(i, count, sink, dt, aE, aW, aS, aN, out_acc, fx, fy, n_acc):
             n_acc[i, j] += n0 * dt
 
 
-@njit(cache=True, nogil=True)
 def apply_transfers(count, sink, dt, aE, aW, aS, aN, out_acc, fx, fy, n_acc):
     """Continuity: count += accepted inflow - accepted outflow; sinks empty into ``out_acc``.
 
@@ -476,15 +477,11 @@ def apply_transfers(count, sink, dt, aE, aW, aS, aN, out_acc, fx, fy, n_acc):
     the total is conserved up to rounding (flux form). Mean velocity of the people in a cell over
     several steps: (fx, fy) dx / n_acc = D(rho) / rho x direction (donor cell), never above v0.
     """
-    for i in range(count.shape[0]):
-        _apply_row(i, count, sink, dt, aE, aW, aS, aN, out_acc, fx, fy, n_acc)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def apply_transfers_par(count, sink, dt, aE, aW, aS, aN, out_acc, fx, fy, n_acc):
-    """:func:`apply_transfers` with rows in parallel."""
     for ip in prange(count.shape[0]):
         _apply_row(np.int64(ip), count, sink, dt, aE, aW, aS, aN, out_acc, fx, fy, n_acc)
+
+
+apply_transfers, apply_transfers_par = _serial_and_parallel(apply_transfers)
 
 
 @njit(cache=True, nogil=True)

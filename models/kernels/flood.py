@@ -5,12 +5,29 @@ discharge on x faces (positive toward +x, face j is west of cell j) and ``qy`` `
 on y faces (positive toward +row). Depth in m, discharge in m2 s-1, rates in m s-1, time in s.
 One time step is three passes: :func:`inertial_flux`, :func:`outflow_limit`, :func:`continuity`;
 each has a ``*_par`` variant that runs rows in parallel (``prange``) with the same arithmetic.
+
+Serial and parallel variants are one Python body written with ``prange``, compiled twice by
+:func:`_serial_and_parallel` (``prange`` runs as ``range`` without ``parallel=True`` and in
+``.py_func``). The parallel compilation is of a copy of the function object named ``<name>_par``:
+numba's on-disk cache files an overload under the function's qualified name and first line and keys
+it on signature, CPU and bytecode, but not on ``parallel=``, so two dispatchers of the same function
+object would share one cache entry and the second would run the first one's machine code. The
+copy shares the code object (same source, bytecode and tracebacks) and gets its own cache entry.
 """
 
 import math
 
 import numpy as np
 from numba import njit, prange
+
+
+def _serial_and_parallel(body):
+    """``(serial, parallel)`` cached nogil dispatchers of one kernel body written with ``prange``."""
+    name = body.__name__ + "_par"
+    twin = type(body)(body.__code__, body.__globals__, name, body.__defaults__, body.__closure__)
+    twin.__qualname__ = name  # its own numba cache entry (see the module docstring)
+    twin.__doc__ = f":func:`{body.__name__}` with rows in parallel (``prange``): same arithmetic, same result."
+    return njit(cache=True, nogil=True)(body), njit(cache=True, nogil=True, parallel=True)(twin)
 
 
 @njit(cache=True, nogil=True)
@@ -70,7 +87,6 @@ def _y_faces(i, h, z, wall, qy, dt, dx, n2, theta, g, h_min, open_bc, qy_out):
                                  dt, dx, n2, theta, g, h_min)
 
 
-@njit(cache=True, nogil=True)
 def inertial_flux(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_out, qy_out):
     """Momentum step of the local inertial scheme on every face.
 
@@ -98,21 +114,14 @@ def inertial_flux(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_ou
         New discharge. [m2 s-1]
     """
     ny = h.shape[0]
-    for i in range(ny + 1):
-        if i < ny:
-            _x_faces(i, h, z, wall, qx, dt, dx, n * n, theta, g, h_min, open_bc, qx_out)
-        _y_faces(i, h, z, wall, qy, dt, dx, n * n, theta, g, h_min, open_bc, qy_out)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def inertial_flux_par(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_out, qy_out):
-    """:func:`inertial_flux` with rows in parallel (same arithmetic, same result)."""
-    ny = h.shape[0]
     for ip in prange(ny + 1):
         i = np.int64(ip)  # prange indices may be unsigned; keep i - 1 signed
         if i < ny:
             _x_faces(i, h, z, wall, qx, dt, dx, n * n, theta, g, h_min, open_bc, qx_out)
         _y_faces(i, h, z, wall, qy, dt, dx, n * n, theta, g, h_min, open_bc, qy_out)
+
+
+inertial_flux, inertial_flux_par = _serial_and_parallel(inertial_flux)
 
 
 @njit(cache=True, nogil=True)
@@ -123,7 +132,6 @@ def _limit_row(i, h, qx, qy, dt, dx, f):
         f[i, j] = h[i, j] / v if v > h[i, j] else 1.0
 
 
-@njit(cache=True, nogil=True)
 def outflow_limit(h, qx, qy, dt, dx, f):
     """Factor (0..1) that scales a cell's outflows so it cannot lose more water than it holds.
 
@@ -138,15 +146,11 @@ def outflow_limit(h, qx, qy, dt, dx, f):
     f : ndarray of float64, shape (ny, nx)
         Output factor applied to every face where the cell is the donor. [1]
     """
-    for i in range(h.shape[0]):
-        _limit_row(i, h, qx, qy, dt, dx, f)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def outflow_limit_par(h, qx, qy, dt, dx, f):
-    """:func:`outflow_limit` with rows in parallel."""
     for ip in prange(h.shape[0]):
         _limit_row(np.int64(ip), h, qx, qy, dt, dx, f)
+
+
+outflow_limit, outflow_limit_par = _serial_and_parallel(outflow_limit)
 
 
 @njit(cache=True, nogil=True)
@@ -182,7 +186,6 @@ def _cont_row(i, h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, dr
     return hmax
 
 
-@njit(cache=True, nogil=True)
 def continuity(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drained, outflow, rowmax):
     """Mass step: depth update from limited face fluxes, runoff source and drainage sink.
 
@@ -211,18 +214,13 @@ def continuity(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drai
     rowmax : ndarray of float64, shape (ny,)
         Largest new depth per row, for the next CFL step. [m]
     """
-    for i in range(h.shape[0]):
-        rowmax[i] = _cont_row(i, h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drained,
-                              outflow)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def continuity_par(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drained, outflow, rowmax):
-    """:func:`continuity` with rows in parallel."""
     for ip in prange(h.shape[0]):
         i = np.int64(ip)
         rowmax[i] = _cont_row(i, h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drained,
                               outflow)
+
+
+continuity, continuity_par = _serial_and_parallel(continuity)
 
 
 @njit(cache=True, nogil=True)

@@ -17,9 +17,9 @@ from ingest.pipeline import Ingestor, batch_of
 from ingest.registry import Registry
 from scenarios.demo.story import Script, Story
 from scenarios.feeds.simulator import Simulator
-from twin.alerts import AlertEvent
-from twin.core import CoreConfig, TwinCore
-from twin.store import Store
+from twin.alerting.lifecycle import AlertEvent
+from twin.alerting.store import Store
+from twin.live.core import CoreConfig, TwinCore
 
 
 class _NoBroker:

@@ -31,10 +31,10 @@ from scenarios.demo.story import Script, Story
 from scenarios.demo.watch import Watcher
 from scenarios.feeds.simulator import Publisher, Simulator
 from scenarios.session import cached_twin
-from twin.core import CoreConfig
-from twin.dataset import load_twin, save_twin
-from twin.service import SNAPSHOT, LiveService, ServiceConfig, TwinClock
-from twin.sources import data_dir
+from twin.district.dataset import load_twin, save_twin
+from twin.district.sources import data_dir
+from twin.live.core import CoreConfig
+from twin.live.service import SNAPSHOT, LiveService, ServiceConfig, TwinClock
 
 DEMO_TICK_S = 10.0
 """Tick of the demo's twin [s of twin time]: the story's alert timings are tuned for it."""
@@ -93,7 +93,7 @@ def broker(opts: DemoOptions, say) -> Iterator[tuple[str, str]]:
     if opts.broker:
         yield opts.broker, opts.protocol or "5"
         return
-    from twin.broker import EmbeddedBroker
+    from twin.live.broker import EmbeddedBroker
 
     with EmbeddedBroker() as embedded:
         say(f"no --broker given: started an embedded MQTT broker (amqtt, MQTT 3.1.1) at {embedded.url}")

@@ -29,8 +29,9 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from models.design_storm import shanghai_storm_intensity
 from scenarios.feeds.simulator import DEFAULT_START, FeedConfig, Simulator
-from twin.cim import DEFAULT_DRAINAGE_MM_H, shanghai_storm_intensity
+from twin.district.cim import DEFAULT_DRAINAGE_MM_H
 
 PROFILE_HOURS_BEFORE_PEAK = 6.0
 """Hours of the real profile shown before its maximum (the evening rise) [h]."""

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.cim import FREE_FLOW_KMH, ROAD_CLASS_OF
-from twin.geo import to_lonlat, to_projected
+from twin.district.cim import FREE_FLOW_KMH, ROAD_CLASS_OF
+from twin.district.geo import to_lonlat, to_projected
 
 DRIVABLE = frozenset({"major_road", "minor_road"})
 SPEED_KMH = {kind: FREE_FLOW_KMH[road_class] for kind, road_class in ROAD_CLASS_OF.items()}
-"""Free speed by OSM class [km h-1]: the twin's own free-flow speed of the class (`twin.cim`), so the
+"""Free speed by OSM class [km h-1]: the twin's own free-flow speed of the class (`twin.district.cim`), so the
 simulated traffic and the twin's congestion levels agree on what free flow is."""
 DEFAULT_SPEED_KMH = FREE_FLOW_KMH["branch"]
 EXCLUDED_DETAIL = frozenset({"pedestrian", "footway", "path", "cycleway", "steps", "track", "busway"})

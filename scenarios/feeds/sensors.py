@@ -9,7 +9,7 @@ Crowd
     elsewhere, with 3 % noise: the busiest counter reaches ``peak_density`` [person m-2] at the peak.
 Rain
     A Chicago design storm (Keifer & Chu 1957; peak ratio r = 0.4) on the Shanghai intensity formula
-    ``twin.cim.shanghai_storm_intensity`` (SCIENCE.md 2.2): the cumulative depth is exact, so each report
+    ``models.design_storm.shanghai_storm_intensity`` (SCIENCE.md 2.2): the cumulative depth is exact, so each report
     is the mean rate over its interval and the mean over the storm equals the formula's value.
 Water
     A linear reservoir at each underpass: depth rises at (rain - drainage) x catchment ratio and falls
@@ -32,9 +32,10 @@ from shapely.geometry import shape
 from ingest.batch import Batch
 from ingest.decoders.senml import encode_senml
 from ingest.registry import Device, Registry
-from twin.cim import DEFAULT_DRAINAGE_MM_H, chicago_depth_mm
-from twin.geo import to_projected
-from twin.sources import data_dir
+from models.design_storm import chicago_depth_mm
+from twin.district.cim import DEFAULT_DRAINAGE_MM_H
+from twin.district.geo import to_projected
+from twin.district.sources import data_dir
 
 PROFILE_FILE = "sensors/auckland_nye2023_107_quay_street.csv"
 CHICAGO_R = 0.4

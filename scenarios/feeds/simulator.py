@@ -26,8 +26,8 @@ from scenarios.feeds.roads import RoadGraph, load_road_graph
 from scenarios.feeds.sensors import Sensors, Storm
 from scenarios.feeds.units import Units
 from scenarios.feeds.vehicles import Fleet
-from twin.cim import DEFAULT_DRAINAGE_MM_H
-from twin.sources import data_dir
+from twin.district.cim import DEFAULT_DRAINAGE_MM_H
+from twin.district.sources import data_dir
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from ingest.batch import Batch
 from ingest.decoders.ack import encode_ack
 from ingest.decoders.nmea import encode_nmea
 from ingest.registry import Device
-from twin.geo import to_lonlat, to_projected
+from twin.district.geo import to_lonlat, to_projected
 
 ARRIVE_M = 30.0
 """A unit this close to the alert area's centroid is on scene [m]."""

@@ -18,7 +18,7 @@ from ingest.batch import Batch
 from ingest.decoders.nmea import encode_nmea
 from ingest.decoders.position import encode_position
 from scenarios.feeds.roads import RoadGraph
-from twin.geo import to_lonlat, wgs84_to_gcj02
+from twin.district.geo import to_lonlat, wgs84_to_gcj02
 
 TALKERS = ("GB", "BD", "GN")
 

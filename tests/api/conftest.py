@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from ingest.batch import Batch
 from ingest.pipeline import batch_of
 from twin.api import ApiConfig, create_app
-from twin.core import CoreConfig, TickReport
-from twin.dataset import save_twin
-from twin.service import LiveService, ServiceConfig, TwinClock
-from twin.sources import data_dir
+from twin.district.dataset import save_twin
+from twin.district.sources import data_dir
+from twin.live.core import CoreConfig, TickReport
+from twin.live.service import LiveService, ServiceConfig, TwinClock
 
 T0 = 1_735_689_600.0  # 2025-01-01T00:00:00Z
 TOKEN = "test-token-0123456789"

@@ -8,8 +8,8 @@ import pytest
 from xsdata.formats.dataclass.parsers import XmlParser
 
 from tests.api.conftest import TOKEN, client_for
-from twin import cap
-from twin.ackcap import acknowledged_by
+from twin.alerting import cap
+from twin.alerting.ackcap import acknowledged_by
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from xsdata.formats.dataclass.parsers import XmlParser
 
-from twin import cap
-from twin.ackcap import ack_update, acknowledged_by, with_acknowledgements
+from twin.alerting import cap
+from twin.alerting.ackcap import ack_update, acknowledged_by, with_acknowledgements
 from twin.api.errors import ApiError
 from twin.api.geojson import area_geometry, finite, iso_time
 from twin.api.rasters import bbox_window, full_window, json_values, parse_bbox
 from twin.api.render import LEVEL_RGBA, RAMP, Style, check_range, colourise, png_bytes
-from twin.grid import GridSpec
+from twin.district.grid import GridSpec
 
 GRID = GridSpec.from_bbox(121.48, 31.23, 121.50, 31.25, 20.0)
 ALERT = {

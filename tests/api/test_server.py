@@ -19,8 +19,8 @@ from tests.ingest.conftest import own_broker  # noqa: F401 - the fixture, shared
 from tests.live.conftest import Observer, wait_for
 from twin.api import serve
 from twin.api.server import is_loopback
-from twin.core import CoreConfig
-from twin.service import LiveService, ServiceConfig
+from twin.live.core import CoreConfig
+from twin.live.service import LiveService, ServiceConfig
 
 
 def _get(url: str) -> tuple[int, dict]:

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from tests.api.conftest import CHEN_YI_SQUARE, client_for
-from twin import geo
 from twin.api.routes_twin import health_of
+from twin.district import geo
 
 
 def test_health_says_starting_then_ok_and_status_is_the_mqtt_status_document(api, scenario, service):

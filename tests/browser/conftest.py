@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.browser.chromium import CHROMIUM, VIEWPORT, launch_chromium
-from twin.core import CoreConfig
-from twin.dataset import save_twin
-from twin.service import LiveService, ServiceConfig, TwinClock
-from twin.sources import data_dir
+from twin.district.dataset import save_twin
+from twin.district.sources import data_dir
+from twin.live.core import CoreConfig
+from twin.live.service import LiveService, ServiceConfig, TwinClock
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 REGISTRY = data_dir() / "bund" / "registry.geojson"

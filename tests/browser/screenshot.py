@@ -56,7 +56,7 @@ class Demo:
 
     def __init__(self, speed: float, duration: float, grid: Path | None) -> None:
         twin = shutil.which("twin")
-        cmd = [twin] if twin else [sys.executable, "-c", "import sys; from twin.cli import main; sys.exit(main())"]
+        cmd = [twin] if twin else [sys.executable, "-c", "import sys; from twin.cli.main import main; sys.exit(main())"]
         cmd += ["demo", "--http", "0", "--speed", f"{speed:g}", "--duration", f"{duration:g}"]
         cmd += ["--grid", str(grid)] if grid else []
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)

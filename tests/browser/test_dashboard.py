@@ -22,7 +22,7 @@ from tests.browser.conftest import ARTIFACTS, REGISTRY, TOKEN, report, service_c
 from tests.ingest.conftest import own_broker  # noqa: F401 - the fixture, shared
 from tests.live.conftest import Observer, wait_for
 from twin.api import serve
-from twin.service import LiveService
+from twin.live.service import LiveService
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from twin import geo
 from twin.api import ApiConfig, create_app
 from twin.api.page import static_files
 from twin.api.routes_basemap import supersample_factor
+from twin.district import geo
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from tests.ingest.conftest import own_broker  # noqa: F401 - the fixture, shared
-from twin.dataset import save_twin
-from twin.sources import data_dir
+from twin.district.dataset import save_twin
+from twin.district.sources import data_dir
 
 REGISTRY = data_dir() / "bund" / "registry.geojson"
 

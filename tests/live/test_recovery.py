@@ -21,10 +21,10 @@ from ingest.rawlog import RawLog
 from ingest.registry import load_registry
 from tests.ingest.fakes import FakeSource
 from tests.live.conftest import REGISTRY, Observer, wait_for
-from twin.core import CoreConfig, TwinCore
-from twin.dataset import load_twin
-from twin.service import TICK_TOPIC
-from twin.store import Store
+from twin.alerting.store import Store
+from twin.district.dataset import load_twin
+from twin.live.core import CoreConfig, TwinCore
+from twin.live.service import TICK_TOPIC
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ def test_sigkill_and_restart_give_the_state_of_an_uninterrupted_run(broker, obse
 
 
 def test_broker_restart_while_alerts_are_raised_loses_and_duplicates_nothing(broker, bund_file, tmp_path):
-    from twin.service import LiveService, ServiceConfig
+    from twin.live.service import LiveService, ServiceConfig
 
     cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
                         tick_s=0.2, client_id="twin-restart", core=CoreConfig(tick_s=0.2, clear_ticks=2))

@@ -12,9 +12,9 @@ from ingest.decoders.nmea import encode_nmea
 from ingest.decoders.senml import encode_senml
 from ingest.registry import load_registry
 from tests.live.conftest import REGISTRY, Observer, wait_for
-from twin import cap
-from twin.core import CoreConfig
-from twin.service import LiveService, ServiceConfig
+from twin.alerting import cap
+from twin.live.core import CoreConfig
+from twin.live.service import LiveService, ServiceConfig
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +130,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_counters(broker, obser
 def test_the_same_service_runs_on_the_embedded_mqtt_311_broker(bund_file, tmp_path):
     import paho.mqtt.client as mqtt
 
-    from twin.broker import EmbeddedBroker
+    from twin.live.broker import EmbeddedBroker
 
     with EmbeddedBroker() as embedded:
         cfg = ServiceConfig(broker=embedded.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
@@ -154,7 +154,7 @@ def test_the_same_service_runs_on_the_embedded_mqtt_311_broker(bund_file, tmp_pa
 
 
 def test_a_compressed_clock_runs_ticks_and_receive_times_in_twin_time(broker, observer, bund_file, tmp_path):
-    from twin.service import TwinClock
+    from twin.live.service import TwinClock
 
     clock = TwinClock(speed=60.0)
     svc = _service(broker, bund_file, tmp_path, tick=10.0, client_id="twin-fast", clock=clock)
@@ -208,9 +208,9 @@ def test_a_five_year_storm_over_mqtt_floods_the_underpasses_first(broker, observ
     """Rain gauges at the Shanghai 5-year, 60-minute rate (58.1 mm/h, SCIENCE.md 2.2) in compressed time."""
     import numpy as np
 
-    from twin.dataset import load_twin
-    from twin.service import TwinClock
-    from twin.store import Store
+    from twin.alerting.store import Store
+    from twin.district.dataset import load_twin
+    from twin.live.service import TwinClock
 
     clock = TwinClock(speed=60.0)
     svc = _service(broker, bund_file, tmp_path, tick=10.0, client_id="twin-storm", clock=clock)
@@ -245,7 +245,7 @@ def test_a_five_year_storm_over_mqtt_floods_the_underpasses_first(broker, observ
 
 
 def test_a_silent_sensor_turns_cells_to_no_data_without_clearing_over_mqtt(broker, observer, bund_file, tmp_path):
-    from twin.service import TwinClock
+    from twin.live.service import TwinClock
 
     clock = TwinClock(speed=30.0)
     svc = _service(broker, bund_file, tmp_path, tick=5.0, client_id="twin-silent", clock=clock)

@@ -134,7 +134,7 @@ def test_snapshot_restore_continues_identically():
 
 
 def test_stale_mask_after_three_periods_and_nodata_code():
-    from twin.layers import LEVEL_NODATA as TWIN_NODATA
+    from twin.district.layers import LEVEL_NODATA as TWIN_NODATA
 
     assert LEVEL_NODATA == TWIN_NODATA
     last = np.array([100.0, 60.0, 71.0, np.nan])

@@ -15,7 +15,7 @@ import pytest
 import models
 from models import COMPONENTS, InputError, MissingInputError
 from models.units import UnitsError, conversion_factor, parse_units
-from twin.layers import LAYERS
+from twin.district.layers import LAYERS
 
 ROOT = pathlib.Path(models.__file__).parent
 KERNEL_MODULES = sorted(p.stem for p in (ROOT / "kernels").glob("*.py") if p.stem != "__init__")

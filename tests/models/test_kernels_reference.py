@@ -1,18 +1,30 @@
-"""Every kernel equals its plain numpy reference on random inputs, compiled and through py_func."""
+"""Every kernel equals its plain numpy reference on random inputs, compiled and through py_func.
+
+The guard at the end discovers every public numba dispatcher in ``models/kernels/`` and holds that each
+has a numpy twin of the same name in ``models/reference/`` (a ``*_par`` variant: its serial twin) and a
+value test in this file, and that each ``*_par`` variant equals its serial variant bit for bit.
+"""
+
+import importlib
+import pkgutil
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from numba.core.dispatcher import Dispatcher
 
+import models.kernels
 from models.kernels import bands as kb
 from models.kernels import crowd as kc
+from models.kernels import crowdflow as kcf
 from models.kernels import flood as kf
 from models.kernels import rain as kr
 from models.kernels import risk as kk
 from models.kernels import traffic as kt
 from models.reference import bands as rb
 from models.reference import crowd as rc
+from models.reference import crowdflow as rcf
 from models.reference import flood as rf
 from models.reference import rain as rr
 from models.reference import risk as rk
@@ -20,11 +32,29 @@ from models.reference import traffic as rt
 
 SET = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 seeds = st.integers(0, 2**32 - 1)
+TESTED: set[str] = set()  # "module.kernel" of every kernel a value test below compares with its reference
 
 
-def both(kernel):
-    """The compiled kernel and its pure-Python path."""
-    return [kernel, kernel.py_func]
+def _key(fn) -> str:
+    """``module.name`` of a kernel or its py_func, e.g. ``flood.inertial_flux_par``."""
+    f = getattr(fn, "py_func", fn)
+    return f"{f.__module__.rsplit('.', 1)[-1]}.{f.__name__}"
+
+
+def _id(fn) -> str:
+    return _key(fn) + ("" if isinstance(fn, Dispatcher) else ".py_func")
+
+
+def both(*kernels):
+    """Each kernel compiled and its pure-Python path; records the kernels as value-tested."""
+    TESTED.update(_key(k) for k in kernels)
+    return [f for k in kernels for f in (k, k.py_func)]
+
+
+def names(module, *kernel_names):
+    """Kernel names of ``module`` that a name-parametrized test runs through :func:`both`; records them."""
+    TESTED.update(f"{module.__name__.rsplit('.', 1)[-1]}.{n}" for n in kernel_names)
+    return list(kernel_names)
 
 
 def with_nans(rng, x, frac=0.1):
@@ -41,10 +71,10 @@ def run(fn, args, outs):
     return a, o, ret
 
 
-def assert_same(res_k, res_r, rtol=1e-12):
+def assert_same(res_k, res_r, rtol=1e-12, atol=1e-14):
     for x, y in zip(res_k, res_r, strict=True):
         if isinstance(x, np.ndarray):
-            np.testing.assert_allclose(x, y, rtol=rtol, atol=1e-14, equal_nan=True)
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
         elif isinstance(x, float):
             np.testing.assert_allclose(x, y, rtol=rtol, equal_nan=True)
 
@@ -72,8 +102,8 @@ def test_fuse_density(kernel, seed):
     assert_same(run(kernel, args, outs)[1], run(rc.fuse_density, args, outs)[1], rtol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["density_from_counts", "density_trend", "crowd_hazard", "weidmann_speed",
-                                  "crowd_pressure", "occupancy_update"])
+@pytest.mark.parametrize("name", names(kc, "density_from_counts", "density_trend", "crowd_hazard", "weidmann_speed",
+                                        "crowd_pressure", "occupancy_update"))
 @given(seed=seeds)
 @SET
 def test_crowd_pointwise(name, seed):
@@ -110,42 +140,88 @@ def _flood_state(rng, ny, nx):
     return z, h, wall, qx, qy
 
 
-@pytest.mark.parametrize("kernel", both(kf.inertial_flux) + both(kf.inertial_flux_par))
-@given(seed=seeds, open_bc=st.sampled_from([0, 1]))
-@SET
-def test_inertial_flux(kernel, seed, open_bc):
-    rng = np.random.default_rng(seed)
-    ny, nx = rng.integers(1, 8), rng.integers(1, 8)
+def _inertial_flux_case(rng, ny, nx):
     z, h, wall, qx, qy = _flood_state(rng, ny, nx)
-    args = (h, z, wall, qx, qy, 0.5, 5.0, 0.03, 0.8, 9.80665, 1e-6, open_bc)
-    outs = [np.zeros_like(qx), np.zeros_like(qy)]
-    assert_same(run(kernel, args, outs)[1], run(rf.inertial_flux, args, outs)[1])
+    args = (h, z, wall, qx, qy, 0.5, 5.0, 0.03, 0.8, 9.80665, 1e-6, int(rng.integers(0, 2)))
+    return args, [np.zeros_like(qx), np.zeros_like(qy)]
 
 
-@pytest.mark.parametrize("kernel", both(kf.outflow_limit) + both(kf.outflow_limit_par))
-@given(seed=seeds)
-@SET
-def test_outflow_limit(kernel, seed):
-    rng = np.random.default_rng(seed)
-    _z, h, _wall, qx, qy = _flood_state(rng, rng.integers(1, 8), rng.integers(1, 8))
-    args = (h, qx, qy, 20.0, 5.0)
-    outs = [np.zeros_like(h)]
-    assert_same(run(kernel, args, outs)[1], run(rf.outflow_limit, args, outs)[1])
+def _outflow_limit_case(rng, ny, nx):
+    _z, h, _wall, qx, qy = _flood_state(rng, ny, nx)
+    return (h, qx, qy, 20.0, 5.0), [np.zeros_like(h)]
 
 
-@pytest.mark.parametrize("kernel", both(kf.continuity) + both(kf.continuity_par))
-@given(seed=seeds)
-@SET
-def test_continuity(kernel, seed):
-    rng = np.random.default_rng(seed)
-    ny, nx = rng.integers(1, 8), rng.integers(1, 8)
+def _continuity_case(rng, ny, nx):
     _z, h, _wall, qx, qy = _flood_state(rng, ny, nx)
     f = np.where(rng.random((ny, nx)) < 0.3, rng.uniform(0, 1, (ny, nx)), 1.0)
     args = (h, qx, qy, f, rng.uniform(0, 1e-5, (ny, nx)), rng.uniform(0, 1e-5, (ny, nx)),
             (rng.random((ny, nx)) < 0.1).astype(np.int8), 2.0, 5.0)
     outs = [np.zeros_like(h), np.zeros_like(qx), np.zeros_like(qy), rng.uniform(0, 1, (ny, nx)),
             rng.uniform(0, 1, (ny, nx)), np.zeros(ny)]
-    assert_same(run(kernel, args, outs)[1], run(rf.continuity, args, outs)[1])
+    return args, outs
+
+
+V0, GAMMA, RHO_MAX = 1.34, 1.913, 5.4  # Weidmann (1993)
+FD = np.array([V0, GAMMA, RHO_MAX, *rcf.weidmann_capacity(V0, GAMMA, RHO_MAX)])
+
+
+def _crowd_state(rng, ny, nx):
+    """Walkable area [m2], people, move bitmask (never off the grid), unit direction, face widths [m], capacity."""
+    area = rng.uniform(0, 30, (ny, nx)) * (rng.random((ny, nx)) > 0.15)
+    count = rng.uniform(0, 6.5, (ny, nx)) * area * (rng.random((ny, nx)) > 0.2)
+    moves = rng.integers(0, 16, (ny, nx)).astype(np.int8)
+    moves[:, -1] &= ~1
+    moves[:, 0] &= ~2
+    moves[-1, :] &= ~4
+    moves[0, :] &= ~8
+    angle = rng.uniform(0, 2 * np.pi, (ny, nx))
+    still = rng.random((ny, nx)) < 0.2
+    ex, ey = np.where(still, 0.0, np.cos(angle)), np.where(still, 0.0, np.sin(angle))
+    wx, wy = rng.uniform(0, 6, (ny, nx + 1)), rng.uniform(0, 6, (ny + 1, nx))
+    cap = np.where(rng.random((ny, nx)) < 0.1, np.inf, RHO_MAX * area)
+    return area, count, moves, ex, ey, wx, wy, cap
+
+
+def _send_demand_case(rng, ny, nx):
+    area, count, moves, ex, ey, wx, wy, _cap = _crowd_state(rng, ny, nx)
+    return (count, area, ex, ey, moves, wx, wy, 2.5, FD), [np.zeros((ny, nx)) for _ in range(5)]
+
+
+def _accept_inflow_case(rng, ny, nx):
+    _area, count, _moves, _ex, _ey, wx, wy, cap = _crowd_state(rng, ny, nx)
+    sends = [rng.uniform(0, 20, (ny, nx)) for _ in range(4)]
+    args = (count, cap, *sends, rng.uniform(0, FD[4], (ny, nx)), wx, wy, 2.5)
+    return args, [np.zeros((ny, nx)) for _ in range(4)]
+
+
+def _apply_transfers_case(rng, ny, nx):
+    _area, count, *_ = _crowd_state(rng, ny, nx)
+    accepted = [rng.uniform(0, 20, (ny, nx)) for _ in range(4)]
+    return (count, rng.random((ny, nx)) < 0.2, 2.5, *accepted), [rng.uniform(0, 5, (ny, nx)) for _ in range(4)]
+
+
+# Inputs of the row-parallel passes (the kernels with a *_par variant): builder(rng, ny, nx) -> (args, outs)
+ROW_CASES = {"flood.inertial_flux": _inertial_flux_case, "flood.outflow_limit": _outflow_limit_case,
+             "flood.continuity": _continuity_case, "crowdflow.send_demand": _send_demand_case,
+             "crowdflow.accept_inflow": _accept_inflow_case, "crowdflow.apply_transfers": _apply_transfers_case}
+REFERENCES = {"flood": rf, "crowdflow": rcf}
+
+
+@pytest.mark.parametrize("kernel", both(kf.inertial_flux, kf.inertial_flux_par, kf.outflow_limit, kf.outflow_limit_par,
+                                        kf.continuity, kf.continuity_par, kcf.send_demand, kcf.send_demand_par,
+                                        kcf.accept_inflow, kcf.accept_inflow_par, kcf.apply_transfers,
+                                        kcf.apply_transfers_par), ids=_id)
+@given(seed=seeds)
+@SET
+def test_row_kernels(kernel, seed):
+    """The flood step and crowd-flow sub-step passes, serial and parallel, equal their reference."""
+    rng = np.random.default_rng(seed)
+    key = _key(kernel).removesuffix("_par")
+    args, outs = ROW_CASES[key](rng, int(rng.integers(1, 8)), int(rng.integers(1, 8)))
+    mod, name = key.split(".")
+    got, ref = run(kernel, args, outs), run(getattr(REFERENCES[mod], name), args, outs)
+    assert_same(got[1], ref[1], atol=1e-13)
+    assert_same(got[0], ref[0], atol=1e-13)  # inputs updated in place (apply_transfers: count) identically
 
 
 @pytest.mark.parametrize("kernel", both(kf.cell_velocity))
@@ -170,8 +246,8 @@ def test_validity_flags(kernel, seed):
     assert_same(run(kernel, args, outs)[1], run(rf.validity_flags, args, outs)[1])
 
 
-@pytest.mark.parametrize("name", ["probe_speed", "loop_speed", "segment_to_cells", "ewma_update", "congestion_level",
-                                  "tpi_like", "california_incident", "speed_drop_incident"])
+@pytest.mark.parametrize("name", names(kt, "probe_speed", "loop_speed", "segment_to_cells", "ewma_update",
+                                        "congestion_level", "tpi_like", "california_incident", "speed_drop_incident"))
 @given(seed=seeds)
 @SET
 def test_traffic(name, seed):
@@ -253,7 +329,7 @@ def test_alert_step(kernel, seed):
     assert_same(run(kernel, args, outs)[1], run(rk.alert_step, args, outs)[1])
 
 
-@pytest.mark.parametrize("name", ["flap_percent", "threshold_levels", "composite_level"])
+@pytest.mark.parametrize("name", names(kk, "flap_percent", "threshold_levels", "composite_level"))
 @given(seed=seeds)
 @SET
 def test_risk_small(name, seed):
@@ -309,26 +385,91 @@ def test_risk_tick(kernel, seed):
         state = got[1:8]
 
 
-COVERED = {
-    "bands": {"classify_bands"},
-    "crowd": {"fuse_density", "density_from_counts", "density_trend", "crowd_hazard", "weidmann_speed",
-              "crowd_pressure", "occupancy_update"},
-    "flood": {"inertial_flux", "inertial_flux_par", "outflow_limit", "outflow_limit_par", "continuity",
-              "continuity_par", "cell_velocity", "validity_flags"},
-    "rain": {"rolling_sums", "signal_level"},
-    "risk": {"alert_step", "flap_percent", "threshold_levels", "composite_level", "risk_tick"},
-    "traffic": {"probe_speed", "loop_speed", "segment_to_cells", "ewma_update", "congestion_level", "tpi_like",
-                "california_incident", "speed_drop_incident"},
-}
+@pytest.mark.parametrize("kernel", both(kcf.weidmann_capacity), ids=_id)
+@given(v0=st.floats(0.5, 2.0), gamma=st.floats(0.2, 5.0), rho_max=st.floats(2.0, 10.0))
+@SET
+def test_weidmann_capacity(kernel, v0, gamma, rho_max):
+    """Bisection (kernel) and Newton on u = gamma / rho (reference) find the same maximum of rho v(rho)."""
+    assert_same(kernel(v0, gamma, rho_max), rcf.weidmann_capacity(v0, gamma, rho_max), rtol=1e-12)
 
 
-def test_every_public_kernel_is_covered_here():
-    import importlib
+@pytest.mark.parametrize("name", names(kcf, "fast_sweep", "descent_direction", "slowness", "admit"))
+@given(seed=seeds)
+@SET
+def test_crowdflow_potential_and_sources(name, seed):
+    rng = np.random.default_rng(seed)
+    area, count, moves, _ex, _ey, _wx, _wy, cap = _crowd_state(rng, int(rng.integers(1, 8)), int(rng.integers(1, 8)))
+    shape = area.shape
+    if name == "fast_sweep":
+        args, outs = (rng.uniform(0.5, 3.0, shape), moves, rng.random(shape) < 0.15, 2.0, 0.0, 1000), [np.zeros(shape)]
+    elif name == "descent_direction":
+        args = (np.where(rng.random(shape) < 0.1, np.inf, rng.uniform(0, 50, shape)), moves)
+        outs = [np.zeros(shape), np.zeros(shape)]
+    elif name == "slowness":
+        args, outs = (count, area, moves, FD, 0.1), [np.zeros(shape)]
+    else:
+        k = int(rng.integers(0, area.size + 1))
+        cells = rng.choice(area.size, k, replace=False).astype(np.int64)
+        args = (cells, rng.uniform(0, 3, k), rng.uniform(0, 50, k), count.ravel(), cap.ravel(), 2.5)
+        outs = [rng.uniform(0, 5, k)]
+    ref = run(getattr(rcf, name), args, outs)
+    for fn in both(getattr(kcf, name)):
+        got = run(fn, args, outs)
+        assert_same(got[1], ref[1], atol=1e-13)
+        assert_same(got[0], ref[0], atol=1e-13)
 
-    import numba
 
-    for mod, names in COVERED.items():
-        kmod = importlib.import_module(f"models.kernels.{mod}")
-        public = {n for n, f in vars(kmod).items()
-                  if isinstance(f, numba.core.registry.CPUDispatcher) and not n.startswith("_")}
-        assert public == names, mod
+# ---------------------------------------------------------------- the guard: discovered, not listed
+def discover_kernels() -> list[tuple[str, str, Dispatcher]]:
+    """(module, name, dispatcher) of every public numba dispatcher defined in a module of models/kernels/."""
+    found = []
+    for info in pkgutil.iter_modules(models.kernels.__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"models.kernels.{info.name}")
+        found += [(info.name, n, f) for n, f in vars(mod).items() if isinstance(f, Dispatcher)
+                  and not n.startswith("_") and f.py_func.__module__ == mod.__name__]
+    return found
+
+
+KERNELS = discover_kernels()
+PARALLEL = [f for _mod, name, f in KERNELS if name.endswith("_par")]
+
+
+def test_every_kernel_has_a_numpy_twin_and_a_value_test():
+    assert {"bands", "crowd", "crowdflow", "flood", "rain", "risk", "traffic"} <= {m for m, _, _ in KERNELS}
+    for mod, name, _f in KERNELS:
+        serial = name.removesuffix("_par")
+        try:
+            twin = getattr(importlib.import_module(f"models.reference.{mod}"), serial, None)
+        except ModuleNotFoundError:
+            twin = None
+        assert callable(twin) and not isinstance(twin, Dispatcher), f"no numpy twin models.reference.{mod}.{serial}"
+        if name != serial:
+            assert isinstance(getattr(importlib.import_module(f"models.kernels.{mod}"), serial, None), Dispatcher)
+            assert f"{mod}.{serial}" in ROW_CASES, f"no inputs to compare {mod}.{name} with its serial variant"
+    missing = {f"{m}.{n}" for m, n, _ in KERNELS} - TESTED
+    assert not missing, f"kernels without a value test in this file: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("par", PARALLEL, ids=_id)
+@given(seed=seeds)
+@SET
+def test_parallel_variant_equals_serial_bit_for_bit(par, seed):
+    mod, name = _key(par).split(".")
+    serial = getattr(importlib.import_module(f"models.kernels.{mod}"), name.removesuffix("_par"))
+    rng = np.random.default_rng(seed)
+    args, outs = ROW_CASES[_key(serial)](rng, int(rng.integers(1, 40)), int(rng.integers(1, 40)))
+    (a_in, a_out, _), (b_in, b_out, _) = run(serial, args, outs), run(par, args, outs)
+    for x, y in zip(a_in + a_out, b_in + b_out, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("par", PARALLEL, ids=_id)
+def test_parallel_variant_is_compiled_parallel_with_its_own_cache_entry(par):
+    """One body, two compilations: numba's cache key has no ``parallel`` flag, so each needs its own entry."""
+    mod, name = _key(par).split(".")
+    serial = getattr(importlib.import_module(f"models.kernels.{mod}"), name.removesuffix("_par"))
+    assert par.py_func.__code__ is serial.py_func.__code__  # the same body
+    assert par.targetoptions.get("parallel") and not serial.targetoptions.get("parallel")
+    assert par._cache._cache_file._index_path != serial._cache._cache_file._index_path

@@ -16,8 +16,8 @@ from scenarios.demo.story import Script, Story, pumped
 from scenarios.demo.watch import Tally, alert_root
 from scenarios.feeds.sensors import storm_depth_mm
 from scenarios.feeds.simulator import Simulator
-from twin.cim import DEFAULT_DRAINAGE_MM_H
-from twin.sources import data_dir
+from twin.district.cim import DEFAULT_DRAINAGE_MM_H
+from twin.district.sources import data_dir
 
 
 @pytest.fixture(scope="module")

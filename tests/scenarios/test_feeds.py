@@ -19,11 +19,11 @@ from shapely.geometry import LineString, Point
 from ingest.batch import Batch
 from ingest.decoders import decode_ack, decode_nmea, decode_position
 from ingest.routing import DECODERS, route
+from models.design_storm import shanghai_storm_intensity
 from scenarios.feeds.roads import SPEED_KMH
 from scenarios.feeds.sensors import Storm, storm_mean
 from scenarios.feeds.simulator import FeedConfig, Publisher, Simulator
-from twin.cim import shanghai_storm_intensity
-from twin.geo import gcj02_to_wgs84, to_projected
+from twin.district.geo import gcj02_to_wgs84, to_projected
 
 START = 1767189600.0
 
@@ -258,7 +258,7 @@ def _mosquitto_up() -> bool:
 
 
 def test_publish_through_the_embedded_broker_loses_nothing():
-    from twin.broker import EmbeddedBroker
+    from twin.live.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         _count_published(broker.port, broker.url, "3.1.1")
@@ -301,7 +301,7 @@ def _count_published(port: int, url: str, protocol: str) -> None:
 def test_units_answer_alerts_routed_to_them_through_the_broker():
     import paho.mqtt.client as mqtt
 
-    from twin.broker import EmbeddedBroker
+    from twin.live.broker import EmbeddedBroker
 
     prefix = f"simtest-{uuid.uuid4().hex[:8]}/"
     acks: list[dict] = []
@@ -334,7 +334,7 @@ def test_units_answer_alerts_routed_to_them_through_the_broker():
 
 def test_cli_publishes_and_summarises(capsys):
     from scenarios.simulate_cli import add_parser
-    from twin.broker import EmbeddedBroker
+    from twin.live.broker import EmbeddedBroker
 
     p = argparse.ArgumentParser()
     add_parser(p.add_subparsers())

@@ -12,9 +12,9 @@ import pytest
 from scenarios.feeds.sensors import storm_depth_mm
 from scenarios.forcing import chicago_depth_mm, prepare
 from scenarios.spec import ScenarioError, load_scenario, parse_scenario
-from twin.dataset import grid_of
-from twin.geo import to_projected
-from twin.sources import data_dir
+from twin.district.dataset import grid_of
+from twin.district.geo import to_projected
+from twin.district.sources import data_dir
 
 EXAMPLES = sorted((data_dir() / "scenarios").glob("*.yaml"))
 CHEN_YI = (121.4855, 31.2405)

@@ -16,8 +16,8 @@ from scenarios.forcing import prepare
 from scenarios.places import gazetteer
 from scenarios.runner import ScenarioModels, run_models
 from scenarios.spec import load_scenario
-from twin.dataset import grid_of, save_twin
-from twin.sources import data_dir
+from twin.district.dataset import grid_of, save_twin
+from twin.district.sources import data_dir
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "data" / "scenarios"
 

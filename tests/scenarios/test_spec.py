@@ -10,7 +10,7 @@ import pytest
 from scenarios import quantities as q
 from scenarios.places import gazetteer
 from scenarios.spec import ScenarioError, load_scenario, parse_scenario, read_yaml
-from twin.sources import data_dir
+from twin.district.sources import data_dir
 
 EXAMPLES = sorted((data_dir() / "scenarios").glob("*.yaml"))
 START = dt.datetime(2014, 12, 31, 22, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))

@@ -1,4 +1,4 @@
-"""Operator acknowledgements over HTTP: checked here, applied by the core (`twin.core.TwinCore.acknowledge`).
+"""Operator acknowledgements over HTTP: checked here, applied by the core (`twin.live.core.TwinCore.acknowledge`).
 
 The core records the acknowledgement in the store and publishes a CAP Update listing
 ``acknowledgedBy`` through the outbox (retained on ``alerts/{id}``, and to every field unit that

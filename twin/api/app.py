@@ -29,7 +29,7 @@ WGS84 to well under a metre); grids are in the twin's projected CRS (see `/api/g
 
 
 def create_app(view, config: ApiConfig | None = None) -> FastAPI:
-    """The HTTP API of a running `twin.service.LiveService` (``view``).
+    """The HTTP API of a running `twin.live.service.LiveService` (``view``).
 
     The app adds a tick listener to ``view.listeners`` while it runs (its lifespan) and removes it
     when it stops. CORS is off unless ``config.cors_origins`` lists origins. ``/docs`` (Swagger UI) and

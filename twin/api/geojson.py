@@ -12,8 +12,8 @@ import datetime as dt
 import math
 from typing import Any
 
-from twin import cap
-from twin.layers import LEVEL_NAMES
+from twin.alerting import cap
+from twin.district.layers import LEVEL_NAMES
 
 LEVEL_OF_COLOUR = {colour: level for level, colour in cap.LEVEL_COLOUR.items()}
 LEVEL_HEX = {-1: "#808080", 0: "#00000000", 1: "#1e64dc", 2: "#ffd700", 3: "#ff8000", 4: "#dc1818"}
@@ -74,7 +74,7 @@ def alert_feature(row: dict, acks: list[dict], arrivals: list[dict]) -> dict:
     """One alert as a GeoJSON Feature.
 
     ``row`` has ``identifier, hazard, state, raised_at, updated_at, cancelled_at, message``
-    (a `twin.store.Store.alerts` row, or the same built from a tick's event); the level is read
+    (a `twin.alerting.store.Store.alerts` row, or the same built from a tick's event); the level is read
     from the message's ``warningLevel``, so it is the level that was published.
     """
     message = row["message"]

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin import geo
 from twin.api.errors import ApiError
-from twin.grid import GridSpec
+from twin.district import geo
+from twin.district.grid import GridSpec
 
 
 @dataclass(frozen=True)

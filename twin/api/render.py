@@ -25,7 +25,7 @@ from PIL import Image
 import models
 from twin.api.geojson import LEVEL_HEX
 from twin.api.view import LayerInfo
-from twin.layers import LEVEL_NAMES
+from twin.district.layers import LEVEL_NAMES
 
 LEVEL_RGBA = {-1: (128, 128, 128, 110), 0: (0, 0, 0, 0), 1: (30, 100, 220, 200), 2: (255, 215, 0, 210),
               3: (255, 128, 0, 215), 4: (220, 24, 24, 225)}

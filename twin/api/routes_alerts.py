@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from twin import cap
+from twin.alerting import cap
 from twin.api import geojson
 from twin.api.acks import acknowledge
 from twin.api.errors import ApiError

@@ -23,12 +23,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from scipy import ndimage
 
-from twin import geo
 from twin.api.render import png_bytes
 from twin.api.state import ApiState
-from twin.dataset import load_twin
-from twin.grid import GridSpec
-from twin.layers import ROAD_CLASSES
+from twin.district import geo
+from twin.district.dataset import load_twin
+from twin.district.grid import GridSpec
+from twin.district.layers import ROAD_CLASSES
 
 log = logging.getLogger(__name__)
 

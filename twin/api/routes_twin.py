@@ -8,13 +8,13 @@ import numpy as np
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, Response
 
-from twin import geo
 from twin.api import rasters, render
 from twin.api.errors import ApiError
 from twin.api.schemas import Grid, Health, LayerSummary
 from twin.api.state import ApiState
 from twin.api.view import LayerInfo, TwinView
-from twin.layers import LEVEL_NAMES
+from twin.district import geo
+from twin.district.layers import LEVEL_NAMES
 
 LAYER_NAME = r"^[a-z][a-z0-9_]{0,63}$"
 BBOX_DOC = "W,S,E,N in degrees (CGCS2000/WGS84); the cells the box touches"

@@ -82,7 +82,7 @@ def serve(service, host: str = "127.0.0.1", port: int = 8080, token: str | None 
 
     Parameters
     ----------
-    service : twin.service.LiveService
+    service : twin.live.service.LiveService
         The running twin.
     host, port : str, int
         Where to listen; port 0 picks a free port (``handle.url`` has the real one).

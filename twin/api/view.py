@@ -1,4 +1,4 @@
-"""Read access to a running `twin.service.LiveService`, safe to call from the API's threads.
+"""Read access to a running `twin.live.service.LiveService`, safe to call from the API's threads.
 
 The service mutates its core on the ingest thread; everything here that reads mutable core
 state does so under ``core.lock`` and returns copies or immutable snapshots (the live layers
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from twin.dataset import grid_of
-from twin.grid import GridSpec
-from twin.layers import LAYERS
+from twin.district.dataset import grid_of
+from twin.district.grid import GridSpec
+from twin.district.layers import LAYERS
 
 LIVE, STATIC = "live", "static"
 
@@ -33,7 +33,7 @@ class LayerInfo:
 
     @property
     def kind(self) -> str:
-        """``static``, ``live``, ``risk`` or ``level`` (from `twin.layers`; ``source`` if unregistered)."""
+        """``static``, ``live``, ``risk`` or ``level`` (from `twin.district.layers`; ``source`` if unregistered)."""
         spec = LAYERS.get(self.name)
         return spec.kind if spec else self.source
 

@@ -37,10 +37,10 @@ from ingest.rejection import Reason, reject
 from ingest.routing import subscriptions
 from ingest.transport.client import MqttTransport, is_confirmed
 from ingest.validation import Limits
-from twin.core import CoreConfig, TickReport, TwinCore
-from twin.dataset import load_twin, save_twin
-from twin.state import Rejected
-from twin.store import Store
+from twin.alerting.store import Store
+from twin.district.dataset import load_twin, save_twin
+from twin.live.core import CoreConfig, TickReport, TwinCore
+from twin.live.state import Rejected
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from twin.grid import GridSpec
+from twin.district.grid import GridSpec
 
 
 def candidate_pairs(grid: GridSpec, geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,12 +11,25 @@ A unit inside the area itself (no buffer) is on scene; its first such position i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import shapely
 
-from twin.entities import Entity
-from twin.grid import GridSpec
+from twin.district.grid import GridSpec
+
+
+class Located(Protocol):
+    """A field unit as delivery sees it: its id and last known position (grid CRS) and time."""
+
+    id: str
+    x: float
+    y: float
+    t: float
+
+    @property
+    def located(self) -> bool: ...
+
 
 DEFAULT_BUFFER_M = 500.0
 DEFAULT_NEAREST = 3
@@ -64,7 +77,7 @@ class Router:
         current.version += 1
         return current
 
-    def recipients(self, identifier: str, units: list[Entity], nearest_if_none: bool = False) -> list[str]:
+    def recipients(self, identifier: str, units: list[Located], nearest_if_none: bool = False) -> list[str]:
         """Units that must get the alert's current message now (inside its reach, or had it before).
 
         With ``nearest_if_none`` (``units`` being every located unit), an alert nobody has had yet and
@@ -80,7 +93,7 @@ class Router:
             out = self._nearest(a, units)
         return out
 
-    def _nearest(self, a: AlertArea, units: list[Entity]) -> list[str]:
+    def _nearest(self, a: AlertArea, units: list[Located]) -> list[str]:
         """The `nearest` located units closest to the area (ties by id)."""
         located = [u for u in units if u.located]
         if not located or self.nearest == 0:
@@ -95,7 +108,7 @@ class Router:
         for uid in unit_ids:
             a.delivered[uid] = a.version
 
-    def arrivals(self, units: list[Entity]) -> list[tuple[str, str, float, float]]:
+    def arrivals(self, units: list[Located]) -> list[tuple[str, str, float, float]]:
         """(alert, unit, time, seconds since the alert was raised) for units newly inside an area."""
         out = []
         for a in self.areas.values():

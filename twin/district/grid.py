@@ -17,8 +17,8 @@ import numpy as np
 import shapely
 from pyproj import CRS, Proj
 
-from twin import geo
-from twin.geo import DEFAULT_CRS
+from twin.district import geo
+from twin.district.geo import DEFAULT_CRS
 
 __all__ = ["DEFAULT_CRS", "GridError", "GridSpec"]
 

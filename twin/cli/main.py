@@ -43,11 +43,11 @@ def _positive(text: str) -> float:
 def _grid_build(args: argparse.Namespace) -> int:
     from pyproj.exceptions import CRSError
 
-    from twin.cityjson import CityJSONError
-    from twin.dem import DemError
-    from twin.grid import GridError
-    from twin.gridcmd import build_grid_file
-    from twin.sources import SourceError
+    from twin.district.cityjson import CityJSONError
+    from twin.district.dem import DemError
+    from twin.district.grid import GridError
+    from twin.district.gridfile import build_grid_file
+    from twin.district.sources import SourceError
 
     try:
         path = build_grid_file(district=args.district, source=args.source, cell=args.cell, out=args.out,
@@ -64,7 +64,7 @@ def _grid_build(args: argparse.Namespace) -> int:
 
 
 def _grid_info(args: argparse.Namespace) -> int:
-    from twin.gridcmd import describe_grid_file
+    from twin.district.gridfile import describe_grid_file
 
     try:
         text = describe_grid_file(args.file)
@@ -104,7 +104,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------- twin run
 def _run(args: argparse.Namespace) -> int:
-    from twin.runcmd import run_service
+    from twin.cli.run import run_service
 
     try:
         return run_service(args)
@@ -215,6 +215,3 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep the interpreter quiet at exit
         return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

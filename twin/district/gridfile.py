@@ -1,4 +1,4 @@
-"""What ``twin grid build`` and ``twin grid info`` do, apart from argument parsing."""
+"""Grid twin files: build one from district sources with progress, describe one (`twin grid build | info`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from twin.build import twin_from_sources
-from twin.dataset import grid_of, load_twin, save_twin
-from twin.grid import DEFAULT_CRS
-from twin.sources import bundled_district, read_district
+from twin.district.build import twin_from_sources
+from twin.district.dataset import grid_of, load_twin, save_twin
+from twin.district.grid import DEFAULT_CRS
+from twin.district.sources import bundled_district, read_district
 
 STAGES = ("read", "buildings", "roads", "water and land use", "underpasses and vulnerability",
           "elevation and drainage", "write")
@@ -45,7 +45,7 @@ def build_grid_file(*, out: Path, cell: float, district: str | None = None, sour
 
 
 def _tower_line(ds, buildings) -> str | None:
-    from twin.geo import beidou_encode
+    from twin.district.geo import beidou_encode
 
     grid = grid_of(ds)
     if buildings is not None and (buildings.table["name"] == "Shanghai Tower").any():

@@ -6,8 +6,8 @@ import numpy as np
 import shapely
 from scipy import ndimage
 
-from twin import geo
-from twin.grid import GridSpec
+from twin.district import geo
+from twin.district.grid import GridSpec
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 MERGE_CELLS = 2

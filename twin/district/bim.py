@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from twin.coverage import overlap_areas
-from twin.grid import GridSpec
+from twin.district.coverage import overlap_areas
+from twin.district.grid import GridSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The alert lifecycle: regions of warning cells become CAP alerts, tracked across ticks.
 
 Every tick, for each hazard, the cells at level blue or above form 4-connected regions
-(`twin.regions`). A region is one alert, and it is carried to the next tick by overlap:
+(`twin.alerting.regions`). A region is one alert, and it is carried to the next tick by overlap:
 
 - a region that overlaps no active alert raises a new alert (CAP ``Alert``);
 - a region that overlaps active alerts joins the one it overlaps most (the older on a tie),
@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from twin import cap, geo
-from twin.grid import GridSpec
-from twin.regions import geocodes, label_regions, outline, overlap_counts, region_cells
+from twin.alerting import cap
+from twin.alerting.regions import geocodes, label_regions, outline, overlap_counts, region_cells
+from twin.district import geo
+from twin.district.grid import GridSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """CIM layers: the static model of the district on the grid, built from real vector data.
 
-Every coverage is an exact area-weighted intersection (`twin.coverage`). The choices
+Every coverage is an exact area-weighted intersection (`twin.district.coverage`). The choices
 that are assumptions rather than data are constants here, each with its source:
 
 - Carriageway width by OSM road class when a feature carries no ``width`` or ``lanes``
@@ -20,7 +20,6 @@ that are assumptions rather than data are constants here, each with its source:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 
 import geopandas as gpd
@@ -29,11 +28,12 @@ import pandas as pd
 import shapely
 from shapely.ops import substring
 
-from twin.bim import Buildings, buildings_from_features, floor_area_per_cell, max_height_per_cell
-from twin.coverage import coverage_area, overlap_areas, union_parts
-from twin.grid import GridSpec
-from twin.layers import ROAD_CLASSES
-from twin.sources import DistrictSources
+from models.design_storm import shanghai_storm_intensity
+from twin.district.bim import Buildings, buildings_from_features, floor_area_per_cell, max_height_per_cell
+from twin.district.coverage import coverage_area, overlap_areas, union_parts
+from twin.district.grid import GridSpec
+from twin.district.layers import ROAD_CLASSES
+from twin.district.sources import DistrictSources
 
 log = logging.getLogger(__name__)
 
@@ -62,36 +62,8 @@ GREEN_KINDS = ("park", "grass", "forest", "garden", "natural_wood", "wood", "mea
 WATER_KINDS = ("water", "riverbank", "river", "canal", "dock", "basin", "reservoir", "lake", "stream")
 
 
-def shanghai_storm_intensity(return_period_yr: float, duration_min: float) -> float:
-    """Mean rain intensity of the Shanghai design storm. [mm h-1]
-
-    q = 1600 (1 + 0.846 lg P) / (t + 7.0)^0.656 L s-1 ha-1, 1 L s-1 ha-1 = 0.36 mm h-1
-    (DB31/T 1043-2017 as quoted in SCIENCE.md 2.2 [mem]; P = 1 yr, t = 60 min gives 36.5).
-    """
-    q = 1600.0 * (1.0 + 0.846 * math.log10(return_period_yr)) / (duration_min + 7.0) ** 0.656
-    return q * 0.36
-
-
-def chicago_depth_mm(minutes: float, return_period_yr: float, duration_min: float, peak_ratio: float = 0.4) -> float:
-    """Cumulative depth of a Chicago design storm (Keifer & Chu 1957) ``minutes`` after its start [mm].
-
-    The hyetograph's every window of length T around the peak (a share ``peak_ratio`` before it) holds
-    the Shanghai formula's depth i(T) T, so the whole storm holds i(D) D.
-    """
-    if minutes <= 0:
-        return 0.0
-    m, r = min(minutes, duration_min), peak_ratio
-
-    def window(T: float) -> float:
-        return 0.0 if T <= 0 else shanghai_storm_intensity(return_period_yr, T) * T / 60.0
-
-    tp = r * duration_min
-    if m <= tp:
-        return r * window(duration_min) - r * window((tp - m) / r)
-    return r * window(duration_min) + (1 - r) * window((m - tp) / (1 - r))
-
-
 DEFAULT_DRAINAGE_MM_H = round(shanghai_storm_intensity(1.0, 60.0), 1)
+"""Drainage capacity where no polygon says otherwise: the Shanghai 1-year, 60-minute design storm. [mm h-1]"""
 
 GROUND_M = 4.0
 """Ground level of central Shanghai above the Wusong datum, 3-5 m (shared/data/README.md). [m]"""
@@ -383,7 +355,7 @@ def build_layers(sources: DistrictSources, grid: GridSpec, progress: Progress | 
     step("elevation and drainage")
     notes = {}
     if sources.dem is not None:
-        from twin.dem import sample_dem
+        from twin.district.dem import sample_dem
         ground = sample_dem(sources.dem, grid, sources.dem_crs)
         elevation = np.where(building_f >= 0.5, ground + WALL_M, ground)
         elevation = np.where(water_f >= 0.5, np.minimum(ground, RIVER_M), elevation)

@@ -20,12 +20,12 @@ import xarray as xr
 
 from ingest.batch import Batch
 from ingest.registry import Registry
-from twin.ackcap import ack_update, with_acknowledgements
-from twin.alerts import AlertBook, AlertEvent
-from twin.delivery import DEFAULT_BUFFER_M, Router
-from twin.live import LiveConfig, LiveModels
-from twin.state import Rejected, TwinState
-from twin.store import Store
+from twin.alerting.ackcap import ack_update, with_acknowledgements
+from twin.alerting.delivery import DEFAULT_BUFFER_M, Router
+from twin.alerting.lifecycle import AlertBook, AlertEvent
+from twin.alerting.store import Store
+from twin.live.models import LiveConfig, LiveModels
+from twin.live.state import Rejected, TwinState
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import xarray as xr
 from pyproj import CRS
 
 from twin import __version__
-from twin.bim import Buildings, _cell_mapping
-from twin.grid import GridSpec
-from twin.layers import layer
+from twin.district.bim import Buildings, _cell_mapping
+from twin.district.grid import GridSpec
+from twin.district.layers import layer
 
 GRID_MAPPING = "crs"
 
@@ -61,7 +61,7 @@ def set_layer(ds: xr.Dataset, name: str, values: np.ndarray, note: str | None = 
 
 def make_dataset(grid: GridSpec, layers: dict[str, np.ndarray], notes: dict[str, str] | None = None,
                  **global_attrs) -> xr.Dataset:
-    """The twin dataset from layer arrays (names from `twin.layers`)."""
+    """The twin dataset from layer arrays (names from `twin.district.layers`)."""
     ds = empty_dataset(grid, **global_attrs)
     for name, values in layers.items():
         set_layer(ds, name, values, (notes or {}).get(name))

@@ -30,7 +30,7 @@ class SourceError(ValueError):
 def data_dir() -> Path:
     """The project's ``data/`` folder (``CITYTWIN_DATA`` overrides it)."""
     env = os.environ.get("CITYTWIN_DATA")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
 
 
 def bundled_district(name: str) -> Path:
@@ -56,7 +56,7 @@ def _read_geojson(path: Path) -> gpd.GeoDataFrame:
     with open(path, encoding="utf-8") as f:
         doc = json.load(f)
     if doc.get("type") == "CityJSON":
-        from twin.cityjson import read_cityjson
+        from twin.district.cityjson import read_cityjson
 
         return read_cityjson(path)
     if doc.get("type") != "FeatureCollection":

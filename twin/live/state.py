@@ -3,14 +3,14 @@
 `TwinState.apply` takes an ingest `Batch` (already deduplicated by ingest) and
 
 - turns positions into CGCS2000 (GCJ-02 feeds are converted by iterative inversion,
-  `twin.geo`) and grid cells; a position outside the grid is rejected as ``outside_grid``;
+  `twin.district.geo`) and grid cells; a position outside the grid is rejected as ``outside_grid``;
 - keeps the latest reading of each fixed sensor (crowd counters, rain and water gauges,
   loop detectors) with its time, so every cell knows how fresh its inputs are;
 - moves vehicles and field units in the entity table, and keeps recent vehicle pings for
   the probe speeds;
 - hands unit acknowledgements back to the caller (the service records them).
 
-The fields the models need each tick are derived from this in `twin.live`.
+The fields the models need each tick are derived from this in `twin.live.models`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import xarray as xr
 
 from ingest.batch import Batch
 from ingest.registry import Registry
-from twin import geo
-from twin.coverage import overlap_areas
-from twin.dataset import grid_of
-from twin.entities import EntityTable
-from twin.observations import SensorReadings
+from twin.district import geo
+from twin.district.coverage import overlap_areas
+from twin.district.dataset import grid_of
+from twin.live.entities import EntityTable
+from twin.live.observations import SensorReadings
 
 log = logging.getLogger(__name__)
 

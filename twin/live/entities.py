@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from twin.grid import GridSpec
+from twin.district.grid import GridSpec
 
 
 @dataclass

@@ -3,7 +3,7 @@
 A building's footprint is the union of the horizontal projections of its surfaces
 (vertical walls project to nothing); its height is ``measuredHeight`` when the file
 gives it, otherwise the span of its vertices' z. ``BuildingPart`` objects keep their
-parent as ``root_id`` so `twin.bim` counts their floor area once.
+parent as ``root_id`` so `twin.district.bim` counts their floor area once.
 """
 
 from __future__ import annotations

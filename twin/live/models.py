@@ -27,8 +27,8 @@ import numpy as np
 import xarray as xr
 
 import models
-from twin.dataset import layer_variable
-from twin.state import TwinState
+from twin.district.dataset import layer_variable
+from twin.live.state import TwinState
 
 HAZARDS = ("crowd", "flood", "traffic")
 

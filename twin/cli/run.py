@@ -10,16 +10,16 @@ import threading
 import time
 from pathlib import Path
 
-from twin.core import CoreConfig
-from twin.service import LiveService, ServiceConfig
-from twin.sources import data_dir
+from twin.district.sources import data_dir
+from twin.live.core import CoreConfig
+from twin.live.service import LiveService, ServiceConfig
 
 log = logging.getLogger(__name__)
 
 
 def default_grid(state_dir: Path, cell: float = 10.0) -> Path:
     """The bundled Bund twin at ``cell`` metres, built once into the state folder."""
-    from twin.gridcmd import build_grid_file
+    from twin.district.gridfile import build_grid_file
 
     path = state_dir / f"bund-{cell:g}m.nc"
     if not path.is_file():
@@ -48,7 +48,7 @@ def run_service(args: argparse.Namespace) -> int:
     """Run until Ctrl-C, SIGTERM or ``--duration``; returns the exit status."""
     embedded = None
     if not args.broker:
-        from twin.broker import EmbeddedBroker
+        from twin.live.broker import EmbeddedBroker
 
         embedded = EmbeddedBroker().start()
         args.broker, args.protocol = embedded.url, "3.1.1"

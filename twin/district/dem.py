@@ -10,8 +10,8 @@ import numpy as np
 from pyproj import CRS
 from scipy import ndimage
 
-from twin import geo
-from twin.grid import GridSpec
+from twin.district import geo
+from twin.district.grid import GridSpec
 
 log = logging.getLogger(__name__)
 

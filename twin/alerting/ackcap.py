@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
-from twin import cap
+from twin.alerting import cap
 
 ACK_PARAMETER = "acknowledgedBy"
 

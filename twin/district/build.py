@@ -7,11 +7,11 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
-from twin.bim import Buildings
-from twin.cim import build_layers
-from twin.dataset import make_dataset
-from twin.grid import DEFAULT_CRS, GridSpec
-from twin.sources import DistrictSources
+from twin.district.bim import Buildings
+from twin.district.cim import build_layers
+from twin.district.dataset import make_dataset
+from twin.district.grid import DEFAULT_CRS, GridSpec
+from twin.district.sources import DistrictSources
 
 
 def buildings_bbox(sources: DistrictSources) -> tuple[float, float, float, float]:
@@ -31,7 +31,7 @@ def twin_from_sources(sources: DistrictSources, cell_size: float,
     Parameters
     ----------
     sources : DistrictSources
-        The district's vector layers (`twin.sources.read_district`).
+        The district's vector layers (`twin.district.sources.read_district`).
     cell_size : float
         Grid cell size. [m]
     bbox : (west, south, east, north), optional
