@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from twin.live.query import LiveQuery
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -73,7 +75,7 @@ def throughput(broker: PrivateBroker, grid: Path, work: Path, n: int, procs: int
         time.sleep(0.01)
     elapsed = time.perf_counter() - t0
     got = svc.ingestor.metrics.received
-    ticks = svc.core.book and svc.last_report
+    ticks = svc.last_report
     svc.stop()
     return {"messages": got, "elapsed": elapsed, "rate": got / elapsed, "publish_rate": pub_rate,
             "lost": n - got, "ticked": ticks is not None}
@@ -104,7 +106,7 @@ def latency(broker: PrivateBroker, grid: Path, work: Path, cycles: int) -> list[
     out = []
     for _ in range(cycles):
         deadline = time.time() + 60  # start each cycle with no crowd alert active
-        while time.time() < deadline and svc.core.book.of_hazard("crowd"):
+        while time.time() < deadline and any(a.hazard == "crowd" for a in LiveQuery(svc).active_alerts()):
             send(50.0)
             time.sleep(0.5)
         send(100.0)

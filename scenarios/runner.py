@@ -29,9 +29,9 @@ import xarray as xr
 import models
 from scenarios.record import Recorder
 from scenarios.traffic import RoadQueues
+from twin.alerting.compose import ComposeContext, issue, peak_evidence
 from twin.alerting.lifecycle import AlertBook, AlertEvent
 from twin.district.dataset import grid_of
-from twin.live.core import EVIDENCE_LAYER
 
 Progress = Callable[[float, float, float], None]
 """progress(simulated seconds done, simulated seconds in all, wall seconds so far)."""
@@ -69,8 +69,9 @@ class ScenarioModels:
             {"rain_rate": (("y", "x"), np.zeros((1, self._rain_first.size)), {"units": "mm h-1"})}))
         self.roads = RoadQueues(static["free_flow_speed"].values, static["road_class"].values, self.grid.cell_size)
         self.levels = models.AlertLevels(static)
-        self.book = AlertBook(self.grid, "scenario@citytwin", static.attrs.get("district", "district"),
-                              status=status, evidence=self._evidence)
+        district = static.attrs.get("district", "district")
+        self.book = AlertBook(district)
+        self.cap_context = ComposeContext(self.grid, "scenario@citytwin", district, status, self._evidence)
         self.start_time, self.seed = start_time, seed
         self.layers: xr.Dataset = xr.Dataset()
         self._closed = np.zeros(self.grid.shape, bool)
@@ -109,7 +110,7 @@ class ScenarioModels:
                                 levels], compat="override")
         hazard_levels = {h: self.layers[f"level_{h}"].values for h in ("crowd", "flood", "traffic")}
         hazard_levels["rain"] = self.layers["rain_signal"].values
-        return self.book.tick(self.start_time + t1, hazard_levels)
+        return issue(self.book.tick(self.start_time + t1, hazard_levels), self.cap_context)
 
     def _rain_groups(self) -> tuple[np.ndarray, np.ndarray]:
         """Cells rained on alike (the same weight in every rain field) share their rolling totals: (one cell
@@ -172,10 +173,7 @@ class ScenarioModels:
 
     def _evidence(self, hazard: str, cells: np.ndarray) -> dict[str, object]:
         """The peak (or least, for speeds) value of the hazard's layer in the alert, as the live twin gives it."""
-        layer, name, units, pick = EVIDENCE_LAYER[hazard]
-        values = self.layers[layer].values.ravel()[cells]
-        values = values[np.isfinite(values)]
-        return {name: f"{pick(values):.2f} {units}"} if values.size else {}
+        return peak_evidence(self.layers, hazard, cells)
 
     # ------------------------------------------------------------ bookkeeping
     def balance(self) -> dict[str, float]:

@@ -7,6 +7,7 @@ import pytest
 from xsdata.formats.dataclass.parsers import XmlParser
 
 from twin.alerting import cap
+from twin.alerting.compose import ComposeContext, acknowledged_by, issue
 from twin.alerting.lifecycle import AlertBook
 from twin.district.grid import GridSpec
 
@@ -14,8 +15,27 @@ GRID = GridSpec.from_bbox(121.484, 31.236, 121.492, 31.244, 20.0)
 T0 = 1_735_689_600.0  # 2025-01-01T00:00:00Z
 
 
+class Book:
+    """The lifecycle with every event composed into CAP, as the core and the scenario runner use it."""
+
+    def __init__(self, clear_ticks: int = 0, status: str = "Actual", **context) -> None:
+        self.lifecycle = AlertBook("bund", clear_ticks=clear_ticks)
+        self.context = ComposeContext(GRID, "twin.bund@citytwin", "bund", status, **context)
+
+    @property
+    def active(self):
+        return self.lifecycle.active
+
+    def tick(self, t, levels):
+        return issue(self.lifecycle.tick(t, levels), self.context)
+
+    def acknowledge(self, ident, operator, t, note=""):
+        event = self.lifecycle.acknowledge(ident, operator, t, note)
+        return issue([event], self.context)[0] if event else None
+
+
 def book(**kw):
-    return AlertBook(GRID, "twin.bund@citytwin", "bund", **kw)
+    return Book(**kw)
 
 
 def levels(*boxes, shape=GRID.shape):
@@ -200,3 +220,46 @@ def test_geocodes_coarsen_to_the_parents_of_the_cells_codes():
         level -= 1
         fine = {geo.beidou_parent(c, level) for c in fine}
     assert got == sorted(fine) and 0 < len(got) <= 20
+
+
+def test_the_lifecycle_knows_nothing_of_cap():
+    events = AlertBook("bund").tick(T0, {"crowd": levels((5, 8, 5, 8, 2))})
+    assert [e.kind for e in events] == ["raised"] and events[0].message is None and events[0].alert.messages == []
+
+
+def test_acknowledgements_are_updates_of_their_own_and_every_later_message_lists_the_operators():
+    b = book()
+    ident = b.tick(T0, {"crowd": levels((5, 8, 5, 8, 2))})[0].alert.identifier
+    first = b.acknowledge(ident, "Li Wei", T0 + 60, "stewards sent")
+    assert first.kind == "acknowledged" and b.acknowledge(ident, "Li Wei", T0 + 61) is None
+    m = first.message
+    assert m["identifier"] == f"{ident}.ack1" and m["msgType"] == "Update" and cap.problems(m) == []
+    assert m["note"] == "Acknowledged by operator Li Wei at 2025-01-01T08:01:00+08:00: stewards sent"
+    assert m["references"] == cap.reference(first.alert.messages[0]) and acknowledged_by(m) == ["Li Wei"]
+    assert acknowledged_by(first.alert.messages[0]) == [], "a composed message is never rewritten"
+    second = b.acknowledge(ident, "Zhao Min", T0 + 90)
+    assert second.message["identifier"] == f"{ident}.ack2" and acknowledged_by(second.message) == ["Li Wei", "Zhao Min"]
+    update = b.tick(T0 + 120, {"crowd": levels((5, 8, 5, 8, 4))})[0].message
+    cancel = b.tick(T0 + 180, {"crowd": levels()})[0].message
+    for later in (update, cancel):
+        assert acknowledged_by(later) == ["Li Wei", "Zhao Min"] and "note" not in later
+    assert update["identifier"] == f"{ident}.update3" and cancel["identifier"] == f"{ident}.cancel4"
+    assert cancel["references"] == cap.reference(update)
+    from cap_tools.models import Alert as CapAlert
+
+    parsed = XmlParser().from_string(cap.to_xml(second.message), CapAlert)
+    assert parsed.note == second.message["note"] and parsed.msg_type.value == "Update"
+    assert [p.value.value for p in parsed.infos[0].parameters if p.value_name.value == "acknowledgedBy"] == \
+        ["Li Wei", "Zhao Min"]
+
+
+def test_an_acknowledgement_needs_an_active_alert():
+    with pytest.raises(KeyError):
+        AlertBook("bund").acknowledge("citytwin.bund.crowd.x", "Li Wei", T0)
+
+
+def test_scenarios_compose_exercise_messages():
+    b = book(status="Exercise")
+    ev = b.tick(T0, {"flood": levels((1, 3, 1, 3, 3))}) + b.tick(T0 + 60, {"flood": levels()})
+    assert [e.message["status"] for e in ev] == ["Exercise", "Exercise"] and all(cap.problems(e.message) == []
+                                                                                 for e in ev)

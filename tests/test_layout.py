@@ -108,6 +108,37 @@ def _is_live_public(name: str, here: str | None) -> bool:
     return name == "twin.live" or any(name == m or name.startswith(m + ".") for m in public)
 
 
+CORE_PUBLIC = {"on_batch", "on_tick", "acknowledge", "status", "config", "live_layers", "active_alerts",
+               "located_entities", "last_tick", "save_state", "restore_state"}
+"""What code outside twin/live may use of a `TwinCore` it holds (reads go through `twin.live.query`)."""
+
+
+def reach_ins(root: Path) -> list[str]:
+    """Uses of a core's internals (``x.core.state``, ``core.book`` ...) outside twin/live."""
+    problems = []
+    files = [p for d in ("twin", "scenarios", "benchmarks") for p in sorted((root / d).rglob("*.py"))]
+    for path in files:
+        rel = path.relative_to(root)
+        if rel.parts[:2] == ("twin", "live"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr not in CORE_PUBLIC and (
+                    (isinstance(node.value, ast.Name) and node.value.id == "core")
+                    or (isinstance(node.value, ast.Attribute) and node.value.attr == "core")):
+                problems.append(f"{rel}:{node.lineno} reaches into the core: .core.{node.attr}")
+    return problems
+
+
+def test_nothing_outside_the_live_service_reaches_into_the_core():
+    assert reach_ins(ROOT) == []
+
+
+def test_the_reach_in_check_catches_one(tmp_path):
+    (tmp_path / "twin" / "api").mkdir(parents=True)
+    (tmp_path / "twin" / "api" / "x.py").write_text("a = svc.core.book.active\nb = core.on_tick(1)\n")
+    assert reach_ins(tmp_path) == ["twin/api/x.py:1 reaches into the core: .core.book"]
+
+
 def test_twin_is_built_of_its_rooms():
     rooms = {p.name for p in (ROOT / "twin").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert rooms == set(ROOM_ALLOWED)

@@ -9,7 +9,7 @@ from xsdata.formats.dataclass.parsers import XmlParser
 
 from tests.api.conftest import TOKEN, client_for
 from twin.alerting import cap
-from twin.alerting.ackcap import acknowledged_by
+from twin.alerting.compose import acknowledged_by
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from xsdata.formats.dataclass.parsers import XmlParser
 
-from twin.alerting import cap
-from twin.alerting.ackcap import ack_update, acknowledged_by, with_acknowledgements
 from twin.api.errors import ApiError
 from twin.api.geojson import area_geometry, finite, iso_time
 from twin.api.rasters import bbox_window, full_window, json_values, parse_bbox
@@ -24,33 +21,6 @@ ALERT = {
               "area": [{"areaDesc": "bund: 9 cells",
                         "polygon": ["31.24000,121.48500 31.24100,121.48500 31.24100,121.48600 31.24000,121.48500"]}]}],
 }
-
-
-def test_the_ack_update_is_valid_cap_that_references_the_last_message_and_lists_the_operators():
-    ident = ALERT["identifier"]
-    first = ack_update(ident, ALERT, ALERT, ["Li Wei"], 1_735_689_720.0, note="stewards sent")
-    assert first["identifier"] == f"{ident}.ack1" and first["msgType"] == "Update"
-    assert first["references"] == cap.reference(ALERT) and first["sent"] == "2025-01-01T08:02:00+08:00"
-    assert first["note"] == "Acknowledged by operator Li Wei at 2025-01-01T08:02:00+08:00: stewards sent"
-    assert acknowledged_by(first) == ["Li Wei"] and cap.problems(first) == []
-    assert first["info"][0]["parameter"][0] == {"valueName": "warningLevel", "value": "yellow"}
-    assert acknowledged_by(ALERT) == [], "the alert itself is not changed"
-    second = ack_update(ident, first, first, ["Li Wei", "Zhao Min"], 1_735_689_780.0)
-    assert second["identifier"] == f"{ident}.ack2" and acknowledged_by(second) == ["Li Wei", "Zhao Min"]
-    assert second["references"] == cap.reference(first) and second["note"].endswith("08:03:00+08:00")
-    from cap_tools.models import Alert as CapAlert
-
-    parsed = XmlParser().from_string(cap.to_xml(second), CapAlert)
-    assert parsed.note == second["note"] and parsed.msg_type.value == "Update"
-    named = [(p.value_name.value, p.value.value) for p in parsed.infos[0].parameters]
-    assert [v for n, v in named if n == "acknowledgedBy"] == ["Li Wei", "Zhao Min"]
-    with pytest.raises(ValueError, match="at least one operator"):
-        ack_update(ident, ALERT, ALERT, [], 0.0)
-
-
-def test_with_acknowledgements_replaces_earlier_lists():
-    once = with_acknowledgements(ALERT, ["a", "b"])
-    assert acknowledged_by(with_acknowledgements(once, ["c"])) == ["c"]
 
 
 def test_bbox_parsing_and_windows():

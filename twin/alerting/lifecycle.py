@@ -1,7 +1,11 @@
-"""The alert lifecycle: regions of warning cells become CAP alerts, tracked across ticks.
+"""The alert lifecycle: regions of warning cells become alerts, tracked across ticks.
 
-Every tick, for each hazard, the cells at level blue or above form 4-connected regions
-(`twin.alerting.regions`). A region is one alert, and it is carried to the next tick by overlap:
+`AlertBook` emits lifecycle events (raised, updated, cancelled, acknowledged) and knows nothing of
+CAP: `twin.alerting.compose` turns each event into the alert's next CAP message.
+
+Every tick, for each hazard, the cells at level blue or above form regions (`twin.alerting.regions`:
+8-connected, and cells up to two cells apart join one region). A region is one alert, and it is
+carried to the next tick by overlap:
 
 - a region that overlaps no active alert raises a new alert (CAP ``Alert``);
 - a region that overlaps active alerts joins the one it overlaps most (the older on a tie),
@@ -13,7 +17,9 @@ Every tick, for each hazard, the cells at level blue or above form 4-connected r
   than `area_change` (Jaccard distance of the cell sets since the last message) gets an
   ``Update``;
 - an alert with no cells left is cancelled after `clear_ticks` more ticks (the cell-level
-  state machine already holds levels through its own clear delay).
+  state machine already holds levels through its own clear delay);
+- an operator's acknowledgement of an active alert is an event of its own; the alert then lists
+  its operators, in order, in every later message.
 
 Cells with no data (level -1) keep their last known level: silence neither raises nor clears.
 """
@@ -22,36 +28,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from twin.alerting import cap
-from twin.alerting.regions import geocodes, label_regions, outline, overlap_counts, region_cells
-from twin.district import geo
-from twin.district.grid import GridSpec
+from twin.alerting.regions import label_regions, overlap_counts, region_cells
 
 log = logging.getLogger(__name__)
-
-HAZARDS = {
-    "crowd": {"category": "Safety", "event": "Crowd density warning",
-              "instruction": "Stop the inflow into the area, open alternative exits and keep people moving."},
-    "flood": {"category": "Met", "event": "Urban waterlogging warning",
-              "instruction": "Close flooded underpasses to traffic and pedestrians and keep clear of deep water."},
-    "rain": {"category": "Met", "event": "Rainstorm warning signal",
-             "instruction": "Expect waterlogging: keep away from underpasses and low ground."},
-    "traffic": {"category": "Transport", "event": "Traffic congestion warning",
-                "instruction": "Divert traffic and check for an incident at the head of the queue."},
-}
-EXPIRES_S = 6 * 3600
-"""An alert's ``expires`` is its last message plus this; a long alert is refreshed by updates. [s]"""
-
-Evidence = Callable[[str, np.ndarray], dict[str, object]]
-"""(hazard, flat cell indices) -> CAP parameters describing the evidence (peak values, devices)."""
-Describe = Callable[[str, np.ndarray], str]
-"""(hazard, flat cell indices) -> the areaDesc text."""
-
 
 @dataclass
 class Alert:
@@ -65,7 +48,10 @@ class Alert:
     published_cells: np.ndarray
     published_parts: int = 1
     messages: list[dict] = field(default_factory=list)
+    """Its CAP messages so far, oldest first (appended by `twin.alerting.compose.issue`)."""
     empty_ticks: int = 0
+    acknowledged_by: list[str] = field(default_factory=list)
+    """Operators who acknowledged the alert, in order."""
 
     @property
     def last(self) -> dict:
@@ -75,11 +61,18 @@ class Alert:
 
 @dataclass
 class AlertEvent:
-    """What changed this tick: ``kind`` raised / updated / cancelled, with the CAP message."""
+    """What happened to an alert at ``t`` [unix s]: ``kind`` raised / updated / cancelled / acknowledged.
+
+    ``absorbed``: alerts merged into this one (an update references them); ``note``: why it was
+    cancelled, or the operator's note; ``message``: the CAP message composed for it (None until then).
+    """
 
     kind: str
     alert: Alert
-    message: dict
+    t: float
+    absorbed: list[Alert] = field(default_factory=list)
+    note: str = ""
+    message: dict | None = None
 
 
 def _jaccard_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -93,27 +86,17 @@ class AlertBook:
 
     Parameters
     ----------
-    grid : GridSpec
-    sender : str
-        CAP sender (no spaces or commas), e.g. ``twin.bund@citytwin``.
     district : str
-        Short district name used in identifiers and area descriptions.
-    status : str
-        CAP status: ``Actual`` live, ``Exercise`` for scenarios.
+        Short district name used in identifiers.
     clear_ticks : int
         Ticks an alert with no cells waits before its ``Cancel``.
     area_change : float
         Jaccard distance of the cell set since the last message that makes an ``Update``.
     """
 
-    def __init__(self, grid: GridSpec, sender: str, district: str, status: str = "Actual",
-                 clear_ticks: int = 0, area_change: float = 0.2, evidence: Evidence | None = None,
-                 describe: Describe | None = None, model_version: str = "") -> None:
-        self.grid, self.sender, self.district, self.status = grid, sender, district, status
+    def __init__(self, district: str, clear_ticks: int = 0, area_change: float = 0.2) -> None:
+        self.district = district
         self.clear_ticks, self.area_change = clear_ticks, area_change
-        self.evidence = evidence or (lambda _h, _c: {})
-        self.describe = describe or self.default_description
-        self.model_version = model_version
         self.active: dict[str, Alert] = {}
         self.sequence = 0
         self.last_known: dict[str, np.ndarray] = {}
@@ -125,6 +108,17 @@ class AlertBook:
         for hazard in sorted(levels):
             events += self._tick_hazard(t, hazard, self._effective(hazard, np.asarray(levels[hazard])))
         return events
+
+    def acknowledge(self, identifier: str, operator: str, t: float, note: str = "") -> AlertEvent | None:
+        """An operator acknowledges an active alert at ``t`` [unix s]; None if this operator already did.
+
+        Raises KeyError if the alert is not active.
+        """
+        alert = self.active[identifier]
+        if operator in alert.acknowledged_by:
+            return None
+        alert.acknowledged_by.append(operator)
+        return AlertEvent("acknowledged", alert, t, note=note)
 
     def of_hazard(self, hazard: str) -> list[Alert]:
         """Active alerts of a hazard, oldest first."""
@@ -191,10 +185,7 @@ class AlertBook:
         if not (changed or absorbed):
             return []
         alert.level, alert.published_cells, alert.published_parts = level, cells, parts
-        refs = [alert.last] + [a.last for a in absorbed]
-        message = self._message(t, alert, "Update", refs)
-        alert.messages.append(message)
-        return [AlertEvent("updated", alert, message)]
+        return [AlertEvent("updated", alert, t, absorbed=absorbed)]
 
     def _fade(self, t: float, alert: Alert, into: Alert | None) -> list[AlertEvent]:
         """An alert with no region: cancelled at once if it merged into ``into``, else after the clear delay."""
@@ -203,56 +194,13 @@ class AlertBook:
             if alert.empty_ticks <= self.clear_ticks:
                 return []
         note = f"merged into {into.identifier}" if into else "conditions back below the clear thresholds"
-        message = self._message(t, alert, "Cancel", [alert.last], note=note)
-        alert.messages.append(message)
         del self.active[alert.identifier]
-        return [AlertEvent("cancelled", alert, message)]
+        return [AlertEvent("cancelled", alert, t, note=note)]
 
     def _raise(self, t: float, hazard: str, cells: np.ndarray, level: int) -> AlertEvent:
         self.sequence += 1
         stamp = dt.datetime.fromtimestamp(int(t), dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         identifier = f"citytwin.{self.district}.{hazard}.{stamp}.{self.sequence:05d}"
         alert = Alert(identifier, hazard, level, cells, t, cells)
-        message = self._message(t, alert, "Alert", [])
-        alert.messages.append(message)
         self.active[identifier] = alert
-        return AlertEvent("raised", alert, message)
-
-    # ------------------------------------------------------------ CAP
-    def default_description(self, hazard: str, cells: np.ndarray) -> str:
-        """``district: n cells around lat N lon E`` (the cells' mean centre)."""
-        row, col = np.divmod(cells, self.grid.nx)
-        lon, lat = geo.to_lonlat(self.grid.x[col], self.grid.y[row], self.grid.crs)
-        clat, clon = float(np.mean(lat)), float(np.mean(lon))
-        return f"{self.district}: {cells.size} cells around {clat:.5f} N {clon:.5f} E"
-
-    def _message(self, t: float, alert: Alert, msg_type: str, refs: list[dict], note: str = "") -> dict:
-        spec = HAZARDS[alert.hazard]
-        sent = cap.cap_time(t)
-        n = len(alert.messages)
-        identifier = alert.identifier if msg_type == "Alert" else f"{alert.identifier}.{msg_type.lower()}{n}"
-        colour = cap.LEVEL_COLOUR[alert.level]
-        area_m2 = alert.cells.size * self.grid.cell_area
-        params = {"warningLevel": colour, "hazard": alert.hazard, "cells": alert.cells.size,
-                  "areaM2": f"{area_m2:.0f}", **self.evidence(alert.hazard, alert.cells)}
-        if self.model_version:
-            params["modelVersion"] = self.model_version
-        headline = f"{colour.capitalize()} {spec['event'].lower()}, {self.district}"
-        info = {
-            "category": spec["category"], "event": spec["event"],
-            "urgency": "Past" if msg_type == "Cancel" else cap.LEVEL_URGENCY[alert.level],
-            "severity": cap.LEVEL_SEVERITY[alert.level], "certainty": "Observed",
-            "onset": cap.cap_time(alert.raised_at), "expires": cap.cap_time(t + EXPIRES_S),
-            "headline": ("Cleared: " + headline) if msg_type == "Cancel" else headline,
-            "description": note or f"{spec['event']} at level {colour} over {area_m2:.0f} m2.",
-            "instruction": "" if msg_type == "Cancel" else spec["instruction"],
-            "parameter": cap.name_values(params),
-            "area": [{"areaDesc": self.describe(alert.hazard, alert.cells),
-                      "polygon": [cap.polygon_text(r) for r in outline(self.grid, alert.cells)],
-                      "geocode": cap.name_values(("BeidouGridCode", c) for c in geocodes(self.grid, alert.cells))}],
-        }
-        message = {"identifier": identifier, "sender": self.sender, "sent": sent, "status": self.status,
-                   "msgType": msg_type, "scope": "Public", "info": [info]}
-        if refs:
-            message["references"] = " ".join(cap.reference(m) for m in refs)
-        return message
+        return AlertEvent("raised", alert, t)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from twin.api.errors import ApiError
 from twin.api.view import TwinView
+from twin.live.query import AlertNotActiveError
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,11 @@ def acknowledge(view: TwinView, alert_id: str, operator: str, note: str = "", t:
     An operator who already acknowledged the alert changes nothing (``already`` is True).
     Raises `ApiError` 404 for an unknown alert and 409 for a cancelled one.
     """
-    core = view.core
-    with core.lock:
-        if t is None:  # twin time, never before the tick the operator saw
-            t = max(view.now(), view.last_tick() or float("-inf"))
-        if alert_id not in core.book.active:
-            raise _not_active(view, alert_id)
-        event = core.acknowledge(alert_id, operator, t, note)
-    view.wake_publisher()
+    try:
+        event = view.acknowledge(alert_id, operator, note, t)
+    except AlertNotActiveError:
+        raise _not_active(view, alert_id) from None
+    acks = view.acks(alert_id)
+    when = event.t if event else next((a["t"] for a in reversed(acks) if a["actor"] == operator), t)
     message = event.message["identifier"] if event else None
-    return AckResult(alert_id, operator, t, message, event is None, view.store.acks(alert_id))
+    return AckResult(alert_id, operator, when, message, event is None, acks)

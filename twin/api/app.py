@@ -28,25 +28,25 @@ WGS84 to well under a metre); grids are in the twin's projected CRS (see `/api/g
 """
 
 
-def create_app(view, config: ApiConfig | None = None) -> FastAPI:
-    """The HTTP API of a running `twin.live.service.LiveService` (``view``).
+def create_app(service, config: ApiConfig | None = None) -> FastAPI:
+    """The HTTP API of a running `twin.live.service.LiveService`, read through `twin.live.query.LiveQuery`.
 
-    The app adds a tick listener to ``view.listeners`` while it runs (its lifespan) and removes it
+    The app adds a tick listener to the service while it runs (its lifespan) and removes it
     when it stops. CORS is off unless ``config.cors_origins`` lists origins. ``/docs`` (Swagger UI) and
     ``/redoc`` load their scripts from the installed fastapi-offline package, so they work offline.
     """
     config = config or ApiConfig()
-    state = ApiState.of(view, config)
+    state = ApiState.of(service, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await state.hub.start()
-        view.listeners.append(state.on_tick)
+        state.view.add_tick_listener(state.on_tick)
         try:
             yield
         finally:
             with contextlib.suppress(ValueError):
-                view.listeners.remove(state.on_tick)
+                state.view.remove_tick_listener(state.on_tick)
             await state.hub.stop()
 
     app = FastAPIOffline(title="citytwin", version=__version__, description=DESCRIPTION, lifespan=lifespan)

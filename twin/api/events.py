@@ -28,7 +28,7 @@ from collections import deque
 
 from twin.api import geojson
 from twin.api.view import TwinView
-from twin.live.core import TickReport
+from twin.live.query import TickReport
 
 log = logging.getLogger(__name__)
 

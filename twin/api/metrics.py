@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from twin.api.view import TwinView
 from twin.district.layers import LEVEL_NAMES
-from twin.live.core import TickReport
+from twin.live.query import TickReport
 
 PREFIX = "citytwin"
 TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)

@@ -103,10 +103,10 @@ def basemap_rgba(static, grid: GridSpec, with_buildings: bool = False) -> np.nda
     return out
 
 
-def buildings_geojson(service) -> dict:
-    """The twin's building footprints as a FeatureCollection in the grid CRS (see the module docstring)."""
-    grid_path = getattr(getattr(service, "config", None), "grid", None)
-    crs = str(service.static.attrs.get("grid_crs", ""))
+def buildings_geojson(grid_path, static) -> dict:
+    """The building footprints of the twin file ``grid_path`` (none if None) as a FeatureCollection in the
+    grid CRS of ``static`` (see the module docstring)."""
+    crs = str(static.attrs.get("grid_crs", ""))
     features: list[dict] = []
     buildings = load_twin(grid_path)[1] if grid_path is not None else None
     if buildings is not None:
@@ -181,9 +181,9 @@ def basemap_routes(state: ApiState) -> APIRouter:
 
     @functools.cache
     def picture(with_buildings: bool) -> bytes:
-        return png_bytes(basemap_rgba(view.service.static, view.grid, with_buildings))
+        return png_bytes(basemap_rgba(view.static, view.grid, with_buildings))
 
-    footprints = functools.cache(lambda: buildings_geojson(view.service))
+    footprints = functools.cache(lambda: buildings_geojson(view.grid_file, view.static))
     projection = functools.cache(lambda: projection_fit(view.grid))
 
     @r.get(".png", response_class=Response,

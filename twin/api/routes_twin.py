@@ -87,7 +87,7 @@ def twin_routes(state: ApiState) -> APIRouter:
     @r.get("/grid", response_model=Grid)
     def grid() -> Grid:
         """The grid (CRS, cell size, shape, extent) and every layer served, with units."""
-        g, attrs = view.grid, view.service.static.attrs
+        g, attrs = view.grid, view.static.attrs
         return Grid(district=attrs.get("district"), crs=g.crs, cell_size=g.cell_size, shape=g.shape,
                     origin=(g.x0, g.y0), bounds=g.bounds, bounds_lonlat=g.bounds_lonlat,
                     beidou_level=g.beidou_level, credit=attrs.get("credit"), t=view.last_tick(),

@@ -8,7 +8,7 @@ from twin.api.config import ApiConfig
 from twin.api.events import Hub
 from twin.api.metrics import ApiMetrics
 from twin.api.view import TwinView
-from twin.live.core import TickReport
+from twin.live.query import TickReport
 
 
 @dataclass

@@ -20,19 +20,16 @@ import xarray as xr
 
 from ingest.batch import Batch
 from ingest.registry import Registry
-from twin.alerting.ackcap import ack_update, with_acknowledgements
+from twin.alerting.compose import ComposeContext, default_description, issue, peak_evidence
 from twin.alerting.delivery import DEFAULT_BUFFER_M, Router
 from twin.alerting.lifecycle import AlertBook, AlertEvent
 from twin.alerting.store import Store
 from twin.live.models import LiveConfig, LiveModels
+from twin.live.query import ActiveAlert, AlertNotActiveError, TickReport
 from twin.live.state import Rejected, TwinState
 
 log = logging.getLogger(__name__)
 
-EVIDENCE_LAYER = {"crowd": ("crowd_density", "peakDensity", "person/m2", max),
-                  "flood": ("water_depth", "peakDepth", "m", max),
-                  "traffic": ("traffic_speed", "minSpeed", "km/h", min),
-                  "rain": ("rain_1h", "peakRain1h", "mm", max)}
 SENSOR_KIND = {"crowd": "crowd", "flood": "water", "traffic": "traffic", "rain": "rain"}
 
 
@@ -64,16 +61,6 @@ class CoreConfig:
     live: LiveConfig = field(default_factory=LiveConfig)
 
 
-@dataclass
-class TickReport:
-    """What one tick did."""
-
-    t: float
-    events: list[AlertEvent]
-    tick_ms: float
-    arrivals: list[tuple[str, str, float, float]]
-
-
 class TwinCore:
     """State, models and alerts of one district (see the module docstring)."""
 
@@ -82,16 +69,15 @@ class TwinCore:
         self.store = store
         self.state = TwinState(static, registry)
         self.models = LiveModels(self.state, cfg.live)
-        self.book = AlertBook(self.state.grid, cfg.sender, cfg.district, clear_ticks=cfg.clear_ticks,
-                              evidence=self._evidence, describe=self._describe, model_version=cfg.model_version)
+        self.book = AlertBook(cfg.district, clear_ticks=cfg.clear_ticks)
+        self.cap_context = ComposeContext(self.state.grid, cfg.sender, cfg.district, "Actual", self._evidence,
+                                          self._describe, cfg.model_version)
         self.book.sequence = int(store.get_meta("alert_sequence", "0") or 0)
         self.router = Router(self.state.grid, cfg.unit_buffer_m)
         self.lock = threading.RLock()
         self.last_tick = float("nan")
         self.devices_seen: set[str] = set()
         self.outside_grid = 0
-        self.operator_acks: dict[str, list[str]] = {}
-        """Operators who acknowledged each active alert, in order; every later message of the alert lists them."""
 
     # ------------------------------------------------------------ inputs
     def on_batch(self, batch: Batch) -> list[Rejected]:
@@ -113,7 +99,7 @@ class TwinCore:
             dt = self.config.tick_s if np.isnan(self.last_tick) else max(t - self.last_tick, 1e-3)
             self.last_tick = t
             self.models.step(t, dt)
-            events = self.book.tick(t, self.models.hazard_levels())
+            events = issue(self.book.tick(t, self.models.hazard_levels()), self.cap_context)
             for ev in events:
                 self._publish_event(ev)
             if events:
@@ -121,22 +107,55 @@ class TwinCore:
             arrivals = self._arrivals()
             return TickReport(t, events, (time.perf_counter() - start) * 1e3, arrivals)
 
-    def acknowledge(self, alert_id: str, operator: str, t: float, note: str = "") -> AlertEvent | None:
-        """An operator acknowledges an active alert at ``t`` [unix s]: stored, and published as a CAP Update
-        listing ``acknowledgedBy`` (retained, and to the units that had the alert). None if the alert is not
-        active or this operator has already acknowledged it."""
+    def acknowledge(self, alert_id: str, operator: str, t: float | None, note: str = "",
+                    now: float | None = None) -> AlertEvent | None:
+        """An operator acknowledges an active alert: stored, and published as a CAP Update listing
+        ``acknowledgedBy`` (retained, and to the units that had the alert); every later message of the
+        alert lists the operators too. None if this operator has already acknowledged it.
+
+        ``t`` [unix s]: when; if None, ``now`` but never before the last tick. Raises `AlertNotActiveError`.
+        """
         with self.lock:
-            alert = self.book.active.get(alert_id)
-            operators = self.operator_acks.setdefault(alert_id, []) if alert else []
-            if alert is None or operator in operators:
+            if alert_id not in self.book.active:
+                raise AlertNotActiveError(alert_id)
+            if t is None:
+                t = float(now if now is not None else time.time())
+                t = t if np.isnan(self.last_tick) else max(t, self.last_tick)
+            event = self.book.acknowledge(alert_id, operator, t, note)
+            if event is None:
                 return None
-            operators.append(operator)
             self.store.record_ack(alert_id, operator, "operator", "ack", t)
-            message = ack_update(alert_id, alert.last, alert.last, operators, t, note)
-            alert.messages.append(message)
-            event = AlertEvent("updated", alert, message)
+            issue([event], self.cap_context)
             self._publish_event(event)
             return event
+
+    # ------------------------------------------------------------ reads (see twin.live.query)
+    def live_layers(self) -> xr.Dataset:
+        """The live and risk layers of the last tick (rebuilt every tick, never changed in place)."""
+        with self.lock:
+            return self.models.layers
+
+    def active_alerts(self) -> list[ActiveAlert]:
+        """The alerts active now, oldest first."""
+        with self.lock:
+            alerts = sorted(self.book.active.values(), key=lambda a: (a.raised_at, a.identifier))
+            return [ActiveAlert(a.identifier, a.hazard, int(a.level), float(a.raised_at), int(a.cells.size),
+                                tuple(a.acknowledged_by)) for a in alerts]
+
+    def located_entities(self, kinds: tuple[str, ...] = ("unit", "vehicle")) -> list[dict]:
+        """Located vehicles and units as plain dicts, with the active alerts each unit was sent
+        (``alerts``) and those it is on scene of (``on_scene``), sorted by id."""
+        with self.lock:
+            areas = list(self.router.areas.values())
+            rows = []
+            for e in sorted(self.state.entities.entities.values(), key=lambda e: e.id):
+                if e.kind not in kinds or not e.located:
+                    continue
+                row = e.as_dict()
+                row["alerts"] = [a.identifier for a in areas if e.id in a.delivered]
+                row["on_scene"] = [a.identifier for a in areas if e.id in a.on_scene]
+                rows.append(row)
+            return rows
 
     # ------------------------------------------------------------ alerts out
     def _alert_row(self, ev: AlertEvent) -> dict:
@@ -149,11 +168,6 @@ class TwinCore:
     def _publish_event(self, ev: AlertEvent) -> None:
         p = self.config.prefix
         ident = ev.alert.identifier
-        if operators := self.operator_acks.get(ident):  # an acknowledged alert stays acknowledged
-            ev.message = with_acknowledgements(ev.message, operators)
-            ev.alert.messages[-1] = ev.message
-        if ev.kind == "cancelled":
-            self.operator_acks.pop(ident, None)
         body = json.dumps(ev.message, separators=(",", ":")).encode()
         outbox: list[tuple[str, bytes | None, bool]] = [(f"{p}alerts/{ident}", body, True)]
         if ev.kind == "cancelled":
@@ -190,12 +204,7 @@ class TwinCore:
 
     # ------------------------------------------------------------ evidence for CAP
     def _evidence(self, hazard: str, cells: np.ndarray) -> dict[str, object]:
-        layer, name, units, pick = EVIDENCE_LAYER[hazard]
-        values = self.models.layers[layer].values.ravel()[cells]
-        values = values[np.isfinite(values)]
-        out: dict[str, object] = {}
-        if values.size:
-            out[name] = f"{pick(values):.2f} {units}"
+        out = peak_evidence(self.models.layers, hazard, cells)
         devices = self._devices_in(hazard, cells)
         if devices:
             out["devices"] = " ".join(devices[:20])
@@ -206,7 +215,7 @@ class TwinCore:
         devices = self.state.registry.devices
         names = [devices[d].name or d for d in self._devices_in(hazard, cells) if d in devices]
         if not names or hazard == "rain":
-            return self.book.default_description(hazard, cells)
+            return default_description(self.state.grid, self.config.district, cells)
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         return f"{self.config.district}: {'; '.join(names[:3])}{more} ({cells.size} cells)"
 

@@ -1,0 +1,156 @@
+"""The live twin's read interface: what the HTTP API, the demo and benchmarks may ask a running service.
+
+Code outside `twin.live` reads the live twin only through `LiveQuery` (tests/test_layout.py checks
+the imports). Every method is safe to call from any thread: what reads the core's mutable state
+does so under the core's lock and returns copies or immutable values (the live layers dataset is
+rebuilt every tick, never changed in place, so a reference taken under the lock stays valid);
+the store has its own lock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import xarray as xr
+
+from twin.alerting.lifecycle import AlertEvent
+from twin.district.dataset import grid_of
+from twin.district.grid import GridSpec
+
+if TYPE_CHECKING:
+    from twin.live.service import LiveService
+
+
+@dataclass
+class TickReport:
+    """What one tick did: its time [unix s], alert events, duration [ms] and unit arrivals
+    (alert, unit, time [unix s], seconds from first delivery)."""
+
+    t: float
+    events: list[AlertEvent]
+    tick_ms: float
+    arrivals: list[tuple[str, str, float, float]]
+
+
+@dataclass(frozen=True)
+class ActiveAlert:
+    """An alert active in the core now."""
+
+    identifier: str
+    hazard: str
+    level: int
+    raised_at: float
+    cells: int
+    acknowledged_by: tuple[str, ...]
+
+
+class AlertNotActiveError(KeyError):
+    """The alert is not active (unknown, or already cancelled)."""
+
+
+class LiveQuery:
+    """Typed, thread-safe reads of one running `LiveService` (see the module docstring)."""
+
+    def __init__(self, service: LiveService) -> None:
+        self._service = service
+        self.static: xr.Dataset = service.static
+        self.grid: GridSpec = grid_of(service.static)
+
+    # ------------------------------------------------------------ clock and settings
+    @property
+    def prefix(self) -> str:
+        """MQTT topic prefix with its trailing slash."""
+        return self._service.core.config.prefix
+
+    @property
+    def tick_s(self) -> float:
+        """Nominal tick period of twin time. [s]"""
+        return float(self._service.config.tick_s)
+
+    def now(self) -> float:
+        """The twin's clock. [unix s]"""
+        return float(self._service.clock())
+
+    @property
+    def grid_file(self):
+        """The twin file (NetCDF) the service runs on, None if it was given a dataset. [path]"""
+        return getattr(self._service.config, "grid", None)
+
+    def last_tick(self) -> float | None:
+        """Time of the last tick [unix s], None before the first."""
+        t = self._service.core.last_tick
+        return None if math.isnan(t) else float(t)
+
+    # ------------------------------------------------------------ live state
+    def live_layers(self) -> tuple[xr.Dataset, float | None]:
+        """The live and risk layers of the last tick and that tick's time (None before the first)."""
+        return self._service.core.live_layers(), self.last_tick()
+
+    def active_alerts(self) -> list[ActiveAlert]:
+        """The alerts active in the core now, oldest first."""
+        return self._service.core.active_alerts()
+
+    def active_ids(self) -> list[str]:
+        """Identifiers of the alerts active in the core now."""
+        return [a.identifier for a in self.active_alerts()]
+
+    def entities(self, kinds: tuple[str, ...] = ("unit", "vehicle")) -> list[dict]:
+        """Located vehicles and units as plain dicts, with the active alerts each unit was sent
+        (``alerts``) and those it is on scene of (``on_scene``)."""
+        return self._service.core.located_entities(kinds)
+
+    def status(self) -> dict[str, Any]:
+        """The ``city/twin/status`` document (docs/contract/mqtt.md) plus ``outbox``, as of the last tick."""
+        return self._service.status(self.last_tick())
+
+    def ingest_metrics(self) -> dict[str, Any]:
+        """A copy of the ingest counters."""
+        return self._service.ingestor.metrics.snapshot()
+
+    # ------------------------------------------------------------ stored alerts
+    def alert_rows(self, state: str | None = "active") -> list[dict]:
+        """Stored alerts (``active``, ``cancelled`` or None for all), oldest first, with their last message."""
+        return self._service.store.alerts(state)
+
+    def alert_row(self, identifier: str) -> dict | None:
+        """One stored alert by identifier (active ones looked up first), or None."""
+        for state in ("active", None):
+            for row in self._service.store.alerts(state):
+                if row["identifier"] == identifier:
+                    return row
+        return None
+
+    def messages(self, identifier: str) -> list[dict]:
+        """Every CAP message of an alert, oldest first."""
+        return self._service.store.messages(identifier)
+
+    def acks(self, identifier: str) -> list[dict]:
+        """Acknowledgements of an alert (units and operators), in the order received."""
+        return self._service.store.acks(identifier)
+
+    def arrivals(self, identifier: str) -> list[dict]:
+        """Units recorded on scene for an alert."""
+        return self._service.store.arrivals(identifier)
+
+    # ------------------------------------------------------------ the one write: an operator's acknowledgement
+    def acknowledge(self, identifier: str, operator: str, note: str = "", t: float | None = None) -> AlertEvent | None:
+        """Have the core record an operator's acknowledgement and publish its CAP Update; None if this operator
+        had already acknowledged it. ``t`` defaults to the twin's clock, never before the last tick.
+
+        Raises `AlertNotActiveError` if the alert is not active.
+        """
+        event = self._service.core.acknowledge(identifier, operator, t, note, now=self.now())
+        self._service.publisher.wake.set()
+        return event
+
+    # ------------------------------------------------------------ tick listeners
+    def add_tick_listener(self, listener: Callable[[TickReport], None]) -> None:
+        """Call ``listener(report)`` after every tick (on the service's thread: keep it short)."""
+        self._service.listeners.append(listener)
+
+    def remove_tick_listener(self, listener: Callable[[TickReport], None]) -> None:
+        """Stop calling a listener added with `add_tick_listener`."""
+        self._service.listeners.remove(listener)
