@@ -1,6 +1,6 @@
 """``Batch``: a columnar set of observations, one row per record (numpy arrays of one length).
 
-Columns (DESIGN.md 3.4), absent values are NaN (floats), -1 (``fix``) or "" (strings):
+Columns; absent values are NaN (floats), -1 (``fix``) or "" (strings):
 
 ==========  ========  =======================================================
 device      object    device id (str), from the topic
@@ -21,7 +21,7 @@ Treat the columns as read-only: absent columns are shared read-only arrays. ``co
 fresh arrays.
 
 The per-record dedupe key is ``(device, t, quantity, ref)``; ``ref`` is "" except for acks, so for
-observations it is the ``(device, time, name)`` key of DESIGN.md section 6.
+observations it is the ``(device, time, name)`` key of docs/reliability.md 6.1.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Dead letters: every rejected message goes to ``{prefix}deadletter`` at QoS 1 (DESIGN.md 3.1)."""
+"""Dead letters: every rejected message goes to ``{prefix}deadletter`` at QoS 1 (docs/contract/mqtt.md)."""
 
 from __future__ import annotations
 

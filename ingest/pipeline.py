@@ -1,4 +1,4 @@
-"""``Ingestor``: transport queue -> durable raw log -> ack -> route, validate, decode, dedupe -> sink.
+"""``Ingestor``: the log-and-ack loop. Transport queue -> durable raw log -> ack -> admission -> sink.
 
 One loop (one thread) does, per group of messages:
 
@@ -7,9 +7,9 @@ One loop (one thread) does, per group of messages:
    one fsync covers them all (group commit), so acknowledgement latency is bounded by linger + commit;
 2. append them to the raw log with one write and one fsync (retrying on disk errors, never acking first);
 3. acknowledge them to the broker (manual QoS 1 ack);
-4. for each: route by topic, check it (size, device, kind, rate), decode it, check the records (time skew,
-   quantities), drop records already seen (counted as ``duplicates``); rejections go to the dead-letter
-   topic and the counters; accepted records of the group go to ``sink`` as one ``Batch``.
+4. hand each to the admission step (``ingest.admission``: route, check, decode, dedupe; no I/O), which
+   returns its new records or a ``Rejection``; rejections go to the dead-letter topic, the accepted
+   records of the group go to ``sink`` as one ``Batch``.
 
 Nothing raises out of the loop: a bug in a decoder becomes a counted ``bad_syntax`` rejection, a failing
 sink is counted and logged (its records are in the raw log and can be replayed).
@@ -31,17 +31,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ingest.admission import Admission, batch_of
 from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
-from ingest.decoders.senml import Row, decode_senml_row
+from ingest.decoders.senml import Row
 from ingest.dedupe import Deduper
 from ingest.metrics import Metrics
 from ingest.rawlog import LOG_START, LogPosition, RawLog, read_log
 from ingest.registry import Registry
-from ingest.rejection import Reason, Rejection, reject
-from ingest.routing import DECODERS, route
+from ingest.rejection import Rejection
 from ingest.transport.client import InboundMessage
-from ingest.validation import Limits, Validator
+from ingest.validation import Limits
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +101,22 @@ class IngestConfig:
 
 
 class Ingestor:
-    """Glue of the ingest path; see the module docstring.
+    """The log-and-ack loop around the admission step; see the module docstring.
 
     Parameters
     ----------
     source : Source
         Usually an ``MqttTransport`` subscribed to ``routing.subscriptions(prefix)``.
     raw_log : RawLog
+        Where every message is made durable before it is acknowledged. Callers without a log (tools,
+        the offline demo, tests of the checks) use ``ingest.admission.Admission`` directly.
     registry : Registry or None
         None accepts any device.
     sink : callable
         Called with each group's accepted ``Batch`` (non-empty), from the ingest thread.
     config : IngestConfig
+    control : callable or None
+        Called with each control record (see the module docstring).
     """
 
     def __init__(
@@ -124,17 +128,35 @@ class Ingestor:
         config: IngestConfig | None = None,
         control: Control | None = None,
     ) -> None:
+        if not isinstance(raw_log, RawLog):
+            raise TypeError(
+                f"Ingestor needs a RawLog, got {type(raw_log).__name__}; without a log use ingest.admission.Admission"
+            )
         self.source = source
         self.control = control
         self.log = raw_log
         self.config = config or IngestConfig()
         self.sink = sink
-        self.validator = Validator(registry, self.config.limits)
-        self.deduper = Deduper(self.config.dedupe_keys)
         self.metrics = Metrics()
+        self.admission = Admission(
+            registry,
+            self.config.limits,
+            prefix=self.config.prefix,
+            dedupe_keys=self.config.dedupe_keys,
+            metrics=self.metrics,
+        )
         self.deadletters = DeadLetters(source.publish, self.config.prefix, self.config.limits.max_bytes)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def deduper(self) -> Deduper:
+        """The admission step's dedupe memory (a restored snapshot may replace it)."""
+        return self.admission.deduper
+
+    @deduper.setter
+    def deduper(self, deduper: Deduper) -> None:
+        self.admission.deduper = deduper
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -171,22 +193,29 @@ class Ingestor:
         self._handle(msgs, [*positions[1:], self.log.position])
         return len(msgs)
 
-    def _handle(self, msgs: list, after: list[LogPosition], redelivered: bool | None = None) -> None:
+    def _handle(self, msgs: list, after: list[LogPosition], *, replaying: bool = False, deliver: bool = True) -> None:
         """Process messages in order: records are delivered in groups, control records in their place.
 
-        ``after[i]`` is the log position just after message i (where a replay would resume).
+        ``after[i]`` is the log position just after message i (where a replay would resume). Live messages
+        go through ``process`` (rejections are dead-lettered); replayed ones straight to the admission step
+        as redeliveries (rejections are counted, not dead-lettered again).
         """
         accepted: list[Batch | Row] = []
         for m, pos in zip(msgs, after, strict=True):
             if m.topic.startswith(CONTROL_PREFIX):
-                self._deliver(accepted)
+                if deliver:
+                    self._deliver(accepted)
+                    self._control(m.topic, m.payload, m.received_at, pos)
                 accepted = []
-                self._control(m.topic, m.payload, m.received_at, pos)
                 continue
-            dup = m.dup if redelivered is None else redelivered
-            if (b := self.process(m.topic, m.payload, m.received_at, dup)) is not None:
-                accepted.append(b)
-        self._deliver(accepted)
+            if replaying:
+                got = self.admission.admit_fast(m.topic, m.payload, m.received_at, redelivered=True)
+                if type(got) is not Rejection and _has_records(got):
+                    accepted.append(got)
+            elif (got := self.process(m.topic, m.payload, m.received_at, m.dup)) is not None:
+                accepted.append(got)
+        if deliver:
+            self._deliver(accepted)
 
     def _control(self, topic: str, payload: bytes, received_at: float, after: LogPosition) -> None:
         if self.control is None:
@@ -253,59 +282,24 @@ class Ingestor:
     def process(
         self, topic: str, payload: bytes, received_at: float, redelivered: bool = False
     ) -> Batch | Row | None:
-        """Check, decode and dedupe one message; returns its new records, or None if it gave none.
+        """Admit one message and dead-letter it if refused; returns its new records, or None if it gave none.
 
-        A one-record SenML message comes back as a plain ``Row`` (device, t, quantity, value), the ingest
-        loop's fast path; ``_deliver`` turns rows into a ``Batch``. Rejections are counted and
-        dead-lettered here.
+        A one-record SenML message comes back as a plain ``Row`` (see ``Admission.admit_fast``);
+        ``batch_of`` turns a group's rows and batches into one ``Batch``.
         """
-        self.metrics.received += 1
-        result = self._decode(topic, payload, received_at, redelivered)
-        if type(result) is tuple:
-            self.metrics.accepted += 1
-            if self.deduper.admit_one(result[0], result[1], result[2]):
-                self.metrics.accepted_records += 1
-                return result
-            self.metrics.duplicates += 1
+        got = self.admission.admit_fast(topic, payload, received_at, redelivered)
+        if type(got) is Rejection:
+            self._dead_letter(topic, got, received_at, payload)
             return None
-        if isinstance(result, Rejection):
-            self.reject(topic, result, received_at, payload)
-            return None
-        self.metrics.accepted += 1
-        self.metrics.ignored += result.ignored
-        fresh, dups = self.deduper.filter(result)
-        self.metrics.duplicates += dups
-        self.metrics.accepted_records += len(fresh)
-        return fresh if len(fresh) else None
-
-    def _decode(
-        self, topic: str, payload: bytes, received_at: float, redelivered: bool
-    ) -> Batch | Row | Rejection:
-        r = route(topic, self.config.prefix)
-        if r is None:
-            return reject(
-                Reason.BAD_SCHEMA, f"no inbound topic pattern matches {topic[:120]!r}", payload, "topic"
-            )
-        bad = self.validator.check_message(r, payload, received_at, redelivered)
-        if bad is not None:
-            return bad
-        if r.family == "sensor":
-            decoded = decode_senml_row(payload, topic=topic, received_at=received_at)
-            if type(decoded) is tuple:
-                bad = self.validator.check_row(r, decoded[1], decoded[2], payload, received_at)
-                return decoded if bad is None else bad
-        else:
-            decoded = DECODERS[r.family](payload, topic=topic, received_at=received_at)
-        if isinstance(decoded, Rejection):
-            if decoded.detail.startswith("internal decoder error"):
-                self.metrics.internal_errors += 1
-            return decoded
-        bad = self.validator.check_batch(r, decoded, payload, received_at)
-        return decoded if bad is None else bad
+        return got if _has_records(got) else None
 
     def reject(self, topic: str, rejection: Rejection, received_at: float, payload: bytes) -> None:
-        """Count a rejection and publish it on the dead-letter topic (also for records the twin refuses)."""
+        """Count a rejection decided outside the admission step (e.g. a record the twin refuses) and
+        publish it on the dead-letter topic."""
         self.metrics.count_rejection(rejection.reason)
+        self._dead_letter(topic, rejection, received_at, payload)
+
+    def _dead_letter(self, topic: str, rejection: Rejection, received_at: float, payload: bytes) -> None:
         log.debug("rejected %s: %s %s", topic, rejection.reason.value, rejection.detail)
         if topic == self.deadletters.topic:  # never dead-letter a dead letter (a loop)
             return
@@ -325,48 +319,21 @@ class Ingestor:
         records to ``control`` again, in log order; rejections are counted but not dead-lettered again.
         Returns the number of messages replayed.
         """
-        send, self.deadletters.send = self.deadletters.send, lambda *a, **k: None
-        sink, control = self.sink, self.control
-        if not deliver:
-            self.sink, self.control = (lambda _b: None), None
         n, chunk = 0, []
-        try:
-            for rec in read_log(self.log.directory, start):
-                n += 1
-                chunk.append(rec)
-                if len(chunk) > 1000:
-                    self._handle(chunk[:-1], [r.position for r in chunk[1:]], redelivered=True)
-                    chunk = chunk[-1:]
-            if chunk:
-                self._handle(chunk, [*(r.position for r in chunk[1:]), self.log.position], redelivered=True)
-        finally:
-            self.deadletters.send = send
-            self.sink, self.control = sink, control
+        for rec in read_log(self.log.directory, start):
+            n += 1
+            chunk.append(rec)
+            if len(chunk) > 1000:
+                self._handle(chunk[:-1], [r.position for r in chunk[1:]], replaying=True, deliver=deliver)
+                chunk = chunk[-1:]
+        if chunk:
+            after = [*(r.position for r in chunk[1:]), self.log.position]
+            self._handle(chunk, after, replaying=True, deliver=deliver)
         return n
 
 
-def batch_of(items: list[Batch | Row]) -> Batch:
-    """One batch from what `Ingestor.process` returned for a group of messages, in order."""
-    return Batch.concat(_batches(items))
+def _has_records(got: Batch | Row) -> bool:
+    return type(got) is tuple or len(got) > 0
 
 
-def _batches(items: list[Batch | Row]) -> list[Batch]:
-    """Batches in order, consecutive rows gathered into one batch."""
-    out: list[Batch] = []
-    rows: list[Row] = []
-    for item in items:
-        if type(item) is tuple:
-            rows.append(item)
-            continue
-        if rows:
-            out.append(_rows_batch(rows))
-            rows = []
-        out.append(item)
-    if rows:
-        out.append(_rows_batch(rows))
-    return out
-
-
-def _rows_batch(rows: list[Row]) -> Batch:
-    device, t, quantity, value = zip(*rows, strict=True)
-    return Batch.build(len(rows), device=list(device), t=t, quantity=list(quantity), value=value)
+__all__ = ["CONTROL_PREFIX", "Control", "IngestConfig", "Ingestor", "Sink", "Source", "batch_of", "control_message"]

@@ -1,4 +1,9 @@
-"""Rejection reasons and the ``Rejection`` record a decoder or validator returns for bad input."""
+"""Rejection reasons, the ``Rejection`` record of a refused message, and ``Refusal``, the exception that
+carries one out of a decoder or check (the caller turns it into a ``Rejection`` with the payload's digest).
+
+Bad input is a ``Refusal``; any other exception out of a decoder or check is a bug of ours (an internal
+error), told apart by its type, never by its message.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from enum import StrEnum
 
 
 class Reason(StrEnum):
-    """Why a message was refused (DESIGN.md section 6). The values are the wire strings."""
+    """Why a message was refused (docs/reliability.md 6.5). The values are the wire strings."""
 
     TOO_LARGE = "too_large"
     BAD_CHECKSUM = "bad_checksum"
@@ -53,3 +58,22 @@ class Rejection:
 def reject(reason: Reason, detail: str, payload: bytes, field: str = "") -> Rejection:
     """Build a ``Rejection`` with the digest of ``payload``."""
     return Rejection(reason=reason, detail=detail[:500], field=field, digest=payload_digest(payload))
+
+
+class Refusal(Exception):  # noqa: N818 -- bad input refused, not an error of ours
+    """Bad input, raised where it is found; ``rejection(payload)`` is the ``Rejection`` to report.
+
+    Attributes
+    ----------
+    reason : Reason
+    detail : str
+    field : str
+    """
+
+    def __init__(self, reason: Reason, detail: str, field: str = "") -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.field = reason, detail, field
+
+    def rejection(self, payload: bytes) -> Rejection:
+        """The ``Rejection`` of ``payload`` (with its digest)."""
+        return reject(self.reason, self.detail, payload, self.field)

@@ -1,4 +1,4 @@
-"""Topic routing: which decoder a topic goes to, and which device it names (DESIGN.md 3.1)."""
+"""Topic routing: which decoder a topic goes to, and which device it names (docs/contract/mqtt.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Checks around the decoders: size cap, registry (known device, kind, quantities), rate limit, time skew.
 
-``check_message`` runs before decoding (cheapest first: size, device, kind, rate); ``check_batch`` after
-(time skew, quantities the device is registered for). Both return a ``Rejection`` or None.
+Each check raises ``Refusal`` (the admission step turns it into a ``Rejection``). The registry checks take
+the ``Device`` the caller looked up once (``None``: not registered), never the registry itself.
+Before decoding, cheapest first: ``check_size``, ``check_device``, then the rate (``TokenBuckets``);
+after decoding: ``check_time`` / ``check_times`` and ``check_quantities``.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.batch import Batch
-from ingest.registry import Registry
-from ingest.rejection import Reason, Rejection, reject
+from ingest.registry import Device
+from ingest.rejection import Reason, Refusal
 from ingest.routing import Route
 
 
@@ -64,84 +65,59 @@ class TokenBuckets:
 _FAMILY_KINDS = {"beidou": ("vehicle", "unit"), "ack": ("unit",)}
 
 
-class Validator:
-    """Message and batch checks. ``registry=None`` accepts any device (for tools and tests)."""
+def check_size(payload: bytes, limits: Limits) -> None:
+    """At most ``limits.max_bytes``."""
+    if len(payload) > limits.max_bytes:
+        raise Refusal(Reason.TOO_LARGE, f"{len(payload)} bytes > {limits.max_bytes}", "payload")
 
-    def __init__(self, registry: Registry | None, limits: Limits | None = None) -> None:
-        self.registry = registry
-        self.limits = limits or Limits()
-        self.buckets = TokenBuckets(self.limits.rate_per_s, self.limits.burst)
 
-    def check_message(
-        self, route: Route, payload: bytes, received_at: float, redelivered: bool = False
-    ) -> Rejection | None:
-        """Size, known device, kind consistent with the topic, rate (redeliveries are not charged)."""
-        if len(payload) > self.limits.max_bytes:
-            return reject(
-                Reason.TOO_LARGE, f"{len(payload)} bytes > {self.limits.max_bytes}", payload, "payload"
-            )
-        if self.registry is not None:
-            dev = self.registry.get(route.device)
-            if dev is None:
-                return reject(
-                    Reason.UNKNOWN_DEVICE, f"device {route.device[:80]!r} is not registered", payload, "topic"
-                )
-            allowed = _FAMILY_KINDS.get(route.family, (route.sensor_kind,))
-            if dev.kind not in allowed:
-                return reject(
-                    Reason.IDENTITY_MISMATCH,
-                    f"device {route.device!r} is a {dev.kind}, not allowed on this topic",
-                    payload,
-                    "topic",
-                )
-        if not redelivered and not self.buckets.allow(route.device, received_at):
-            return reject(
-                Reason.RATE_LIMITED,
-                f"device {route.device!r} above {self.limits.rate_per_s}/s",
-                payload,
-                "topic",
-            )
-        return None
+def check_device(route: Route, device: Device | None) -> None:
+    """The topic's device is registered (``device`` is its registry entry) with a kind the topic allows."""
+    if device is None:
+        raise Refusal(Reason.UNKNOWN_DEVICE, f"device {route.device[:80]!r} is not registered", "topic")
+    if device.kind not in _FAMILY_KINDS.get(route.family, (route.sensor_kind,)):
+        raise Refusal(
+            Reason.IDENTITY_MISMATCH, f"device {route.device!r} is a {device.kind}, not allowed on this topic", "topic"
+        )
 
-    def check_row(self, route: Route, t: float, quantity: str, payload: bytes, received_at: float) -> Rejection | None:
-        """``check_batch`` for one record given as scalars (time [s], quantity)."""
-        if not received_at - self.limits.max_age_s <= t <= received_at + self.limits.max_future_s:
-            return reject(
-                Reason.TIME_SKEW, f"record time {t:.3f} is {t - received_at:+.0f} s from receive time", payload, "t"
-            )
-        if self.registry is not None:
-            dev = self.registry.get(route.device)
-            if dev is not None and quantity not in dev.quantities:
-                return reject(
-                    Reason.BAD_SCHEMA, f"device {route.device!r} is not registered for {quantity!r}", payload, "n"
-                )
-        return None
 
-    def check_batch(self, route: Route, batch: Batch, payload: bytes, received_at: float) -> Rejection | None:
-        """Record times within [received_at - max_age_s, received_at + max_future_s]; registered quantities."""
-        if len(batch) == 0:
-            return None
-        lo, hi = received_at - self.limits.max_age_s, received_at + self.limits.max_future_s
-        if len(batch) == 1:
-            t = float(batch.t[0])
-            skewed = not lo <= t <= hi
-        else:
-            bad = (batch.t < lo) | (batch.t > hi)
-            skewed = bool(bad.any())
-            t = float(batch.t[np.argmax(bad)])
-        if skewed:
-            return reject(
-                Reason.TIME_SKEW,
-                f"record time {t:.3f} is {t - received_at:+.0f} s from receive time",
-                payload,
-                "t",
-            )
-        if self.registry is not None and route.family == "sensor":
-            dev = self.registry.get(route.device)
-            qs = set(batch.quantity.tolist()) if len(batch) > 1 else {batch.quantity[0]}
-            if dev is not None and not qs <= set(dev.quantities):
-                extra = sorted(qs - set(dev.quantities))
-                return reject(
-                    Reason.BAD_SCHEMA, f"device {route.device!r} is not registered for {extra}", payload, "n"
-                )
-        return None
+def check_rate(route: Route, buckets: TokenBuckets, received_at: float) -> None:
+    """A token for the device (charge only first deliveries: redeliveries were charged already)."""
+    if not buckets.allow(route.device, received_at):
+        raise Refusal(Reason.RATE_LIMITED, f"device {route.device!r} above {buckets.rate}/s", "topic")
+
+
+def check_time(t: float, received_at: float, limits: Limits) -> None:
+    """One record time within [received_at - max_age_s, received_at + max_future_s]."""
+    if not received_at - limits.max_age_s <= t <= received_at + limits.max_future_s:
+        raise _skew(t, received_at)
+
+
+def check_times(t: np.ndarray, received_at: float, limits: Limits) -> None:
+    """``check_time`` for every record time of a batch."""
+    if len(t) == 1:
+        check_time(float(t[0]), received_at, limits)
+    elif len(t):
+        bad = (t < received_at - limits.max_age_s) | (t > received_at + limits.max_future_s)
+        if bad.any():
+            raise _skew(float(t[np.argmax(bad)]), received_at)
+
+
+def _skew(t: float, received_at: float) -> Refusal:
+    return Refusal(Reason.TIME_SKEW, f"record time {t:.3f} is {t - received_at:+.0f} s from receive time", "t")
+
+
+def check_quantity(route: Route, device: Device, quantity: str) -> None:
+    """``quantity`` is one ``device`` is registered for."""
+    if quantity not in device.quantities:
+        raise Refusal(Reason.BAD_SCHEMA, f"device {route.device!r} is not registered for {quantity!r}", "n")
+
+
+def check_quantities(route: Route, device: Device, quantities: np.ndarray) -> None:
+    """``check_quantity`` for every record of a batch (its ``quantity`` column)."""
+    if len(quantities) == 1:
+        check_quantity(route, device, quantities[0])
+    elif len(quantities):
+        extra = set(quantities.tolist()).difference(device.quantities)
+        if extra:
+            raise Refusal(Reason.BAD_SCHEMA, f"device {route.device!r} is not registered for {sorted(extra)}", "n")

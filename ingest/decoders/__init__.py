@@ -1,23 +1,34 @@
-"""Decoders: ``(payload: bytes, *, topic: str, received_at: float) -> Batch | Rejection``.
+"""Decoders, in two layers.
 
-They import no paho and no pyproj, never raise on bad input, and each has an encoder for tests.
+* The bytes API, ``decode_*(payload: bytes, *, topic: str, received_at: float) -> Batch | Rejection``:
+  takes the device from the topic and never raises (a bug becomes a logged ``bad_syntax`` rejection).
+* The records API, ``*_records``: takes what the caller already knows (the routed device and sensor
+  kind) and, for JSON formats, the parsed document, so nothing is parsed twice; returns the records and
+  raises ``Refusal`` for bad input. Any other exception is a bug; the ingest's admission step tells the
+  two apart by type.
+
+They import no paho and no pyproj, and each format has an encoder for tests.
 ``decode_beidou`` picks JSON or NMEA by the first non-blank byte of a ``city/beidou/{device}`` payload.
 """
 
 from __future__ import annotations
 
 from ingest.batch import Batch
-from ingest.decoders._common import guarded
-from ingest.decoders.ack import decode_ack, encode_ack
-from ingest.decoders.nmea import decode_nmea, encode_nmea
-from ingest.decoders.position import decode_position, encode_position
-from ingest.decoders.senml import decode_senml, encode_senml, resolve_pack
-from ingest.rejection import Reason, Rejection, reject
+from ingest.decoders._common import guarded, last_segment, load_json
+from ingest.decoders.ack import ack_records, decode_ack, encode_ack
+from ingest.decoders.nmea import decode_nmea, encode_nmea, nmea_records
+from ingest.decoders.position import decode_position, encode_position, position_records
+from ingest.decoders.senml import Row, decode_senml, encode_senml, resolve_pack, row_batch, senml_records
+from ingest.rejection import Reason, Refusal, Rejection
 
 __all__ = [
     "Batch",
     "Reason",
+    "Refusal",
     "Rejection",
+    "Row",
+    "ack_records",
+    "beidou_records",
     "decode_ack",
     "decode_beidou",
     "decode_nmea",
@@ -27,16 +38,27 @@ __all__ = [
     "encode_nmea",
     "encode_position",
     "encode_senml",
+    "load_json",
+    "nmea_records",
+    "position_records",
     "resolve_pack",
+    "row_batch",
+    "senml_records",
 ]
 
 
-@guarded
-def decode_beidou(payload: bytes, *, topic: str, received_at: float) -> Batch | Rejection:
-    """JSON position (``{`` or ``[``) or NMEA (``$``), chosen by the first non-blank byte."""
+def beidou_records(payload: bytes, *, device: str, received_at: float) -> Batch:
+    """Records of a ``city/beidou/{device}`` payload: JSON position (``{`` or ``[``) or NMEA (``$``), chosen
+    by the first non-blank byte; raises ``Refusal`` for bad input."""
     head = payload.lstrip()[:1]
     if head in (b"{", b"["):
-        return decode_position(payload, topic=topic, received_at=received_at)
+        return position_records(load_json(payload), device=device)
     if head == b"$":
-        return decode_nmea(payload, topic=topic, received_at=received_at)
-    return reject(Reason.BAD_SYNTAX, "Beidou payload is neither JSON nor NMEA", payload, "payload")
+        return nmea_records(payload, device=device, received_at=received_at)
+    raise Refusal(Reason.BAD_SYNTAX, "Beidou payload is neither JSON nor NMEA", "payload")
+
+
+@guarded
+def decode_beidou(payload: bytes, *, topic: str, received_at: float) -> Batch:
+    """JSON position (``{`` or ``[``) or NMEA (``$``), chosen by the first non-blank byte."""
+    return beidou_records(payload, device=last_segment(topic), received_at=received_at)

@@ -1,4 +1,4 @@
-"""Helpers shared by the decoders: topic parsing, JSON parsing, the never-raise guard."""
+"""Helpers shared by the decoders: JSON parsing, the never-raise guard of the bytes API."""
 
 from __future__ import annotations
 
@@ -10,23 +10,27 @@ from collections.abc import Callable
 from typing import Any
 
 from ingest.batch import Batch
-from ingest.rejection import Reason, Rejection, reject
+from ingest.rejection import Reason, Refusal, Rejection, reject
 
 log = logging.getLogger(__name__)
 
 Decoder = Callable[..., "Batch | Rejection"]
 
 
-def guarded(fn: Decoder) -> Decoder:
-    """Wrap a decoder so an unexpected error becomes ``Rejection(bad_syntax)`` instead of raising.
+def guarded(fn: Callable[..., Batch]) -> Decoder:
+    """Make a bytes decoder that raises ``Refusal`` on bad input into one that never raises.
 
-    The caller counts it like any rejection; it is also logged with its traceback because it is a bug.
+    A ``Refusal`` becomes its ``Rejection``; any other exception is a bug: it is logged with its traceback
+    and becomes ``Rejection(bad_syntax)``. (The ingest's admission step calls the unguarded ``*_records``
+    functions and tells bugs from bad input by the exception's type.)
     """
 
     @functools.wraps(fn)
     def wrapper(payload: bytes, *, topic: str, received_at: float) -> Batch | Rejection:
         try:
             return fn(payload, topic=topic, received_at=received_at)
+        except Refusal as bad:
+            return bad.rejection(bytes(payload))
         except Exception as exc:
             log.exception("decoder %s failed on topic %s", fn.__name__, topic)
             return reject(Reason.BAD_SYNTAX, f"internal decoder error: {exc!r}", bytes(payload), "payload")
@@ -46,12 +50,12 @@ def _refuse_constant(name: str) -> float:
 _JSON = json.JSONDecoder(parse_constant=_refuse_constant)  # built once: json.loads(**kw) builds one per call
 
 
-def parse_json(payload: bytes) -> Any | Rejection:
-    """Parse UTF-8 JSON, or return a ``bad_syntax`` rejection (NaN/Infinity constants are refused)."""
+def load_json(payload: bytes) -> Any:
+    """Parse UTF-8 JSON; raises ``Refusal(bad_syntax)`` (NaN/Infinity constants are refused)."""
     try:
         return _JSON.decode(payload.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        return reject(Reason.BAD_SYNTAX, f"invalid JSON: {exc}", payload, "payload")
+        raise Refusal(Reason.BAD_SYNTAX, f"invalid JSON: {exc}", "payload") from None
 
 
 def is_number(x: Any) -> bool:

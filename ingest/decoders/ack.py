@@ -7,43 +7,44 @@ alert identifier, ``t`` [s since epoch]; ``value`` is NaN.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ingest.batch import Batch
-from ingest.decoders._common import guarded, is_number, parse_json
+from ingest.decoders._common import guarded, is_number, load_json
 from ingest.decoders.units import ACK_STATUSES
-from ingest.rejection import Reason, Rejection, reject
+from ingest.rejection import Reason, Refusal
 
 MAX_ALERT_ID = 256
 """Longest alert identifier accepted [character]."""
 
 
 @guarded
-def decode_ack(payload: bytes, *, topic: str, received_at: float) -> Batch | Rejection:
+def decode_ack(payload: bytes, *, topic: str, received_at: float) -> Batch:
     """Decode one acknowledgement; the unit id is the topic segment before ``ack``."""
     parts = topic.split("/")
     if len(parts) < 3 or parts[-1] != "ack" or not parts[-2]:
-        return reject(Reason.BAD_SCHEMA, f"topic {topic!r} is not .../units/{{unit}}/ack", payload, "topic")
-    doc = parse_json(payload)
-    if isinstance(doc, Rejection):
-        return doc
+        raise Refusal(Reason.BAD_SCHEMA, f"topic {topic!r} is not .../units/{{unit}}/ack", "topic")
+    return ack_records(load_json(payload), unit=parts[-2])
+
+
+def ack_records(doc: Any, *, unit: str) -> Batch:
+    """The record of a parsed acknowledgement of ``unit``; raises ``Refusal`` for bad input."""
     if not isinstance(doc, dict):
-        return reject(Reason.BAD_SCHEMA, "an ack is a JSON object", payload, "payload")
+        raise Refusal(Reason.BAD_SCHEMA, "an ack is a JSON object", "payload")
     missing = [k for k in ("alert", "status", "t") if k not in doc]
     if missing:
-        return reject(Reason.BAD_SCHEMA, f"missing {missing}", payload, missing[0])
+        raise Refusal(Reason.BAD_SCHEMA, f"missing {missing}", missing[0])
     extra = doc.keys() - {"alert", "status", "t"}
     if extra:
-        return reject(Reason.BAD_SCHEMA, f"unknown fields {sorted(extra)[:5]}", payload, sorted(extra)[0])
+        raise Refusal(Reason.BAD_SCHEMA, f"unknown fields {sorted(extra)[:5]}", sorted(extra)[0])
     alert, status, t = doc["alert"], doc["status"], doc["t"]
     if not isinstance(alert, str) or not alert or len(alert) > MAX_ALERT_ID:
-        return reject(Reason.BAD_SCHEMA, "alert must be a non-empty identifier", payload, "alert")
+        raise Refusal(Reason.BAD_SCHEMA, "alert must be a non-empty identifier", "alert")
     if status not in ACK_STATUSES:
-        return reject(
-            Reason.BAD_SCHEMA, f"status {str(status)[:30]!r} not in {ACK_STATUSES}", payload, "status"
-        )
+        raise Refusal(Reason.BAD_SCHEMA, f"status {str(status)[:30]!r} not in {ACK_STATUSES}", "status")
     if not is_number(t):
-        return reject(Reason.BAD_SCHEMA, "t must be a finite number", payload, "t")
-    return Batch.build(1, device=parts[-2], t=float(t), quantity=status, ref=alert)
+        raise Refusal(Reason.BAD_SCHEMA, "t must be a finite number", "t")
+    return Batch.build(1, device=unit, t=float(t), quantity=status, ref=alert)
 
 
 def encode_ack(batch: Batch) -> bytes:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ingest.batch import Batch
 from ingest.decoders._common import guarded, last_segment
-from ingest.rejection import Reason, Rejection, reject
+from ingest.rejection import Reason, Refusal
 
 TALKERS = frozenset({"GB", "BD", "GN", "GP", "GL", "GA"})
 POSITION_TYPES = frozenset({"GGA", "RMC", "GNS", "VTG"})
@@ -39,12 +39,6 @@ MAX_SENTENCE = 120
 
 _GNS_MODE_FIX = {"A": 1, "D": 2, "P": 3, "R": 4, "F": 5, "E": 6, "M": 7, "S": 8}
 _HEX = frozenset("0123456789ABCDEF")  # NMEA checksums are upper-case hex
-
-
-class _Bad(Exception):  # noqa: N818 -- internal control flow, turned into a Rejection
-    def __init__(self, reason: Reason, detail: str, field: str = "") -> None:
-        super().__init__(detail)
-        self.reason, self.detail, self.field = reason, detail, field
 
 
 @dataclass
@@ -69,17 +63,19 @@ def checksum(body: str) -> int:
 
 
 @guarded
-def decode_nmea(payload: bytes, *, topic: str, received_at: float) -> Batch | Rejection:
+def decode_nmea(payload: bytes, *, topic: str, received_at: float) -> Batch:
     """Decode NMEA sentences into ``position`` records of the topic's device (see module docstring)."""
+    return nmea_records(payload, device=last_segment(topic), received_at=received_at)
+
+
+def nmea_records(payload: bytes, *, device: str, received_at: float) -> Batch:
+    """The ``position`` records of ``device`` in an NMEA payload; raises ``Refusal`` for bad input."""
     try:
         text = payload.decode("ascii")
     except UnicodeDecodeError:
-        return reject(Reason.BAD_SYNTAX, "NMEA is ASCII text", payload, "payload")
-    try:
-        fixes, ignored, talker = _parse_all(text)
-        rows = _rows(fixes, received_at)
-    except _Bad as bad:
-        return reject(bad.reason, bad.detail, payload, bad.field)
+        raise Refusal(Reason.BAD_SYNTAX, "NMEA is ASCII text", "payload") from None
+    fixes, ignored, talker = _parse_all(text)
+    rows = _rows(fixes, received_at)
     ignored += len(fixes) - len(rows)
     n = len(rows)
     if n == 0:
@@ -88,7 +84,7 @@ def decode_nmea(payload: bytes, *, topic: str, received_at: float) -> Batch | Re
     datum = "CGCS2000" if talker in ("BD", "GB") else "WGS84"
     return Batch.build(
         n,
-        device=last_segment(topic),
+        device=device,
         t=cols[0],
         quantity="position",
         lat=cols[1],
@@ -106,7 +102,7 @@ def _parse_all(text: str) -> tuple[list[_Fix], int, str]:
     lines = [ln.strip() for ln in text.replace("\r", "\n").split("\n")]
     lines = [ln for ln in lines if ln]
     if not lines:
-        raise _Bad(Reason.BAD_SYNTAX, "no sentence", "payload")
+        raise Refusal(Reason.BAD_SYNTAX, "no sentence", "payload")
     fixes: dict[str, _Fix] = {}
     last: _Fix | None = None
     ignored = 0
@@ -132,32 +128,32 @@ def _parse_all(text: str) -> tuple[list[_Fix], int, str]:
 def _split_checked(line: str, k: int) -> list[str]:
     """Fields of one sentence after checking framing and checksum (cheapest first)."""
     if len(line) > MAX_SENTENCE:
-        raise _Bad(Reason.BAD_SYNTAX, f"sentence {k} longer than {MAX_SENTENCE}", f"sentence[{k}]")
+        raise Refusal(Reason.BAD_SYNTAX, f"sentence {k} longer than {MAX_SENTENCE}", f"sentence[{k}]")
     star = line.rfind("*")
     if star < 0:
-        raise _Bad(Reason.BAD_CHECKSUM, f"sentence {k} has no checksum", f"sentence[{k}]")
+        raise Refusal(Reason.BAD_CHECKSUM, f"sentence {k} has no checksum", f"sentence[{k}]")
     if line[0] != "$":
-        raise _Bad(Reason.BAD_SYNTAX, f"sentence {k} does not start with $", f"sentence[{k}]")
+        raise Refusal(Reason.BAD_SYNTAX, f"sentence {k} does not start with $", f"sentence[{k}]")
     given = line[star + 1 :]
     if len(given) != 2 or not set(given) <= _HEX:
-        raise _Bad(
+        raise Refusal(
             Reason.BAD_SYNTAX, f"sentence {k} checksum {given!r} is not two hex digits", f"sentence[{k}]"
         )
     body = line[1:star]
     if checksum(body) != int(given, 16):
-        raise _Bad(
+        raise Refusal(
             Reason.BAD_CHECKSUM, f"sentence {k} checksum {given} != {checksum(body):02X}", f"sentence[{k}]"
         )
     fields = body.split(",")
     if not fields[0].isalnum():
-        raise _Bad(Reason.BAD_SYNTAX, f"sentence {k} has a bad address {fields[0]!r}", f"sentence[{k}]")
+        raise Refusal(Reason.BAD_SYNTAX, f"sentence {k} has a bad address {fields[0]!r}", f"sentence[{k}]")
     return fields
 
 
 def _apply(fixes: dict[str, _Fix], kind: str, f: list[str], k: int) -> _Fix:
     need = {"GGA": 15, "RMC": 12, "GNS": 13}[kind]
     if len(f) < need:
-        raise _Bad(Reason.BAD_SCHEMA, f"{kind} has {len(f) - 1} fields, needs {need - 1}", f"sentence[{k}]")
+        raise Refusal(Reason.BAD_SCHEMA, f"{kind} has {len(f) - 1} fields, needs {need - 1}", f"sentence[{k}]")
     tod = _tod(f[1], k)
     fx = fixes.setdefault(f[1], _Fix(tod))
     if kind == "GGA":
@@ -172,7 +168,7 @@ def _apply(fixes: dict[str, _Fix], kind: str, f: list[str], k: int) -> _Fix:
 def _gga(fx: _Fix, f: list[str], k: int) -> None:
     quality = _int(f[6], k, "quality") if f[6] else 0
     if not 0 <= quality <= 9:
-        raise _Bad(Reason.OUT_OF_RANGE, f"GGA fix quality {quality}", f"sentence[{k}].quality")
+        raise Refusal(Reason.OUT_OF_RANGE, f"GGA fix quality {quality}", f"sentence[{k}].quality")
     fx.fix = quality
     if quality == 0:
         return
@@ -184,7 +180,7 @@ def _gns(fx: _Fix, f: list[str], k: int) -> None:
     mode = f[6]
     quality = next((_GNS_MODE_FIX[c] for c in mode if c in _GNS_MODE_FIX), 0)
     if any(c not in _GNS_MODE_FIX and c != "N" for c in mode):
-        raise _Bad(Reason.BAD_SCHEMA, f"GNS mode {mode!r}", f"sentence[{k}].mode")
+        raise Refusal(Reason.BAD_SCHEMA, f"GNS mode {mode!r}", f"sentence[{k}].mode")
     if fx.fix < 0 or fx.src > 0:
         fx.fix = quality
     if quality == 0:
@@ -197,7 +193,7 @@ def _gns(fx: _Fix, f: list[str], k: int) -> None:
 def _rmc(fx: _Fix, f: list[str], k: int) -> None:
     status = f[2]
     if status not in ("A", "V"):
-        raise _Bad(Reason.BAD_SCHEMA, f"RMC status {status!r}", f"sentence[{k}].status")
+        raise Refusal(Reason.BAD_SCHEMA, f"RMC status {status!r}", f"sentence[{k}].status")
     if f[9]:
         fx.date = _date(f[9], k)
     if status == "V" or (len(f) > 12 and f[12] == "N"):
@@ -214,7 +210,7 @@ def _rmc(fx: _Fix, f: list[str], k: int) -> None:
 
 def _apply_vtg(fx: _Fix, f: list[str], k: int) -> None:
     if len(f) < 9:
-        raise _Bad(Reason.BAD_SCHEMA, "VTG has too few fields", f"sentence[{k}]")
+        raise Refusal(Reason.BAD_SCHEMA, "VTG has too few fields", f"sentence[{k}]")
     if math.isnan(fx.course) and f[1]:
         fx.course = _float(f[1], k, "course")
     if math.isnan(fx.speed) and f[7]:
@@ -224,18 +220,18 @@ def _apply_vtg(fx: _Fix, f: list[str], k: int) -> None:
 
 def _check_motion(fx: _Fix, k: int) -> None:
     if not math.isnan(fx.speed) and not 0 <= fx.speed <= 2000:
-        raise _Bad(Reason.OUT_OF_RANGE, f"speed {fx.speed} km/h", f"sentence[{k}].speed")
+        raise Refusal(Reason.OUT_OF_RANGE, f"speed {fx.speed} km/h", f"sentence[{k}].speed")
     if not math.isnan(fx.course) and not 0 <= fx.course <= 360:
-        raise _Bad(Reason.OUT_OF_RANGE, f"course {fx.course} deg", f"sentence[{k}].course")
+        raise Refusal(Reason.OUT_OF_RANGE, f"course {fx.course} deg", f"sentence[{k}].course")
 
 
 def _set_position(fx: _Fix, f: list[str], src: int, k: int) -> None:
     """Set lat/lon from ``[lat, N|S, lon, E|W]`` if ``src`` is better than what ``fx`` has."""
     lat_s, ns, lon_s, ew = f
     if not (lat_s and lon_s):
-        raise _Bad(Reason.BAD_SCHEMA, "fix without position", f"sentence[{k}].lat")
+        raise Refusal(Reason.BAD_SCHEMA, "fix without position", f"sentence[{k}].lat")
     if ns not in ("N", "S") or ew not in ("E", "W"):
-        raise _Bad(Reason.BAD_SCHEMA, f"hemisphere {ns!r}/{ew!r}", f"sentence[{k}].hemisphere")
+        raise Refusal(Reason.BAD_SCHEMA, f"hemisphere {ns!r}/{ew!r}", f"sentence[{k}].hemisphere")
     lat = _angle(lat_s, 2, 90.0, k, "lat") * (1 if ns == "N" else -1)
     lon = _angle(lon_s, 3, 180.0, k, "lon") * (1 if ew == "E" else -1)
     if src < fx.src:
@@ -247,35 +243,35 @@ def _angle(s: str, deg_digits: int, limit: float, k: int, name: str) -> float:
     dot = s.find(".")
     head = s if dot < 0 else s[:dot]
     if len(head) != deg_digits + 2 or not head.isdigit():
-        raise _Bad(
+        raise Refusal(
             Reason.BAD_SYNTAX, f"{name} {s!r} is not {'d' * deg_digits}mm.mmm", f"sentence[{k}].{name}"
         )
     deg = int(head[:deg_digits])
     minutes = _float(s[deg_digits:], k, name)
     value = deg + minutes / 60.0
     if minutes >= 60.0 or value > limit:
-        raise _Bad(Reason.OUT_OF_RANGE, f"{name} {s!r}", f"sentence[{k}].{name}")
+        raise Refusal(Reason.OUT_OF_RANGE, f"{name} {s!r}", f"sentence[{k}].{name}")
     return value
 
 
 def _tod(s: str, k: int) -> float:
     """``hhmmss[.ss]`` to seconds of the UTC day."""
     if len(s) < 6 or not s[:6].isdigit():
-        raise _Bad(Reason.BAD_SYNTAX, f"time {s!r} is not hhmmss.ss", f"sentence[{k}].time")
+        raise Refusal(Reason.BAD_SYNTAX, f"time {s!r} is not hhmmss.ss", f"sentence[{k}].time")
     h, m = int(s[:2]), int(s[2:4])
     sec = _float(s[4:], k, "time")
     if h > 23 or m > 59 or sec >= 61.0:
-        raise _Bad(Reason.OUT_OF_RANGE, f"time {s!r}", f"sentence[{k}].time")
+        raise Refusal(Reason.OUT_OF_RANGE, f"time {s!r}", f"sentence[{k}].time")
     return h * 3600 + m * 60 + sec
 
 
 def _date(s: str, k: int) -> tuple[int, int, int]:
     """RMC ``ddmmyy`` to (two-digit year, month, day); the century is chosen in ``_absolute``."""
     if len(s) != 6 or not s.isdigit():
-        raise _Bad(Reason.BAD_SYNTAX, f"date {s!r} is not ddmmyy", f"sentence[{k}].date")
+        raise Refusal(Reason.BAD_SYNTAX, f"date {s!r} is not ddmmyy", f"sentence[{k}].date")
     d, mo, y = int(s[:2]), int(s[2:4]), int(s[4:])
     if not (1 <= d <= 31 and 1 <= mo <= 12):
-        raise _Bad(Reason.OUT_OF_RANGE, f"date {s!r}", f"sentence[{k}].date")
+        raise Refusal(Reason.OUT_OF_RANGE, f"date {s!r}", f"sentence[{k}].date")
     return y, mo, d
 
 
@@ -283,17 +279,17 @@ def _float(s: str, k: int, name: str) -> float:
     try:
         x = float(s)
     except ValueError:
-        raise _Bad(Reason.BAD_SYNTAX, f"{name} {s[:20]!r} is not a number", f"sentence[{k}].{name}") from None
+        raise Refusal(Reason.BAD_SYNTAX, f"{name} {s[:20]!r} is not a number", f"sentence[{k}].{name}") from None
     if not math.isfinite(x) or s.strip().lower() in ("inf", "nan", "infinity", "-inf", "+inf"):
-        raise _Bad(Reason.BAD_SYNTAX, f"{name} {s[:20]!r} is not a number", f"sentence[{k}].{name}")
+        raise Refusal(Reason.BAD_SYNTAX, f"{name} {s[:20]!r} is not a number", f"sentence[{k}].{name}")
     if any(c not in "0123456789.-+" for c in s):
-        raise _Bad(Reason.BAD_SYNTAX, f"{name} {s[:20]!r} is not a plain decimal", f"sentence[{k}].{name}")
+        raise Refusal(Reason.BAD_SYNTAX, f"{name} {s[:20]!r} is not a plain decimal", f"sentence[{k}].{name}")
     return x
 
 
 def _int(s: str, k: int, name: str) -> int:
     if not s.isdigit():
-        raise _Bad(Reason.BAD_SYNTAX, f"{name} {s[:20]!r} is not an integer", f"sentence[{k}].{name}")
+        raise Refusal(Reason.BAD_SYNTAX, f"{name} {s[:20]!r} is not an integer", f"sentence[{k}].{name}")
     return int(s)
 
 
@@ -322,7 +318,7 @@ def _absolute(tod: float, date: tuple[int, int, int] | None, received_at: float)
         try:
             return timegm((year, mo, d, 0, 0, 0)) + tod
         except (ValueError, OverflowError):
-            raise _Bad(Reason.OUT_OF_RANGE, f"date {date}", "date") from None
+            raise Refusal(Reason.OUT_OF_RANGE, f"date {date}", "date") from None
     day = math.floor(received_at / 86400.0) * 86400.0
     candidates = np.array([day - 86400.0, day, day + 86400.0]) + tod
     return float(candidates[np.argmin(np.abs(candidates - received_at))])

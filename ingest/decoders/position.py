@@ -11,34 +11,26 @@ import math
 from typing import Any
 
 from ingest.batch import Batch
-from ingest.decoders._common import guarded, is_number, last_segment, parse_json
+from ingest.decoders._common import guarded, is_number, last_segment, load_json
 from ingest.decoders.units import DATUMS
-from ingest.rejection import Reason, Rejection, reject
+from ingest.rejection import Reason, Refusal
 
 _KEYS = frozenset({"id", "t", "lon", "lat", "speed_kmh", "course", "crs"})
 _RANGES = {"lon": (-180.0, 180.0), "lat": (-90.0, 90.0), "speed_kmh": (0.0, 2000.0), "course": (0.0, 360.0)}
 
 
-class _Bad(Exception):  # noqa: N818 -- internal control flow, turned into a Rejection
-    def __init__(self, reason: Reason, detail: str, field: str = "") -> None:
-        super().__init__(detail)
-        self.reason, self.detail, self.field = reason, detail, field
-
-
 @guarded
-def decode_position(payload: bytes, *, topic: str, received_at: float) -> Batch | Rejection:
+def decode_position(payload: bytes, *, topic: str, received_at: float) -> Batch:
     """Decode JSON position(s) into ``position`` records (lon/lat [degree], speed [km h-1], course [degree])."""
-    doc = parse_json(payload)
-    if isinstance(doc, Rejection):
-        return doc
+    return position_records(load_json(payload), device=last_segment(topic))
+
+
+def position_records(doc: Any, *, device: str) -> Batch:
+    """The ``position`` records of a parsed payload of ``device``; raises ``Refusal`` for bad input."""
     items = doc if isinstance(doc, list) else [doc]
-    device = last_segment(topic)
-    try:
-        if not items:
-            raise _Bad(Reason.BAD_SCHEMA, "empty array", "payload")
-        rows = [_row(item, i, device) for i, item in enumerate(items)]
-    except _Bad as bad:
-        return reject(bad.reason, bad.detail, payload, bad.field)
+    if not items:
+        raise Refusal(Reason.BAD_SCHEMA, "empty array", "payload")
+    rows = [_row(item, i, device) for i, item in enumerate(items)]
     cols = list(zip(*rows, strict=True))
     return Batch.build(
         len(rows),
@@ -55,17 +47,17 @@ def decode_position(payload: bytes, *, topic: str, received_at: float) -> Batch 
 
 def _row(item: Any, i: int, device: str) -> tuple:
     if not isinstance(item, dict):
-        raise _Bad(Reason.BAD_SCHEMA, f"position {i} is not an object", f"[{i}]")
+        raise Refusal(Reason.BAD_SCHEMA, f"position {i} is not an object", f"[{i}]")
     extra = item.keys() - _KEYS
     if extra:
-        raise _Bad(Reason.BAD_SCHEMA, f"unknown fields {sorted(extra)[:5]}", f"[{i}].{sorted(extra)[0]}")
+        raise Refusal(Reason.BAD_SCHEMA, f"unknown fields {sorted(extra)[:5]}", f"[{i}].{sorted(extra)[0]}")
     for key in ("id", "t", "lon", "lat"):
         if key not in item:
-            raise _Bad(Reason.BAD_SCHEMA, f"missing {key}", f"[{i}].{key}")
+            raise Refusal(Reason.BAD_SCHEMA, f"missing {key}", f"[{i}].{key}")
     if not isinstance(item["id"], str):
-        raise _Bad(Reason.BAD_SCHEMA, "id must be a string", f"[{i}].id")
+        raise Refusal(Reason.BAD_SCHEMA, "id must be a string", f"[{i}].id")
     if item["id"] != device:
-        raise _Bad(
+        raise Refusal(
             Reason.IDENTITY_MISMATCH, f"id {item['id'][:60]!r} on the topic of {device!r}", f"[{i}].id"
         )
     vals = {}
@@ -75,14 +67,14 @@ def _row(item: Any, i: int, device: str) -> tuple:
             vals[key] = math.nan
             continue
         if not is_number(x):
-            raise _Bad(Reason.BAD_SCHEMA, f"{key} must be a finite number", f"[{i}].{key}")
+            raise Refusal(Reason.BAD_SCHEMA, f"{key} must be a finite number", f"[{i}].{key}")
         lo, hi = _RANGES.get(key, (-math.inf, math.inf))
         if not lo <= x <= hi:
-            raise _Bad(Reason.OUT_OF_RANGE, f"{key} {x} outside [{lo}, {hi}]", f"[{i}].{key}")
+            raise Refusal(Reason.OUT_OF_RANGE, f"{key} {x} outside [{lo}, {hi}]", f"[{i}].{key}")
         vals[key] = float(x)
     crs = item.get("crs", "CGCS2000")
     if crs not in DATUMS:
-        raise _Bad(Reason.BAD_SCHEMA, f"crs {str(crs)[:30]!r} not one of {DATUMS}", f"[{i}].crs")
+        raise Refusal(Reason.BAD_SCHEMA, f"crs {str(crs)[:30]!r} not one of {DATUMS}", f"[{i}].crs")
     return vals["t"], vals["lon"], vals["lat"], vals["speed_kmh"], vals["course"], crs
 
 

@@ -5,9 +5,11 @@ Two layers:
 * ``resolve_pack`` applies RFC 8428 section 4.6 resolution to any pack (base name, base time, base unit,
   base value, base sum, version, relative times) and returns resolved records. It knows nothing about
   this project.
-* ``decode_senml`` maps resolved records to a ``Batch`` for a sensor ``kind`` (DESIGN.md 3.1): the name
+* ``senml_records`` maps a parsed pack to records of a sensor ``kind`` (docs/contract/mqtt.md): the name
   must be ``urn:dev:{device}:{quantity}`` with the device of the topic, the quantity one the kind measures,
-  the unit one we accept (converted to the canonical unit), the value in a plausible range.
+  the unit one we accept (converted to the canonical unit), the value in a plausible range. It takes the
+  parsed JSON, so a caller that has parsed the payload (the ingest's admission step) does not parse it
+  again; ``decode_senml`` is the bytes API (topic in, ``Batch | Rejection`` out, never raises).
 
 Large packs of plain ``{"n","v","t"}`` records after a base record (what a logger flushing its buffer
 sends) take a fast path that builds the columns with C-level list operations and numpy; it gives the
@@ -25,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from ingest.batch import Batch
-from ingest.decoders._common import guarded, is_number, parse_json
+from ingest.decoders._common import guarded, is_number, load_json
 from ingest.decoders.units import QUANTITIES, SENSOR_KINDS
-from ingest.rejection import Reason, Rejection, reject
+from ingest.rejection import Reason, Refusal, Rejection
 
 SENML_VERSION = 10
 """SenML version this decoder implements (RFC 8428); packs with a higher ``bver`` are refused."""
@@ -41,12 +43,6 @@ _VALUE_KEYS = ("v", "vs", "vb", "vd")
 _FAST_FIRST_KEYS = frozenset({"bn", "bt", "bu", "bver", "n", "v", "t", "u"})
 _NV = itemgetter("n", "v")
 _NVT = itemgetter("n", "v", "t")
-
-
-class _Bad(Exception):  # noqa: N818 -- internal control flow, turned into a Rejection
-    def __init__(self, reason: Reason, detail: str, field: str = "") -> None:
-        super().__init__(detail)
-        self.reason, self.detail, self.field = reason, detail, field
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,18 +67,18 @@ def resolve_pack(pack: Any, received_at: float) -> list[dict[str, Any]] | Reject
     """
     try:
         return _resolve(pack, received_at)
-    except _Bad as bad:
+    except Refusal as bad:
         return Rejection(bad.reason, bad.detail, bad.field)
 
 
 def _resolve(pack: Any, received_at: float) -> list[dict[str, Any]]:
     if not isinstance(pack, list) or not pack:
-        raise _Bad(Reason.BAD_SCHEMA, "a SenML pack is a non-empty JSON array", "payload")
+        raise Refusal(Reason.BAD_SCHEMA, "a SenML pack is a non-empty JSON array", "payload")
     base: dict[str, Any] = {"bn": "", "bt": 0.0, "bu": None, "bv": 0.0, "bs": 0.0}
     out = []
     for i, rec in enumerate(pack):
         if not isinstance(rec, dict):
-            raise _Bad(Reason.BAD_SCHEMA, f"record {i} is not an object", f"[{i}]")
+            raise Refusal(Reason.BAD_SCHEMA, f"record {i} is not an object", f"[{i}]")
         _update_base(base, rec, i)
         out.append(_resolve_record(base, rec, i, received_at))
     return out
@@ -91,41 +87,45 @@ def _resolve(pack: Any, received_at: float) -> list[dict[str, Any]]:
 def _update_base(base: dict[str, Any], rec: dict[str, Any], i: int) -> None:
     for key in rec:
         if key.endswith("_"):
-            raise _Bad(Reason.BAD_SCHEMA, f"must-understand field {key!r} not supported", f"[{i}].{key}")
+            raise Refusal(Reason.BAD_SCHEMA, f"must-understand field {key!r} not supported", f"[{i}].{key}")
     if "bver" in rec:
-        ver = rec["bver"]
-        if type(ver) is not int or ver < 1:
-            raise _Bad(Reason.BAD_SCHEMA, "bver must be a positive integer", f"[{i}].bver")
-        if ver > SENML_VERSION:
-            raise _Bad(Reason.BAD_SCHEMA, f"SenML version {ver} > supported {SENML_VERSION}", f"[{i}].bver")
+        _check_version(rec["bver"], i)
     for key, want in (("bn", str), ("bu", str)):
         if key in rec:
             if not isinstance(rec[key], want):
-                raise _Bad(Reason.BAD_SCHEMA, f"{key} must be a string", f"[{i}].{key}")
+                raise Refusal(Reason.BAD_SCHEMA, f"{key} must be a string", f"[{i}].{key}")
             base[key] = rec[key]
     for key in ("bt", "bv", "bs"):
         if key in rec:
             if not is_number(rec[key]):
-                raise _Bad(Reason.BAD_SCHEMA, f"{key} must be a finite number", f"[{i}].{key}")
+                raise Refusal(Reason.BAD_SCHEMA, f"{key} must be a finite number", f"[{i}].{key}")
             base[key] = float(rec[key])
+
+
+def _check_version(ver: Any, i: int) -> None:
+    """The one SenML version check (``bver`` of record ``i``), for the general and the fast paths."""
+    if type(ver) is not int or ver < 1:
+        raise Refusal(Reason.BAD_SCHEMA, "bver must be a positive integer", f"[{i}].bver")
+    if ver > SENML_VERSION:
+        raise Refusal(Reason.BAD_SCHEMA, f"SenML version {ver} > supported {SENML_VERSION}", f"[{i}].bver")
 
 
 def _resolve_record(base: dict[str, Any], rec: dict[str, Any], i: int, received_at: float) -> dict:
     name = rec.get("n", "")
     if not isinstance(name, str):
-        raise _Bad(Reason.BAD_SCHEMA, "n must be a string", f"[{i}].n")
+        raise Refusal(Reason.BAD_SCHEMA, "n must be a string", f"[{i}].n")
     name = base["bn"] + name
     if not _NAME_RE.match(name):
-        raise _Bad(Reason.BAD_SCHEMA, f"invalid resolved name {name[:80]!r}", f"[{i}].n")
+        raise Refusal(Reason.BAD_SCHEMA, f"invalid resolved name {name[:80]!r}", f"[{i}].n")
     t = rec.get("t", 0.0)
     if not is_number(t):
-        raise _Bad(Reason.BAD_SCHEMA, "t must be a finite number", f"[{i}].t")
+        raise Refusal(Reason.BAD_SCHEMA, "t must be a finite number", f"[{i}].t")
     t = base["bt"] + float(t)
     out: dict[str, Any] = {"n": name, "t": received_at + t if abs(t) < RELATIVE_LIMIT else t}
     unit = rec.get("u", base["bu"])
     if unit is not None:
         if not isinstance(unit, str):
-            raise _Bad(Reason.BAD_SCHEMA, "u must be a string", f"[{i}].u")
+            raise Refusal(Reason.BAD_SCHEMA, "u must be a string", f"[{i}].u")
         out["u"] = unit
     _resolve_value(base, rec, i, out)
     return out
@@ -134,28 +134,28 @@ def _resolve_record(base: dict[str, Any], rec: dict[str, Any], i: int, received_
 def _resolve_value(base: dict[str, Any], rec: dict[str, Any], i: int, out: dict[str, Any]) -> None:
     present = [k for k in _VALUE_KEYS if k in rec]
     if len(present) > 1:
-        raise _Bad(Reason.BAD_SCHEMA, f"record has several values {present}", f"[{i}]")
+        raise Refusal(Reason.BAD_SCHEMA, f"record has several values {present}", f"[{i}]")
     if "s" in rec:
         if not is_number(rec["s"]):
-            raise _Bad(Reason.BAD_SCHEMA, "s must be a finite number", f"[{i}].s")
+            raise Refusal(Reason.BAD_SCHEMA, "s must be a finite number", f"[{i}].s")
         out["s"] = base["bs"] + float(rec["s"])
     if not present:
         if "s" not in rec:
-            raise _Bad(Reason.BAD_SCHEMA, "record has no value and no sum", f"[{i}]")
+            raise Refusal(Reason.BAD_SCHEMA, "record has no value and no sum", f"[{i}]")
         return
     key = present[0]
     val = rec[key]
     if key == "v":
         if not is_number(val):
-            raise _Bad(Reason.BAD_SCHEMA, "v must be a finite number", f"[{i}].v")
+            raise Refusal(Reason.BAD_SCHEMA, "v must be a finite number", f"[{i}].v")
         out["v"] = base["bv"] + float(val)
     elif key == "vb":
         if not isinstance(val, bool):
-            raise _Bad(Reason.BAD_SCHEMA, "vb must be a boolean", f"[{i}].vb")
+            raise Refusal(Reason.BAD_SCHEMA, "vb must be a boolean", f"[{i}].vb")
         out["vb"] = val
     else:
         if not isinstance(val, str):
-            raise _Bad(Reason.BAD_SCHEMA, f"{key} must be a string", f"[{i}].{key}")
+            raise Refusal(Reason.BAD_SCHEMA, f"{key} must be a string", f"[{i}].{key}")
         out[key] = val
 
 
@@ -164,46 +164,42 @@ def _resolve_value(base: dict[str, Any], rec: dict[str, Any], i: int, out: dict[
 
 
 @guarded
-def decode_senml(payload: bytes, *, topic: str, received_at: float) -> Batch | Rejection:
+def decode_senml(payload: bytes, *, topic: str, received_at: float) -> Batch:
     """Decode a SenML JSON pack from ``.../sensors/{kind}/{device}`` into a ``Batch``.
 
     Values are converted to the canonical unit of their quantity (``ingest.decoders.units``); relative
     times are resolved against ``received_at`` [s]. Never raises on bad input.
     """
-    out = decode_senml_row(payload, topic=topic, received_at=received_at)
-    if type(out) is tuple:
-        device, t, quantity, value = out
-        return Batch.build(1, device=device, t=t, quantity=quantity, value=value)
-    return out
+    parts = topic.split("/")
+    if len(parts) < 2 or parts[-2] not in SENSOR_KINDS or not parts[-1]:
+        raise Refusal(Reason.BAD_SCHEMA, f"topic {topic!r} is not .../sensors/{{kind}}/{{device}}", "topic")
+    out = senml_records(load_json(payload), kind=parts[-2], device=parts[-1], received_at=received_at)
+    return row_batch(out) if type(out) is tuple else out
 
 
 Row = tuple[str, float, str, float]
 """One decoded record: (device, t [s], quantity, value in the canonical unit)."""
 
 
-@guarded
-def decode_senml_row(payload: bytes, *, topic: str, received_at: float) -> Row | Batch | Rejection:
-    """``decode_senml`` that returns a one-record pack as a plain ``Row`` (the ingest loop's fast path:
-    no numpy arrays per message); other packs as a ``Batch``, bad ones as a ``Rejection``."""
-    parts = topic.split("/")
-    if len(parts) < 2 or parts[-2] not in SENSOR_KINDS or not parts[-1]:
-        return reject(
-            Reason.BAD_SCHEMA, f"topic {topic!r} is not .../sensors/{{kind}}/{{device}}", payload, "topic"
-        )
-    kind, device = parts[-2], parts[-1]
-    pack = parse_json(payload)
-    if isinstance(pack, Rejection):
-        return pack
-    try:
-        single = _single(pack, received_at, kind, device)
-        if single is not None:
-            return single
-        cols = _fast_columns(pack, received_at)
-        if cols is None:
-            cols = _slow_columns(pack, received_at)
-        return _to_batch(*cols, kind=kind, device=device)
-    except _Bad as bad:
-        return reject(bad.reason, bad.detail, payload, bad.field)
+def row_batch(row: Row) -> Batch:
+    """The one-record ``Batch`` of a ``Row``."""
+    device, t, quantity, value = row
+    return Batch.build(1, device=device, t=t, quantity=quantity, value=value)
+
+
+def senml_records(pack: Any, *, kind: str, device: str, received_at: float) -> Row | Batch:
+    """The records of a parsed SenML pack (``json.loads`` of the payload) sent by ``device`` of ``kind``.
+
+    A one-record pack comes back as a plain ``Row`` (the ingest loop's fast path: no numpy arrays per
+    message), others as a ``Batch``. Raises ``Refusal`` for bad input.
+    """
+    single = _single(pack, received_at, kind, device)
+    if single is not None:
+        return single
+    cols = _fast_columns(pack, received_at)
+    if cols is None:
+        cols = _slow_columns(pack, received_at)
+    return _to_batch(*cols, kind=kind, device=device)
 
 
 def _single(pack: Any, received_at: float, kind: str, device: str) -> Row | None:
@@ -214,24 +210,25 @@ def _single(pack: Any, received_at: float, kind: str, device: str) -> Row | None
     if rec is None:
         (rec,) = _resolve(pack, received_at)
     if "v" not in rec:
-        raise _Bad(Reason.BAD_SCHEMA, "sensor records need a numeric value v", "[0]")
+        raise Refusal(Reason.BAD_SCHEMA, "sensor records need a numeric value v", "[0]")
     q = _quantity_of(rec["n"], f"urn:dev:{device}:", kind)
     spec = QUANTITIES[q]
     unit = rec.get("u", "")
     factor = spec.factors.get(unit)
     if factor is None:
-        raise _Bad(Reason.BAD_UNIT, f"unit {unit!r} not accepted for {q} (use {spec.unit})", "u")
+        raise Refusal(Reason.BAD_UNIT, f"unit {unit!r} not accepted for {q} (use {spec.unit})", "u")
     value = rec["v"] * factor if factor != 1.0 else rec["v"]
     if not math.isfinite(rec["t"]):
-        raise _Bad(Reason.OUT_OF_RANGE, "time is not finite", "t")
+        raise Refusal(Reason.OUT_OF_RANGE, "time is not finite", "t")
     if not spec.low <= value <= spec.high:
-        raise _Bad(Reason.OUT_OF_RANGE, f"{q} {value} outside [{spec.low}, {spec.high}] {spec.unit}", "v")
+        raise Refusal(Reason.OUT_OF_RANGE, f"{q} {value} outside [{spec.low}, {spec.high}] {spec.unit}", "v")
     return device, rec["t"], q, float(value)
 
 
 def _resolve_plain(rec: dict[str, Any], received_at: float) -> dict[str, Any] | None:
     """``_resolve`` of one record made only of bn, bt, bu, bver, n, u, v, t with the right types; None
-    for anything else (the general path then decides, with its exact error)."""
+    for anything else (the general path then decides, with its exact error). A bad ``bver`` raises here
+    what the general path would raise."""
     if not rec.keys() <= _FAST_FIRST_KEYS or "v" not in rec:
         return None
     get = rec.get
@@ -244,8 +241,8 @@ def _resolve_plain(rec: dict[str, Any], received_at: float) -> dict[str, Any] | 
         return None
     if not (math.isfinite(v) and math.isfinite(t) and math.isfinite(bt)):
         return None
-    if "bver" in rec and (type(rec["bver"]) is not int or not 1 <= rec["bver"] <= SENML_VERSION):
-        return None
+    if "bver" in rec:
+        _check_version(rec["bver"], 0)
     name = bn + n
     if not _NAME_RE.match(name):
         return None
@@ -260,7 +257,7 @@ def _slow_columns(pack: Any, received_at: float) -> tuple[list[str], np.ndarray,
     records = _resolve(pack, received_at)
     for i, rec in enumerate(records):
         if "v" not in rec:
-            raise _Bad(Reason.BAD_SCHEMA, "sensor records need a numeric value v", f"[{i}]")
+            raise Refusal(Reason.BAD_SCHEMA, "sensor records need a numeric value v", f"[{i}]")
     names = [r["n"] for r in records]
     units = [r.get("u", "") for r in records]
     t = np.array([r["t"] for r in records], dtype=np.float64)
@@ -292,8 +289,8 @@ def _fast_columns(pack: Any, received_at: float) -> tuple[Any, np.ndarray, Any, 
     ft = first.get("t", 0.0)
     if not isinstance(bn, str) or not (is_number(bt) and is_number(ft)):
         return None
-    if "bver" in first and (type(first["bver"]) is not int or not 1 <= first["bver"] <= SENML_VERSION):
-        return None
+    if "bver" in first:
+        _check_version(first["bver"], 0)
     ns = (first["n"], *cols[0])
     vals = (first["v"], *cols[1])
     if not set(map(type, ns)) <= {str} or not set(map(type, vals)) <= {int, float}:
@@ -316,7 +313,7 @@ def _fast_columns(pack: Any, received_at: float) -> tuple[Any, np.ndarray, Any, 
 
 
 def _to_batch(names: Any, t: np.ndarray, units: Any, v: np.ndarray, *, kind: str, device: str) -> Batch:
-    """Map resolved names/units/values to quantities of ``kind`` for ``device``; raise ``_Bad``.
+    """Map resolved names/units/values to quantities of ``kind`` for ``device``; raise ``Refusal``.
 
     ``names`` and ``units`` are either one string for every record or one list entry per record.
     """
@@ -339,7 +336,7 @@ def _to_batch(names: Any, t: np.ndarray, units: Any, v: np.ndarray, *, kind: str
     for q, u in pairs:
         factor = QUANTITIES[q].factors.get(u)
         if factor is None:
-            raise _Bad(Reason.BAD_UNIT, f"unit {u!r} not accepted for {q} (use {QUANTITIES[q].unit})", "u")
+            raise Refusal(Reason.BAD_UNIT, f"unit {u!r} not accepted for {q} (use {QUANTITIES[q].unit})", "u")
         if factor != 1.0:
             mask = np.ones(n, dtype=bool) if single_q else quantity == q
             if unit_arr is not None:
@@ -352,24 +349,24 @@ def _to_batch(names: Any, t: np.ndarray, units: Any, v: np.ndarray, *, kind: str
 def _quantity_of(name: str, prefix: str, kind: str) -> str:
     if not name.startswith(prefix):
         if name.startswith("urn:dev:"):
-            raise _Bad(Reason.IDENTITY_MISMATCH, f"name {name[:80]!r} is not from device {prefix}", "bn")
-        raise _Bad(Reason.BAD_SCHEMA, f"name {name[:80]!r} does not start with {prefix!r}", "bn")
+            raise Refusal(Reason.IDENTITY_MISMATCH, f"name {name[:80]!r} is not from device {prefix}", "bn")
+        raise Refusal(Reason.BAD_SCHEMA, f"name {name[:80]!r} does not start with {prefix!r}", "bn")
     q = name[len(prefix) :]
     if q not in SENSOR_KINDS[kind]:
-        raise _Bad(Reason.BAD_SCHEMA, f"{kind} sensors measure {SENSOR_KINDS[kind]}, not {q[:40]!r}", "n")
+        raise Refusal(Reason.BAD_SCHEMA, f"{kind} sensors measure {SENSOR_KINDS[kind]}, not {q[:40]!r}", "n")
     return q
 
 
 def _check_ranges(quantity: np.ndarray, value: np.ndarray, t: np.ndarray, single: bool) -> None:
     if not np.isfinite(t).all():
-        raise _Bad(Reason.OUT_OF_RANGE, "time is not finite", "t")
+        raise Refusal(Reason.OUT_OF_RANGE, "time is not finite", "t")
     for q in [quantity[0]] if single else set(quantity.tolist()):
         spec = QUANTITIES[q]
         vals = value if single else value[quantity == q]
         bad = ~((vals >= spec.low) & (vals <= spec.high))
         if bad.any():
             x = float(vals[bad][0])
-            raise _Bad(Reason.OUT_OF_RANGE, f"{q} {x} outside [{spec.low}, {spec.high}] {spec.unit}", "v")
+            raise Refusal(Reason.OUT_OF_RANGE, f"{q} {x} outside [{spec.low}, {spec.high}] {spec.unit}", "v")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Sensor kinds, the quantities each measures, accepted SenML units and plausible ranges.
 
 Values are converted to the canonical unit of their quantity (first unit listed) on decoding.
-Units are SenML unit symbols (RFC 8428 section 12.1 and RFC 8798); ``1/h`` follows DESIGN.md 3.1.
+Units are SenML unit symbols (RFC 8428 section 12.1 and RFC 8798); ``1/h`` follows docs/contract/mqtt.md.
 """
 
 from __future__ import annotations

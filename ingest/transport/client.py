@@ -3,7 +3,8 @@
 * MQTT 5 by default (``protocol="3.1.1"`` for brokers that only speak 3.1.1, e.g. amqtt).
 * Fixed client id and a persistent session: MQTT 5 ``clean_start=False`` with a Session Expiry Interval;
   MQTT 3.1.1 ``clean_session=False``. QoS 1 subscriptions are (re)made in ``on_connect``.
-* ``on_message`` only puts an ``InboundMessage`` on a bounded queue. In-flight messages are bounded by
+* ``on_message`` only puts an ``InboundMessage`` on the inbound queue, and first waits while the queue
+  holds ``queue_size`` messages (TCP backpressure; nothing is dropped). In-flight messages are bounded by
   the protocol: MQTT 5 Receive Maximum (3.1.1: the broker's ``max_inflight_messages``), and since
   acknowledgement is manual (``manual_ack=True``) the broker sends no more than that until we ``ack``.
 * ``ack(msg)`` sends the PUBACK; call it only once the message is durable. Acks for messages of an
@@ -144,7 +145,10 @@ class MqttTransport:
         self.max_outstanding = max_outstanding
         self.publish_timeout_s = publish_timeout_s
         self.queue_size = queue_size or 4 * receive_maximum + 1000
-        self.queue: queue.SimpleQueue[InboundMessage] = queue.SimpleQueue()  # C-implemented, bounded below
+        # A SimpleQueue has no bound of its own (it is C-implemented, cheaper per message than a Queue);
+        # _on_message bounds it: it waits while the queue holds queue_size messages. The application's
+        # control records (pipeline.control_message, one per tick) are put without waiting.
+        self.queue: queue.SimpleQueue[InboundMessage] = queue.SimpleQueue()
         self.stats = TransportStats()
         self.connected = threading.Event()
         self._generation = 0

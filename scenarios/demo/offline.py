@@ -1,4 +1,4 @@
-"""The demo's story without a broker: simulator -> ingest checks -> twin core, as fast as it computes.
+"""The demo's story without a broker: simulator -> ingest admission step -> twin core, as fast as it computes.
 
 The same decoding, validation, twin core and alert lifecycle as the live service, on the simulated
 clock, with the field units answering the alerts the core routes to them. Deterministic for a seed,
@@ -9,27 +9,17 @@ seconds; ``twin demo`` runs the same story through a real broker.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import xarray as xr
 
-from ingest.pipeline import Ingestor, batch_of
+from ingest.admission import Admission, batch_of
 from ingest.registry import Registry
+from ingest.rejection import Rejection
 from scenarios.demo.story import Script, Story
 from scenarios.feeds.simulator import Simulator
 from twin.alerting.lifecycle import AlertEvent
 from twin.alerting.store import Store
 from twin.live.core import CoreConfig, TwinCore
-
-
-class _NoBroker:
-    """Stands in for the transport: dead letters are counted by the ingestor and go nowhere else."""
-
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> Any:
-        return None
-
-    def ack(self, msg: Any) -> None:
-        return None
 
 
 @dataclass
@@ -56,21 +46,21 @@ def run_offline(story: Story, static: xr.Dataset, registry: Registry, *, tick_s:
     script = Script(story)
     store = Store.open(":memory:")
     core = TwinCore(story.twin(static), registry, store, CoreConfig(tick_s=tick_s))
-    ingestor = Ingestor(_NoBroker(), None, registry, core.on_batch)  # type: ignore[arg-type] - no raw log
+    admission = Admission(registry, prefix=core.config.prefix)
     out = OfflineRun(core=core)
     steps = round((story.length_s if until_s is None else until_s) / tick_s)
     try:
         for _ in range(steps):
             script.advance(sim)
-            accepted = [r for topic, payload in sim.step(tick_s)
-                        if (r := ingestor.process(topic, payload, sim.t)) is not None]
-            if accepted:
-                core.on_batch(batch_of(accepted))
+            admitted = [admission.admit_fast(topic, payload, sim.t) for topic, payload in sim.step(tick_s)]
+            batch = batch_of([r for r in admitted if type(r) is not Rejection])
+            if len(batch):
+                core.on_batch(batch)
             out.events += [(sim.t, e) for e in core.on_tick(sim.t).events]
             out.unit_messages += _deliver_to_units(store, sim, core.config.prefix)
     finally:
         store.close()
-    m = ingestor.metrics.snapshot()
+    m = admission.metrics.snapshot()
     out.rejected, out.received, out.acks = dict(m.get("rejected", {})), int(m.get("received", 0)), dict(sim.units.acks)
     return out
 

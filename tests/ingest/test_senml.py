@@ -128,7 +128,7 @@ def test_rfc_examples_are_not_city_sensors():
     assert isinstance(r, Rejection) and r.reason is Reason.IDENTITY_MISMATCH
 
 
-# --- the project's kinds (DESIGN.md 3.1) --------------------------------------------------------
+# --- the project's kinds (docs/contract/mqtt.md) ----------------------------------------------
 
 
 def test_crowd_count():
