@@ -115,6 +115,49 @@ class Deduper:
             self._forget()
         return True
 
+    # ------------------------------------------------------------ snapshots
+    def state(self) -> dict:
+        """The remembered keys as plain columns, oldest first: the streams (device, quantity, ref), then per
+        remembered entry its stream, its number of times and whether it is a chunk; all times concatenated."""
+        index: dict[Stream, int] = {}
+        entry_stream, entry_len, entry_chunk, times = [], [], [], []
+        for stream, ts in self._order:
+            entry_stream.append(index.setdefault(stream, len(index)))
+            entry_len.append(len(ts))
+            entry_chunk.append(not isinstance(ts, list))
+            times.append(np.asarray(ts, dtype=float))
+        streams = list(index)
+        return {"max_keys": int(self.max_keys),
+                "device": np.array([s[0] for s in streams], dtype=str),
+                "quantity": np.array([s[1] for s in streams], dtype=str),
+                "ref": np.array([s[2] for s in streams], dtype=str),
+                "entry_stream": np.array(entry_stream, dtype=np.int64),
+                "entry_len": np.array(entry_len, dtype=np.int64),
+                "entry_chunk": np.array(entry_chunk, dtype=bool),
+                "times": np.concatenate(times) if times else np.zeros(0)}
+
+    def restore(self, state: dict) -> None:
+        """Take back what `state` gave (on an empty deduper)."""
+        self.max_keys = int(state["max_keys"])
+        streams = list(zip(state["device"].tolist(), state["quantity"].tolist(), state["ref"].tolist(), strict=True))
+        ends = np.cumsum(state["entry_len"])
+        starts = ends - state["entry_len"]
+        times = state["times"]
+        for k, chunk, a, b in zip(state["entry_stream"].tolist(), state["entry_chunk"].tolist(), starts.tolist(),
+                                  ends.tolist(), strict=True):
+            stream = streams[k]
+            keys = self._streams.setdefault(stream, _StreamKeys())
+            ts = times[a:b]
+            if chunk:
+                keys.chunks.append(np.sort(ts))
+                self._order.append((stream, ts.copy()))
+            else:
+                small = ts.tolist()
+                keys.small.update(small)
+                self._order.append((stream, small))
+            keys.tmax = max(keys.tmax, float(ts.max())) if len(ts) else keys.tmax
+            self._size += len(ts)
+
     def _remember(self, stream: Stream, keys: _StreamKeys, ts: np.ndarray) -> None:
         if len(ts) == 0:
             return

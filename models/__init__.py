@@ -4,47 +4,35 @@ Imports nothing from ``twin``, ``ingest`` or ``scenarios``.
 
 Public surface:
 
-* components (each declares inputs/outputs with units; all are in :data:`COMPONENTS`):
-  :class:`CrowdDensityFromCounts`, :class:`CrowdFusion`, :class:`CrowdOccupancy`, :class:`CrowdState`,
-  :class:`FloodModel`,
-  :class:`RainAccumulation`, :class:`ProbeSpeeds`, :class:`Congestion`, :class:`LoopDetectors`,
-  :class:`AlertLevels` (the fused risk tick with its state machine);
-* state machine: :class:`AlertMachine`, :class:`AlertState`, :func:`threshold_levels`,
-  :func:`stale_mask`, :data:`LEVEL_NODATA`;
+* components (each declares inputs/outputs with units; all are in :data:`COMPONENTS`, and where
+  each runs is in docs/models-in-the-tick.md):
+  :class:`CrowdFusion`, :class:`CrowdState`, :class:`CrowdFlow`, :class:`FloodModel`,
+  :class:`RainAccumulation`, :class:`ProbeSpeeds`, :class:`LoopDetectors`, :class:`Congestion`,
+  :class:`AlertLevels` (the fused risk tick with the level state machine);
+* level state and staleness: :class:`AlertState`, :func:`stale_mask`, :data:`LEVEL_NODATA`;
 * configuration: :class:`CrowdConfig`, :class:`FloodConfig`, :class:`RainConfig`,
-  :class:`TrafficConfig`, :class:`RiskConfig`, :class:`AlertTiming`;
+  :class:`TrafficConfig`, :class:`RiskConfig`, :class:`AlertTiming`, :class:`CrowdFlowConfig`;
 * kernels live in :mod:`models.kernels` (numpy references in :mod:`models.reference`).
 """
 
 from models._component import COMPONENTS, Component, InputError, MissingInputError, Reference, Var
 from models.config import AlertTiming, CrowdConfig, FloodConfig, RainConfig, RiskConfig, TrafficConfig
-from models.crowd import CrowdDensityFromCounts, CrowdFusion, CrowdOccupancy, CrowdState
+from models.crowd import CrowdFusion, CrowdState
 from models.flood import FloodModel
 from models.rain import RainAccumulation
-from models.risk import (
-    LEVEL_NODATA,
-    AlertLevels,
-    AlertMachine,
-    AlertState,
-    stale_mask,
-    threshold_levels,
-    tick_params,
-)
+from models.risk import LEVEL_NODATA, AlertLevels, AlertState, stale_mask, tick_params
 from models.traffic import Congestion, LoopDetectors, ProbeSpeeds, cell_speeds_from_segments, segment_speeds
 
 __all__ = [
     "COMPONENTS",
     "LEVEL_NODATA",
     "AlertLevels",
-    "AlertMachine",
     "AlertState",
     "AlertTiming",
     "Component",
     "Congestion",
     "CrowdConfig",
-    "CrowdDensityFromCounts",
     "CrowdFusion",
-    "CrowdOccupancy",
     "CrowdState",
     "FloodConfig",
     "FloodModel",
@@ -61,7 +49,6 @@ __all__ = [
     "cell_speeds_from_segments",
     "segment_speeds",
     "stale_mask",
-    "threshold_levels",
     "tick_params",
 ]
 

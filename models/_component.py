@@ -15,7 +15,6 @@ GRID_DIMS = ("y", "x")
 LEVEL_FLAGS = ("-1 0 1 2 3 4", "nodata none blue yellow orange red")
 """CF flags of a warning-level variable (as ``twin.district.layers``)."""
 LOS_FLAGS = ("-1 0 1 2 3 4 5", "nodata A B C D E F")
-CONGESTION_FLAGS = ("-1 0 1 2 3 4", "nodata smooth basically_smooth light moderate severe")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Thresholds and parameters, one dataclass per hazard, with the evidence for every default.
 
-Evidence tags are those of SCIENCE.md: [src] read in the cited source, [mem] textbook value not
+Evidence tags are those of docs/science/README.md: [src] read in the cited source, [mem] textbook value not
 re-checked in a primary source, [run] reproduced here, [design] our own choice (no source).
 Colour tuples are (blue, yellow, orange, red); ``raise_`` thresholds start a level, ``clear``
-thresholds (below them the level may be lowered) are lower, giving hysteresis (SCIENCE.md 5).
+thresholds (below them the level may be lowered) are lower, giving hysteresis (docs/science/alerts.md 5).
 Values are in the units named in each field; components convert them to SI.
 """
 
@@ -23,7 +23,7 @@ class AlertTiming:
     ``for_ticks``: a higher level is raised on the evaluation at which its condition has held for
     this many ticks since it first held (Prometheus ``for``) [src]; ``keep_ticks``: a level is
     lowered one step after its clear condition has held for this many ticks (Prometheus
-    ``keep_firing_for``) [src]. Defaults 3 and 10 ticks [design; 3 is SCIENCE.md 5 test 1].
+    ``keep_firing_for``) [src]. Defaults 3 and 10 ticks [design; 3 is docs/science/alerts.md 5 test 1].
     ``flap_high`` / ``flap_low``: Nagios percent-state-change thresholds 20 / 5 % [mem, sample config].
     """
 
@@ -38,16 +38,16 @@ class CrowdConfig:
     """Crowd thresholds.
 
     density_raise / density_clear [person m-2], (blue, yellow, orange, red):
-      blue 1.08 / 0.72 = Fruin walkway LOS E / LOS D lower edges [src, SCIENCE.md 1.1];
-      yellow 2.0 / 1.5: start of the crowd hazard ramp (SCIENCE.md 4) [src] / [design];
-      orange 4.0 / 3.0: Still's critical density of a moving crowd, SCIENCE.md 5 example [src];
+      blue 1.08 / 0.72 = Fruin walkway LOS E / LOS D lower edges [src, docs/science/crowd.md 1.1];
+      yellow 2.0 / 1.5: start of the crowd hazard ramp (docs/science/risk.md 4) [src] / [design];
+      orange 4.0 / 3.0: Still's critical density of a moving crowd, docs/science/alerts.md 5 example [src];
       red 5.0 / 4.5: Still "uncomfortable at 5, above that dangerous" [src] / [design].
-    hazard_low / hazard_high: hazard 0 at 2 and 1 at 5 person m-2 (SCIENCE.md 4) [src].
+    hazard_low / hazard_high: hazard 0 at 2 and 1 at 5 person m-2 (docs/science/risk.md 4) [src].
     trend_horizon [s]: a rising density is judged at rho + rate x horizon, 300 s [design]
       (Still: monitor density and its trend, throttle before 4-5 p/m2 [src]).
     trend_alpha: EWMA weight of the newest density difference, 0.3 [design].
     pressure_crit [s-2]: Helbing crowd pressure of turbulence, 0.02 [mem]; only counts where
-      density >= pressure_min_density = 4.0 (SCIENCE.md 1.3 caution) [src]. It raises one level.
+      density >= pressure_min_density = 4.0 (docs/science/crowd.md 1.3 caution) [src]. It raises one level.
     pressure_alpha: EWMA weight for the time-averaged velocity U, 0.1 per tick [design].
     walkway_los_space_ft2: Fruin walkway LOS A-E lower space bounds 35/25/15/10/5 ft2 per person
       [src]; queue_los_density: Fruin queuing LOS edges 0.83/1.08/1.54/3.57/5.26 p/m2 [mem].
@@ -82,12 +82,12 @@ class FloodConfig:
     depth_raise / depth_clear [m], (blue, yellow, orange, red):
       blue 0.05 / 0.03: water standing on the carriageway [design, no source];
       yellow 0.15 / 0.10: GB 50014 / GB 51222 "not waterlogged" limit (<= 15 cm in one lane) [mem],
-        SCIENCE.md 5 hysteresis example;
+        docs/science/alerts.md 5 hysteresis example;
       orange 0.27 / 0.20: Beijing underpass closure rule [mem] (Shenyang closes at 0.25 [src]);
       red 0.50 / 0.40: cars start to float, unsafe for pedestrians [mem].
     hv_raise / hv_clear [m2 s-1]: depth x velocity, orange 0.3 / 0.2 (vehicles) and red 0.5 / 0.4
       (people) [mem; clear values design]. Blue and yellow do not use h v.
-    hazard ramps: depth 0.15 -> 0.50 m (SCIENCE.md 4) [src]; h v 0.3 -> 0.5 m2 s-1 [mem].
+    hazard ramps: depth 0.15 -> 0.50 m (docs/science/risk.md 4) [src]; h v 0.3 -> 0.5 m2 s-1 [mem].
     Scheme (landlab defaults [run]): alpha 0.7, theta 0.8, manning 0.03 s m-1/3, g 9.80665 m s-2.
     h_min [m]: faces shallower carry no flow, 1e-6 [design]. dt_max [s]: cap on the CFL step, 10.
     wall_fraction: building_fraction at or above which a cell is a wall, 0.5 [design].
@@ -118,11 +118,11 @@ class FloodConfig:
 
 @dataclass(frozen=True)
 class RainConfig:
-    """Rolling rain accumulations and rainstorm signals (SCIENCE.md 4).
+    """Rolling rain accumulations and rainstorm signals (docs/science/risk.md 4).
 
     Shanghai signals [src] (raise, mm): blue 1 h >= 35 or 6 h >= 50; yellow 1 h >= 50 or 6 h >= 80;
     orange 1 h >= 80 or 6 h >= 100; red 1 h >= 100 or 6 h >= 150 -- red is NOT confirmed in the
-    source [mem, open item SCIENCE.md 7]. Clear thresholds 5 mm below raise [design].
+    source [mem, open item docs/science/README.md 7]. Clear thresholds 5 mm below raise [design].
     National CMA signals [src]: blue >= 50 mm / 12 h; yellow >= 50 / 6 h; orange >= 50 / 3 h;
     red >= 100 / 3 h. Windows 1, 3, 6, 12 h; bins of ``bin_seconds`` (600 s) [design].
     hazard ramp of the 1 h total 50 -> 100 mm (yellow to red) [design].
@@ -155,12 +155,12 @@ class TrafficConfig:
     Levels: GB/T 33171 light -> blue, moderate -> yellow, severe -> orange (speed bounds by road
     class, ``GBT33171_KMH``) [src]; red where severe and v / v_free <= red_ratio 0.2 [design].
     Clear: the bound + clear_margin 5 km/h, red ratio 0.25 [design].
-    hazard ramp: speed ratio 0.7 -> 0.3 (SCIENCE.md 4) [src].
-    min_samples 3 and min_probe_seconds 60 s per bin (SCIENCE.md 3.4: 3-5 probes or 60 s) [src].
+    hazard ramp: speed ratio 0.7 -> 0.3 (docs/science/risk.md 4) [src].
+    min_samples 3 and min_probe_seconds 60 s per bin (docs/science/traffic.md 3.4: 3-5 probes or 60 s) [src].
     ewma_alpha 0.5 per bin [design]. tpi_breaks: extra travel time 0, 0.2, 0.5, 0.8, 1.1, 2.0 at
     index 0, 2, 4, 6, 8, 10 (Beijing TPI bands [src]; 2.0 at index 10 [design]) -- "TPI-like".
     California algorithm T1 0.08, T2 0.5, T3 0.15, persistence 2 [mem]; speed-drop ratio 0.5 and
-    persistence 2 bins (SCIENCE.md 5 speed-drop on 0.5) [src] / [design].
+    persistence 2 bins (docs/science/alerts.md 5 speed-drop on 0.5) [src] / [design].
     """
 
     gbt_kmh: dict = field(default_factory=lambda: dict(GBT33171_KMH))
@@ -189,14 +189,14 @@ class TrafficConfig:
 
 @dataclass(frozen=True)
 class RiskConfig:
-    """Composite risk: R = H x E x V per cell and hazard (SCIENCE.md 4), levels, compounding.
+    """Composite risk: R = H x E x V per cell and hazard (docs/science/risk.md 4), levels, compounding.
 
     exposure_density_ref [person m-2]: E = min(1, rho / ref), 1.0 [design]; road_exposure by road
     class (none, expressway, arterial, secondary, branch) = (0, 1, 0.8, 0.6, 0.4) [design].
     exposure_min: cells with E below it are capped at blue (nobody exposed), 0.05 [design].
     ev_high: E x V at or above it raises a level one step (underpass with a crowd), 0.5 [design].
     compound_min_level: two hazards at this level or above in one cell raise the overall level one
-    step (waterlogging in a crowded cell; SCIENCE.md 4 [src]), 2 = yellow [design].
+    step (waterlogging in a crowded cell; docs/science/risk.md 4 [src]), 2 = yellow [design].
     """
 
     crowd: CrowdConfig = field(default_factory=CrowdConfig)
@@ -215,12 +215,12 @@ class CrowdFlowConfig:
     """Macroscopic crowd-flow model (:class:`models.crowdflow.CrowdFlow`).
 
     v0 1.34 m s-1, gamma 1.913 person m-2, rho_max 5.4 person m-2: Weidmann (1993) speed-density law
-      [mem] (SCIENCE.md 1.2; the values of CrowdConfig). J_max and rho_c are computed from them.
+      [mem] (docs/science/crowd.md 1.2; the values of CrowdConfig). J_max and rho_c are computed from them.
     cfl: sub-step = cfl dx / (sqrt(2) v0); at cfl <= 1 a cell never sends more than it holds, 0.9 [design].
     routing: "density" = travel time at the local Weidmann speed (Hughes 2002) [src for the model],
       "free" = at v0, geometry only [design choice of the default: "density"].
     min_speed: speed floor of the routing cost so jammed cells stay routable, 0.10 m s-1 = IMO
-      MSC.1/Circ.1238 corridor speed at >= 3.5 p/m2 (SCIENCE.md 1.2) [src].
+      MSC.1/Circ.1238 corridor speed at >= 3.5 p/m2 (docs/science/crowd.md 1.2) [src].
     potential_every: sub-steps between potential updates with density routing, 5 [design]
       (about 24 s at 10 m cells, 12 s at 5 m).
     wall_fraction: building_fraction at or above which a cell is a wall, 0.5 [design, as FloodConfig];

@@ -1,4 +1,4 @@
-"""Crowd components: density from counts or fused sensors, Fruin LOS, trend, hazard, speed, pressure."""
+"""Crowd components: density fused from counting sensors, Fruin LOS, trend, hazard, speed, pressure."""
 
 from __future__ import annotations
 
@@ -11,17 +11,16 @@ from models.kernels.bands import classify_bands
 from models.kernels.crowd import (
     crowd_hazard,
     crowd_pressure,
-    density_from_counts,
     density_trend,
     fuse_density,
-    occupancy_update,
     weidmann_speed,
 )
 
 FRUIN = Reference("Fruin, J. J. (1971). Pedestrian Planning and Design. Metropolitan Association of "
                   "Urban Designers and Environmental Planners, New York. Walkway and queuing LOS tables.")
 STILL = Reference("Still, G. K. et al. (2020), crowd risk analysis with the DIM-ICE model, Journal of Place "
-                  "Management and Development (Emerald); critical densities 4 and 5 p/m2 as quoted in SCIENCE.md 1.2",
+                  "Management and Development (Emerald); critical densities 4 and 5 p/m2 as quoted in "
+                  "docs/science/crowd.md 1.2",
                   "10.1108/JPMD-10-2019-0090")
 WEIDMANN = Reference("Weidmann, U. (1993). Transporttechnik der Fussgaenger. Schriftenreihe des IVT 90, "
                      "ETH Zuerich, 2nd ed.; speed-density law v(rho) in the Kladek form.")
@@ -34,80 +33,13 @@ def _coords(ds: xr.Dataset) -> dict:
     return {d: ds.coords[d] for d in GRID_DIMS if d in ds.coords}
 
 
-class CrowdDensityFromCounts(Component):
-    """Crowd density = people counted in a cell / its walkable area.
-
-    Cells with no walkable area get NaN (no data), never zero.
-    """
-
-    name = "crowd_density_from_counts"
-    inputs = (
-        Var("crowd_count", "person", GRID_DIMS, "float64", "people counted in the cell", valid_range=(0, 500)),
-        Var("walkable_area", "m2", GRID_DIMS, "float64", "open ground in the cell people can stand on",
-            valid_range=(0, 2500)),
-    )
-    outputs = (Var("crowd_density", "person m-2", GRID_DIMS, "float64", "people per square metre of walkable area"),)
-    references = (FRUIN,)
-
-    def __init__(self, ds: xr.Dataset, config: CrowdConfig | None = None):
-        self.check_inputs(ds, ("walkable_area",))
-        self.config = config or CrowdConfig()
-
-    def update(self, ds: xr.Dataset, dt: float = 0.0) -> xr.Dataset:
-        """Density from ``crowd_count`` and ``walkable_area`` in ``ds``; ``dt`` [s] is unused."""
-        self.check_inputs(ds)
-        count = self.read(ds, "crowd_count")
-        area = self.read(ds, "walkable_area")
-        out = np.empty(count.size)
-        density_from_counts(count.ravel(), area.ravel(), out)
-        return self.outputs_from_si({"crowd_density": out.reshape(count.shape)}, _coords(ds))
-
-
-class CrowdOccupancy(Component):
-    """People in each cell from counting lines (gates, beams): N = N + in - out, with re-anchoring.
-
-    ``crowd_count_anchor`` (optional, NaN where none) is an absolute count from a camera or Wi-Fi
-    snapshot; it replaces the running sum and resets the drift that miscounts accumulate.
-    Until a cell has been anchored its count starts from zero.
-    """
-
-    name = "crowd_occupancy"
-    inputs = (
-        Var("crowd_inflow", "person", GRID_DIMS, "float64", "people counted entering the cell this tick",
-            valid_range=(0, 20)),
-        Var("crowd_outflow", "person", GRID_DIMS, "float64", "people counted leaving the cell this tick",
-            valid_range=(0, 20)),
-        Var("crowd_count_anchor", "person", GRID_DIMS, "float64", "absolute count from a snapshot, NaN where none",
-            optional=True, valid_range=(0, 500)),
-    )
-    outputs = (Var("crowd_count", "person", GRID_DIMS, "float64", "people counted in the cell"),)
-    references = (STILL,)
-
-    def __init__(self, ds: xr.Dataset, config: CrowdConfig | None = None):
-        self.check_inputs(ds, ("crowd_inflow",))
-        self.config = config or CrowdConfig()
-        self.shape = ds["crowd_inflow"].shape
-        self.count = np.zeros(ds["crowd_inflow"].size)
-
-    def update(self, ds: xr.Dataset, dt: float = 0.0) -> xr.Dataset:
-        """Apply this tick's crossings (and anchors) from ``ds``; ``dt`` [s] is unused."""
-        self.check_inputs(ds)
-        n = self.count.size
-        anchor = self.read(ds, "crowd_count_anchor").ravel() if "crowd_count_anchor" in ds else np.full(n, np.nan)
-        out = np.empty(n)
-        occupancy_update(self.count, self.read(ds, "crowd_inflow").ravel(), self.read(ds, "crowd_outflow").ravel(),
-                         anchor, out)
-        self.count = out
-        return self.outputs_from_si({"crowd_count": out.reshape(self.shape).copy()}, _coords(ds))
-
-
 class CrowdFusion(Component):
     """Crowd density per cell fused over counting sensors whose coverage areas overlap cells.
 
     The coverage table is sparse: entry k says sensor ``cover_sensor[k]`` covers the fraction
     ``cover_fraction[k]`` of the walkable area of cell ``cover_cell[k]`` (flat index, row-major
     over (y, x)). Each sensor's count is spread uniformly over its walkable footprint and cells are
-    combined by inverse variance weighted by coverage (SCIENCE.md 1.4). Uncovered cells: NaN.
+    combined by inverse variance weighted by coverage (docs/science/crowd.md 1.4). Uncovered cells: NaN.
     """
 
     name = "crowd_fusion"
@@ -156,7 +88,7 @@ class CrowdState(Component):
     Helbing's pressure). Crowd pressure needs ``crowd_velocity_x/y``; without them it is NaN, and it
     never raises the hazard on its own (only where density >= ``pressure_min_density``).
     Fruin LOS codes: 0 A .. 5 F, -1 no data; walkway table (density from the ft2 space table)
-    and queuing table (SCIENCE.md 1.1).
+    and queuing table (docs/science/crowd.md 1.1).
     """
 
     name = "crowd_state"

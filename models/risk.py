@@ -1,4 +1,4 @@
-"""Composite risk and alert levels: the fused risk tick, its state, and a generic state machine."""
+"""Composite risk and alert levels: the fused risk tick with its level state machine, its state, staleness."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from models._component import GRID_DIMS, LEVEL_FLAGS, Component, Reference, Var
-from models.config import AlertTiming, RiskConfig
+from models.config import RiskConfig
 from models.kernels import risk as rk
 
 UNDRR = Reference("UNDRR (2017). Terminology: disaster risk = f(hazard, exposure, vulnerability, capacity). "
@@ -35,7 +35,7 @@ def stale_mask(last_update: np.ndarray, now: float, period: float, n_periods: fl
     period : float
         Expected update period of the source. [s]
     n_periods : float
-        Silence tolerated before a cell is no-data (SCIENCE.md 5 test 4: 3 periods). [1]
+        Silence tolerated before a cell is no-data (docs/science/alerts.md 5 test 4: 3 periods). [1]
     """
     age = now - np.asarray(last_update, dtype=float)
     return ~(age <= n_periods * period)
@@ -79,47 +79,6 @@ class AlertState:
     def args(self) -> tuple[np.ndarray, ...]:
         """Arrays in kernel argument order (level, reported, raw, n_up, n_down, history, flapping)."""
         return self.level, self.reported, self.raw, self.n_up, self.n_down, self.history, self.flapping
-
-
-class AlertMachine:
-    """Generic level state machine over (n_hazards, n_cells) candidate levels.
-
-    Each :meth:`step` takes the instantaneous raise level (highest colour whose raise threshold is
-    met; -1 no data) and hold level (highest colour whose clear threshold is still met) per hazard
-    and cell, and returns the reported levels and what changed. See :func:`threshold_levels` to
-    get them from a metric. Semantics: raise after the condition held ``for_ticks`` ticks (jump to
-    the level), lower one step after ``keep_ticks`` ticks below, freeze on no data, hold while
-    flapping (Nagios percent state change > flap_high until < flap_low).
-    """
-
-    def __init__(self, n_hazards: int, n_cells: int, timing: AlertTiming | list[AlertTiming] | None = None):
-        timings = timing if isinstance(timing, list) else [timing or AlertTiming()] * n_hazards
-        self.ticks = np.array([[t.for_ticks, t.keep_ticks] for t in timings], dtype=np.int64)
-        self.flap_high, self.flap_low = timings[0].flap_high, timings[0].flap_low
-        self.state = AlertState.zeros(n_hazards, n_cells)
-
-    def step(self, raise_level: np.ndarray, hold_level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One tick on (n_hazards, n_cells) levels; returns (reported levels, changed flags), same shape."""
-        r = np.ascontiguousarray(np.atleast_2d(raise_level).T, np.int64)
-        h = np.ascontiguousarray(np.atleast_2d(hold_level).T, np.int64)
-        changed = np.zeros(r.shape, np.int8)
-        rk.alert_step(r, h, self.ticks, self.flap_high, self.flap_low, *self.state.args(), changed)
-        return self.state.reported.T.copy(), changed.T.copy()
-
-    def flap_percent(self) -> np.ndarray:
-        """Nagios percent state change per cell and hazard (0-100), shape (n_cells, n_hazards). [1]"""
-        out = np.empty(self.state.history.size)
-        rk.flap_percent(self.state.history.ravel(), out)
-        return out.reshape(self.state.history.shape)
-
-
-def threshold_levels(metric: np.ndarray, raise_: tuple, clear: tuple, higher_is_worse: bool = True
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(raise, hold) levels of a metric against (blue, yellow, orange, red) raise/clear thresholds."""
-    m = np.ascontiguousarray(metric, float).ravel()
-    r, h = np.empty(m.size, np.int64), np.empty(m.size, np.int64)
-    rk.threshold_levels(m, np.array(list(raise_) + list(clear), float), 1.0 if higher_is_worse else -1.0, r, h)
-    return r.reshape(np.shape(metric)), h.reshape(np.shape(metric))
 
 
 def tick_params(cfg: RiskConfig) -> dict[str, np.ndarray]:
@@ -168,7 +127,7 @@ class AlertLevels(Component):
     """The risk tick: hazard, risk = H x E x V and warning levels per cell with a state machine.
 
     Per hazard (crowd, flood, traffic): hazard H in [0, 1] (piecewise linear between the yellow
-    and red metrics, SCIENCE.md 4), exposure E (crowd density / reference, or road class), risk
+    and red metrics, docs/science/risk.md 4), exposure E (crowd density / reference, or road class), risk
     R = H E V; levels from raise/clear thresholds (hysteresis) of the governing metrics (crowd:
     trend-projected density, pressure +1 only with density >= 4; flood: depth, depth x velocity,
     Shanghai rain signal; traffic: GB/T 33171 by road class, red by speed ratio), capped at blue
@@ -234,6 +193,12 @@ class AlertLevels(Component):
         if stale and hazard in stale and name in ("crowd_density", "water_depth", "traffic_speed"):
             arr = np.where(np.asarray(stale[hazard]).ravel(), np.nan, arr)
         return np.ascontiguousarray(arr)
+
+    def flap_percent(self) -> np.ndarray:
+        """Nagios percent state change per cell and hazard (0-100), shape (n_cells, 3). [1]"""
+        out = np.empty(self.state.history.size)
+        rk.flap_percent(self.state.history.ravel(), out)
+        return out.reshape(self.state.history.shape)
 
     def update(self, ds: xr.Dataset, dt: float = 0.0, stale: dict | None = None) -> xr.Dataset:
         """One tick with the layers in ``ds``; ``dt`` [s] unused (delays count ticks)."""

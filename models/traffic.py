@@ -1,11 +1,11 @@
-"""Traffic components: probe speeds, congestion levels (GB/T 33171), TPI-like index, incidents."""
+"""Traffic components: probe speeds, loop detectors, congestion levels (GB/T 33171), TPI-like index, incidents."""
 
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
 
-from models._component import CONGESTION_FLAGS, GRID_DIMS, Component, Reference, Var
+from models._component import GRID_DIMS, Component, Reference, Var
 from models.config import TrafficConfig
 from models.kernels import traffic as tk
 
@@ -15,6 +15,9 @@ WARDROP = Reference("Wardrop, J. G. (1952). Some theoretical aspects of road tra
                     "Civ. Eng. 1(3), 325-362 (time- and space-mean speed).", "10.1680/ipeds.1952.11259")
 PAYNE = Reference("Payne, H. J., Tignor, S. C. (1978). Freeway incident-detection algorithms based on "
                   "decision trees with states. Transp. Res. Rec. 682, 30-37 (California algorithm).")
+
+CONGESTION_DOC = "GB/T 33171 congestion level, 0 smooth to 4 severe, -1 no road or no data"
+INCIDENT_DOC = "traffic incident in the cell: 1 declared, 0 tested and none, -1 not tested"
 
 
 def _coords(ds: xr.Dataset) -> dict:
@@ -36,7 +39,7 @@ def cell_speeds_from_segments(seg: np.ndarray, cell: np.ndarray, length_m: np.nd
     """Cell speed [m s-1] as the length-weighted mean of the segment speeds crossing each cell.
 
     ``seg``, ``cell``, ``length_m`` [m] form the sparse segment x cell table (from the road network
-    and the grid); NaN where no segment with data crosses the cell (SCIENCE.md 3.4).
+    and the grid); NaN where no segment with data crosses the cell (docs/science/traffic.md 3.4).
     """
     out = np.empty(n_cells)
     tk.segment_to_cells(np.ascontiguousarray(seg, np.int64), np.ascontiguousarray(cell, np.int64),
@@ -48,7 +51,7 @@ class ProbeSpeeds(Component):
     """Space-mean speed per cell from time-sampled Beidou probe pings, smoothed in time.
 
     Each ping (already map-matched to a cell) stands for its sampling interval; the cell speed is
-    sum(v dt) / sum(dt) (SCIENCE.md 3.4 -- not the harmonic mean, which is for spot speeds at a
+    sum(v dt) / sum(dt) (docs/science/traffic.md 3.4 -- not the harmonic mean, which is for spot speeds at a
     point). Cells below ``min_samples`` pings or ``min_probe_seconds`` get NaN (no data) and keep
     their smoothing state; others are EWMA-smoothed with ``ewma_alpha``.
     """
@@ -98,7 +101,9 @@ class Congestion(Component):
     data. The index is labelled TPI-like: its breakpoints follow the Beijing TPI bands of extra
     travel time, not the (not yet obtained) annex of the standard. ``network_tpi`` holds the
     road-length (cell-count) weighted mean after each update. The speed-drop incident test needs
-    ``traffic_speed_ref`` (historical speed of the same time slot).
+    ``traffic_speed_ref`` (historical speed of the same time slot); ``traffic_incident`` is -1 (not
+    tested) on cells without a road, a speed or a reference speed, so a missing profile never reads
+    as "no incident".
     """
 
     name = "congestion"
@@ -111,10 +116,9 @@ class Congestion(Component):
             optional=True, valid_range=(30, 90)),
     )
     outputs = (
-        Var("congestion_level", "1", GRID_DIMS, "int8", "GB/T 33171 congestion level, 0 smooth to 4 severe",
-            flags=CONGESTION_FLAGS),
+        Var("congestion_level", "1", GRID_DIMS, "int8", CONGESTION_DOC),
         Var("tpi_like", "1", GRID_DIMS, "float64", "TPI-like congestion index, 0 to 10"),
-        Var("traffic_incident", "1", GRID_DIMS, "int8", "1 where a probe speed-drop incident is detected"),
+        Var("traffic_incident", "1", GRID_DIMS, "int8", INCIDENT_DOC),
     )
     references = (GBT33171,)
 
@@ -138,58 +142,139 @@ class Congestion(Component):
         tpi = np.empty(v.size)
         weight = (cls > 0).astype(float)
         self.network_tpi = tk.tpi_like(np.where(cls > 0, v, np.nan), vff, weight, np.asarray(cfg.tpi_breaks), tpi)
-        inc = np.zeros(v.size, np.int8)
+        inc = np.full(v.size, -1, np.int8)
         if "traffic_speed_ref" in ds:
-            tk.speed_drop_incident(v, self.read(ds, "traffic_speed_ref").ravel(), cfg.drop_ratio, cfg.drop_persist,
-                                   self.count, inc)
+            ref = self.read(ds, "traffic_speed_ref").ravel()
+            drop = np.empty(v.size, np.int8)
+            tk.speed_drop_incident(v, ref, cfg.drop_ratio, cfg.drop_persist, self.count, drop)
+            inc = np.where((cls > 0) & np.isfinite(v) & (ref > 0), drop, inc).astype(np.int8)
         arrays = {"congestion_level": lvl, "tpi_like": tpi, "traffic_incident": inc}
         return self.outputs_from_si({k: a.reshape(shape) for k, a in arrays.items()}, _coords(ds))
 
 
 class LoopDetectors(Component):
-    """Loop detectors: space-mean speed (harmonic mean of spot speeds) and the California algorithm.
+    """Loop detectors on the grid: their interval speed, flow and occupancy per cell, and the California algorithm.
 
-    ``detector_downstream[i]`` is the index of the detector downstream of detector i (-1: none);
-    the pair (i, downstream) is tested with OCCDF, OCCRDF and DOCCTD (Payne & Tignor 1978) and a
-    persistence of ``california_persist`` intervals. Occupancy as a fraction 0-1.
+    Each detector reports per interval (the Bund's: 1-min aggregates) a speed, a flow and an
+    occupancy; NaN is no (fresh) reading. ``detector_cell`` places it in a cell (-1: outside the
+    grid, ignored). Per cell: ``loop_speed`` the harmonic mean of its detectors' speeds (the
+    space-mean speed of equal flows, Wardrop 1952; one detector: its speed as reported),
+    ``traffic_flow`` the sum of their flows, ``traffic_occupancy`` the mean of their occupancies;
+    NaN where no detector has a reading.
+
+    California algorithm: ``detector_downstream[i]`` is the index of the detector downstream of
+    detector i (-1: none); the pair (i, downstream) is tested with OCCDF, OCCRDF and DOCCTD (Payne &
+    Tignor 1978) on occupancy as a fraction, with a persistence of ``california_persist`` intervals.
+    An interval is a new reading: with ``detector_time`` the test advances only for detectors whose
+    occupancy reading is newer than the one last tested (a tick shorter than the detector interval
+    sees the same reading again); without it every update is one interval. ``traffic_incident`` is
+    1 at the upstream detector's cell while an incident is declared, 0 where a pair was tested and
+    none found, -1 where nothing was tested (no pair, no occupancy).
     """
 
     name = "loop_detectors"
     inputs = (
-        Var("passage_detector", "1", ("passage",), "int64", "detector of each vehicle passage", valid_range=(0, 4)),
-        Var("passage_speed", "km h-1", ("passage",), "float64", "spot speed of each passage", valid_range=(5, 90)),
-        Var("detector_occupancy", "1", ("detector",), "float64", "detector occupancy over the interval"),
+        Var("detector_cell", "1", ("detector",), "int64", "flat cell index of each detector, -1 outside the grid",
+            valid_range=(-1, 41)),
+        Var("detector_speed", "km h-1", ("detector",), "float64", "speed reported by each detector, NaN none",
+            valid_range=(0, 90)),
+        Var("detector_flow", "h-1", ("detector",), "float64", "vehicles per hour reported by each detector, NaN none",
+            valid_range=(0, 2000)),
+        Var("detector_occupancy", "%", ("detector",), "float64",
+            "share of time a vehicle was over each detector, NaN none", valid_range=(0, 100)),
         Var("detector_downstream", "1", ("detector",), "int64", "index of the downstream detector, -1 none",
-            valid_range=(-1, 4)),
+            optional=True, valid_range=(-1, 4)),
+        Var("detector_time", "s", ("detector",), "float64", "time of each detector's occupancy reading (unix)",
+            optional=True, valid_range=(0, 1e9)),
     )
     outputs = (
-        Var("detector_speed", "km h-1", ("detector",), "float64", "space-mean speed at the detector"),
-        Var("detector_count", "1", ("detector",), "float64", "vehicle passages over the interval"),
-        Var("detector_incident", "1", ("detector",), "int8", "1 where the California algorithm declares an incident"),
+        Var("loop_speed", "km h-1", GRID_DIMS, "float64", "space-mean speed at the cell's loop detectors"),
+        Var("traffic_flow", "h-1", GRID_DIMS, "float64", "vehicles per hour over the cell's loop detectors"),
+        Var("traffic_occupancy", "%", GRID_DIMS, "float64",
+            "share of time a vehicle is over the cell's loop detectors"),
+        Var("traffic_incident", "1", GRID_DIMS, "int8", INCIDENT_DOC),
     )
     references = (WARDROP, PAYNE)
 
-    def __init__(self, ds: xr.Dataset, config: TrafficConfig | None = None):
-        self.check_inputs(ds, ("detector_occupancy", "detector_downstream"))
+    def __init__(self, ds: xr.Dataset, config: TrafficConfig | None = None, shape: tuple[int, int] | None = None):
+        self.check_inputs(ds, ("detector_cell",))
         self.config = config or TrafficConfig()
-        n = ds["detector_occupancy"].size
-        self.lags = [np.full(n, np.nan), np.full(n, np.nan)]  # occupancy t-1, t-2
+        if shape is None:
+            if "y" not in ds.sizes or "x" not in ds.sizes:
+                raise ValueError("loop_detectors: give the grid shape (dataset dims y, x or shape=)")
+            shape = (ds.sizes["y"], ds.sizes["x"])
+        self.shape = tuple(shape)
+        self.coords = _coords(ds)
+        n = ds["detector_cell"].size
+        self.lags = [np.full(n, np.nan), np.full(n, np.nan)]  # occupancy [1] one and two intervals back
         self.count = np.zeros(n, np.int64)
+        self.flag = np.zeros(n, np.int8)
+        self.last_t = np.full(n, -np.inf)
 
     def update(self, ds: xr.Dataset, dt: float = 0.0) -> xr.Dataset:
-        """One detector interval from ``ds``; ``dt`` [s] is the interval (unused)."""
+        """The detector readings in ``ds`` on the grid; ``dt`` [s] is unused."""
         self.check_inputs(ds)
-        occ = self.read(ds, "detector_occupancy")
-        dn = self.read(ds, "detector_downstream")
+        n_cells = int(np.prod(self.shape))
+        cell = self.read(ds, "detector_cell")
+        if cell.size != self.count.size:
+            raise ValueError("loop_detectors: the number of detectors changed")
+        if cell.size and cell.max() >= n_cells:
+            raise ValueError("loop_detectors: detector_cell outside the grid")
+        inside = cell >= 0
+        # in the declared units (km h-1, h-1, %), not SI: a lone detector's reading reaches its cell unchanged
+        speed = self.read(ds, "detector_speed", si=False)
+        flow = self.read(ds, "detector_flow", si=False)
+        occ_pct = self.read(ds, "detector_occupancy", si=False)
+        out = {"loop_speed": _per_cell(cell, speed, inside & (speed >= 0), n_cells, "harmonic"),
+               "traffic_flow": _per_cell(cell, flow, inside & np.isfinite(flow), n_cells, "sum"),
+               "traffic_occupancy": _per_cell(cell, occ_pct, inside & np.isfinite(occ_pct), n_cells, "mean")}
+        tested = self._california(ds, self.read(ds, "detector_occupancy"))  # fraction [1]
+        inc = np.full(n_cells, -1, np.int8)
+        use = inside & (tested >= 0)
+        np.maximum.at(inc, cell[use], tested[use])
+        out["traffic_incident"] = inc
+        data = {k: xr.Variable(GRID_DIMS, a.reshape(self.shape).astype(self.output_var(k).dtype),
+                               attrs=self.output_var(k).attrs()) for k, a in out.items()}
+        return xr.Dataset(data, coords=self.coords)
+
+    def _california(self, ds: xr.Dataset, occ: np.ndarray) -> np.ndarray:
+        """Incident flag per detector: 1 declared, 0 tested and none, -1 not tested; advances the state."""
         n = occ.size
-        v, cnt = np.empty(n), np.empty(n)
-        tk.loop_speed(self.read(ds, "passage_detector"), self.read(ds, "passage_speed"), v, cnt)
+        dn = self.read(ds, "detector_downstream") if "detector_downstream" in ds else np.full(n, -1, np.int64)
+        new = (self.read(ds, "detector_time") > self.last_t) if "detector_time" in ds else np.ones(n, bool)
         has = dn >= 0
         idx = np.where(has, dn, 0)
         occ_dn = np.where(has, occ[idx], np.nan)
         lag2_dn = np.where(has, self.lags[1][idx], np.nan)
-        inc = np.empty(n, np.int8)
+        count, inc = self.count.copy(), np.empty(n, np.int8)
         t1, t2, t3 = self.config.california
-        tk.california_incident(occ, occ_dn, lag2_dn, t1, t2, t3, self.config.california_persist, self.count, inc)
-        self.lags = [occ.copy(), self.lags[0]]
-        return self.outputs_from_si({"detector_speed": v, "detector_count": cnt, "detector_incident": inc})
+        tk.california_incident(occ, occ_dn, lag2_dn, t1, t2, t3, self.config.california_persist, count, inc)
+        self.count = np.where(new, count, self.count)
+        self.flag = np.where(new, inc, self.flag).astype(np.int8)
+        self.lags = [np.where(new, occ, self.lags[0]), np.where(new, self.lags[0], self.lags[1])]
+        if "detector_time" in ds:
+            self.last_t = np.where(new, self.read(ds, "detector_time"), self.last_t)
+        return np.where(has & np.isfinite(occ) & np.isfinite(occ_dn), self.flag, -1).astype(np.int8)
+
+
+def _per_cell(cell: np.ndarray, value: np.ndarray, use: np.ndarray, n_cells: int, how: str) -> np.ndarray:
+    """``how`` (sum, mean or harmonic) of ``value[use]`` per cell; a lone value unchanged, NaN where a cell has none.
+
+    The harmonic mean of values >= 0 is 0 when one of them is 0 (a stopped detector).
+    """
+    out = np.full(n_cells, np.nan)
+    if not use.any():
+        return out
+    cells, inv = np.unique(cell[use], return_inverse=True)
+    v = value[use]
+    n = np.bincount(inv, minlength=cells.size)
+    total = np.bincount(inv, weights=v, minlength=cells.size)
+    if how == "sum":
+        out[cells] = total
+    elif how == "mean":
+        out[cells] = np.where(n == 1, total, total / n)
+    else:
+        with np.errstate(divide="ignore"):
+            inv_sum = np.bincount(inv, weights=1.0 / v, minlength=cells.size)
+        out[cells] = np.where(n == 1, total, n / inv_sum)
+    return out

@@ -4,7 +4,7 @@
 boolean arrays of shape (ny, nx); cell lists are flat row-major indices (``row * nx + col``).
 
 Rain
-    A Chicago design storm (Keifer & Chu 1957) on the Shanghai intensity formula (SCIENCE.md 2.2,
+    A Chicago design storm (Keifer & Chu 1957) on the Shanghai intensity formula (docs/science/flood.md 2.2,
     `models.design_storm.shanghai_storm_intensity`; the peak at ``peak_ratio`` of the duration, 0.4 in Shanghai
     practice), or a step series of intensities. `Forcing.rain_at` is the mean over an interval from the
     exact cumulative depth, so the rain volume of a run does not depend on its step.

@@ -59,7 +59,7 @@ __all__ = ["OUTPUT_ALIASES", "Arrival", "Closure", "DemandChange", "DesignStorm"
 TOP_FIELDS = ("extends", "name", "description", "seed", "start", "grid", "start_time", "duration", "step", "status",
               "forcing", "interventions", "outputs")
 STATUSES = ("Exercise", "Test", "Draft")
-"""CAP statuses a scenario may give its alerts; never ``Actual`` (DESIGN.md 3.1)."""
+"""CAP statuses a scenario may give its alerts; never ``Actual`` (docs/contract/mqtt.md 3.1)."""
 SNAPSHOT_FILES = ("snapshot.pkl", "live.nc")
 MAX_FILE_BYTES = 1 << 20
 """Scenario files are small; a larger one is refused before parsing (YAML alias bombs and the like)."""

@@ -16,7 +16,7 @@ from twin.district.dataset import grid_of
 from twin.district.layers import LAYERS, ROAD_CLASSES
 from twin.district.sources import read_district
 
-HUANGPU_RIVER = (121.4906, 31.2400)  # SCIENCE.md 6.3: a point on the river off the Bund
+HUANGPU_RIVER = (121.4906, 31.2400)  # docs/science/spatial.md 6.3: a point on the river off the Bund
 
 
 def _cell(ds, lon, lat):
@@ -131,7 +131,7 @@ def test_derived_elevation_says_so(bund10):
 
 
 def test_shanghai_design_storm_formula():
-    # SCIENCE.md 2.2 table [run]: P = 1, 5, 100 yr at 60 min; P = 3 yr at 5 min
+    # docs/science/flood.md 2.2 table [run]: P = 1, 5, 100 yr at 60 min; P = 3 yr at 5 min
     assert shanghai_storm_intensity(1, 60) == pytest.approx(36.5, abs=0.05)
     assert shanghai_storm_intensity(5, 60) == pytest.approx(58.1, abs=0.05)
     assert shanghai_storm_intensity(100, 60) == pytest.approx(98.3, abs=0.05)

@@ -1,4 +1,4 @@
-"""Tests of twin.district.geo against the vectors and validation tests of SCIENCE.md section 6."""
+"""Tests of twin.district.geo against the vectors and validation tests of docs/science/spatial.md section 6."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from twin.district import geo
 GEOD = Geod(ellps="WGS84")
 ROOT = Path(__file__).resolve().parents[1]
 
-# SCIENCE.md 6.1 / 6.3 fixtures (checked against an independent codec / measured with pyproj).
+# docs/science/spatial.md 6.1 / 6.3 fixtures (checked against an independent codec / measured with pyproj).
 BEIDOU_VECTOR = ((121.49045, 31.23934), "N51H263E465066336755")
 GCJ_VECTOR_WGS84 = (121.4906, 31.2400)
 GCJ_VECTOR_GCJ02 = (121.495066, 31.238014)

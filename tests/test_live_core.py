@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 
@@ -9,14 +10,16 @@ import numpy as np
 import pytest
 
 from ingest.batch import Batch
-from ingest.registry import load_registry
+from ingest.registry import load_registry, registry_from_geojson
 from twin.alerting.store import Store
 from twin.district import geo
 from twin.district.sources import data_dir
 from twin.live.core import CoreConfig, TwinCore
+from twin.live.models import LiveModels
+from twin.live.state import TwinState
 
 T0 = 1_735_689_600.0  # 2025-01-01T00:00:00Z
-CHEN_YI_SQUARE = (121.4855, 31.2405)  # SCIENCE.md 6.3, WGS84
+CHEN_YI_SQUARE = (121.4855, 31.2405)  # docs/science/spatial.md 6.3, WGS84
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +135,7 @@ def test_a_five_year_storm_floods_the_underpasses_first(core, registry):
     for k in range(30):
         t = T0 + 60 * k
         core.on_batch(Batch.build(len(gauges), device=np.array(gauges, dtype=object), t=t, quantity="rain",
-                                  value=np.full(len(gauges), 58.1)))  # 5-yr 60-min Shanghai storm, SCIENCE.md 2.2
+                                  value=np.full(len(gauges), 58.1)))  # 5-yr 60-min storm, docs/science/flood.md 2.2
         first = [e for e in core.on_tick(t).events if e.kind == "raised" and e.alert.hazard == "flood"]
         if first:
             break
@@ -170,3 +173,107 @@ def test_a_flapping_feed_makes_no_duplicate_and_no_ghost_cleared_alerts(core, re
     assert not [e for e in crowd if e.kind == "cancelled"], "no clear while the crowd is still there"
     assert len(core.book.of_hazard("crowd")) == 1
     assert len(crowd) <= 6, f"updates stay rare while flapping: {[e.alert.level for e in crowd]}"
+
+
+# ---------------------------------------------------------------- the live tick's models (issue 12)
+def _synthetic_storm_jam_and_crowd(static, registry):
+    """40 minutes of every sensor kind at 60 s ticks on `LiveModels` alone: a crowd that swells and
+    disperses, a 100 mm/h storm of 22 minutes, loop detectors slowing to a jam (speed, flow, occupancy)
+    with half of them falling silent after 28 min, and probe vehicles crawling through one road cell.
+    Returns the models and the hazard levels of every tick, (ticks, 4 hazards, ny, nx) int8."""
+    state = TwinState(static, registry)
+    live = LiveModels(state)
+    loops = [d.id for d in registry.of_kind("traffic")]
+    gauges = [d.id for d in registry.of_kind("rain")]
+    vehicles = [d.id for d in registry.of_kind("vehicle")][:5]
+    road = np.flatnonzero(static["road_class"].values.ravel() > 0)
+    far = road[np.argmax(np.min(np.abs(road[:, None] - state.sensor_cells["traffic"][None, :]), axis=1))]
+    lon, lat = state.grid.cell_centres_lonlat()
+    ping_lon, ping_lat = float(lon.ravel()[far]), float(lat.ravel()[far])
+    out = []
+    for k in range(40):
+        t = T0 + 60.0 * k
+        state.apply(crowd(registry, t, 300 + 5700 * np.sin(np.pi * k / 40) ** 2))
+        state.apply(Batch.build(len(gauges), device=np.array(gauges, dtype=object), t=t, quantity="rain",
+                                value=np.full(len(gauges), 100.0 if 3 <= k < 25 else 0.0)))
+        speed = float(np.interp(k, [5, 15, 25, 32], [45.0, 8.0, 8.0, 45.0]))
+        ids = loops if k < 28 else loops[:4]
+        n = len(ids)
+        state.apply(Batch.build(3 * n, device=np.array(ids * 3, dtype=object), t=t,
+                                quantity=np.array(["speed"] * n + ["flow"] * n + ["occ"] * n, dtype=object),
+                                value=np.concatenate([np.full(n, speed), np.full(n, 40.0 * speed),
+                                                      np.full(n, 90.0 - 1.5 * speed)])))
+        for j, v in enumerate(vehicles):
+            state.apply(Batch.build(1, device=v, t=t - j, quantity="position", lon=ping_lon, lat=ping_lat,
+                                    datum="CGCS2000", speed_kmh=12.0))
+        live.step(t, 60.0)
+        levels = live.hazard_levels()
+        out.append(np.stack([levels[h] for h in ("crowd", "flood", "traffic", "rain")]).astype(np.int8))
+    return live, np.stack(out)
+
+
+# Recorded before issue 12 (loop speeds written into the speed layer by hand, no LoopDetectors or
+# Congestion in the tick): per hazard (crowd, flood, traffic, rain) the number of cell-ticks at each
+# level -1..4, and a digest of every level of every tick.
+STORM_JAM_CROWD_LEVEL_COUNTS = [[4324920, 16118, 6338, 9962, 1702, 0], [0, 4291094, 65615, 559, 494, 1278],
+                                [770149, 3588667, 0, 64, 4, 156], [0, 2506448, 1852592, 0, 0, 0]]
+STORM_JAM_CROWD_LEVEL_SHA256 = "222767e42295872a968c1bb0565238237a3438e9c419b149958bfffb7349675c"
+
+
+@pytest.fixture(scope="module")
+def storm_jam_and_crowd(bund10, registry):
+    return _synthetic_storm_jam_and_crowd(bund10[0], registry)
+
+
+def test_the_tick_components_leave_the_hazard_levels_as_they_were(storm_jam_and_crowd):
+    """Running `LoopDetectors` and `Congestion` in the tick (and `stale_mask` for freshness) changes no hazard
+    level handed to the alerts: every level of every tick as recorded before."""
+    _, levels = storm_jam_and_crowd
+    counts = [[int((levels[:, h] == lv).sum()) for lv in range(-1, 5)] for h in range(4)]
+    assert counts == STORM_JAM_CROWD_LEVEL_COUNTS
+    assert hashlib.sha256(levels.tobytes()).hexdigest() == STORM_JAM_CROWD_LEVEL_SHA256
+
+
+def test_loop_flow_occupancy_and_congestion_are_live_layers(storm_jam_and_crowd, registry):
+    live, _ = storm_jam_and_crowd
+    layers, state = live.layers, live.state
+    cells = state.sensor_cells["traffic"]
+    fresh, silent = cells[:4], cells[4:]  # the last four detectors fell silent 12 minutes before the end
+    speed = float(np.interp(39, [5, 15, 25, 32], [45.0, 8.0, 8.0, 45.0]))
+    for name, units, value in (("traffic_flow", "h-1", 40.0 * speed), ("traffic_occupancy", "%", 90.0 - 1.5 * speed),
+                               ("traffic_speed", "km h-1", speed)):
+        assert layers[name].attrs["units"] == units and layers[name].attrs["long_name"]
+        np.testing.assert_allclose(layers[name].values.ravel()[fresh], value)
+    assert np.isnan(layers["traffic_flow"].values.ravel()[silent]).all(), "a stale detector is no data"
+    assert np.isnan(layers["traffic_flow"].values).sum() == layers["traffic_flow"].size - 4
+    level = layers["congestion_level"].values.ravel()
+    road = state.static["road_class"].values.ravel() > 0
+    assert (level[~road] == -1).all() and (level[fresh] == 0).all()  # 45 km/h on an arterial is smooth
+    assert (level[silent] == -1).all()
+    assert np.isfinite(layers["tpi_like"].values.ravel()[fresh]).all()
+    # the Bund registry pairs no detectors and there is no speed profile: no incident test ran anywhere
+    assert (layers["traffic_incident"].values == -1).all()
+
+
+def test_paired_loop_detectors_run_the_california_algorithm_per_reading(bund10):
+    """A registry ``downstream`` pairs loop-01 with loop-02: occupancy piling up at loop-01 while loop-02 empties
+    raises a traffic incident at loop-01's cell, counted in 1-min readings, not in 20 s ticks."""
+    doc = json.loads((data_dir() / "bund" / "registry.geojson").read_text(encoding="utf-8"))
+    for f in doc["features"]:
+        if f["properties"]["id"] == "loop-01":
+            f["properties"]["downstream"] = "loop-02"
+    state = TwinState(bund10[0], registry_from_geojson(doc))
+    live = LiveModels(state)
+    up, dn = state.readings["traffic"].index["loop-01"], state.readings["traffic"].index["loop-02"]
+    assert state.loop_downstream[up] == dn and (np.delete(state.loop_downstream, up) == -1).all()
+    cell = state.sensor_cells["traffic"][up]
+    seen = []
+    for k, (occ_up, occ_dn) in enumerate([(10.0, 10.0), (10.0, 10.0), (30.0, 5.0), (35.0, 4.0)]):
+        t = T0 + 60.0 * k
+        state.apply(Batch.build(2, device=np.array(["loop-01", "loop-02"], dtype=object), t=t, quantity="occ",
+                                value=np.array([occ_up, occ_dn])))
+        for tick in range(3):
+            live.step(t + 20.0 * tick, 20.0)
+            seen.append(int(live.layers["traffic_incident"].values.ravel()[cell]))
+    assert seen == [0] * 9 + [1] * 3
+    assert (np.delete(live.layers["traffic_incident"].values.ravel(), cell) == -1).all()

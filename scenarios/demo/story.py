@@ -5,7 +5,7 @@ Everything is relative to the story's start (22:00 +08:00 on 2025-12-31, the sim
 - crowd: the New Year's Eve profile (``scenarios.feeds.sensors``) squeezed so that its evening rise,
   midnight peak and dispersal fit in the hour; the busiest counter (Chen Yi Square) peaks at
   ``crowd_peak`` person m-2 at ``crowd_peak_s``, above Still's critical 4 person m-2 (orange);
-- rain: a Chicago design storm on the Shanghai formula (SCIENCE.md 2.2) of ``storm_return_period_yr``
+- rain: a Chicago design storm on the Shanghai formula (docs/science/flood.md 2.2) of ``storm_return_period_yr``
   and ``storm_duration_min``. The district's pipes take ``drainage_mm_h`` (the 3-year storm over a
   20-minute time of concentration, 93 mm/h: GB 50014 asks 3-5 years of central districts of very large
   cities) and the underpasses' older pump stations ``pump_mm_h`` over their catchments (the 2-year

@@ -1,4 +1,4 @@
-"""What the demo shows and sums up, read from the outside: the MQTT topics of the contract (DESIGN.md 3.1).
+"""What the demo shows and sums up, read from the outside: the MQTT topics of the contract (docs/contract/mqtt.md 3.1).
 
 `Tally` is pure (topic and payload in, counts out), so it can be tested without a broker; `Watcher`
 feeds it from a paho client subscribed to the alert, unit, dead-letter and status topics.

@@ -2,7 +2,7 @@
 
 ``Simulator(FeedConfig(...)).step(dt)`` returns the ``(topic, payload)`` pairs of one simulated step
 (deterministic for a seed); ``Publisher(url).run(sim, duration_s, speed=...)`` sends them at QoS 1.
-Messages are made with the ``ingest`` encoders, so they follow DESIGN.md 3.1 by construction.
+Messages are made with the ``ingest`` encoders, so they follow docs/contract/mqtt.md 3.1 by construction.
 """
 
 from scenarios.feeds.roads import RoadGraph, load_road_graph, road_graph_from_geojson

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,3 +52,20 @@ def test_memory_bound_forgets_oldest():
     assert len(dd) <= 100
     assert dd.filter(Batch.build(1, device="d", t=0.0, quantity="count"))[1] == 0  # forgotten
     assert dd.filter(Batch.build(1, device="d", t=949.0, quantity="count"))[1] == 1  # remembered
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(batches | monotone, max_size=8), st.lists(batches | monotone, max_size=6), st.integers(5, 200))
+def test_a_restored_deduper_goes_on_exactly_as_the_original(before, after, max_keys):
+    original = Deduper(max_keys=max_keys)
+    for b in before:
+        original.filter(b)
+    state = original.state()
+    assert all(not isinstance(v, np.ndarray) or v.dtype != object for v in state.values())
+    copy = Deduper()
+    copy.restore(state)
+    assert len(copy) == len(original) and copy.max_keys == max_keys
+    for b in before + after:  # redeliveries of everything, then new records
+        got, want = copy.filter(b), original.filter(b)
+        assert got[0].keys() == want[0].keys() and got[1] == want[1]
+    assert len(copy) == len(original)

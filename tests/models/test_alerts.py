@@ -1,33 +1,69 @@
-"""Alert hygiene (SCIENCE.md 5): hysteresis and delays, Nagios flap vectors, for/keep_firing_for, stale data."""
+"""Alert hygiene (docs/science/alerts.md 5): hysteresis and delays, Nagios flap vectors, for/keep_firing_for,
+stale data.
+
+The level state machine is the one inside the fused risk tick (`AlertLevels`); these tests drive it through
+one hazard on one cell: the crowd density, with the thresholds of each test, nobody vulnerable, no road and
+dry ground, so the crowd level is the state machine's answer to the metric alone.
+"""
 
 import itertools
 
+import numba
 import numpy as np
 import pytest
+import xarray as xr
 
-from models import LEVEL_NODATA, AlertMachine, AlertState, AlertTiming, stale_mask, threshold_levels
+from models import LEVEL_NODATA, AlertLevels, AlertState, AlertTiming, CrowdConfig, RiskConfig, stale_mask
 
 INF = np.inf
+STEPS = (1.0, 2.0, 3.0, 4.0)
+"""Raise (and clear) thresholds that make a density of k person m-2 the raw level k."""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One cell per tick: the parallel kernel's thread start-up would cost more than the cell."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)
+
+
+def crowd_dataset(density, depth=0.0):
+    density = np.atleast_1d(np.asarray(density, float))
+    n = density.size
+    grid = {"crowd_density": (density, "person m-2"), "water_depth": (np.broadcast_to(depth, (n,)), "m"),
+            "traffic_speed": (np.full(n, np.nan), "km h-1"), "free_flow_speed": (np.full(n, 50.0), "km h-1"),
+            "road_class": (np.zeros(n, np.int8), "1"), "vulnerability": (np.zeros(n), "1")}
+    return xr.Dataset({k: (("y", "x"), np.asarray(v).reshape(1, n), {"units": u}) for k, (v, u) in grid.items()})
+
+
+def levels(raise_, clear, timing, n_cells=1):
+    """`AlertLevels` whose crowd levels follow ``raise_`` / ``clear`` (person m-2) with ``timing``."""
+    cfg = RiskConfig(crowd=CrowdConfig(density_raise=raise_, density_clear=clear, timing=timing))
+    return AlertLevels(crowd_dataset(np.zeros(n_cells)), cfg)
+
+
+def step(comp, density):
+    """One tick; (reported crowd level, crowd changed) of the first cell."""
+    out = comp.update(crowd_dataset(density))
+    return int(out["level_crowd"].values[0, 0]), int(out["level_changed"].values[0, 0] & 1)
 
 
 def run_series(metric, raise_, clear, timing):
-    m = AlertMachine(1, 1, timing)
-    levels = []
-    for x in metric:
-        r, h = threshold_levels(np.array([x]), raise_, clear)
-        lv, _ = m.step(r[None, :], h[None, :])
-        levels.append(int(lv[0, 0]))
-    return np.array(levels), m
+    comp = levels(raise_, clear, timing)
+    return np.array([step(comp, x)[0] for x in metric]), comp
 
 
-def raises(levels):
-    lv = np.maximum(levels, 0)
+def raises(lv):
+    lv = np.maximum(lv, 0)
     return int(np.sum((lv[1:] > 0) & (lv[:-1] == 0)))
 
 
 def test_noisy_sine_hygiene():
-    """Sine + noise (sd 5 % of T_on) around T_on = 0.15 m: without hysteresis/delays >> 10 raises per hour;
-    with a 10 % deadband and for = 3 ticks at most 2 raise/clear pairs per hour (SCIENCE.md 5, test 1)."""
+    """Sine + noise (sd 5 % of T_on) around T_on = 0.15: without hysteresis/delays >> 10 raises per hour;
+    with a 10 % deadband and for = 3 ticks at most 2 raise/clear pairs per hour (docs/science/alerts.md 5,
+    test 1)."""
     rng = np.random.default_rng(42)
     t_on, tick, hours = 0.15, 10.0, 3
     t = np.arange(0, hours * 3600, tick)
@@ -40,10 +76,10 @@ def test_noisy_sine_hygiene():
 
 
 def nagios_history(states):
-    m = AlertMachine(1, 1, AlertTiming(0, 0, 101, 100))
+    comp = levels(STEPS, STEPS, AlertTiming(0, 0, 101, 100))
     for s in states:
-        m.step(np.array([[s]]), np.array([[s]]))
-    return m
+        step(comp, float(s))
+    return comp
 
 
 @pytest.mark.parametrize(("states", "pct"), [
@@ -53,16 +89,16 @@ def nagios_history(states):
     ([0] * 21, 0.0),
 ])
 def test_nagios_percent_state_change(states, pct):
-    """Nagios flapping.c: 21 states, weights 0.75 -> 1.25 (SCIENCE.md 5, test 2) [src]."""
+    """Nagios flapping.c: 21 states, weights 0.75 -> 1.25 (docs/science/alerts.md 5, test 2) [src]."""
     assert nagios_history(states).flap_percent()[0, 0] == pytest.approx(pct)
 
 
 def test_flapping_enters_above_high_and_leaves_below_low():
-    m = AlertMachine(1, 1, AlertTiming(0, 0, 20.0, 5.0))
+    comp = levels(STEPS, STEPS, AlertTiming(0, 0, 20.0, 5.0))
     seen = []
     for s in [0, 1, 0, 1, 0, 1] + [1] * 30:
-        m.step(np.array([[s]]), np.array([[s]]))
-        seen.append((m.flap_percent()[0, 0], int(m.state.flapping[0, 0])))
+        step(comp, float(s))
+        seen.append((comp.flap_percent()[0, 0], int(comp.state.flapping[0, 0])))
     for (_p_prev, f_prev), (p, f) in itertools.pairwise(seen):
         if f and not f_prev:
             assert p > 20.0
@@ -72,12 +108,11 @@ def test_flapping_enters_above_high_and_leaves_below_low():
 
 
 def test_flapping_holds_the_level():
-    m = AlertMachine(1, 1, AlertTiming(0, 0, 20.0, 5.0))
+    comp = levels(STEPS, STEPS, AlertTiming(0, 0, 20.0, 5.0))
     for s in [0, 2, 0, 2, 0, 2]:
-        m.step(np.array([[s]]), np.array([[s]]))
-    assert m.state.flapping[0, 0] == 1
-    lv, _ = m.step(np.array([[0]]), np.array([[0]]))
-    assert lv[0, 0] == 2  # a single "unstable" alert stays up instead of clearing
+        step(comp, float(s))
+    assert comp.state.flapping[0, 0] == 1
+    assert step(comp, 0.0)[0] == 2  # a single "unstable" alert stays up instead of clearing
 
 
 def test_for_and_keep_firing_for_semantics():
@@ -101,41 +136,36 @@ def test_escalate_fast_deescalate_slowly():
 
 
 def test_stale_data_neither_raises_nor_clears():
-    """No data for > 3 update periods -> reported no-data, state frozen (SCIENCE.md 5, test 4)."""
-    m = AlertMachine(1, 1, AlertTiming(2, 2, 101, 100))
-    seq = [3, 3, 3, -1, -1, -1, -1, -1, 0]
-    out = []
-    for r in seq:
-        lv, ch = m.step(np.array([[r]]), np.array([[r]]))
-        out.append((int(lv[0, 0]), int(ch[0, 0])))
+    """No data for > 3 update periods -> reported no-data, state frozen (docs/science/alerts.md 5, test 4)."""
+    comp = levels(STEPS, STEPS, AlertTiming(2, 2, 101, 100))
+    out = [step(comp, x) for x in [3.0, 3.0, 3.0] + [np.nan] * 5 + [0.0]]
     assert out[2] == (3, 1)
-    assert [o[0] for o in out[3:8]] == [-1] * 5
-    assert int(m.state.level[0, 0]) == 3  # held, not cleared
+    assert [o[0] for o in out[3:8]] == [LEVEL_NODATA] * 5
+    assert int(comp.state.level[0, 0]) == 3  # held, not cleared
     assert out[8][0] == 3  # data back and low: still needs the clear delay
-    m2 = AlertMachine(1, 1, AlertTiming(1, 1, 101, 100))
-    for r in [-1, -1, -1, -1]:
-        lv, _ = m2.step(np.array([[r]]), np.array([[r]]))
-    assert int(m2.state.level[0, 0]) == 0 and lv[0, 0] == -1  # stale never raises
+    comp2 = levels(STEPS, STEPS, AlertTiming(1, 1, 101, 100))
+    out = [step(comp2, np.nan) for _ in range(4)]
+    assert int(comp2.state.level[0, 0]) == 0 and out[-1][0] == LEVEL_NODATA  # stale never raises
 
 
 def test_snapshot_restore_continues_identically():
     rng = np.random.default_rng(5)
-    a = AlertMachine(2, 50, AlertTiming(2, 3, 20, 5))
-    seq = [rng.integers(-1, 5, (2, 50)) for _ in range(30)]
-    for r in seq[:15]:
-        a.step(r, r)
-    b = AlertMachine(2, 50, AlertTiming(2, 3, 20, 5))
+    timing = AlertTiming(2, 3, 20, 5)
+    a, b = levels(STEPS, STEPS, timing, 50), levels(STEPS, STEPS, timing, 50)
+    seq = [(np.where(rng.random(50) < 0.1, np.nan, rng.uniform(0, 5, 50)), rng.uniform(0, 0.6, 50))
+           for _ in range(30)]
+    for rho, depth in seq[:15]:
+        a.update(crowd_dataset(rho, depth))
     b.state = AlertState.restore(a.state.snapshot())
-    for r in seq[15:]:
-        la, ca = a.step(r, np.maximum(r - 1, -1))
-        lb, cb = b.step(r, np.maximum(r - 1, -1))
-        np.testing.assert_array_equal(la, lb)
-        np.testing.assert_array_equal(ca, cb)
+    for rho, depth in seq[15:]:
+        oa, ob = a.update(crowd_dataset(rho, depth)), b.update(crowd_dataset(rho, depth))
+        for name in ("level_crowd", "level_flood", "level", "level_changed"):
+            np.testing.assert_array_equal(oa[name].values, ob[name].values)
 
 
 def test_stale_mask_after_three_periods_and_nodata_code():
     from twin.district.layers import LEVEL_NODATA as TWIN_NODATA
 
     assert LEVEL_NODATA == TWIN_NODATA
-    last = np.array([100.0, 60.0, 71.0, np.nan])
-    np.testing.assert_array_equal(stale_mask(last, 100.0, 10.0), [False, True, False, True])
+    last = np.array([100.0, 60.0, 71.0, np.nan, -np.inf])
+    np.testing.assert_array_equal(stale_mask(last, 100.0, 10.0), [False, True, False, True, True])

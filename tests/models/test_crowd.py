@@ -1,23 +1,24 @@
-"""Science tests of the crowd models (SCIENCE.md 1, "Validation tests we can run here (crowd)")."""
+"""Science tests of the crowd models (docs/science/crowd.md 1, "Validation tests we can run here (crowd)")."""
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from models import CrowdConfig, CrowdDensityFromCounts, CrowdFusion, CrowdOccupancy, CrowdState
+from models import CrowdConfig, CrowdFusion, CrowdState
 from models.kernels.bands import classify_bands
 from models.kernels.crowd import crowd_hazard, weidmann_speed
 
 FT2 = 0.09290304  # m2 per ft2 (exact)
 FT = 0.3048
 
-# Fruin (1971) walkway LOS, as tabulated in SCIENCE.md 1.1 [src]: density edges in p/m2 (rounded) and flow in p/m/min.
+# Fruin (1971) walkway LOS, as tabulated in docs/science/crowd.md 1.1 [src]: density edges in p/m2 (rounded) and
+# flow in p/m/min.
 FRUIN_WALKWAY_DENSITY = (0.31, 0.43, 0.72, 1.08, 2.17)
 FRUIN_WALKWAY_FLOW_P_M_MIN = (23, 33, 49, 66, 82)
 FRUIN_WALKWAY_FLOW_P_FT_MIN = (7, 10, 15, 20, 25)
-# Fruin queuing LOS density edges, SCIENCE.md 1.1 [mem].
+# Fruin queuing LOS density edges, docs/science/crowd.md 1.1 [mem].
 FRUIN_QUEUE_DENSITY = (0.83, 1.08, 1.54, 3.57, 5.26)
-# Weidmann (1993) speeds at 1..5 p/m2, SCIENCE.md 1.2 [run].
+# Weidmann (1993) speeds at 1..5 p/m2, docs/science/crowd.md 1.2 [run].
 WEIDMANN_SPEEDS = {1.0: 1.06, 2.0: 0.61, 3.0: 0.33, 4.0: 0.16, 5.0: 0.04}
 
 
@@ -56,7 +57,7 @@ def test_fruin_queue_classifier(density, expected):
 
 
 def test_weidmann_peak_flow():
-    """Jmax = 1.225 +- 0.005 p/m/s at rho = 1.75 p/m2 (SCIENCE.md 1.2, crowd test 2)."""
+    """Jmax = 1.225 +- 0.005 p/m/s at rho = 1.75 p/m2 (docs/science/crowd.md 1.2, crowd test 2)."""
     rho = np.linspace(0.01, 5.4, 54_000)
     v, q = np.empty_like(rho), np.empty_like(rho)
     weidmann_speed(rho, 1.34, 1.913, 5.4, v, q)
@@ -67,14 +68,6 @@ def test_weidmann_peak_flow():
     v5, q5 = np.empty(5), np.empty(5)
     weidmann_speed(dens, 1.34, 1.913, 5.4, v5, q5)
     np.testing.assert_allclose(v5, list(WEIDMANN_SPEEDS.values()), atol=0.006)
-
-
-def test_density_from_counts_never_fakes_zero():
-    ds = xr.Dataset({"crowd_count": (("y", "x"), [[10.0, 5.0]], {"units": "person"}),
-                     "walkable_area": (("y", "x"), [[100.0, 0.0]], {"units": "m2"})})
-    out = CrowdDensityFromCounts(ds).update(ds)
-    assert out["crowd_density"].values[0, 0] == 0.1
-    assert np.isnan(out["crowd_density"].values[0, 1])
 
 
 def _fusion_ds(counts, variances, sensor, cell, cover, area):
@@ -102,6 +95,14 @@ def test_fusion_inverse_variance_and_uncovered_cells():
     assert np.isnan(rho[2]) and np.isnan(sd[2])
 
 
+def test_fusion_never_fakes_zero():
+    """A counter over a cell without walkable area gives no data there, never zero density."""
+    ds = _fusion_ds([10, 5], [1, 1], [0, 1], [0, 1], [1, 1], [[100.0, 0.0]])
+    rho = CrowdFusion(ds).update(ds)["crowd_density"].values[0]
+    assert rho[0] == pytest.approx(0.1)
+    assert np.isnan(rho[1])
+
+
 def test_fusion_counts_spread_over_walkable_footprint():
     ds = _fusion_ds([90], [9], [0, 0], [0, 1], [1.0, 0.5], [[100.0, 100.0]])
     rho = CrowdFusion(ds).update(ds)["crowd_density"].values[0]
@@ -109,7 +110,8 @@ def test_fusion_counts_spread_over_walkable_footprint():
 
 
 def test_rising_density_is_a_hazard_before_the_level():
-    """Trend: 1.5 p/m2 rising at 0.01 p/m2/s is judged at 4.5 p/m2 with a 300 s horizon (SCIENCE.md 1.2 Still)."""
+    """Trend: 1.5 p/m2 rising at 0.01 p/m2/s is judged at 4.5 p/m2 with a 300 s horizon (docs/science/crowd.md 1.2
+    Still)."""
     out = np.empty(2)
     crowd_hazard(np.array([1.5, 1.5]), np.array([0.01, 0.0]), np.full(2, np.nan), 300.0, 2.0, 5.0, 0.02, 4.0, out)
     assert out[0] == pytest.approx((4.5 - 2.0) / 3.0)
@@ -117,7 +119,7 @@ def test_rising_density_is_a_hazard_before_the_level():
 
 
 def test_pressure_never_alerts_alone():
-    """High crowd pressure at 1 p/m2 leaves the hazard at 0; at 4.5 p/m2 it sets it to 1 (SCIENCE.md 1.3)."""
+    """High crowd pressure at 1 p/m2 leaves the hazard at 0; at 4.5 p/m2 it sets it to 1 (docs/science/crowd.md 1.3)."""
     out = np.empty(2)
     crowd_hazard(np.array([1.0, 4.5]), np.zeros(2), np.array([0.5, 0.5]), 300.0, 2.0, 5.0, 0.02, 4.0, out)
     np.testing.assert_array_equal(out, [0.0, 1.0])
@@ -140,38 +142,3 @@ def test_crowd_state_pressure_and_outputs():
     assert hz[0] == 0.0 and hz[1] == 1.0 and np.isnan(hz[2])
     assert out["crowd_los"].values.tolist() == [[3, 5, -1]]  # 1.0 p/m2 is walkway LOS D
     assert out["crowd_pressure"].attrs["units"] == "s-2"
-
-
-def _occupancy_run(rng, ticks, miscount=0.0, anchor_every=0):
-    ds0 = xr.Dataset({"crowd_inflow": (("y", "x"), [[0.0]]), "crowd_outflow": (("y", "x"), [[0.0]])})
-    comp = CrowdOccupancy(ds0)
-    true_n, events, err = 0, 0, []
-    for t in range(ticks):
-        n_in = int(rng.poisson(5))
-        n_out = int(min(rng.poisson(5), true_n + n_in))
-        true_n += n_in - n_out
-        events += n_in + n_out
-        seen_in = n_in + int(np.sum(rng.random(n_in) < miscount) * rng.choice([-1, 1]))
-        seen_out = n_out + int(np.sum(rng.random(n_out) < miscount) * rng.choice([-1, 1]))
-        anchor = float(true_n) if anchor_every and (t + 1) % anchor_every == 0 else np.nan
-        ds = xr.Dataset({"crowd_inflow": (("y", "x"), [[float(seen_in)]]),
-                         "crowd_outflow": (("y", "x"), [[float(seen_out)]]),
-                         "crowd_count_anchor": (("y", "x"), [[anchor]])})
-        err.append(comp.update(ds)["crowd_count"].values[0, 0] - true_n)
-    return np.array(err), events
-
-
-def test_counting_line_conservation_exact():
-    """Synthetic in/out streams: occupancy exact to +-0 (SCIENCE.md 1, crowd test 3)."""
-    err, _ = _occupancy_run(np.random.default_rng(2), 2000)
-    assert np.all(err == 0)
-
-
-def test_counting_line_drift_and_reanchoring():
-    """2 % random miscounts drift like a random walk (|err| < 3 sqrt(0.02 events)); anchoring resets it."""
-    rng = np.random.default_rng(3)
-    err, events = _occupancy_run(rng, 2000, miscount=0.02)
-    assert abs(err[-1]) < 3 * np.sqrt(0.02 * events)
-    assert abs(err[-1]) > 0  # the drift is real, not hidden
-    err, _ = _occupancy_run(rng, 2000, miscount=0.02, anchor_every=100)
-    assert np.all(err[99::100] == 0)

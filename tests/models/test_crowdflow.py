@@ -1,5 +1,5 @@
-"""Science tests of the macroscopic crowd-flow model (SCIENCE.md 1.2 and "Validation tests we can run here (crowd)";
-issue 8 "How we will know it works": conservation, door capacity, closing an exit).
+"""Science tests of the macroscopic crowd-flow model (docs/science/crowd.md 1.2 and "Validation tests we can run here
+(crowd)"; issue 8 "How we will know it works": conservation, door capacity, closing an exit).
 
 The crowd-flow kernels are compared with their numpy references in test_kernels_reference.py."""
 
@@ -14,7 +14,7 @@ from models.kernels import crowd as kc
 from models.kernels import crowdflow as ck
 from models.reference import crowdflow as rc
 
-V0, GAMMA, RHO_MAX = 1.34, 1.913, 5.4  # Weidmann (1993) [mem], SCIENCE.md 1.2
+V0, GAMMA, RHO_MAX = 1.34, 1.913, 5.4  # Weidmann (1993) [mem], docs/science/crowd.md 1.2
 FD = np.array([V0, GAMMA, RHO_MAX, *ck.weidmann_capacity(V0, GAMMA, RHO_MAX)])
 
 
@@ -34,12 +34,12 @@ def density(model: CrowdFlow) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- 1. Weidmann fundamental diagram
-# SCIENCE.md 1.2 [run]: v(1) = 1.06, v(2) = 0.61, v(3) = 0.33, v(4) = 0.16, v(5) = 0.04 m/s (two decimals)
+# docs/science/crowd.md 1.2 [run]: v(1) = 1.06, v(2) = 0.61, v(3) = 0.33, v(4) = 0.16, v(5) = 0.04 m/s (two decimals)
 SCIENCE_1_2_SPEEDS = {1.0: 1.06, 2.0: 0.61, 3.0: 0.33, 4.0: 0.16, 5.0: 0.04}
 
 
 def test_weidmann_speed_matches_published_values():
-    """Weidmann (1993): v(0+) = v0 = 1.34 m/s, v(rho_max) = 0, and the SCIENCE.md 1.2 table."""
+    """Weidmann (1993): v(0+) = v0 = 1.34 m/s, v(rho_max) = 0, and the docs/science/crowd.md 1.2 table."""
     assert ck._speed(1e-9, V0, GAMMA, RHO_MAX) == pytest.approx(1.34, abs=1e-12)
     assert ck._speed(0.0, V0, GAMMA, RHO_MAX) == 1.34
     assert ck._speed(RHO_MAX, V0, GAMMA, RHO_MAX) == 0.0
@@ -56,7 +56,7 @@ def test_weidmann_speed_matches_published_values():
 
 
 def test_weidmann_capacity_from_the_fundamental_diagram():
-    """J_max = 1.225 +- 0.005 p/m/s at rho = 1.75 (SCIENCE.md 1.2 [run] and crowd validation test 2)."""
+    """J_max = 1.225 +- 0.005 p/m/s at rho = 1.75 (docs/science/crowd.md 1.2 [run] and crowd validation test 2)."""
     rho_c, j_max = ck.weidmann_capacity(V0, GAMMA, RHO_MAX)
     assert j_max == pytest.approx(1.225, abs=0.005)
     assert rho_c == pytest.approx(1.75, abs=0.01)
@@ -152,7 +152,7 @@ def test_door_outflow_is_weidmann_capacity_times_width(use_width_layer):
     """Steady outflow through a door = J_max x W (Weidmann capacity; issue 8), linear in W.
 
     A 3.5 p/m2 crowd is congested (rho > rho_c = 1.75), so the door passes its capacity: 1.225 p/s
-    per metre (SCIENCE.md 1.2; cf. IMO design flow 1.3 p/m/s for doors [src]).
+    per metre (docs/science/crowd.md 1.2; cf. IMO design flow 1.3 p/m/s for doors [src]).
     """
     rates = {}
     for w in (1.0, 2.0, 3.0) if use_width_layer else (1.0, 2.0):

@@ -4,6 +4,7 @@ import ast
 import importlib
 import inspect
 import pathlib
+import pkgutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,8 @@ from models.units import UnitsError, conversion_factor, parse_units
 from twin.district.layers import LAYERS
 
 ROOT = pathlib.Path(models.__file__).parent
+RUNNERS = ("twin/live", "scenarios")
+"""The packages that run the components: the live tick and the scenario runner."""
 KERNEL_MODULES = sorted(p.stem for p in (ROOT / "kernels").glob("*.py") if p.stem != "__init__")
 MARK = {"units": "m", "long_name": "input", "source": "synthetic-input-marker"}
 
@@ -89,6 +92,48 @@ def test_incompatible_units_are_refused(cls):
     with pytest.raises(InputError, match=v.name):
         comp = cls(ds)
         comp.update(ds, 60.0)
+
+
+def _all_components() -> set[type]:
+    """Every concrete component class in models/, found by importing every module (not only those
+    ``models/__init__`` imports) and walking the subclasses of `Component`."""
+    for info in pkgutil.walk_packages([str(ROOT)], "models."):
+        importlib.import_module(info.name)
+    found, todo = set(), [models.Component]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.name and not inspect.isabstract(sub):
+                found.add(sub)
+    return found
+
+
+def _names_used_from_models(package: str) -> set[str]:
+    """Names a package takes from ``models`` in code: ``models.X`` and ``from models... import X``."""
+    used = set()
+    for path in (ROOT.parent / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "models":
+                used.add(node.attr)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "models":
+                used.update(a.asname or a.name for a in node.names)
+    return used
+
+
+def test_every_component_runs_in_the_live_tick_or_a_scenario():
+    """A component that neither the live tick (twin/live) nor the scenario runner (scenarios) uses is
+    dead code: run it or remove it (issue 12; docs/models-in-the-tick.md says which runs where)."""
+    components = _all_components()
+    assert set(COMPONENTS) == components, "every component is in the registry"
+    used = set().union(*(_names_used_from_models(p) for p in RUNNERS))
+    idle = sorted(c.__name__ for c in components if c.__name__ not in used)
+    assert not idle, f"components neither twin/live nor scenarios uses: {idle}"
+
+
+def test_the_tick_table_lists_every_component():
+    doc = (ROOT.parent / "docs" / "models-in-the-tick.md").read_text(encoding="utf-8")
+    missing = sorted(c.__name__ for c in _all_components() if f"`{c.__name__}`" not in doc)
+    assert not missing, f"docs/models-in-the-tick.md does not list {missing}"
 
 
 def test_units_parser():

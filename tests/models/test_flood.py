@@ -1,4 +1,4 @@
-"""Science tests of the flood model (SCIENCE.md 2, "Validation tests we can run here (flooding)")."""
+"""Science tests of the flood model (docs/science/flood.md 2, "Validation tests we can run here (flooding)")."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,8 @@ G = 9.80665
 
 
 def test_analytic_wave_front_hunter_2005():
-    """Hunter et al. (2005) front: RMSE < 1 cm and front within one cell at t = 3600 s (SCIENCE.md 2, test 1)."""
+    """Hunter et al. (2005) front: RMSE < 1 cm and front within one cell at t = 3600 s (docs/science/flood.md 2,
+    test 1)."""
     n, u, dx, t_end = 0.01, 0.4, 25.0, 3600.0
     ny, nx = 3, 100
     ds = grid_dataset(np.zeros((ny, nx)), dx)
@@ -36,7 +37,7 @@ def test_analytic_wave_front_hunter_2005():
 @pytest.mark.parametrize("slope", [0.0, 0.05, 0.5])
 @pytest.mark.parametrize("parallel", [False, True])
 def test_mass_balance_closed_box(slope, parallel):
-    """Closed box, 1e-3 m/s rain for 900 s: stored = rain volume to 1e-9 relative (SCIENCE.md 2, test 2)."""
+    """Closed box, 1e-3 m/s rain for 900 s: stored = rain volume to 1e-9 relative (docs/science/flood.md 2, test 2)."""
     ny, nx, dx = 20, 25, 10.0
     yy, xx = np.mgrid[0:ny, 0:nx] * dx
     z = slope * xx + 0.3 * slope * yy
@@ -50,7 +51,7 @@ def test_mass_balance_closed_box(slope, parallel):
 
 
 def test_mass_balance_with_drainage():
-    """With drainage C_d: stored = sum max(0, phi r - C_d) A dt (SCIENCE.md 2, test 2)."""
+    """With drainage C_d: stored = sum max(0, phi r - C_d) A dt (docs/science/flood.md 2, test 2)."""
     ny, nx, dx = 15, 15, 10.0
     yy, xx = np.mgrid[0:ny, 0:nx] * dx
     phi, rain_mm_h, cd_mm_h = 0.9, 3600.0, 1000.0
@@ -64,7 +65,7 @@ def test_mass_balance_with_drainage():
 
 
 def test_lake_at_rest():
-    """Flat water over a bumpy bed with islands stays at rest for 10 000 steps (SCIENCE.md 2, test 3)."""
+    """Flat water over a bumpy bed with islands stays at rest for 10 000 steps (docs/science/flood.md 2, test 3)."""
     rng = np.random.default_rng(3)
     ny, nx, dx = 30, 30, 5.0
     z = rng.uniform(0.0, 0.8, (ny, nx))
@@ -101,7 +102,8 @@ def _depression(cd_mm_h):
 
 
 def test_rain_on_depression_without_enough_drainage():
-    """C_d = 36 mm/h: net excess 36 mm over 1 ha = 360 m3 -> pit depth about 0.58 m (SCIENCE.md 2, test 6)."""
+    """C_d = 36 mm/h: net excess 36 mm over 1 ha = 360 m3 -> pit depth about 0.58 m (docs/science/flood.md 2,
+    test 6)."""
     depth, crossed, model = _depression(36.0)
     assert 0.50 < depth <= 0.576 + 1e-9
     assert list(crossed) == [0.15, 0.27, 0.50]
@@ -110,7 +112,7 @@ def test_rain_on_depression_without_enough_drainage():
 
 
 def test_rain_on_depression_with_five_year_drainage():
-    """C_d = 58 mm/h (P = 5 yr): net excess 14 mm -> about 0.22 m in the pit (SCIENCE.md 2, test 6)."""
+    """C_d = 58 mm/h (P = 5 yr): net excess 14 mm -> about 0.22 m in the pit (docs/science/flood.md 2, test 6)."""
     depth, crossed, model = _depression(58.0)
     assert 0.17 < depth <= 0.224 + 1e-9
     assert 0.50 not in crossed and 0.27 not in crossed

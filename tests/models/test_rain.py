@@ -1,4 +1,4 @@
-"""Rain accumulation and rainstorm signals (SCIENCE.md 4, composite test 2)."""
+"""Rain accumulation and rainstorm signals (docs/science/risk.md 4, composite test 2)."""
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ def hyetograph(steps):
     ([(100.0 / 3, 3)], 3, 4),    # national: 100 mm in 3 h -> red; Shanghai 6 h >= 100 -> orange
 ])
 def test_signal_cases(steps, shanghai, cma):
-    """Shanghai [src] and national CMA [src] rules side by side on synthetic hyetographs (SCIENCE.md 4)."""
+    """Shanghai [src] and national CMA [src] rules side by side on synthetic hyetographs (docs/science/risk.md 4)."""
     out = hyetograph(steps)
     assert int(out["rain_signal"].values[0, 0]) == shanghai
     assert int(out["rain_signal_cma"].values[0, 0]) == cma

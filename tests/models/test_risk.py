@@ -1,4 +1,4 @@
-"""Composite risk and the fused risk tick (SCIENCE.md 4, "Validation tests we can run here (composite)")."""
+"""Composite risk and the fused risk tick (docs/science/risk.md 4, "Validation tests we can run here (composite)")."""
 
 import numpy as np
 import pytest
@@ -37,7 +37,7 @@ def tick(ds, comp=None, n=1, **kw):
 
 def test_five_year_storm_underpass_with_crowd_vs_empty_park():
     """58 mm/h for 1 h over an underpass with a crowd (E, V high) -> at least orange; over an empty park -> at
-    most blue (SCIENCE.md 4, composite test 3)."""
+    most blue (docs/science/risk.md 4, composite test 3)."""
     ds = dataset(crowd_density=[1.5, 0.0], water_depth=[0.12, 0.12], rain_1h=[58.0, 58.0], rain_6h=[58.0, 58.0],
                  vulnerability=[0.9, 0.1])
     out, _ = tick(ds, config=RiskConfig(), n=5)
@@ -102,7 +102,7 @@ def test_missing_required_input_is_named():
 @given(seed=st.integers(0, 2**32 - 1))
 @settings(max_examples=30, deadline=None, database=None)
 def test_risk_properties(seed):
-    """R monotone in H, E and V; R = 0 when E = 0; all in [0, 1] (SCIENCE.md 4, composite test 1)."""
+    """R monotone in H, E and V; R = 0 when E = 0; all in [0, 1] (docs/science/risk.md 4, composite test 1)."""
     rng = np.random.default_rng(seed)
     n = 30
     rho = rng.uniform(0, 6, n)

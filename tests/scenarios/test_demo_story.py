@@ -61,8 +61,8 @@ def test_flood_alerts_are_at_the_tunnel_portals_and_name_them(story_run):
 def test_no_rainstorm_signal_below_35_mm_in_an_hour(story_run):
     story = Story()
     total = storm_depth_mm(story.storm_duration_min, story.storm_return_period_yr, story.storm_duration_min)
-    assert total == pytest.approx(31.0, abs=0.1)  # q(3 yr, 20 min) = 93.0 mm/h x 1/3 h, SCIENCE.md 2.2 formula
-    assert total < 35.0  # Shanghai blue rainstorm signal: 1 h >= 35 mm (SCIENCE.md 4)
+    assert total == pytest.approx(31.0, abs=0.1)  # q(3 yr, 20 min) = 93.0 mm/h x 1/3 h, docs/science/flood.md 2.2 formula
+    assert total < 35.0  # Shanghai blue rainstorm signal: 1 h >= 35 mm (docs/science/risk.md 4)
     assert _first(story_run, "rain", "raised") is None
 
 
@@ -83,7 +83,7 @@ def test_story_twin_drains_streets_and_pumps_underpasses(bund10):
     assert np.all(cap[under] == pytest.approx(story.pump_mm_h * 14.0))  # 45.8 mm/h over a 14x larger catchment
     sumps = ndimage.binary_dilation(under, iterations=2)
     street = ~sumps & (static["drainage_capacity"].values == DEFAULT_DRAINAGE_MM_H)
-    assert street.any() and np.all(cap[street] == 93.0)  # q(3 yr, 20 min) = 93.0 mm/h, SCIENCE.md 2.2
+    assert street.any() and np.all(cap[street] == 93.0)  # q(3 yr, 20 min) = 93.0 mm/h, docs/science/flood.md 2.2
     assert "demo" in ds["drainage_capacity"].attrs["comment"]
     no_underpass = static.assign(underpass=static["underpass"] * 0)
     assert pumped(no_underpass, 500.0) is no_underpass, "nothing to pump: the twin is unchanged"

@@ -87,7 +87,7 @@ def test_chicago_depth_is_the_feeds_storm_at_peak_ratio_0_4():
 
 
 def test_the_design_storm_rains_exactly_its_depth_whatever_the_steps(static):
-    """SCIENCE.md 2.2: the 5-year, 60-minute Shanghai storm averages 58.1 mm/h."""
+    """docs/science/flood.md 2.2: the 5-year, 60-minute Shanghai storm averages 58.1 mm/h."""
     spec = scenario(forcing={"rain": {"design_storm": {"return_period": 5, "duration": "60min", "start": "10min"}}})
     forcing = prepare(spec, static)
     total = storm_depth_mm(60.0, 5.0, 60.0)

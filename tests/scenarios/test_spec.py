@@ -46,7 +46,7 @@ def test_new_years_eve_covers_22_30_to_00_30():
     chen_yi = spec.forcing.gatherings[0]
     assert chen_yi.at.label == "Chen Yi Square" and chen_yi.peak_time_s == 5400.0  # midnight
     stair = spec.forcing.gatherings[1]
-    assert stair.peak_time_s == 3900.0  # 23:35, the time of the crush (SCIENCE.md 1.5)
+    assert stair.peak_time_s == 3900.0  # 23:35, the time of the crush (docs/science/crowd.md 1.5)
 
 
 def test_variants_extend_the_new_years_eve_crowd():

@@ -1,4 +1,4 @@
-"""CAP 1.2 messages (OASIS Common Alerting Protocol): JSON as in DESIGN.md 3.1, XML, and checks.
+"""CAP 1.2 messages (OASIS Common Alerting Protocol): JSON as in docs/contract/mqtt.md 3.1, XML, and checks.
 
 The JSON form uses CAP's element names (``identifier, sender, sent, status, msgType, scope,
 references, info[{category, event, urgency, severity, certainty, onset, expires, headline,
@@ -23,7 +23,7 @@ SHANGHAI_TZ = dt.timezone(dt.timedelta(hours=8))
 
 LEVEL_COLOUR = {1: "blue", 2: "yellow", 3: "orange", 4: "red"}
 LEVEL_SEVERITY = {1: "Minor", 2: "Moderate", 3: "Severe", 4: "Extreme"}
-"""DESIGN.md 3.1: warning colour -> CAP severity (China's four-level warnings, IV blue ... I red)."""
+"""docs/contract/mqtt.md 3.1: warning colour -> CAP severity (China's four-level warnings, IV blue ... I red)."""
 LEVEL_URGENCY = {1: "Future", 2: "Expected", 3: "Immediate", 4: "Immediate"}
 
 STATUS = ("Actual", "Exercise", "System", "Test", "Draft")

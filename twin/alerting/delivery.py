@@ -61,6 +61,25 @@ class Router:
         self.grid, self.buffer_m, self.nearest = grid, buffer_m, nearest
         self.areas: dict[str, AlertArea] = {}
 
+    # ------------------------------------------------------------ snapshots (twin.live.snapshot)
+    def state(self) -> dict:
+        """What evolves: every alert area (geometry as WKB hex, exact) with its deliveries and arrivals."""
+        return {"areas": [{"identifier": a.identifier, "raised_at": float(a.raised_at),
+                           "area": shapely.to_wkb(a.area, hex=True), "reach": shapely.to_wkb(a.reach, hex=True),
+                           "version": int(a.version), "delivered": dict(a.delivered), "on_scene": dict(a.on_scene)}
+                          for a in self.areas.values()]}
+
+    def restore(self, state: dict) -> None:
+        """Take back what `state` gave (on a fresh router)."""
+        self.areas = {}
+        for s in state["areas"]:
+            area, reach = shapely.from_wkb(s["area"]), shapely.from_wkb(s["reach"])
+            shapely.prepare(area)
+            shapely.prepare(reach)
+            self.areas[s["identifier"]] = AlertArea(s["identifier"], float(s["raised_at"]), area, reach,
+                                                    int(s["version"]), {k: int(v) for k, v in s["delivered"].items()},
+                                                    {k: float(v) for k, v in s["on_scene"].items()})
+
     def set_area(self, identifier: str, raised_at: float, cells: np.ndarray) -> AlertArea:
         """Create or move an alert's area; its version goes up (a new message to deliver)."""
         area = self.grid.cells_union(cells)

@@ -75,6 +75,19 @@ class AlertEvent:
     message: dict | None = None
 
 
+def _alert_state(a: Alert) -> dict:
+    return {"identifier": a.identifier, "hazard": a.hazard, "level": int(a.level), "cells": a.cells,
+            "raised_at": float(a.raised_at), "published_cells": a.published_cells,
+            "published_parts": int(a.published_parts), "messages": list(a.messages), "empty_ticks": int(a.empty_ticks),
+            "acknowledged_by": list(a.acknowledged_by)}
+
+
+def _alert_of(s: dict) -> Alert:
+    return Alert(s["identifier"], s["hazard"], int(s["level"]), np.asarray(s["cells"]),
+                 float(s["raised_at"]), np.asarray(s["published_cells"]), int(s["published_parts"]),
+                 list(s["messages"]), int(s["empty_ticks"]), list(s["acknowledged_by"]))
+
+
 def _jaccard_distance(a: np.ndarray, b: np.ndarray) -> float:
     inter = np.intersect1d(a, b, assume_unique=True).size
     union = a.size + b.size - inter
@@ -119,6 +132,18 @@ class AlertBook:
             return None
         alert.acknowledged_by.append(operator)
         return AlertEvent("acknowledged", alert, t, note=note)
+
+    # ------------------------------------------------------------ snapshots (twin.live.snapshot)
+    def state(self) -> dict:
+        """What evolves: active alerts (with their CAP messages), the sequence, each hazard's last known levels."""
+        return {"sequence": self.sequence, "last_known": dict(self.last_known),
+                "active": [_alert_state(a) for a in self.active.values()]}
+
+    def restore(self, state: dict) -> None:
+        """Take back what `state` gave (on a fresh book)."""
+        self.sequence = int(state["sequence"])
+        self.last_known = {h: np.asarray(v, dtype=np.int8) for h, v in state["last_known"].items()}
+        self.active = {a["identifier"]: _alert_of(a) for a in state["active"]}
 
     def of_hazard(self, hazard: str) -> list[Alert]:
         """Active alerts of a hazard, oldest first."""

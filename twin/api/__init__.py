@@ -1,4 +1,4 @@
-"""The twin's HTTP API (DESIGN.md 3.3): FastAPI app over a running `twin.live.service.LiveService`.
+"""The twin's HTTP API (docs/contract/http.md 3.3): FastAPI app over a running `twin.live.service.LiveService`.
 
 - `create_app(service, config)` -> the FastAPI app (OpenAPI docs at ``/docs``);
 - `serve(service, host, port, token, cors)` -> a handle (``.url``, ``.stop()``) running it under

@@ -20,7 +20,7 @@ from twin.api.routes_live import live_routes
 from twin.api.routes_twin import twin_routes
 from twin.api.state import ApiState
 
-DESCRIPTION = """The live digital twin of a city district (DESIGN.md 3.3).
+DESCRIPTION = """The live digital twin of a city district (docs/contract/http.md 3.3).
 
 Reads are open; the one write, `POST /api/alerts/{id}/ack`, needs `Authorization: Bearer <token>`.
 Errors are JSON `{"error": "<code>", "detail": ...}`. Positions are CGCS2000 lon/lat (the same frame as

@@ -71,7 +71,7 @@ def alert_routes(state: ApiState) -> APIRouter:
 
     @r.get("/{identifier}")
     def alert_json(identifier: str) -> dict:
-        """The alert's current CAP message as JSON (DESIGN.md 3.1), the one retained on ``city/alerts/{id}``;
+        """The alert's current CAP message as JSON (docs/contract/mqtt.md 3.1), the one retained on ``city/alerts/{id}``;
         a cancelled alert gives its Cancel."""
         return _row_or_404(state, identifier)["message"]
 

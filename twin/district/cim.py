@@ -9,9 +9,9 @@ that are assumptions rather than data are constants here, each with its source:
   speeds at the middle of the CJJ 37-2012 design-speed ranges (expressway 60-100,
   arterial 40-60, secondary 30-50, branch 20-40 km/h) [mem].
 - Runoff coefficients: open water 1.0, sealed surfaces (roofs, carriageway) 0.9, other
-  paved ground 0.85, green 0.2 (SCIENCE.md 2.1: 0.85-0.9 impervious, 0.15-0.3 green [mem]).
+  paved ground 0.85, green 0.2 (docs/science/flood.md 2.1: 0.85-0.9 impervious, 0.15-0.3 green [mem]).
 - Drainage capacity: the Shanghai 1-year, 60-minute design storm, 36.5 mm/h, which is the
-  capacity quoted for the older central-city pipes (SCIENCE.md 2.2; storm formula of
+  capacity quoted for the older central-city pipes (docs/science/flood.md 2.2; storm formula of
   DB31/T 1043-2017 [mem]); a polygon file overrides it where pumps or newer 3-5 year
   networks (GB 50014) exist.
 - Derived elevation (no fine DEM of Shanghai is available): see `elevation_from_features`.
@@ -85,7 +85,7 @@ VULNERABILITY_OF = {
     "attraction": 0.5, "nursing_home": 1.0, "social_facility": 0.9,
 }
 """Vulnerability of what a feature holds, 0-1 (underpasses 1.0; other land 0.2). An operational
-scale after the UNDRR/IPCC risk framing (SCIENCE.md 4): who cannot get out quickly (patients,
+scale after the UNDRR/IPCC risk framing (docs/science/risk.md 4): who cannot get out quickly (patients,
 children, people underground or in crowds) scores high. [assumption]"""
 HEIGHT_MIN_SHARE = 0.05
 """A building volume sets a cell's height when it covers at least this share of the cell."""

@@ -11,7 +11,7 @@ a = 6 378 137 m and differ only in 1/f (298.257222101 vs 298.257223563), an effe
 CGCS2000 is fixed at epoch 2000.0 (ITRF97) while GNSS fixes are current-epoch, so with
 Eurasian-plate motion (about 3 cm a-1) the same station differs by about 0.7-0.8 m by the
 mid-2020s: irrelevant for the twin's 5-100 m cells, relevant only for lane-level matching
-(SCIENCE.md 6.3).
+(docs/science/spatial.md 6.3).
 
 The default projected CRS for Shanghai is EPSG:4549 (CGCS2000 / 3-degree Gauss-Kruger CM 120E;
 point scale k = 1.00025 at the Bund). EPSG:4547 is Guangdong's zone (CM 114E), not Shanghai's.
@@ -75,7 +75,7 @@ DEFAULT_CRS = "EPSG:4549"
 """CGCS2000 / 3-degree Gauss-Kruger CM 120E, the twin's default projected CRS for Shanghai."""
 
 DATUMS = ("CGCS2000", "WGS84", "GCJ02")
-"""Datums a position may arrive in (DESIGN.md 3.1). CGCS2000 and WGS84 are the same frame here."""
+"""Datums a position may arrive in (docs/contract/mqtt.md 3.1). CGCS2000 and WGS84 are the same frame here."""
 
 # ---------------------------------------------------------------------------------------------
 # Projections

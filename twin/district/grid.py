@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 import shapely
 from pyproj import CRS, Proj
+from pyproj.exceptions import CRSError
 
 from twin.district import geo
 from twin.district.geo import DEFAULT_CRS
@@ -31,7 +32,7 @@ def _check_projected(crs: str) -> str:
     """Return the CRS as ``AUTH:CODE`` text, refusing anything that is not projected in metres."""
     try:
         parsed = CRS.from_user_input(crs)
-    except Exception as exc:  # pyproj raises CRSError, a bare Exception subclass
+    except CRSError as exc:  # pyproj.exceptions.CRSError (a RuntimeError via ProjError)
         raise GridError(f"unknown CRS {crs!r}: {exc}") from None
     if not parsed.is_projected:
         raise GridError(

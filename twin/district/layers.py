@@ -87,6 +87,13 @@ LAYERS = _layers(
     Layer("water_depth", "m", "water depth over ground", kind="live"),
     Layer("traffic_speed", "km h-1", "space-mean traffic speed", kind="live"),
     Layer("traffic_samples", "1", "probe samples behind the traffic speed", kind="live"),
+    Layer("traffic_flow", "h-1", "vehicles per hour over the cell's loop detectors", kind="live"),
+    Layer("traffic_occupancy", "%", "share of time a vehicle is over the cell's loop detectors", kind="live"),
+    Layer("congestion_level", "1", "GB/T 33171 congestion level, 0 smooth to 4 severe, -1 no road or no data",
+          dtype="int8", kind="live"),
+    Layer("tpi_like", "1", "TPI-like congestion index, 0 to 10", kind="live"),
+    Layer("traffic_incident", "1", "traffic incident in the cell: 1 declared, 0 tested and none, -1 not tested",
+          dtype="int8", kind="live"),
     # --- model outputs the live twin keeps (models/ components declare them) ---
     Layer("crowd_trend", "person m-2 s-1", "smoothed rate of change of crowd density", kind="live"),
     Layer("crowd_pressure", "s-2", "Helbing crowd pressure, density x velocity variance", kind="live"),

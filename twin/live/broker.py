@@ -1,7 +1,7 @@
 """An MQTT broker inside the project, for zero set-up (``twin demo``, ``twin run`` without --broker).
 
 amqtt (a maintained pure-Python broker) runs in a child process on 127.0.0.1 and a free port.
-Its limits, found when it was tried here (shared/RECIPES.md 2):
+Its limits, found when it was tried here (docs/maintainers/recipes.md 2):
 
 - it speaks MQTT 3.1.1 only, so clients use ``protocol="3.1.1"``;
 - it queues QoS 1 messages for an offline persistent session only when the client logged in

@@ -1,22 +1,25 @@
 """One tick of the live twin: live layers from the latest observations, then the models.
 
-Per tick of ``dt`` seconds at time ``t``:
+Per tick of ``dt`` seconds at time ``t`` (docs/models-in-the-tick.md has the table of every component):
 
-- crowd: fresh counter readings are fused over their coverage cells (`models.CrowdFusion`),
-  then density trend and pressure (`models.CrowdState`); cells no fresh counter covers have
-  no data;
-- rain: each cell takes the rate of its nearest fresh gauge (Thiessen polygons); rolling
-  1 h / 6 h totals and rainstorm signals (`models.RainAccumulation`);
-- flood: the shallow-water model runs ``dt`` with that rain (`models.FloodModel`); a fresh
-  water-depth gauge replaces the modelled depth in its cell in the output (the model's own water
-  is not touched: writing observations into it would add water that never fell);
-- traffic: probe pings of the last window give space-mean speeds (`models.ProbeSpeeds`);
-  fresh loop detectors overwrite their cell's speed;
-- then the fused risk tick and the alert-level state machine (`models.AlertLevels`); flood
-  levels there come from water on the ground, and the Shanghai rainstorm signal is a hazard
-  of its own (``rain``), so a district-wide signal does not swallow the underpass alerts.
+1. crowd: fresh counter readings are fused over their coverage cells (`models.CrowdFusion`),
+   then density trend and pressure (`models.CrowdState`); cells no fresh counter covers have
+   no data;
+2. rain: each cell takes the rate of its nearest fresh gauge (Thiessen polygons); rolling
+   1 h / 6 h totals and rainstorm signals (`models.RainAccumulation`);
+3. flood: the shallow-water model runs ``dt`` with that rain (`models.FloodModel`); a fresh
+   water-depth gauge replaces the modelled depth in its cell in the output (the model's own water
+   is not touched: writing observations into it would add water that never fell);
+4. traffic: probe pings of the last window give space-mean speeds (`models.ProbeSpeeds`); the
+   fresh loop-detector readings go on the grid (`models.LoopDetectors`: speed, flow, occupancy,
+   California incidents) and a cell's loop speed replaces its probe speed; then the GB/T 33171
+   congestion level and TPI-like index of the fused speed (`models.Congestion`);
+5. then the fused risk tick and the alert-level state machine (`models.AlertLevels`); flood
+   levels there come from water on the ground, and the Shanghai rainstorm signal is a hazard
+   of its own (``rain``), so a district-wide signal does not swallow the underpass alerts.
 
-A source older than its staleness limit is no data: it neither raises nor clears.
+A source older than its staleness limit is no data (`models.stale_mask` through
+`SensorReadings.fresh`): it neither raises nor clears.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class LiveConfig:
     probe_window_s : float
         Vehicle pings used for the probe speeds. [s]
     count_rel_error : float
-        Relative standard error of a crowd counter (camera counts: 10-20 %, SCIENCE.md 1.4). [1]
+        Relative standard error of a crowd counter (camera counts: 10-20 %, docs/science/crowd.md 1.4). [1]
     """
 
     stale_s: dict[str, float] = field(default_factory=lambda: {
@@ -78,10 +81,22 @@ class LiveModels:
         self._nearest: dict[bytes, np.ndarray] = {}
         self.flood = models.FloodModel(seed, self.config.flood, cell_size=state.grid.cell_size)
         self.probes = models.ProbeSpeeds(seed, shape=self.shape)
+        self._add_traffic_components()
         self.levels = models.AlertLevels(static, self.config.risk)
         self.layers = xr.Dataset(coords=static.coords)
         self.rain_stale = True
         self.t = float("nan")
+
+    def _add_traffic_components(self) -> None:
+        """Loop detectors and congestion levels (also for a core restored from a snapshot without them)."""
+        traffic = self.config.risk.traffic
+        self.loops = models.LoopDetectors(self._loop_readings(float("nan")), traffic, shape=self.shape)
+        self.congestion = models.Congestion(self.state.static, traffic)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "loops" not in state:  # a snapshot from before loop detectors and congestion ran in the tick
+            self._add_traffic_components()
 
     # ------------------------------------------------------------ one tick
     def step(self, t: float, dt: float) -> xr.Dataset:
@@ -178,14 +193,36 @@ class LiveModels:
         pds = xr.Dataset({"ping_cell": ("ping", pings["cell"].astype(np.int64)),
                           "ping_speed": ("ping", pings["speed"], {"units": "km h-1"}),
                           "ping_interval": ("ping", interval, {"units": "s"})})
-        out = self.probes.update(pds)
-        speed = out["traffic_speed"].values.copy()
-        r, cells = self.state.readings["traffic"], self.state.sensor_cells["traffic"]
-        loop, _ = r.latest("speed")
-        fresh = r.fresh("speed", t, cfg.stale_s["traffic"]) & (cells >= 0) & np.isfinite(loop)
-        speed.ravel()[cells[fresh]] = loop[fresh]
-        return xr.Dataset({"traffic_speed": (("y", "x"), speed, {"units": "km h-1"}),
-                           "traffic_samples": out["traffic_samples"]})
+        probes = self.probes.update(pds).variables
+        loops = self.loops.update(self._loop_readings(t)).variables
+        loop = loops["loop_speed"].values
+        speed = xr.Variable(("y", "x"), np.where(np.isnan(loop), probes["traffic_speed"].values, loop),
+                            {"units": "km h-1"})  # a fresh loop is the truth at its cell
+        static = self.state.static.variables  # variables, not arrays with coordinates: no alignment on the hot path
+        cong = self.congestion.update(xr.Dataset({"traffic_speed": speed, "road_class": static["road_class"],
+                                                  "free_flow_speed": static["free_flow_speed"]})).variables
+        incident = np.maximum(loops["traffic_incident"].values, cong["traffic_incident"].values)
+        return xr.Dataset({"traffic_speed": speed, "traffic_samples": probes["traffic_samples"],
+                           "traffic_flow": loops["traffic_flow"], "traffic_occupancy": loops["traffic_occupancy"],
+                           "congestion_level": cong["congestion_level"], "tpi_like": cong["tpi_like"],
+                           "traffic_incident": (("y", "x"), incident)})
+
+    def _loop_readings(self, t: float) -> xr.Dataset:
+        """The loop detectors' fresh speed, flow and occupancy at ``t`` (NaN where stale), their cells and pairs."""
+        r, max_age = self.state.readings["traffic"], self.config.stale_s["traffic"]
+
+        def fresh(quantity: str) -> np.ndarray:
+            value, _ = r.latest(quantity)
+            return np.where(r.fresh(quantity, t, max_age), value, np.nan)
+
+        _, t_occ = r.latest("occ")
+        return xr.Dataset({
+            "detector_cell": ("detector", self.state.sensor_cells["traffic"]),
+            "detector_speed": ("detector", fresh("speed"), {"units": "km h-1"}),
+            "detector_flow": ("detector", fresh("flow"), {"units": "h-1"}),
+            "detector_occupancy": ("detector", fresh("occ"), {"units": "%"}),
+            "detector_downstream": ("detector", self.state.loop_downstream),
+            "detector_time": ("detector", t_occ, {"units": "s"})})
 
     def _updated(self) -> dict[str, np.ndarray]:
         """Per cell and source, the time of the latest reading that applies to the cell [unix s]."""
@@ -213,7 +250,8 @@ class LiveModels:
 
     def _live_layers(self, ds: xr.Dataset) -> xr.Dataset:
         names = ("crowd_density", "crowd_trend", "crowd_pressure", "rain_rate", "rain_1h", "rain_6h", "rain_signal",
-                 "water_depth", "water_speed", "flow_hazard", "traffic_speed", "traffic_samples",
+                 "water_depth", "water_speed", "flow_hazard", "traffic_speed", "traffic_samples", "traffic_flow",
+                 "traffic_occupancy", "congestion_level", "tpi_like", "traffic_incident",
                  "risk_crowd", "risk_flood", "risk_traffic", "level_crowd", "level_flood", "level_traffic",
                  "level", "level_changed")
         layers = {name: layer_variable(name, values) for name, values in self._updated().items()}

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models import stale_mask
+
 
 @dataclass
 class SensorReadings:
@@ -50,9 +52,10 @@ class SensorReadings:
         return self.value[:, j], self.t[:, j]
 
     def fresh(self, quantity: str, now: float, max_age_s: float) -> np.ndarray:
-        """Devices whose reading of ``quantity`` is at most ``max_age_s`` old at ``now``."""
+        """Devices whose reading of ``quantity`` is at most ``max_age_s`` old at ``now`` (`models.stale_mask`
+        with the age limit as one period; never seen is stale)."""
         _, t = self.latest(quantity)
-        return (now - t) <= max_age_s
+        return ~stale_mask(t, now, max_age_s, n_periods=1.0)
 
     def snapshot(self) -> dict[str, object]:
         """Plain values for a snapshot."""

@@ -5,7 +5,8 @@
 - turns positions into CGCS2000 (GCJ-02 feeds are converted by iterative inversion,
   `twin.district.geo`) and grid cells; a position outside the grid is rejected as ``outside_grid``;
 - keeps the latest reading of each fixed sensor (crowd counters, rain and water gauges,
-  loop detectors) with its time, so every cell knows how fresh its inputs are;
+  loop detectors: speed, flow and occupancy) with its time, so every cell knows how fresh its
+  inputs are; the registry's ``downstream`` property pairs loop detectors for incident detection;
 - moves vehicles and field units in the entity table, and keeps recent vehicle pings for
   the probe speeds;
 - hands unit acknowledgements back to the caller (the service records them).
@@ -89,8 +90,14 @@ class TwinState:
             if d.kind in ("vehicle", "unit"):
                 self.entities.register(d.id, d.kind, d.unit_type)
         self.sensor_cells = {kind: self._point_cells(kind) for kind in ("rain", "water", "traffic")}
+        self.loop_downstream = self._downstream()
         self.cover = self._crowd_cover()
         self.pings = np.zeros(0, dtype=[("t", "f8"), ("cell", "i8"), ("speed", "f8"), ("device", "O")])
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "loop_downstream" not in state:  # a snapshot from before the loop-detector pairs
+            self.loop_downstream = self._downstream()
 
     # ------------------------------------------------------------ static geometry of the sensors
     def _point_cells(self, kind: str) -> np.ndarray:
@@ -101,6 +108,14 @@ class TwinState:
             row, col = self.grid.cell_of_lonlat(*pos) if pos else (-1, -1)
             cells.append(int(self.grid.flat_index(row, col)))
         return np.array(cells, dtype=np.int64)
+
+    def _downstream(self) -> np.ndarray:
+        """Index of the loop detector downstream of each one (registry property ``downstream``, a
+        device id), -1 where none is given: the pairs the California algorithm tests."""
+        ids = self.readings["traffic"].index
+        out = [ids.get(str(self.registry.get(d).properties.get("downstream", "")), -1)
+               for d in self.readings["traffic"].ids]
+        return np.array(out, dtype=np.int64)
 
     def _crowd_cover(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sparse coverage table of the crowd counters: (sensor, cell, fraction of the cell)."""
