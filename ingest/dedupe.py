@@ -116,7 +116,7 @@ class Deduper:
         return True
 
     # ------------------------------------------------------------ snapshots
-    def state(self) -> dict:
+    def save_state(self) -> dict:
         """The remembered keys as plain columns, oldest first: the streams (device, quantity, ref), then per
         remembered entry its stream, its number of times and whether it is a chunk; all times concatenated."""
         index: dict[Stream, int] = {}
@@ -136,8 +136,8 @@ class Deduper:
                 "entry_chunk": np.array(entry_chunk, dtype=bool),
                 "times": np.concatenate(times) if times else np.zeros(0)}
 
-    def restore(self, state: dict) -> None:
-        """Take back what `state` gave (on an empty deduper)."""
+    def restore_state(self, state: dict) -> None:
+        """Take back what `save_state` gave (on an empty deduper)."""
         self.max_keys = int(state["max_keys"])
         streams = list(zip(state["device"].tolist(), state["quantity"].tolist(), state["ref"].tolist(), strict=True))
         ends = np.cumsum(state["entry_len"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -89,11 +90,30 @@ class Component(ABC):
     inputs: ClassVar[tuple[Var, ...]] = ()
     outputs: ClassVar[tuple[Var, ...]] = ()
     references: ClassVar[tuple[Reference, ...]] = ()
+    state_vars: ClassVar[tuple[str, ...]] = ()
+    """Attributes that evolve from one update to the next: all a snapshot of the component holds (the rest is
+    rebuilt from the inputs and the config when the component is constructed)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.name:
             COMPONENTS.append(cls)
+
+    # ------------------------------------------------------------------ snapshots
+    def save_state(self) -> dict[str, Any]:
+        """Copies of the attributes named in `state_vars` (arrays, numbers, lists of them, dataclasses of arrays)."""
+        return {name: _copied(getattr(self, name)) for name in self.state_vars}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Take back what `save_state` gave, into a component constructed on the same grid and config.
+
+        Raises KeyError for a missing attribute and ValueError for an array of another shape.
+        """
+        missing = [n for n in self.state_vars if n not in state]
+        if missing:
+            raise KeyError(f"{type(self).__name__}: the snapshot lacks {', '.join(missing)}")
+        for name in self.state_vars:
+            setattr(self, name, _restored(f"{type(self).__name__}.{name}", getattr(self, name), state[name]))
 
     # ------------------------------------------------------------------ checks
     @classmethod
@@ -199,3 +219,33 @@ class Component(ABC):
     @abstractmethod
     def update(self, ds: xr.Dataset, dt: float) -> xr.Dataset:
         """Advance by ``dt`` [s] using inputs from ``ds``; return the declared outputs."""
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, list | tuple):
+        return [_copied(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _copied(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def _restored(where: str, current: Any, saved: Any) -> Any:
+    """``saved`` in the form of ``current`` (dtype, shape, container), checked."""
+    if isinstance(current, np.ndarray):
+        out = np.array(saved, dtype=current.dtype)
+        if out.shape != current.shape:
+            raise ValueError(f"{where}: the snapshot has shape {out.shape}, the component {current.shape}")
+        return out
+    if isinstance(current, list | tuple):
+        if len(saved) != len(current):
+            raise ValueError(f"{where}: the snapshot has {len(saved)} items, the component {len(current)}")
+        return type(current)(_restored(f"{where}[{i}]", c, s) for i, (c, s) in enumerate(zip(current, saved,
+                                                                                             strict=True)))
+    if dataclasses.is_dataclass(current) and not isinstance(current, type):
+        return type(current)(**{f.name: _restored(f"{where}.{f.name}", getattr(current, f.name), saved[f.name])
+                                for f in dataclasses.fields(current)})
+    if isinstance(current, bool | int | float):
+        return type(current)(saved)
+    return saved

@@ -112,6 +112,7 @@ class CrowdState(Component):
         Var("crowd_pressure", "s-2", GRID_DIMS, "float64", "Helbing crowd pressure, density x velocity variance"),
     )
     references = (FRUIN, STILL, WEIDMANN, HELBING)
+    state_vars = ("prev", "trend", "u_mean", "v_mean", "var")
 
     def __init__(self, ds: xr.Dataset, config: CrowdConfig | None = None):
         self.check_inputs(ds, ("crowd_density",))

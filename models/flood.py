@@ -78,6 +78,9 @@ class FloodModel(Component):
         Var("flood_band", "1", GRID_DIMS, "int8", "depth band: 0 < 0.15 m, 1 < 0.27 m, 2 < 0.50 m, 3 deeper"),
     )
     references = (BATES, DE_ALMEIDA, HUNTER)
+    state_vars = ("h", "qx", "qy", "src", "_src_sum", "drained", "outflow", "rowmax", "_hmax", "time", "n_substeps",
+                  "volume0", "rain_volume", "boundary_volume", "injected_volume")
+    # not in a snapshot: a boundary-depth function (`set_boundary_depth`, scenarios only) and scratch arrays
     static = ("elevation", "building_fraction", "water_mask", "runoff_coefficient", "drainage_capacity")
 
     def __init__(self, ds: xr.Dataset, config: FloodConfig | None = None, parallel: bool = False,

@@ -49,6 +49,7 @@ class RainAccumulation(Component):
             flags=LEVEL_FLAGS),
     )
     references = (SHANGHAI, CMA)
+    state_vars = ("ring", "pos", "t_in_bin")
 
     def __init__(self, ds: xr.Dataset, config: RainConfig | None = None):
         self.check_inputs(ds)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -66,15 +66,6 @@ class AlertState:
         return cls(np.zeros(shp, np.int8), np.zeros(shp, np.int8), np.zeros(shp, np.int8),
                    np.zeros(shp, np.int16), np.zeros(shp, np.int16), np.zeros(shp, np.uint32),
                    np.zeros(shp, np.int8), np.zeros(n_cells, np.int8))
-
-    def snapshot(self) -> dict[str, np.ndarray]:
-        """Copies of all arrays by name (e.g. for ``np.savez`` or a NetCDF)."""
-        return {f.name: getattr(self, f.name).copy() for f in fields(self)}
-
-    @classmethod
-    def restore(cls, arrays: dict[str, np.ndarray]) -> AlertState:
-        """The state from a :meth:`snapshot`."""
-        return cls(**{f.name: np.array(arrays[f.name]) for f in fields(cls)})
 
     def args(self) -> tuple[np.ndarray, ...]:
         """Arrays in kernel argument order (level, reported, raw, n_up, n_down, history, flapping)."""
@@ -174,6 +165,7 @@ class AlertLevels(Component):
             "bitmask of levels changed this tick: 1 crowd, 2 flood, 4 traffic, 8 overall"),
     )
     references = (UNDRR, PROMETHEUS, NAGIOS)
+    state_vars = ("state",)
 
     def __init__(self, ds: xr.Dataset, config: RiskConfig | None = None):
         self.check_inputs(ds, ("road_class", "vulnerability"))

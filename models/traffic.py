@@ -69,6 +69,7 @@ class ProbeSpeeds(Component):
         Var("traffic_samples", "1", GRID_DIMS, "float64", "probe samples behind the traffic speed"),
     )
     references = (WARDROP,)
+    state_vars = ("state",)
 
     def __init__(self, ds: xr.Dataset, config: TrafficConfig | None = None, shape: tuple[int, int] | None = None):
         self.config = config or TrafficConfig()
@@ -121,6 +122,7 @@ class Congestion(Component):
         Var("traffic_incident", "1", GRID_DIMS, "int8", INCIDENT_DOC),
     )
     references = (GBT33171,)
+    state_vars = ("count", "network_tpi")
 
     def __init__(self, ds: xr.Dataset, config: TrafficConfig | None = None):
         self.check_inputs(ds, ("road_class", "free_flow_speed"))
@@ -195,6 +197,7 @@ class LoopDetectors(Component):
         Var("traffic_incident", "1", GRID_DIMS, "int8", INCIDENT_DOC),
     )
     references = (WARDROP, PAYNE)
+    state_vars = ("lags", "count", "flag", "last_t")
 
     def __init__(self, ds: xr.Dataset, config: TrafficConfig | None = None, shape: tuple[int, int] | None = None):
         self.check_inputs(ds, ("detector_cell",))

@@ -17,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "simulate", help="publish realistic sensor and Beidou feeds to an MQTT broker",
         description="Publish synthetic Bund feeds (vehicles on the OSM roads, field units, crowd counters with "
                     "a New Year's Eve profile, a Shanghai design storm, underpass water gauges, loop "
-                    "detectors and a share of bad messages) at QoS 1 over the MQTT contract (docs/contract/mqtt.md 3.1).")
+                    "detectors and a share of bad messages) at QoS 1 over the MQTT contract "
+                    "(docs/contract/mqtt.md 3.1).")
     p.add_argument("--broker", required=True, help="mqtt[s]://[user[:pass]@]host[:port]")
     p.add_argument("--duration", type=float, default=600.0, help="simulated seconds to run (default 600)")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")

@@ -63,10 +63,10 @@ def test_positions_never_move_backwards_in_time():
                          np.array([0, 40, 0]), np.array([0, 60, 0]), np.zeros(3), np.zeros(3))
     u = table.entities["u1"]
     assert moved == ["u1"] and u.t == 20.0 and u.x == 642600.0 and "ghost" not in table.entities
-    rows = table.snapshot()
+    rows = table.save_state()
     again = EntityTable(GRID)
-    again.restore(rows)
-    assert again.snapshot() == rows
+    again.restore_state(rows)
+    assert again.save_state() == rows
 
 
 def test_an_alert_nobody_is_near_goes_to_the_nearest_units_once():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 
 import numpy as np
 import pytest
@@ -155,8 +154,8 @@ def test_the_same_inputs_give_the_same_alerts_and_a_restored_core_continues_iden
     ev_a = [e.message for _, e in _run(a, registry, counts[:10])]
     ev_b = [e.message for _, e in _run(b, registry, counts[:10])]
     assert ev_a == ev_b and ev_a
-    blob = pickle.dumps(b.snapshot_state())
-    c = TwinCore.from_snapshot_state(pickle.loads(blob), b.store)
+    c = fresh()
+    c.restore_state(b.save_state())
     rest_a = [e.message for _, e in _run(a, registry, counts[10:], start=10)]
     rest_c = [e.message for _, e in _run(c, registry, counts[10:], start=10)]
     assert rest_a == rest_c

@@ -9,8 +9,8 @@ Crowd
     elsewhere, with 3 % noise: the busiest counter reaches ``peak_density`` [person m-2] at the peak.
 Rain
     A Chicago design storm (Keifer & Chu 1957; peak ratio r = 0.4) on the Shanghai intensity formula
-    ``models.design_storm.shanghai_storm_intensity`` (docs/science/flood.md 2.2): the cumulative depth is exact, so each report
-    is the mean rate over its interval and the mean over the storm equals the formula's value.
+    ``models.design_storm.shanghai_storm_intensity`` (docs/science/flood.md 2.2): the cumulative depth is
+    exact, so each report is the mean rate over its interval and the mean over the storm equals the formula's value.
 Water
     A linear reservoir at each underpass: depth rises at (rain - drainage) x catchment ratio and falls
     at the same ratio when the rain is below the drainage capacity (36.5 mm/h, the 1-yr 60-min rate).

@@ -60,10 +60,10 @@ def test_a_restored_deduper_goes_on_exactly_as_the_original(before, after, max_k
     original = Deduper(max_keys=max_keys)
     for b in before:
         original.filter(b)
-    state = original.state()
+    state = original.save_state()
     assert all(not isinstance(v, np.ndarray) or v.dtype != object for v in state.values())
     copy = Deduper()
-    copy.restore(state)
+    copy.restore_state(state)
     assert len(copy) == len(original) and copy.max_keys == max_keys
     for b in before + after:  # redeliveries of everything, then new records
         got, want = copy.filter(b), original.filter(b)

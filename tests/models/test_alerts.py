@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from models import LEVEL_NODATA, AlertLevels, AlertState, AlertTiming, CrowdConfig, RiskConfig, stale_mask
+from models import LEVEL_NODATA, AlertLevels, AlertTiming, CrowdConfig, RiskConfig, stale_mask
 
 INF = np.inf
 STEPS = (1.0, 2.0, 3.0, 4.0)
@@ -156,7 +156,7 @@ def test_snapshot_restore_continues_identically():
            for _ in range(30)]
     for rho, depth in seq[:15]:
         a.update(crowd_dataset(rho, depth))
-    b.state = AlertState.restore(a.state.snapshot())
+    b.restore_state(a.save_state())
     for rho, depth in seq[15:]:
         oa, ob = a.update(crowd_dataset(rho, depth)), b.update(crowd_dataset(rho, depth))
         for name in ("level_crowd", "level_flood", "level", "level_changed"):

@@ -61,7 +61,7 @@ def test_flood_alerts_are_at_the_tunnel_portals_and_name_them(story_run):
 def test_no_rainstorm_signal_below_35_mm_in_an_hour(story_run):
     story = Story()
     total = storm_depth_mm(story.storm_duration_min, story.storm_return_period_yr, story.storm_duration_min)
-    assert total == pytest.approx(31.0, abs=0.1)  # q(3 yr, 20 min) = 93.0 mm/h x 1/3 h, docs/science/flood.md 2.2 formula
+    assert total == pytest.approx(31.0, abs=0.1)  # q(3 yr, 20 min) = 93.0 mm/h x 1/3 h (docs/science/flood.md 2.2)
     assert total < 35.0  # Shanghai blue rainstorm signal: 1 h >= 35 mm (docs/science/risk.md 4)
     assert _first(story_run, "rain", "raised") is None
 

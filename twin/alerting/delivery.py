@@ -62,15 +62,15 @@ class Router:
         self.areas: dict[str, AlertArea] = {}
 
     # ------------------------------------------------------------ snapshots (twin.live.snapshot)
-    def state(self) -> dict:
+    def save_state(self) -> dict:
         """What evolves: every alert area (geometry as WKB hex, exact) with its deliveries and arrivals."""
         return {"areas": [{"identifier": a.identifier, "raised_at": float(a.raised_at),
                            "area": shapely.to_wkb(a.area, hex=True), "reach": shapely.to_wkb(a.reach, hex=True),
                            "version": int(a.version), "delivered": dict(a.delivered), "on_scene": dict(a.on_scene)}
                           for a in self.areas.values()]}
 
-    def restore(self, state: dict) -> None:
-        """Take back what `state` gave (on a fresh router)."""
+    def restore_state(self, state: dict) -> None:
+        """Take back what `save_state` gave (on a fresh router)."""
         self.areas = {}
         for s in state["areas"]:
             area, reach = shapely.from_wkb(s["area"]), shapely.from_wkb(s["reach"])

@@ -134,13 +134,13 @@ class AlertBook:
         return AlertEvent("acknowledged", alert, t, note=note)
 
     # ------------------------------------------------------------ snapshots (twin.live.snapshot)
-    def state(self) -> dict:
+    def save_state(self) -> dict:
         """What evolves: active alerts (with their CAP messages), the sequence, each hazard's last known levels."""
         return {"sequence": self.sequence, "last_known": dict(self.last_known),
                 "active": [_alert_state(a) for a in self.active.values()]}
 
-    def restore(self, state: dict) -> None:
-        """Take back what `state` gave (on a fresh book)."""
+    def restore_state(self, state: dict) -> None:
+        """Take back what `save_state` gave (on a fresh book)."""
         self.sequence = int(state["sequence"])
         self.last_known = {h: np.asarray(v, dtype=np.int8) for h, v in state["last_known"].items()}
         self.active = {a["identifier"]: _alert_of(a) for a in state["active"]}

@@ -71,8 +71,8 @@ def alert_routes(state: ApiState) -> APIRouter:
 
     @r.get("/{identifier}")
     def alert_json(identifier: str) -> dict:
-        """The alert's current CAP message as JSON (docs/contract/mqtt.md 3.1), the one retained on ``city/alerts/{id}``;
-        a cancelled alert gives its Cancel."""
+        """The alert's current CAP message as JSON (docs/contract/mqtt.md 3.1), the one retained on
+        ``city/alerts/{id}``; a cancelled alert gives its Cancel."""
         return _row_or_404(state, identifier)["message"]
 
     @r.post("/{identifier}/ack", response_model=AckResponse, dependencies=[Depends(token_check(state))],

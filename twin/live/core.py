@@ -230,27 +230,27 @@ class TwinCore:
         return [ids[i] for i in hit]
 
     # ------------------------------------------------------------ snapshots
-    def __getstate__(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("store", "lock")}
+    def save_state(self) -> dict:
+        """Everything that evolves, part by part, as plain values and arrays (`twin.live.snapshot` writes it).
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("operator_acks", {})  # snapshots from before operator acknowledgements
-        self.store, self.lock = None, threading.RLock()
-
-    def snapshot_state(self) -> dict[str, object]:
-        """Everything that evolves, as one picklable object (the store is not part of it)."""
+        The store is not part of it: it is durable on its own.
+        """
         with self.lock:
-            return {"version": 1, "core": self}
+            return {"core": {"last_tick": float(self.last_tick), "outside_grid": int(self.outside_grid),
+                             "devices_seen": np.array(sorted(self.devices_seen), dtype=str)},
+                    "book": self.book.save_state(), "router": self.router.save_state(),
+                    "twin_state": self.state.save_state(), "models": self.models.save_state()}
 
-    @classmethod
-    def from_snapshot_state(cls, snap: dict, store: Store) -> TwinCore:
-        """A core from an unpickled `snapshot_state`, writing to ``store``."""
-        if snap.get("version") != 1:
-            raise ValueError(f"unknown snapshot version {snap.get('version')!r}")
-        core = snap["core"]
-        core.store = store
-        return core
+    def restore_state(self, state: dict) -> None:
+        """Take back what `save_state` gave, on a core built from the same static twin, registry and config."""
+        with self.lock:
+            core = state["core"]
+            self.last_tick, self.outside_grid = float(core["last_tick"]), int(core["outside_grid"])
+            self.devices_seen = set(np.asarray(core["devices_seen"]).tolist())
+            self.book.restore_state(state["book"])
+            self.router.restore_state(state["router"])
+            self.state.restore_state(state["twin_state"])
+            self.models.restore_state(state["models"])
 
     # ------------------------------------------------------------ status
     def status(self) -> dict[str, object]:

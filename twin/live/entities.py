@@ -75,10 +75,10 @@ class EntityTable:
         """Field units with a known position inside the grid."""
         return [e for e in self.of_kind("unit") if e.located]
 
-    def snapshot(self) -> list[dict[str, object]]:
-        """Every entity as plain values."""
-        return [e.as_dict() for e in sorted(self.entities.values(), key=lambda e: e.id)]
+    def save_state(self) -> dict[str, object]:
+        """Every entity as plain values, by id (for snapshots)."""
+        return {"entities": [e.as_dict() for e in sorted(self.entities.values(), key=lambda e: e.id)]}
 
-    def restore(self, rows: list[dict[str, object]]) -> None:
-        """Inverse of `snapshot`."""
-        self.entities = {str(r["id"]): Entity(**r) for r in rows}  # type: ignore[arg-type]
+    def restore_state(self, state: dict) -> None:
+        """Take back what `save_state` gave."""
+        self.entities = {str(r["id"]): Entity(**r) for r in state["entities"]}

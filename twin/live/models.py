@@ -88,15 +88,30 @@ class LiveModels:
         self.t = float("nan")
 
     def _add_traffic_components(self) -> None:
-        """Loop detectors and congestion levels (also for a core restored from a snapshot without them)."""
+        """Loop detectors and congestion levels."""
         traffic = self.config.risk.traffic
         self.loops = models.LoopDetectors(self._loop_readings(float("nan")), traffic, shape=self.shape)
         self.congestion = models.Congestion(self.state.static, traffic)
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        if "loops" not in state:  # a snapshot from before loop detectors and congestion ran in the tick
-            self._add_traffic_components()
+    # ------------------------------------------------------------ snapshots (twin.live.snapshot)
+    def components(self) -> dict[str, models.Component]:
+        """The model components of the tick, by name."""
+        return {"fusion": self.fusion, "crowd": self.crowd, "rain": self.rain, "flood": self.flood,
+                "probes": self.probes, "loops": self.loops, "congestion": self.congestion, "levels": self.levels}
+
+    def save_state(self) -> dict:
+        """What evolves: each component's state, the last tick's layers, its time and whether rain was stale."""
+        return {"components": {name: c.save_state() for name, c in self.components().items()},
+                "layers": {name: var.values.copy() for name, var in self.layers.data_vars.items()},
+                "t": float(self.t), "rain_stale": bool(self.rain_stale)}
+
+    def restore_state(self, state: dict) -> None:
+        """Take back what `save_state` gave (on models built from the same static twin, registry and config)."""
+        for name, component in self.components().items():
+            component.restore_state(state["components"][name])
+        self.layers = xr.Dataset({name: layer_variable(name, np.asarray(values))
+                                  for name, values in state["layers"].items()}, coords=self.state.static.coords)
+        self.t, self.rain_stale = float(state["t"]), bool(state["rain_stale"])
 
     # ------------------------------------------------------------ one tick
     def step(self, t: float, dt: float) -> xr.Dataset:

@@ -57,15 +57,18 @@ class SensorReadings:
         _, t = self.latest(quantity)
         return ~stale_mask(t, now, max_age_s, n_periods=1.0)
 
-    def snapshot(self) -> dict[str, object]:
-        """Plain values for a snapshot."""
-        return {"kind": self.kind, "ids": list(self.ids), "quantities": list(self.quantities),
-                "value": self.value.tolist(), "t": self.t.tolist()}
+    def save_state(self) -> dict[str, object]:
+        """The readings by device id and quantity (for snapshots)."""
+        return {"ids": np.array(self.ids, dtype=str), "quantities": list(self.quantities), "value": self.value.copy(),
+                "t": self.t.copy()}
 
-    @classmethod
-    def restore(cls, data: dict) -> SensorReadings:
-        """Inverse of `snapshot`."""
-        out = cls(data["kind"], tuple(data["ids"]), tuple(data["quantities"]))
-        out.value = np.asarray(data["value"], dtype=float).reshape(out.value.shape)
-        out.t = np.asarray(data["t"], dtype=float).reshape(out.t.shape)
-        return out
+    def restore_state(self, state: dict) -> None:
+        """Take back what `save_state` gave; rows are matched by device id, so devices added to the registry since
+        start empty and devices no longer in it are dropped."""
+        if list(state["quantities"]) != list(self.quantities):
+            raise ValueError(f"{self.kind} readings: the snapshot has quantities {list(state['quantities'])}, "
+                             f"the twin {list(self.quantities)}")
+        for row, dev in enumerate(np.asarray(state["ids"]).tolist()):
+            i = self.index.get(dev)
+            if i is not None:
+                self.value[i], self.t[i] = state["value"][row], state["t"][row]

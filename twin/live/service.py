@@ -9,10 +9,12 @@ Threads:
 - the outbox publisher sends stored messages in order and marks each published only when
   the broker confirmed it.
 
-Recovery: every ``snapshot_every_s`` of twin time, right after a tick, the core's state is
-pickled with the raw-log position just after that tick. At start the last snapshot is loaded
-and the log replayed from its position, which gives the state of a run that never stopped.
-The snapshot is the service's own file (never data from the wire); the live layers are also
+Recovery: every ``snapshot_every_s`` of twin time, right after a tick, the core's state and the
+ingest deduplication memory are written as a versioned snapshot (`twin.live.snapshot`: JSON plus
+numpy arrays in one zip, no pickle) with the raw-log position just after that tick. At start the
+last snapshot is restored and the log replayed from its position, which gives the state of a run
+that never stopped. A snapshot that cannot be restored (an old pickle, a newer version, another
+grid) stops the start with a `SnapshotError` that says what to do. The live layers are also
 written beside it as NetCDF for people and other tools.
 """
 
@@ -20,8 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import pickle
 import threading
 import time
 from collections import deque
@@ -39,13 +39,14 @@ from ingest.transport.client import MqttTransport, is_confirmed
 from ingest.validation import Limits
 from twin.alerting.store import Store
 from twin.district.dataset import load_twin, save_twin
+from twin.live import snapshot
 from twin.live.core import CoreConfig, TickReport, TwinCore
 from twin.live.state import Rejected
 
 log = logging.getLogger(__name__)
 
 TICK_TOPIC = "$twin/tick"
-SNAPSHOT = "snapshot.pkl"
+SNAPSHOT = snapshot.FILE
 
 
 class TwinClock:
@@ -158,8 +159,8 @@ class LiveService:
                                        subscriptions=subscriptions(cfg.prefix), clock=cfg.clock)
         self.ingestor = Ingestor(self.transport, self.raw_log, self.registry, self._on_batch,
                                  IngestConfig(prefix=cfg.prefix, limits=cfg.limits), control=self._on_control)
-        if self._deduper is not None:
-            self.ingestor.deduper = self._deduper
+        if self._dedupe_state is not None:
+            self.ingestor.deduper.restore_state(self._dedupe_state)
         self.publisher = OutboxPublisher(self.store, self.transport)
         self._tick_stop = threading.Event()
         self._tick_thread = threading.Thread(target=self._ticker, name="ticker", daemon=True)
@@ -263,31 +264,23 @@ class LiveService:
             self._write_snapshot(after)
 
     def _write_snapshot(self, after: LogPosition) -> None:
-        path = self.config.state_dir / SNAPSHOT
         with self.core.lock:
-            blob = pickle.dumps({"core": self.core.snapshot_state(), "position": tuple(after),
-                                 "deduper": self.ingestor.deduper, "written_at": time.time()},
-                                protocol=pickle.HIGHEST_PROTOCOL)
-        tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
+            state = {**self.core.save_state(), "dedupe": self.ingestor.deduper.save_state()}
+            snapshot.write(self.config.state_dir, state, self.core.state.grid, tuple(after), time.time())
         self._last_snapshot_t = self.core.last_tick
         layers = self.core.models.layers
         if layers.data_vars:
             save_twin(self.config.state_dir / "live.nc", layers.assign_attrs(self.static.attrs))
 
     def _restore(self) -> tuple[TwinCore, LogPosition]:
-        path = self.config.state_dir / SNAPSHOT
-        self._deduper = None
-        self.restored = path.is_file()
-        if not path.is_file():
-            return TwinCore(self.static, self.registry, self.store, self.config.core), LogPosition(0, 0)
-        with open(path, "rb") as f:
-            state = pickle.load(f)
-        self._deduper = state["deduper"]
-        core = TwinCore.from_snapshot_state(state["core"], self.store)
-        log.info("restored snapshot of %s", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state["written_at"])))
-        return core, LogPosition(*state["position"])
+        """A fresh core, with the last snapshot's state when there is one; the log position to replay from."""
+        core = TwinCore(self.static, self.registry, self.store, self.config.core)
+        self._dedupe_state = None
+        self.restored = snapshot.exists(self.config.state_dir)
+        if not self.restored:
+            return core, LogPosition(0, 0)
+        snap = snapshot.read(self.config.state_dir, core.state.grid)
+        core.restore_state(snap.state)
+        self._dedupe_state = snap.state.get("dedupe")
+        log.info("restored snapshot of %s", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.written_at)))
+        return core, LogPosition(*snap.position)

@@ -94,10 +94,25 @@ class TwinState:
         self.cover = self._crowd_cover()
         self.pings = np.zeros(0, dtype=[("t", "f8"), ("cell", "i8"), ("speed", "f8"), ("device", "O")])
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        if "loop_downstream" not in state:  # a snapshot from before the loop-detector pairs
-            self.loop_downstream = self._downstream()
+    # ------------------------------------------------------------ snapshots (twin.live.snapshot)
+    def save_state(self) -> dict:
+        """What evolves: the latest readings, the entities and the recent vehicle pings (as columns)."""
+        p = self.pings
+        return {"readings": {kind: r.save_state() for kind, r in self.readings.items()},
+                "entities": self.entities.save_state(),
+                "pings": {"t": p["t"].copy(), "cell": p["cell"].copy(), "speed": p["speed"].copy(),
+                          "device": p["device"].astype(str)}}
+
+    def restore_state(self, state: dict) -> None:
+        """Take back what `save_state` gave (on a state built from the same static twin and registry)."""
+        for kind, r in self.readings.items():
+            r.restore_state(state["readings"][kind])
+        self.entities.restore_state(state["entities"])
+        p = state["pings"]
+        pings = np.zeros(len(p["t"]), dtype=self.pings.dtype)
+        pings["t"], pings["cell"], pings["speed"] = p["t"], p["cell"], p["speed"]
+        pings["device"] = np.asarray(p["device"]).astype(object)
+        self.pings = pings
 
     # ------------------------------------------------------------ static geometry of the sensors
     def _point_cells(self, kind: str) -> np.ndarray:
