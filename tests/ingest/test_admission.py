@@ -15,7 +15,7 @@ from ingest import admission as admission_mod
 from ingest.admission import Admission, batch_of
 from ingest.batch import COLUMNS, FLOAT_COLUMNS, Batch
 from ingest.decoders import encode_ack, encode_nmea, encode_position, encode_senml, senml_records
-from ingest.decoders.units import ACK_STATUSES, QUANTITIES, SENSOR_KINDS
+from ingest.decoders.units import ACK_STATUSES, SENSOR_KINDS
 from ingest.dedupe import Deduper
 from ingest.pipeline import Ingestor
 from ingest.registry import Registry, registry_from_geojson
@@ -24,6 +24,7 @@ from ingest.routing import DECODERS, route
 from ingest.validation import Limits
 from tests.ingest.conftest import feature
 from tests.ingest.fakes import FakeSource
+from tests.ingest.strategies import device_ids, sensor_batches
 
 NOW = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 WIDE = Limits(max_age_s=1e12, max_future_s=1e12, rate_per_s=0)
@@ -73,20 +74,10 @@ def test_admit_never_raises_and_gives_a_batch_or_a_known_reason(registry, msgs, 
 
 # --- agrees with the bytes decoders on valid messages ---------------------------------------------------
 
-device_ids = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12).filter(
-    lambda s: s[0].isalnum()
-)
-
-
 @st.composite
 def sensor_messages(draw):
-    kind = draw(st.sampled_from(sorted(SENSOR_KINDS)))
-    device = draw(device_ids)
-    n = draw(st.integers(1, 30))
-    qs = draw(st.lists(st.sampled_from(SENSOR_KINDS[kind]), min_size=n, max_size=n))
-    vals = [draw(st.floats(QUANTITIES[q].low, QUANTITIES[q].high)) for q in qs]
-    ts = draw(st.lists(st.integers(-86_400_000, 300_000), min_size=n, max_size=n))  # [ms] around NOW
-    batch = Batch.build(n, device=device, t=[NOW + t / 1000 for t in ts], quantity=qs, value=vals)
+    kind, batch = draw(sensor_batches(st.integers(-86_400_000, 300_000), NOW))  # [ms] around NOW
+    device = batch.device[0]
     payload = encode_senml(batch, relative=draw(st.booleans()))
     return f"city/sensors/{kind}/{device}", payload, feature(device, kind, list(SENSOR_KINDS[kind]))
 
