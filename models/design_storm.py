@@ -14,7 +14,7 @@ def shanghai_storm_intensity(return_period_yr: float, duration_min: float) -> fl
     """Mean rain intensity of the Shanghai design storm. [mm h-1]
 
     q = 1600 (1 + 0.846 lg P) / (t + 7.0)^0.656 L s-1 ha-1, 1 L s-1 ha-1 = 0.36 mm h-1
-    (DB31/T 1043-2017 as quoted in SCIENCE.md 2.2 [mem]; P = 1 yr, t = 60 min gives 36.5).
+    (DB31/T 1043-2017 as quoted in docs/science/flood.md 2.2 [mem]; P = 1 yr, t = 60 min gives 36.5).
     """
     q = 1600.0 * (1.0 + 0.846 * math.log10(return_period_yr)) / (duration_min + 7.0) ** 0.656
     return q * 0.36

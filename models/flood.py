@@ -38,7 +38,7 @@ class FloodModel(Component):
     dt_sub = alpha dx / sqrt(g h_max) (Bates et al. 2010 eq. 12), the last one shortened.
     Cells with Froude > 1 or next to a bore (a depth jump carrying flow) are flagged in
     ``out_of_validity``: the scheme has no advection term and is valid for sub-critical, gradually
-    varied flow only (SCIENCE.md 2.1); its own damping keeps the computed Froude number below 1
+    varied flow only (docs/science/flood.md 2.1); its own damping keeps the computed Froude number below 1
     in a dam break whose exact solution is supercritical, hence the bore test. The values are
     kept, not hidden.
 

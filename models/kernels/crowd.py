@@ -35,7 +35,7 @@ def fuse_density(sensor, cell, cover, count, count_var, area, out_density, out_s
     -----
     Sensor s sees walkable area A_s = sum_k cover_k area_{cell_k} and density rho_s = N_s / A_s
     with variance var_s / A_s**2, assumed uniform over its footprint. Cell estimate
-    rho_c = sum_k w_k rho_s / sum_k w_k with w_k = cover_k / var(rho_s) (SCIENCE.md 1.4), and
+    rho_c = sum_k w_k rho_s / sum_k w_k with w_k = cover_k / var(rho_s) (docs/science/crowd.md 1.4), and
     var(rho_c) = sum_k cover_k**2 / var(rho_s) / (sum_k w_k)**2.
     """
     a_s = np.zeros(count.size)
@@ -61,13 +61,6 @@ def fuse_density(sensor, cell, cover, count, count_var, area, out_density, out_s
         else:
             out_density[c] = np.nan
             out_sigma[c] = np.nan
-
-
-@njit(cache=True, nogil=True)
-def density_from_counts(count, area, out):
-    """Density = count / walkable area; NaN where the area is not positive. [person m-2]"""
-    for i in range(count.size):
-        out[i] = count[i] / area[i] if area[i] > 0.0 else np.nan
 
 
 @njit(cache=True, nogil=True)
@@ -203,26 +196,3 @@ def crowd_pressure(density, u, v, alpha, u_mean, v_mean, var, out):
         v_mean[i] += alpha * dv
         var[i] = (1.0 - alpha) * (var[i] + alpha * (du * du + dv * dv))
         out[i] = density[i] * var[i]
-
-
-@njit(cache=True, nogil=True)
-def occupancy_update(count, n_in, n_out, anchor, out):
-    """Counting-line occupancy: N(t) = N(t-1) + in - out, re-anchored where a snapshot exists.
-
-    Parameters
-    ----------
-    count : ndarray of float64
-        Occupancy at the previous tick (NaN: unknown). [person]
-    n_in, n_out : ndarray of float64
-        People counted crossing into and out of the cell this tick. [person]
-    anchor : ndarray of float64
-        Absolute count from a camera / Wi-Fi snapshot, NaN where none: replaces the running sum
-        and so resets the drift of miscounts (SCIENCE.md 1.4). [person]
-    out : ndarray of float64
-        New occupancy; not clipped at zero, so miscounts stay visible. [person]
-    """
-    for i in range(count.size):
-        if not math.isnan(anchor[i]):
-            out[i] = anchor[i]
-        else:
-            out[i] = count[i] + n_in[i] - n_out[i]

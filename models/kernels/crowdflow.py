@@ -16,8 +16,8 @@ rho_c [person m-2] and maximum specific flow q_max = rho_c v(rho_c) [person m-1 
 :func:`weidmann_capacity`. Units SI: m, s, person.
 
 One sub-step is three passes, each with a ``*_par`` variant over rows (``prange``, same arithmetic,
-bit-identical; one body compiled twice by :func:`_serial_and_parallel`, as in
-:mod:`models.kernels.flood`, whose docstring says why the parallel copy has its own name):
+bit-identical; one body compiled twice by :func:`models.kernels._compile.serial_and_parallel`,
+whose docstring says why the parallel copy has its own name):
 :func:`send_demand`, :func:`accept_inflow`, :func:`apply_transfers`; then
 :func:`admit` for sources. Only occupied cells evaluate the exponential of the speed law. The
 potential is :func:`fast_sweep` (serial: a Gauss-Seidel sweep is sequential) and
@@ -29,14 +29,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-
-def _serial_and_parallel(body):
-    """``(serial, parallel)`` cached nogil dispatchers of one kernel body written with ``prange``."""
-    name = body.__name__ + "_par"
-    twin = type(body)(body.__code__, body.__globals__, name, body.__defaults__, body.__closure__)
-    twin.__qualname__ = name  # its own numba cache entry (models.kernels.flood docstring)
-    twin.__doc__ = f":func:`{body.__name__}` with rows in parallel (``prange``): same arithmetic, same result."
-    return njit(cache=True, nogil=True)(body), njit(cache=True, nogil=True, parallel=True)(twin)
+from models.kernels._compile import serial_and_parallel
 
 
 @njit(cache=True, nogil=True)
@@ -366,7 +359,7 @@ def send_demand(count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup)
         _send_row(np.int64(ip), count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup)
 
 
-send_demand, send_demand_par = _serial_and_parallel(send_demand)
+send_demand, send_demand_par = serial_and_parallel(send_demand)
 
 
 @njit(cache=True, nogil=True)
@@ -425,7 +418,7 @@ def accept_inflow(count, cap, sE, sW, sS, sN, sup, wx, wy, dt, aE, aW, aS, aN):
         _accept_row(np.int64(ip), count, cap, sE, sW, sS, sN, sup, wx, wy, dt, aE, aW, aS, aN)
 
 
-accept_inflow, accept_inflow_par = _serial_and_parallel(accept_inflow)
+accept_inflow, accept_inflow_par = serial_and_parallel(accept_inflow)
 
 
 @njit(cache=True, nogil=True)
@@ -481,7 +474,7 @@ def apply_transfers(count, sink, dt, aE, aW, aS, aN, out_acc, fx, fy, n_acc):
         _apply_row(np.int64(ip), count, sink, dt, aE, aW, aS, aN, out_acc, fx, fy, n_acc)
 
 
-apply_transfers, apply_transfers_par = _serial_and_parallel(apply_transfers)
+apply_transfers, apply_transfers_par = serial_and_parallel(apply_transfers)
 
 
 @njit(cache=True, nogil=True)

@@ -7,12 +7,8 @@ One time step is three passes: :func:`inertial_flux`, :func:`outflow_limit`, :fu
 each has a ``*_par`` variant that runs rows in parallel (``prange``) with the same arithmetic.
 
 Serial and parallel variants are one Python body written with ``prange``, compiled twice by
-:func:`_serial_and_parallel` (``prange`` runs as ``range`` without ``parallel=True`` and in
-``.py_func``). The parallel compilation is of a copy of the function object named ``<name>_par``:
-numba's on-disk cache files an overload under the function's qualified name and first line and keys
-it on signature, CPU and bytecode, but not on ``parallel=``, so two dispatchers of the same function
-object would share one cache entry and the second would run the first one's machine code. The
-copy shares the code object (same source, bytecode and tracebacks) and gets its own cache entry.
+:func:`models.kernels._compile.serial_and_parallel`; its docstring says why the parallel
+compilation is of a renamed copy (numba's cache does not key on ``parallel=``).
 """
 
 import math
@@ -20,14 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-
-def _serial_and_parallel(body):
-    """``(serial, parallel)`` cached nogil dispatchers of one kernel body written with ``prange``."""
-    name = body.__name__ + "_par"
-    twin = type(body)(body.__code__, body.__globals__, name, body.__defaults__, body.__closure__)
-    twin.__qualname__ = name  # its own numba cache entry (see the module docstring)
-    twin.__doc__ = f":func:`{body.__name__}` with rows in parallel (``prange``): same arithmetic, same result."
-    return njit(cache=True, nogil=True)(body), njit(cache=True, nogil=True, parallel=True)(twin)
+from models.kernels._compile import serial_and_parallel
 
 
 @njit(cache=True, nogil=True)
@@ -121,7 +110,7 @@ def inertial_flux(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_ou
         _y_faces(i, h, z, wall, qy, dt, dx, n * n, theta, g, h_min, open_bc, qy_out)
 
 
-inertial_flux, inertial_flux_par = _serial_and_parallel(inertial_flux)
+inertial_flux, inertial_flux_par = serial_and_parallel(inertial_flux)
 
 
 @njit(cache=True, nogil=True)
@@ -150,7 +139,7 @@ def outflow_limit(h, qx, qy, dt, dx, f):
         _limit_row(np.int64(ip), h, qx, qy, dt, dx, f)
 
 
-outflow_limit, outflow_limit_par = _serial_and_parallel(outflow_limit)
+outflow_limit, outflow_limit_par = serial_and_parallel(outflow_limit)
 
 
 @njit(cache=True, nogil=True)
@@ -200,7 +189,7 @@ def continuity(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drai
     src : ndarray of float64, shape (ny, nx)
         Runoff source, rain x runoff coefficient. [m s-1]
     drain : ndarray of float64, shape (ny, nx)
-        Drainage capacity: sink d = min(h / dt + src, drain) (SCIENCE.md 2.1). [m s-1]
+        Drainage capacity: sink d = min(h / dt + src, drain) (docs/science/flood.md 2.1). [m s-1]
     outlet : ndarray of int8, shape (ny, nx)
         1 where the cell is an open outlet (river): its water leaves the grid.
     dt, dx : float
@@ -220,7 +209,7 @@ def continuity(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drai
                               outflow)
 
 
-continuity, continuity_par = _serial_and_parallel(continuity)
+continuity, continuity_par = serial_and_parallel(continuity)
 
 
 @njit(cache=True, nogil=True)

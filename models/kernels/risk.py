@@ -30,7 +30,7 @@ P_COMPOUND, P_FLAP_HI, P_FLAP_LO = 16, 17, 18
 # reciprocals 1 / (hi - lo) of the hazard ramps and 1 / rho_ref (multiplications are cheaper than divisions)
 P_INV_RHO, P_INV_H, P_INV_HV, P_INV_R1, P_INV_RATIO, P_INV_REF = 19, 20, 21, 22, 23, 24
 N_PARAMS = 25
-HIST_MASK = (1 << 20) - 1  # 20 transitions = 21 states (Nagios flapping.c, SCIENCE.md 5) [src]
+HIST_MASK = (1 << 20) - 1  # 20 transitions = 21 states (Nagios flapping.c, docs/science/alerts.md 5) [src]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -121,7 +121,7 @@ def _adjust(r, h, e, ev, p):
 def _flap_pct(hist):
     """Nagios percent state change of a 20-transition history (bit 0 = newest, weight 1.25).
 
-    Weights w_i = 0.75 + (i - 1) 0.5 / 19 (oldest 0.75, newest 1.25; SCIENCE.md 5 [src]) are
+    Weights w_i = 0.75 + (i - 1) 0.5 / 19 (oldest 0.75, newest 1.25; docs/science/alerts.md 5 [src]) are
     (95 - 2 b) / 76 for bit b, so the sum is exact in integers; 1520 = 76 x 20.
     """
     s = 0
@@ -185,57 +185,6 @@ def flap_percent(hist, out):
     """Nagios percent state change (0-100) of each 20-transition history bitmask. [1]"""
     for i in range(hist.size):
         out[i] = _flap_pct(hist[i])
-
-
-@njit(cache=True, nogil=True)
-def threshold_levels(metric, row, sign, out_raise, out_hold):
-    """(raise, hold) levels of a metric against one threshold row (4 raise, 4 clear values).
-
-    ``sign`` = 1: higher is worse (metric >= threshold); -1: lower is worse (metric <= threshold).
-    NaN gives -1 (no data).
-    """
-    for i in range(metric.size):
-        m = metric[i]
-        if math.isnan(m):
-            out_raise[i] = -1
-            out_hold[i] = -1
-            continue
-        r = 0
-        h = 0
-        for k in range(4):
-            if sign * m >= sign * row[k]:
-                r = k + 1
-            if sign * m >= sign * row[4 + k]:
-                h = k + 1
-        out_raise[i] = r
-        out_hold[i] = h
-
-
-@njit(cache=True, nogil=True)
-def alert_step(raise_l, hold_l, ticks, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap, changed):
-    """State machine tick over cells x hazards (all shape (n, n_haz)); ``changed`` int8 (n, n_haz)
-    gets 1 where the reported level differs from the previous tick's. ``ticks`` (n_haz, 2)."""
-    for c in range(raise_l.shape[0]):
-        for k in range(raise_l.shape[1]):
-            old = rep[c, k]
-            lv = _alert(k, c, raise_l[c, k], hold_l[c, k], ticks[k, 0], ticks[k, 1], flap_hi, flap_lo,
-                        lev, rep, raw, nup, ndn, hist, flap)
-            changed[c, k] = 1 if lv != old else 0
-
-
-@njit(cache=True, nogil=True)
-def composite_level(levels, compound_min, out):
-    """Overall level: max over hazards (-1 only if all are -1), +1 (to red at most) where two or
-    more hazards are at ``compound_min`` or above in the same cell. ``levels`` int8 (n_hazards, n),
-    ``out`` int8 (n,)."""
-    for c in range(levels.shape[1]):
-        top = -1
-        n = 0
-        for k in range(levels.shape[0]):
-            top = max(top, levels[k, c])
-            if levels[k, c] >= compound_min:
-                n += 1
-        out[c] = min(top + 1, 4) if n >= 2 else top
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -1,4 +1,4 @@
-"""Traffic kernels: probe and loop speeds, smoothing, GB/T 33171 levels, TPI-like index, incidents.
+"""Traffic kernels: probe speeds, segment-to-cell speeds, smoothing, GB/T 33171 levels, TPI-like index, incidents.
 
 Speeds in m s-1, lengths in m, times in s. Index arrays are int64 (bin = cell or road segment).
 """
@@ -26,7 +26,7 @@ def probe_speed(bin_idx, speed, interval, min_samples, min_seconds, out_speed, o
     min_seconds : float
         Bins with fewer probe-seconds report NaN. [s]
     out_speed : ndarray of float64, shape (n_bins,)
-        sum(v dt) / sum(dt) = distance / time (SCIENCE.md 3.4); NaN below the minimum. [m s-1]
+        sum(v dt) / sum(dt) = distance / time (docs/science/traffic.md 3.4); NaN below the minimum. [m s-1]
     out_samples : ndarray of float64, shape (n_bins,)
         Pings per bin. [1]
 
@@ -49,31 +49,6 @@ def probe_speed(bin_idx, speed, interval, min_samples, min_seconds, out_speed, o
     for b in range(out_speed.size):
         ok = out_samples[b] >= min_samples and den[b] >= min_seconds and den[b] > 0.0
         out_speed[b] = num[b] / den[b] if ok else np.nan
-
-
-@njit(cache=True, nogil=True)
-def loop_speed(det_idx, spot_speed, out_speed, out_count):
-    """Space-mean speed at loop detectors: harmonic mean of spot speeds (Wardrop 1952).
-
-    Parameters
-    ----------
-    det_idx : ndarray of int64, shape (k,)
-        Detector of each vehicle passage.
-    spot_speed : ndarray of float64, shape (k,)
-        Spot speed of the passage, > 0. [m s-1]
-    out_speed : ndarray of float64, shape (n_det,)
-        n / sum(1 / v); NaN without passages. [m s-1]
-    out_count : ndarray of float64, shape (n_det,)
-        Passages. [1]
-    """
-    inv = np.zeros(out_speed.size)
-    out_count[:] = 0.0
-    for k in range(det_idx.size):
-        if spot_speed[k] > 0.0:
-            inv[det_idx[k]] += 1.0 / spot_speed[k]
-            out_count[det_idx[k]] += 1.0
-    for d in range(out_speed.size):
-        out_speed[d] = out_count[d] / inv[d] if out_count[d] > 0.0 else np.nan
 
 
 @njit(cache=True, nogil=True)

@@ -24,12 +24,6 @@ def fuse_density(sensor, cell, cover, count, count_var, area, out_density, out_s
         out_sigma[:] = np.where(den > 0, np.sqrt(s2) / den, np.nan)
 
 
-def density_from_counts(count, area, out):
-    """numpy reference of :func:`models.kernels.crowd.density_from_counts`."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out[:] = np.where(area > 0, count / area, np.nan)
-
-
 def density_trend(density, prev, dt, alpha, trend, out):
     """numpy reference of :func:`models.kernels.crowd.density_trend`."""
     r = (density - prev) / dt
@@ -69,8 +63,3 @@ def crowd_pressure(density, u, v, alpha, u_mean, v_mean, var, out):
     v_mean[ok] += alpha * dv[ok]
     var[ok] = (1.0 - alpha) * (var[ok] + alpha * (du[ok] * du[ok] + dv[ok] * dv[ok]))
     out[:] = np.where(ok, density * var, np.nan)
-
-
-def occupancy_update(count, n_in, n_out, anchor, out):
-    """numpy reference of :func:`models.kernels.crowd.occupancy_update`."""
-    out[:] = np.where(np.isnan(anchor), count + n_in - n_out, anchor)

@@ -47,14 +47,6 @@ def flap_percent(hist, out):
     out[:] = (bits * _WEIGHTS).sum(axis=1) * 100.0 / 1520.0
 
 
-def threshold_levels(metric, row, sign, out_raise, out_hold):
-    """numpy reference of :func:`models.kernels.risk.threshold_levels`."""
-    r, h = _up(sign * metric, sign * np.asarray(row))
-    nan = np.isnan(metric)
-    out_raise[:] = np.where(nan, -1, r)
-    out_hold[:] = np.where(nan, -1, h)
-
-
 def _alert(r, h, fr, kp, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap):
     """Vectorised state machine for one hazard (1-D state views, e.g. ``lev[:, k]``, updated in place)."""
     valid = r >= 0
@@ -87,22 +79,6 @@ def _alert(r, h, fr, kp, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap):
     ndn[calm] = 0
     rep[:] = np.where(valid, lev, -1)
     return rep.astype(np.int64)
-
-
-def alert_step(raise_l, hold_l, ticks, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap, changed):
-    """numpy reference of :func:`models.kernels.risk.alert_step`."""
-    for k in range(raise_l.shape[1]):
-        old = rep[:, k].copy()
-        new = _alert(raise_l[:, k].astype(np.int64), hold_l[:, k].astype(np.int64), ticks[k, 0], ticks[k, 1],
-                     flap_hi, flap_lo, lev[:, k], rep[:, k], raw[:, k], nup[:, k], ndn[:, k], hist[:, k], flap[:, k])
-        changed[:, k] = (new != old).astype(np.int8)
-
-
-def composite_level(levels, compound_min, out):
-    """numpy reference of :func:`models.kernels.risk.composite_level`."""
-    top = levels.max(axis=0).astype(np.int64)
-    n = (levels >= compound_min).sum(axis=0)
-    out[:] = np.where(n >= 2, np.minimum(top + 1, 4), top)
 
 
 def _adjust(r, h, e, ev, p):
@@ -189,4 +165,3 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
     ch |= np.where(top != level, 8, 0)
     level[:] = top
     changed[:] = ch
-

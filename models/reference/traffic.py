@@ -16,17 +16,6 @@ def probe_speed(bin_idx, speed, interval, min_samples, min_seconds, out_speed, o
         out_speed[:] = np.where(good, num / den, np.nan)
 
 
-def loop_speed(det_idx, spot_speed, out_speed, out_count):
-    """numpy reference of :func:`models.kernels.traffic.loop_speed`."""
-    ok = spot_speed > 0
-    n = out_speed.size
-    with np.errstate(divide="ignore"):
-        inv = np.bincount(det_idx[ok], weights=1.0 / spot_speed[ok], minlength=n)
-    out_count[:] = np.bincount(det_idx[ok], minlength=n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out_speed[:] = np.where(out_count > 0, out_count / inv, np.nan)
-
-
 def segment_to_cells(seg, cell, length, seg_speed, out):
     """numpy reference of :func:`models.kernels.traffic.segment_to_cells`."""
     v = seg_speed[seg]
