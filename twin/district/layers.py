@@ -63,7 +63,7 @@ def _layers(*items: Layer) -> MappingProxyType:
 
 
 LAYERS = _layers(
-    # --- static CIM layers (DESIGN.md section 2) ---
+    # --- static CIM layers (docs/architecture.md section 2) ---
     Layer("elevation", "m", "ground or water-surface elevation above datum"),
     Layer("building_fraction", "1", "fraction of the cell covered by building footprints"),
     Layer("building_height", "m", "height of the tallest building in the cell"),
