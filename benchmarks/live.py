@@ -71,10 +71,10 @@ def throughput(broker: PrivateBroker, grid: Path, work: Path, n: int, procs: int
     svc = service(broker, grid, work / "thr")
     t0 = time.perf_counter()
     svc.start(10)
-    while svc.ingestor.metrics.received < n and time.perf_counter() - t0 < 600:
+    while LiveQuery(svc).ingest_metrics()['received'] < n and time.perf_counter() - t0 < 600:
         time.sleep(0.01)
     elapsed = time.perf_counter() - t0
-    got = svc.ingestor.metrics.received
+    got = LiveQuery(svc).ingest_metrics()['received']
     ticks = svc.last_report
     svc.stop()
     return {"messages": got, "elapsed": elapsed, "rate": got / elapsed, "publish_rate": pub_rate,

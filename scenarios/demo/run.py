@@ -33,8 +33,10 @@ from scenarios.feeds.simulator import Publisher, Simulator
 from scenarios.session import cached_twin
 from twin.district.dataset import load_twin, save_twin
 from twin.district.sources import data_dir
+from twin.live import snapshot
 from twin.live.core import CoreConfig
-from twin.live.service import SNAPSHOT, LiveService, ServiceConfig, TwinClock
+from twin.live.query import LiveQuery
+from twin.live.service import LiveService, ServiceConfig, TwinClock
 
 DEMO_TICK_S = 10.0
 """Tick of the demo's twin [s of twin time]: the story's alert timings are tuned for it."""
@@ -75,7 +77,7 @@ def base_grid(opts: DemoOptions, say) -> Path:
 def state_folder(opts: DemoOptions) -> Iterator[Path]:
     """``--state`` (which must hold no twin yet, and is kept) or a temporary folder (removed at the end)."""
     if opts.state is not None:
-        if (opts.state / SNAPSHOT).exists() or (opts.state / "rawlog").exists():
+        if snapshot.exists(opts.state) or (opts.state / "rawlog").exists():
             raise ValueError(f"--state {opts.state} already holds a twin; the demo needs a fresh folder")
         opts.state.mkdir(parents=True, exist_ok=True)
         yield opts.state
@@ -155,7 +157,7 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
         time.sleep(0.5)  # the last retained messages reach the watcher
         watcher.stop()
     with watcher.lock:
-        print(summary(watcher.tally, service.ingestor.metrics.snapshot(), sim, story, clock, time.monotonic() - wall0),
+        print(summary(watcher.tally, LiveQuery(service).ingest_metrics(), sim, story, clock, time.monotonic() - wall0),
               flush=True)
     return 0
 
