@@ -1,4 +1,13 @@
-"""Shared fixtures: the bundled Bund district built once per test session."""
+"""Shared fixtures, built once per test session and only read by the tests that use them:
+
+* ``bund_sources``: the bundled Bund district's source data;
+* ``bund10``: the Bund twin at 10 m, (dataset, buildings) (about 8 s to build);
+* ``bund_file``: that twin written once as a NetCDF file (with its buildings beside it), for the live
+  service, the API, the browser tests, ``twin demo --grid`` and scenario runs;
+* ``shared_dem``: the SRTM GL3 test tile in tests/data.
+
+Test data comes only from inside the repository (tests/data).
+"""
 
 from __future__ import annotations
 
@@ -25,8 +34,17 @@ def bund10(bund_sources):
 
 
 @pytest.fixture(scope="session")
+def bund_file(bund10, tmp_path_factory):
+    """The Bund at 10 m as a twin file (read-only: services, the demo and scenarios only read it)."""
+    from twin.district.dataset import save_twin
+
+    ds, buildings = bund10
+    return save_twin(tmp_path_factory.mktemp("grid") / "bund10.nc", ds, buildings)
+
+
+@pytest.fixture(scope="session")
 def shared_dem():
-    """The SRTM GL3 tile from shared/data (lon/lat, around Nederland, Colorado)."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "dem" / "srtmgl3_nederland_co_144x144.asc"
-    local = DATA / "dem" / "srtmgl3_nederland_co_144x144.asc"
-    return local if local.is_file() else path
+    """The SRTM GL3 tile in tests/data/dem (lon/lat, around Nederland, Colorado; tests/data/PROVENANCE.md)."""
+    path = DATA / "dem" / "srtmgl3_nederland_co_144x144.asc"
+    assert path.is_file(), f"{path} is missing from the checkout"
+    return path

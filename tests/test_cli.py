@@ -1,20 +1,43 @@
-"""The ``twin`` command line as a user runs it: real processes, exit codes, one-line errors."""
+"""The ``twin`` command line as a user runs it: real processes (running this checkout's code, see
+``tests.support.checkout``), exit codes, one-line errors."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import DATA
+from tests.support.checkout import REPO, checkout_env
 
 TWIN = [sys.executable, "-m", "twin.cli"]
 
 
-def run(*args, timeout=300):
-    return subprocess.run([*TWIN, *args], capture_output=True, text=True, timeout=timeout)
+def run(*args, timeout=300, cwd=None):
+    return subprocess.run([*TWIN, *args], capture_output=True, text=True, timeout=timeout, env=checkout_env(),
+                          cwd=cwd)
+
+
+def run_all(calls: list[tuple[list[str], Path | None]], timeout=300) -> list[subprocess.CompletedProcess]:
+    """``run(*args, cwd=cwd)`` for each call, up to four processes at a time: each is mostly Python start-up,
+    which the second core does in parallel. The results in order."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda call: run(*call[0], timeout=timeout, cwd=call[1]), calls))
+
+
+def test_child_processes_import_this_checkout(tmp_path):
+    """Run from elsewhere, with another PYTHONPATH already set, a child still imports this checkout's twin."""
+    env = checkout_env({**os.environ, "PYTHONPATH": str(tmp_path / "elsewhere")})
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO), str(tmp_path / "elsewhere")]
+    proc = subprocess.run([sys.executable, "-c", "import twin; print(twin.__file__)"], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).resolve().is_relative_to(REPO), proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +49,9 @@ def bund20(tmp_path_factory):
 
 
 def test_help_on_every_command():
-    for args in ([], ["grid"], ["grid", "build"], ["grid", "info"], ["run"], ["simulate"], ["demo"]):
-        proc = run(*args, "--help")
-        assert proc.returncode == 0 and "usage: twin" in proc.stdout
+    commands = [[], ["grid"], ["grid", "build"], ["grid", "info"], ["run"], ["simulate"], ["demo"]]
+    for args, proc in zip(commands, run_all([([*args, "--help"], None) for args in commands]), strict=True):
+        assert proc.returncode == 0 and "usage: twin" in proc.stdout, (args, proc.stderr)
 
 
 def test_grid_build_writes_netcdf_and_buildings(bund20):
@@ -56,7 +79,7 @@ def test_a_source_folder_with_floors(tmp_path):
     assert "buildings: 300" in info and "Shanghai Tower" not in info
 
 
-@pytest.mark.parametrize(("args", "message"), [
+BAD_INPUT = [
     (["grid", "build", "--cell", "0", "--out", "x.nc"], "must be a positive"),
     (["grid", "build", "--cell", "inf", "--out", "x.nc"], "must be a positive"),
     (["grid", "build", "--out", "."], "is a directory"),
@@ -71,11 +94,20 @@ def test_a_source_folder_with_floors(tmp_path):
     (["grid", "build", "--district", "atlantis", "--out", "x.nc", "-q"], "no bundled district"),
     (["grid", "build", "--bbox", "121.5,31.3,121.4,31.2", "--out", "x.nc", "-q"], "west < east"),
     (["grid", "info", "/nonexistent.nc"], "no twin file"),
-])
-def test_bad_input_ends_with_one_line_and_exit_2(args, message, tmp_path):
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory) -> list[subprocess.CompletedProcess]:
+    """Every ``BAD_INPUT`` command, run at once (each in a folder of its own), in order."""
+    return run_all([(args, tmp_path_factory.mktemp("bad-input")) for args, _ in BAD_INPUT], timeout=120)
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUT)), ids=[m for _, m in BAD_INPUT])
+def test_bad_input_ends_with_one_line_and_exit_2(case, bad_input_runs):
     # no -q: the progress bar must be gone before the error line
-    proc = subprocess.run([*TWIN, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 2
+    message, proc = BAD_INPUT[case][1], bad_input_runs[case]
+    assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1].split("\r")[-1]
     assert last.startswith(("twin: error:", "twin grid build: error:")), proc.stderr
     assert message in last and "Traceback" not in proc.stderr

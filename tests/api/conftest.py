@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from ingest.batch import Batch
 from ingest.pipeline import batch_of
 from twin.api import ApiConfig, create_app
-from twin.district.dataset import save_twin
 from twin.district.sources import data_dir
 from twin.live.core import CoreConfig, TickReport
 from twin.live.service import LiveService, ServiceConfig, TwinClock
@@ -94,12 +93,6 @@ class Driver:
         row, col = np.divmod(cells[len(cells) // 2], self.core.state.grid.nx)
         lon, lat = self.core.state.grid.cell_centres_lonlat()
         return float(lon[row, col]), float(lat[row, col])
-
-
-@pytest.fixture(scope="session")
-def bund_file(bund10, tmp_path_factory):
-    ds, buildings = bund10
-    return save_twin(tmp_path_factory.mktemp("api-grid") / "bund10.nc", ds, buildings)
 
 
 def build_service(grid, state_dir) -> LiveService:

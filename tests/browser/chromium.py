@@ -1,5 +1,5 @@
-"""Debian's Chromium under Playwright, headless and offline (RECIPES.md 1): shared by the browser tests
-and ``screenshot.py``. Playwright downloads no browser here: it drives ``/usr/bin/chromium``."""
+"""Debian's Chromium under Playwright, headless and offline (docs/maintainers/recipes.md 1): shared by the browser
+tests and ``screenshot.py``. Playwright downloads no browser here: it drives ``/usr/bin/chromium``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Browser tests: Playwright's sync API driving Debian's Chromium (RECIPES.md 1; no browser download).
+"""Browser tests: Playwright's sync API driving Debian's Chromium (docs/maintainers/recipes.md 1; no browser
+download).
 
 ``.ci/run`` installs ``/usr/bin/chromium``; without it (or without playwright) these tests are
 skipped, saying why. Chromium runs headless with every name but 127.0.0.1 unresolvable
@@ -17,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from tests.browser.chromium import CHROMIUM, VIEWPORT, launch_chromium
-from twin.district.dataset import save_twin
 from twin.district.sources import data_dir
 from twin.live.core import CoreConfig
 from twin.live.service import LiveService, ServiceConfig, TwinClock
@@ -69,23 +69,17 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture(scope="session")
-def bund_file(bund10, tmp_path_factory):
-    ds, buildings = bund10
-    return save_twin(tmp_path_factory.mktemp("browser-grid") / "bund10.nc", ds, buildings)
-
-
 def service_config(grid: Path, state_dir: Path, broker_url: str, tick_s: float, **extra) -> ServiceConfig:
     """The live service on the Bund at 10 m, ticking every ``tick_s`` and cancelling after two clear ticks."""
     return ServiceConfig(broker=broker_url, grid=grid, registry=REGISTRY, state_dir=state_dir, tick_s=tick_s,
                          core=CoreConfig(tick_s=tick_s, clear_ticks=2), **extra)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def idle_service(bund_file, tmp_path_factory):
     """A live service that is never started (no broker, no ticker) after one tick of its core, so its
     live and risk layers exist: the page gets a quiet twin and the test feeds the page events itself.
-    Shared by a module's tests: nothing here changes it."""
+    Shared by the session's tests: they only read it (alerts reach the page through its test hook)."""
     clock = TwinClock(start=1_767_189_600.0)  # 2025-12-31 22:00 in Shanghai
     state_dir = tmp_path_factory.mktemp("idle") / "state"
     svc = LiveService(service_config(bund_file, state_dir, "mqtt://127.0.0.1:9", 1.0, clock=clock))

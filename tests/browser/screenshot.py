@@ -18,7 +18,6 @@ import argparse
 import collections
 import logging
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ if str(REPO) not in sys.path:  # run as a script: make the repository's packages
     sys.path.insert(0, str(REPO))
 
 from tests.browser.chromium import VIEWPORT, launch_chromium  # noqa: E402
+from tests.support.checkout import checkout_env  # noqa: E402
 from tests.support.mqtt import stop_process  # noqa: E402
 
 log = logging.getLogger("screenshot")
@@ -55,11 +55,12 @@ class Demo:
     """``twin demo --http 0`` in a child process, its output kept (the last lines, for errors)."""
 
     def __init__(self, speed: float, duration: float, grid: Path | None) -> None:
-        twin = shutil.which("twin")
-        cmd = [twin] if twin else [sys.executable, "-c", "import sys; from twin.cli.main import main; sys.exit(main())"]
-        cmd += ["demo", "--http", "0", "--speed", f"{speed:g}", "--duration", f"{duration:g}"]
+        # this checkout's code (python -m twin.cli with the repository on PYTHONPATH), not an installed `twin`
+        cmd = [sys.executable, "-m", "twin.cli", "demo", "--http", "0", "--speed", f"{speed:g}",
+               "--duration", f"{duration:g}"]
         cmd += ["--grid", str(grid)] if grid else []
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                     env=checkout_env(PYTHONUNBUFFERED="1"))
         self.lines: collections.deque[str] = collections.deque(maxlen=40)
         self.url: str | None = None
         self._found = threading.Event()
@@ -103,14 +104,14 @@ def watch_and_shoot(page, out: Path, demo: Demo, min_alerts: int, past_peak: int
     while demo.running and time.monotonic() < deadline and not (enough and best and best.alerts >= enough):
         counts = page.evaluate("window.citytwin.counts()")
         if counts["alerts"] >= min_alerts and (best is None or counts["alerts"] > best.alerts):
-            page.wait_for_timeout(800)  # let the tick's risk layer and the markers settle
+            page.wait_for_timeout(800)  # deliberate: let the tick's risk layer and markers settle for the picture
             page.screenshot(path=out)
             clock = page.locator("#st-clock .v").inner_text()
             best = Shot(out, counts["alerts"], counts["units"], clock)
             log.info("screenshot with %d alerts and %d units at %s", best.alerts, best.units, clock)
         elif best is not None and counts["alerts"] <= best.alerts - past_peak:
             break
-        page.wait_for_timeout(500)
+        page.wait_for_timeout(500)  # polling pace of the alert count (bounded by `deadline`)
     return best
 
 

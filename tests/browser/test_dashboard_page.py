@@ -150,7 +150,7 @@ def test_the_page_reconnects_when_the_server_comes_back(page, idle_service):
     first.stop()
     page.wait_for_selector("body[data-ws=retrying]", timeout=10_000)
     assert "reconnecting" in page.locator("#st-link").inner_text().lower()
-    time.sleep(1.0)  # a failed attempt or two: the backoff grows
+    time.sleep(1.0)  # deliberate: the server stays away 1 s, a failed attempt or two, so the backoff grows
     second = serve(idle_service, port=port, token=TOKEN)
     try:
         page.wait_for_selector(READY, timeout=20_000)

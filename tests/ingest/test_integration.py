@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -25,9 +24,10 @@ from ingest.rawlog import RawLog, read_log
 from ingest.routing import subscriptions
 from ingest.transport import Backoff, MqttTransport, parse_broker_url
 from ingest.validation import Limits
-from tests.support.mqtt import broker_listening, wait_until
+from tests.support.checkout import REPO, checkout_env
+from tests.support.mqtt import broker_listening
+from tests.support.waits import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 T0 = time.time()
 OPEN = Limits(rate_per_s=0, max_age_s=1e9, max_future_s=1e9)
 
@@ -118,7 +118,7 @@ def test_qos1_messages_reach_log_exactly_once_in_order(broker, prefix, tmp_path,
             pub.publish(*crowd_msg(prefix, i))
         assert pub.wait_published(30)
         pub.stop()
-        assert wait_until(lambda: h.metrics["accepted_records"] >= n, 60)
+        wait_until(lambda: h.metrics["accepted_records"] >= n, 60, lambda: f"{n} records accepted: {h.metrics}")
     seqs = values_by_device(tmp_path / "log")
     assert sum(map(len, seqs.values())) == n  # exactly once in the log
     for dev, vals in seqs.items():
@@ -132,6 +132,8 @@ def test_bad_messages_on_deadletter_with_reason(broker, prefix, tmp_path, regist
     letters: queue.Queue = queue.Queue()
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dl-{prefix}", protocol=mqtt.MQTTv5)
     sub.on_message = lambda c, u, m: letters.put(json.loads(m.payload))
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
     sub.connect("127.0.0.1", broker.port)
     sub.subscribe(f"{prefix}deadletter", qos=1)
     sub.loop_start()
@@ -154,7 +156,7 @@ def test_bad_messages_on_deadletter_with_reason(broker, prefix, tmp_path, regist
         ),
         "bad_unit": (f"{prefix}sensors/water/w0", b'[{"bn":"urn:dev:w0:","n":"depth","u":"ft","v":1}]'),
     }
-    time.sleep(0.3)
+    assert subscribed.wait(10), "the dead-letter subscription was not acknowledged"
     with Harness(broker.url, prefix, tmp_path, f"ing-{prefix}", registry=registry, limits=Limits()) as h:
         pub = publisher(broker.url, f"pub-{prefix}")
         for topic, payload in bad.values():
@@ -165,7 +167,7 @@ def test_bad_messages_on_deadletter_with_reason(broker, prefix, tmp_path, regist
         assert pub.wait_published(10)
         pub.stop()
         got = [letters.get(timeout=10) for _ in bad]
-        assert wait_until(lambda: h.metrics["accepted"] == 1, 10)
+        wait_until(lambda: h.metrics["accepted"] == 1, 10, "the one good message accepted")
     sub.loop_stop()
     sub.disconnect()
     assert {d["reason"] for d in got} == set(bad)
@@ -187,7 +189,7 @@ def test_persistent_session_keeps_offline_messages(broker, prefix, tmp_path):
     assert pub.wait_published(10)
     pub.stop()
     with Harness(broker.url, prefix, tmp_path / "b", cid) as h:
-        assert wait_until(lambda: h.metrics["accepted_records"] >= 500, 30)
+        wait_until(lambda: h.metrics["accepted_records"] >= 500, 30, "the 500 messages kept by the session")
     assert len(set(h.keys())) == 500
 
 
@@ -203,12 +205,12 @@ def test_broker_restart_mid_stream_loses_nothing(own_broker, prefix, tmp_path):
 
         t = threading.Thread(target=stream)
         t.start()
-        assert wait_until(lambda: h.metrics["received"] >= n // 3, 120)
+        wait_until(lambda: h.metrics["received"] >= n // 3, 120, f"a third of the {n} messages received")
         own_broker.restart(down_s=1.0)  # SIGTERM: the broker saves its sessions
         t.join(300)
         assert pub.wait_published(120)
         pub.stop()
-        assert wait_until(lambda: len(set(h.keys())) >= n, 180), h.metrics
+        wait_until(lambda: len(set(h.keys())) >= n, 180, lambda: f"all {n} records after the restart: {h.metrics}")
         assert h.transport.stats.connects >= 2
     logged = sum(1 for _ in read_log(tmp_path / "log"))
     m = h.metrics
@@ -240,7 +242,7 @@ def test_consumer_killed_and_restarted_loses_nothing(own_broker, prefix, tmp_pat
         "1e9",
         "--replay",
     ]
-    env = os.environ | {"PYTHONPATH": str(REPO)}
+    env = checkout_env()
 
     def start(run):
         metrics = tmp_path / f"metrics{run}.json"
@@ -260,11 +262,11 @@ def test_consumer_killed_and_restarted_loses_nothing(own_broker, prefix, tmp_pat
             return {}
 
     proc, m1 = start(1)
-    assert wait_until(lambda: read(m1).get("transport", {}).get("connects", 0) >= 1, 30)
+    wait_until(lambda: read(m1).get("transport", {}).get("connects", 0) >= 1, 30, "the first consumer connected")
     pub = publisher(own_broker.url, f"pub-{prefix}")
     t = threading.Thread(target=lambda: [pub.publish(*crowd_msg(prefix, i)) for i in range(n)])
     t.start()
-    assert wait_until(lambda: read(m1).get("received", 0) >= n // 4, 120)
+    wait_until(lambda: read(m1).get("received", 0) >= n // 4, 120, "a quarter of the stream at the first consumer")
     proc.send_signal(signal.SIGKILL)  # no DISCONNECT, no flush
     proc.wait(10)
     t.join(300)
@@ -272,8 +274,9 @@ def test_consumer_killed_and_restarted_loses_nothing(own_broker, prefix, tmp_pat
     pub.stop()
     proc, m2 = start(2)
     try:
-        assert wait_until(lambda: read(m2).get("accepted_records", 0) >= n, 180), read(m2)
-        time.sleep(0.5)
+        wait_until(lambda: read(m2).get("accepted_records", 0) >= n, 180,
+                   lambda: f"all {n} records at the second consumer: {read(m2)}")
+        # no wait here: the counters checked below are the ones written at exit, after the ingest drained
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

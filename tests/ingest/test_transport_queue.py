@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from types import SimpleNamespace
 
 from ingest.transport import MqttTransport
+from tests.support.waits import wait_until
 
 
 def test_on_message_waits_while_the_queue_is_full():
@@ -16,7 +16,7 @@ def test_on_message_waits_while_the_queue_is_full():
         tr._on_message(None, None, msg)
     fourth = threading.Thread(target=tr._on_message, args=(None, None, msg), daemon=True)
     fourth.start()
-    time.sleep(0.2)
+    wait_until(lambda: tr.stats.queue_full_waits == 1, 5.0, "the fourth message to find the queue full")
     assert fourth.is_alive() and tr.queue.qsize() == 3, "the network thread waits instead of growing the queue"
     tr.queue.get_nowait()
     fourth.join(5)

@@ -1,17 +1,20 @@
-"""Fixtures for the live-service tests: a private Mosquitto, the Bund twin file, an MQTT observer."""
+"""Fixtures for the live-service tests: a private Mosquitto per test and an MQTT observer (the Bund twin
+file, ``bund_file``, is built once per session in tests/conftest.py).
+
+``wait_for(predicate, timeout_s, what)`` is ``tests.support.waits.wait_until``."""
 
 from __future__ import annotations
 
 import json
 import queue
 import threading
-import time
+import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from tests.ingest.conftest import own_broker  # noqa: F401 - the fixture, shared
-from twin.district.dataset import save_twin
+from tests.support.waits import wait_until as wait_for  # noqa: F401 - re-exported for the live tests
 from twin.district.sources import data_dir
 
 REGISTRY = data_dir() / "bund" / "registry.geojson"
@@ -23,22 +26,24 @@ def broker(own_broker):  # noqa: F811 - the imported fixture, by name
     return own_broker
 
 
-@pytest.fixture(scope="session")
-def bund_file(bund10, tmp_path_factory):
-    ds, buildings = bund10
-    return save_twin(tmp_path_factory.mktemp("grid") / "bund10.nc", ds, buildings)
-
-
 class Observer:
-    """Subscribes to everything under a prefix and keeps what arrives, by topic."""
+    """Subscribes to everything under a prefix and keeps what arrives, by topic.
+
+    It also subscribes to a topic of its own (``citytwin-test/sync/<id>``, outside the project's topics):
+    ``sync()`` publishes a marker there and waits for it. The broker delivers a client's messages in
+    order, so once the marker is back, everything the broker had accepted for this observer before it
+    (retained messages of the subscription included) has arrived: "no more messages" becomes an event."""
 
     def __init__(self, port: int, pattern: str = "city/#", protocol: int = mqtt.MQTTv5) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
+        self.sync_topic = f"citytwin-test/sync/{uuid.uuid4().hex}"
+        self._synced: set[bytes] = set()
+        self._sync_cond = threading.Condition(self.lock)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol)
         self.client.username_pw_set("observer")  # amqtt (MQTT 3.1.1) wants a username
         self.ready = queue.Queue()
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(pattern, qos=1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(pattern, 1), (self.sync_topic, 1)])
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.ready.put(True)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
@@ -47,7 +52,19 @@ class Observer:
 
     def _on_message(self, c, u, m) -> None:
         with self.lock:
+            if m.topic == self.sync_topic:
+                self._synced.add(bytes(m.payload))
+                self._sync_cond.notify_all()
+                return
             self.messages.append((m.topic, bytes(m.payload), bool(m.retain)))
+
+    def sync(self, timeout_s: float = 10.0) -> None:
+        """Wait until everything the broker accepted for this observer before now has arrived."""
+        marker = uuid.uuid4().hex.encode()
+        assert self.publish(self.sync_topic, marker), "the sync marker was not accepted by the broker"
+        with self._sync_cond:
+            if not self._sync_cond.wait_for(lambda: marker in self._synced, timeout_s):
+                raise AssertionError(f"timed out after {timeout_s:g} s waiting for the observer's sync marker")
 
     def on(self, topic_part: str) -> list[bytes]:
         with self.lock:
@@ -74,13 +91,3 @@ def observer(broker):
     o = Observer(broker.port)
     yield o
     o.close()
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -6,7 +6,6 @@ Each run compresses the storyline (about 47 simulated minutes) 60 times into und
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
@@ -19,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.live.conftest import Observer
+from tests.support.checkout import checkout_env
+from twin.live.service import SNAPSHOT
 
 SPEED = "60"
 HAZARDS = ("crowd", "flood", "traffic")
@@ -29,7 +30,8 @@ def _demo(*args: str) -> list[str]:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    """This checkout's code, an empty grid cache of the test's own, unbuffered output."""
+    return checkout_env(XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
 
 
 def _summary(out: str) -> dict[str, object]:
@@ -90,7 +92,7 @@ def test_demo_with_the_embedded_broker_tells_the_story_and_leaves_nothing(bund_f
     http_port = int(re.search(r"dashboard: http://127\.0\.0\.1:(\d+)/#token=\S{16,}", out)[1])
     assert _port_is_free(port) and _port_is_free(http_port), "the broker's and the dashboard's ports are released"
     assert _no_process_mentions(str(state)), "no process of the demo is left"
-    assert (state / "alerts.db").is_file() and (state / "snapshot.pkl").is_file(), "--state keeps the twin"
+    assert (state / "alerts.db").is_file() and (state / SNAPSHOT).is_file(), "--state keeps the twin"
 
 
 def test_demo_on_mosquitto_seen_from_the_topics(bund_file, broker, tmp_path):
@@ -99,7 +101,7 @@ def test_demo_on_mosquitto_seen_from_the_topics(bund_file, broker, tmp_path):
         done = subprocess.run(_demo("--grid", str(bund_file), "--broker", broker.url, "--duration", "110",
                                     "--no-http"),
                               capture_output=True, text=True, timeout=150, env=_env(tmp_path))
-        time.sleep(1.0)
+        observer.sync()  # everything the demo published has reached the observer
         alerts = [json.loads(p) for p in observer.on("city/alerts/") if p]
         unit_alerts = [(t.split("/")[2], json.loads(p)) for t, p, _ in observer.messages
                        if t.endswith("/alerts") and t.startswith("city/units/") and p]
@@ -118,7 +120,7 @@ def test_demo_on_mosquitto_seen_from_the_topics(bund_file, broker, tmp_path):
     assert {"bad_checksum", "bad_syntax", "unknown_device"} <= set(dead)
     leftover = Observer(broker.port, "city/alerts/#")  # a new subscriber gets the retained alerts, if any
     try:
-        time.sleep(1.0)
+        leftover.sync()  # retained messages come before the marker
         assert [p for p in leftover.on("city/alerts/") if p] == [], "no retained alert is left: all cleared"
     finally:
         leftover.close()

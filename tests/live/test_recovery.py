@@ -4,7 +4,6 @@ a broker restart while alerts are raised loses and duplicates nothing."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,10 +20,11 @@ from ingest.rawlog import RawLog
 from ingest.registry import load_registry
 from tests.ingest.fakes import FakeSource
 from tests.live.conftest import REGISTRY, Observer, wait_for
+from tests.support.checkout import checkout_env
 from twin.alerting.store import Store
 from twin.district.dataset import load_twin
 from twin.live.core import CoreConfig, TwinCore
-from twin.live.service import TICK_TOPIC
+from twin.live.service import SNAPSHOT, TICK_TOPIC
 
 pytestmark = pytest.mark.slow
 
@@ -77,19 +77,26 @@ def _reference(bund_file, state_dir, tmp_path):
 
 def test_sigkill_and_restart_give_the_state_of_an_uninterrupted_run(broker, observer, bund_file, tmp_path):
     state = tmp_path / "state"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen(_run_cmd(broker, bund_file, state), env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    env = checkout_env(PYTHONUNBUFFERED="1")
+    with open(tmp_path / "first.log", "w") as first_log:  # a file, not a pipe nobody reads until the kill
+        first = subprocess.Popen(_run_cmd(broker, bund_file, state), env=env, stdout=first_log,
+                                 stderr=subprocess.STDOUT, text=True)
     ramp = CrowdRamp(observer)
     try:
         wait_for(lambda: observer.on("city/twin/status"), 60, "the first service's status")
         ramp.thread.start()
-        wait_for(lambda: [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"], 40,
-                 "an alert before the kill")
-        time.sleep(1.5)
+        seen = wait_for(lambda: [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"], 40,
+                        "an alert before the kill")
+        # a snapshot written after the alert, and more ticks on top of it: the kill then loses live state
+        seen_at, snap = time.time(), state / SNAPSHOT
+        wait_for(lambda: snap.is_file() and snap.stat().st_mtime > seen_at, 20,
+                 lambda: f"a snapshot ({snap.name}) written after the first alert ({seen[0]['identifier']}); "
+                 f"the service said: {(tmp_path / 'first.log').read_text()[-2000:]}")
+        statuses = len(observer.on("city/twin/status"))
+        wait_for(lambda: len(observer.on("city/twin/status")) >= statuses + 2, 20, "two more ticks of the first run")
         first.send_signal(signal.SIGKILL)  # under load, mid-stream
         first.wait(10)
-        time.sleep(1.0)  # the stream goes on while the service is down: the broker queues it
+        time.sleep(1.0)  # deliberate: the service stays down 1 s while the stream goes on (the broker queues it)
         second = subprocess.Popen(_run_cmd(broker, bund_file, state), env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
         try:
@@ -97,7 +104,9 @@ def test_sigkill_and_restart_give_the_state_of_an_uninterrupted_run(broker, obse
                      "the alert cancelled after the restart")
             ramp.stop.set()
             ramp.thread.join(5)
-            time.sleep(1.0)
+            statuses = len(observer.on("city/twin/status"))
+            wait_for(lambda: len(observer.on("city/twin/status")) >= statuses + 2, 20,
+                     "two ticks of the second run after the stream ended")
         finally:
             second.send_signal(signal.SIGTERM)
             out, _ = second.communicate(timeout=60)
@@ -113,15 +122,21 @@ def test_sigkill_and_restart_give_the_state_of_an_uninterrupted_run(broker, obse
     key = lambda m: (m["sent"], m["identifier"])  # noqa: E731
     assert sorted(served, key=key) == sorted(expected, key=key), "same alerts and messages as without the crash"
     assert len({m["identifier"] for m in served}) == len(served), "no message stored twice"
-    # and the same live state: the final snapshot equals the reference core
-    import pickle
-
-    with open(state / "snapshot.pkl", "rb") as f:
-        snap = pickle.load(f)["core"]["core"]
-    for name in ("crowd_density", "level_crowd", "water_depth"):
-        np.testing.assert_array_equal(snap.models.layers[name].values, reference.models.layers[name].values)
-    assert snap.book.sequence == reference.book.sequence
     store.close()
+    # and the same live state: the final snapshot, restored as the service restores it, equals the reference core
+    from twin.live.service import LiveService, ServiceConfig
+
+    restored = LiveService(ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=state,
+                                         tick_s=0.2, core=CoreConfig(tick_s=0.2)))  # never started
+    try:
+        assert restored.restored, "the service left a snapshot"
+        snap = restored.core
+        for name in ("crowd_density", "level_crowd", "water_depth"):
+            np.testing.assert_array_equal(snap.models.layers[name].values, reference.models.layers[name].values)
+        assert snap.book.sequence == reference.book.sequence
+    finally:
+        restored.raw_log.close()
+        restored.store.close()
 
 
 def test_broker_restart_while_alerts_are_raised_loses_and_duplicates_nothing(broker, bund_file, tmp_path):
@@ -141,11 +156,19 @@ def test_broker_restart_while_alerts_are_raised_loses_and_duplicates_nothing(bro
     # subscribe once: a resumed session keeps the subscription (subscribing again would replay retained messages)
     obs.on_connect = lambda c, u, f, rc, p: None if f.session_present else c.subscribe("city/alerts/#", qos=1)
     obs.on_message = lambda c, u, m: got.append((m.topic, bytes(m.payload)))
+    subscribed = threading.Event()
+    obs.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
     obs.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
     obs.loop_start()
+    assert subscribed.wait(10), "the observer's subscription was not acknowledged"
     pub = Observer(broker.port, "nothing/#")
+
+    def lost() -> set[str]:
+        stored = {m["identifier"] for a in svc.store.alerts() for m in svc.store.messages(a["identifier"])}
+        return stored - {json.loads(p)["identifier"] for _, p in list(got) if p}
+
     ramp = CrowdRamp(pub)
     try:
         ramp.thread.start()
@@ -154,7 +177,7 @@ def test_broker_restart_while_alerts_are_raised_loses_and_duplicates_nothing(bro
         wait_for(lambda: [a for a in svc.store.alerts() if a["state"] == "cancelled"], 120, "the cancel")
         ramp.stop.set()
         wait_for(lambda: svc.store.outbox_depth() == 0, 60, "the outbox to drain")
-        time.sleep(1.0)
+        wait_for(lambda: not lost(), 30, lambda: f"every stored message at the observer (missing: {lost()})")
     finally:
         ramp.stop.set()
         pub.close()

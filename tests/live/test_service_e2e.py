@@ -12,6 +12,7 @@ from ingest.decoders.nmea import encode_nmea
 from ingest.decoders.senml import encode_senml
 from ingest.registry import load_registry
 from tests.live.conftest import REGISTRY, Observer, wait_for
+from tests.support.waits import TickWatch
 from twin.alerting import cap
 from twin.live.core import CoreConfig
 from twin.live.service import LiveService, ServiceConfig
@@ -62,9 +63,12 @@ class Feed:
 def test_crowd_alert_lifecycle_through_the_broker(broker, observer, bund_file, tmp_path):
     svc = _service(broker, bund_file, tmp_path)
     feed = Feed(observer)
+    ticks = TickWatch(svc)
     feed.thread.start()
     try:
-        time.sleep(1.0)
+        # the quiet evening first: both units located (so routing can choose), then two ticks on it
+        wait_for(lambda: svc.core.status()["units_tracked"] >= 2, 20, "both units located by the twin")
+        ticks.next(2, 10, "two ticks on the quiet crowd")
         feed.count = 9000.0  # the evening crowd arrives on the Bund
         alerts = wait_for(lambda: [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"
                                    and m["info"][0]["category"] == "Safety"], 30, "a crowd alert")
@@ -93,7 +97,7 @@ def test_crowd_alert_lifecycle_through_the_broker(broker, observer, bund_file, t
         wait_for(lambda: observer.on(f"city/alerts/{ident}")[-1] == b"", 10, "the retained message removed")
         assert any(b'"Cancel"' in p for p in observer.on("city/units/unit-police-04/alerts"))
         late = Observer(broker.port, f"city/alerts/{ident}")
-        time.sleep(0.5)
+        late.sync()  # a retained message would have come before the marker
         assert late.on(f"city/alerts/{ident}") == [], "no retained alert left behind"
         late.close()
     finally:
@@ -154,14 +158,18 @@ def test_the_same_service_runs_on_the_embedded_mqtt_311_broker(bund_file, tmp_pa
 
 
 def test_a_compressed_clock_runs_ticks_and_receive_times_in_twin_time(broker, observer, bund_file, tmp_path):
+    import numpy as np
+
     from twin.live.service import TwinClock
 
     clock = TwinClock(speed=60.0)
     svc = _service(broker, bund_file, tmp_path, tick=10.0, client_id="twin-fast", clock=clock)
+    ticks = TickWatch(svc)
     try:
-        t_start = clock()
-        time.sleep(2.0)  # two wall seconds are two twin minutes: about 12 ticks of 10 s
-        assert 8 <= (svc.core.last_tick - t_start) / 10.0 <= 14
+        # 12 ticks of 10 twin seconds take 2 wall seconds at 60x (2 minutes if they ran in wall time)
+        reports = ticks.next(12, 20, "12 ticks of 10 twin seconds, 2 wall seconds at 60x")
+        spacing = float(np.mean(np.diff([r.t for r in reports])))
+        assert 7.0 <= spacing <= 13.0, f"ticks {spacing:.1f} twin seconds apart, not 10"
         t = clock()  # a reading stamped in twin time is neither early nor late for the twin
         observer.publish("city/sensors/crowd/crowd-bund-01", encode_senml(
             Batch.build(1, device="crowd-bund-01", t=t, quantity="count", value=123.0)))
@@ -205,7 +213,8 @@ def test_the_service_stores_alerts_in_postgresql(broker, observer, bund_file, tm
 
 
 def test_a_five_year_storm_over_mqtt_floods_the_underpasses_first(broker, observer, bund_file, tmp_path):
-    """Rain gauges at the Shanghai 5-year, 60-minute rate (58.1 mm/h, SCIENCE.md 2.2) in compressed time."""
+    """Rain gauges at the Shanghai 5-year, 60-minute rate (58.1 mm/h, docs/science/flood.md 2.2) in compressed
+    time."""
     import numpy as np
 
     from twin.alerting.store import Store
@@ -223,7 +232,7 @@ def test_a_five_year_storm_over_mqtt_floods_the_underpasses_first(broker, observ
             for g in gauges:
                 observer.publish(f"city/sensors/rain/{g}", encode_senml(
                     Batch.build(1, device=g, t=t, quantity="rain", value=58.1)))
-            stop.wait(0.5)
+            stop.wait(0.5)  # pacing the gauges: a reading every half wall second
 
     thread = threading.Thread(target=rain, daemon=True)
     thread.start()
@@ -250,16 +259,21 @@ def test_a_silent_sensor_turns_cells_to_no_data_without_clearing_over_mqtt(broke
     clock = TwinClock(speed=30.0)
     svc = _service(broker, bund_file, tmp_path, tick=5.0, client_id="twin-silent", clock=clock)
     crowd = [d.id for d in load_registry(REGISTRY).of_kind("crowd")]
+    ticks = TickWatch(svc)
     try:
         for _ in range(12):  # a dense crowd for a while, then every counter falls silent
             t = clock()
             for d in crowd:
                 observer.publish(f"city/sensors/crowd/{d}", encode_senml(
                     Batch.build(1, device=d, t=t, quantity="count", value=9000.0)))
-            time.sleep(0.3)
+            time.sleep(0.3)  # deliberate: pacing the counters, 9 twin seconds apart at 30x
         ident = wait_for(lambda: [m["identifier"] for m in observer.json_on("city/alerts/")
                                   if m["msgType"] == "Alert"], 30, "a crowd alert")[0]
-        time.sleep(12.0)  # 6 twin minutes of silence: the 180 s staleness limit passes twice over
+        # the 180 s staleness limit passes: the counters' cells turn to no data
+        wait_for(lambda: (svc.core.models.layers["level_crowd"].values == -1).any(), 60,
+                 "the silent counters' cells to turn to no data")
+        # and the silence goes on to 6 twin minutes (twice the limit), tick by tick
+        ticks.until(lambda r: r.t >= t + 360.0, 60, "a tick 6 twin minutes into the silence (12 wall s at 30x)")
         levels = svc.core.models.layers["level_crowd"].values
         assert (levels == -1).any(), "the silent counters' cells are no data"
         assert not [m for m in observer.json_on(f"city/alerts/{ident}") if m["msgType"] == "Cancel"]

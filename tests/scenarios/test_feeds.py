@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-import time
 import uuid
 
 import numpy as np
@@ -23,6 +22,7 @@ from models.design_storm import shanghai_storm_intensity
 from scenarios.feeds.roads import SPEED_KMH
 from scenarios.feeds.sensors import Storm, storm_mean
 from scenarios.feeds.simulator import FeedConfig, Publisher, Simulator
+from tests.support.waits import wait_until
 from twin.district.geo import gcj02_to_wgs84, to_projected
 
 START = 1767189600.0
@@ -82,7 +82,7 @@ def test_gcj02_json_positions_lie_on_the_roads_after_conversion(clean, roads):
         assert isinstance(batch, Batch) and batch.datum[0] == "GCJ02"
         lon, lat = gcj02_to_wgs84(batch.lon[0], batch.lat[0])
         assert distance_to_road(roads, float(lon), float(lat)) < 3.0
-        # the raw GCJ-02 point carries the 456-500 m Shanghai offset of SCIENCE.md 6.3
+        # the raw GCJ-02 point carries the 456-500 m Shanghai offset of docs/science/spatial.md 6.3
         x0, y0 = to_projected(lon, lat)
         x1, y1 = to_projected(batch.lon[0], batch.lat[0])
         assert 450.0 < np.hypot(x1 - x0, y1 - y0) < 510.0
@@ -289,9 +289,7 @@ def _count_published(port: int, url: str, protocol: str) -> None:
         with Publisher(url, protocol=protocol) as pub:
             n = pub.run(sim, 60.0, speed=120.0)
         assert n == sim.sent > 100 and pub.acked == n
-        deadline = time.monotonic() + 10
-        while len(got) < n and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(got) >= n, 10, lambda: f"all {n} messages at the subscriber ({len(got)} came)")
         assert len(got) == n
     finally:
         sub.disconnect()
@@ -318,13 +316,13 @@ def test_units_answer_alerts_routed_to_them_through_the_broker():
         try:
             assert ready.wait(10)
             sim = Simulator(FeedConfig(seed=9, vehicles=0, bad_share=0, prefix=prefix))
+            # retained, so it reaches the publisher whenever its subscription is in place
+            twin.publish(f"{prefix}units/unit-police-01/alerts", cap("A-9", 121.4855, 31.2405), qos=1,
+                         retain=True).wait_for_publish(10)
             with Publisher(broker.url, protocol="3.1.1", respond_prefix=prefix) as pub:
-                time.sleep(0.5)  # let the publisher's subscription settle
-                twin.publish(f"{prefix}units/unit-police-01/alerts", cap("A-9", 121.4855, 31.2405), qos=1)
+                wait_until(lambda: not pub.alerts.empty(), 10, "the alert at the feed publisher")
                 pub.run(sim, 600.0, speed=600.0)
-            deadline = time.monotonic() + 5
-            while len(acks) < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: len(acks) >= 2, 5, lambda: f"the unit's ack and on-scene report (got {acks})")
             assert pub.alerts_received == 1
             assert [(a["alert"], a["status"]) for a in acks] == [("A-9", "ack"), ("A-9", "on_scene")]
         finally:

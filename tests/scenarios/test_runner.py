@@ -16,6 +16,7 @@ from scenarios.forcing import prepare
 from scenarios.places import gazetteer
 from scenarios.runner import ScenarioModels, run_models
 from scenarios.spec import load_scenario
+from tests.support.checkout import checkout_env
 from twin.district.dataset import grid_of, save_twin
 from twin.district.sources import data_dir
 
@@ -92,7 +93,7 @@ def test_nye_2014_raises_red_at_chen_yi_square_before_5_people_per_m2_for_a_minu
     times = f["time"].values
     density = f["crowd_density"].values[:, square].astype(float)
     over = np.nan_to_num(density).max(axis=1) > 5.0
-    # first recorded time from which the square has held > 5 person/m2 for a minute (SCIENCE.md 1.1: Still)
+    # first recorded time from which the square has held > 5 person/m2 for a minute (docs/science/crowd.md 1.2: Still)
     held = [k for k in range(len(times)) if over[k] and over[k:][:2].all() and
             times[min(k + 1, len(times) - 1)] - times[k] >= 60.0]
     assert held, "the gathering reaches more than 5 person/m2 on the square"
@@ -125,12 +126,12 @@ def test_outputs_are_written_and_compare_reports_the_pumps(storms, bund10, tmp_p
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["metrics"]
 
 
-def test_a_fork_reads_the_live_twin_and_leaves_it_untouched(bund10, tmp_path):
+def test_a_fork_reads_the_live_twin_and_leaves_it_untouched(bund10, bund_file, tmp_path):
     from scenarios.session import run_spec
     from scenarios.spec import parse_scenario
 
-    static, buildings = bund10
-    grid = save_twin(tmp_path / "bund10.nc", static, buildings)
+    static, _ = bund10
+    grid = bund_file  # the session's twin file (read only)
     live_dir = tmp_path / "live-state"
     live_dir.mkdir()
     open_ground = (static["building_fraction"].values < 0.5) & (static["water_mask"].values == 0)
@@ -160,21 +161,19 @@ def test_cli_errors_name_the_field_and_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nduration: 1h\nforcing:\n  rain:\n    design_storm: {return_period: 0, duration: 30min}\n")
     done = subprocess.run([sys.executable, "-m", "twin.cli", "scenario", "run", str(bad), "-o", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=checkout_env())
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "forcing.rain.design_storm.return_period" in done.stderr.strip().splitlines()[-1]
 
 
-def test_ensemble_on_two_dask_workers_gives_exceedance_maps(bund10, tmp_path):
-    static, buildings = bund10
-    grid = save_twin(tmp_path / "bund10.nc", static, buildings)
+def test_ensemble_on_two_dask_workers_gives_exceedance_maps(bund_file, tmp_path):
     storm = tmp_path / "storm.yaml"
-    storm.write_text(f"name: storm\ngrid: {grid}\nstart_time: 2025-07-01T18:00:00+08:00\nduration: 20min\n"
+    storm.write_text(f"name: storm\ngrid: {bund_file}\nstart_time: 2025-07-01T18:00:00+08:00\nduration: 20min\n"
                      "forcing:\n  rain:\n    design_storm: {return_period: 2, duration: 15min}\n")
     out = tmp_path / "ens"
     done = subprocess.run([sys.executable, "-m", "twin.cli", "scenario", "ensemble", str(storm), "--vary",
                            "forcing.rain.design_storm.return_period=2,50", "-o", str(out), "--workers", "2"],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=checkout_env())
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 members" in done.stdout
     summary = json.loads((out / "ensemble.json").read_text())

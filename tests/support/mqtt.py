@@ -10,6 +10,10 @@
       def broker(tmp_path):
           with private_broker(tmp_path) as b:
               yield b            # b.url == "mqtt://127.0.0.1:<port>"
+
+* ``subscribed_event(transport)``: set when the broker acknowledges an ``MqttTransport``'s subscription.
+
+Waiting for a condition: ``tests.support.waits.wait_until``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,8 +107,8 @@ class PrivateBroker:
                 raise RuntimeError(f"mosquitto exited: {self.log_path.read_text()[-2000:]}")
             if broker_listening("127.0.0.1", self.port, 0.2):
                 return self
-            time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening")
+            time.sleep(0.05)  # polling pace until it listens (bounded by the deadline above)
+        raise RuntimeError(f"mosquitto did not start listening within {timeout_s:g} s")
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM (the broker writes its persistence database) and wait."""
@@ -113,7 +118,7 @@ class PrivateBroker:
     def restart(self, down_s: float = 0.0) -> None:
         """Stop, stay down ``down_s`` [s], start on the same port with the same data."""
         self.stop()
-        time.sleep(down_s)
+        time.sleep(down_s)  # deliberate: the outage lasts down_s while clients go on publishing
         self.start()
 
     def __enter__(self) -> PrivateBroker:
@@ -134,15 +139,20 @@ def private_broker(workdir: Path, overrides: dict[str, str] | None = None) -> It
         broker.stop()
 
 
-def wait_until(predicate, timeout_s: float, interval_s: float = 0.05) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout_s`` [s] passed; returns its last value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        time.sleep(interval_s)
+def subscribed_event(transport) -> threading.Event:
+    """An event set when the broker acknowledges a subscription of an ``MqttTransport`` (which subscribes
+    in its ``on_connect`` and has no hook of its own for SUBACK): call before ``transport.start``."""
+    event = threading.Event()
+    client = transport._client  # the paho client inside; the transport leaves on_subscribe unset
+    previous = client.on_subscribe
+
+    def on_subscribe(*args) -> None:
+        if previous is not None:
+            previous(*args)
+        event.set()
+
+    client.on_subscribe = on_subscribe
+    return event
 
 
 def stop_process(proc: subprocess.Popen, sig: int, timeout_s: float) -> int | None:
