@@ -10,6 +10,7 @@ composition root: it may import everything and nothing imports it.
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,3 +177,26 @@ def test_the_checker_catches_each_kind_of_violation(tmp_path):
         assert expected in found, found
     assert "models.kernels.ok" not in found and "twin.live.query" not in found and "twin.live.service" not in found
     assert "scenarios/s.py imports the composition root" in found
+
+
+OUTSIDE = (*(s + ".md" for s in ("SCIENCE", "DESIGN", "RECIPES")), "shared" + "/", "/" + "work/")
+"""How a citation of a file outside the repository looks (built here so this file does not match itself)."""
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".yaml", ".yml", ".conf", ".cfg", ".json", ".html", ".js", ".css"}
+
+
+def outside_citations(root: Path) -> list[str]:
+    """Lines of the repository's text files that cite a file outside the repository."""
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    out = []
+    for name in files:
+        path = root / name
+        if (path.suffix not in TEXT_SUFFIXES and name != ".ci/run") or not path.is_file():
+            continue
+        for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+            if any(mark in line for mark in OUTSIDE):
+                out.append(f"{name}:{i}: {line.strip()[:100]}")
+    return out
+
+
+def test_nothing_cites_a_file_outside_the_repository():
+    assert outside_citations(ROOT) == []

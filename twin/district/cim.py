@@ -66,7 +66,7 @@ DEFAULT_DRAINAGE_MM_H = round(shanghai_storm_intensity(1.0, 60.0), 1)
 """Drainage capacity where no polygon says otherwise: the Shanghai 1-year, 60-minute design storm. [mm h-1]"""
 
 GROUND_M = 4.0
-"""Ground level of central Shanghai above the Wusong datum, 3-5 m (shared/data/README.md). [m]"""
+"""Ground level of central Shanghai above the Wusong datum: the city is flat, about 3-5 m [mem]. [m]"""
 KERB_M = 0.15
 """Carriageway below the kerb (GB 50014's 15 cm waterlogging limit is the kerb height). [m]"""
 RIVER_M = 2.0
