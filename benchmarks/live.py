@@ -26,8 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from twin.live.query import LiveQuery
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -43,6 +41,7 @@ from tests.support.mqtt import PrivateBroker  # noqa: E402
 from twin.district.sources import data_dir  # noqa: E402
 from twin.live.core import CoreConfig  # noqa: E402
 from twin.live.models import LiveConfig  # noqa: E402
+from twin.live.query import LiveQuery  # noqa: E402
 from twin.live.service import LiveService, ServiceConfig  # noqa: E402
 
 PREFIX = "bench/"
