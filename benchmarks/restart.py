@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from ingest.batch import Batch  # noqa: E402
 from ingest.registry import load_registry  # noqa: E402
 from twin.alerting.store import Store  # noqa: E402
-from twin.district.dataset import load_twin  # noqa: E402
+from twin.district.dataset import grid_of, load_twin  # noqa: E402
 from twin.district.sources import data_dir  # noqa: E402
 from twin.live import snapshot  # noqa: E402
 from twin.live.core import CoreConfig, TwinCore  # noqa: E402
@@ -49,14 +49,14 @@ t0 = time.perf_counter()
 from pathlib import Path
 from ingest.registry import load_registry
 from twin.alerting.store import Store
-from twin.district.dataset import load_twin
+from twin.district.dataset import grid_of, load_twin
 from twin.live import snapshot
 from twin.live.core import CoreConfig, TwinCore
 grid, registry, state, t = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 static, _ = load_twin(grid)
 core = TwinCore(static, load_registry(registry), Store.open(":memory:"), CoreConfig())
 if state:
-    core.restore_state(snapshot.read(Path(state), core.state.grid).state)
+    core.restore_state(snapshot.read(Path(state), grid_of(static)).state)
 core.on_tick(t)
 print(time.perf_counter() - t0)
 """
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         state = work / "state"
         state.mkdir()
         started = time.perf_counter()
-        path = snapshot.write(state, core.save_state(), core.state.grid, (0, 0), time.time())
+        path = snapshot.write(state, core.save_state(), grid_of(static), (0, 0), time.time())
         write_s = time.perf_counter() - started
         size_mb = path.stat().st_size / 1e6
         t_next = T0 + TICK_S * args.ticks
