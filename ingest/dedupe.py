@@ -4,16 +4,28 @@ Keys are kept per stream ``(device, quantity, ref)``: times of small batches in 
 batches (SenML packs) as sorted numpy chunks. A batch whose times all follow the stream's latest time --
 the normal case -- is checked with a few vectorised operations, whatever its size; redeliveries and
 out-of-order records are checked exactly against the remembered times.
+
+``seen_one`` and ``all_seen`` look without remembering: the admission step asks them first, so a
+redelivered message is known as a duplicate before it is charged to the rate limit.
+
+The dedupe memory also carries the admission step's per-device rate state (``rates``, an
+``ingest.validation.RateLimiter``): both are what the admission step remembers of the messages so far, and
+a snapshot of the one (``save_state``, key ``rates``) restores both, so a replay after a restart decides
+exactly as the live loop did.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ingest.batch import Batch
+
+if TYPE_CHECKING:
+    from ingest.validation import RateLimiter
 
 Stream = tuple[str, str, str]
 SMALL = 8
@@ -60,10 +72,13 @@ class Deduper:
     ----------
     max_keys : int
         Memory bound [record]; a redelivery older than this many records is not recognised.
+    rates : RateLimiter or None
+        The admission step's rate state, saved and restored with the keys (see the module docstring).
     """
 
-    def __init__(self, max_keys: int = 2_000_000) -> None:
+    def __init__(self, max_keys: int = 2_000_000, rates: RateLimiter | None = None) -> None:
         self.max_keys = max_keys
+        self.rates = rates
         self._streams: dict[Stream, _StreamKeys] = {}
         self._order: deque[tuple[Stream, list[float] | np.ndarray]] = deque()
         self._size = 0
@@ -93,6 +108,24 @@ class Deduper:
             return batch, 0
         return batch.take(keep), int(n - keep.sum())
 
+    def seen_one(self, device: str, t: float, quantity: str, ref: str = "") -> bool:
+        """Whether one record's key is remembered (remembers nothing)."""
+        keys = self._streams.get((device, quantity, ref))
+        return keys is not None and keys.contains(t)
+
+    def all_seen(self, batch: Batch) -> bool:
+        """Whether every record of a non-empty ``batch`` is remembered: the message is a redelivery
+        (remembers nothing)."""
+        if len(batch) == 0:
+            return False
+        if len(batch) == 1:
+            return self.seen_one(batch.device[0], float(batch.t[0]), batch.quantity[0], batch.ref[0])
+        for stream, rows in _streams(batch):
+            keys = self._streams.get(stream)
+            if keys is None or not keys.seen(batch.t if rows is None else batch.t[rows]).all():
+                return False
+        return True
+
     def _filter_one(self, batch: Batch) -> tuple[Batch, int]:
         if self.admit_one(batch.device[0], float(batch.t[0]), batch.quantity[0], batch.ref[0]):
             return batch, 0
@@ -106,6 +139,18 @@ class Deduper:
             keys = self._streams[stream] = _StreamKeys()
         elif keys.contains(t):
             return False
+        self._add_one(stream, keys, t)
+        return True
+
+    def remember_one(self, device: str, t: float, quantity: str, ref: str = "") -> None:
+        """Remember one record's key that ``seen_one`` has just said is new (no second look-up)."""
+        stream = (device, quantity, ref)
+        keys = self._streams.get(stream)
+        if keys is None:
+            keys = self._streams[stream] = _StreamKeys()
+        self._add_one(stream, keys, t)
+
+    def _add_one(self, stream: Stream, keys: _StreamKeys, t: float) -> None:
         keys.small.add(t)
         if t > keys.tmax:
             keys.tmax = t
@@ -113,7 +158,6 @@ class Deduper:
         self._size += 1
         while self._size > self.max_keys and len(self._order) > 1:
             self._forget()
-        return True
 
     # ------------------------------------------------------------ snapshots
     def save_state(self) -> dict:
@@ -127,7 +171,8 @@ class Deduper:
             entry_chunk.append(not isinstance(ts, list))
             times.append(np.asarray(ts, dtype=float))
         streams = list(index)
-        return {"max_keys": int(self.max_keys),
+        rates = {} if self.rates is None else {"rates": self.rates.save_state()}
+        return rates | {"max_keys": int(self.max_keys),
                 "device": np.array([s[0] for s in streams], dtype=str),
                 "quantity": np.array([s[1] for s in streams], dtype=str),
                 "ref": np.array([s[2] for s in streams], dtype=str),
@@ -137,7 +182,10 @@ class Deduper:
                 "times": np.concatenate(times) if times else np.zeros(0)}
 
     def restore_state(self, state: dict) -> None:
-        """Take back what `save_state` gave (on an empty deduper)."""
+        """Take back what `save_state` gave (on an empty deduper). The rate state is restored into ``rates``
+        when both have one (a snapshot from before issue 13 has none: the buckets start full)."""
+        if self.rates is not None and "rates" in state:
+            self.rates.restore_state(state["rates"])
         self.max_keys = int(state["max_keys"])
         streams = list(zip(state["device"].tolist(), state["quantity"].tolist(), state["ref"].tolist(), strict=True))
         ends = np.cumsum(state["entry_len"])

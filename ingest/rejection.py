@@ -55,9 +55,15 @@ class Rejection:
     digest: str = ""
 
 
+MAX_DETAIL = 500
+"""Longest ``Rejection.detail`` [character]."""
+MAX_FIELD = 200
+"""Longest ``Rejection.field`` [character] (a hostile payload may have a 60,000-character key)."""
+
+
 def reject(reason: Reason, detail: str, payload: bytes, field: str = "") -> Rejection:
-    """Build a ``Rejection`` with the digest of ``payload``."""
-    return Rejection(reason=reason, detail=detail[:500], field=field, digest=payload_digest(payload))
+    """Build a ``Rejection`` with the digest of ``payload`` (``detail`` and ``field`` cut to their bounds)."""
+    return Rejection(reason=reason, detail=detail[:MAX_DETAIL], field=field[:MAX_FIELD], digest=payload_digest(payload))
 
 
 class Refusal(Exception):  # noqa: N818 -- bad input refused, not an error of ours

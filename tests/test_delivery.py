@@ -1,10 +1,11 @@
-"""Routing alerts to field units by their last position, arrival on scene, entity table order."""
+"""Routing alerts to field units by their last position, arrival on scene (only of units sent the alert),
+who may acknowledge what, entity table order."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from twin.alerting.delivery import Router
+from twin.alerting.delivery import CLOSED_MEMORY, NOT_SENT, UNKNOWN_ALERT, Router
 from twin.district.grid import GridSpec
 from twin.live.entities import EntityTable
 
@@ -49,11 +50,51 @@ def test_arrival_on_scene_is_recorded_once_with_the_time_from_the_alert():
     table = _table(("u1", 642500.0, 3458500.0, 10.0))
     router = Router(GRID)
     router.set_area("a1", 100.0, _cells(100, 110, 100, 110))
+    router.mark_delivered("a1", ["u1"])
     assert router.arrivals(table.located_units()) == []
     table.update(np.array(["u1"]), np.array([160.0]), np.array([121.0]), np.array([31.0]), np.array([643010.0]),
                  np.array([3457990.0]), *GRID.cell_of(643010.0, 3457990.0), np.array([5.0]), np.array([0.0]))
     assert router.arrivals(table.located_units()) == [("a1", "u1", 160.0, 60.0)]
     assert router.arrivals(table.located_units()) == []
+
+
+def test_a_unit_never_sent_the_alert_is_never_on_scene_wherever_it_is():
+    table = _table(("inside", 643010.0, 3457990.0, 10.0), ("sent", 643020.0, 3457980.0, 10.0))
+    router = Router(GRID)
+    router.set_area("a1", 0.0, _cells(100, 110, 100, 110))
+    router.mark_delivered("a1", ["sent"])
+    assert [a[1] for a in router.arrivals(table.located_units())] == ["sent"], "inside the area, but never sent it"
+    assert router.arrivals(table.located_units()) == []
+    router.mark_delivered("a1", ["inside"])  # once it has been sent the alert, being there is arriving
+    assert [a[1] for a in router.arrivals(table.located_units())] == ["inside"]
+
+
+def test_a_unit_may_acknowledge_only_an_alert_it_was_sent_even_after_the_cancel():
+    router = Router(GRID)
+    router.set_area("a1", 0.0, _cells(100, 110, 100, 110))
+    router.mark_delivered("a1", ["u1"])
+    assert router.ack_problem("a1", "u1") is None
+    assert router.ack_problem("a1", "u2") == NOT_SENT
+    assert router.ack_problem("a1.update1", "u1") == UNKNOWN_ALERT, "a message identifier is not an alert's"
+    assert router.ack_problem("nothing", "u1") == UNKNOWN_ALERT
+    router.close("a1")  # a late ack, or "resolved" after the Cancel, is still recognised
+    assert router.ack_problem("a1", "u1") is None and router.ack_problem("a1", "u2") == NOT_SENT
+    restored = Router(GRID)
+    restored.restore_state(router.save_state())
+    assert restored.ack_problem("a1", "u1") is None and restored.ack_problem("a1", "u2") == NOT_SENT
+    restored.restore_state({"areas": []})  # a snapshot from before the memory of cancelled alerts
+    assert restored.ack_problem("a1", "u1") == UNKNOWN_ALERT
+
+
+def test_the_memory_of_cancelled_alerts_is_bounded():
+    router = Router(GRID)
+    for k in range(CLOSED_MEMORY + 5):
+        router.set_area(f"a{k}", 0.0, _cells(100, 101, 100, 101))
+        router.mark_delivered(f"a{k}", ["u1"])
+        router.close(f"a{k}")
+    assert len(router.closed) == CLOSED_MEMORY and not router.areas
+    assert router.ack_problem("a0", "u1") == UNKNOWN_ALERT, "the oldest are forgotten"
+    assert router.ack_problem(f"a{CLOSED_MEMORY + 4}", "u1") is None
 
 
 def test_positions_never_move_backwards_in_time():

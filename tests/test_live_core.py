@@ -83,6 +83,18 @@ def test_crowd_alert_is_raised_routed_acknowledged_and_cancelled(core, registry)
     # the unit acknowledges and is seen on scene
     core.on_batch(Batch.build(1, device="unit-police-04", t=T0 + 200, quantity="ack", ref=alert.identifier))
     assert core.store.acks(alert.identifier)[0]["actor"] == "unit-police-04"
+    # a unit may acknowledge only an alert it was sent: the others are refused, stored nowhere
+    refused = core.on_batch(_acks(["unit-fire-05", "unit-police-04", "unit-police-04"], T0 + 201,
+                                  [alert.identifier, f"{alert.identifier}.update1", "citytwin.bund.crowd.nothing"]))
+    assert [(r.reason, r.device, r.alert) for r in refused] == [
+        ("not_sent", "unit-fire-05", alert.identifier),
+        ("unknown_alert", "unit-police-04", f"{alert.identifier}.update1"),
+        ("unknown_alert", "unit-police-04", "citytwin.bund.crowd.nothing")]
+    assert "never sent" in refused[0].detail and refused[0].topic("city/") == "city/units/unit-fire-05/ack"
+    assert json.loads(refused[1].payload()) == {"alert": f"{alert.identifier}.update1", "status": "ack", "t": T0 + 201}
+    assert [a["actor"] for a in core.store.acks(alert.identifier)] == ["unit-police-04"]
+    assert core.store.acks(f"{alert.identifier}.update1") == [] and core.refused_acks == {"not_sent": 1,
+                                                                                          "unknown_alert": 2}
     # the crowd disperses: levels step down, and the alert is cancelled only after the clear delay
     events = _run(core, registry, [100] * 80, units, start=15)
     cancels = [(k, e) for k, e in events if e.kind == "cancelled" and e.alert.identifier == alert.identifier]
@@ -96,6 +108,29 @@ def test_crowd_alert_is_raised_routed_acknowledged_and_cancelled(core, registry)
     assert retained[-1][1] is None and json.loads(retained[-2][1])["msgType"] == "Cancel"
     assert any(i.topic == "city/units/unit-police-04/alerts" and b'"Cancel"' in i.payload
                for i in core.store.pending())
+    # after the Cancel, the unit that had the alert may still report it resolved; the other still may not
+    refused = core.on_batch(_acks(["unit-police-04", "unit-fire-05"], T0 + 1000, [alert.identifier] * 2, "resolved"))
+    assert [(r.reason, r.device, r.status) for r in refused] == [("not_sent", "unit-fire-05", "resolved")]
+    assert [(a["actor"], a["status"]) for a in core.store.acks(alert.identifier)] == [("unit-police-04", "ack"),
+                                                                                     ("unit-police-04", "resolved")]
+
+
+def _acks(units, t, alerts, status="ack"):
+    return Batch.build(len(units), device=np.array(units, dtype=object), t=t, quantity=status,
+                       ref=np.array(alerts, dtype=object))
+
+
+def test_acks_of_alerts_that_do_not_exist_cost_no_memory(core, registry):
+    """Issue 13: every unique alert id of an ack was stored. Refused acks leave nothing behind in the twin."""
+    _run(core, registry, [300] * 3 + [6000] * 8, {"unit-police-04": CHEN_YI_SQUARE})
+    before = core.save_state()
+    ids = [f"citytwin.bund.crowd.{k:0200d}" for k in range(2000)]
+    refused = core.on_batch(_acks(["unit-police-04"] * len(ids), T0 + 120, ids))
+    assert len(refused) == len(ids) and {r.reason for r in refused} == {"unknown_alert"}
+    assert all(core.store.acks(i) == [] for i in ids[::97])
+    after = core.save_state()
+    assert after["router"] == before["router"] and after["book"] == before["book"], "nothing kept per alert id"
+    assert core.refused_acks == {"unknown_alert": len(ids)}, "counted"
 
 
 def test_a_unit_moving_into_the_area_gets_the_alert_and_arrives(core, registry):

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from ingest.batch import Batch
-from ingest.decoders._common import guarded, is_number, load_json
+from ingest.decoders._common import guarded, load_json, number, preview
 from ingest.decoders.units import ACK_STATUSES
 from ingest.rejection import Reason, Refusal
 
@@ -41,10 +41,8 @@ def ack_records(doc: Any, *, unit: str) -> Batch:
     if not isinstance(alert, str) or not alert or len(alert) > MAX_ALERT_ID:
         raise Refusal(Reason.BAD_SCHEMA, "alert must be a non-empty identifier", "alert")
     if status not in ACK_STATUSES:
-        raise Refusal(Reason.BAD_SCHEMA, f"status {str(status)[:30]!r} not in {ACK_STATUSES}", "status")
-    if not is_number(t):
-        raise Refusal(Reason.BAD_SCHEMA, "t must be a finite number", "t")
-    return Batch.build(1, device=unit, t=float(t), quantity=status, ref=alert)
+        raise Refusal(Reason.BAD_SCHEMA, f"status {preview(status)} not in {ACK_STATUSES}", "status")
+    return Batch.build(1, device=unit, t=number(t, "t", "t"), quantity=status, ref=alert)
 
 
 def encode_ack(batch: Batch) -> bytes:

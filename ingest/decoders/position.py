@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ingest.batch import Batch
-from ingest.decoders._common import guarded, is_number, last_segment, load_json
+from ingest.decoders._common import guarded, last_segment, load_json, number, preview
 from ingest.decoders.units import DATUMS
 from ingest.rejection import Reason, Refusal
 
@@ -66,15 +66,14 @@ def _row(item: Any, i: int, device: str) -> tuple:
         if x is None and key in ("speed_kmh", "course"):
             vals[key] = math.nan
             continue
-        if not is_number(x):
-            raise Refusal(Reason.BAD_SCHEMA, f"{key} must be a finite number", f"[{i}].{key}")
+        x = number(x, f"[{i}].{key}", key)
         lo, hi = _RANGES.get(key, (-math.inf, math.inf))
         if not lo <= x <= hi:
             raise Refusal(Reason.OUT_OF_RANGE, f"{key} {x} outside [{lo}, {hi}]", f"[{i}].{key}")
-        vals[key] = float(x)
+        vals[key] = x
     crs = item.get("crs", "CGCS2000")
     if crs not in DATUMS:
-        raise Refusal(Reason.BAD_SCHEMA, f"crs {str(crs)[:30]!r} not one of {DATUMS}", f"[{i}].crs")
+        raise Refusal(Reason.BAD_SCHEMA, f"crs {preview(crs)} not one of {DATUMS}", f"[{i}].crs")
     return vals["t"], vals["lon"], vals["lat"], vals["speed_kmh"], vals["course"], crs
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ingest.batch import Batch
-from ingest.decoders._common import guarded, is_number, load_json
+from ingest.decoders._common import guarded, is_number, load_json, number
 from ingest.decoders.units import QUANTITIES, SENSOR_KINDS
 from ingest.rejection import Reason, Refusal, Rejection
 
@@ -97,9 +97,7 @@ def _update_base(base: dict[str, Any], rec: dict[str, Any], i: int) -> None:
             base[key] = rec[key]
     for key in ("bt", "bv", "bs"):
         if key in rec:
-            if not is_number(rec[key]):
-                raise Refusal(Reason.BAD_SCHEMA, f"{key} must be a finite number", f"[{i}].{key}")
-            base[key] = float(rec[key])
+            base[key] = number(rec[key], f"[{i}].{key}", key)
 
 
 def _check_version(ver: Any, i: int) -> None:
@@ -117,10 +115,7 @@ def _resolve_record(base: dict[str, Any], rec: dict[str, Any], i: int, received_
     name = base["bn"] + name
     if not _NAME_RE.match(name):
         raise Refusal(Reason.BAD_SCHEMA, f"invalid resolved name {name[:80]!r}", f"[{i}].n")
-    t = rec.get("t", 0.0)
-    if not is_number(t):
-        raise Refusal(Reason.BAD_SCHEMA, "t must be a finite number", f"[{i}].t")
-    t = base["bt"] + float(t)
+    t = base["bt"] + number(rec.get("t", 0.0), f"[{i}].t", "t")
     out: dict[str, Any] = {"n": name, "t": received_at + t if abs(t) < RELATIVE_LIMIT else t}
     unit = rec.get("u", base["bu"])
     if unit is not None:
@@ -136,9 +131,7 @@ def _resolve_value(base: dict[str, Any], rec: dict[str, Any], i: int, out: dict[
     if len(present) > 1:
         raise Refusal(Reason.BAD_SCHEMA, f"record has several values {present}", f"[{i}]")
     if "s" in rec:
-        if not is_number(rec["s"]):
-            raise Refusal(Reason.BAD_SCHEMA, "s must be a finite number", f"[{i}].s")
-        out["s"] = base["bs"] + float(rec["s"])
+        out["s"] = base["bs"] + number(rec["s"], f"[{i}].s", "s")
     if not present:
         if "s" not in rec:
             raise Refusal(Reason.BAD_SCHEMA, "record has no value and no sum", f"[{i}]")
@@ -146,9 +139,7 @@ def _resolve_value(base: dict[str, Any], rec: dict[str, Any], i: int, out: dict[
     key = present[0]
     val = rec[key]
     if key == "v":
-        if not is_number(val):
-            raise Refusal(Reason.BAD_SCHEMA, "v must be a finite number", f"[{i}].v")
-        out["v"] = base["bv"] + float(val)
+        out["v"] = base["bv"] + number(val, f"[{i}].v", "v")
     elif key == "vb":
         if not isinstance(val, bool):
             raise Refusal(Reason.BAD_SCHEMA, "vb must be a boolean", f"[{i}].vb")
@@ -239,7 +230,10 @@ def _resolve_plain(rec: dict[str, Any], received_at: float) -> dict[str, Any] | 
         return None
     if type(v) not in (int, float) or type(t) not in (int, float) or type(bt) not in (int, float):
         return None
-    if not (math.isfinite(v) and math.isfinite(t) and math.isfinite(bt)):
+    try:
+        if not (math.isfinite(v) and math.isfinite(t) and math.isfinite(bt)):
+            return None
+    except OverflowError:  # an int no float holds: the general path refuses it as out_of_range
         return None
     if "bver" in rec:
         _check_version(rec["bver"], 0)
@@ -298,8 +292,11 @@ def _fast_columns(pack: Any, received_at: float) -> tuple[Any, np.ndarray, Any, 
     ts = (ft, *cols[2]) if width == 3 else (ft, *([0] * len(rest)))
     if not set(map(type, ts)) <= {int, float}:
         return None
-    t = np.array(ts, dtype=np.float64) + float(bt)
-    v = np.array(vals, dtype=np.float64)
+    try:
+        t = np.array(ts, dtype=np.float64) + float(bt)
+        v = np.array(vals, dtype=np.float64)
+    except OverflowError:  # an int no float holds: the general path refuses it as out_of_range
+        return None
     if not (np.isfinite(t).all() and np.isfinite(v).all()):
         return None
     rel = np.abs(t) < RELATIVE_LIMIT

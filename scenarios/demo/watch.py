@@ -20,12 +20,12 @@ from scenarios.feeds.mqtt import paho_client
 
 log = logging.getLogger(__name__)
 
-_SUFFIX = re.compile(r"\.(update|cancel)\d+$")
+_SUFFIX = re.compile(r"\.(update|cancel|ack)\d+$")
 KINDS = {"Alert": "raised", "Update": "updated", "Cancel": "cancelled"}
 
 
 def alert_root(identifier: str) -> str:
-    """The identifier of the alert a CAP message belongs to (``….update3`` -> ``…``)."""
+    """The identifier of the alert a CAP message belongs to (``….update3``, ``….ack1`` -> ``…``)."""
     return _SUFFIX.sub("", identifier)
 
 

@@ -2,7 +2,9 @@
 
 A patrolling unit walks (``patrol_kmh``) toward random way points within ``patrol_radius_m`` of home. On
 ``respond(unit_id, cap_json)`` for a hazard of its duty (`DUTIES`: police crowd and traffic, fire
-floods, medical crowds) it publishes an ``ack`` on ``city/units/{id}/ack``, drives straight toward
+floods, medical crowds) it publishes an ``ack`` on ``city/units/{id}/ack`` with the alert's identifier
+(the identifier of its first CAP message, `alert_identifier`, whichever message of the alert reached
+the unit first: the twin refuses an ack of a message identifier such as ``….update1``), drives straight toward
 the centroid of the alert's first area at ``respond_kmh`` (straight line, not along roads: a simplification),
 publishes ``on_scene`` once inside the area polygon (or within ``ARRIVE_M`` of the centroid), and
 ``resolved`` when the alert is cancelled while it is on scene; then it goes back to patrolling.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +32,13 @@ ARRIVE_M = 30.0
 """A unit this close to the alert area's centroid is on scene [m]."""
 DUTIES = {"police": {"crowd", "traffic"}, "fire": {"flood"}, "medical": {"crowd"}}
 """Hazards (the CAP ``hazard`` parameter) each ``unit_type`` answers; other types answer every alert."""
+_MESSAGE_SUFFIX = re.compile(r"\.(update|cancel|ack)\d+$")
+
+
+def alert_identifier(message_identifier: str) -> str:
+    """The identifier of the alert a CAP message belongs to: its first message's (docs/contract/cap.md):
+    ``….update3``, ``….ack1`` and ``….cancel7`` -> ``…``."""
+    return _MESSAGE_SUFFIX.sub("", message_identifier)
 
 
 @dataclass
@@ -42,6 +52,7 @@ class Unit:
     target: tuple[float, float]
     next_report: float
     alert: str = ""
+    """The alert it is on (the alert's identifier), or ""."""
     area: Polygon | None = None
     on_scene: bool = False
     pending: list[tuple[str, str]] = field(default_factory=list)
@@ -94,11 +105,10 @@ class Units:
         Raises ``KeyError`` for an unknown unit and ``ValueError`` for a CAP message without identifier."""
         u = self.units[unit_id]
         cap = cap_json if isinstance(cap_json, dict) else json.loads(cap_json)
-        ident = str(cap.get("identifier") or "")
-        refs = str(cap.get("references") or "")
+        ident = alert_identifier(str(cap.get("identifier") or ""))
         if not ident:
             raise ValueError("CAP message without identifier")
-        mine = u.alert and (u.alert == ident or u.alert in refs)
+        mine = bool(u.alert) and u.alert == ident
         if cap.get("msgType") == "Cancel":
             if mine:
                 if u.on_scene:

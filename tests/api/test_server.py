@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import socket
 import threading
 import time
@@ -92,10 +93,44 @@ def test_a_busy_port_is_an_os_error_and_foreign_host_headers_are_refused(service
             serve(service, port=handle.port)
         conn = http.client.HTTPConnection("127.0.0.1", handle.port, timeout=10)
         conn.request("GET", "/api/status", headers={"Host": "rebound.example.com"})
-        assert conn.getresponse().status == 400, "DNS rebinding: only loopback host names"
+        refused = conn.getresponse()
+        assert refused.status == 400, "DNS rebinding: only loopback host names"
+        assert refused.getheader("Content-Type") == "application/json"
+        assert json.loads(refused.read())["error"] == "invalid_host"
         conn.close()
         status, _ = _get(f"http://localhost:{handle.port}/api/status")
         assert status == 200
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_an_unexpected_error_under_uvicorn_is_a_json_500_and_one_log_line(service, monkeypatch):
+    def broken() -> dict:
+        raise RuntimeError("secret state")
+
+    keep = _Records()
+    with serve(service, port=0) as handle:
+        loggers = [logging.getLogger(), logging.getLogger("uvicorn")]  # uvicorn's own do not propagate to root
+        for logger in loggers:
+            logger.addHandler(keep)
+        try:
+            monkeypatch.setattr(handle.server.config.app.state.api.view, "status", broken)
+            status, body = _get(f"{handle.url}/api/status")
+            assert _get(f"{handle.url}/api/health")[0] == 200, "the server goes on"
+        finally:
+            for logger in loggers:
+                logger.removeHandler(keep)
+    assert status == 500 and body["error"] == "internal_error" and "secret" not in json.dumps(body)
+    lines = [r.getMessage() for r in keep.records]
+    assert len(lines) == 1 and "\n" not in lines[0] and "RuntimeError" in lines[0], lines
+    assert keep.records[0].exc_info is None, "no traceback in the log either: one line"
 
 
 @pytest.mark.timeout(120)

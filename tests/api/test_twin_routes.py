@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.testclient import WebSocketDenialResponse
 
-from tests.api.conftest import CHEN_YI_SQUARE, client_for
+from tests.api.conftest import CHEN_YI_SQUARE, TOKEN, client_for
+from twin.api import ApiConfig, create_app
+from twin.api.config import LOOPBACK_HOSTS
 from twin.api.routes_twin import health_of
 from twin.district import geo
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def test_health_says_starting_then_ok_and_status_is_the_mqtt_status_document(api, scenario, service):
@@ -176,3 +183,70 @@ def test_point_gives_its_cell_every_layer_levels_and_the_beidou_code(api, scenar
 def test_point_errors(api, params, status, error):
     r = api.get("/api/point", params=params)
     assert r.status_code == status and r.json()["error"] == error, r.json()
+
+
+# ---------------------------------------------------------------- every error is JSON {"error", "detail"}
+def _error(r, status: int, error: str) -> object:
+    assert r.status_code == status, (r.status_code, r.text[:300])
+    assert r.headers["content-type"] == "application/json", r.headers["content-type"]
+    body = r.json()
+    assert set(body) == {"error", "detail"} and body["error"] == error, body
+    return body["detail"]
+
+
+def test_every_error_is_json_with_a_code_and_a_detail(scenario):
+    svc, _, alert = scenario
+    app = create_app(svc, ApiConfig(token=TOKEN, allowed_hosts=LOOPBACK_HOSTS))
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        assert c.get("/api/status").status_code == 200
+        detail = _error(c.get("/api/status", headers={"Host": "rebound.example.com"}), 400, "invalid_host")
+        assert "rebound.example.com" in detail, "wrong Host (DNS rebinding): JSON, not Starlette's plain text"
+        _error(c.get("/api/status", headers={"Host": "bad host!"}), 400, "invalid_host")
+        assert "not found" in _error(c.get("/api/nowhere"), 404, "not_found").lower()
+        r = c.delete("/api/status")
+        _error(r, 405, "method_not_allowed")
+        assert r.headers["allow"] == "GET"
+        assert _error(c.get("/api/point", params={"lat": 31.2}), 422, "invalid_request") == [
+            {"where": "query.lon", "problem": "Field required"}]
+        url = f"/api/alerts/{alert}/ack"
+        assert _error(c.post(url, content=b"{not json", headers={**AUTH, "Content-Type": "application/json"}),
+                      422, "invalid_request")[0]["where"].startswith("body")
+        _error(c.post(url, json={"operator": "Li"}), 401, "unauthorized")
+        _error(c.post(url, json={"operator": "Li"}, headers={"Authorization": "Bearer not-the-token"}), 403,
+               "forbidden")
+    with client_for(svc) as read_only:
+        _error(read_only.post(url, json={"operator": "Li"}, headers=AUTH), 403, "writes_disabled")
+
+
+def test_a_websocket_from_a_foreign_host_is_refused_with_the_json_400(scenario):
+    svc, _, _ = scenario
+    for hosts, admitted in ((("testserver",), True), (LOOPBACK_HOSTS, False)):  # the test client's Host: testserver
+        with TestClient(create_app(svc, ApiConfig(allowed_hosts=hosts))) as c:
+            if admitted:
+                with c.websocket_connect("/ws") as ws:
+                    assert ws.receive_json()["type"] == "snapshot"
+            else:
+                with pytest.raises(WebSocketDenialResponse) as refused, c.websocket_connect("/ws"):
+                    pass
+                assert "testserver" in _error(refused.value, 400, "invalid_host")
+
+
+def test_an_unexpected_exception_is_a_json_500_without_traceback_and_one_log_line(scenario, caplog, monkeypatch):
+    svc, _, _ = scenario
+    app = create_app(svc, ApiConfig(token=TOKEN))
+
+    def broken() -> dict:
+        raise RuntimeError("secret state\nsecond line")
+
+    monkeypatch.setattr(app.state.api.view, "status", broken)
+    with TestClient(app) as c, caplog.at_level(logging.INFO):
+        r = c.get("/api/status", headers=AUTH)
+        assert c.get("/api/grid").status_code == 200, "the app goes on"
+    detail = _error(r, 500, "internal_error")
+    assert "secret" not in r.text and "Traceback" not in r.text and "RuntimeError" not in r.text
+    errors = [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
+    assert len(errors) == 1, [rec.getMessage() for rec in errors]
+    line = errors[0].getMessage()
+    assert "\n" not in line and errors[0].exc_info is None, "one line, no traceback"
+    incident = detail.split("incident ")[1].split(")")[0]
+    assert incident in line and "/api/status" in line and "RuntimeError" in line and "test_twin_routes.py" in line

@@ -69,3 +69,41 @@ def test_a_restored_deduper_goes_on_exactly_as_the_original(before, after, max_k
         got, want = copy.filter(b), original.filter(b)
         assert got[0].keys() == want[0].keys() and got[1] == want[1]
     assert len(copy) == len(original)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(batches, max_size=6), batches)
+def test_looking_remembers_nothing_and_agrees_with_filter(seq, probe):
+    """``seen_one`` / ``all_seen`` answer as ``filter`` would, and change nothing."""
+    d, keys = Deduper(), set()
+    for b in seq:
+        d.filter(b)
+        keys.update(b.keys())
+    size = len(d)
+    assert d.all_seen(probe) == (len(probe) > 0 and set(probe.keys()) <= keys)
+    probe_keys = probe.keys()  # Batch.keys(): a list of (device, t, quantity, ref)
+    for k in probe_keys:
+        assert d.seen_one(*k) == (k in keys)
+    assert len(d) == size
+    fresh, _ = d.filter(probe)
+    assert set(fresh.keys()) == set(probe.keys()) - keys
+
+
+def test_the_rate_state_is_saved_and_restored_with_the_keys():
+    from ingest.validation import STATE_FIELDS, RateLimiter
+
+    d = Deduper(rates=RateLimiter(2, 5))
+    d.filter(Batch.build(2, device="d1", t=[1.0, 2.0], quantity="count"))
+    st_ = d.rates.state("d1", 100.0)
+    assert d.rates.charge(st_, 2.0, 100.0)
+    state = d.save_state()
+    assert state["rates"]["device"].tolist() == ["d1"] and state["rates"]["state"].shape == (1, len(STATE_FIELDS))
+    assert state["rates"]["state"].dtype == np.float64 and state["rates"]["device"].dtype.kind == "U"
+    again = Deduper(rates=RateLimiter(2, 5))
+    again.restore_state(state)
+    assert again.rates._state == d.rates._state and again.seen_one("d1", 2.0, "count")
+    old = {k: v for k, v in state.items() if k != "rates"}  # a snapshot from before issue 13
+    fresh = Deduper(rates=RateLimiter(2, 5))
+    fresh.restore_state(old)
+    assert len(fresh.rates) == 0 and fresh.seen_one("d1", 1.0, "count")
+    assert "rates" not in Deduper().save_state()

@@ -15,7 +15,7 @@ from ingest.decoders import encode_nmea
 from ingest.pipeline import IngestConfig, Ingestor
 from ingest.rawlog import RawLog, read_log
 from ingest.registry import RegistryError, load_registry, registry_from_geojson
-from ingest.validation import Limits, TokenBuckets
+from ingest.validation import Limits, RateLimiter
 from tests.ingest.conftest import REPO, feature, small_registry_doc
 from tests.ingest.fakes import FakeSource
 
@@ -144,11 +144,14 @@ def test_deadletter_topic_is_never_dead_lettered(tmp_path):
     assert src.published == [] and ing.metrics.rejected["bad_schema"] == 1
 
 
-def test_token_bucket_refills():
-    tb = TokenBuckets(rate_per_s=2, burst=2)
-    assert [tb.allow("d", 0.0) for _ in range(3)] == [True, True, False]
-    assert tb.allow("d", 0.5) and not tb.allow("d", 0.5)
-    assert TokenBuckets(0, 0).allow("d", 0.0)
+def test_rate_limiter_refills_by_own_time_or_receive_time():
+    rl = RateLimiter(rate_per_s=2, burst=2)
+    st = rl.state("d", 0.0)
+    assert [rl.charge(st, 100.0, 0.0) for _ in range(3)] == [True, True, False]  # same own time: no refill
+    assert rl.charge(st, 100.5, 0.0) and not rl.charge(st, 100.5, 0.0)  # 0.5 s of own time: one token
+    assert rl.charge(st, 100.5, 0.5) and not rl.charge(st, 100.5, 0.5)  # 0.5 s of receive time: one token
+    assert [rl.charge(st, 100.5 + k, 0.5) for k in range(1, 50)] == [True] * 49  # a backlog at 1 s cadence
+    assert not RateLimiter(0, 0).enabled
 
 
 def test_registry_problems_listed_once():
@@ -193,5 +196,5 @@ def test_loop_never_raises_and_counts_every_message(tmp_path, registry, msgs):
             src.put(topic, payload, 1.7e9, dup=dup)
         drain(ing)
     m = ing.metrics.snapshot()
-    assert m["received"] == len(msgs) == m["accepted"] + m["rejected_total"] == len(src.acked)
+    assert m["received"] == len(msgs) == m["accepted"] + m["duplicates"] + m["rejected_total"] == len(src.acked)
     assert m["internal_errors"] == 0

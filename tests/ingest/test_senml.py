@@ -188,7 +188,9 @@ def test_water_depth_in_cm_is_metres_and_relative_time_is_from_now():
         (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm","v":3}]', Reason.BAD_UNIT, "u"),
         (b'[{"bn":"urn:dev:rg-1:","n":"rain","v":3}]', Reason.BAD_UNIT, "u"),  # unit required
         (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm/h","v":-1}]', Reason.OUT_OF_RANGE, "v"),
-        (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm/h","v":1e400}]', Reason.BAD_SCHEMA, "[0].v"),
+        (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm/h","v":1e400}]', Reason.OUT_OF_RANGE, "[0].v"),  # parses to inf
+        (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm/h","v":1' + b"0" * 400 + b'}]', Reason.OUT_OF_RANGE, "[0].v"),
+        (b'[{"bn":"urn:dev:rg-1:","n":"rain","u":"mm/h","v":NaN}]', Reason.BAD_SYNTAX, "payload"),
         (b'[{"bn":"urn:dev:rg-1:","n":"depth","u":"m","v":1}]', Reason.BAD_SCHEMA, "n"),
         (b'[{"bn":"urn:dev:rg-2:","n":"rain","u":"mm/h","v":1}]', Reason.IDENTITY_MISMATCH, "bn"),
         (b'[{"bn":"urn:xx:rg-1:","n":"rain","u":"mm/h","v":1}]', Reason.BAD_SCHEMA, "bn"),

@@ -1,9 +1,15 @@
 """Operator acknowledgements over HTTP: checked here, applied by the core (`twin.live.core.TwinCore.acknowledge`).
 
-The core records the acknowledgement in the store and publishes a CAP Update listing
-``acknowledgedBy`` through the outbox (retained on ``alerts/{id}``, and to every field unit that
-had the alert); every later message of the alert lists the operators too. It runs under the
-core's lock, in order with the ticks.
+The acknowledgement is durable before it is applied: the live service logs it in its raw log as a
+``$twin/ack`` control record, and the core applies it on the ingest thread, in order with the data
+and the ticks (`twin.live.service.LiveService.acknowledge`); this waits for that, so the answer
+says what happened, and a restart after a crash replays it. The core records the acknowledgement
+in the store and publishes a CAP Update listing ``acknowledgedBy`` through the outbox (retained on
+``alerts/{id}``, and to every field unit that had the alert); every later message of the alert
+lists the operators too.
+
+An operator who had already acknowledged the alert gets 200 with ``already`` true, ``message``
+null (nothing is published) and ``t`` the time of the first acknowledgement.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 
 from twin.api.errors import ApiError
 from twin.api.view import TwinView
-from twin.live.query import AlertNotActiveError
+from twin.live.query import AckTimeoutError, AckUnavailableError, AlertNotActiveError
 
 
 @dataclass(frozen=True)
@@ -36,13 +42,19 @@ def _not_active(view: TwinView, alert_id: str) -> ApiError:
 def acknowledge(view: TwinView, alert_id: str, operator: str, note: str = "", t: float | None = None) -> AckResult:
     """Have the core record an operator's acknowledgement of an active alert and publish its CAP Update.
 
-    An operator who already acknowledged the alert changes nothing (``already`` is True).
-    Raises `ApiError` 404 for an unknown alert and 409 for a cancelled one.
+    An operator who already acknowledged the alert changes nothing (``already`` is True, ``message`` None).
+    Raises `ApiError` 404 for an unknown alert, 409 for a cancelled one, 503 ``ack_timeout`` when the twin did
+    not apply it in time (it stays queued; asking again is safe) and 503 ``ack_unavailable`` when the service
+    takes no acknowledgement (stopping, or too many waiting).
     """
     try:
         event = view.acknowledge(alert_id, operator, note, t)
     except AlertNotActiveError:
         raise _not_active(view, alert_id) from None
+    except AckTimeoutError as exc:
+        raise ApiError(503, "ack_timeout", str(exc), headers={"Retry-After": "5"}) from None
+    except AckUnavailableError as exc:
+        raise ApiError(503, "ack_unavailable", str(exc), headers={"Retry-After": "5"}) from None
     acks = view.acks(alert_id)
     when = event.t if event else next((a["t"] for a in reversed(acks) if a["actor"] == operator), t)
     message = event.message["identifier"] if event else None

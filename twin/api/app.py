@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from twin import __version__
 from twin.api.config import ApiConfig
-from twin.api.errors import install_handlers
+from twin.api.errors import TrustedHosts, install_handlers
 from twin.api.page import page_routes
 from twin.api.routes_alerts import alert_routes
 from twin.api.routes_basemap import basemap_routes
 from twin.api.routes_live import live_routes
 from twin.api.routes_twin import twin_routes
+from twin.api.schemas import ErrorBody
 from twin.api.state import ApiState
 
 DESCRIPTION = """The live digital twin of a city district (docs/contract/http.md 3.3).
@@ -26,6 +26,53 @@ Reads are open; the one write, `POST /api/alerts/{id}/ack`, needs `Authorization
 Errors are JSON `{"error": "<code>", "detail": ...}`. Positions are CGCS2000 lon/lat (the same frame as
 WGS84 to well under a metre); grids are in the twin's projected CRS (see `/api/grid`).
 """
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+FASTAPI_422 = ("HTTPValidationError", "ValidationError")
+"""FastAPI's own 422 body, which its OpenAPI describes by default; this API answers `ErrorBody` instead."""
+
+
+def document_errors(schema: dict) -> dict:
+    """Make an OpenAPI description say what the errors really are (in place; returns it).
+
+    Every 4xx/5xx response that names no body of its own gets `ErrorBody` (FastAPI would describe
+    its default 422 body, which `twin.api.errors` replaces), and every operation gets a ``4XX``
+    response with it: any client error of any route is ``{"error", "detail"}``.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(body.pop("$defs", {}))
+    components["ErrorBody"] = body
+    for name in FASTAPI_422:
+        components.pop(name, None)
+    content = {"application/json": {"schema": ERROR_REF}}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            for code, response in responses.items():
+                if code[:1] not in ("4", "5"):
+                    continue
+                schemas = [m.get("schema", {}) for m in response.get("content", {}).values()]
+                if not any(schemas) or any(s.get("$ref", "").endswith(FASTAPI_422) for s in schemas):
+                    response["content"] = dict(content)
+                if code == "422":
+                    response["description"] = "invalid request: error invalid_request (or a route's own code)"
+            responses.setdefault("4XX", {"description": 'an error: JSON {"error": "<code>", "detail": ...}',
+                                         "content": dict(content)})
+    return schema
+
+
+def _openapi_with_errors(app: FastAPI) -> Callable[[], dict]:
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate())
+        return app.openapi_schema
+
+    return openapi
 
 
 def create_app(service, config: ApiConfig | None = None) -> FastAPI:
@@ -51,12 +98,13 @@ def create_app(service, config: ApiConfig | None = None) -> FastAPI:
 
     app = FastAPIOffline(title="citytwin", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.api = state
-    install_handlers(app)
+    install_handlers(app)  # first: its 500 middleware then sits inside CORS and the Host check
     for router in (twin_routes(state), alert_routes(state), live_routes(state), basemap_routes(state), page_routes()):
         app.include_router(router)
+    app.openapi = _openapi_with_errors(app)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     if config.allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
+        app.add_middleware(TrustedHosts, allowed_hosts=config.allowed_hosts)
     return app

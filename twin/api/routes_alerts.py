@@ -77,11 +77,14 @@ def alert_routes(state: ApiState) -> APIRouter:
 
     @r.post("/{identifier}/ack", response_model=AckResponse, dependencies=[Depends(token_check(state))],
             responses={401: {"description": "no token"}, 403: {"description": "wrong token or read-only"},
-                       404: {"description": "unknown alert"}, 409: {"description": "alert already cancelled"}})
+                       404: {"description": "unknown alert"}, 409: {"description": "alert already cancelled"},
+                       503: {"description": "ack_timeout: not applied in time (stays queued, asking again is "
+                                            "safe); ack_unavailable: the service is stopping or too busy"}})
     async def ack(identifier: str, body: AckRequest) -> AckResponse:
-        """An operator acknowledges an active alert: recorded in the store (kind ``operator``) and
-        published as a CAP Update listing ``acknowledgedBy`` (retained on ``city/alerts/{id}``, and to
-        the units that had the alert). Acknowledging twice changes nothing."""
+        """An operator acknowledges an active alert: written to the twin's raw log first (replayed after a
+        crash), then recorded in the store (kind ``operator``) and published as a CAP Update listing
+        ``acknowledgedBy`` (retained on ``city/alerts/{id}``, and to the units that had the alert).
+        Acknowledging twice changes nothing and says so: ``already`` true, ``message`` null."""
         result = await run_in_threadpool(acknowledge, view, identifier, body.operator, body.note or "")
         state.hub.poke()
         return AckResponse(alert=result.alert, operator=result.operator, t=result.t, already=result.already,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Literal
 
 import numpy as np
@@ -49,7 +51,13 @@ def _style(info: LayerInfo, vmin: float | None, vmax: float | None, nodata: str)
     problem = render.check_range(vmin, vmax)
     if problem:
         raise ApiError(422, "bad_range", problem)
-    return render.style_for(info, vmin, vmax, show_nodata=nodata == "show")
+    style = render.style_for(info, vmin, vmax, show_nodata=nodata == "show")
+    if style.mode == "ramp" and not sys.float_info.min <= style.vmax - style.vmin < math.inf:
+        # a ramp over it would divide by zero or overflow (e.g. vmin=1e20 alone: the default vmax, vmin + 1,
+        # is vmin again in float64; or vmin=-1e308, vmax=1e308)
+        raise ApiError(422, "bad_range", f"the colour range {style.vmin:g}..{style.vmax:g} is too narrow or too "
+                       "wide for float64; give vmin and vmax closer to the layer's values")
+    return style
 
 
 def _values_body(view: TwinView, info: LayerInfo, win: rasters.Window) -> dict:
@@ -69,7 +77,8 @@ def twin_routes(state: ApiState) -> APIRouter:
     view, config = state.view, state.config
     r = APIRouter(prefix="/api", tags=["twin"])
 
-    @r.get("/health", response_model=Health, responses={503: {"description": "no tick for too long"}})
+    @r.get("/health", response_model=Health,
+           responses={503: {"model": Health, "description": "stale: no tick for too long"}})
     def health() -> JSONResponse:
         """Liveness: ``ok`` while ticks come, ``starting`` before the first, ``stale`` (503) when they stop."""
         now = view.now()

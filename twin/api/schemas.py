@@ -5,6 +5,21 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, field_validator
 
 
+class Problem(BaseModel):
+    """One problem of an invalid request (422 ``invalid_request``)."""
+
+    where: str = Field(description="where in the request, e.g. query.lon or body.operator")
+    problem: str = Field(description="what is wrong there")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API, whatever its status (docs/contract/http.md, "Errors")."""
+
+    error: str = Field(description="a short code: not_found, unknown_layer, invalid_request, unauthorized, ...")
+    detail: str | list[Problem] | None = Field(
+        description="what went wrong: a sentence, or the request's problems (422 invalid_request)")
+
+
 class Health(BaseModel):
     """``GET /api/health``."""
 
@@ -53,8 +68,8 @@ class AckRequest(BaseModel):
         if v is None:
             return v
         v = v.strip()
-        if any(ord(c) < 32 or ord(c) == 127 for c in v):
-            raise ValueError("must not contain control characters")
+        if not v.isprintable():  # controls, and Unicode's invisible ones: bidi overrides, line separators, ...
+            raise ValueError("must be printable: no control, format or line-separator characters")
         return v
 
     @field_validator("operator")

@@ -4,7 +4,8 @@
 every alert change, its CAP message and the MQTT messages it causes are written to the
 store (and its outbox) before anything is published. Given the same batches and ticks in
 the same order it produces the same alerts, so replaying the raw log after a crash
-rebuilds the state exactly (the service logs ticks into the raw log too).
+rebuilds the state exactly (the service logs ticks and operators' acknowledgements into the raw
+log too, as control records).
 """
 
 from __future__ import annotations
@@ -78,19 +79,32 @@ class TwinCore:
         self.last_tick = float("nan")
         self.devices_seen: set[str] = set()
         self.outside_grid = 0
+        self.refused_acks: dict[str, int] = {}
+        """Units' acknowledgements refused, by reason (``unknown_alert``, ``not_sent``)."""
 
     # ------------------------------------------------------------ inputs
     def on_batch(self, batch: Batch) -> list[Rejected]:
-        """Apply a batch; records acks, delivers alerts to units that moved into an area."""
+        """Apply a batch; delivers alerts to units that moved into an area, records the units' acks.
+
+        A unit may acknowledge only an alert it was sent (`Router.ack_problem`): an ack of an unknown alert or
+        of one never sent to that unit is refused (``unknown_alert`` / ``not_sent``), stored nowhere, and
+        returned with the positions outside the grid for the dead-letter topic.
+        """
         with self.lock:
             applied = self.state.apply(batch)
             self.devices_seen.update(np.unique(batch.device).tolist())
-            for unit, alert, status, t in applied.acks:
-                self.store.record_ack(alert, unit, "unit", status, t)
             if applied.moved_units:
                 self._deliver_to_movers(applied.moved_units)
             self.outside_grid += len(applied.rejected)
-            return applied.rejected
+            rejected = applied.rejected
+            for unit, alert, status, t in applied.acks:
+                problem = self.router.ack_problem(alert, unit)
+                if problem is None:
+                    self.store.record_ack(alert, unit, "unit", status, t)
+                else:
+                    self.refused_acks[problem] = self.refused_acks.get(problem, 0) + 1
+                    rejected.append(Rejected(unit, t, reason=problem, alert=alert, status=status))
+            return rejected
 
     def on_tick(self, t: float) -> TickReport:
         """Run the models and the alert lifecycle at time ``t`` [unix s]."""
@@ -107,6 +121,11 @@ class TwinCore:
             arrivals = self._arrivals()
             return TickReport(t, events, (time.perf_counter() - start) * 1e3, arrivals)
 
+    def is_active(self, alert_id: str) -> bool:
+        """Whether the alert is active now."""
+        with self.lock:
+            return alert_id in self.book.active
+
     def acknowledge(self, alert_id: str, operator: str, t: float | None, note: str = "",
                     now: float | None = None) -> AlertEvent | None:
         """An operator acknowledges an active alert: stored, and published as a CAP Update listing
@@ -114,6 +133,8 @@ class TwinCore:
         alert lists the operators too. None if this operator has already acknowledged it.
 
         ``t`` [unix s]: when; if None, ``now`` but never before the last tick. Raises `AlertNotActiveError`.
+        A live service calls this from its ingest thread for a logged ``$twin/ack`` record (``now`` is the
+        record's receive time), so the acknowledgement is replayed with the log after a crash.
         """
         with self.lock:
             if alert_id not in self.book.active:
@@ -237,7 +258,8 @@ class TwinCore:
         """
         with self.lock:
             return {"core": {"last_tick": float(self.last_tick), "outside_grid": int(self.outside_grid),
-                             "devices_seen": np.array(sorted(self.devices_seen), dtype=str)},
+                             "devices_seen": np.array(sorted(self.devices_seen), dtype=str),
+                             "refused_acks": dict(self.refused_acks)},
                     "book": self.book.save_state(), "router": self.router.save_state(),
                     "twin_state": self.state.save_state(), "models": self.models.save_state()}
 
@@ -247,6 +269,7 @@ class TwinCore:
             core = state["core"]
             self.last_tick, self.outside_grid = float(core["last_tick"]), int(core["outside_grid"])
             self.devices_seen = set(np.asarray(core["devices_seen"]).tolist())
+            self.refused_acks = {k: int(v) for k, v in core.get("refused_acks", {}).items()}
             self.book.restore_state(state["book"])
             self.router.restore_state(state["router"])
             self.state.restore_state(state["twin_state"])

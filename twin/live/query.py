@@ -51,6 +51,17 @@ class AlertNotActiveError(KeyError):
     """The alert is not active (unknown, or already cancelled)."""
 
 
+class AckTimeoutError(TimeoutError):
+    """An operator's acknowledgement was queued but not applied within the wait (the twin is behind).
+
+    It stays queued and is applied in order unless the service stops first; asking again is safe (an
+    operator who has acknowledged gets ``None``: already acknowledged)."""
+
+
+class AckUnavailableError(RuntimeError):
+    """The live service takes no acknowledgement now: it has stopped, or too many wait to be applied."""
+
+
 class LiveQuery:
     """Typed, thread-safe reads of one running `LiveService` (see the module docstring)."""
 
@@ -136,15 +147,19 @@ class LiveQuery:
         return self._service.store.arrivals(identifier)
 
     # ------------------------------------------------------------ the one write: an operator's acknowledgement
-    def acknowledge(self, identifier: str, operator: str, note: str = "", t: float | None = None) -> AlertEvent | None:
+    def acknowledge(self, identifier: str, operator: str, note: str = "", t: float | None = None,
+                    timeout_s: float | None = None) -> AlertEvent | None:
         """Have the core record an operator's acknowledgement and publish its CAP Update; None if this operator
         had already acknowledged it. ``t`` defaults to the twin's clock, never before the last tick.
 
-        Raises `AlertNotActiveError` if the alert is not active.
+        Durable: the service logs it in the raw log as a ``$twin/ack`` control record and the core applies
+        it on the ingest thread, in order with the data and the ticks (a restart replays it); this waits
+        for that, at most ``timeout_s`` [s] (default `twin.live.service.ACK_TIMEOUT_S`).
+
+        Raises `AlertNotActiveError` if the alert is not active, `AckTimeoutError` if it was not applied in
+        time, `AckUnavailableError` if the service takes no acknowledgement now.
         """
-        event = self._service.core.acknowledge(identifier, operator, t, note, now=self.now())
-        self._service.publisher.wake.set()
-        return event
+        return self._service.acknowledge(identifier, operator, note, t, timeout_s=timeout_s)
 
     # ------------------------------------------------------------ tick listeners
     def add_tick_listener(self, listener: Callable[[TickReport], None]) -> None:

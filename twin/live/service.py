@@ -6,6 +6,11 @@ Threads:
 - the ingest thread logs every message durably, acknowledges it, decodes it and applies the
   batch to the core; the tick thread only puts a ``$twin/tick`` control record on the same
   queue, so ticks are logged and processed in order with the data (the log is the clock);
+- an operator's acknowledgement (`LiveService.acknowledge`, from the HTTP API through
+  `twin.live.query.LiveQuery`) is a ``$twin/ack`` control record on the same queue too: logged,
+  then applied by the core on the ingest thread while the caller waits, so a restart replays it;
+- a unit's acknowledgement of an alert it was not sent (or of no alert) is refused by the core:
+  dead-lettered (counted) and answered on the unit's ``units/{id}/ack/errors`` topic;
 - the outbox publisher sends stored messages in order and marks each published only when
   the broker confirmed it.
 
@@ -24,6 +29,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,16 +43,37 @@ from ingest.rejection import Reason, reject
 from ingest.routing import subscriptions
 from ingest.transport.client import MqttTransport, is_confirmed
 from ingest.validation import Limits
+from twin.alerting.lifecycle import AlertEvent
 from twin.alerting.store import Store
 from twin.district.dataset import load_twin, save_twin
 from twin.live import snapshot
 from twin.live.core import CoreConfig, TickReport, TwinCore
+from twin.live.query import AckTimeoutError, AckUnavailableError, AlertNotActiveError
 from twin.live.state import Rejected
 
 log = logging.getLogger(__name__)
 
 TICK_TOPIC = "$twin/tick"
+ACK_TOPIC = "$twin/ack"
+"""Control record of an operator's acknowledgement: JSON ``{"alert", "operator", "note", "t", "request"}``
+(``t`` null: the record's receive time, never before the last tick; ``request`` pairs it with its waiter)."""
+ACK_TIMEOUT_S = 10.0
+"""How long `LiveService.acknowledge` waits for its record to be applied by default. [s]"""
+MAX_PENDING_ACKS = 64
+"""Operators' acknowledgements that may wait to be applied at once; more are refused. [1]"""
+TWIN_REASONS = {"outside_grid": Reason.OUTSIDE_GRID, "unknown_alert": Reason.IDENTITY_MISMATCH,
+                "not_sent": Reason.IDENTITY_MISMATCH}
+"""The dead-letter reason of each of the twin's own refusals (`twin.live.state.Rejected.reason`)."""
 SNAPSHOT = snapshot.FILE
+
+
+class _PendingAck:
+    """An operator's acknowledgement waiting to be applied: the core's answer, or its error."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.event: AlertEvent | None = None
+        self.error: BaseException | None = None
 
 
 class TwinClock:
@@ -152,6 +179,10 @@ class LiveService:
         self.registry = load_registry(cfg.registry)
         self.store = Store.open(cfg.db or f"sqlite:///{cfg.state_dir / 'alerts.db'}")
         self.started = time.time()
+        self._run_state = "new"  # new -> running (start) -> stopped (stop)
+        self._inline_lock = threading.Lock()  # a service never started applies acknowledgements on the caller
+        self._acks_lock = threading.Lock()
+        self._pending_acks: dict[str, _PendingAck] = {}
         self.core, start = self._restore()
         self.raw_log = RawLog(cfg.state_dir / "rawlog")
         self.clock = cfg.clock
@@ -177,6 +208,8 @@ class LiveService:
     def start(self, wait_s: float = 10.0) -> bool:
         """Connect and start the threads; True once connected to the broker."""
         self._live = True
+        with self._inline_lock:
+            self._run_state = "running"
         connected = self.transport.start(wait_s)
         self.ingestor.start()
         self.publisher.start()
@@ -184,7 +217,9 @@ class LiveService:
         return connected
 
     def stop(self) -> None:
-        """Stop cleanly: no more ticks, drain ingest, snapshot, flush the outbox, disconnect."""
+        """Stop cleanly: no more ticks or acknowledgements, drain ingest, snapshot, flush the outbox, disconnect."""
+        with self._acks_lock:
+            self._run_state = "stopped"
         self._tick_stop.set()
         self._tick_thread.join(5)
         self.ingestor.stop()
@@ -208,6 +243,9 @@ class LiveService:
             self.transport.queue.put(control_message(TICK_TOPIC, f"{now:.3f}".encode(), now))
 
     def _on_control(self, topic: str, payload: bytes, received_at: float, after: LogPosition) -> None:
+        if topic == ACK_TOPIC:
+            self._apply_ack(payload, received_at)
+            return
         if topic != TICK_TOPIC:
             return
         t = float(payload)
@@ -227,6 +265,78 @@ class LiveService:
             except Exception:  # a listener must never stop the twin
                 log.exception("tick listener %r failed", listener)
 
+    # ------------------------------------------------------------ operators' acknowledgements
+    def acknowledge(self, alert_id: str, operator: str, note: str = "", t: float | None = None,
+                    timeout_s: float | None = None) -> AlertEvent | None:
+        """An operator acknowledges an active alert, durably; what `TwinCore.acknowledge` returns (None: this
+        operator had already acknowledged it).
+
+        The acknowledgement goes on the ingest queue as a ``$twin/ack`` control record (`ACK_TOPIC`), the
+        way ticks do: the ingest thread writes it to the raw log, then the core applies it in order with
+        the data and the ticks, and a restart replays it. This waits for that, at most ``timeout_s`` [s]
+        (default `ACK_TIMEOUT_S`). A service never started (tools, tests) logs and applies it on the
+        caller's thread instead.
+
+        Raises `AlertNotActiveError` (not active, now or when applied), `AckTimeoutError` (not applied in
+        time: it stays queued), `AckUnavailableError` (stopped, or `MAX_PENDING_ACKS` already waiting).
+        """
+        if not self.core.is_active(alert_id):
+            raise AlertNotActiveError(alert_id)
+        timeout_s = ACK_TIMEOUT_S if timeout_s is None else timeout_s
+        request = uuid.uuid4().hex
+        body = {"alert": alert_id, "operator": operator, "note": note, "t": t, "request": request}
+        record = control_message(ACK_TOPIC, json.dumps(body, separators=(",", ":")).encode(), self.clock())
+        pending = _PendingAck()
+        with self._acks_lock:
+            if self._run_state == "stopped":
+                raise AckUnavailableError("the live service has stopped; it takes no acknowledgement")
+            if len(self._pending_acks) >= MAX_PENDING_ACKS:
+                raise AckUnavailableError(f"{len(self._pending_acks)} acknowledgements are waiting to be applied; "
+                                          "try again shortly")
+            self._pending_acks[request] = pending
+            self.transport.queue.put(record)
+        try:
+            with self._inline_lock:
+                while self._run_state == "new" and not pending.done.is_set() and self.ingestor.run_once(0.0):
+                    pass
+            if not pending.done.wait(timeout_s):
+                raise AckTimeoutError(f"the acknowledgement of {alert_id} by {operator} was not applied within "
+                                      f"{timeout_s:g} s (the twin is behind); it stays queued and is applied in "
+                                      "order, and asking again is safe")
+        finally:
+            with self._acks_lock:
+                self._pending_acks.pop(request, None)
+        if pending.error is not None:
+            raise pending.error
+        return pending.event
+
+    def _apply_ack(self, payload: bytes, received_at: float) -> None:
+        """Apply a logged ``$twin/ack`` record (live, or replayed after a restart) and answer its waiter."""
+        doc = json.loads(payload)
+        with self._acks_lock:
+            pending = self._pending_acks.get(doc.get("request"))
+        try:
+            t = doc.get("t")
+            event = self.core.acknowledge(str(doc["alert"]), str(doc["operator"]), None if t is None else float(t),
+                                          str(doc.get("note") or ""), now=received_at)
+        except AlertNotActiveError as exc:  # cancelled between the request and its turn in the log
+            if pending is None:
+                log.info("logged acknowledgement of %s by %s not applied: the alert is not active",
+                         doc.get("alert"), doc.get("operator"))
+            else:
+                pending.error = exc
+        except Exception as exc:
+            if pending is not None:
+                pending.error = exc
+            raise  # counted and logged by the ingest loop
+        else:
+            if pending is not None:
+                pending.event = event
+            self.publisher.wake.set()
+        finally:
+            if pending is not None:
+                pending.done.set()
+
     # ------------------------------------------------------------ batches
     def _on_batch(self, batch: Batch) -> None:
         for r in self.core.on_batch(batch):
@@ -234,9 +344,21 @@ class LiveService:
         self.publisher.wake.set()
 
     def _dead_letter(self, r: Rejected) -> None:
-        payload = json.dumps({"id": r.device, "t": r.t, "lon": r.lon, "lat": r.lat}).encode()
-        rejection = reject(Reason.OUTSIDE_GRID, r.detail, payload, "lon,lat")
-        self.ingestor.reject(f"{self.config.prefix}beidou/{r.device}", rejection, self.clock(), payload)
+        """A record the twin refused: counted; live, also dead-lettered, and a refused unit ack is answered on
+        the unit's ``units/{id}/ack/errors``. While the log is replayed it is only counted (as the ingest
+        loop does with replayed rejections): it was sent when it first arrived."""
+        reason = TWIN_REASONS[r.reason]
+        if not self._live:
+            self.ingestor.metrics.count_rejection(reason)
+            return
+        payload = r.payload()
+        detail = f"{r.reason}: {r.detail}" if r.is_ack else r.detail
+        self.ingestor.reject(r.topic(self.config.prefix), reject(reason, detail, payload, r.field), self.clock(),
+                             payload)
+        if r.is_ack:
+            answer = {"alert": r.alert, "status": r.status, "t": r.t, "error": r.reason, "detail": r.detail}
+            self.transport.publish(f"{self.config.prefix}units/{r.device}/ack/errors",
+                                   json.dumps(answer, separators=(",", ":")).encode(), qos=1, retain=False)
 
     # ------------------------------------------------------------ status
     def status(self, t: float | None = None, tick_ms: float | None = None) -> dict[str, object]:
@@ -252,7 +374,14 @@ class LiveService:
                 "duplicates": m.get("duplicates", 0), "rejected": m.get("rejected", {}),
                 "devices_seen": core["devices_seen"], "units_tracked": core["units_tracked"],
                 "alerts_active": core["alerts_active"], "tick_ms": round(tick_ms, 1),
-                "lag_ms": round(max(0.0, now - t) * 1e3 / self.clock.speed, 1), "outbox": self.store.outbox_depth()}
+                "lag_ms": round(max(0.0, now - t) * 1e3 / self.clock.speed, 1), "outbox": self.store.outbox_depth(),
+                "alarms": self._alarms()}
+
+    def _alarms(self) -> dict[str, int]:
+        """Counters an operator must see: ``session_taken_over``, times another client took over the twin's
+        MQTT session (the transport's ``stats.session_taken_over``; 0 where the transport does not count it)."""
+        stats = getattr(self.transport, "stats", None)
+        return {"session_taken_over": int(getattr(stats, "session_taken_over", 0) or 0)}
 
     def _publish_status(self, t: float, tick_ms: float) -> None:
         body = json.dumps(self.status(t, tick_ms), separators=(",", ":")).encode()

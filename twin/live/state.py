@@ -9,13 +9,15 @@
   inputs are; the registry's ``downstream`` property pairs loop detectors for incident detection;
 - moves vehicles and field units in the entity table, and keeps recent vehicle pings for
   the probe speeds;
-- hands unit acknowledgements back to the caller (the service records them).
+- hands unit acknowledgements back to the caller (the core checks them against the deliveries
+  and records them).
 
 The fields the models need each tick are derived from this in `twin.live.models`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -35,24 +37,61 @@ log = logging.getLogger(__name__)
 
 SENSOR_QUANTITIES = {"crowd": ("count",), "rain": ("rain",), "water": ("depth",), "traffic": ("speed", "flow", "occ")}
 ACK_QUANTITIES = ("ack", "on_scene", "resolved")
+ACK_REFUSALS = ("unknown_alert", "not_sent")
+"""The twin's reasons to refuse a unit's acknowledgement (`Rejected`)."""
 PING_MEMORY_S = 900.0
 """How long vehicle pings are kept for the probe speeds. [s]"""
 
 
 @dataclass
 class Rejected:
-    """A record the twin refused (reason ``outside_grid``), for the dead-letter topic."""
+    """A record the twin refused, for the dead-letter topic (`twin.live.service` sends it there, counted).
+
+    ``reason`` is the twin's own: ``outside_grid`` (a position outside the grid; ``lon``, ``lat``), or, for a
+    unit's acknowledgement (``alert``, ``status``), ``unknown_alert`` (no such alert) or ``not_sent`` (the
+    alert was never sent to that unit); the refused acknowledgements also get a reply on the unit's
+    ``units/{id}/ack/errors`` topic.
+    """
 
     device: str
     t: float
-    lon: float
-    lat: float
+    lon: float = float("nan")
+    lat: float = float("nan")
     reason: str = "outside_grid"
+    alert: str = ""
+    status: str = ""
+
+    @property
+    def is_ack(self) -> bool:
+        """A refused acknowledgement (else a refused position)."""
+        return self.reason in ACK_REFUSALS
 
     @property
     def detail(self) -> str:
         """One-line reason."""
+        if self.reason == "unknown_alert":
+            return (f"{self.status} of {self.device} for unknown alert {self.alert[:120]!r} (acknowledge with the "
+                    f"alert's identifier, the identifier of its first CAP message)")
+        if self.reason == "not_sent":
+            return f"{self.status} of {self.device} for alert {self.alert[:120]!r}, which was never sent to it"
         return f"position {self.lon:.6f},{self.lat:.6f} of {self.device} is outside the twin's grid"
+
+    @property
+    def field(self) -> str:
+        """The offending field of the payload."""
+        return "alert" if self.is_ack else "lon,lat"
+
+    def topic(self, prefix: str) -> str:
+        """The inbound topic the record came on."""
+        return f"{prefix}units/{self.device}/ack" if self.is_ack else f"{prefix}beidou/{self.device}"
+
+    def payload(self) -> bytes:
+        """The record as JSON in its inbound form (the original bytes are in the raw log)."""
+        if self.is_ack:
+            doc: dict = {"alert": self.alert, "status": self.status, "t": self.t}
+        else:
+            doc = {"id": self.device, "t": self.t, "lon": self.lon, "lat": self.lat}
+        return json.dumps(doc, separators=(",", ":")).encode()
 
 
 @dataclass
