@@ -47,7 +47,8 @@ class TwinCollector(Collector):
         yield _counter("ingest_accepted", "messages accepted (decoded and checked)", m["accepted"])
         yield _counter("ingest_records_accepted", "records accepted (a message may hold many)",
                        m["accepted_records"])
-        yield _counter("ingest_duplicates", "redelivered messages recognised and skipped (every record already seen)", m["duplicates"])
+        yield _counter("ingest_duplicates", "redelivered messages recognised and skipped (every record already seen)",
+                       m["duplicates"])
         rejected = CounterMetricFamily(f"{PREFIX}_ingest_rejected", "messages rejected, by reason",
                                        labels=["reason"])
         for reason, n in sorted(m["rejected"].items()):
