@@ -36,14 +36,26 @@ def deadletter_payload(
 
 
 class DeadLetters:
-    """Publishes rejections with ``publish(topic, payload, qos=1)`` (e.g. ``MqttTransport.publish``)."""
+    """Publishes rejections with ``publish(topic, payload, qos=1)``.
+
+    With an ``MqttTransport`` the ingestor passes ``publish_droppable``, which never waits for the broker
+    and returns False when too many publishes await confirmation (docs/liveness.md): the dead letter is
+    then not sent, and counted in ``dropped`` (the rejection itself is counted by reason in the ingest
+    metrics, and the message is in the raw log). A ``publish`` that returns anything but False counts as
+    sent.
+    """
 
     def __init__(self, publish: Publish, prefix: str = "city/", max_payload: int = 64 * 1024) -> None:
         self._publish = publish
         self.topic = deadletter_topic(prefix)
         self.max_payload = max_payload
+        self.dropped = 0
+        """Dead letters not sent because the transport's budget of unconfirmed publishes was used up [1]."""
 
-    def send(self, topic: str, rejection: Rejection, received_at: float, payload: bytes) -> None:
-        """Publish one dead letter at QoS 1."""
+    def send(self, topic: str, rejection: Rejection, received_at: float, payload: bytes) -> bool:
+        """Publish one dead letter at QoS 1; False (and counted in ``dropped``) if the transport dropped it."""
         body = deadletter_payload(topic, rejection, received_at, payload, self.max_payload)
-        self._publish(self.topic, body, qos=1)
+        if self._publish(self.topic, body, qos=1) is False:
+            self.dropped += 1
+            return False
+        return True

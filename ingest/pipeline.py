@@ -14,6 +14,14 @@ One loop (one thread) does, per group of messages:
 Nothing raises out of the loop: a bug in a decoder becomes a counted ``bad_syntax`` rejection, a failing
 sink is counted and logged (its records are in the raw log and can be replayed).
 
+Liveness (docs/liveness.md): this thread never waits on the transport's network thread, which may itself
+be waiting for room on the queue this thread empties. ``ack`` and ``publish`` only queue packets; dead
+letters go out with ``publish_droppable`` when the source has it (``MqttTransport``): when too many
+publishes await the broker's confirmation, a dead letter is dropped and counted (``deadletters_dropped``)
+instead of waited for. ``stop`` closes the source's inbound side (``close_inbound``) and drains only what
+was queued at that moment, so it ends during a flood too; later messages stay unacknowledged at the broker,
+which delivers them to the next session.
+
 Control records: a message whose topic starts with ``CONTROL_PREFIX`` (``$twin/``; MQTT reserves ``$``
 topics for the broker, so none arrives from outside) is put on the queue by the application itself,
 for example a clock tick. It is logged like any message, never acknowledged to the broker, and handed
@@ -59,7 +67,11 @@ def control_message(topic: str, payload: bytes, received_at: float) -> InboundMe
 
 
 class Source(Protocol):
-    """What the ingestor needs from a transport (``MqttTransport`` has it; tests may fake it)."""
+    """What the ingestor needs from a transport (``MqttTransport`` has it; tests may fake it).
+
+    Optional, used when present: ``publish_droppable(topic, payload, *, qos=1)`` -> bool (never waits;
+    False when the message was dropped and counted) for dead letters, and ``close_inbound()`` (called by
+    ``Ingestor.stop``: take no more messages in)."""
 
     queue: queue.Queue | queue.SimpleQueue
 
@@ -145,9 +157,16 @@ class Ingestor:
             dedupe_keys=self.config.dedupe_keys,
             metrics=self.metrics,
         )
-        self.deadletters = DeadLetters(source.publish, self.config.prefix, self.config.limits.max_bytes)
+        publish = getattr(source, "publish_droppable", None) or source.publish
+        self.deadletters = DeadLetters(publish, self.config.prefix, self.config.limits.max_bytes)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def deadletters_dropped(self) -> int:
+        """Dead letters not published because the transport had too many unconfirmed publishes [1]; each is
+        still counted by reason in ``metrics.rejected`` and its message is in the raw log."""
+        return self.deadletters.dropped
 
     @property
     def deduper(self) -> Deduper:
@@ -166,23 +185,27 @@ class Ingestor:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Finish the current group and stop the loop."""
+        """Take no more messages in, finish the current group, drain what is queued now, and stop the loop."""
         self._stop.set()
+        close_inbound = getattr(self.source, "close_inbound", None)
+        if close_inbound is not None:
+            close_inbound()
         if self._thread is not None:
             self._thread.join(timeout_s)
 
     def run(self) -> None:
-        """Loop until ``stop``; then drain what is already queued."""
+        """Loop until ``stop``; then drain what was queued at that moment (not what arrives during the drain)."""
         while not self._stop.is_set():
             self.run_once()
-        while self.run_once(poll_s=0.0):
-            pass
+        left = self.source.queue.qsize()
+        while left > 0 and (n := self.run_once(poll_s=0.0, limit=left)):
+            left -= n
 
     # -- one group ------------------------------------------------------------------------------
 
-    def run_once(self, poll_s: float | None = None) -> int:
-        """Gather, commit, ack and process one group; returns the number of messages handled."""
-        msgs = self._gather(self.config.poll_s if poll_s is None else poll_s)
+    def run_once(self, poll_s: float | None = None, limit: int | None = None) -> int:
+        """Gather (at most ``limit`` messages), commit, ack and process one group; returns the number handled."""
+        msgs = self._gather(self.config.poll_s if poll_s is None else poll_s, limit)
         self.metrics.queue_depth = self.source.queue.qsize()
         if not msgs:
             return 0
@@ -226,7 +249,7 @@ class Ingestor:
             self.metrics.sink_errors += 1
             log.exception("control record %s failed", topic)
 
-    def _gather(self, poll_s: float) -> list[InboundMessage]:
+    def _gather(self, poll_s: float, limit: int | None = None) -> list[InboundMessage]:
         q = self.source.queue
         try:
             first = q.get(timeout=poll_s) if poll_s > 0 else q.get_nowait()
@@ -234,8 +257,9 @@ class Ingestor:
             return []
         msgs = [first]
         size = len(first.payload)
+        most = self.config.max_group if limit is None else min(limit, self.config.max_group)
         deadline = time.monotonic() + self.config.linger_s
-        while len(msgs) < self.config.max_group and size < self.config.max_group_bytes:
+        while len(msgs) < most and size < self.config.max_group_bytes:
             try:
                 m = q.get_nowait()
             except queue.Empty:
@@ -304,11 +328,17 @@ class Ingestor:
         if topic == self.deadletters.topic:  # never dead-letter a dead letter (a loop)
             return
         try:
-            self.deadletters.send(topic, rejection, received_at, payload)
-            self.metrics.deadletters += 1
+            sent = self.deadletters.send(topic, rejection, received_at, payload)
         except Exception:
             self.metrics.internal_errors += 1
             log.exception("dead letter for %s not published", topic)
+            return
+        if sent:
+            self.metrics.deadletters += 1
+        elif self.deadletters.dropped == 1 or self.deadletters.dropped % 1000 == 0:
+            log.warning("dead letter for %s (%s) not published: the broker is behind on confirmations; "
+                        "%d dropped so far (counted by reason; the messages are in the raw log)",
+                        topic, rejection.reason.value, self.deadletters.dropped)
 
     # -- replay ---------------------------------------------------------------------------------
 

@@ -167,8 +167,9 @@ def test_refused_unit_acks_are_counted_and_the_status_carries_the_alarms(bund_fi
         assert status["rejected"]["identity_mismatch"] == 3, "refused acks counted (dead letters when live)"
         assert [a["actor"] for a in service.store.acks(ident)] == ["unit-police-04"]
         assert service.core.refused_acks == {"not_sent": 1, "unknown_alert": 2}
-        assert status["alarms"] == {"session_taken_over": 0}
+        assert status["alarms"] == {"session_taken_over": 0, "session_lost": 0, "tls_failures": 0,
+                                    "deadletters_dropped": 0}
         monkeypatch.setattr(service.transport, "stats", SimpleNamespace(session_taken_over=3))
-        assert service.status()["alarms"] == {"session_taken_over": 3}
+        assert service.status()["alarms"]["session_taken_over"] == 3
     finally:
         crash(service)

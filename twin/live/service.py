@@ -378,14 +378,21 @@ class LiveService:
                 "alarms": self._alarms()}
 
     def _alarms(self) -> dict[str, int]:
-        """Counters an operator must see: ``session_taken_over``, times another client took over the twin's
-        MQTT session (the transport's ``stats.session_taken_over``; 0 where the transport does not count it)."""
+        """Counters an operator must see (docs/liveness.md): ``session_taken_over``, times another client took
+        over the twin's MQTT session (MQTT 5 reason 0x8E); ``session_lost``, reconnects that found no session on
+        the broker (how a takeover shows on Mosquitto 2.0, which closes without a reason); ``tls_failures``,
+        broker certificates that did not verify; ``deadletters_dropped``, dead letters not published because
+        too many were unconfirmed (each still counted by reason and in the raw log)."""
         stats = getattr(self.transport, "stats", None)
-        return {"session_taken_over": int(getattr(stats, "session_taken_over", 0) or 0)}
+        out = {name: int(getattr(stats, name, 0) or 0) for name in ("session_taken_over", "session_lost",
+                                                                     "tls_failures")}
+        out["deadletters_dropped"] = int(getattr(self.ingestor, "deadletters_dropped", 0) or 0)
+        return out
 
     def _publish_status(self, t: float, tick_ms: float) -> None:
         body = json.dumps(self.status(t, tick_ms), separators=(",", ":")).encode()
-        self.transport.publish(f"{self.config.prefix}twin/status", body, qos=1, retain=True)
+        # droppable: a status never waits for room, and a long broker outage cannot fill the publish cap
+        self.transport.publish(f"{self.config.prefix}twin/status", body, qos=1, retain=True, droppable=True)
 
     # ------------------------------------------------------------ snapshots
     def _snapshot(self, after: LogPosition) -> None:
