@@ -198,6 +198,8 @@ class Watcher:
         self.times: list[float] = []
         self.client = _client(broker, "soak-watch")
         self.client.on_message = lambda _c, _u, _m: self.times.append(time.monotonic())
+        # subscribe on every connect: a clean session after the broker's restart has no subscription
+        self.client.on_connect = lambda c, *_: c.subscribe(f"{PREFIX}twin/status", qos=0)
         self.client.subscribe(f"{PREFIX}twin/status", qos=0)
 
     def stalls(self, outages: list[tuple[float, float]], limit_s: float) -> list[tuple[float, float]]:
