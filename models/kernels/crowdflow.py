@@ -16,8 +16,8 @@ rho_c [person m-2] and maximum specific flow q_max = rho_c v(rho_c) [person m-1 
 :func:`weidmann_capacity`. Units SI: m, s, person.
 
 One sub-step is three passes, each with a ``*_par`` variant over rows (``prange``, same arithmetic,
-bit-identical; one body compiled twice by :func:`models.kernels._compile.serial_and_parallel`,
-whose docstring says why the parallel copy has its own name):
+bit-identical; one body compiled twice, the parallel copy by :func:`_parallel`, which says why it
+has its own name):
 :func:`send_demand`, :func:`accept_inflow`, :func:`apply_transfers`; then
 :func:`admit` for sources. Only occupied cells evaluate the exponential of the speed law. The
 potential is :func:`fast_sweep` (serial: a Gauss-Seidel sweep is sequential) and
@@ -29,7 +29,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from models.kernels._compile import serial_and_parallel
+
+def _parallel(body):
+    """``body`` compiled with rows in parallel, as a renamed copy ``<name>_par``: numba's disk cache keys an
+    overload on the function's name and first line but not on ``parallel=``, so the copy gets its own entry."""
+    twin = type(body)(body.__code__, body.__globals__, body.__name__ + "_par", body.__defaults__, body.__closure__)
+    twin.__qualname__ = twin.__name__
+    return njit(cache=True, nogil=True, parallel=True)(twin)
 
 
 @njit(cache=True, nogil=True)
@@ -359,7 +365,8 @@ def send_demand(count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup)
         _send_row(np.int64(ip), count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup)
 
 
-send_demand, send_demand_par = serial_and_parallel(send_demand)
+send_demand_par = _parallel(send_demand)
+send_demand = njit(cache=True, nogil=True)(send_demand)
 
 
 @njit(cache=True, nogil=True)
@@ -418,7 +425,8 @@ def accept_inflow(count, cap, sE, sW, sS, sN, sup, wx, wy, dt, aE, aW, aS, aN):
         _accept_row(np.int64(ip), count, cap, sE, sW, sS, sN, sup, wx, wy, dt, aE, aW, aS, aN)
 
 
-accept_inflow, accept_inflow_par = serial_and_parallel(accept_inflow)
+accept_inflow_par = _parallel(accept_inflow)
+accept_inflow = njit(cache=True, nogil=True)(accept_inflow)
 
 
 @njit(cache=True, nogil=True)
@@ -474,7 +482,8 @@ def apply_transfers(count, sink, dt, aE, aW, aS, aN, out_acc, fx, fy, n_acc):
         _apply_row(np.int64(ip), count, sink, dt, aE, aW, aS, aN, out_acc, fx, fy, n_acc)
 
 
-apply_transfers, apply_transfers_par = serial_and_parallel(apply_transfers)
+apply_transfers_par = _parallel(apply_transfers)
+apply_transfers = njit(cache=True, nogil=True)(apply_transfers)
 
 
 @njit(cache=True, nogil=True)

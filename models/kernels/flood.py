@@ -7,8 +7,8 @@ One time step is three passes: :func:`inertial_flux`, :func:`outflow_limit`, :fu
 each has a ``*_par`` variant that runs rows in parallel (``prange``) with the same arithmetic.
 
 Serial and parallel variants are one Python body written with ``prange``, compiled twice by
-:func:`models.kernels._compile.serial_and_parallel`; its docstring says why the parallel
-compilation is of a renamed copy (numba's cache does not key on ``parallel=``).
+:func:`_parallel` (the parallel one) and ``njit`` (the serial one); `_parallel` says why the
+parallel compilation is of a renamed copy (numba's cache does not key on ``parallel=``).
 """
 
 import math
@@ -16,7 +16,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from models.kernels._compile import serial_and_parallel
+
+def _parallel(body):
+    """``body`` compiled with rows in parallel, as a renamed copy ``<name>_par``: numba's disk cache keys an
+    overload on the function's name and first line but not on ``parallel=``, so the copy gets its own entry."""
+    twin = type(body)(body.__code__, body.__globals__, body.__name__ + "_par", body.__defaults__, body.__closure__)
+    twin.__qualname__ = twin.__name__
+    return njit(cache=True, nogil=True, parallel=True)(twin)
 
 
 @njit(cache=True, nogil=True)
@@ -110,7 +116,8 @@ def inertial_flux(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_ou
         _y_faces(i, h, z, wall, qy, dt, dx, n * n, theta, g, h_min, open_bc, qy_out)
 
 
-inertial_flux, inertial_flux_par = serial_and_parallel(inertial_flux)
+inertial_flux_par = _parallel(inertial_flux)
+inertial_flux = njit(cache=True, nogil=True)(inertial_flux)
 
 
 @njit(cache=True, nogil=True)
@@ -139,7 +146,8 @@ def outflow_limit(h, qx, qy, dt, dx, f):
         _limit_row(np.int64(ip), h, qx, qy, dt, dx, f)
 
 
-outflow_limit, outflow_limit_par = serial_and_parallel(outflow_limit)
+outflow_limit_par = _parallel(outflow_limit)
+outflow_limit = njit(cache=True, nogil=True)(outflow_limit)
 
 
 @njit(cache=True, nogil=True)
@@ -209,7 +217,8 @@ def continuity(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drai
                               outflow)
 
 
-continuity, continuity_par = serial_and_parallel(continuity)
+continuity_par = _parallel(continuity)
+continuity = njit(cache=True, nogil=True)(continuity)
 
 
 @njit(cache=True, nogil=True)

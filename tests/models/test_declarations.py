@@ -22,8 +22,7 @@ ROOT = pathlib.Path(models.__file__).parent
 RUNNERS = ("twin/live", "scenarios")
 """The packages that run the components: the live tick and the scenario runner."""
 KERNEL_MODULES = sorted(p.stem for p in (ROOT / "kernels").glob("*.py") if not p.stem.startswith("_"))
-"""The kernel modules of models/kernels/; a private module (``_compile``, ``__init__``) is a helper, not one."""
-HELPER_MODULES = sorted(p.stem for p in (ROOT / "kernels").glob("_*.py") if p.stem != "__init__")
+"""The kernel modules of models/kernels/."""
 KERNEL_IMPORTS = ("numpy", "numba", "math")
 MARK = {"units": "m", "long_name": "input", "source": "synthetic-input-marker"}
 
@@ -179,12 +178,10 @@ def _kernel_imports(path: pathlib.Path) -> list[str]:
 
 @pytest.mark.parametrize("mod", KERNEL_MODULES)
 def test_kernel_rules(mod):
-    """Kernels import only numpy/numba/math and the private helpers of models/kernels/ (``_compile``);
-    public kernels are cached nogil dispatchers with a reference."""
+    """Kernels import only numpy/numba/math; public kernels are cached nogil dispatchers with a reference."""
     path = ROOT / "kernels" / f"{mod}.py"
     for name in _kernel_imports(path):
-        helper = name.startswith("models.kernels._") and name.removeprefix("models.kernels.") in HELPER_MODULES
-        assert helper or name.split(".")[0] in KERNEL_IMPORTS, f"{mod} imports {name}"
+        assert name.split(".")[0] in KERNEL_IMPORTS, f"{mod} imports {name}"
     kmod = importlib.import_module(f"models.kernels.{mod}")
     ref = importlib.import_module(f"models.reference.{mod}")
     funcs = {n: f for n, f in vars(kmod).items() if isinstance(f, numba.core.registry.CPUDispatcher)}
@@ -200,13 +197,3 @@ def test_kernel_rules(mod):
             assert fn.body and isinstance(fn.body[0], ast.Expr), f"{name} has no docstring"
             if not name.endswith("_par"):
                 assert hasattr(ref, name), f"no numpy reference for {mod}.{name}"
-
-
-@pytest.mark.parametrize("mod", HELPER_MODULES)
-def test_kernel_helper_modules_import_only_numpy_numba_math_and_hold_no_kernels(mod):
-    """A private module of models/kernels/ (``_compile``) helps the kernel modules: no kernels of its own
-    (those need a reference twin), and the same imports a kernel may have."""
-    for name in _kernel_imports(ROOT / "kernels" / f"{mod}.py"):
-        assert name.split(".")[0] in KERNEL_IMPORTS, f"{mod} imports {name}"
-    hmod = importlib.import_module(f"models.kernels.{mod}")
-    assert not [n for n, f in vars(hmod).items() if isinstance(f, numba.core.registry.CPUDispatcher)]
