@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ingest.admission import Admission, batch_of
+from ingest.admission import Admission, batch_of, batch_with_origins
 from ingest.batch import Batch
 from ingest.deadletter import DeadLetters
 from ingest.decoders.senml import Row
@@ -47,7 +47,7 @@ from ingest.dedupe import Deduper
 from ingest.metrics import Metrics
 from ingest.rawlog import LOG_START, LogPosition, RawLog, read_log
 from ingest.registry import Registry
-from ingest.rejection import Rejection
+from ingest.rejection import Rejection, reject
 from ingest.transport.client import InboundMessage
 from ingest.validation import Limits
 
@@ -161,6 +161,7 @@ class Ingestor:
         self.deadletters = DeadLetters(publish, self.config.prefix, self.config.limits.max_bytes)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._delivering: _Delivery | None = None
 
     @property
     def deadletters_dropped(self) -> int:
@@ -224,21 +225,24 @@ class Ingestor:
         as redeliveries (rejections are counted, not dead-lettered again).
         """
         accepted: list[Batch | Row] = []
+        sources: list = []  # the message of each item of ``accepted``
         for m, pos in zip(msgs, after, strict=True):
             if m.topic.startswith(CONTROL_PREFIX):
                 if deliver:
-                    self._deliver(accepted)
+                    self._deliver(accepted, sources, replaying)
                     self._control(m.topic, m.payload, m.received_at, pos)
-                accepted = []
+                accepted, sources = [], []
                 continue
             if replaying:
                 got = self.admission.admit_fast(m.topic, m.payload, m.received_at, redelivered=True)
-                if type(got) is not Rejection and _has_records(got):
-                    accepted.append(got)
-            elif (got := self.process(m.topic, m.payload, m.received_at, m.dup)) is not None:
+                got = got if type(got) is not Rejection and _has_records(got) else None
+            else:
+                got = self.process(m.topic, m.payload, m.received_at, m.dup)
+            if got is not None:
                 accepted.append(got)
+                sources.append(m)
         if deliver:
-            self._deliver(accepted)
+            self._deliver(accepted, sources, replaying)
 
     def _control(self, topic: str, payload: bytes, received_at: float, after: LogPosition) -> None:
         if self.control is None:
@@ -291,15 +295,45 @@ class Ingestor:
             self.metrics.add_commit(time.perf_counter() - t0, len(items))
             return positions
 
-    def _deliver(self, accepted: list[Batch | Row]) -> None:
+    def _deliver(self, accepted: list[Batch | Row], sources: list, replaying: bool) -> None:
+        """Hand the accepted records to the sink as one batch; while it runs, ``refuse_records`` can trace a
+        record the sink refuses back to its message."""
         if not accepted:
             return
-        batch = batch_of(accepted)
+        batch, origin = batch_with_origins(accepted)
+        self._delivering = _Delivery(origin, sources, replaying)
         try:
             self.sink(batch)
         except Exception:
             self.metrics.sink_errors += 1
             log.exception("sink failed on a batch of %d records", len(batch))
+        finally:
+            self._delivering = None
+
+    def refuse_records(self, refusals: list[tuple[int, Rejection]]) -> None:
+        """Records of the batch being delivered that the sink refuses (e.g. a position outside the twin's grid):
+        ``(row in the batch, rejection)`` pairs. Call it from the sink, on the ingest thread.
+
+        Each message with refused records is counted once (``Metrics.reclassify``: moved from accepted to the
+        first refusal's reason, with all its refused records) and, live, dead-lettered once with its raw
+        payload, so the dead letter's digest is that of the raw log's record. A replayed message is only
+        counted (its dead letter went out when it first arrived).
+        """
+        delivery = self._delivering
+        if delivery is None:
+            raise RuntimeError("refuse_records is called from the sink, while a batch is delivered")
+        by_message: dict[int, list[Rejection]] = {}
+        for row, rejection in refusals:
+            by_message.setdefault(int(delivery.origin[row]), []).append(rejection)
+        for index, rejections in by_message.items():
+            first = rejections[0]
+            self.metrics.reclassify(first.reason, records=len(rejections))
+            if delivery.replaying:
+                continue
+            m = delivery.sources[index]
+            more = f" (and {len(rejections) - 1} more records)" if len(rejections) > 1 else ""
+            rejection = reject(first.reason, first.detail + more, m.payload, first.field)
+            self._dead_letter(m.topic, rejection, m.received_at, m.payload)
 
     # -- one message ----------------------------------------------------------------------------
 
@@ -360,6 +394,15 @@ class Ingestor:
             after = [*(r.position for r in chunk[1:]), self.log.position]
             self._handle(chunk, after, replaying=True, deliver=deliver)
         return n
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """The batch being handed to the sink: for each of its rows, the index of its message in ``sources``."""
+
+    origin: Any
+    sources: list
+    replaying: bool
 
 
 def _has_records(got: Batch | Row) -> bool:

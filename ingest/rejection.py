@@ -26,6 +26,8 @@ class Reason(StrEnum):
     IDENTITY_MISMATCH = "identity_mismatch"
     OUTSIDE_GRID = "outside_grid"
     RATE_LIMITED = "rate_limited"
+    UNKNOWN_ALERT = "unknown_alert"
+    NOT_SENT = "not_sent"
 
 
 def payload_digest(payload: bytes) -> str:

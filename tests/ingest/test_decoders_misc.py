@@ -28,6 +28,8 @@ REASONS = [
     "identity_mismatch",
     "outside_grid",
     "rate_limited",
+    "unknown_alert",
+    "not_sent",
 ]
 DECODERS = [dec.decode_senml, dec.decode_nmea, dec.decode_position, dec.decode_ack, dec.decode_beidou]
 

@@ -4,6 +4,7 @@ replay of the raw log (from the start or from a snapshot) decide exactly the sam
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import time
@@ -20,7 +21,7 @@ from ingest.decoders import encode_nmea, encode_position
 from ingest.metrics import Metrics
 from ingest.pipeline import IngestConfig, Ingestor
 from ingest.rawlog import RawLog
-from ingest.rejection import Reason, Rejection
+from ingest.rejection import Reason, Rejection, payload_digest
 from ingest.validation import Limits
 from tests.ingest.fakes import FakeSource
 
@@ -352,3 +353,53 @@ def test_an_ingest_loop_counter_snapshot_always_adds_up(tmp_path, registry, n):
     m = ing.metrics.snapshot()
     assert m["received"] == 40 == m["accepted"] + m["duplicates"] + m["rejected_total"]
     assert m["rejected"]["outside_grid"] == 1
+
+
+def _pack(dev: str, ts: list[float]) -> bytes:
+    """One SenML message with one crowd count per time."""
+    return json.dumps([{"bn": f"urn:dev:{dev}:", "n": "count", "v": 10, "t": ts[0]},
+                       *({"n": "count", "v": 10 + k, "t": t} for k, t in enumerate(ts[1:], 1))]).encode()
+
+
+def test_records_the_twin_refuses_are_dead_lettered_once_per_message_with_the_raw_payload(tmp_path, registry):
+    """Issue 13: an ``outside_grid`` dead letter carried a re-encoded payload (its digest matched nothing in the
+    raw log) and each refused record was counted as a message (received != accepted + duplicates + rejected)."""
+    src = FakeSource()
+    pack = _pack("c1", [NOW - 3, NOW - 2, NOW - 1])  # three records; the sink refuses two of them
+    single = crowd("c2", NOW - 1)
+
+    def refusing_sink(batch: Batch) -> None:
+        rows = [i for i, (d, t) in enumerate(zip(batch.device, batch.t, strict=True))
+                if (d == "c1" and t < NOW - 1) or d == "c2"]
+        ing.refuse_records([(i, Rejection(Reason.OUTSIDE_GRID, f"record {i} refused", "lon,lat")) for i in rows])
+
+    with RawLog(tmp_path / "log") as log:
+        ing = Ingestor(src, log, registry, refusing_sink)
+        for topic, payload in [("city/sensors/crowd/c0", crowd("c0", NOW - 1)), ("city/sensors/crowd/c1", pack),
+                               ("city/sensors/crowd/c2", single)]:
+            src.put(topic, payload, NOW)
+        while ing.run_once(poll_s=0.0):
+            pass
+        letters = [json.loads(p) for t, p, _ in src.published if t == "city/deadletter"]
+        assert [(d["topic"], d["reason"]) for d in letters] == [("city/sensors/crowd/c1", "outside_grid"),
+                                                                ("city/sensors/crowd/c2", "outside_grid")]
+        assert [d["digest"] for d in letters] == [payload_digest(pack), payload_digest(single)]
+        assert base64.b64decode(letters[0]["payload_b64"]) == pack and "1 more record" in letters[0]["detail"]
+        m = ing.metrics.snapshot()
+        assert (m["received"], m["accepted"], m["rejected"]["outside_grid"], m["accepted_records"]) == (3, 1, 2, 2)
+        assert m["received"] == m["accepted"] + m["duplicates"] + m["rejected_total"]
+        # replayed, the same refusals are counted again (a fresh loop's counters) and not dead-lettered again
+        replayed = Ingestor(src, log, registry, lambda b: replayed.refuse_records([(0, Rejection(
+            Reason.OUTSIDE_GRID, "again"))]) if "c2" in b.device else None)
+        src.published.clear()
+        assert replayed.replay() == 3 and src.published == []
+        r = replayed.metrics.snapshot()
+        assert r["rejected"]["outside_grid"] == 1
+        assert r["received"] == r["accepted"] + r["duplicates"] + r["rejected_total"]
+
+
+def test_refusing_records_outside_a_delivery_is_a_clear_error(tmp_path, registry):
+    with RawLog(tmp_path / "log") as log:
+        ing = Ingestor(FakeSource(), log, registry, lambda b: None)
+        with pytest.raises(RuntimeError, match="from the sink"):
+            ing.refuse_records([(0, Rejection(Reason.OUTSIDE_GRID, "x"))])

@@ -11,6 +11,7 @@ from ingest.batch import Batch
 from ingest.decoders.nmea import encode_nmea
 from ingest.decoders.senml import encode_senml
 from ingest.registry import load_registry
+from ingest.rejection import payload_digest
 from tests.live.conftest import REGISTRY, Observer, wait_for
 from tests.support.waits import TickWatch
 from twin.alerting import cap
@@ -113,17 +114,21 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_counters(broker, obser
         observer.publish("city/sensors/crowd/crowd-bund-01", b"\x00garbage")
         observer.publish("city/sensors/crowd/nobody", encode_senml(
             Batch.build(1, device="nobody", t=now, quantity="count", value=1.0)))
-        observer.publish("city/beidou/unit-police-01", b'{"id":"unit-police-01","t":%d,"lon":121.7,"lat":31.1,'
-                         b'"speed_kmh":10,"course":0,"crs":"WGS84"}' % int(now))
+        outside = (b'{"id":"unit-police-01","t":%d,"lon":121.7,"lat":31.1,"speed_kmh":10,"course":0,"crs":"WGS84"}'
+                   % int(now))
+        observer.publish("city/beidou/unit-police-01", outside)
         letters = wait_for(lambda: len(observer.json_on("city/deadletter")) >= 3 \
                            and observer.json_on("city/deadletter"),
                            20, "three dead letters")
         reasons = {m["topic"].split("/")[-1]: m["reason"] for m in letters}
         assert reasons == {"crowd-bund-01": "bad_syntax", "nobody": "unknown_device", "unit-police-01": "outside_grid"}
+        refused = next(m for m in letters if m["reason"] == "outside_grid")
+        assert refused["digest"] == payload_digest(outside), "the dead letter names the raw log's record"
         status = wait_for(lambda: [s for s in observer.json_on("city/twin/status")
                                    if sum(s["rejected"].values()) >= 3], 10, "the status counters")[-1]
         assert status["rejected"]["bad_syntax"] == 1 and status["rejected"]["unknown_device"] == 1
         assert status["rejected"]["outside_grid"] == 1
+        assert status["received"] == status["accepted"] + status["duplicates"] + sum(status["rejected"].values())
         for key in ("t", "uptime_s", "received", "accepted", "duplicates", "devices_seen", "units_tracked",
                     "alerts_active", "tick_ms", "lag_ms"):
             assert key in status

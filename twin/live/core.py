@@ -97,13 +97,13 @@ class TwinCore:
                 self._deliver_to_movers(applied.moved_units)
             self.outside_grid += len(applied.rejected)
             rejected = applied.rejected
-            for unit, alert, status, t in applied.acks:
+            for unit, alert, status, t, row in applied.acks:
                 problem = self.router.ack_problem(alert, unit)
                 if problem is None:
                     self.store.record_ack(alert, unit, "unit", status, t)
                 else:
                     self.refused_acks[problem] = self.refused_acks.get(problem, 0) + 1
-                    rejected.append(Rejected(unit, t, reason=problem, alert=alert, status=status))
+                    rejected.append(Rejected(unit, t, reason=problem, alert=alert, status=status, row=row))
             return rejected
 
     def on_tick(self, t: float) -> TickReport:

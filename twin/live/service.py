@@ -39,7 +39,7 @@ from ingest.batch import Batch
 from ingest.pipeline import IngestConfig, Ingestor, control_message
 from ingest.rawlog import LogPosition, RawLog
 from ingest.registry import load_registry
-from ingest.rejection import Reason, reject
+from ingest.rejection import Reason, Rejection
 from ingest.routing import subscriptions
 from ingest.transport.client import MqttTransport, is_confirmed
 from ingest.validation import Limits
@@ -61,8 +61,8 @@ ACK_TIMEOUT_S = 10.0
 """How long `LiveService.acknowledge` waits for its record to be applied by default. [s]"""
 MAX_PENDING_ACKS = 64
 """Operators' acknowledgements that may wait to be applied at once; more are refused. [1]"""
-TWIN_REASONS = {"outside_grid": Reason.OUTSIDE_GRID, "unknown_alert": Reason.IDENTITY_MISMATCH,
-                "not_sent": Reason.IDENTITY_MISMATCH}
+TWIN_REASONS = {"outside_grid": Reason.OUTSIDE_GRID, "unknown_alert": Reason.UNKNOWN_ALERT,
+                "not_sent": Reason.NOT_SENT}
 """The dead-letter reason of each of the twin's own refusals (`twin.live.state.Rejected.reason`)."""
 SNAPSHOT = snapshot.FILE
 
@@ -339,26 +339,25 @@ class LiveService:
 
     # ------------------------------------------------------------ batches
     def _on_batch(self, batch: Batch) -> None:
-        for r in self.core.on_batch(batch):
-            self._dead_letter(r)
+        refused = self.core.on_batch(batch)
+        if refused:
+            self._refuse(refused)
         self.publisher.wake.set()
 
-    def _dead_letter(self, r: Rejected) -> None:
-        """A record the twin refused: counted; live, also dead-lettered, and a refused unit ack is answered on
-        the unit's ``units/{id}/ack/errors``. While the log is replayed it is only counted (as the ingest
-        loop does with replayed rejections): it was sent when it first arrived."""
-        reason = TWIN_REASONS[r.reason]
+    def _refuse(self, refused: list[Rejected]) -> None:
+        """Records the twin refused: the ingest loop counts each message once and, live, dead-letters it with its
+        raw payload (`Ingestor.refuse_records`); a live refused unit ack is also answered on the unit's
+        ``units/{id}/ack/errors``. Replayed, they are only counted: they were answered when they first arrived."""
+        self.ingestor.refuse_records([
+            (r.row, Rejection(TWIN_REASONS[r.reason], r.detail, r.field))
+            for r in refused])
         if not self._live:
-            self.ingestor.metrics.count_rejection(reason)
             return
-        payload = r.payload()
-        detail = f"{r.reason}: {r.detail}" if r.is_ack else r.detail
-        self.ingestor.reject(r.topic(self.config.prefix), reject(reason, detail, payload, r.field), self.clock(),
-                             payload)
-        if r.is_ack:
-            answer = {"alert": r.alert, "status": r.status, "t": r.t, "error": r.reason, "detail": r.detail}
-            self.transport.publish(f"{self.config.prefix}units/{r.device}/ack/errors",
-                                   json.dumps(answer, separators=(",", ":")).encode(), qos=1, retain=False)
+        for r in refused:
+            if r.is_ack:
+                answer = {"alert": r.alert, "status": r.status, "t": r.t, "error": r.reason, "detail": r.detail}
+                self.transport.publish(f"{self.config.prefix}units/{r.device}/ack/errors",
+                                       json.dumps(answer, separators=(",", ":")).encode(), qos=1, retain=False)
 
     # ------------------------------------------------------------ status
     def status(self, t: float | None = None, tick_ms: float | None = None) -> dict[str, object]:

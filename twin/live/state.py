@@ -17,7 +17,6 @@ The fields the models need each tick are derived from this in `twin.live.models`
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -60,6 +59,9 @@ class Rejected:
     reason: str = "outside_grid"
     alert: str = ""
     status: str = ""
+    row: int = -1
+    """Index of the refused record in the batch it came in (-1: not known), so the ingest loop can find its
+    message (`ingest.pipeline.Ingestor.refuse_records`)."""
 
     @property
     def is_ack(self) -> bool:
@@ -81,18 +83,6 @@ class Rejected:
         """The offending field of the payload."""
         return "alert" if self.is_ack else "lon,lat"
 
-    def topic(self, prefix: str) -> str:
-        """The inbound topic the record came on."""
-        return f"{prefix}units/{self.device}/ack" if self.is_ack else f"{prefix}beidou/{self.device}"
-
-    def payload(self) -> bytes:
-        """The record as JSON in its inbound form (the original bytes are in the raw log)."""
-        if self.is_ack:
-            doc: dict = {"alert": self.alert, "status": self.status, "t": self.t}
-        else:
-            doc = {"id": self.device, "t": self.t, "lon": self.lon, "lat": self.lat}
-        return json.dumps(doc, separators=(",", ":")).encode()
-
 
 @dataclass
 class Applied:
@@ -101,7 +91,8 @@ class Applied:
     readings: int = 0
     positions: int = 0
     moved_units: list[str] = field(default_factory=list)
-    acks: list[tuple[str, str, str, float]] = field(default_factory=list)
+    acks: list[tuple[str, str, str, float, int]] = field(default_factory=list)
+    """(unit, alert, status, t [unix s], row of the record in the batch)."""
     rejected: list[Rejected] = field(default_factory=list)
 
 
@@ -198,8 +189,9 @@ class TwinState:
         for reading in self.readings.values():
             out.readings += int(reading.apply(batch.device, batch.t, q, batch.value).sum())
         is_ack = np.isin(q, ACK_QUANTITIES)
-        out.acks = [(str(d), str(r), str(s), float(t)) for d, r, s, t in
-                    zip(batch.device[is_ack], batch.ref[is_ack], q[is_ack], batch.t[is_ack], strict=True)]
+        rows = np.flatnonzero(is_ack)
+        out.acks = [(str(d), str(r), str(s), float(t), int(i)) for d, r, s, t, i in
+                    zip(batch.device[rows], batch.ref[rows], q[rows], batch.t[rows], rows, strict=True)]
         pos = np.flatnonzero(q == "position")
         if pos.size:
             self._apply_positions(batch, pos, out)
@@ -213,8 +205,9 @@ class TwinState:
         row, col = self.grid.cell_of(x, y)
         inside = row >= 0
         for i in np.flatnonzero(~inside):
-            out.rejected.append(Rejected(str(batch.device[idx][i]), float(batch.t[idx][i]),
-                                         float(batch.lon[idx][i]), float(batch.lat[idx][i])))
+            k = int(idx[i])  # the record's row in the batch
+            out.rejected.append(Rejected(str(batch.device[k]), float(batch.t[k]), float(batch.lon[k]),
+                                         float(batch.lat[k]), row=k))
         keep = idx[inside]
         out.positions += int(inside.sum())
         moved = self.entities.update(batch.device[keep], batch.t[keep], lon[inside], lat[inside], x[inside],
