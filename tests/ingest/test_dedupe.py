@@ -107,3 +107,103 @@ def test_the_rate_state_is_saved_and_restored_with_the_keys():
     fresh.restore_state(old)
     assert len(fresh.rates) == 0 and fresh.seen_one("d1", 1.0, "count")
     assert "rates" not in Deduper().save_state()
+
+
+# --- the hashed memory (issue 13: bounded, the same cost for every key) ----------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=12), st.floats(allow_nan=False, allow_infinity=False),
+                          st.sampled_from(["count", "ack"]), st.text(max_size=20)), max_size=40))
+def test_the_scalar_and_the_vector_hash_agree(keys):
+    from ingest.dedupe import key_hash, key_hashes, stream_hash
+
+    streams = np.array([stream_hash(d, q, r) for d, _, q, r in keys], dtype=np.uint64)
+    ts = np.array([t for _, t, _, _ in keys], dtype=float)
+    assert key_hashes(streams, ts).tolist() == [key_hash(int(s), t) for s, t in zip(streams.tolist(), ts, strict=True)]
+    assert all(0 < key_hash(stream_hash(d, q, r), t) < 2**62 for d, t, q, r in keys)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(batches, monotone), max_size=12), st.integers(1, 60))
+def test_the_oldest_keys_are_forgotten_first_whatever_the_mix_of_calls(seq, max_keys):
+    """Against a reference: an insertion-ordered dict of keys cut to the newest ``max_keys``."""
+    d, ref = Deduper(max_keys=max_keys), {}
+    for b in seq:
+        if len(b) == 1:
+            new = d.admit_one(*b.keys()[0])
+            assert new == (b.keys()[0] not in ref)
+            fresh = b.keys() if new else []
+        else:
+            out, _ = d.filter(b)
+            fresh = out.keys()
+            assert fresh == [k for i, k in enumerate(b.keys()) if k not in ref and k not in b.keys()[:i]]
+        for k in fresh:
+            ref[k] = None
+        while len(ref) > max_keys:
+            del ref[next(iter(ref))]
+        assert len(d) == len(ref)
+        assert all(d.seen_one(*k) for k in ref)
+
+
+def _acks_of_unknown_alerts(d: Deduper, start: int, n: int) -> None:
+    """Admit ``n`` acks, each of an alert id never seen before."""
+    for i in range(start, start + n):
+        assert d.admit_one("unit-police-04", 1_767_225_600.0 + i, "ack", f"citytwin.bund.crowd.{i:020d}")
+
+
+def test_unknown_alert_ids_cost_bounded_memory():
+    """Issue 13: every unique alert id in a unit's ack cost 1.86 KB of dedupe memory, up to 2 M keys (3.7 GB).
+    Now a key costs the same whatever its stream, and the memory is fixed when the deduper is made."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        d = Deduper(max_keys=20_000)
+        _acks_of_unknown_alerts(d, 0, 20_000)
+        filled = tracemalloc.get_traced_memory()[0]
+        _acks_of_unknown_alerts(d, 20_000, 100_000)  # five times as many again
+        more = tracemalloc.get_traced_memory()[0] - filled
+    finally:
+        tracemalloc.stop()
+    assert filled / 20_000 < 48 and d.nbytes / 20_000 < 48, f"{filled / 20_000:.0f} bytes per unique alert id"
+    assert more < 4096, f"full, it grew by {more:,} bytes more after {filled:,}"
+    last, gone = 119_999, 99_999
+    assert len(d) == 20_000
+    assert d.seen_one("unit-police-04", 1_767_225_600.0 + last, "ack", f"citytwin.bund.crowd.{last:020d}")
+    assert not d.seen_one("unit-police-04", 1_767_225_600.0 + gone, "ack", f"citytwin.bund.crowd.{gone:020d}")
+
+
+def test_a_snapshot_of_the_older_per_stream_form_is_rehashed():
+    old = {"max_keys": 10, "device": np.array(["d1", "d2"]), "quantity": np.array(["count", "ack"]),
+           "ref": np.array(["", "A1"]), "entry_stream": np.array([0, 1, 0]), "entry_len": np.array([2, 1, 1]),
+           "entry_chunk": np.array([False, False, False]), "times": np.array([1.0, 2.0, 5.0, 3.0])}
+    d = Deduper()
+    d.restore_state(old)
+    assert len(d) == 4 and d.max_keys == 10
+    assert d.seen_one("d1", 1.0, "count") and d.seen_one("d1", 3.0, "count") and d.seen_one("d2", 5.0, "ack", "A1")
+    assert not d.seen_one("d2", 5.0, "ack") and not d.seen_one("d1", 5.0, "count")
+    assert d.save_state()["scheme"] == "blake2b8-splitmix64-62"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 12), st.lists(st.lists(st.integers(1, 40), max_size=12), max_size=30))
+def test_the_key_set_holds_the_newest_keys_through_collisions_and_deletions(max_keys, calls):
+    """``KeySet`` against a reference; hashes in 1..40 on a table of 16-32 slots collide and wrap all the time,
+    so deleting by backward shift is exercised on long probe runs."""
+    from ingest.keyset import KeySet
+
+    ks, ref = KeySet(max_keys), {}
+    for hashes in calls:
+        if len(hashes) > max_keys:
+            hashes = hashes[:max_keys]
+        new = ks.add(np.array(hashes, dtype=np.int64))
+        expected = [h not in ref and h not in hashes[:i] for i, h in enumerate(hashes)]
+        assert new.tolist() == expected
+        for h, is_new in zip(hashes, expected, strict=True):
+            if is_new:
+                ref[h] = None
+        while len(ref) > max_keys:
+            del ref[next(iter(ref))]
+        assert len(ks) == len(ref) and ks.oldest_first().tolist() == list(ref)
+        assert [ks.holds(h) for h in range(1, 41)] == [h in ref for h in range(1, 41)]

@@ -95,6 +95,11 @@ def _unflatten(value: Any, arrays: Callable[[str], np.ndarray]) -> Any:
 
 
 # ---------------------------------------------------------------- files
+STORE_ABOVE = 1 << 20
+"""Arrays larger than this are stored without compression [byte]: the largest, the dedupe memory's hashes
+(16 MB at 2,000,000 keys), do not compress, and deflating them took the ingest thread's time between ticks."""
+
+
 def write(folder: Path, state: dict[str, Any], grid: GridSpec, position: tuple[int, int], written_at: float) -> Path:
     """Write a snapshot into ``folder`` atomically (a temporary file, fsynced, then renamed). Returns its path."""
     arrays: dict[str, np.ndarray] = {}
@@ -109,7 +114,8 @@ def write(folder: Path, state: dict[str, Any], grid: GridSpec, position: tuple[i
             for name, array in arrays.items():
                 buf = io.BytesIO()
                 np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-                z.writestr(name, buf.getvalue())
+                data = buf.getvalue()
+                z.writestr(name, data, compress_type=zipfile.ZIP_STORED if len(data) > STORE_ABOVE else None)
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
