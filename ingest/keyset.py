@@ -7,7 +7,9 @@
 
 Memory is fixed when it is made: 8 bytes a table slot (the power of two at or above twice ``max_keys``)
 plus 8 bytes a ring slot, so about 24-40 bytes a key (2,000,000 keys: 32 MB + 16 MB), whatever the
-keys are. Pages are touched only as keys arrive. The loops are compiled with numba (cached on disk).
+keys are. Pages are touched only as keys arrive. The loops are compiled with numba (cached on disk) and
+keep the GIL: each call is short, and releasing the GIL would make the ingest thread wait to get it back
+from the transport's network thread (up to the 5 ms switch interval a call).
 
 Hash value 0 marks an empty slot, so a hash is in 1 .. 2^62 - 1 (``ingest.dedupe.key_hash`` makes them).
 """
@@ -20,7 +22,7 @@ import numpy as np
 EMPTY = 0
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _find(table: np.ndarray, h: int) -> int:
     """Slot of ``h`` in ``table``, or of the empty slot where it would go."""
     mask = len(table) - 1
@@ -30,7 +32,7 @@ def _find(table: np.ndarray, h: int) -> int:
     return i
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _delete(table: np.ndarray, h: int) -> None:
     """Remove ``h`` (if held), shifting back the entries of its probe run (Knuth's algorithm R)."""
     mask = len(table) - 1
@@ -51,7 +53,7 @@ def _delete(table: np.ndarray, h: int) -> None:
     table[i] = EMPTY
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _admit(table: np.ndarray, ring: np.ndarray, cursor: np.ndarray, hashes: np.ndarray, remember: bool) -> np.ndarray:
     """For each hash in order: whether it was new (not held at the start, nor earlier in ``hashes`` when
     remembering). With ``remember`` the new ones are held, and as many of the oldest are forgotten *after*
@@ -84,7 +86,7 @@ def _admit(table: np.ndarray, ring: np.ndarray, cursor: np.ndarray, hashes: np.n
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _admit_one(table: np.ndarray, ring: np.ndarray, cursor: np.ndarray, h: int) -> bool:
     """`_admit` of one hash, remembering it: whether it was new."""
     i = _find(table, h)
@@ -102,7 +104,7 @@ def _admit_one(table: np.ndarray, ring: np.ndarray, cursor: np.ndarray, h: int) 
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def _holds(table: np.ndarray, h: int) -> bool:
     return table[_find(table, h)] == h
 
