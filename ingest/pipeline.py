@@ -23,10 +23,13 @@ was queued at that moment, so it ends during a flood too; later messages stay un
 which delivers them to the next session.
 
 Control records: a message whose topic starts with ``CONTROL_PREFIX`` (``$twin/``; MQTT reserves ``$``
-topics for the broker, so none arrives from outside) is put on the queue by the application itself,
-for example a clock tick. It is logged like any message, never acknowledged to the broker, and handed
-to ``control`` in its place in the stream: the accepted records before it are delivered first. Replay
-hands it over again, so a log replay reproduces the same sequence of records and ticks.
+topics for the broker, so none arrives from outside) is put by the application itself, for example a
+clock tick. It is logged like any message, never acknowledged to the broker, and handed to ``control``
+in its place in the stream: the accepted records before it are delivered first. Replay hands it over
+again, so a log replay reproduces the same sequence of records and ticks. ``put_control`` puts it on a
+small queue of its own that the loop empties first, at the head of its next group: a tick does not wait
+behind a backlog of data (up to the transport's whole queue, about a second at capacity), so the twin
+ticks on time while it drains one; its place in the log is where it was taken, which the replay keeps.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ Sink = Callable[[Batch], Any]
 Control = Callable[[str, bytes, float, LogPosition], Any]
 """(topic, payload, received_at, log position just after the record) -> anything."""
 CONTROL_PREFIX = "$twin/"
+MAX_CONTROLS = 1024
+"""Control records that may wait for the loop at once (ticks are 1 a second); more are refused. [1]"""
 
 
 def control_message(topic: str, payload: bytes, received_at: float) -> InboundMessage:
@@ -95,7 +100,8 @@ class IngestConfig:
     max_group_bytes : int
         Most payload bytes committed with one fsync [byte] (keeps a commit of large packs short).
     poll_s : float
-        Longest wait for the first message of a group [s].
+        Longest wait for the first message of a group [s]; also how late an idle loop may see a control
+        record (``put_control``), so it is short (10 ms: 100 wake-ups a second when idle).
     linger_s : float
         After the first message, how long to wait for more before committing [s]: fewer, larger fsyncs
         and ack bursts. A message waits at most ``linger_s`` + one commit before it is acknowledged.
@@ -107,7 +113,7 @@ class IngestConfig:
     limits: Limits = field(default_factory=Limits)
     max_group: int = 5000
     max_group_bytes: int = 4 * 1024 * 1024
-    poll_s: float = 0.05
+    poll_s: float = 0.01
     linger_s: float = 0.005
     dedupe_keys: int = 2_000_000
 
@@ -162,6 +168,9 @@ class Ingestor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._delivering: _Delivery | None = None
+        self.controls: queue.Queue[InboundMessage] = queue.Queue(MAX_CONTROLS)
+        self.controls_refused = 0
+        """Control records ``put_control`` refused because ``MAX_CONTROLS`` were waiting (the loop is stuck)."""
 
     @property
     def deadletters_dropped(self) -> int:
@@ -177,6 +186,16 @@ class Ingestor:
     @deduper.setter
     def deduper(self, deduper: Deduper) -> None:
         self.admission.deduper = deduper
+
+    def put_control(self, record: InboundMessage) -> bool:
+        """Queue a control record (``control_message``) ahead of the data waiting on the transport; never
+        waits. False (and counted in ``controls_refused``) when ``MAX_CONTROLS`` are already waiting."""
+        try:
+            self.controls.put_nowait(record)
+        except queue.Full:
+            self.controls_refused += 1
+            return False
+        return True
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -198,7 +217,7 @@ class Ingestor:
         """Loop until ``stop``; then drain what was queued at that moment (not what arrives during the drain)."""
         while not self._stop.is_set():
             self.run_once()
-        left = self.source.queue.qsize()
+        left = self.source.queue.qsize() + self.controls.qsize()
         while left > 0 and (n := self.run_once(poll_s=0.0, limit=left)):
             left -= n
 
@@ -244,6 +263,15 @@ class Ingestor:
         if deliver:
             self._deliver(accepted, sources, replaying)
 
+    def _take_controls(self, most: int) -> list[InboundMessage]:
+        out: list[InboundMessage] = []
+        while len(out) < most:
+            try:
+                out.append(self.controls.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
     def _control(self, topic: str, payload: bytes, received_at: float, after: LogPosition) -> None:
         if self.control is None:
             return
@@ -254,14 +282,18 @@ class Ingestor:
             log.exception("control record %s failed", topic)
 
     def _gather(self, poll_s: float, limit: int | None = None) -> list[InboundMessage]:
-        q = self.source.queue
-        try:
-            first = q.get(timeout=poll_s) if poll_s > 0 else q.get_nowait()
-        except queue.Empty:
-            return []
-        msgs = [first]
-        size = len(first.payload)
+        """The next group: the waiting control records first (``put_control``), then the transport's messages."""
         most = self.config.max_group if limit is None else min(limit, self.config.max_group)
+        msgs = self._take_controls(most)
+        q = self.source.queue
+        if len(msgs) >= most:
+            return msgs
+        try:
+            first = q.get(timeout=poll_s) if poll_s > 0 and not msgs else q.get_nowait()
+        except queue.Empty:
+            return msgs
+        msgs.append(first)
+        size = len(first.payload)
         deadline = time.monotonic() + self.config.linger_s
         while len(msgs) < most and size < self.config.max_group_bytes:
             try:

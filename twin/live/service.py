@@ -4,8 +4,9 @@ Threads:
 
 - paho's network thread fills the transport's bounded queue;
 - the ingest thread logs every message durably, acknowledges it, decodes it and applies the
-  batch to the core; the tick thread only puts a ``$twin/tick`` control record on the same
-  queue, so ticks are logged and processed in order with the data (the log is the clock);
+  batch to the core; the tick thread only puts a ``$twin/tick`` control record on the ingest
+  loop's control queue, which the loop empties at the head of its next group, so ticks are logged
+  and processed in order with the data (the log is the clock) and never wait behind a backlog;
 - an operator's acknowledgement (`LiveService.acknowledge`, from the HTTP API through
   `twin.live.query.LiveQuery`) is a ``$twin/ack`` control record on the same queue too: logged,
   then applied by the core on the ingest thread while the caller waits, so a restart replays it;
@@ -240,7 +241,9 @@ class LiveService:
             if self._tick_stop.is_set():
                 break
             now = self.clock()
-            self.transport.queue.put(control_message(TICK_TOPIC, f"{now:.3f}".encode(), now))
+            if not self.ingestor.put_control(control_message(TICK_TOPIC, f"{now:.3f}".encode(), now)):
+                log.warning("tick at %.3f not queued: %d control records already wait (the ingest loop is stuck)",
+                            now, self.ingestor.controls.qsize())
 
     def _on_control(self, topic: str, payload: bytes, received_at: float, after: LogPosition) -> None:
         if topic == ACK_TOPIC:
@@ -293,8 +296,10 @@ class LiveService:
             if len(self._pending_acks) >= MAX_PENDING_ACKS:
                 raise AckUnavailableError(f"{len(self._pending_acks)} acknowledgements are waiting to be applied; "
                                           "try again shortly")
-            self._pending_acks[request] = pending
-            self.transport.queue.put(record)
+            self._pending_acks[request] = pending  # before the record is queued: it may be applied at once
+            if not self.ingestor.put_control(record):
+                del self._pending_acks[request]
+                raise AckUnavailableError("too many control records wait for the ingest loop; try again shortly")
         try:
             with self._inline_lock:
                 while self._run_state == "new" and not pending.done.is_set() and self.ingestor.run_once(0.0):
