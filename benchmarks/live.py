@@ -9,7 +9,7 @@ Two figures, each measured in this one run:
    ratio (b)/(a). Target: >= 0.5.
 2. Alert latency: a field unit stands on the promenade; a crowd count that crosses the red threshold is
    published, and the time until the CAP alert arrives on the unit's topic is measured, over repeated
-   raise/cancel cycles (raise delay set to zero ticks, so the figure is the pipeline's, not the
+   raise/cancel cycles (raise delay set to zero seconds, so the figure is the pipeline's, not the
    deliberate "for" delay). Reported as p50/p99. Target: p99 <= one tick + 100 ms.
 
     python benchmarks/live.py            # full run
@@ -52,7 +52,7 @@ CHEN_YI_SQUARE = (121.4855, 31.2405)
 
 def service(broker: PrivateBroker, grid: Path, state: Path, fast_alerts: bool = False) -> LiveService:
     # no raise delay and no flap hold: repeated raise/cancel cycles are the point of the measurement
-    timing = AlertTiming(for_ticks=0, keep_ticks=1, flap_high=1000.0, flap_low=999.0) if fast_alerts else AlertTiming()
+    timing = AlertTiming(for_s=0.0, keep_s=1.0, flap_high=1000.0, flap_low=999.0) if fast_alerts else AlertTiming()
     risk = RiskConfig(crowd=CrowdConfig(timing=timing)) if fast_alerts else RiskConfig()
     cfg = ServiceConfig(broker=broker.url, grid=grid, registry=data_dir() / "bund" / "registry.geojson",
                         state_dir=state, tick_s=TICK_S, prefix=PREFIX, client_id=f"bench-live-{state.name}",

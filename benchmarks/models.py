@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from models import FloodConfig, FloodModel, RiskConfig, tick_params  # noqa: E402
 from models.kernels import risk as rk  # noqa: E402
 from models.reference import risk as rref  # noqa: E402
+from models.risk import AlertState  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:
@@ -148,21 +149,25 @@ def tick_inputs(n: int, seed: int = 0):
                                                             vuln))
 
 
-def tick_state(n: int):
-    return [np.zeros((n, 3), np.int8), np.zeros((n, 3), np.int8), np.zeros((n, 3), np.int8),
-            np.zeros((n, 3), np.int16), np.zeros((n, 3), np.int16), np.zeros((n, 3), np.uint32),
-            np.zeros((n, 3), np.int8), np.zeros(n, np.int8)]
+def tick_state(n: int) -> list[np.ndarray]:
+    """A blank `AlertState`'s arrays in kernel order (level, raw, history, flapping, pending, timers, overall)."""
+    return list(AlertState.zeros(3, n).args())
+
+
+def tick_outputs(n: int) -> tuple[np.ndarray, ...]:
+    """The kernel's outputs after the state: ``changed``, ``nodata`` and the crowd ``forecast`` level."""
+    return np.empty(n, np.int8), np.empty(n, np.int8), np.empty(n, np.int8)
 
 
 def bench_risk(n: int, repeat: int, ref_cells: int) -> tuple[list[tuple[str, float]], float, int]:
     inputs = tick_inputs(n)
     pp = tick_params(RiskConfig())
-    params = (pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], pp["ticks"])
+    params = (pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], pp["timing"], 1.0)  # a 1 s tick
     risk = np.empty((3, n))
-    changed = np.empty(n, np.int8)
+    outs = tick_outputs(n)
     in_bytes = sum(a.nbytes for a in inputs)
     state_bytes = sum(a.nbytes for a in tick_state(n))
-    nbytes = in_bytes + risk.nbytes + changed.nbytes + 2 * state_bytes  # state is read and written
+    nbytes = in_bytes + risk.nbytes + sum(a.nbytes for a in outs) + 2 * state_bytes  # state is read and written
     m = nbytes // 24
     arr = {"a": np.empty(m), "b": np.ones(m), "c": np.full(m, 2.0)}
 
@@ -176,7 +181,7 @@ def bench_risk(n: int, repeat: int, ref_cells: int) -> tuple[list[tuple[str, flo
         st = states[threads] = tick_state(n)
 
         def run(st=st):
-            rk.risk_tick(*inputs, *params, risk, *st[:7], st[7], changed)
+            rk.risk_tick(*inputs, *params, risk, *st, *outs)
 
         runs[threads] = run
         run()  # first tick from a blank state (compiles or loads the cache)
@@ -200,8 +205,8 @@ def bench_risk(n: int, repeat: int, ref_cells: int) -> tuple[list[tuple[str, flo
     k = min(ref_cells, n)
     sub = tuple(x[:k].copy() for x in inputs)
     st = tick_state(k)
-    r_sub, ch_sub = np.empty((3, k)), np.empty(k, np.int8)
-    t_ref = best_of(lambda: rref.risk_tick(*sub, *params, r_sub, *st[:7], st[7], ch_sub), max(1, repeat // 2))
+    r_sub, outs_sub = np.empty((3, k)), tick_outputs(k)
+    t_ref = best_of(lambda: rref.risk_tick(*sub, *params, r_sub, *st, *outs_sub), max(1, repeat // 2))
     rows.append((f"same maths as numpy expressions (scaled from {k:,} cells)", t_ref * n / k))
     return rows, nbytes / 1e6, n
 

@@ -5,7 +5,10 @@ Feature properties: ``id`` (str, no ``/ + #``), ``kind`` (``crowd``, ``rain``, `
 ``ingest.decoders.units.SENSOR_KINDS``; vehicles and units: ``["position"]``), ``name`` (str), and for
 units ``unit_type`` (``police``, ``fire``, ``medical``). Geometry in WGS84 lon/lat: a Point for point
 devices; a crowd counter's Polygon is its coverage area (``coverage: "polygon"``); vehicles and units
-may have a null geometry (home position otherwise).
+may have a null geometry (home position otherwise). Crowd counters may state ``walkable_area_m2`` (a number
+> 0: the walkable area its count covers [m2], which then divides the count instead of the twin's walkable
+layer under the polygon) and ``count_rel_error`` (a number in [0, 1): the relative standard error of its
+count [1]); docs/science/crowd.md 1.4.
 
 Parsing (``registry_from_geojson``) is separate from file I/O (``load_registry``); all problems are
 collected and raised once in a ``RegistryError``.
@@ -14,6 +17,7 @@ collected and raised once in a ``RegistryError``.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +114,21 @@ def _check_geometry(geom: Any, kind: str, where: str, problems: list[str]) -> No
         problems.append(f"{where}: geometry type {gtype!r} not supported (Point or Polygon)")
 
 
+CROWD_NUMBERS = {"walkable_area_m2": ("> 0", lambda v: v > 0), "count_rel_error": ("in [0, 1)", lambda v: 0 <= v < 1)}
+"""Optional numeric properties of a crowd counter: what they must be, and the test."""
+
+
+def _check_crowd_numbers(props: dict, kind: str, where: str, problems: list[str]) -> None:
+    for name, (rule, ok) in CROWD_NUMBERS.items():
+        if name not in props:
+            continue
+        value = props[name]
+        if kind != "crowd":
+            problems.append(f"{where}: only crowd counters have {name}")
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not ok(value):
+            problems.append(f"{where}: {name} must be a number {rule} (got {value!r})")
+
+
 def _parse_feature(i: int, feat: Any, problems: list[str]) -> Device | None:
     where = f"feature {i}"
     if not isinstance(feat, dict) or feat.get("type") != "Feature":
@@ -135,6 +154,7 @@ def _parse_feature(i: int, feat: Any, problems: list[str]) -> Device | None:
     if kind == "unit" and unit_type not in UNIT_TYPES:
         problems.append(f"{where}: unit_type {unit_type!r} not one of {UNIT_TYPES}")
     _check_geometry(feat.get("geometry"), kind, where, problems)
+    _check_crowd_numbers(props, kind, where, problems)
     return Device(
         dev_id,
         kind,

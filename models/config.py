@@ -16,21 +16,44 @@ import numpy as np
 INF = float("inf")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AlertTiming:
-    """Raise and clear delays of the level state machine, in ticks.
+    """Delays of the level state machine, in seconds of twin time (never ticks).
 
-    ``for_ticks``: a higher level is raised on the evaluation at which its condition has held for
-    this many ticks since it first held (Prometheus ``for``) [src]; ``keep_ticks``: a level is
-    lowered one step after its clear condition has held for this many ticks (Prometheus
-    ``keep_firing_for``) [src]. Defaults 3 and 10 ticks [design; 3 is docs/science/alerts.md 5 test 1].
-    ``flap_high`` / ``flap_low``: Nagios percent-state-change thresholds 20 / 5 % [mem, sample config].
+    ``for_s`` [s]: raise delay (Prometheus ``for``) [src]: a level is entered once the metric has
+    stayed at or above *that level's* raise threshold for this long, counted from the first sample at
+    or above it. One number for every level, or four (blue, yellow, orange, red). Default 3 s
+    [design; 3 is docs/science/alerts.md 5 test 1; the former 3 ticks at the live twin's 1 s tick].
+    ``keep_s`` [s]: clear delay (Prometheus ``keep_firing_for``) [src]: a level steps down one colour
+    once the metric has stayed below its clear threshold for this long, and one more colour each
+    further ``keep_s``. Default 10 s [design; the former 10 ticks at a 1 s tick].
+    ``flap_window_s`` [s]: while a hazard flaps, a level one step above what the metric says is held
+    this long (instead of ``keep_s``, if longer) after the metric fell below it. Default 60 s [design].
+    ``flap_high`` / ``flap_low`` [%]: Nagios percent-state-change thresholds 20 / 5 % [mem, sample config].
+    Keyword-only: the former positional form (for_ticks, keep_ticks, ...) fails loudly instead of being
+    read as seconds.
     """
 
-    for_ticks: int = 3
-    keep_ticks: int = 10
+    for_s: float | tuple[float, float, float, float] = 3.0
+    keep_s: float = 10.0
+    flap_window_s: float = 60.0
     flap_high: float = 20.0
     flap_low: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name, value in (("for_s", self.raise_delays()), ("keep_s", (self.keep_s,)),
+                            ("flap_window_s", (self.flap_window_s,))):
+            if not all(v >= 0.0 for v in value):  # NaN fails too
+                raise ValueError(f"AlertTiming.{name} must be >= 0 seconds, got {value}")
+
+    def raise_delays(self) -> tuple[float, float, float, float]:
+        """Raise delays of blue, yellow, orange and red [s]."""
+        if isinstance(self.for_s, int | float):
+            return (float(self.for_s),) * 4
+        delays = tuple(float(x) for x in self.for_s)
+        if len(delays) != 4:
+            raise ValueError(f"AlertTiming.for_s: one delay or four (blue, yellow, orange, red), got {self.for_s}")
+        return delays
 
 
 @dataclass(frozen=True)
@@ -43,11 +66,13 @@ class CrowdConfig:
       orange 4.0 / 3.0: Still's critical density of a moving crowd, docs/science/alerts.md 5 example [src];
       red 5.0 / 4.5: Still "uncomfortable at 5, above that dangerous" [src] / [design].
     hazard_low / hazard_high: hazard 0 at 2 and 1 at 5 person m-2 (docs/science/risk.md 4) [src].
-    trend_horizon [s]: a rising density is judged at rho + rate x horizon, 300 s [design]
-      (Still: monitor density and its trend, throttle before 4-5 p/m2 [src]).
+    trend_horizon [s]: the crowd forecast level is the level of rho + max(rate, 0) x horizon, 300 s
+      [design] (Still: monitor density and its trend, throttle before 4-5 p/m2 [src]); the trend
+      never raises the observed crowd level.
     trend_alpha: EWMA weight of the newest density difference, 0.3 [design].
     pressure_crit [s-2]: Helbing crowd pressure of turbulence, 0.02 [mem]; only counts where
-      density >= pressure_min_density = 4.0 (docs/science/crowd.md 1.3 caution) [src]. It raises one level.
+      density >= pressure_min_density = 4.0 (docs/science/crowd.md 1.3 caution) [src]. It raises the observed
+      crowd level one step (pressure is observed, not a forecast).
     pressure_alpha: EWMA weight for the time-averaged velocity U, 0.1 per tick [design].
     walkway_los_space_ft2: Fruin walkway LOS A-E lower space bounds 35/25/15/10/5 ft2 per person
       [src]; queue_los_density: Fruin queuing LOS edges 0.83/1.08/1.54/3.57/5.26 p/m2 [mem].
@@ -193,10 +218,10 @@ class RiskConfig:
 
     exposure_density_ref [person m-2]: E = min(1, rho / ref), 1.0 [design]; road_exposure by road
     class (none, expressway, arterial, secondary, branch) = (0, 1, 0.8, 0.6, 0.4) [design].
-    exposure_min: cells with E below it are capped at blue (nobody exposed), 0.05 [design].
-    ev_high: E x V at or above it raises a level one step (underpass with a crowd), 0.5 [design].
-    compound_min_level: two hazards at this level or above in one cell raise the overall level one
-    step (waterlogging in a crowded cell; docs/science/risk.md 4 [src]), 2 = yellow [design].
+    E and V weight the risk score only; they never change a level (docs/science/risk.md 4.6).
+    compound_min_level: two hazards at this level or above in one cell raise the *overall* level one
+    step (waterlogging in a crowded cell; docs/science/risk.md 4 [src]), 2 = yellow [design]; at
+    least 1 (blue), so that cells where nothing is raised stay at none.
     """
 
     crowd: CrowdConfig = field(default_factory=CrowdConfig)
@@ -205,9 +230,12 @@ class RiskConfig:
     traffic: TrafficConfig = field(default_factory=TrafficConfig)
     exposure_density_ref: float = 1.0
     road_exposure: tuple[float, float, float, float, float] = (0.0, 1.0, 0.8, 0.6, 0.4)
-    exposure_min: float = 0.05
-    ev_high: float = 0.5
     compound_min_level: int = 2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.compound_min_level <= 4:
+            raise ValueError(f"RiskConfig.compound_min_level must be 1 (blue) to 4 (red), "
+                             f"got {self.compound_min_level}")
 
 
 @dataclass(frozen=True)

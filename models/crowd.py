@@ -34,24 +34,34 @@ def _coords(ds: xr.Dataset) -> dict:
 
 
 class CrowdFusion(Component):
-    """Crowd density per cell fused over counting sensors whose coverage areas overlap cells.
+    """Crowd density per cell from counting sensors whose coverage areas may overlap one another and cells.
 
-    The coverage table is sparse: entry k says sensor ``cover_sensor[k]`` covers the fraction
-    ``cover_fraction[k]`` of the walkable area of cell ``cover_cell[k]`` (flat index, row-major
-    over (y, x)). Each sensor's count is spread uniformly over its walkable footprint and cells are
-    combined by inverse variance weighted by coverage (docs/science/crowd.md 1.4). Uncovered cells: NaN.
+    The coverage comes in pieces (`twin.district.coverage.shared_coverage`): piece p is the part of cell
+    ``piece_cell[p]`` (flat index, row-major over (y, x)) holding the fraction ``piece_fraction[p]`` of the
+    cell's walkable area, and every point of it is covered by the same sensors (``cover_sensor[j]`` covers
+    ``cover_piece[j]``). Each sensor's count is spread over its coverage by walkable area, so alone it gives
+    density = count / walkable area exactly; its variance follows the count (Poisson plus the sensor's
+    relative error ``sensor_rel_error``); sensors covering the same piece are combined by inverse variance;
+    a cell is the walkable-area-weighted mean of its pieces, so a piece weighs in proportion to its area.
+    A sensor's walkable area can be given (``sensor_walkable_area``, the registry's ``walkable_area_m2``);
+    the walkable layer under it is then scaled to sum to it. Formulas: `models.kernels.crowd.fuse_density`,
+    docs/science/crowd.md 1.4. Uncovered cells: NaN.
     """
 
     name = "crowd_fusion"
     inputs = (
-        Var("sensor_count", "person", ("sensor",), "float64", "people counted by each sensor",
+        Var("sensor_count", "person", ("sensor",), "float64", "people counted by each sensor (NaN: no reading)",
             valid_range=(0, 300)),
-        Var("sensor_count_var", "person2", ("sensor",), "float64", "variance of each sensor count",
-            valid_range=(1, 50)),
+        Var("sensor_rel_error", "1", ("sensor",), "float64", "relative standard error of each sensor's count",
+            valid_range=(0.05, 0.3)),
+        Var("sensor_walkable_area", "m2", ("sensor",), "float64",
+            "walkable area each sensor counts over (NaN: the walkable_area layer under its coverage)",
+            optional=True, valid_range=(100, 5000)),
+        Var("piece_cell", "1", ("piece",), "int64", "flat cell index of each coverage piece", valid_range=(0, 41)),
+        Var("piece_fraction", "1", ("piece",), "float64", "fraction of the cell's walkable area in the piece"),
+        Var("cover_piece", "1", ("cover",), "int64", "coverage piece of each coverage-table entry",
+            valid_range=(0, 4)),
         Var("cover_sensor", "1", ("cover",), "int64", "sensor of each coverage-table entry", valid_range=(0, 4)),
-        Var("cover_cell", "1", ("cover",), "int64", "flat cell index of each coverage-table entry",
-            valid_range=(0, 41)),
-        Var("cover_fraction", "1", ("cover",), "float64", "fraction of the cell's walkable area covered"),
         Var("walkable_area", "m2", GRID_DIMS, "float64", "open ground in the cell people can stand on",
             valid_range=(10, 2500)),
     )
@@ -70,15 +80,31 @@ class CrowdFusion(Component):
         """Fuse the sensor counts in ``ds``; ``dt`` [s] is unused."""
         self.check_inputs(ds)
         area = self.read(ds, "walkable_area")
-        cell = self.read(ds, "cover_cell")
-        if cell.size and (cell.min() < 0 or cell.max() >= area.size):
-            raise ValueError("crowd_fusion: cover_cell outside the grid")
+        count = self.read(ds, "sensor_count")
+        rel_error = self.read(ds, "sensor_rel_error")
+        sensor_area = (self.read(ds, "sensor_walkable_area") if "sensor_walkable_area" in ds
+                       else np.full(count.size, np.nan))
+        piece_cell, piece_fraction = self.read(ds, "piece_cell"), self.read(ds, "piece_fraction")
+        cover_piece, cover_sensor = self.read(ds, "cover_piece"), self.read(ds, "cover_sensor")
+        _check_table(piece_cell, area.size, "piece_cell", "the grid's cells")
+        _check_table(cover_piece, piece_cell.size, "cover_piece", "the pieces")
+        _check_table(cover_sensor, count.size, "cover_sensor", "the sensors")
+        if rel_error.size != count.size or sensor_area.size != count.size:
+            raise ValueError("crowd_fusion: sensor_rel_error and sensor_walkable_area need one value per sensor")
+        if not (np.isfinite(rel_error) & (rel_error >= 0)).all():
+            raise ValueError("crowd_fusion: sensor_rel_error must be finite and >= 0")
         rho = np.empty(area.size)
         sig = np.empty(area.size)
-        fuse_density(self.read(ds, "cover_sensor"), cell, self.read(ds, "cover_fraction"),
-                     self.read(ds, "sensor_count"), self.read(ds, "sensor_count_var"), area.ravel(), rho, sig)
+        fuse_density(piece_cell, piece_fraction, cover_piece, cover_sensor, count, rel_error, sensor_area,
+                     area.ravel(), rho, sig)
         return self.outputs_from_si({"crowd_density": rho.reshape(area.shape),
                                      "crowd_density_sigma": sig.reshape(area.shape)}, _coords(ds))
+
+
+def _check_table(index: np.ndarray, size: int, name: str, what: str) -> None:
+    """Raise ``ValueError`` where an index of the coverage table points outside ``size`` items."""
+    if index.size and (index.min() < 0 or index.max() >= size):
+        raise ValueError(f"crowd_fusion: {name} outside {what} (0..{size - 1})")
 
 
 class CrowdState(Component):

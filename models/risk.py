@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from models._component import GRID_DIMS, LEVEL_FLAGS, Component, Reference, Var
-from models.config import RiskConfig
+from models.config import AlertTiming, RiskConfig
 from models.kernels import risk as rk
 
 UNDRR = Reference("UNDRR (2017). Terminology: disaster risk = f(hazard, exposure, vulnerability, capacity). "
@@ -20,7 +20,8 @@ NAGIOS = Reference("Nagios Core / Naemon flap detection: 21 states, weights 0.75
 
 HAZARDS = ("crowd", "flood", "traffic")
 LEVEL_NODATA = -1
-"""Level code of a stale or never-observed cell (same as ``twin.district.layers.LEVEL_NODATA``)."""
+"""Level code of a cell that never had data (same as ``twin.district.layers.LEVEL_NODATA``); a cell whose
+source falls silent keeps its held level, flagged in ``level_nodata``."""
 
 
 def stale_mask(last_update: np.ndarray, now: float, period: float, n_periods: float = 3.0) -> np.ndarray:
@@ -43,37 +44,50 @@ def stale_mask(last_update: np.ndarray, now: float, period: float, n_periods: fl
 
 @dataclass
 class AlertState:
-    """State of the level state machine: plain arrays of shape (n_cells, n_hazards) (cell-major).
+    """State of the level state machine: plain arrays, cell-major (n_cells, n_hazards[, 5]).
 
-    ``level`` held level, ``reported`` level shown (-1 when stale), ``raw`` last instantaneous
-    level, ``n_up`` / ``n_down`` raise and clear counters [ticks], ``history`` the last 20
-    transitions as bits (bit 0 newest), ``flapping`` flag; ``overall`` the composite level (n_cells,).
+    ``level`` held level (-1: the cell never had data; int8), ``raw`` last fresh raw raise level (int8),
+    ``history`` the last 20 transitions of ``raw`` as bits (bit 0 newest; uint32), ``flapping`` flag (int8),
+    ``pending`` bits of the running timers (bit L - 1 the raise run of level L, bit 4 the clear timer; int8),
+    ``timers`` the raise runs of blue, yellow, orange, red and the clear timer [s] (float32, 0 where its
+    ``pending`` bit is clear); ``overall`` the composite level (n_cells,) (int8).
     """
 
     level: np.ndarray
-    reported: np.ndarray
     raw: np.ndarray
-    n_up: np.ndarray
-    n_down: np.ndarray
     history: np.ndarray
     flapping: np.ndarray
+    pending: np.ndarray
+    timers: np.ndarray
     overall: np.ndarray
 
     @classmethod
     def zeros(cls, n_hazards: int, n_cells: int) -> AlertState:
-        """A fresh state: every cell at level 0 (none), no history."""
+        """A fresh state: no cell has had data yet (level -1), no history, nothing pending."""
         shp = (n_cells, n_hazards)
-        return cls(np.zeros(shp, np.int8), np.zeros(shp, np.int8), np.zeros(shp, np.int8),
-                   np.zeros(shp, np.int16), np.zeros(shp, np.int16), np.zeros(shp, np.uint32),
-                   np.zeros(shp, np.int8), np.zeros(n_cells, np.int8))
+        return cls(np.full(shp, LEVEL_NODATA, np.int8), np.zeros(shp, np.int8), np.zeros(shp, np.uint32),
+                   np.zeros(shp, np.int8), np.zeros(shp, np.int8), np.zeros((*shp, rk.N_TIMERS), np.float32),
+                   np.full(n_cells, LEVEL_NODATA, np.int8))
+
+    @classmethod
+    def upgraded(cls, saved: dict) -> dict:
+        """A state saved before the timers were in seconds (``reported``, ``n_up``, ``n_down``) in today's form.
+
+        Levels, flap histories and the overall level carry over; the old tick counters do not (they
+        counted ticks, not seconds), so every pending raise or clear starts again, as after a gap.
+        """
+        level = np.asarray(saved["level"])
+        return {"level": level, "raw": saved["raw"], "history": saved["history"], "flapping": saved["flapping"],
+                "pending": np.zeros(level.shape, np.int8),
+                "timers": np.zeros((*level.shape, rk.N_TIMERS), np.float32), "overall": saved["overall"]}
 
     def args(self) -> tuple[np.ndarray, ...]:
-        """Arrays in kernel argument order (level, reported, raw, n_up, n_down, history, flapping)."""
-        return self.level, self.reported, self.raw, self.n_up, self.n_down, self.history, self.flapping
+        """Arrays in kernel argument order (level, raw, history, flapping, pending, timers, overall)."""
+        return self.level, self.raw, self.history, self.flapping, self.pending, self.timers, self.overall
 
 
 def tick_params(cfg: RiskConfig) -> dict[str, np.ndarray]:
-    """Kernel parameter arrays (``p``, ``thr``, ``tthr``, ``road_exp``, ``ticks``) from a config, SI units."""
+    """Kernel parameter arrays (``p``, ``thr``, ``tthr``, ``road_exp``, ``timing``) from a config, SI units."""
     c, f, r, t = cfg.crowd, cfg.flood, cfg.rain, cfg.traffic
     p = np.zeros(rk.N_PARAMS)
     p[rk.P_HORIZON], p[rk.P_RHO_LO], p[rk.P_RHO_HI] = c.trend_horizon, c.hazard_low, c.hazard_high
@@ -82,9 +96,7 @@ def tick_params(cfg: RiskConfig) -> dict[str, np.ndarray]:
     p[rk.P_HV_LO], p[rk.P_HV_HI] = f.hazard_hv_low, f.hazard_hv_high
     p[rk.P_R1_LO], p[rk.P_R1_HI] = r.hazard_1h_low * 1e-3, r.hazard_1h_high * 1e-3
     p[rk.P_RATIO_LO], p[rk.P_RATIO_HI] = t.hazard_ratio_low, t.hazard_ratio_high
-    p[rk.P_RHO_REF], p[rk.P_E_MIN], p[rk.P_EV_HIGH] = cfg.exposure_density_ref, cfg.exposure_min, cfg.ev_high
-    p[rk.P_COMPOUND] = cfg.compound_min_level
-    p[rk.P_FLAP_HI], p[rk.P_FLAP_LO] = c.timing.flap_high, c.timing.flap_low
+    p[rk.P_RHO_REF], p[rk.P_COMPOUND] = cfg.exposure_density_ref, cfg.compound_min_level
     for inv, lo, hi in ((rk.P_INV_RHO, rk.P_RHO_LO, rk.P_RHO_HI), (rk.P_INV_H, rk.P_H_LO, rk.P_H_HI),
                         (rk.P_INV_HV, rk.P_HV_LO, rk.P_HV_HI), (rk.P_INV_R1, rk.P_R1_LO, rk.P_R1_HI),
                         (rk.P_INV_RATIO, rk.P_RATIO_LO, rk.P_RATIO_HI)):
@@ -110,22 +122,37 @@ def tick_params(cfg: RiskConfig) -> dict[str, np.ndarray]:
     tthr[1:, 0:3] = on[1:, 1:4]   # light -> blue, moderate -> yellow, severe -> orange
     tthr[1:, 4:7] = off[1:, 1:4]
     tthr[1:, 3], tthr[1:, 7] = t.red_ratio, t.red_ratio_clear
-    ticks = np.array([[x.timing.for_ticks, x.timing.keep_ticks] for x in (c, f, t)], dtype=np.int64)
-    return {"p": p, "thr": thr, "tthr": tthr, "road_exp": np.array(cfg.road_exposure, float), "ticks": ticks}
+    return {"p": p, "thr": thr, "tthr": tthr, "road_exp": np.array(cfg.road_exposure, float),
+            "timing": np.array([timing_row(x.timing) for x in (c, f, t)], dtype=float)}
+
+
+def timing_row(timing: AlertTiming) -> list[float]:
+    """One hazard's row of the kernel's ``timing`` table (columns ``T_*`` of :mod:`models.kernels.risk`)."""
+    row = [0.0] * rk.N_TIMING
+    row[rk.T_FOR:rk.T_FOR + 4] = timing.raise_delays()
+    row[rk.T_KEEP], row[rk.T_FLAP_WINDOW] = timing.keep_s, timing.flap_window_s
+    row[rk.T_FLAP_HI], row[rk.T_FLAP_LO] = timing.flap_high, timing.flap_low
+    return row
 
 
 class AlertLevels(Component):
     """The risk tick: hazard, risk = H x E x V and warning levels per cell with a state machine.
 
     Per hazard (crowd, flood, traffic): hazard H in [0, 1] (piecewise linear between the yellow
-    and red metrics, docs/science/risk.md 4), exposure E (crowd density / reference, or road class), risk
-    R = H E V; levels from raise/clear thresholds (hysteresis) of the governing metrics (crowd:
-    trend-projected density, pressure +1 only with density >= 4; flood: depth, depth x velocity,
-    Shanghai rain signal; traffic: GB/T 33171 by road class, red by speed ratio), capped at blue
-    where nobody is exposed and +1 where E x V is high; then the state machine (raise delay,
-    clear delay, one step down at a time, no-data freeze, flap hold). Overall level = max over
-    hazards, +1 where two hazards are at yellow or above. ``level_changed`` bits: 1 crowd,
-    2 flood, 4 traffic, 8 overall. Optional inputs default to "not available" (NaN).
+    and red metrics, docs/science/risk.md 4), exposure E (crowd density / reference, or road class;
+    unknown off the roads where the density is no data), risk R = H E V. Levels come from each
+    hazard's own metrics only, with raise/clear thresholds (hysteresis): crowd, the observed density
+    (+1 with pressure at density >= 4); flood, depth, depth x velocity, Shanghai rain signal; traffic,
+    GB/T 33171 by road class, red by speed ratio. E and V never change a level. The state machine
+    (rules in :mod:`models.kernels.risk`; delays in seconds of twin time, ``dt`` of :meth:`update`):
+    per-level raise delay counted on each level's own run, one step down per clear delay, no data
+    freezes the level and resets pending timers, flap hold at most one step and one flap window.
+    A silent hazard keeps its held level (``level_nodata`` flags it); -1 only where a cell never had
+    data. Overall level = max over hazards (held levels included), +1 where two hazards are at
+    ``compound_min_level`` or above. ``level_crowd_forecast`` is the level of the trend-projected
+    density, a forecast kept apart from the observed level. ``level_changed`` bits: 1 crowd,
+    2 flood, 4 traffic, 8 overall; ``level_nodata`` bits: 1 crowd, 2 flood, 4 traffic.
+    Optional inputs default to "not available" (NaN); NaN, +-inf and negative values are no data.
     Stale inputs: pass ``stale={"crowd": mask, ...}`` to :meth:`update` (or NaN values).
     The state is :attr:`state` (:class:`AlertState`), plain arrays that can be snapshotted.
     """
@@ -163,6 +190,10 @@ class AlertLevels(Component):
             flags=LEVEL_FLAGS),
         Var("level_changed", "1", GRID_DIMS, "int8",
             "bitmask of levels changed this tick: 1 crowd, 2 flood, 4 traffic, 8 overall"),
+        Var("level_nodata", "1", GRID_DIMS, "int8",
+            "bitmask of hazards without data this tick, their level held: 1 crowd, 2 flood, 4 traffic"),
+        Var("level_crowd_forecast", "1", GRID_DIMS, "int8",
+            "crowd level the trend-projected density would have (forecast, not observed)", flags=LEVEL_FLAGS),
     )
     references = (UNDRR, PROMETHEUS, NAGIOS)
     state_vars = ("state",)
@@ -192,8 +223,20 @@ class AlertLevels(Component):
         rk.flap_percent(self.state.history.ravel(), out)
         return out.reshape(self.state.history.shape)
 
-    def update(self, ds: xr.Dataset, dt: float = 0.0, stale: dict | None = None) -> xr.Dataset:
-        """One tick with the layers in ``ds``; ``dt`` [s] unused (delays count ticks)."""
+    def restore_state(self, state: dict) -> None:
+        """As :meth:`Component.restore_state`; a state saved with tick counters is upgraded first."""
+        saved = state.get("state")
+        if isinstance(saved, dict) and "timers" not in saved and "n_up" in saved:
+            state = {**state, "state": AlertState.upgraded(saved)}
+        super().restore_state(state)
+
+    def update(self, ds: xr.Dataset, dt: float, stale: dict | None = None) -> xr.Dataset:
+        """One tick with the layers in ``ds``, ``dt`` [s] of twin time after the previous tick.
+
+        Raises ValueError for a ``dt`` that is negative or not finite (the delays are in seconds).
+        """
+        if not (0.0 <= dt < np.inf):
+            raise ValueError(f"AlertLevels.update: dt must be a finite number of seconds >= 0, got {dt}")
         self.check_inputs(ds)
         g = self._get
         arrays = (g(ds, "crowd_density", stale, "crowd"), g(ds, "crowd_trend", stale, "crowd"),
@@ -204,13 +247,15 @@ class AlertLevels(Component):
                   g(ds, "vulnerability", stale, ""))
         n = arrays[0].size
         risk = np.empty((3, n))
-        changed = np.empty(n, np.int8)
+        changed, nodata, forecast = np.empty(n, np.int8), np.empty(n, np.int8), np.empty(n, np.int8)
         pp = self.params
-        self.kernel(*arrays, pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], pp["ticks"], risk, *self.state.args(),
-                    self.state.overall, changed)
+        self.kernel(*arrays, pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], pp["timing"], float(dt), risk,
+                    *self.state.args(), changed, nodata, forecast)
         out = {f"risk_{h}": risk[k].reshape(self.shape) for k, h in enumerate(HAZARDS)}
-        out.update({f"level_{h}": self.state.reported[:, k].reshape(self.shape).copy() for k, h in enumerate(HAZARDS)})
+        out.update({f"level_{h}": self.state.level[:, k].reshape(self.shape).copy() for k, h in enumerate(HAZARDS)})
         out["level"] = self.state.overall.reshape(self.shape).copy()
         out["level_changed"] = changed.reshape(self.shape)
+        out["level_nodata"] = nodata.reshape(self.shape)
+        out["level_crowd_forecast"] = forecast.reshape(self.shape)
         coords = {d: ds.coords[d] for d in GRID_DIMS if d in ds.coords}
         return self.outputs_from_si(out, coords)

@@ -13,6 +13,11 @@ Crowd
     a destination; gatherings as attractor masks with the number of people wanting to be there over
     time (raised-cosine rise and fall); exits (sinks) are the metro entrances and the walkable cells on
     the edge of the grid. Crowd places keep only walkable cells (``walkable_area`` > 0).
+Walkable area
+    The twin's ``walkable_area`` layer, with the scenario's override file (``grid.walkable``,
+    `twin.district.walkable`: railings, flood walls, temporary barriers) applied first, the same file and
+    formula the live twin applies (`twin.live.models.LiveConfig.walkable_override`): the crowd model's
+    density and the live twin's fused density divide by the same walkable area (docs/science/crowd.md 1.4).
 Interventions
     Drainage capacity set or scaled inside a polygon, area-weighted by the share of each cell the
     polygon covers (as `twin.district.cim.drainage_layer` does), applied to a copy of the twin; tide-locked
@@ -49,6 +54,7 @@ from twin.district.dataset import grid_of
 from twin.district.geo import to_projected
 from twin.district.grid import GridSpec
 from twin.district.sources import data_dir
+from twin.district.walkable import with_walkable_file
 
 REQUIRED_LAYERS = ("walkable_area", "drainage_capacity", "water_mask", "road_class", "underpass")
 
@@ -251,6 +257,7 @@ def prepare(spec: Scenario, static: xr.Dataset) -> Forcing:
     missing = [name for name in REQUIRED_LAYERS if name not in static]
     if missing:
         raise ValueError(f"the twin has no layer {', '.join(missing)}: build it with `twin grid build`")
+    static = with_walkable_file(static, spec.grid.walkable)
     grid = grid_of(static)
     problems = _Problems()
     if spec.grid.path is None and not math.isclose(grid.cell_size, spec.grid.cell_m):

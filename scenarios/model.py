@@ -178,11 +178,13 @@ class Interventions:
 
 @dataclass(frozen=True)
 class GridChoice:
-    """The grid: a saved twin (``path``), or the bundled ``district`` built at ``cell_m`` [m]."""
+    """The grid: a saved twin (``path``), or the bundled ``district`` built at ``cell_m`` [m]; ``walkable``: a
+    walkable-area override file applied to it (`twin.district.walkable`), as the live twin applies it."""
 
     district: str = "bund"
     cell_m: float = DEFAULT_CELL_M
     path: Path | None = None
+    walkable: Path | None = None
 
 
 @dataclass(frozen=True)

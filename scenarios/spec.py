@@ -50,6 +50,7 @@ from scenarios.model import (
 from scenarios.sections import parse_sections
 from twin.district.layers import LAYERS
 from twin.district.sources import data_dir
+from twin.district.walkable import WalkableOverrideError, load_walkable_overrides
 
 __all__ = ["OUTPUT_ALIASES", "Arrival", "Closure", "DemandChange", "DesignStorm", "DrainageChange", "Forcings",
            "Gathering", "GridChoice", "Interventions", "OneWay", "Outputs", "Rain", "Scenario", "ScenarioError",
@@ -247,7 +248,7 @@ def _grid(ctx: Context, value: Any) -> GridChoice:
     short = isinstance(value, str)
     if short:
         value = {"path": value} if value.endswith(".nc") else {"district": value}
-    if not ctx.known(value, "grid", ("district", "cell", "path")):
+    if not ctx.known(value, "grid", ("district", "cell", "path", "walkable")):
         return GridChoice()
     district = str(value.get("district", "bund"))
     if not (data_dir() / district / "buildings.geojson").is_file():
@@ -262,7 +263,21 @@ def _grid(ctx: Context, value: Any) -> GridChoice:
         path = ctx.base_dir / str(value["path"])
         if not path.is_file():
             ctx.fail("grid" if short else "grid.path", f"no twin file {path}")
-    return GridChoice(district, cell or DEFAULT_CELL_M, path)
+    return GridChoice(district, cell or DEFAULT_CELL_M, path, _walkable(ctx, value.get("walkable")))
+
+
+def _walkable(ctx: Context, value: Any) -> Path | None:
+    """``grid.walkable``: a walkable-area override file (`twin.district.walkable`), checked here."""
+    if value is None:
+        return None
+    path = ctx.base_dir / str(value)
+    try:
+        load_walkable_overrides(path)
+    except OSError as exc:
+        ctx.fail("grid.walkable", f"cannot read {path}: {exc.strerror or exc}")
+    except WalkableOverrideError as exc:
+        ctx.fail("grid.walkable", str(exc))
+    return path
 
 
 def _outputs(ctx: Context, value: Any, step: float | None) -> Outputs:

@@ -11,6 +11,7 @@ replays the log.
 from __future__ import annotations
 
 import json
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -21,6 +22,7 @@ from ingest.pipeline import control_message
 from ingest.rawlog import read_log
 from ingest.transport.client import InboundMessage
 from tests.api.conftest import TOKEN, client_for
+from tests.support.waits import wait_until as wait_for
 from twin.alerting.compose import acknowledged_by
 from twin.district.sources import data_dir
 from twin.live.core import CoreConfig
@@ -74,7 +76,7 @@ class LogFeed:
             self.k += 1
 
     def raise_crowd_alert(self) -> str:
-        self.run([300] * 3 + [6000] * 12, {"unit-police-04": CHEN_YI_SQUARE})
+        self.run([300] * 3 + [20000] * 12, {"unit-police-04": CHEN_YI_SQUARE})
         [ident] = [a.identifier for a in self.service.core.active_alerts() if a.hazard == "crowd"]
         return ident
 
@@ -169,8 +171,28 @@ def test_refused_unit_acks_are_counted_and_the_status_carries_the_alarms(bund_fi
         assert [a["actor"] for a in service.store.acks(ident)] == ["unit-police-04"]
         assert service.core.refused_acks == {"not_sent": 1, "unknown_alert": 2}
         assert status["alarms"] == {"session_taken_over": 0, "session_lost": 0, "tls_failures": 0,
-                                    "deadletters_dropped": 0}
+                                    "deadletters_dropped": 0, "ticks_skipped": 0}
         monkeypatch.setattr(service.transport, "stats", SimpleNamespace(session_taken_over=3))
         assert service.status()["alarms"]["session_taken_over"] == 3
     finally:
+        crash(service)
+
+
+def test_a_twin_slower_than_its_clock_skips_ticks_and_says_so(bund_file, state):
+    """Liveness: the ticker queues a tick only when the last one was handled, so a core slower than the clock
+    builds no backlog of ticks (a stop would have to drain it); the skipped ticks are an operator alarm."""
+    service = LiveService(ServiceConfig(broker="mqtt://127.0.0.1:9", grid=bund_file, registry=REGISTRY,
+                                        state_dir=state, tick_s=10.0, core=CoreConfig(tick_s=10.0),
+                                        clock=TwinClock(speed=500.0, start=T0)))  # a tick every 20 ms of wall time
+    ticker = threading.Thread(target=service._ticker, daemon=True)
+    try:
+        ticker.start()
+        wait_for(lambda: service.ticks_skipped >= 5, 10, "ticks skipped while the first waits")
+        assert service.ingestor.controls.qsize() == 1, "one tick waits, no backlog"
+        assert service.ingestor.run_once(0.0) == 1  # the core handles it: the ticker may queue the next
+        wait_for(lambda: service.ingestor.controls.qsize() == 1, 10, "the next tick")
+        assert service.status()["alarms"]["ticks_skipped"] == service.ticks_skipped
+    finally:
+        service._tick_stop.set()
+        ticker.join(5)
         crash(service)

@@ -1,9 +1,47 @@
 """Composite risk and the alert-level state machine, per cell, fused into one tick kernel.
 
-Level codes: -1 no data, 0 none, 1 blue, 2 yellow, 3 orange, 4 red. Hazards k: 0 crowd,
-1 flood, 2 traffic. State arrays have shape (n, 3) (cell-major: the three hazards of a cell are
-adjacent, so the tick streams 7 state arrays rather than 21) and a snapshot is a handful of plain
-arrays.
+Level codes: -1 never had data, 0 none, 1 blue, 2 yellow, 3 orange, 4 red. Hazards k: 0 crowd,
+1 flood, 2 traffic. State arrays are cell-major, shape (n, 3) (the three hazards of a cell are
+adjacent) or (n, 3, 5) for the timers, and a snapshot is a handful of plain arrays.
+
+The rules of the level machine (docs/science/alerts.md 5; each has a test in
+tests/models/test_risk_levels.py, named after the rule):
+
+1. **Time, not ticks.** Every delay is in seconds of twin time: the tick passes its step ``dt`` [s]
+   and the timers add it up. The raise delay (Prometheus ``for``) is per level; the clear delay
+   (``keep_firing_for``) and the flap window are per hazard. A run of the metric at or above a
+   level counts from the first sample at or above it (0 s on that sample, Prometheus), and a delay
+   is reached on the first tick at or after it, so a level change comes at most one tick later at a
+   longer tick: a metric that changes on a 10 s grid, each value long enough for the delays pending
+   at its start to run out, shows at a 10 s tick the levels a 1 s tick shows at the same times.
+2. **Each level its own run.** Per hazard and cell there is one timer per level above the held one:
+   the time the metric has continuously been at or above *that* level's raise threshold. A level is
+   entered when its own timer reaches its own raise delay; time at a lower level never counts
+   toward a higher one. Escalation jumps to the highest level whose delay has passed.
+3. **No data freezes.** A no-data sample (NaN, +-inf, a negative density, depth or speed, or a
+   stale mask upstream) leaves the level as it is and resets every pending raise and clear timer;
+   after a gap every delay starts again from the first fresh sample.
+4. **Silent hazards are held.** The reported level of a hazard is its held level, also while its
+   metric is no data (the ``nodata`` bitmask says which hazards are silent this tick); -1 only for
+   a cell that never had data. The overall level is the maximum over the hazards, held levels
+   included, -1 only if all three never had data.
+5. **Hazards are independent.** A hazard's level depends on its own metrics only. Exposure E and
+   vulnerability V weight the risk score R = H x E x V and nothing else; where E is unknown (no
+   crowd reading off the roads) R is NaN, not 0. The compound escalation (+1 where two hazards
+   are at ``P_COMPOUND`` or above) changes only the overall level.
+6. **Flap damping is bounded.** While a hazard flaps (Nagios percent state change of its raw
+   level, 21 samples), a level exactly one step above what the metric now says (the hold level)
+   is not stepped down before the flap window has passed since the metric fell below it (or since
+   the previous step); a level two or more steps above steps down as usual.
+7. **One step down per clear delay.** While the hold level is below the held level, the level goes
+   down one colour each time the clear timer reaches the clear delay; the timer keeps the time
+   left over, so at a tick longer than the delay all steps that fell due are taken.
+8. **Crowd levels are observed.** ``level_crowd`` is raised on the observed density only
+   (pressure >= ``P_P_CRIT`` with density >= ``P_RHO_P`` adds one level: also observed). The
+   trend projection rho + max(trend, 0) x horizon gives a separate, stateless forecast level
+   (``forecast``; -1 where density or trend is no data).
+9. **+-inf and negative values are no data**, as NaN: for the required metrics (density, depth,
+   speed) the hazard is silent; an optional metric (trend, pressure, h v, rain) is not used.
 
 Threshold tables (SI units; ``inf`` = not used):
 
@@ -14,8 +52,12 @@ Threshold tables (SI units; ``inf`` = not used):
 * ``tthr`` (5, 8), lower is worse, one row per road class (row 0 unused). Columns 0-2: speed at
   or below which blue, yellow, orange are raised [m s-1]; 3: speed ratio v / v_free at or below
   which orange becomes red [1]; 4-7: the same for holding. Speed bounds must be non-increasing.
-* ``p`` (25,): scalar parameters, indices ``P_*`` below (``models.risk.tick_params`` fills them).
-* ``ticks`` (3, 2) int64: raise delay ("for") and clear delay ("keep_firing_for") per hazard.
+* ``p`` (21,): scalar parameters, indices ``P_*`` below (``models.risk.tick_params`` fills them).
+* ``timing`` (3, 8) per hazard, columns ``T_*``: raise delays of blue, yellow, orange, red [s],
+  clear delay [s], flap window [s], Nagios flap high and low thresholds [%].
+
+Timers are float32 seconds: whole and half seconds add up exactly to 2**23 s; a delay is reached
+when the timer is within ``EPS_S`` (1 ms) of it, which absorbs the rounding of fractional ticks.
 """
 
 import math
@@ -25,11 +67,15 @@ from numba import njit, prange
 
 P_HORIZON, P_RHO_LO, P_RHO_HI, P_P_CRIT, P_RHO_P = 0, 1, 2, 3, 4
 P_H_LO, P_H_HI, P_HV_LO, P_HV_HI, P_R1_LO, P_R1_HI = 5, 6, 7, 8, 9, 10
-P_RATIO_LO, P_RATIO_HI, P_RHO_REF, P_E_MIN, P_EV_HIGH = 11, 12, 13, 14, 15
-P_COMPOUND, P_FLAP_HI, P_FLAP_LO = 16, 17, 18
+P_RATIO_LO, P_RATIO_HI, P_RHO_REF, P_COMPOUND = 11, 12, 13, 14
 # reciprocals 1 / (hi - lo) of the hazard ramps and 1 / rho_ref (multiplications are cheaper than divisions)
-P_INV_RHO, P_INV_H, P_INV_HV, P_INV_R1, P_INV_RATIO, P_INV_REF = 19, 20, 21, 22, 23, 24
-N_PARAMS = 25
+P_INV_RHO, P_INV_H, P_INV_HV, P_INV_R1, P_INV_RATIO, P_INV_REF = 15, 16, 17, 18, 19, 20
+N_PARAMS = 21
+T_FOR, T_KEEP, T_FLAP_WINDOW, T_FLAP_HI, T_FLAP_LO = 0, 4, 5, 6, 7  # T_FOR + level - 1: raise delay of a level
+N_TIMING = 8
+N_TIMERS = 5  # timers per cell and hazard: raise runs of blue, yellow, orange, red; the clear timer
+CLEAR = 4  # index of the clear timer, and bit 1 << CLEAR of ``pend``
+EPS_S = 1e-3  # [s] a timer within this of its delay has reached it (float32 rounding of fractional ticks)
 HIST_MASK = (1 << 20) - 1  # 20 transitions = 21 states (Nagios flapping.c, docs/science/alerts.md 5) [src]
 
 
@@ -40,12 +86,17 @@ def _ramp(x, lo, inv):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _valid(x):
+    """A sample is data when finite and not negative: NaN, +-inf and negative values are no data (rule 9)."""
+    return x >= 0.0 and x < math.inf
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _up(m, thr, row):
     """(raise, hold) levels of a higher-is-worse metric from one (non-decreasing) row of ``thr``.
 
     Branch-free count of thresholds met; equals "highest colour met" because :func:`tick_params`
     makes every row non-decreasing (an unused lower colour takes the next used threshold).
-    NaN meets nothing.
     """
     r = (m >= thr[row, 0]) + (m >= thr[row, 1]) + (m >= thr[row, 2]) + (m >= thr[row, 3])
     h = (m >= thr[row, 4]) + (m >= thr[row, 5]) + (m >= thr[row, 6]) + (m >= thr[row, 7])
@@ -53,14 +104,16 @@ def _up(m, thr, row):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _crowd(rho, rate, pres, p, thr):
-    """Crowd hazard, raise and hold levels; trend-projected density, pressure only with rho."""
-    if math.isnan(rho):
+def _crowd(rho, pres, p, thr):
+    """Crowd hazard, raise and hold levels from the observed density [person m-2] (rule 8).
+
+    Pressure [s-2] adds one level (hazard 1) only with a density of at least ``P_RHO_P``.
+    """
+    if not _valid(rho):
         return np.nan, -1, -1
-    proj = rho + (rate * p[P_HORIZON] if rate > 0.0 else 0.0)
-    hz = _ramp(proj, p[P_RHO_LO], p[P_INV_RHO])
-    r, h = _up(proj, thr, 0)
-    if pres >= p[P_P_CRIT] and rho >= p[P_RHO_P]:
+    hz = _ramp(rho, p[P_RHO_LO], p[P_INV_RHO])
+    r, h = _up(rho, thr, 0)
+    if _valid(pres) and pres >= p[P_P_CRIT] and rho >= p[P_RHO_P]:
         hz = 1.0
         r = min(r + 1, 4)
         h = min(h + 1, 4)
@@ -68,33 +121,51 @@ def _crowd(rho, rate, pres, p, thr):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _crowd_forecast(rho, rate, p, thr):
+    """Raise level of the projected density rho + max(rate, 0) x horizon; -1 where either is no data."""
+    if not _valid(rho) or not abs(rate) < math.inf:
+        return -1
+    r, _h = _up(rho + max(rate, 0.0) * p[P_HORIZON], thr, 0)
+    return r
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _flood(depth, hv, r1, r6, p, thr):
-    """Flood hazard and levels from depth, depth x velocity and the 1 h / 6 h rain signal."""
-    if math.isnan(depth):
+    """Flood hazard and levels from depth [m], depth x velocity [m2 s-1] and the 1 h / 6 h rain [m]."""
+    if not _valid(depth):
         return np.nan, -1, -1
-    x = 0.0 if math.isnan(hv) else hv
-    hz = max(_ramp(depth, p[P_H_LO], p[P_INV_H]), _ramp(x, p[P_HV_LO], p[P_INV_HV]))
+    hz = _ramp(depth, p[P_H_LO], p[P_INV_H])
     r, h = _up(depth, thr, 1)
-    a, b = _up(x, thr, 2)
-    r, h = max(r, a), max(h, b)
-    if not math.isnan(r1):
+    if _valid(hv):
+        hz = max(hz, _ramp(hv, p[P_HV_LO], p[P_INV_HV]))
+        a, b = _up(hv, thr, 2)
+        r, h = max(r, a), max(h, b)
+    if _valid(r1):
         hz = max(hz, _ramp(r1, p[P_R1_LO], p[P_INV_R1]))
         a, b = _up(r1, thr, 3)
         r, h = max(r, a), max(h, b)
-    if not math.isnan(r6):
+    if _valid(r6):
         a, b = _up(r6, thr, 4)
         r, h = max(r, a), max(h, b)
     return hz, r, h
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _is_road(cls):
+    return cls > 0 and cls < 5
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _traffic(v, vff, cls, p, tthr):
-    """Traffic hazard and levels: GB/T 33171 speed bounds by road class, red by speed ratio."""
-    if cls <= 0:
+    """Traffic hazard and levels: GB/T 33171 speed bounds by road class, red by speed ratio.
+
+    Not a road: level 0. A free-flow speed that is not finite and positive leaves the ratio at 1.
+    """
+    if not _is_road(cls):
         return 0.0, 0, 0
-    if math.isnan(v):
+    if not _valid(v):
         return np.nan, -1, -1
-    ratio = v / vff if vff > 0.0 else 1.0
+    ratio = v / vff if vff > 0.0 and vff < math.inf else 1.0
     hz = _ramp(ratio, p[P_RATIO_LO], p[P_INV_RATIO])
     r = np.int64((v <= tthr[cls, 0]) + (v <= tthr[cls, 1]) + (v <= tthr[cls, 2]))
     h = np.int64((v <= tthr[cls, 4]) + (v <= tthr[cls, 5]) + (v <= tthr[cls, 6]))
@@ -106,15 +177,12 @@ def _traffic(v, vff, cls, p, tthr):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _adjust(r, h, e, ev, p):
-    """Consequence adjustment: nobody exposed caps at blue; high exposure x vulnerability +1."""
-    if r < 0:
-        return r, h
-    if e < p[P_E_MIN]:
-        return min(r, 1), min(h, 1)
-    if ev >= p[P_EV_HIGH]:
-        return (min(r + 1, 4) if r > 0 else 0), (min(h + 1, 4) if h > 0 else 0)
-    return r, h
+def _exposure(rho, cls, road_exp, p):
+    """Exposure E [1]: max(road exposure, min(rho / rho_ref, 1)); NaN (unknown) off the roads without a density."""
+    e = road_exp[cls] if _is_road(cls) else 0.0
+    if _valid(rho):
+        return max(e, min(rho * p[P_INV_REF], 1.0))
+    return e if _is_road(cls) else np.nan
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -131,55 +199,6 @@ def _flap_pct(hist):
     return s * 100.0 / 1520.0
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _alert(k, c, r, h, fr, kp, flap_hi, flap_lo, lev, rep, raw, nup, ndn, hist, flap):
-    """One tick of the level state machine for hazard ``k`` in cell ``c``; returns the reported level.
-
-    Raise to ``r`` after it has held for more than ``fr`` ticks (Prometheus ``for``), jumping
-    straight to the level (escalate fast); step down one level after ``h`` has stayed below the
-    level for more than ``kp`` ticks (``keep_firing_for``; de-escalate slowly). ``r < 0`` is no
-    data: everything is frozen and -1 is reported. While flapping, the level is not lowered.
-    """
-    if r < 0:
-        if rep[c, k] != -1:
-            rep[c, k] = -1
-        return -1
-    changed = 1 if r != raw[c, k] else 0
-    if changed or hist[c, k] != 0:
-        hst = ((np.int64(hist[c, k]) << 1) | changed) & HIST_MASK
-        hist[c, k] = hst
-        raw[c, k] = r
-        pct = _flap_pct(hst)
-        if flap[c, k] != 0 and pct < flap_lo:
-            flap[c, k] = 0
-        elif flap[c, k] == 0 and pct > flap_hi:
-            flap[c, k] = 1
-    lv = lev[c, k]
-    if r > lv:
-        ndn[c, k] = 0
-        n = nup[c, k] + 1
-        if n > fr:
-            lv = r
-            n = 0
-        nup[c, k] = n
-    elif h < lv:
-        nup[c, k] = 0
-        if flap[c, k] == 0:
-            n = ndn[c, k] + 1
-            if n > kp:
-                lv -= 1
-                n = 0
-            ndn[c, k] = n
-    elif nup[c, k] != 0 or ndn[c, k] != 0:
-        nup[c, k] = 0
-        ndn[c, k] = 0
-    if lev[c, k] != lv:
-        lev[c, k] = lv
-    if rep[c, k] != lv:
-        rep[c, k] = lv
-    return lv
-
-
 @njit(cache=True, nogil=True)
 def flap_percent(hist, out):
     """Nagios percent state change (0-100) of each 20-transition history bitmask. [1]"""
@@ -188,45 +207,147 @@ def flap_percent(hist, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _quiet(c, lev, rep, raw, nup, ndn, hist):
-    """Cell ``c`` has a blank state for all three hazards (then ``flap`` is 0 too)."""
+def _record_transition(k, c, r, tm, raw, hist, flap):
+    """Nagios history of the raw raise level ``r`` (fresh samples only) and the flapping flag of hazard ``k``."""
+    changed = 1 if r != raw[c, k] else 0
+    if changed or hist[c, k] != 0:
+        hst = ((np.int64(hist[c, k]) << 1) | changed) & HIST_MASK
+        hist[c, k] = hst
+        raw[c, k] = r
+        pct = _flap_pct(hst)
+        if flap[c, k] != 0 and pct < tm[k, T_FLAP_LO]:
+            flap[c, k] = 0
+        elif flap[c, k] == 0 and pct > tm[k, T_FLAP_HI]:
+            flap[c, k] = 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _advance(pending, old, dt):
+    """A timer's new value [s] (float32): ``old + dt`` if it was running, else 0 (it starts on this sample)."""
+    return np.float32(old + dt) if pending else np.float32(0.0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _raise(k, c, r, lv, dt, tm, pend, timers):
+    """Rule 2: advance the raise runs of the levels above ``lv``; returns the level entered (``lv`` if none).
+
+    Level ``L`` runs while ``lv < L <= r``; it is entered when its run reaches its raise delay.
+    """
+    bits = np.int64(pend[c, k])
+    if r <= lv and (bits & 15) == 0:
+        return lv  # nothing above the level: no run to start, advance or stop
+    new = lv
+    for lvl in range(1, 5):
+        b = 1 << (lvl - 1)
+        if lvl > lv and lvl <= r:
+            t = _advance(bits & b, timers[c, k, lvl - 1], dt)
+            timers[c, k, lvl - 1] = t
+            bits |= b
+            if np.float64(t) >= tm[k, T_FOR + lvl - 1] - EPS_S:
+                new = lvl
+        elif bits & b:
+            bits &= ~b
+            timers[c, k, lvl - 1] = 0.0
+    if new > lv:
+        for lvl in range(1, new + 1):  # runs at or below the level entered are over
+            b = 1 << (lvl - 1)
+            if bits & b:
+                bits &= ~b
+                timers[c, k, lvl - 1] = 0.0
+    if pend[c, k] != bits:
+        pend[c, k] = bits
+    return new
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _clear_delay(k, h, lv, flapping, tm):
+    """Rules 6 and 7: the clear delay [s], or the flap window where a flapping level is one step above ``h``."""
+    if flapping and lv == h + 1:
+        return max(tm[k, T_KEEP], tm[k, T_FLAP_WINDOW])
+    return tm[k, T_KEEP]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _clear(k, c, h, lv, dt, flapping, tm, pend, timers):
+    """Rule 7: one step down each time the clear timer reaches the delay while ``h < lv``; returns the level."""
+    bits = np.int64(pend[c, k])
+    b = 1 << CLEAR
+    if h >= lv:
+        if bits & b:
+            pend[c, k] = bits & ~b
+            timers[c, k, CLEAR] = 0.0
+        return lv
+    t = _advance(bits & b, timers[c, k, CLEAR], dt)
+    while h < lv:
+        d = _clear_delay(k, h, lv, flapping, tm)
+        if np.float64(t) < d - EPS_S:
+            break
+        lv -= 1
+        t = np.float32(max(np.float64(t) - d, 0.0))  # the next step's delay runs from this one
+    if h < lv:
+        pend[c, k] = bits | b
+        timers[c, k, CLEAR] = t
+    else:
+        pend[c, k] = bits & ~b
+        timers[c, k, CLEAR] = 0.0
+    return lv
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _freeze(k, c, pend, timers):
+    """Rule 3: no data resets every pending raise and clear timer (the level stays)."""
+    if pend[c, k] != 0:
+        pend[c, k] = 0
+        for j in range(N_TIMERS):
+            timers[c, k, j] = 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _level(k, c, r, h, dt, tm, lev, raw, hist, flap, pend, timers):
+    """One sample of the level machine of hazard ``k`` in cell ``c``; returns (held level, 1 if no data)."""
+    lv = np.int64(lev[c, k])
+    if r < 0:
+        _freeze(k, c, pend, timers)
+        return lv, 1
+    _record_transition(k, c, r, tm, raw, hist, flap)
+    lv = max(lv, 0)  # a first sample makes a never-seen cell "none"
+    lv = _raise(k, c, r, lv, dt, tm, pend, timers)
+    lv = _clear(k, c, h, lv, dt, flap[c, k] != 0, tm, pend, timers)
+    if lev[c, k] != lv:
+        lev[c, k] = lv
+    return lv, 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _quiet(c, lev, raw, hist, flap, pend):
+    """Cell ``c`` has a blank state for all three hazards (level none, no history, nothing pending)."""
     q = 0
     for k in range(3):
-        q |= lev[c, k] | rep[c, k] | raw[c, k] | nup[c, k] | ndn[c, k] | np.int64(hist[c, k])
+        q |= lev[c, k] | raw[c, k] | flap[c, k] | pend[c, k] | np.int64(hist[c, k])
     return q == 0
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _hazard_level(k, c, hz, r, h, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap):
-    """Risk, consequence adjustment and state machine of hazard ``k``; returns (old, new) reported level."""
-    risk[k, c] = hz * ev
-    r, h = _adjust(r, h, e, ev, p)
-    old = rep[c, k]
-    lv = _alert(k, c, r, h, ticks[k, 0], ticks[k, 1], p[P_FLAP_HI], p[P_FLAP_LO], lev, rep, raw, nup, ndn, hist,
-                flap)
-    return old, lv
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
-               ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed):
+def _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp, timing, dt,
+               risk, lev, raw, hist, flap, pend, timers, level, changed, nodata, forecast):
     cls = rclass[c]
-    e = road_exp[cls] if cls > 0 else 0.0
-    if rho[c] > 0.0:
-        e = max(e, min(rho[c] * p[P_INV_REF], 1.0))
-    ev = e * vuln[c] if vuln[c] > 0.0 else 0.0
-    hz0, r0, h0 = _crowd(rho[c], rate[c], pres[c], p, thr)
+    v = min(vuln[c], 1.0) if vuln[c] > 0.0 else 0.0
+    ev = _exposure(rho[c], cls, road_exp, p) * v
+    hz0, r0, h0 = _crowd(rho[c], pres[c], p, thr)
     hz1, r1_, h1 = _flood(depth[c], hv[c], r1[c], r6[c], p, thr)
     hz2, r2, h2 = _traffic(speed[c], vff[c], cls, p, tthr)
-    if (r0 | h0 | r1_ | h1 | r2 | h2) == 0 and level[c] == 0 and _quiet(c, lev, rep, raw, nup, ndn, hist):
-        risk[0, c] = hz0 * ev  # fast path: nothing raised, nothing held, blank state -> nothing changes
-        risk[1, c] = hz1 * ev
-        risk[2, c] = hz2 * ev
-        changed[c] = 0
+    risk[0, c] = hz0 * ev
+    risk[1, c] = hz1 * ev
+    risk[2, c] = hz2 * ev
+    forecast[c] = _crowd_forecast(rho[c], rate[c], p, thr)
+    if (r0 | h0 | r1_ | h1 | r2 | h2) == 0 and level[c] == 0 and _quiet(c, lev, raw, hist, flap, pend):
+        changed[c] = 0  # fast path: nothing raised, nothing held, blank state -> nothing changes
+        nodata[c] = 0
         return
-    o0, l0 = _hazard_level(0, c, hz0, r0, h0, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
-    o1, l1 = _hazard_level(1, c, hz1, r1_, h1, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
-    o2, l2 = _hazard_level(2, c, hz2, r2, h2, e, ev, p, ticks, risk, lev, rep, raw, nup, ndn, hist, flap)
+    o0, o1, o2 = lev[c, 0], lev[c, 1], lev[c, 2]
+    l0, n0 = _level(0, c, r0, h0, dt, timing, lev, raw, hist, flap, pend, timers)
+    l1, n1 = _level(1, c, r1_, h1, dt, timing, lev, raw, hist, flap, pend, timers)
+    l2, n2 = _level(2, c, r2, h2, dt, timing, lev, raw, hist, flap, pend, timers)
     ch = (l0 != o0) + 2 * (l1 != o1) + 4 * (l2 != o2)
     top = max(l0, l1, l2)
     if (l0 >= p[P_COMPOUND]) + (l1 >= p[P_COMPOUND]) + (l2 >= p[P_COMPOUND]) >= 2:
@@ -235,12 +356,13 @@ def _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, 
         ch += 8
         level[c] = top
     changed[c] = ch
+    nodata[c] = n0 + 2 * n1 + 4 * n2
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp, ticks,
-              risk, lev, rep, raw, nup, ndn, hist, flap, level, changed):
-    """One risk tick over all cells: hazards, risk = H x E x V, levels, state machine, composite.
+def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp, timing, dt,
+              risk, lev, raw, hist, flap, pend, timers, level, changed, nodata, forecast):
+    """One risk tick over all cells: hazards, risk = H x E x V, levels by the rules of the module docstring.
 
     Parameters
     ----------
@@ -256,17 +378,26 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
         Road class 0-4.
     vuln : ndarray of float64
         Vulnerability 0-1 [1].
-    p, thr, tthr, road_exp, ticks : ndarray
+    p, thr, tthr, road_exp, timing : ndarray
         Parameters (module docstring); ``road_exp`` (5,) exposure of a road cell by class [1].
+    dt : float
+        Twin time since the previous tick [s], >= 0.
     risk : ndarray of float64, shape (3, n)
-        Output risk per hazard, 0-1; NaN where the hazard has no data [1].
-    lev, rep, raw, nup, ndn, hist, flap : ndarray, shape (n, 3)
-        State (int8, int8, int8, int16, int16, uint32, int8): held level, reported level, last raw
-        level, raise and clear counters, flap history bits, flapping flag. Updated in place.
+        Output risk per hazard, 0-1; NaN where the hazard has no data or the exposure is unknown [1].
+    lev, raw, hist, flap, pend : ndarray, shape (n, 3)
+        State (int8, int8, uint32, int8, int8): held level (-1 never had data), last fresh raw level,
+        flap history bits, flapping flag, bits of the running timers (bit L - 1 the raise run of
+        level L, bit 4 the clear timer). Updated in place.
+    timers : ndarray of float32, shape (n, 3, 5)
+        State: the raise runs of blue, yellow, orange, red and the clear timer [s] (0 when not running).
     level : ndarray of int8, shape (n,)
         Overall level (state and output).
     changed : ndarray of int8, shape (n,)
-        Output bitmask: bit k set if hazard k's reported level changed, bit 3 the overall level.
+        Output bitmask: bit k set if hazard k's level changed, bit 3 the overall level.
+    nodata : ndarray of int8, shape (n,)
+        Output bitmask: bit k set if hazard k had no data this tick (its level is held).
+    forecast : ndarray of int8, shape (n,)
+        Output: the crowd level of the trend-projected density (-1 no data); no state.
 
     Notes
     -----
@@ -276,5 +407,5 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
     independent, so the result does not depend on the thread count.
     """
     for c in prange(rho.size):  # c only indexes (a cast to int64 here made the loop 3.5x slower)
-        _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp,
-                   ticks, risk, lev, rep, raw, nup, ndn, hist, flap, level, changed)
+        _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp, timing,
+                   dt, risk, lev, raw, hist, flap, pend, timers, level, changed, nodata, forecast)

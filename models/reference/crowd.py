@@ -3,25 +3,37 @@
 import numpy as np
 
 
-def fuse_density(sensor, cell, cover, count, count_var, area, out_density, out_sigma):
-    """numpy reference of :func:`models.kernels.crowd.fuse_density`."""
-    a_s = np.bincount(sensor, weights=cover * area[cell], minlength=count.size)
-    a_k = a_s[sensor]
-    ok = (a_k > 0) & ~np.isnan(count[sensor]) & (count_var[sensor] > 0) & (cover > 0)
+def count_variance(count, rel_error):
+    """numpy reference of :func:`models.kernels.crowd.count_variance`."""
+    return np.maximum(1.0, count + (rel_error * count) ** 2)
+
+
+def fuse_density(piece_cell, piece_fraction, cover_piece, cover_sensor, count, rel_error, sensor_area, area,
+                 out_density, out_sigma):
+    """numpy reference of :func:`models.kernels.crowd.fuse_density` (dense sensor x piece matrices)."""
+    n_sensors, n_pieces, n_cells = count.size, piece_cell.size, area.size
+    covers = np.zeros((n_sensors, n_pieces), bool)
+    covers[cover_sensor, cover_piece] = True
+    piece_layer = piece_fraction * area[piece_cell]
+    layer = covers @ piece_layer
+    walkable = np.where(sensor_area > 0, sensor_area, layer)
+    ok = (layer > 0) & (walkable > 0) & (count >= 0) & np.isfinite(count) & (rel_error >= 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        var = count_var[sensor] / (a_k * a_k)
-        w = np.where(ok, cover / var, 0.0)
-        rho = np.where(ok, count[sensor] / a_k, 0.0)
-        w2 = np.where(ok, cover * cover / var, 0.0)
-    num = np.zeros(area.size)
-    den = np.zeros(area.size)
-    s2 = np.zeros(area.size)
-    np.add.at(num, cell, w * rho)
-    np.add.at(den, cell, w)
-    np.add.at(s2, cell, w2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out_density[:] = np.where(den > 0, num / den, np.nan)
-        out_sigma[:] = np.where(den > 0, np.sqrt(s2) / den, np.nan)
+        rho = np.where(ok, count / walkable, 0.0)
+        precision = np.where(ok, walkable**2 / count_variance(count, rel_error), 0.0)
+        scale = np.where(ok, walkable / layer, 0.0)
+        u = covers * precision[:, None]
+        total = u.sum(axis=0)
+        u = np.where(total > 0, u / total, 0.0)  # u[s, p]: share of sensor s in piece p
+        m = piece_layer * (scale @ u)
+        in_cell = np.zeros((n_pieces, n_cells))
+        in_cell[np.arange(n_pieces), piece_cell] = 1.0
+        cell_area = m @ in_cell
+        share = np.where(cell_area[piece_cell] > 0, m / cell_area[piece_cell], 0.0)
+        b = (u * share) @ in_cell  # b[s, c]
+        out_density[:] = np.where(cell_area > 0, ((rho @ u) * m) @ in_cell / cell_area, np.nan)
+        var = np.where(precision > 0, 1.0 / precision, 0.0)
+        out_sigma[:] = np.where(cell_area > 0, np.sqrt(var @ b**2), np.nan)
 
 
 def density_trend(density, prev, dt, alpha, trend, out):

@@ -80,7 +80,7 @@ class Driver:
 
     def raise_crowd_alert(self) -> str:
         """Evening crowd on the Bund until a crowd alert is raised; its identifier."""
-        events = self.run([300] * 3 + [6000] * 12, {"unit-police-04": (*CHEN_YI_SQUARE, 4.0),
+        events = self.run([300] * 3 + [20000] * 12, {"unit-police-04": (*CHEN_YI_SQUARE, 4.0),
                                                     "unit-fire-05": (*LUJIAZUI, 4.0),
                                                     "veh-001": (121.4880, 31.2330, 40.0)})
         raised = [e.alert.identifier for e in events if e.kind == "raised" and e.alert.hazard == "crowd"]
@@ -131,7 +131,7 @@ def scenario(bund_file, tmp_path_factory):
     alert = drv.raise_crowd_alert()
     drv.unit_ack("unit-police-04", alert, drv.t + 1)
     drv.position("unit-fire-06", drv.t + 2, *drv.cell_inside(alert))
-    drv.run([6000])
+    drv.run([20000])
     yield svc, drv, alert
     close_service(svc)
 

@@ -115,7 +115,7 @@ def test_ws_pushes_snapshot_alert_lifecycle_positions_and_ticks(service, driver)
 
         driver.position("unit-fire-06", driver.t + 1, *driver.cell_inside(ident))
         driver.unit_ack("unit-police-04", ident, driver.t + 1)
-        driver.run([6000])
+        driver.run([20000])
         arrived, seen = _next(ws, "on_scene")
         assert arrived["feature"]["properties"]["units_on_scene"] == ["unit-fire-06"]
         unit_ack = [e for e in seen if e.get("kind") == "acknowledged"]

@@ -275,12 +275,14 @@ def test_a_silent_sensor_turns_cells_to_no_data_without_clearing_over_mqtt(broke
         ident = wait_for(lambda: [m["identifier"] for m in observer.json_on("city/alerts/")
                                   if m["msgType"] == "Alert"], 30, "a crowd alert")[0]
         # the 180 s staleness limit passes: the counters' cells turn to no data
-        wait_for(lambda: (svc.core.models.layers["level_crowd"].values == -1).any(), 60,
+        wait_for(lambda: (svc.core.models.layers["level_nodata"].values & 1).any(), 60,
                  "the silent counters' cells to turn to no data")
         # and the silence goes on to 6 twin minutes (twice the limit), tick by tick
         ticks.until(lambda r: r.t >= t + 360.0, 60, "a tick 6 twin minutes into the silence (12 wall s at 30x)")
-        levels = svc.core.models.layers["level_crowd"].values
-        assert (levels == -1).any(), "the silent counters' cells are no data"
+        layers = svc.core.models.layers
+        silent = (layers["level_nodata"].values & 1) == 1
+        assert silent.any(), "the silent counters' cells are no data"
+        assert (layers["level_crowd"].values[silent] > 0).any(), "and keep the level they had"
         assert not [m for m in observer.json_on(f"city/alerts/{ident}") if m["msgType"] == "Cancel"]
         assert svc.core.book.active, "silence neither raises nor clears"
     finally:

@@ -44,15 +44,20 @@ def levels(raise_, clear, timing, n_cells=1):
     return AlertLevels(crowd_dataset(np.zeros(n_cells)), cfg)
 
 
-def step(comp, density):
-    """One tick; (reported crowd level, crowd changed) of the first cell."""
-    out = comp.update(crowd_dataset(density))
-    return int(out["level_crowd"].values[0, 0]), int(out["level_changed"].values[0, 0] & 1)
+def step(comp, density, dt=1.0):
+    """One tick of ``dt`` [s]; (crowd level, crowd changed, crowd no data) of the first cell."""
+    out = comp.update(crowd_dataset(density), dt)
+    return (int(out["level_crowd"].values[0, 0]), int(out["level_changed"].values[0, 0] & 1),
+            int(out["level_nodata"].values[0, 0] & 1))
 
 
-def run_series(metric, raise_, clear, timing):
+def run_series(metric, raise_, clear, timing, dt=1.0):
     comp = levels(raise_, clear, timing)
-    return np.array([step(comp, x)[0] for x in metric]), comp
+    return np.array([step(comp, x, dt)[0] for x in metric]), comp
+
+
+FAST = AlertTiming(for_s=0.0, keep_s=0.0, flap_high=101.0, flap_low=100.0)
+"""No delays, no flap damping: the level follows the metric."""
 
 
 def raises(lv):
@@ -62,21 +67,22 @@ def raises(lv):
 
 def test_noisy_sine_hygiene():
     """Sine + noise (sd 5 % of T_on) around T_on = 0.15: without hysteresis/delays >> 10 raises per hour;
-    with a 10 % deadband and for = 3 ticks at most 2 raise/clear pairs per hour (docs/science/alerts.md 5,
-    test 1)."""
+    with a 10 % deadband and for = keep_firing_for = 30 s (3 ticks of 10 s) at most 2 raise/clear pairs per hour
+    (docs/science/alerts.md 5, test 1)."""
     rng = np.random.default_rng(42)
     t_on, tick, hours = 0.15, 10.0, 3
     t = np.arange(0, hours * 3600, tick)
     metric = t_on * (1 + 0.1 * np.sin(2 * np.pi * t / 3600.0)) + rng.normal(0, 0.05 * t_on, t.size)
-    naive, _ = run_series(metric, (t_on, INF, INF, INF), (t_on, INF, INF, INF), AlertTiming(0, 0, 101, 100))
-    clean, _ = run_series(metric, (t_on, INF, INF, INF), (0.9 * t_on, INF, INF, INF), AlertTiming(3, 3, 101, 100))
+    naive, _ = run_series(metric, (t_on, INF, INF, INF), (t_on, INF, INF, INF), FAST, tick)
+    clean, _ = run_series(metric, (t_on, INF, INF, INF), (0.9 * t_on, INF, INF, INF),
+                          AlertTiming(for_s=30.0, keep_s=30.0, flap_high=101.0, flap_low=100.0), tick)
     assert raises(naive) / hours > 10
     assert raises(clean) / hours <= 2
     assert raises(clean) >= hours  # the real excursions are still seen
 
 
 def nagios_history(states):
-    comp = levels(STEPS, STEPS, AlertTiming(0, 0, 101, 100))
+    comp = levels(STEPS, STEPS, FAST)
     for s in states:
         step(comp, float(s))
     return comp
@@ -94,7 +100,7 @@ def test_nagios_percent_state_change(states, pct):
 
 
 def test_flapping_enters_above_high_and_leaves_below_low():
-    comp = levels(STEPS, STEPS, AlertTiming(0, 0, 20.0, 5.0))
+    comp = levels(STEPS, STEPS, AlertTiming(for_s=0.0, keep_s=0.0))
     seen = []
     for s in [0, 1, 0, 1, 0, 1] + [1] * 30:
         step(comp, float(s))
@@ -107,59 +113,63 @@ def test_flapping_enters_above_high_and_leaves_below_low():
     assert any(f for _, f in seen) and seen[-1][1] == 0
 
 
-def test_flapping_holds_the_level():
-    comp = levels(STEPS, STEPS, AlertTiming(0, 0, 20.0, 5.0))
+def test_flapping_holds_the_level_one_step_above_the_metric_for_the_flap_window():
+    """A flapping alert stays up instead of clearing, but only one step above the metric (yellow flapping with
+    none is held at blue) and only for the flap window (docs/science/alerts.md 5.3; rule 6 of the kernel)."""
+    comp = levels(STEPS, STEPS, AlertTiming(for_s=0.0, keep_s=0.0, flap_window_s=5.0))
     for s in [0, 2, 0, 2, 0, 2]:
         step(comp, float(s))
     assert comp.state.flapping[0, 0] == 1
-    assert step(comp, 0.0)[0] == 2  # a single "unstable" alert stays up instead of clearing
+    held = [step(comp, 0.0)[0] for _ in range(7)]
+    assert held == [1, 1, 1, 1, 1, 0, 0]  # blue for the 5 s window, then none
 
 
 def test_for_and_keep_firing_for_semantics():
-    """for: 10 ticks, keep_firing_for: 5 ticks at 1 tick/min (Prometheus) [src]."""
-    timing = AlertTiming(10, 5, 101, 100)
+    """for: 10 min, keep_firing_for: 5 min at one evaluation a minute (Prometheus) [src]."""
+    timing = AlertTiming(for_s=600.0, keep_s=300.0, flap_high=101.0, flap_low=100.0)
     on = (1.0, INF, INF, INF)
-    lv, _ = run_series([1.0] * 10 + [0.0] * 10, on, on, timing)  # true for 9 min (10 evaluations)
+    lv, _ = run_series([1.0] * 10 + [0.0] * 10, on, on, timing, 60.0)  # true for 9 min (10 evaluations)
     assert lv.max() == 0
-    lv, _ = run_series([1.0] * 11 + [0.0] * 10, on, on, timing)  # true for 10 min
+    lv, _ = run_series([1.0] * 11 + [0.0] * 10, on, on, timing, 60.0)  # true for 10 min
     assert lv[9] == 0 and lv[10] == 1  # fires at the evaluation 10 min after it became true
     assert (lv[11:16] == 1).all() and lv[16] == 0  # keeps firing 5 min after the condition was last met
 
 
 def test_escalate_fast_deescalate_slowly():
+    """none -> red in one move after the raise delay; red -> none one colour per clear delay (4 s)."""
     raise_, clear = (1.0, 2.0, 3.0, 4.0), (0.8, 1.8, 2.8, 3.8)
-    lv, _ = run_series([0.0] + [4.5] * 3 + [0.0] * 20, raise_, clear, AlertTiming(1, 3, 101, 100))
+    lv, _ = run_series([0.0] + [4.5] * 3 + [0.0] * 20, raise_, clear,
+                       AlertTiming(for_s=1.0, keep_s=4.0, flap_high=101.0, flap_low=100.0))
     assert lv[2] == 4  # none -> red directly after the raise delay
-    steps = lv[3:]
-    assert list(steps[steps < 4][:16:4]) == [3, 2, 1, 0]  # one colour per clear delay
-    assert np.all(np.diff(lv[2:]) >= -1)
+    assert [int(i) for i in np.flatnonzero(np.diff(lv[2:])) + 3] == [8, 12, 16, 20]  # the metric fell at 4
+    assert list(lv[[8, 12, 16, 20]]) == [3, 2, 1, 0]
 
 
 def test_stale_data_neither_raises_nor_clears():
-    """No data for > 3 update periods -> reported no-data, state frozen (docs/science/alerts.md 5, test 4)."""
-    comp = levels(STEPS, STEPS, AlertTiming(2, 2, 101, 100))
+    """No data for > 3 update periods -> flagged no data, level held, state frozen (docs/science/alerts.md 5,
+    test 4); a cell that never had data is -1."""
+    comp = levels(STEPS, STEPS, AlertTiming(for_s=2.0, keep_s=2.0, flap_high=101.0, flap_low=100.0))
     out = [step(comp, x) for x in [3.0, 3.0, 3.0] + [np.nan] * 5 + [0.0]]
-    assert out[2] == (3, 1)
-    assert [o[0] for o in out[3:8]] == [LEVEL_NODATA] * 5
-    assert int(comp.state.level[0, 0]) == 3  # held, not cleared
-    assert out[8][0] == 3  # data back and low: still needs the clear delay
-    comp2 = levels(STEPS, STEPS, AlertTiming(1, 1, 101, 100))
+    assert out[2] == (3, 1, 0)
+    assert out[3:8] == [(3, 0, 1)] * 5  # held, flagged, not cleared
+    assert out[8] == (3, 0, 0)  # data back and low: still needs the clear delay
+    comp2 = levels(STEPS, STEPS, AlertTiming(for_s=1.0, keep_s=1.0))
     out = [step(comp2, np.nan) for _ in range(4)]
-    assert int(comp2.state.level[0, 0]) == 0 and out[-1][0] == LEVEL_NODATA  # stale never raises
+    assert int(comp2.state.level[0, 0]) == LEVEL_NODATA and out[-1] == (LEVEL_NODATA, 0, 1)  # stale never raises
 
 
 def test_snapshot_restore_continues_identically():
     rng = np.random.default_rng(5)
-    timing = AlertTiming(2, 3, 20, 5)
+    timing = AlertTiming(for_s=2.0, keep_s=3.0, flap_window_s=4.0)
     a, b = levels(STEPS, STEPS, timing, 50), levels(STEPS, STEPS, timing, 50)
     seq = [(np.where(rng.random(50) < 0.1, np.nan, rng.uniform(0, 5, 50)), rng.uniform(0, 0.6, 50))
            for _ in range(30)]
     for rho, depth in seq[:15]:
-        a.update(crowd_dataset(rho, depth))
+        a.update(crowd_dataset(rho, depth), 1.0)
     b.restore_state(a.save_state())
     for rho, depth in seq[15:]:
-        oa, ob = a.update(crowd_dataset(rho, depth)), b.update(crowd_dataset(rho, depth))
-        for name in ("level_crowd", "level_flood", "level", "level_changed"):
+        oa, ob = a.update(crowd_dataset(rho, depth), 1.0), b.update(crowd_dataset(rho, depth), 1.0)
+        for name in ("level_crowd", "level_flood", "level", "level_changed", "level_nodata"):
             np.testing.assert_array_equal(oa[name].values, ob[name].values)
 
 

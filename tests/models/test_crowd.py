@@ -70,41 +70,46 @@ def test_weidmann_peak_flow():
     np.testing.assert_allclose(v5, list(WEIDMANN_SPEEDS.values()), atol=0.006)
 
 
-def _fusion_ds(counts, variances, sensor, cell, cover, area):
+def _fusion_ds(counts, rel_errors, pieces, area):
+    """Fusion inputs; ``pieces``: (cell, fraction of the cell, sensors covering it) per coverage piece."""
+    cover = [(p, s) for p, (_, _, sensors) in enumerate(pieces) for s in sensors]
     return xr.Dataset({
         "sensor_count": ("sensor", np.asarray(counts, float)),
-        "sensor_count_var": ("sensor", np.asarray(variances, float)),
-        "cover_sensor": ("cover", np.asarray(sensor, np.int64)),
-        "cover_cell": ("cover", np.asarray(cell, np.int64)),
-        "cover_fraction": ("cover", np.asarray(cover, float)),
+        "sensor_rel_error": ("sensor", np.asarray(rel_errors, float)),
+        "piece_cell": ("piece", np.array([c for c, _, _ in pieces], np.int64)),
+        "piece_fraction": ("piece", np.array([f for _, f, _ in pieces], float)),
+        "cover_piece": ("cover", np.array([p for p, _ in cover], np.int64)),
+        "cover_sensor": ("cover", np.array([s for _, s in cover], np.int64)),
         "walkable_area": (("y", "x"), np.asarray(area, float)),
     })
 
 
-def test_fusion_inverse_variance_and_uncovered_cells():
-    # sensor 0 covers cells 0 and 1 (100 m2 each), counts 100 -> 0.5 p/m2, variance 100 -> sd 0.05 p/m2
-    # sensor 1 covers cell 1 only, counts 300 -> 3 p/m2, variance 2500 -> sd 0.5 p/m2
-    ds = _fusion_ds([100, 300], [100, 2500], [0, 0, 1], [0, 1, 1], [1, 1, 1], [[100.0, 100.0, 100.0]])
+def test_fusion_inverse_variance_where_counters_overlap_and_uncovered_cells():
+    # sensor 0 covers cells 0 and 1 (100 m2 each): 100 people -> 0.5 p/m2, var(N) = 100 + (0.1 x 100)^2 = 200;
+    # sensor 1 covers all of cell 1 too: 300 people -> 3 p/m2, var(N) = 300 + (0.2 x 300)^2 = 3900
+    ds = _fusion_ds([100, 300], [0.1, 0.2], [(0, 1.0, [0]), (1, 1.0, [0, 1])], [[100.0, 100.0, 100.0]])
     out = CrowdFusion(ds).update(ds)
     rho = out["crowd_density"].values[0]
     sd = out["crowd_density_sigma"].values[0]
+    w0, w1 = 200.0**2 / 200.0, 100.0**2 / 3900.0  # 1 / var(rho_s) = W_s^2 / var(N_s)
     assert rho[0] == pytest.approx(0.5)
-    w0, w1 = 1 / 0.05**2, 1 / 0.5**2
+    assert sd[0] == pytest.approx(np.sqrt(200.0) / 200.0)
     assert rho[1] == pytest.approx((w0 * 0.5 + w1 * 3.0) / (w0 + w1))
     assert sd[1] == pytest.approx(1 / np.sqrt(w0 + w1))
     assert np.isnan(rho[2]) and np.isnan(sd[2])
 
 
 def test_fusion_never_fakes_zero():
-    """A counter over a cell without walkable area gives no data there, never zero density."""
-    ds = _fusion_ds([10, 5], [1, 1], [0, 1], [0, 1], [1, 1], [[100.0, 0.0]])
+    """A counter over a cell without walkable area gives no data there, never zero density, and neither its own
+    density: nobody stands there (counter 0 covers a walkable and a non-walkable cell, counter 1 only the latter)."""
+    ds = _fusion_ds([10, 5], [0.1, 0.1], [(0, 1.0, [0]), (1, 1.0, [0]), (2, 1.0, [1])], [[100.0, 0.0, 0.0]])
     rho = CrowdFusion(ds).update(ds)["crowd_density"].values[0]
     assert rho[0] == pytest.approx(0.1)
-    assert np.isnan(rho[1])
+    assert np.isnan(rho[1]) and np.isnan(rho[2])
 
 
 def test_fusion_counts_spread_over_walkable_footprint():
-    ds = _fusion_ds([90], [9], [0, 0], [0, 1], [1.0, 0.5], [[100.0, 100.0]])
+    ds = _fusion_ds([90], [0.1], [(0, 1.0, [0]), (1, 0.5, [0])], [[100.0, 100.0]])
     rho = CrowdFusion(ds).update(ds)["crowd_density"].values[0]
     np.testing.assert_allclose(rho, [90 / 150, 90 / 150])
 

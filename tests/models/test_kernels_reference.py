@@ -95,11 +95,23 @@ def test_classify_bands(kernel, seed, inclusive):
 @SET
 def test_fuse_density(kernel, seed):
     rng = np.random.default_rng(seed)
-    ns, nc, k = rng.integers(1, 6), rng.integers(1, 20), rng.integers(0, 40)
-    args = (rng.integers(0, ns, k), rng.integers(0, nc, k), rng.uniform(0, 1, k) * (rng.random(k) > 0.1),
-            with_nans(rng, rng.uniform(0, 200, ns)), rng.uniform(0, 20, ns), rng.uniform(0, 500, nc))
+    ns, nc, n_pieces, k = rng.integers(1, 6), rng.integers(1, 20), rng.integers(1, 30), rng.integers(0, 40)
+    area = rng.uniform(0, 500, nc) * (rng.random(nc) > 0.1)
+    sensor_area = np.where(rng.random(ns) < 0.3, rng.uniform(10, 2000, ns), np.nan)
+    pairs = np.unique(np.column_stack([rng.integers(0, n_pieces, k), rng.integers(0, ns, k)]), axis=0)
+    pairs = pairs[rng.permutation(len(pairs))]  # a sensor covers a piece once, in any order
+    args = (rng.integers(0, nc, n_pieces), rng.uniform(0, 1, n_pieces) * (rng.random(n_pieces) > 0.1),
+            pairs[:, 0].copy(), pairs[:, 1].copy(), with_nans(rng, rng.uniform(0, 200, ns)),
+            rng.uniform(0, 0.3, ns), sensor_area, area)
     outs = [np.zeros(nc), np.zeros(nc)]
     assert_same(run(kernel, args, outs)[1], run(rc.fuse_density, args, outs)[1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("kernel", both(kc.count_variance))
+@given(count=st.floats(0, 1e6), rel_error=st.floats(0, 1))
+@SET
+def test_count_variance(kernel, count, rel_error):
+    assert kernel(count, rel_error) == pytest.approx(float(rc.count_variance(count, rel_error)), rel=1e-12)
 
 
 @pytest.mark.parametrize("name", names(kc, "density_trend", "crowd_hazard", "weidmann_speed", "crowd_pressure"))
@@ -303,12 +315,14 @@ def test_signal_level(kernel, seed):
 
 
 def _state(rng, h, n):
-    """Random state arrays, cell-major (n, h) as the kernels use them."""
-    return [rng.integers(0, 5, (n, h)).astype(np.int8), rng.integers(-1, 5, (n, h)).astype(np.int8),
-            rng.integers(0, 5, (n, h)).astype(np.int8), rng.integers(0, 4, (n, h)).astype(np.int16),
-            rng.integers(0, 4, (n, h)).astype(np.int16),
+    """Random level-machine state, cell-major as the kernel keeps it: level, raw, history, flapping, pending and
+    timers (float32 seconds, 0 where the timer's pending bit is clear, as the kernel leaves them)."""
+    pending = rng.integers(0, 32, (n, h)).astype(np.int8)
+    bits = (pending[..., None].astype(np.int64) >> np.arange(kk.N_TIMERS)) & 1
+    timers = (rng.choice([0.0, 0.5, 1.0, 2.5, 3.0, 9.0, 10.0, 59.0], (n, h, kk.N_TIMERS)) * bits).astype(np.float32)
+    return [rng.integers(-1, 5, (n, h)).astype(np.int8), rng.integers(0, 5, (n, h)).astype(np.int8),
             (rng.integers(0, 2**20, (n, h)) * (rng.random((n, h)) < 0.5)).astype(np.uint32),
-            rng.integers(0, 2, (n, h)).astype(np.int8)]
+            rng.integers(0, 2, (n, h)).astype(np.int8), pending, timers]
 
 
 @pytest.mark.parametrize("kernel", both(kk.flap_percent))
@@ -320,13 +334,35 @@ def test_flap_percent(kernel, seed):
     assert_same(run(kernel, args, outs)[1], run(rk.flap_percent, args, outs)[1])
 
 
+def with_bad(rng, x, frac=0.05):
+    """Some values +inf, -inf or negative: no data for the level machine (rule 9 of models/kernels/risk.py)."""
+    x = x.copy()
+    bad = rng.random(x.shape) < frac
+    x[bad] = rng.choice([np.inf, -np.inf, -0.5], int(bad.sum()))
+    return x
+
+
 def random_tick_inputs(rng, n):
-    """Random but plausible inputs for the fused tick (also used by the benchmark sanity check)."""
-    return (with_nans(rng, rng.uniform(0, 6, n)), with_nans(rng, rng.normal(0, 0.005, n)),
-            with_nans(rng, rng.uniform(0, 0.04, n), 0.5), with_nans(rng, rng.uniform(0, 0.7, n)),
-            with_nans(rng, rng.uniform(0, 0.7, n)), with_nans(rng, rng.uniform(0, 0.12, n)),
-            with_nans(rng, rng.uniform(0, 0.16, n)), with_nans(rng, rng.uniform(0, 25, n)), rng.uniform(0, 25, n),
-            rng.integers(0, 5, n).astype(np.int8), with_nans(rng, rng.uniform(0, 1, n)))
+    """Random but plausible inputs for the fused tick, with NaN, +-inf and negative values among them (road
+    class 5 is not a road)."""
+
+    def noisy(x, nan_frac=0.1):
+        return with_bad(rng, with_nans(rng, x, nan_frac))
+
+    return (noisy(rng.uniform(0, 6, n)), noisy(rng.normal(0, 0.005, n)), noisy(rng.uniform(0, 0.04, n), 0.5),
+            noisy(rng.uniform(0, 0.7, n)), noisy(rng.uniform(0, 0.7, n)), noisy(rng.uniform(0, 0.12, n)),
+            noisy(rng.uniform(0, 0.16, n)), noisy(rng.uniform(0, 25, n)), with_bad(rng, rng.uniform(0, 25, n)),
+            rng.integers(0, 6, n).astype(np.int8), noisy(rng.uniform(0, 1, n)))
+
+
+def random_timing(rng):
+    """A kernel ``timing`` table (3, 8): delays [s] from a small set (0, fractions, whole seconds), flap thresholds."""
+    t = np.zeros((3, kk.N_TIMING))
+    t[:, kk.T_FOR:kk.T_FOR + 4] = rng.choice([0.0, 0.5, 1.0, 2.5, 3.0, 10.0], (3, 4))
+    t[:, kk.T_KEEP] = rng.choice([0.0, 1.0, 2.5, 10.0], 3)
+    t[:, kk.T_FLAP_WINDOW] = rng.choice([0.0, 5.0, 60.0], 3)
+    t[:, kk.T_FLAP_HI], t[:, kk.T_FLAP_LO] = 20.0, 5.0
+    return t
 
 
 @pytest.mark.parametrize("kernel", both(kk.risk_tick))
@@ -342,20 +378,23 @@ def test_risk_tick(kernel, seed):
     blank = rng.random(n) < 0.4  # blank cells take the kernel's quiet fast path
     for a in state:
         a[blank] = 0
-    for _ in range(3):  # several ticks so counters, history and flapping evolve
+    timing = random_timing(rng)
+    for _ in range(4):  # several ticks so timers, history and flapping evolve
         inputs = list(random_tick_inputs(rng, n))
         quiet = blank & (rng.random(n) < 0.8)
         for i in (0, 3, 4):  # no crowd, no water
             inputs[i][quiet] = 0.0
         inputs[5][quiet] = inputs[6][quiet] = np.nan  # no rain data
         inputs[9][quiet] = 0  # no road
-        args = (*inputs, pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], rng.integers(0, 3, (3, 2)))
+        dt = float(rng.choice([0.0, 0.1, 1.0, 10.0, 60.0]))
+        args = (*inputs, pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], timing, dt)
         overall = np.where(blank, 0, rng.integers(-1, 5, n)).astype(np.int8)
-        outs = [np.zeros((3, n)), *state, overall, np.zeros(n, np.int8)]
+        outs = [np.zeros((3, n)), *state, overall, *(np.zeros(n, np.int8) for _ in range(3))]
         got = run(kernel, args, outs)[1]
         ref = run(rk.risk_tick, args, outs)[1]
-        assert_same(got, ref)
-        state = got[1:8]
+        for x, y in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(x, y)  # exactly: float32 timers included
+        state = got[1:7]
 
 
 @pytest.mark.parametrize("kernel", both(kcf.weidmann_capacity), ids=_id)

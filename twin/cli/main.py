@@ -122,6 +122,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--grid", type=Path, help="twin NetCDF from 'twin grid build' (default: the Bund at 10 m, "
                                              "built once into the state folder)")
     r.add_argument("--registry", type=Path, help="device registry GeoJSON (default: data/bund/registry.geojson)")
+    r.add_argument("--walkable", type=Path, metavar="FILE", help="GeoJSON polygons that override the walkable area "
+                   "(railings, flood walls, temporary barriers; property walkable_fraction 0-1; "
+                   "docs/science/crowd.md 1.4)")
     r.add_argument("--state", type=Path, default=Path("var/twin"), help="state folder: raw log, snapshots, "
                                                                          "alert database (default var/twin)")
     r.add_argument("--db", help="alert store URL: sqlite:///path (default: in the state folder) or "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from twin.district.sources import data_dir
 from twin.live.core import CoreConfig
+from twin.live.models import LiveConfig
 from twin.live.service import LiveService, ServiceConfig
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,12 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
     state.mkdir(parents=True, exist_ok=True)
     grid = Path(args.grid) if args.grid else default_grid(state)
     registry = Path(args.registry) if args.registry else data_dir() / "bund" / "registry.geojson"
-    for label, path in (("grid", grid), ("registry", registry)):
-        if not path.is_file():
+    walkable = getattr(args, "walkable", None)
+    for label, path in (("grid", grid), ("registry", registry), ("walkable", walkable)):
+        if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"--{label} {path} does not exist")
-    core = CoreConfig(prefix=args.prefix, tick_s=args.tick, unit_buffer_m=args.buffer)
+    live = LiveConfig(walkable_override=str(walkable) if walkable else None)
+    core = CoreConfig(prefix=args.prefix, tick_s=args.tick, unit_buffer_m=args.buffer, live=live)
     return ServiceConfig(broker=args.broker, grid=grid, registry=registry, state_dir=state, db=args.db,
                          tick_s=args.tick, prefix=args.prefix, client_id=args.client_id,
                          protocol=args.protocol or "5",

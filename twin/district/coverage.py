@@ -4,9 +4,15 @@ Coverage is the true intersection area of each feature with each cell, never a s
 at the cell centre. Cells that lie wholly inside a feature take the cell area without
 computing an intersection (a prepared ``contains_properly`` test), so only cells on a
 feature's boundary pay for a polygon clip.
+
+Features that overlap one another (crowd counters' coverage polygons) are cut into the faces of their
+overlay first (`shared_coverage`), so a piece of a cell covered by two features is known as one piece
+covered twice, not as two unrelated fractions of the cell (docs/science/crowd.md 1.4).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
@@ -143,3 +149,80 @@ def coverage_area(grid: GridSpec, geoms) -> np.ndarray:
 def coverage_fraction(grid: GridSpec, geoms) -> np.ndarray:
     """Fraction of each cell covered by the union of the polygons, in [0, 1], shape (ny, nx). [1]"""
     return coverage_area(grid, geoms) / grid.cell_area
+
+
+def _areal(geoms) -> np.ndarray:
+    """Each feature made valid and reduced to its polygonal part (an empty polygon where it has none)."""
+    out = []
+    for geom in shapely.make_valid(np.asarray(geoms, dtype=object)):
+        parts = shapely.get_parts(geom) if geom is not None else np.zeros(0, dtype=object)
+        polys = [p for p in parts if p.geom_type in ("Polygon", "MultiPolygon") and not p.is_empty]
+        out.append(shapely.union_all(polys) if polys else shapely.Polygon())
+    return np.array(out, dtype=object)
+
+
+def overlay_faces(geoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The overlay of polygons: faces that are each covered by one fixed set of the polygons.
+
+    The polygons' boundaries are noded and polygonised; a face belongs to a polygon when more than half of
+    its area lies inside it (a face of the noded overlay lies wholly inside or wholly outside each polygon,
+    so the half is only a guard against rounding). Faces no polygon covers (holes, the space between
+    polygons) are dropped. The faces owned by one polygon tile it: their areas sum to its area.
+
+    Returns
+    -------
+    faces : ndarray of shapely polygons
+        In the CRS of ``geoms``.
+    owner_face, owner_feature : ndarray of int64
+        Pairs saying that feature ``owner_feature[j]`` covers face ``owner_face[j]``.
+    """
+    polys = _areal(geoms)
+    empty = np.zeros(0, np.int64)
+    if polys.size == 0 or shapely.is_empty(polys).all():
+        return np.zeros(0, dtype=object), empty, empty
+    edges = shapely.union_all(shapely.boundary(polys[~shapely.is_empty(polys)]))
+    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(edges)))
+    faces = faces[shapely.area(faces) > 0]
+    face, feature = shapely.STRtree(polys).query(faces, predicate="intersects")
+    inside = shapely.area(shapely.intersection(faces[face], polys[feature]))
+    owned = inside > 0.5 * shapely.area(faces[face])
+    face, feature = face[owned], feature[owned]
+    used = np.unique(face)
+    renumber = np.full(faces.size, -1, np.int64)
+    renumber[used] = np.arange(used.size)
+    return faces[used], renumber[face], feature.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SharedCoverage:
+    """Coverage of possibly overlapping features on a grid, cut into pieces.
+
+    A piece is the part of one cell inside one face of the features' overlay (`overlay_faces`): every point
+    of a piece is covered by the same features. Piece ``p`` lies in cell ``piece_cell[p]`` (flat row-major
+    index) and has area ``piece_area[p]`` [m2]; feature ``owner_feature[j]`` covers piece ``owner_piece[j]``.
+    A feature's pieces tile its part inside the grid, and pieces of different faces never overlap, so the
+    covered area of a cell is the sum of its pieces' areas, counted once however many features cover it.
+    """
+
+    piece_cell: np.ndarray
+    piece_area: np.ndarray
+    owner_piece: np.ndarray
+    owner_feature: np.ndarray
+
+    def feature_area(self, n_features: int) -> np.ndarray:
+        """Area of each feature inside the grid (sum of its pieces). [m2]"""
+        return np.bincount(self.owner_feature, weights=self.piece_area[self.owner_piece], minlength=n_features)
+
+
+def shared_coverage(grid: GridSpec, geoms) -> SharedCoverage:
+    """Pieces of the features' coverage on the grid and which features cover each piece (`SharedCoverage`)."""
+    faces, owner_face, owner_feature = overlay_faces(geoms)
+    piece_face, cell, area = overlap_areas(grid, faces)
+    order = np.argsort(owner_face, kind="stable")
+    n_owners = np.bincount(owner_face, minlength=faces.size)
+    first = np.cumsum(n_owners) - n_owners
+    repeats = n_owners[piece_face]
+    owner_piece = np.repeat(np.arange(piece_face.size, dtype=np.int64), repeats)
+    k = np.arange(repeats.sum()) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    owners = owner_feature[order][first[piece_face][owner_piece] + k] if owner_piece.size else owner_feature[:0]
+    return SharedCoverage(cell.astype(np.int64), area, owner_piece, owners.astype(np.int64))

@@ -7,7 +7,8 @@ and outputs agree with it.
 
 Units are UDUNITS-2 / CF strings (``m``, ``m2``, ``km h-1``, ``person m-2``; ``1`` for a
 dimensionless fraction). Level layers are small integers: 0 none, 1 blue, 2 yellow,
-3 orange, 4 red, and ``LEVEL_NODATA`` (-1) where the inputs are stale.
+3 orange, 4 red, and ``LEVEL_NODATA`` (-1) where a cell never had data; a cell whose source
+falls silent keeps its held level, flagged in ``level_nodata``.
 """
 
 from __future__ import annotations
@@ -118,6 +119,11 @@ LAYERS = _layers(
     Layer("level_flood", "1", "flood warning level", dtype="int8", kind="level"),
     Layer("level_traffic", "1", "traffic warning level", dtype="int8", kind="level"),
     Layer("level", "1", "overall warning level (max over hazards, compound escalation)",
+          dtype="int8", kind="level"),
+    Layer("level_nodata", "1",
+          "bitmask of hazards without data this tick, their level held: 1 crowd, 2 flood, 4 traffic",
+          dtype="int8", kind="risk"),
+    Layer("level_crowd_forecast", "1", "crowd level the trend-projected density would have (forecast, not observed)",
           dtype="int8", kind="level"),
 )
 """All layers by name."""

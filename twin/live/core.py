@@ -226,7 +226,8 @@ class TwinCore:
     # ------------------------------------------------------------ evidence for CAP
     def _evidence(self, hazard: str, cells: np.ndarray) -> dict[str, object]:
         out = peak_evidence(self.models.layers, hazard, cells)
-        devices = self._devices_in(hazard, cells)
+        kind = SENSOR_KIND[hazard]  # only the devices that reported within their staleness window are evidence
+        devices = self.state.reporting_devices(kind, cells, self.last_tick, self.config.live.stale_s[kind])
         if devices:
             out["devices"] = " ".join(devices[:20])
         return out
@@ -241,6 +242,7 @@ class TwinCore:
         return f"{self.config.district}: {'; '.join(names[:3])}{more} ({cells.size} cells)"
 
     def _devices_in(self, hazard: str, cells: np.ndarray) -> list[str]:
+        """The sensors of the hazard's kind on ``cells``, silent or not (they name the place in ``areaDesc``)."""
         kind = SENSOR_KIND[hazard]
         ids = self.state.readings[kind].ids
         if kind == "crowd":

@@ -47,13 +47,18 @@ class LiveConfig:
     probe_window_s : float
         Vehicle pings used for the probe speeds. [s]
     count_rel_error : float
-        Relative standard error of a crowd counter (camera counts: 10-20 %, docs/science/crowd.md 1.4). [1]
+        Relative standard error of a crowd counter whose registry entry states none (``count_rel_error``
+        property; camera counts: 10-20 %, docs/science/crowd.md 1.4). [1]
+    walkable_override : str or None
+        GeoJSON file of polygons that override the walkable area (railings, flood walls, temporary barriers;
+        `twin.district.walkable`), applied to the twin's ``walkable_area`` layer when the models are built.
     """
 
     stale_s: dict[str, float] = field(default_factory=lambda: {
         "crowd": 180.0, "rain": 600.0, "water": 300.0, "traffic": 300.0, "probe": 300.0})
     probe_window_s: float = 300.0
     count_rel_error: float = 0.15
+    walkable_override: str | None = None
     risk: models.RiskConfig = field(default_factory=models.RiskConfig)
     flood: models.FloodConfig = field(default_factory=models.FloodConfig)
 
@@ -63,12 +68,17 @@ class LiveModels:
 
     def __init__(self, state: TwinState, config: LiveConfig | None = None) -> None:
         self.state, self.config = state, config or LiveConfig()
+        if self.config.walkable_override is not None:
+            state.override_walkable(self.config.walkable_override)
         static = state.static
         self.shape = state.grid.shape
         zero = xr.zeros_like(static["elevation"])
         seed = static.assign(rain_rate=zero.assign_attrs(units="mm h-1"),
                              crowd_density=zero.assign_attrs(units="person m-2"))
         self.fusion = models.CrowdFusion(seed)
+        self.count_rel_error = np.where(np.isnan(state.crowd_rel_error), self.config.count_rel_error,
+                                        state.crowd_rel_error)
+        """Relative standard error of each crowd counter's count: its registry value, else the config's. [1]"""
         covered = np.zeros(state.grid.size, bool)
         covered[state.cover[1]] = True
         self.crowd_covered = covered.reshape(self.shape)
@@ -136,18 +146,19 @@ class LiveModels:
         return self.layers
 
     def _crowd(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        cfg, r = self.config, self.state.readings["crowd"]
+        """Crowd density from the fresh counters (`models.CrowdFusion`, docs/science/crowd.md 1.4) and the covered
+        cells that have no data."""
+        r, cover = self.state.readings["crowd"], self.state.crowd_coverage
         count, _ = r.latest("count")
-        fresh = r.fresh("count", t, cfg.stale_s["crowd"])
-        count = np.where(fresh, count, np.nan)
-        var = np.maximum(1.0, (cfg.count_rel_error * np.nan_to_num(count)) ** 2 + np.nan_to_num(count))
-        sensor, cell, frac = self.state.cover
-        use = fresh[sensor]
+        fresh = r.fresh("count", t, self.config.stale_s["crowd"]) & np.isfinite(count)
+        use = fresh[cover.owner_feature]
         ds = xr.Dataset({
-            "sensor_count": ("sensor", np.nan_to_num(count), {"units": "person"}),
-            "sensor_count_var": ("sensor", var, {"units": "person2"}),
-            "cover_sensor": ("cover", sensor[use]), "cover_cell": ("cover", cell[use]),
-            "cover_fraction": ("cover", frac[use]),
+            "sensor_count": ("sensor", np.where(fresh, count, np.nan), {"units": "person"}),
+            "sensor_rel_error": ("sensor", self.count_rel_error, {"units": "1"}),
+            "sensor_walkable_area": ("sensor", self.state.crowd_walkable_m2, {"units": "m2"}),
+            "piece_cell": ("piece", cover.piece_cell),
+            "piece_fraction": ("piece", cover.piece_area / self.state.grid.cell_area),
+            "cover_piece": ("cover", cover.owner_piece[use]), "cover_sensor": ("cover", cover.owner_feature[use]),
             "walkable_area": self.state.static["walkable_area"]})
         density = self.fusion.update(ds)["crowd_density"].values
         return density, self.crowd_covered & np.isnan(density)
@@ -268,7 +279,7 @@ class LiveModels:
                  "water_depth", "water_speed", "flow_hazard", "traffic_speed", "traffic_samples", "traffic_flow",
                  "traffic_occupancy", "congestion_level", "tpi_like", "traffic_incident",
                  "risk_crowd", "risk_flood", "risk_traffic", "level_crowd", "level_flood", "level_traffic",
-                 "level", "level_changed")
+                 "level", "level_changed", "level_nodata", "level_crowd_forecast")
         layers = {name: layer_variable(name, values) for name, values in self._updated().items()}
         layers.update({name: layer_variable(name, ds[name].values) for name in names})
         return xr.Dataset(layers, coords=self.state.static.coords)

@@ -57,6 +57,13 @@ class SensorReadings:
         _, t = self.latest(quantity)
         return ~stale_mask(t, now, max_age_s, n_periods=1.0)
 
+    def fresh_any(self, now: float, max_age_s: float) -> np.ndarray:
+        """Devices with at least one quantity at most ``max_age_s`` old at ``now`` (`fresh` of any quantity)."""
+        out = np.zeros(len(self.ids), dtype=bool)
+        for quantity in self.quantities:
+            out |= self.fresh(quantity, now, max_age_s)
+        return out
+
     def save_state(self) -> dict[str, object]:
         """The readings by device id and quantity (for snapshots)."""
         return {"ids": np.array(self.ids, dtype=str), "quantities": list(self.quantities), "value": self.value.copy(),

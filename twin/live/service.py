@@ -195,6 +195,10 @@ class LiveService:
             self.ingestor.deduper.restore_state(self._dedupe_state)
         self.publisher = OutboxPublisher(self.store, self.transport)
         self._tick_stop = threading.Event()
+        self._tick_waiting = threading.Event()  # a tick is queued and not yet handled: the ticker puts no other
+        self.ticks_skipped = 0
+        """Ticks not queued because the one before was still waiting: a core slower than its clock ticks as fast
+        as it can instead of building a backlog of ticks (each tick covers the time since the last)."""
         self._tick_thread = threading.Thread(target=self._ticker, name="ticker", daemon=True)
         self._last_snapshot_t = float("-inf")
         self._snapshot_lock = threading.Lock()
@@ -240,8 +244,13 @@ class LiveService:
             self._tick_stop.wait(max(0.0, next_t - time.time()))
             if self._tick_stop.is_set():
                 break
+            if self._tick_waiting.is_set():  # the last tick is not handled yet: the core is slower than the clock
+                self.ticks_skipped += 1
+                continue
             now = self.clock()
+            self._tick_waiting.set()
             if not self.ingestor.put_control(control_message(TICK_TOPIC, f"{now:.3f}".encode(), now)):
+                self._tick_waiting.clear()
                 log.warning("tick at %.3f not queued: %d control records already wait (the ingest loop is stuck)",
                             now, self.ingestor.controls.qsize())
 
@@ -251,6 +260,7 @@ class LiveService:
             return
         if topic != TICK_TOPIC:
             return
+        self._tick_waiting.clear()
         t = float(payload)
         report = self.core.on_tick(t)
         self.last_report = report
@@ -386,11 +396,14 @@ class LiveService:
         over the twin's MQTT session (MQTT 5 reason 0x8E); ``session_lost``, reconnects that found no session on
         the broker (how a takeover shows on Mosquitto 2.0, which closes without a reason); ``tls_failures``,
         broker certificates that did not verify; ``deadletters_dropped``, dead letters not published because
-        too many were unconfirmed (each still counted by reason and in the raw log)."""
+        too many were unconfirmed (each still counted by reason and in the raw log); ``ticks_skipped``, ticks not
+        queued because the one before was still waiting (the twin is slower than its clock; the next tick covers
+        the time)."""
         stats = getattr(self.transport, "stats", None)
         out = {name: int(getattr(stats, name, 0) or 0) for name in ("session_taken_over", "session_lost",
                                                                      "tls_failures")}
         out["deadletters_dropped"] = int(getattr(self.ingestor, "deadletters_dropped", 0) or 0)
+        out["ticks_skipped"] = int(self.ticks_skipped)
         return out
 
     def _publish_status(self, t: float, tick_ms: float) -> None:

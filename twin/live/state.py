@@ -12,12 +12,19 @@
 - hands unit acknowledgements back to the caller (the core checks them against the deliveries
   and records them).
 
+Static per registry: the crowd counters' coverage, cut into pieces each covered by one fixed set of counters
+(`twin.district.coverage.shared_coverage`), and the counters' registry properties ``walkable_area_m2`` and
+``count_rel_error``; a walkable-area override file (`twin.district.walkable`) replaces the twin's
+``walkable_area`` layer (docs/science/crowd.md 1.4). `TwinState.reporting_devices` names the sensors an
+alert on some cells may cite: those that reported within the staleness window.
+
 The fields the models need each tick are derived from this in `twin.live.models`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,8 +34,9 @@ import xarray as xr
 from ingest.batch import Batch
 from ingest.registry import Registry
 from twin.district import geo
-from twin.district.coverage import overlap_areas
+from twin.district.coverage import SharedCoverage, shared_coverage
 from twin.district.dataset import grid_of
+from twin.district.walkable import with_walkable_file
 from twin.live.entities import EntityTable
 from twin.live.observations import SensorReadings
 
@@ -109,7 +117,8 @@ def _geometry_lonlat(geometry: dict | None) -> tuple[float, float] | None:
 class TwinState:
     """Observations of a district on its grid (see the module docstring)."""
 
-    def __init__(self, static: xr.Dataset, registry: Registry) -> None:
+    def __init__(self, static: xr.Dataset, registry: Registry,
+                 walkable_override: str | os.PathLike | None = None) -> None:
         self.static = static
         self.grid = grid_of(static)
         self.registry = registry
@@ -121,7 +130,15 @@ class TwinState:
                 self.entities.register(d.id, d.kind, d.unit_type)
         self.sensor_cells = {kind: self._point_cells(kind) for kind in ("rain", "water", "traffic")}
         self.loop_downstream = self._downstream()
+        self.crowd_coverage = self._crowd_coverage()
         self.cover = self._crowd_cover()
+        self.crowd_walkable_m2 = self._crowd_property("walkable_area_m2")
+        """Walkable area each crowd counter counts over, from the registry (NaN: the layer under it). [m2]"""
+        self.crowd_rel_error = self._crowd_property("count_rel_error")
+        """Relative standard error of each crowd counter's count, from the registry (NaN: not stated). [1]"""
+        self._static_as_built = static
+        if walkable_override is not None:
+            self.override_walkable(walkable_override)
         self.pings = np.zeros(0, dtype=[("t", "f8"), ("cell", "i8"), ("speed", "f8"), ("device", "O")])
 
     # ------------------------------------------------------------ snapshots (twin.live.snapshot)
@@ -162,22 +179,58 @@ class TwinState:
                for d in self.readings["traffic"].ids]
         return np.array(out, dtype=np.int64)
 
-    def _crowd_cover(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sparse coverage table of the crowd counters: (sensor, cell, fraction of the cell)."""
-        ids = self.readings["crowd"].ids
+    def _crowd_polygons(self) -> np.ndarray:
+        """Coverage polygon of each crowd counter in the grid CRS (a point counter: a square of one cell's size
+        centred on it)."""
         polys = []
-        for dev_id in ids:
+        for dev_id in self.readings["crowd"].ids:
             g = self.registry.get(dev_id).geometry
             ring = np.asarray(g["coordinates"][0], dtype=float) if g and g["type"] == "Polygon" else None
-            if ring is None:  # a point counter covers its own cell
+            if ring is None:
                 lon, lat = _geometry_lonlat(g) or (np.nan, np.nan)
                 x, y = geo.to_projected(lon, lat, self.grid.crs)
                 polys.append(shapely.Point(x, y).buffer(self.grid.cell_size / 2, cap_style="square"))
                 continue
             x, y = geo.to_projected(ring[:, 0], ring[:, 1], self.grid.crs)
             polys.append(shapely.Polygon(np.column_stack([x, y])))
-        sensor, cell, area = overlap_areas(self.grid, np.array(polys, dtype=object))
-        return sensor.astype(np.int64), cell.astype(np.int64), area / self.grid.cell_area
+        return np.array(polys, dtype=object)
+
+    def _crowd_coverage(self) -> SharedCoverage:
+        """The crowd counters' coverage in pieces (`twin.district.coverage.shared_coverage`): each piece is the
+        part of one cell covered by one fixed set of counters, so overlapping counters share a piece instead of
+        each claiming a fraction of the cell (docs/science/crowd.md 1.4)."""
+        return shared_coverage(self.grid, self._crowd_polygons())
+
+    def _crowd_cover(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sparse coverage table of the crowd counters: (sensor, cell, fraction of the cell), one entry per
+        counter and piece (a counter may have several pieces in one cell, where another counter overlaps it)."""
+        c = self.crowd_coverage
+        return (c.owner_feature, c.piece_cell[c.owner_piece],
+                c.piece_area[c.owner_piece] / self.grid.cell_area)
+
+    def _crowd_property(self, name: str) -> np.ndarray:
+        """A numeric registry property of each crowd counter (NaN where not given; `ingest.registry` checks it)."""
+        values = [self.registry.get(d).properties.get(name) for d in self.readings["crowd"].ids]
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+    def override_walkable(self, path: str | os.PathLike | None) -> None:
+        """Apply a walkable-area override file (`twin.district.walkable`) to the twin as it was built; None puts
+        the built layer back. The coverage is geometric and does not change."""
+        self.static = with_walkable_file(self._static_as_built, path)
+
+    # ------------------------------------------------------------ devices behind an alert
+    def reporting_devices(self, kind: str, cells: np.ndarray, now: float, max_age_s: float) -> list[str]:
+        """Sensors of ``kind`` whose coverage (crowd counters) or cell (other sensors) meets ``cells`` (flat
+        indices) and that reported within ``max_age_s`` [s] before ``now`` [unix s]: the devices an alert on
+        those cells can name as its evidence. A silent or stale sensor is not evidence."""
+        if kind == "crowd":
+            sensor, cell, _ = self.cover
+            near = np.unique(sensor[np.isin(cell, cells)])
+        else:
+            near = np.flatnonzero(np.isin(self.sensor_cells[kind], cells))
+        reporting = self.readings[kind].fresh_any(now, max_age_s)
+        ids = self.readings[kind].ids
+        return [ids[i] for i in near if reporting[i]]
 
     # ------------------------------------------------------------ applying a batch
     def apply(self, batch: Batch) -> Applied:
