@@ -8,7 +8,6 @@ dry ground, so the crowd level is the state machine's answer to the metric alone
 
 import itertools
 
-import numba
 import numpy as np
 import pytest
 import xarray as xr
@@ -20,13 +19,7 @@ STEPS = (1.0, 2.0, 3.0, 4.0)
 """Raise (and clear) thresholds that make a density of k person m-2 the raw level k."""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One cell per tick: the parallel kernel's thread start-up would cost more than the cell."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")  # a few cells a tick: no thread start-up per tick
 
 
 def crowd_dataset(density, depth=0.0):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import pytest
 import xarray as xr
@@ -46,13 +45,7 @@ DEFAULT_TIMING = AlertTiming()
 SET = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """A few cells per tick: the parallel kernel's thread start-up would cost more than the cells."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")  # a few cells a tick: no thread start-up per tick
 
 
 def config(timing: AlertTiming = DEFAULT_TIMING, crowd_clear=STEPS, flood: AlertTiming | None = None,
