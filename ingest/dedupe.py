@@ -96,7 +96,7 @@ class Deduper:
         if max_keys < 1:
             raise ValueError(f"max_keys must be at least 1, got {max_keys}")
         self.rates = rates
-        self._streams: dict[Stream, int] = {}
+        self._stream_cache: dict[Stream, int] = {}
         self._last_batch: Batch | None = None  # the last batch hashed, and its hashes
         self._last_hashes = np.zeros(0, dtype=np.int64)
         self._probe: tuple[str, float, str, str, int] | None = None  # the last key hashed, and its hash
@@ -119,15 +119,15 @@ class Deduper:
         if ref:  # a unit's ack of one alert: a stream seldom seen twice, not worth a cache entry
             return stream_hash(device, quantity, ref)
         key = (device, quantity, ref)
-        h = self._streams.get(key)
+        h = self._stream_cache.get(key)
         if h is None:
-            if len(self._streams) >= STREAM_CACHE:
-                self._streams.clear()
-            h = self._streams[key] = stream_hash(device, quantity, ref)
+            if len(self._stream_cache) >= STREAM_CACHE:
+                self._stream_cache.clear()
+            h = self._stream_cache[key] = stream_hash(device, quantity, ref)
         return h
 
     def _hashes(self, batch: Batch) -> np.ndarray:
-        """The hash of every record of a non-empty batch, in order (uint64). The last batch's are kept: the
+        """The hash of every record of a non-empty batch, in order (int64). The last batch's are kept: the
         admission step asks ``all_seen`` and then ``filter`` of the same batch."""
         if self._last_batch is batch:
             return self._last_hashes
@@ -194,12 +194,12 @@ class Deduper:
         return self._keys.add_one(self._one(device, t, quantity, ref))
 
     def remember_one(self, device: str, t: float, quantity: str, ref: str = "") -> None:
-        """Remember one record's key that ``seen_one`` has just said is new."""
-        self._keys.add_one(self._one(device, t, quantity, ref))
+        """Remember one record's key that ``seen_one`` has just said is new (`admit_one`, its answer unused)."""
+        self.admit_one(device, t, quantity, ref)
 
     # ------------------------------------------------------------ snapshots
     def save_state(self) -> dict:
-        """The remembered keys' hashes, oldest first (``hashes``, uint64), with ``max_keys``, the hash scheme
+        """The remembered keys' hashes, oldest first (``hashes``, int64), with ``max_keys``, the hash scheme
         and, when there is one, the rate state (``rates``)."""
         rates = {} if self.rates is None else {"rates": self.rates.save_state()}
         return rates | {"max_keys": int(self.max_keys), "scheme": HASH_SCHEME, "hashes": self._keys.oldest_first()}
