@@ -145,8 +145,9 @@ def tick_inputs(n: int, seed: int = 0):
     stale = _blocky(rng, ny, nx, 4, 0, 1) < 0.01
     for a in (rho, depth, speed):
         a[stale] = np.nan
+    crow = np.zeros((ny, nx), np.int8)  # the district's crowd bands everywhere
     return tuple(np.ascontiguousarray(a).ravel() for a in (rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass,
-                                                            vuln))
+                                                            crow, vuln))
 
 
 def tick_state(n: int) -> list[np.ndarray]:

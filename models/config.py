@@ -10,6 +10,7 @@ Values are in the units named in each field; components convert them to SI.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -30,6 +31,9 @@ class AlertTiming:
     ``flap_window_s`` [s]: while a hazard flaps, a level one step above what the metric says is held
     this long (instead of ``keep_s``, if longer) after the metric fell below it. Default 60 s [design].
     ``flap_high`` / ``flap_low`` [%]: Nagios percent-state-change thresholds 20 / 5 % [mem, sample config].
+    ``flap_sample_s`` [s]: one sample of the 21-sample flap history per this much twin time, so the tick
+    length does not change what counts as flapping (21 samples = 200 s of history). Default 10 s [design: the
+    longest tick the twin is run with, and the usual period of a counter].
     Keyword-only: the former positional form (for_ticks, keep_ticks, ...) fails loudly instead of being
     read as seconds.
     """
@@ -39,10 +43,11 @@ class AlertTiming:
     flap_window_s: float = 60.0
     flap_high: float = 20.0
     flap_low: float = 5.0
+    flap_sample_s: float = 10.0
 
     def __post_init__(self) -> None:
         for name, value in (("for_s", self.raise_delays()), ("keep_s", (self.keep_s,)),
-                            ("flap_window_s", (self.flap_window_s,))):
+                            ("flap_window_s", (self.flap_window_s,)), ("flap_sample_s", (self.flap_sample_s,))):
             if not all(v >= 0.0 for v in value):  # NaN fails too
                 raise ValueError(f"AlertTiming.{name} must be >= 0 seconds, got {value}")
 
@@ -70,6 +75,7 @@ class CrowdConfig:
       [design] (Still: monitor density and its trend, throttle before 4-5 p/m2 [src]); the trend
       never raises the observed crowd level.
     trend_alpha: EWMA weight of the newest density difference, 0.3 [design].
+      The trend takes one sample per reading (`models.kernels.crowd.density_trend`), never per tick.
     pressure_crit [s-2]: Helbing crowd pressure of turbulence, 0.02 [mem]; only counts where
       density >= pressure_min_density = 4.0 (docs/science/crowd.md 1.3 caution) [src]. It raises the observed
       crowd level one step (pressure is observed, not a forecast).
@@ -212,6 +218,82 @@ class TrafficConfig:
         return e
 
 
+MAX_PLACE_BANDS = 122
+"""Most places with bands of their own: the risk kernel's crowd row of place j is 4 + j, an int8 (<= 127)."""
+PLACE_KINDS = ("stair", "ramp", "bridge", "other")
+"""Kinds of place that may have crowd density bands of their own (`PlaceBands.kind`)."""
+
+
+def _bands(owner: str, name: str, values: object) -> tuple[float, float, float, float]:
+    """Four thresholds (blue, yellow, orange, red) as floats; ValueError naming ``owner.name`` otherwise."""
+    if isinstance(values, str | bytes) or not hasattr(values, "__len__") or len(values) != 4:
+        raise ValueError(f"{owner}.{name}: four thresholds (blue, yellow, orange, red) expected, got {values!r}")
+    out = []
+    for colour, v in zip(("blue", "yellow", "orange", "red"), values, strict=True):
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+            raise ValueError(f"{owner}.{name}: {colour} must be a number or inf, got {v!r}")
+        out.append(float(v))
+    return tuple(out)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class PlaceBands:
+    """Crowd density bands of one place that needs stricter ones than the district's (a stair, ramp, bridge).
+
+    Which cells are the place is a grid layer (``crowd_band``, `twin.district.thresholds`); this is the bands.
+    name: what the alert's evidence calls the place (``densityBands``), e.g. "Lujiazui Exit 1 stair".
+    kind: one of ``PLACE_KINDS`` (stair, ramp, bridge, other).
+    density_raise / density_clear [person m-2], (blue, yellow, orange, red), as ``CrowdConfig``'s: a colour is
+      raised at or above its raise threshold and held while the density stays at or above its clear
+      threshold. ``inf`` marks a colour the place does not use (raise and clear both inf). A used colour
+      needs 0 < clear < raise; the used raise thresholds, and the used clear ones, must not decrease from
+      blue to red. NaN, -inf and negative values are refused (ValueError naming the place and the colour).
+    source: where the bands come from, with an evidence tag ([src], [mem], [run], [design]), e.g. the
+      stairway table of Fruin (1971) (docs/science/crowd.md 1.1): blue 1.11 (LOS D), yellow 1.43 (LOS E),
+      orange 2.5 (LOS F) [mem], red 3.5 [design], clear about 0.8 x raise [design].
+    """
+
+    name: str
+    kind: str
+    density_raise: tuple[float, float, float, float]
+    density_clear: tuple[float, float, float, float]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"PlaceBands.name must be a non-empty string, got {self.name!r}")
+        where = f"PlaceBands {self.name!r}"
+        if self.kind not in PLACE_KINDS:
+            raise ValueError(f"{where}: kind must be one of {', '.join(PLACE_KINDS)}, got {self.kind!r}")
+        if not isinstance(self.source, str):
+            raise ValueError(f"{where}: source must be a string, got {self.source!r}")
+        up = _bands(where, "density_raise", self.density_raise)
+        down = _bands(where, "density_clear", self.density_clear)
+        object.__setattr__(self, "density_raise", up)
+        object.__setattr__(self, "density_clear", down)
+        problems = []
+        for colour, r, c in zip(("blue", "yellow", "orange", "red"), up, down, strict=True):
+            if not (r > 0.0 and c >= 0.0):  # NaN and -inf fail here
+                problems.append(f"{colour}: thresholds must be > 0 (raise) and >= 0 (clear) or inf, "
+                                f"got raise {r} clear {c}")
+            elif r == INF and c != INF:
+                problems.append(f"{colour}: unused (raise inf) but clear {c}; an unused colour has clear inf too")
+            elif r < INF and not c < r:
+                problems.append(f"{colour}: clear {c} must be below raise {r} (hysteresis)")
+        for label, values in (("density_raise", up), ("density_clear", down)):
+            used = [v for v in values if v < INF]
+            if any(b < a for a, b in pairwise(used)):
+                problems.append(f"{label} {values} decreases from blue to red")
+        if all(v == INF for v in up):
+            problems.append("no colour is used (every raise threshold is inf)")
+        if problems:
+            raise ValueError(f"{where}: " + "; ".join(problems))
+
+    def label(self) -> str:
+        """``name (kind)``, as the alert's evidence names the place."""
+        return f"{self.name} ({self.kind})"
+
+
 @dataclass(frozen=True)
 class RiskConfig:
     """Composite risk: R = H x E x V per cell and hazard (docs/science/risk.md 4), levels, compounding.
@@ -222,6 +304,11 @@ class RiskConfig:
     compound_min_level: two hazards at this level or above in one cell raise the *overall* level one
     step (waterlogging in a crowded cell; docs/science/risk.md 4 [src]), 2 = yellow [design]; at
     least 1 (blue), so that cells where nothing is raised stay at none.
+    place_bands: crowd density bands of places that need stricter ones than ``crowd`` (stairs, ramps,
+    bridges), one `PlaceBands` each [src/mem/design as each place's ``source`` says]. The grid layer
+    ``crowd_band`` says which cells use which: 0 the district's (``crowd.density_raise``), j >= 1 the j-th
+    of these (docs/science/alerts.md, "Per-place bands"). Default none: every cell uses the district's.
+    At most ``MAX_PLACE_BANDS`` (the kernel's rows are int8).
     """
 
     crowd: CrowdConfig = field(default_factory=CrowdConfig)
@@ -231,11 +318,19 @@ class RiskConfig:
     exposure_density_ref: float = 1.0
     road_exposure: tuple[float, float, float, float, float] = (0.0, 1.0, 0.8, 0.6, 0.4)
     compound_min_level: int = 2
+    place_bands: tuple[PlaceBands, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.compound_min_level <= 4:
             raise ValueError(f"RiskConfig.compound_min_level must be 1 (blue) to 4 (red), "
                              f"got {self.compound_min_level}")
+        bands = tuple(self.place_bands)
+        bad = [b for b in bands if not isinstance(b, PlaceBands)]
+        if bad:
+            raise ValueError(f"RiskConfig.place_bands: PlaceBands expected, got {bad[0]!r}")
+        if len(bands) > MAX_PLACE_BANDS:
+            raise ValueError(f"RiskConfig.place_bands: at most {MAX_PLACE_BANDS} places, got {len(bands)}")
+        object.__setattr__(self, "place_bands", bands)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from models.kernels.crowd import (
     crowd_pressure,
     density_trend,
     fuse_density,
+    projected_density,
     weidmann_speed,
 )
 
@@ -108,9 +109,14 @@ def _check_table(index: np.ndarray, size: int, name: str, what: str) -> None:
 
 
 class CrowdState(Component):
-    """Crowd state per cell: Fruin LOS, density trend, normalised hazard, Weidmann speed, pressure.
+    """Crowd state per cell: Fruin LOS, density trend, normalised hazard, projected density, Weidmann speed, pressure.
 
-    Stateful across ticks (previous density, smoothed trend, EWMA velocity mean and variance for
+    The hazard is of the observed density (and pressure); the trend only enters ``crowd_projected``, the density
+    the crowd reaches in ``trend_horizon`` seconds if it keeps rising (the forecast, docs/science/alerts.md 5.7).
+
+    The trend takes one sample per reading: ``crowd_time`` (the time of the reading behind each cell's density) if
+    given, else every update is a new reading (a simulated field). Stateful across ticks (density and time at the
+    last trend sample, a clock of the updates, smoothed trend, EWMA velocity mean and variance for
     Helbing's pressure). Crowd pressure needs ``crowd_velocity_x/y``; without them it is NaN, and it
     never raises the hazard on its own (only where density >= ``pressure_min_density``).
     Fruin LOS codes: 0 A .. 5 F, -1 no data; walkway table (density from the ft2 space table)
@@ -121,6 +127,7 @@ class CrowdState(Component):
     inputs = (
         Var("crowd_density", "person m-2", GRID_DIMS, "float64", "people per square metre of walkable area",
             valid_range=(0, 7)),
+        Var("crowd_time", "s", GRID_DIMS, "float64", "time of the reading behind the crowd density", optional=True),
         Var("crowd_velocity_x", "m s-1", GRID_DIMS, "float64", "mean crowd velocity, x component",
             optional=True, valid_range=(-1.5, 1.5)),
         Var("crowd_velocity_y", "m s-1", GRID_DIMS, "float64", "mean crowd velocity, y component",
@@ -132,13 +139,15 @@ class CrowdState(Component):
         Var("crowd_los_queue", "1", GRID_DIMS, "int8", "Fruin queuing level of service, 0 A to 5 F, -1 no data",
             flags=LOS_FLAGS),
         Var("crowd_trend", "person m-2 s-1", GRID_DIMS, "float64", "smoothed rate of change of crowd density"),
-        Var("crowd_hazard", "1", GRID_DIMS, "float64", "normalised crowd hazard, 0 to 1"),
+        Var("crowd_hazard", "1", GRID_DIMS, "float64", "normalised crowd hazard of the observed density, 0 to 1"),
+        Var("crowd_projected", "person m-2", GRID_DIMS, "float64",
+            "density the crowd's trend reaches in 5 minutes (a forecast, never an observed level)"),
         Var("walking_speed", "m s-1", GRID_DIMS, "float64", "Weidmann walking speed at the crowd density"),
         Var("pedestrian_flow", "person m-1 s-1", GRID_DIMS, "float64", "Weidmann specific pedestrian flow"),
         Var("crowd_pressure", "s-2", GRID_DIMS, "float64", "Helbing crowd pressure, density x velocity variance"),
     )
     references = (FRUIN, STILL, WEIDMANN, HELBING)
-    state_vars = ("prev", "trend", "u_mean", "v_mean", "var")
+    state_vars = ("prev", "prev_t", "clock", "trend", "u_mean", "v_mean", "var")
 
     def __init__(self, ds: xr.Dataset, config: CrowdConfig | None = None):
         self.check_inputs(ds, ("crowd_density",))
@@ -146,10 +155,19 @@ class CrowdState(Component):
         n = ds["crowd_density"].size
         self.shape = ds["crowd_density"].shape
         self.prev = np.full(n, np.nan)
+        self.prev_t = np.full(n, np.nan)
+        self.clock = 0.0
         self.trend = np.full(n, np.nan)
         self.u_mean = np.full(n, np.nan)
         self.v_mean = np.full(n, np.nan)
         self.var = np.full(n, np.nan)
+
+    def restore_state(self, state: dict) -> None:
+        """As :meth:`Component.restore_state`; a state saved before the trend was sampled per reading (no
+        ``prev_t``) takes its next reading as a first one."""
+        if "prev_t" not in state and "prev" in state:
+            state = {**state, "prev_t": np.full(np.shape(state["prev"]), np.nan), "clock": 0.0}
+        super().restore_state(state)
 
     def update(self, ds: xr.Dataset, dt: float) -> xr.Dataset:
         """Advance by ``dt`` [s] with the density (and velocities, if any) in ``ds``."""
@@ -164,21 +182,23 @@ class CrowdState(Component):
         classify_bands(rho, cfg.walkway_density_edges(), 0, los)
         classify_bands(rho, np.asarray(cfg.queue_los_density, float), 0, losq)
         trend = np.empty(n)
-        density_trend(rho, self.prev, dt, cfg.trend_alpha, self.trend, trend)
-        self.trend = np.where(np.isnan(trend), self.trend, trend)
-        self.prev = rho.copy()
+        self.clock += dt
+        time = self.read(ds, "crowd_time").ravel() if "crowd_time" in ds else np.full(n, self.clock)
+        density_trend(rho, time, self.prev, self.prev_t, cfg.trend_alpha, self.trend, trend)
         pres = np.full(n, np.nan)
         if "crowd_velocity_x" in ds and "crowd_velocity_y" in ds:
             crowd_pressure(rho, self.read(ds, "crowd_velocity_x").ravel(), self.read(ds, "crowd_velocity_y").ravel(),
                            cfg.pressure_alpha, self.u_mean, self.v_mean, self.var, pres)
         hz = np.empty(n)
-        crowd_hazard(rho, trend, pres, cfg.trend_horizon, cfg.hazard_low, cfg.hazard_high, cfg.pressure_crit,
-                     cfg.pressure_min_density, hz)
+        crowd_hazard(rho, pres, cfg.hazard_low, cfg.hazard_high, cfg.pressure_crit, cfg.pressure_min_density, hz)
+        projected = np.empty(n)
+        projected_density(rho, trend, cfg.trend_horizon, projected)
         v = np.empty(n)
         q = np.empty(n)
         weidmann_speed(rho, cfg.weidmann_v0, cfg.weidmann_gamma, cfg.weidmann_rho_max, v, q)
         v[np.isnan(rho)] = np.nan
         q[np.isnan(rho)] = np.nan
         arrays = {"crowd_los": los, "crowd_los_queue": losq, "crowd_trend": trend, "crowd_hazard": hz,
+                  "crowd_projected": projected,
                   "walking_speed": v, "pedestrian_flow": q, "crowd_pressure": pres}
         return self.outputs_from_si({k: a.reshape(self.shape) for k, a in arrays.items()}, _coords(ds))

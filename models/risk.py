@@ -9,6 +9,7 @@ import xarray as xr
 
 from models._component import GRID_DIMS, LEVEL_FLAGS, Component, Reference, Var
 from models.config import AlertTiming, RiskConfig
+from models.hazards import LEVEL_HAZARDS
 from models.kernels import risk as rk
 
 UNDRR = Reference("UNDRR (2017). Terminology: disaster risk = f(hazard, exposure, vulnerability, capacity). "
@@ -18,7 +19,10 @@ PROMETHEUS = Reference("Prometheus alerting rules: for and keep_firing_for. "
 NAGIOS = Reference("Nagios Core / Naemon flap detection: 21 states, weights 0.75 to 1.25 (flapping.c). "
                    "https://naemon.io/documentation/usersguide/flapping")
 
-HAZARDS = ("crowd", "flood", "traffic")
+HAZARDS = LEVEL_HAZARDS
+"""The hazards with a level machine, in the kernel's order (`models.hazards`)."""
+CROWD_BAND_DOC = "crowd density bands of the cell: 0 the district's, j the j-th place's own (stair, ramp, bridge)"
+"""Long name of the ``crowd_band`` layer (as ``twin.district.layers``)."""
 LEVEL_NODATA = -1
 """Level code of a cell that never had data (same as ``twin.district.layers.LEVEL_NODATA``); a cell whose
 source falls silent keeps its held level, flagged in ``level_nodata``."""
@@ -46,11 +50,12 @@ def stale_mask(last_update: np.ndarray, now: float, period: float, n_periods: fl
 class AlertState:
     """State of the level state machine: plain arrays, cell-major (n_cells, n_hazards[, 5]).
 
-    ``level`` held level (-1: the cell never had data; int8), ``raw`` last fresh raw raise level (int8),
-    ``history`` the last 20 transitions of ``raw`` as bits (bit 0 newest; uint32), ``flapping`` flag (int8),
-    ``pending`` bits of the running timers (bit L - 1 the raise run of level L, bit 4 the clear timer; int8),
-    ``timers`` the raise runs of blue, yellow, orange, red and the clear timer [s] (float32, 0 where its
-    ``pending`` bit is clear); ``overall`` the composite level (n_cells,) (int8).
+    ``level`` held level (-1: the cell never had data; int8), ``raw`` raw raise level at the last flap-history
+    sample (int8), ``history`` the last 20 transitions of ``raw`` as bits (bit 0 newest; uint32), ``flapping``
+    flag (int8), ``pending`` bits of the running timers (bit L - 1 the raise run of level L, bit 4 the clear timer;
+    int8), ``timers`` the raise runs of blue, yellow, orange, red and the clear timer [s] (float32, 0 where its
+    ``pending`` bit is clear), then the history clock [s] (time since the last flap-history sample);
+    ``overall`` the composite level (n_cells,) (int8).
     """
 
     level: np.ndarray
@@ -81,13 +86,25 @@ class AlertState:
                 "pending": np.zeros(level.shape, np.int8),
                 "timers": np.zeros((*level.shape, rk.N_TIMERS), np.float32), "overall": saved["overall"]}
 
+    @classmethod
+    def with_history_clock(cls, saved: dict) -> dict:
+        """A state saved before the flap history was sampled in seconds (five timers) in today's form: the history
+        clock starts at 0, so the next sample of a running history comes one sample period after the restore."""
+        timers = np.asarray(saved["timers"], np.float32)
+        clock = np.zeros((*timers.shape[:-1], 1), np.float32)
+        return {**saved, "timers": np.concatenate([timers, clock], axis=-1)}
+
     def args(self) -> tuple[np.ndarray, ...]:
         """Arrays in kernel argument order (level, raw, history, flapping, pending, timers, overall)."""
         return self.level, self.raw, self.history, self.flapping, self.pending, self.timers, self.overall
 
 
 def tick_params(cfg: RiskConfig) -> dict[str, np.ndarray]:
-    """Kernel parameter arrays (``p``, ``thr``, ``tthr``, ``road_exp``, ``timing``) from a config, SI units."""
+    """Kernel parameter arrays (``p``, ``thr``, ``tthr``, ``road_exp``, ``timing``) from a config, SI units.
+
+    ``thr`` has 5 + len(``cfg.place_bands``) rows: the district's crowd, depth, h v, rain 1 h and 6 h bands, then
+    the crowd density bands of each place with bands of its own (row 5 + j for ``cfg.place_bands[j]``).
+    """
     c, f, r, t = cfg.crowd, cfg.flood, cfg.rain, cfg.traffic
     p = np.zeros(rk.N_PARAMS)
     p[rk.P_HORIZON], p[rk.P_RHO_LO], p[rk.P_RHO_HI] = c.trend_horizon, c.hazard_low, c.hazard_high
@@ -112,6 +129,7 @@ def tick_params(cfg: RiskConfig) -> dict[str, np.ndarray]:
         list(f.hv_raise) + list(f.hv_clear),
         list(sh1) + list(sh1 - m),
         list(sh6) + list(sh6 - m),
+        *(list(b.density_raise) + list(b.density_clear) for b in cfg.place_bands),  # row 5 + j: place j's bands
     ], dtype=float)
     # an unused lower colour (inf) takes the next used threshold: rows become non-decreasing, which
     # the kernel's branch-free count needs and which leaves "highest colour met" unchanged
@@ -132,6 +150,7 @@ def timing_row(timing: AlertTiming) -> list[float]:
     row[rk.T_FOR:rk.T_FOR + 4] = timing.raise_delays()
     row[rk.T_KEEP], row[rk.T_FLAP_WINDOW] = timing.keep_s, timing.flap_window_s
     row[rk.T_FLAP_HI], row[rk.T_FLAP_LO] = timing.flap_high, timing.flap_low
+    row[rk.T_FLAP_SAMPLE] = timing.flap_sample_s
     return row
 
 
@@ -152,6 +171,9 @@ class AlertLevels(Component):
     ``compound_min_level`` or above. ``level_crowd_forecast`` is the level of the trend-projected
     density, a forecast kept apart from the observed level. ``level_changed`` bits: 1 crowd,
     2 flood, 4 traffic, 8 overall; ``level_nodata`` bits: 1 crowd, 2 flood, 4 traffic.
+    Crowd levels use the density bands of the cell's ``crowd_band`` (optional, int8): 0 (and without the layer)
+    the district's ``config.crowd``, j >= 1 the j-th of ``config.place_bands`` (stricter bands of a stair, ramp
+    or bridge; kernel row 4 + j); another value is a ValueError.
     Optional inputs default to "not available" (NaN); NaN, +-inf and negative values are no data.
     Stale inputs: pass ``stale={"crowd": mask, ...}`` to :meth:`update` (or NaN values).
     The state is :attr:`state` (:class:`AlertState`), plain arrays that can be snapshotted.
@@ -178,6 +200,7 @@ class AlertLevels(Component):
         Var("road_class", "1", GRID_DIMS, "int8", "highest road class in the cell", valid_range=(0, 4)),
         Var("vulnerability", "1", GRID_DIMS, "float64",
             "vulnerability of what is in the cell, 0 (none) to 1 (highest)"),
+        Var("crowd_band", "1", GRID_DIMS, "int8", CROWD_BAND_DOC, optional=True, valid_range=(0, 0)),
     )
     outputs = (
         Var("risk_crowd", "1", GRID_DIMS, "float64", "crowd risk, hazard x exposure x vulnerability"),
@@ -204,7 +227,38 @@ class AlertLevels(Component):
         self.params = tick_params(self.config)
         self.shape = ds["road_class"].shape
         self.state = AlertState.zeros(3, int(np.prod(self.shape)))
+        self.crowd_rows = np.zeros(self.state.overall.size, np.int8)
+        """Per cell, the row of the kernel's ``thr`` with its crowd density bands (0: the district's)."""
+        if "crowd_band" in ds:
+            self.check_inputs(ds, ("crowd_band",))
+            self.crowd_rows = self.band_rows(ds)
         self.kernel = rk.risk_tick  # prange over cells: numba.set_num_threads decides the threads
+
+    def band_rows(self, ds: xr.Dataset) -> np.ndarray:
+        """The kernel's crowd row of every cell (flat int8) from the ``crowd_band`` layer: band 0 (the district's)
+        is row 0, band j >= 1 (``config.place_bands[j - 1]``) is row 4 + j; all 0 without the layer.
+
+        Raises ValueError naming the bad values when a band is outside 0 .. len(place_bands).
+        """
+        n = self.state.overall.size
+        if "crowd_band" not in ds:
+            return np.zeros(n, np.int8)
+        n_places = len(self.config.place_bands)
+        raw = np.asarray(ds["crowd_band"].values)
+        plain = raw.dtype.kind in "iu" and ds["crowd_band"].attrs.get("units", "1") == "1" and raw.size
+        if plain and raw.min() >= 0 and raw.max() <= n_places:  # the usual case, fast
+            band = raw.ravel()
+            return np.ascontiguousarray(np.where(band > 0, band + 4, 0).astype(np.int8)) if raw.max() else \
+                np.zeros(n, np.int8)
+        band = self.read(ds, "crowd_band", dtype="float64").ravel()
+        bad = ~((band >= 0) & (band <= n_places) & (band == np.round(band)))  # NaN is bad too
+        if bad.any():
+            values = sorted({float(v) for v in band[bad][:1000]}, key=lambda v: (np.isnan(v), v))
+            values = [str(int(v)) if v.is_integer() else str(v) for v in values]
+            raise ValueError(f"{type(self).__name__}: crowd_band must be 0 (the district's bands) to {n_places} "
+                             f"(the places of RiskConfig.place_bands); {int(bad.sum())} cell(s) have "
+                             f"{', '.join(map(str, values[:10]))}")
+        return np.ascontiguousarray(np.where(band > 0, band + 4, 0).astype(np.int8))
 
     def _get(self, ds: xr.Dataset, name: str, stale: dict | None, hazard: str) -> np.ndarray:
         n = self.state.overall.size
@@ -228,6 +282,8 @@ class AlertLevels(Component):
         saved = state.get("state")
         if isinstance(saved, dict) and "timers" not in saved and "n_up" in saved:
             state = {**state, "state": AlertState.upgraded(saved)}
+        elif isinstance(saved, dict) and np.shape(saved.get("timers"))[-1:] == (rk.N_TIMERS - 1,):
+            state = {**state, "state": AlertState.with_history_clock(saved)}
         super().restore_state(state)
 
     def update(self, ds: xr.Dataset, dt: float, stale: dict | None = None) -> xr.Dataset:
@@ -238,13 +294,14 @@ class AlertLevels(Component):
         if not (0.0 <= dt < np.inf):
             raise ValueError(f"AlertLevels.update: dt must be a finite number of seconds >= 0, got {dt}")
         self.check_inputs(ds)
+        self.crowd_rows = self.band_rows(ds)
         g = self._get
         arrays = (g(ds, "crowd_density", stale, "crowd"), g(ds, "crowd_trend", stale, "crowd"),
                   g(ds, "crowd_pressure", stale, "crowd"), g(ds, "water_depth", stale, "flood"),
                   g(ds, "flow_hazard", stale, "flood"), g(ds, "rain_1h", stale, "flood"),
                   g(ds, "rain_6h", stale, "flood"), g(ds, "traffic_speed", stale, "traffic"),
                   g(ds, "free_flow_speed", stale, "traffic"), self.read(ds, "road_class").ravel(),
-                  g(ds, "vulnerability", stale, ""))
+                  self.crowd_rows, g(ds, "vulnerability", stale, ""))
         n = arrays[0].size
         risk = np.empty((3, n))
         changed, nodata, forecast = np.empty(n, np.int8), np.empty(n, np.int8), np.empty(n, np.int8)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from models.hazards import LEVEL_HAZARDS
 from scenarios.report import _base_map, _extent, _origin
 
 METRICS = (("peak water depth [m]", ("peak_depth_m", "value")),
@@ -42,7 +43,7 @@ def metric_rows(a: dict, b: dict) -> list[tuple[str, float, float, float]]:
     for hazard in sorted(set(a.get("alerts", {})) | set(b.get("alerts", {}))):
         rows.append((f"{hazard} alerts raised", _get(a, ("alerts", hazard, "raised")),
                      _get(b, ("alerts", hazard, "raised"))))
-    for hazard in ("crowd", "flood", "traffic"):
+    for hazard in LEVEL_HAZARDS:
         rows.append((f"minutes at {hazard} red", _get(a, ("minutes_at_levels", hazard, "red")),
                      _get(b, ("minutes_at_levels", hazard, "red"))))
     return [(label, va, vb, vb - va) for label, va, vb in rows]

@@ -18,6 +18,11 @@ Walkable area
     `twin.district.walkable`: railings, flood walls, temporary barriers) applied first, the same file and
     formula the live twin applies (`twin.live.models.LiveConfig.walkable_override`): the crowd model's
     density and the live twin's fused density divide by the same walkable area (docs/science/crowd.md 1.4).
+Crowd bands
+    The scenario's file of places with crowd density bands of their own (``grid.crowd_bands``,
+    `twin.district.thresholds`: stairs, ramps, bridges), applied after the walkable override as the live twin
+    applies it (`twin.live.models.LiveConfig.place_bands_file`): the twin gets its ``crowd_band`` layer and
+    `Forcing.place_bands` holds the places' bands for the run's `models.config.RiskConfig`.
 Interventions
     Drainage capacity set or scaled inside a polygon, area-weighted by the share of each cell the
     polygon covers (as `twin.district.cim.drainage_layer` does), applied to a copy of the twin; tide-locked
@@ -34,6 +39,7 @@ import numpy as np
 import shapely
 import xarray as xr
 
+from models.config import PlaceBands
 from models.design_storm import chicago_depth_mm
 from scenarios.model import (
     Arrival,
@@ -54,6 +60,7 @@ from twin.district.dataset import grid_of
 from twin.district.geo import to_projected
 from twin.district.grid import GridSpec
 from twin.district.sources import data_dir
+from twin.district.thresholds import apply_place_bands
 from twin.district.walkable import with_walkable_file
 
 REQUIRED_LAYERS = ("walkable_area", "drainage_capacity", "water_mask", "road_class", "underpass")
@@ -184,6 +191,9 @@ class Forcing:
     demand_changes: list[TimedMask]
     tide_locks: tuple[Window, ...]
     one_way: list[OneWayZone]
+    place_bands: tuple[PlaceBands, ...] = ()
+    """Crowd density bands of the places of ``grid.crowd_bands`` (band j of ``static["crowd_band"]`` is
+    ``place_bands[j - 1]``), for the run's ``RiskConfig.place_bands``."""
 
     def rain_at(self, t0: float, t1: float) -> np.ndarray:
         """Mean rain intensity over [t0, t1], shape (ny, nx). [mm h-1]"""
@@ -258,6 +268,7 @@ def prepare(spec: Scenario, static: xr.Dataset) -> Forcing:
     if missing:
         raise ValueError(f"the twin has no layer {', '.join(missing)}: build it with `twin grid build`")
     static = with_walkable_file(static, spec.grid.walkable)
+    static, place_bands = apply_place_bands(static, spec.grid.crowd_bands)
     grid = grid_of(static)
     problems = _Problems()
     if spec.grid.path is None and not math.isclose(grid.cell_size, spec.grid.cell_m):
@@ -281,7 +292,8 @@ def prepare(spec: Scenario, static: xr.Dataset) -> Forcing:
                                                                   "no road cell of this grid"), d.window, d.factor)
                         for d in spec.forcing.traffic],
         tide_locks=spec.interventions.tide_locked,
-        one_way=[_one_way(o, layers, problems) for o in spec.interventions.one_way])
+        one_way=[_one_way(o, layers, problems) for o in spec.interventions.one_way],
+        place_bands=place_bands)
     if problems:
         raise ScenarioError(problems, str(spec.source or spec.name))
     return forcing

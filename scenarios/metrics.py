@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from models.hazards import LEVEL_HAZARDS
 from twin.district import geo
 from twin.district.dataset import grid_of
 
 COLOURS = ("none", "blue", "yellow", "orange", "red")
-HAZARDS = ("crowd", "flood", "traffic")
+HAZARDS = LEVEL_HAZARDS
 
 
 def _where(static: xr.Dataset, flat: int) -> dict[str, float]:

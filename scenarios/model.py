@@ -179,12 +179,15 @@ class Interventions:
 @dataclass(frozen=True)
 class GridChoice:
     """The grid: a saved twin (``path``), or the bundled ``district`` built at ``cell_m`` [m]; ``walkable``: a
-    walkable-area override file applied to it (`twin.district.walkable`), as the live twin applies it."""
+    walkable-area override file applied to it (`twin.district.walkable`), as the live twin applies it;
+    ``crowd_bands``: a file of places with crowd density bands of their own (stairs, ramps, bridges;
+    `twin.district.thresholds`), as the live twin's ``--crowd-bands`` applies it."""
 
     district: str = "bund"
     cell_m: float = DEFAULT_CELL_M
     path: Path | None = None
     walkable: Path | None = None
+    crowd_bands: Path | None = None
 
 
 @dataclass(frozen=True)

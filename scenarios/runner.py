@@ -27,6 +27,9 @@ import numpy as np
 import xarray as xr
 
 import models
+from models.hazards import alert_grids, density_bands_text
+from models.hazards import hazard as hazard_spec
+from models.tick import CrowdFields, RainFields, TickPipeline, TrafficFields
 from scenarios.record import Recorder
 from scenarios.traffic import RoadQueues
 from twin.alerting.compose import ComposeContext, issue, peak_evidence
@@ -50,33 +53,119 @@ class RunResult:
     start_time: float = 0.0
 
 
+class SimulatedFields:
+    """A scenario's field provider (`models.tick.FieldProvider`): the crowd-flow simulation, the scenario's rain and
+    outfalls, and road queues, on the scenario's clock (seconds from its start)."""
+
+    def __init__(self, forcing, grid) -> None:
+        self.forcing, self.grid = forcing, grid
+        static = forcing.static
+        zero = xr.zeros_like(static["elevation"], dtype=float)
+        seed = static.assign(rain_rate=zero.assign_attrs(units="mm h-1"),
+                             crowd_density=zero.assign_attrs(units="person m-2"))
+        self.crowd_flow = models.CrowdFlow(seed, cell_size=grid.cell_size)
+        self.roads = RoadQueues(static["free_flow_speed"].values, static["road_class"].values, grid.cell_size)
+        self._rain_first, self._rain_group = self._rain_groups()
+        self.n_rain_sources = int(self._rain_first.size)
+        self.water_outlets: np.ndarray | None = None
+        self._closed = np.zeros(grid.shape, bool)
+        self._one_way: tuple = ()
+        self._filling: tuple | None = None
+
+    # ------------------------------------------------------------ the provider
+    def crowd(self, t: float, dt: float) -> CrowdFields:
+        """The crowd-flow model run over the step: density [person m-2], 0 where nobody can stand (a simulation
+        knows its empty cells), and the head count."""
+        fields = self._run_crowd(t - dt, t, dt)
+        density = fields["crowd_density"].fillna(0.0).values
+        return CrowdFields(density, layers={"crowd_count": fields["crowd_count"].variable})
+
+    def rain(self, t: float, dt: float) -> RainFields:
+        """The scenario's mean rain over the step [mm h-1] per rain group (cells rained on alike)."""
+        rain = np.broadcast_to(np.asarray(self.forcing.rain_at(t - dt, t), float), self.grid.shape)
+        return RainFields(rain.ravel()[self._rain_first], self._rain_group)
+
+    def before_flood(self, t: float, dt: float, flood: models.FloodModel) -> None:
+        """The river outfalls, closed while tide-locked."""
+        if self.water_outlets is None:
+            self.water_outlets = flood.outlet.copy()
+        flood.outlet[...] = self.water_outlets if self.forcing.outlets_open(t - dt) else 0
+
+    def observed_depth(self, t: float) -> None:
+        """Nothing is observed in a scenario."""
+        return None
+
+    def traffic(self, t: float, dt: float) -> TrafficFields:
+        """Road-cell speeds of the queue model under the demand and closures in force."""
+        return TrafficFields(self.roads.step(dt, self.forcing.demand_factor(t), self.forcing.road_closed(t)))
+
+    # ------------------------------------------------------------ the simulation
+    def _rain_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cells rained on alike (the same weight in every rain field) share their rolling totals: (one cell
+        of each group, each cell's group). A uniform storm is one group instead of every cell."""
+        n = self.grid.size
+        rains = list(self.forcing.rains)
+        weights = np.stack([np.asarray(r.weights, float).ravel() for r in rains], axis=1) if rains else np.zeros((n, 1))
+        _, first, group = np.unique(weights, axis=0, return_index=True, return_inverse=True)
+        return first, group.ravel()
+
+    def _run_crowd(self, t0: float, t1: float, dt: float) -> xr.Dataset:
+        self._apply_closures(t0)
+        nx = self.grid.nx
+        walkable, area = self.crowd_flow.walkable.ravel(), self.crowd_flow.area.ravel()
+        for cells, people, _destination in self.forcing.arrivals(t0, t1):
+            cells = np.asarray(cells, np.int64)
+            cells = cells[walkable[cells]]  # an entrance's walls and water take nobody
+            if cells.size == 0:
+                raise ValueError("a crowd entrance has no walkable cell on this grid")
+            share = area[cells] / area[cells].sum()  # people spread over the entrance by walkable area
+            self.crowd_flow.add_people(np.divmod(cells, nx), people * share)
+        filling = tuple(g.filling(t1) for g in self.forcing.gatherings)
+        if filling != self._filling:  # gathering places attract while they fill; then everyone heads out
+            masks = [g.mask for g, on in zip(self.forcing.gatherings, filling, strict=True) if on]
+            attractors = np.any(masks, axis=0) if masks else np.zeros(self.grid.shape, bool)
+            exits = np.asarray(self.forcing.exits, bool) & ~attractors
+            self.crowd_flow.set_destinations(sinks=exits & self.crowd_flow.walkable,
+                                             attractors=attractors & self.crowd_flow.walkable)
+            self._filling = filling
+        self.crowd_flow.run_one_step(dt)
+        return self.crowd_flow.fields()
+
+    def _apply_closures(self, t: float) -> None:
+        """Exits and stairs closed at ``t``, and the one-way zones in force."""
+        closed = np.asarray(self.forcing.closed_cells_at(t), bool)
+        if not np.array_equal(closed, self._closed):
+            self.crowd_flow.set_closed(self._closed & ~closed, closed=False)
+            self.crowd_flow.set_closed(closed & ~self._closed, closed=True)
+            self._closed = closed
+        zones = tuple(self.forcing.one_way_at(t))
+        if zones != self._one_way:
+            for z in self._one_way:
+                self.crowd_flow.set_one_way(z.mask, None)
+            for z in zones:
+                self.crowd_flow.set_one_way(z.mask, z.grid_bearing_deg)
+            self._one_way = zones
+
+
 class ScenarioModels:
-    """The kernels of one scenario run and their state."""
+    """The tick pipeline of one scenario run (`models.tick.TickPipeline` fed by `SimulatedFields`), its alert book
+    and its state."""
 
     def __init__(self, forcing, start_time: float, seed: int = 0, status: str = "Exercise") -> None:
         self.forcing = forcing
         static = forcing.static
         self.static, self.grid = static, grid_of(static)
-        zero = xr.zeros_like(static["elevation"], dtype=float)
-        self.seed_ds = static.assign(rain_rate=zero.assign_attrs(units="mm h-1"),
-                                     crowd_density=zero.assign_attrs(units="person m-2"))
-        self.flood = models.FloodModel(self.seed_ds, cell_size=self.grid.cell_size)
-        self.water_outlets = self.flood.outlet.copy()
-        self.crowd = models.CrowdFlow(self.seed_ds, cell_size=self.grid.cell_size)
-        self.crowd_state = models.CrowdState(self.seed_ds)
-        self._rain_first, self._rain_group = self._rain_groups()
-        self.rain = models.RainAccumulation(xr.Dataset(
-            {"rain_rate": (("y", "x"), np.zeros((1, self._rain_first.size)), {"units": "mm h-1"})}))
-        self.roads = RoadQueues(static["free_flow_speed"].values, static["road_class"].values, self.grid.cell_size)
-        self.levels = models.AlertLevels(static)
+        self.fields = SimulatedFields(forcing, self.grid)
+        # the scenario's crowd bands (grid.crowd_bands): its places' bands for the static twin's crowd_band layer
+        risk = models.RiskConfig(place_bands=tuple(getattr(forcing, "place_bands", ())))
+        self.pipeline = TickPipeline(static, self.fields, cell_size=self.grid.cell_size, risk=risk)
+        self.flood, self.crowd = self.pipeline.flood, self.fields.crowd_flow
         district = static.attrs.get("district", "district")
         self.book = AlertBook(district)
-        self.cap_context = ComposeContext(self.grid, "scenario@citytwin", district, status, self._evidence)
+        self.cap_context = ComposeContext(self.grid, "scenario@citytwin", district, status, self._evidence,
+                                          forecast_horizon_s=self.pipeline.risk_config.crowd.trend_horizon)
         self.start_time, self.seed = start_time, seed
         self.layers: xr.Dataset = xr.Dataset()
-        self._closed = np.zeros(self.grid.shape, bool)
-        self._one_way: tuple = ()
-        self._filling: tuple | None = None
 
     def start_from(self, state: dict[str, np.ndarray]) -> None:
         """Start from a live twin's water depth [m] and crowd density [person m-2] (a fork)."""
@@ -91,89 +180,20 @@ class ScenarioModels:
     # ------------------------------------------------------------ one step
     def step(self, t0: float, t1: float) -> list[AlertEvent]:
         """Advance from ``t0`` to ``t1`` [s from the start]; returns the alert events of the step."""
-        dt = t1 - t0
-        rain = np.asarray(self.forcing.rain_at(t0, t1), float)
-        ds = self.seed_ds.copy()
-        ds["rain_rate"] = (("y", "x"), np.broadcast_to(rain, self.grid.shape).copy(), {"units": "mm h-1"})
-        totals = self._rain_totals(rain, dt)
-        flood = self._flood(t0, rain, dt)
-        crowd = self._crowd(t0, t1, dt)
-        state = self.crowd_state.update(crowd[["crowd_density"]], dt)
-        speed = self.roads.step(dt, self.forcing.demand_factor(t1), self.forcing.road_closed(t1))
-        ds.update({"crowd_density": crowd["crowd_density"].fillna(0.0), "water_depth": flood["water_depth"],
-                   "flow_hazard": flood["flow_hazard"], "crowd_trend": state["crowd_trend"],
-                   "crowd_pressure": state["crowd_pressure"], "traffic_speed": (("y", "x"), speed,
-                                                                                {"units": "km h-1"})})
-        levels = self.levels.update(ds, dt)
-        self.layers = xr.merge([ds[["rain_rate", "water_depth", "flow_hazard", "crowd_density", "crowd_trend",
-                                    "traffic_speed"]], crowd[["crowd_count"]], totals[["rain_1h", "rain_signal"]],
-                                levels], compat="override")
-        hazard_levels = {h: self.layers[f"level_{h}"].values for h in ("crowd", "flood", "traffic")}
-        hazard_levels["rain"] = self.layers["rain_signal"].values
-        return issue(self.book.tick(self.start_time + t1, hazard_levels), self.cap_context)
-
-    def _rain_groups(self) -> tuple[np.ndarray, np.ndarray]:
-        """Cells rained on alike (the same weight in every rain field) share their rolling totals: (one cell
-        of each group, each cell's group). A uniform storm is one group instead of every cell."""
-        n = self.grid.size
-        rains = list(self.forcing.rains)
-        weights = np.stack([np.asarray(r.weights, float).ravel() for r in rains], axis=1) if rains else np.zeros((n, 1))
-        _, first, group = np.unique(weights, axis=0, return_index=True, return_inverse=True)
-        return first, group.ravel()
-
-    def _rain_totals(self, rain: np.ndarray, dt: float) -> xr.Dataset:
-        """Rolling rain totals and the Shanghai rainstorm signal per cell (computed per rain group)."""
-        rate = np.broadcast_to(rain, self.grid.shape).ravel()[self._rain_first]
-        totals = self.rain.update(xr.Dataset({"rain_rate": (("y", "x"), rate[None, :], {"units": "mm h-1"})}), dt)
-        return xr.Dataset({name: (("y", "x"), totals[name].values[0][self._rain_group].reshape(self.grid.shape),
-                                  totals[name].attrs) for name in ("rain_1h", "rain_signal")},
-                          coords={"y": self.static["y"], "x": self.static["x"]})
-
-    def _flood(self, t0: float, rain: np.ndarray, dt: float) -> xr.Dataset:
-        self.flood.outlet[...] = self.water_outlets if self.forcing.outlets_open(t0) else 0
-        self.flood.set_rain(rain)
-        self.flood.run_one_step(dt)
-        return self.flood.fields()
-
-    def _crowd(self, t0: float, t1: float, dt: float) -> xr.Dataset:
-        self._apply_closures(t0)
-        nx = self.grid.nx
-        walkable, area = self.crowd.walkable.ravel(), self.crowd.area.ravel()
-        for cells, people, _destination in self.forcing.arrivals(t0, t1):
-            cells = np.asarray(cells, np.int64)
-            cells = cells[walkable[cells]]  # an entrance's walls and water take nobody
-            if cells.size == 0:
-                raise ValueError("a crowd entrance has no walkable cell on this grid")
-            share = area[cells] / area[cells].sum()  # people spread over the entrance by walkable area
-            self.crowd.add_people(np.divmod(cells, nx), people * share)
-        filling = tuple(g.filling(t1) for g in self.forcing.gatherings)
-        if filling != self._filling:  # gathering places attract while they fill; then everyone heads out
-            masks = [g.mask for g, on in zip(self.forcing.gatherings, filling, strict=True) if on]
-            attractors = np.any(masks, axis=0) if masks else np.zeros(self.grid.shape, bool)
-            exits = np.asarray(self.forcing.exits, bool) & ~attractors
-            self.crowd.set_destinations(sinks=exits & self.crowd.walkable, attractors=attractors & self.crowd.walkable)
-            self._filling = filling
-        self.crowd.run_one_step(dt)
-        return self.crowd.fields()
-
-    def _apply_closures(self, t: float) -> None:
-        """Exits and stairs closed at ``t``, and the one-way zones in force."""
-        closed = np.asarray(self.forcing.closed_cells_at(t), bool)
-        if not np.array_equal(closed, self._closed):
-            self.crowd.set_closed(self._closed & ~closed, closed=False)
-            self.crowd.set_closed(closed & ~self._closed, closed=True)
-            self._closed = closed
-        zones = tuple(self.forcing.one_way_at(t))
-        if zones != self._one_way:
-            for z in self._one_way:
-                self.crowd.set_one_way(z.mask, None)
-            for z in zones:
-                self.crowd.set_one_way(z.mask, z.grid_bearing_deg)
-            self._one_way = zones
+        ds = self.pipeline.step(t1, t1 - t0)
+        self.layers = ds[[name for name in ds.data_vars if name not in self.static.data_vars]]
+        levels = alert_grids({name: var.values for name, var in self.layers.data_vars.items()})
+        return issue(self.book.tick(self.start_time + t1, levels), self.cap_context)
 
     def _evidence(self, hazard: str, cells: np.ndarray) -> dict[str, object]:
-        """The peak (or least, for speeds) value of the hazard's layer in the alert, as the live twin gives it."""
-        return peak_evidence(self.layers, hazard, cells)
+        """The worst value of the hazard's metric in the alert and, for crowd alerts, the density bands that applied
+        (``densityBands``), as the live twin gives them."""
+        out = peak_evidence(self.layers, hazard, cells)
+        if hazard_spec(hazard).sensor_kind == "crowd":  # crowd and crowd_forecast
+            band = self.static["crowd_band"].values.ravel()[cells] if "crowd_band" in self.static else \
+                np.zeros(0, np.int8)
+            out["densityBands"] = density_bands_text(self.pipeline.risk_config, band)
+        return out
 
     # ------------------------------------------------------------ bookkeeping
     def balance(self) -> dict[str, float]:

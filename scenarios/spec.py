@@ -18,6 +18,7 @@ units: times in seconds from the start (``start_time`` is unix seconds), places 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from scenarios.model import (
 from scenarios.sections import parse_sections
 from twin.district.layers import LAYERS
 from twin.district.sources import data_dir
+from twin.district.thresholds import PlaceBandsError, load_place_bands
 from twin.district.walkable import WalkableOverrideError, load_walkable_overrides
 
 __all__ = ["OUTPUT_ALIASES", "Arrival", "Closure", "DemandChange", "DesignStorm", "DrainageChange", "Forcings",
@@ -248,7 +250,7 @@ def _grid(ctx: Context, value: Any) -> GridChoice:
     short = isinstance(value, str)
     if short:
         value = {"path": value} if value.endswith(".nc") else {"district": value}
-    if not ctx.known(value, "grid", ("district", "cell", "path", "walkable")):
+    if not ctx.known(value, "grid", ("district", "cell", "path", "walkable", "crowd_bands")):
         return GridChoice()
     district = str(value.get("district", "bund"))
     if not (data_dir() / district / "buildings.geojson").is_file():
@@ -263,20 +265,33 @@ def _grid(ctx: Context, value: Any) -> GridChoice:
         path = ctx.base_dir / str(value["path"])
         if not path.is_file():
             ctx.fail("grid" if short else "grid.path", f"no twin file {path}")
-    return GridChoice(district, cell or DEFAULT_CELL_M, path, _walkable(ctx, value.get("walkable")))
+    return GridChoice(district, cell or DEFAULT_CELL_M, path, _walkable(ctx, value.get("walkable")),
+                      _crowd_bands(ctx, value.get("crowd_bands")))
 
 
 def _walkable(ctx: Context, value: Any) -> Path | None:
     """``grid.walkable``: a walkable-area override file (`twin.district.walkable`), checked here."""
+    return _checked_file(ctx, value, "grid.walkable", load_walkable_overrides, WalkableOverrideError)
+
+
+def _crowd_bands(ctx: Context, value: Any) -> Path | None:
+    """``grid.crowd_bands``: a file of places with crowd density bands of their own (`twin.district.thresholds`),
+    checked here."""
+    return _checked_file(ctx, value, "grid.crowd_bands", load_place_bands, PlaceBandsError)
+
+
+def _checked_file(ctx: Context, value: Any, field: str, load: Callable[[Path], object],
+                  error: type[ValueError]) -> Path | None:
+    """The path of a file the scenario names (relative to the scenario), after ``load`` read it without ``error``."""
     if value is None:
         return None
     path = ctx.base_dir / str(value)
     try:
-        load_walkable_overrides(path)
+        load(path)
     except OSError as exc:
-        ctx.fail("grid.walkable", f"cannot read {path}: {exc.strerror or exc}")
-    except WalkableOverrideError as exc:
-        ctx.fail("grid.walkable", str(exc))
+        ctx.fail(field, f"cannot read {path}: {exc.strerror or exc}")
+    except error as exc:
+        ctx.fail(field, str(exc))
     return path
 
 

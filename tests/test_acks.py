@@ -38,7 +38,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def build(grid, state_dir) -> LiveService:
     """A live service as ``twin run`` builds it (a broker it never connects to), snapshots every 60 s."""
     return LiveService(ServiceConfig(broker="mqtt://127.0.0.1:9", grid=grid, registry=REGISTRY, state_dir=state_dir,
-                                     tick_s=10.0, core=CoreConfig(tick_s=10.0, clear_ticks=2),
+                                     tick_s=10.0, core=CoreConfig(tick_s=10.0, clear_s=20.0),
                                      clock=TwinClock(start=T0)))
 
 

@@ -18,8 +18,8 @@ T0 = 1_735_689_600.0  # 2025-01-01T00:00:00Z
 class Book:
     """The lifecycle with every event composed into CAP, as the core and the scenario runner use it."""
 
-    def __init__(self, clear_ticks: int = 0, status: str = "Actual", **context) -> None:
-        self.lifecycle = AlertBook("bund", clear_ticks=clear_ticks)
+    def __init__(self, clear_s: float = 0.0, status: str = "Actual", **context) -> None:
+        self.lifecycle = AlertBook("bund", clear_s=clear_s)
         self.context = ComposeContext(GRID, "twin.bund@citytwin", "bund", status, **context)
 
     @property
@@ -67,11 +67,30 @@ def test_raise_grow_escalate_shrink_clear():
 
 
 def test_clear_waits_for_the_clear_delay():
-    b = book(clear_ticks=2)
+    b = book(clear_s=2.0)
     b.tick(T0, {"flood": levels((1, 3, 1, 3, 3))})
     assert b.tick(T0 + 1, {"flood": levels()}) == []
     assert b.tick(T0 + 2, {"flood": levels()}) == []
     assert kinds(b.tick(T0 + 3, {"flood": levels()})) == [("cancelled", "flood", 3)]
+
+
+@pytest.mark.parametrize("tick_s", [1.0, 2.5, 10.0])
+def test_the_clear_delay_is_in_seconds_whatever_the_tick(tick_s):
+    """The Cancel comes at the first tick at least clear_s after the first tick without cells."""
+    b = book(clear_s=20.0)
+    b.tick(T0, {"flood": levels((1, 3, 1, 3, 3))})
+    k, cancelled = 1, []
+    while not cancelled:
+        cancelled = b.tick(T0 + k * tick_s, {"flood": levels()})
+        k += 1
+    first_empty = T0 + tick_s
+    assert cancelled[0].t - first_empty >= 20.0 - 1e-9
+    assert cancelled[0].t - first_empty < 20.0 + tick_s
+
+
+def test_a_negative_clear_delay_is_refused():
+    with pytest.raises(ValueError, match="clear_s"):
+        AlertBook("bund", clear_s=-1.0)
 
 
 def test_a_moving_region_keeps_its_alert():

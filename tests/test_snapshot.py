@@ -76,7 +76,7 @@ def run_and_restore(bund10, registry, tmp_path_factory):
     folder = tmp_path_factory.mktemp("state")
 
     def fresh():
-        return TwinCore(ds, registry, Store.open(":memory:"), CoreConfig(clear_ticks=1))
+        return TwinCore(ds, registry, Store.open(":memory:"), CoreConfig(clear_s=TICK_S))
 
     a = fresh()
     first = _run(a, registry, range(12))

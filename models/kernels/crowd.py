@@ -1,4 +1,5 @@
-"""Crowd kernels: count variance, density fusion over sensors, trend, hazard, Weidmann speed law, Helbing pressure.
+"""Crowd kernels: count variance, density fusion over sensors, trend, hazard, projection, Weidmann speed law,
+Helbing pressure.
 
 All arrays are flat (one value per cell or per sensor); densities in person m-2, speeds in m s-1,
 times in s.
@@ -148,46 +149,80 @@ def _fused_variance(piece_cell, cover_piece, cover_sensor, precision, piece_prec
 
 
 @njit(cache=True, nogil=True)
-def density_trend(density, prev, dt, alpha, trend, out):
-    """Smoothed rate of change of density (EWMA of finite differences).
+def density_trend(density, time, prev, prev_t, alpha, trend, out):
+    """Smoothed rate of change of density, one sample per reading, not per tick (EWMA of finite differences).
+
+    A cell takes a trend sample when the time of its reading is later than at its previous sample; the sample's
+    rate is the change of density over the time between the two readings. A counter that reports every 60 s so
+    gives the same trend at a 1 s tick as at a 60 s tick (a per-tick difference would make each new report a
+    step 60 times too steep), and a steady crowd's readings are samples of no change.
 
     Parameters
     ----------
-    density, prev : ndarray of float64
-        Density now and one tick ago. [person m-2]
-    dt : float
-        Time between them. [s]
+    density : ndarray of float64
+        Density now. [person m-2]
+    time : ndarray of float64
+        Time of the reading behind each cell's density (NaN: none). [s]
+    prev, prev_t : ndarray of float64
+        State: density and reading time at the previous sample (NaN: none yet); updated in place. [person m-2], [s]
     alpha : float
-        EWMA weight of the newest difference, 0 < alpha <= 1. [1]
+        EWMA weight of the newest sample, 0 < alpha <= 1. [1]
     trend : ndarray of float64
-        Previous smoothed rate (NaN: none yet). [person m-2 s-1]
+        State: smoothed rate (NaN: none yet); updated in place. [person m-2 s-1]
     out : ndarray of float64
-        New smoothed rate; NaN where either density is NaN. [person m-2 s-1]
+        The smoothed rate now; NaN where the density or its time is NaN (no data). [person m-2 s-1]
     """
     for i in range(density.size):
-        r = (density[i] - prev[i]) / dt
-        if math.isnan(r):
+        rho, t = density[i], time[i]
+        if math.isnan(rho) or math.isnan(t):
             out[i] = np.nan
-        elif math.isnan(trend[i]):
-            out[i] = r
-        else:
-            out[i] = alpha * r + (1.0 - alpha) * trend[i]
+            continue
+        if math.isnan(prev[i]) or math.isnan(prev_t[i]):
+            prev[i] = rho
+            prev_t[i] = t
+        elif t > prev_t[i]:
+            r = (rho - prev[i]) / (t - prev_t[i])
+            trend[i] = r if math.isnan(trend[i]) else alpha * r + (1.0 - alpha) * trend[i]
+            prev[i] = rho
+            prev_t[i] = t
+        out[i] = trend[i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def projected(rho, rate, horizon):
+    """The density a rising crowd reaches in ``horizon`` [s]: rho + max(rate, 0) x horizon [person m-2].
+
+    The one definition of the crowd forecast (docs/science/alerts.md 5.7): the risk tick's forecast level and
+    the ``crowd_projected`` layer both call it. A falling density is not projected (the forecast never lowers).
+    """
+    return rho + max(rate, 0.0) * horizon
+
+
+@njit(cache=True, nogil=True, inline="always")
+def hazard_at(rho, pres, rho_low, inv_span, p_crit, rho_p):
+    """Normalised crowd hazard of an observed density and whether the pressure rule holds: (hazard, surge).
+
+    Hazard = clip((rho - rho_low) x inv_span, 0, 1) (0 at ``rho_low``, 1 at rho_low + 1 / inv_span, default 2 and
+    5 person m-2, docs/science/risk.md 4); 1 where the crowd pressure ``pres`` [s-2] is at least ``p_crit`` with a
+    density of at least ``rho_p`` [person m-2] (Helbing et al. 2007; pressure never alerts alone). NaN pressure:
+    the rule does not hold. The one definition of the crowd hazard: the risk tick and `crowd_hazard` call it.
+    """
+    surge = pres >= p_crit and rho >= rho_p
+    if surge:
+        return 1.0, True
+    return min(max((rho - rho_low) * inv_span, 0.0), 1.0), False
 
 
 @njit(cache=True, nogil=True)
-def crowd_hazard(density, rate, pressure, horizon, rho_low, rho_high, p_crit, rho_p, out):
-    """Normalised crowd hazard in [0, 1] from density, its trend and crowd pressure.
+def crowd_hazard(density, pressure, rho_low, rho_high, p_crit, rho_p, out):
+    """Normalised crowd hazard in [0, 1] of the observed density and crowd pressure (`hazard_at`).
 
     Parameters
     ----------
     density : ndarray of float64
         Crowd density. [person m-2]
-    rate : ndarray of float64
-        Smoothed density rate; NaN counts as 0. [person m-2 s-1]
     pressure : ndarray of float64
         Helbing crowd pressure; NaN where no velocities. [s-2]
-    horizon : float
-        Look-ahead for the trend: a rising density is judged at rho + rate * horizon. [s]
     rho_low, rho_high : float
         Density of hazard 0 and hazard 1 (default 2 and 5). [person m-2]
     p_crit : float
@@ -196,19 +231,50 @@ def crowd_hazard(density, rate, pressure, horizon, rho_low, rho_high, p_crit, rh
         Density co-condition for the pressure rule (pressure never alerts alone). [person m-2]
     out : ndarray of float64
         Hazard; NaN where density is NaN. [1]
+
+    The trend does not enter the hazard: a rising crowd is a forecast (`projected_density`), not a hazard.
     """
+    inv = 1.0 / (rho_high - rho_low)
     for i in range(density.size):
         rho = density[i]
         if math.isnan(rho):
             out[i] = np.nan
-            continue
-        r = rate[i]
-        proj = rho + (r * horizon if r > 0.0 else 0.0)
-        h = (proj - rho_low) / (rho_high - rho_low)
-        h = min(max(h, 0.0), 1.0)
-        if pressure[i] >= p_crit and rho >= rho_p:
-            h = 1.0
-        out[i] = h
+        else:
+            out[i] = hazard_at(rho, pressure[i], rho_low, inv, p_crit, rho_p)[0]
+
+
+@njit(cache=True, nogil=True)
+def projected_density(density, rate, horizon, out):
+    """The trend-projected density `projected` per cell [person m-2]; NaN where the density or its rate is NaN.
+
+    Parameters
+    ----------
+    density : ndarray of float64
+        Observed crowd density. [person m-2]
+    rate : ndarray of float64
+        Smoothed density rate. [person m-2 s-1]
+    horizon : float
+        Look-ahead. [s]
+    out : ndarray of float64
+        [person m-2]
+    """
+    for i in range(density.size):
+        rho, r = density[i], rate[i]
+        out[i] = np.nan if math.isnan(rho) or math.isnan(r) else projected(rho, r, horizon)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def weidmann_v(rho, v0, gamma, rho_max):
+    """Weidmann (1993) walking speed at density ``rho``: v0 at rho <= 0, 0 at rho >= rho_max. [m s-1]
+
+    v = v0 [1 - exp(-gamma (1/rho - 1/rho_max))]. The one definition of the speed law: `weidmann_speed` and the
+    crowd-flow kernels (:mod:`models.kernels.crowdflow`) call it.
+    """
+    if rho <= 0.0:
+        return v0
+    if rho >= rho_max:
+        return 0.0
+    return v0 * (1.0 - math.exp(-gamma * (1.0 / rho - 1.0 / rho_max)))
 
 
 @njit(cache=True, nogil=True)
@@ -236,14 +302,7 @@ def weidmann_speed(density, v0, gamma, rho_max, out_speed, out_flow):
     """
     for i in range(density.size):
         rho = density[i]
-        if math.isnan(rho):
-            v = np.nan
-        elif rho <= 0.0:
-            v = v0
-        elif rho >= rho_max:
-            v = 0.0
-        else:
-            v = v0 * (1.0 - math.exp(-gamma * (1.0 / rho - 1.0 / rho_max)))
+        v = np.nan if math.isnan(rho) else weidmann_v(rho, v0, gamma, rho_max)
         out_speed[i] = v
         out_flow[i] = max(rho, 0.0) * v if rho == rho else np.nan
 

@@ -29,6 +29,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from models.kernels.crowd import weidmann_v
+
 
 def _parallel(body):
     """``body`` compiled with rows in parallel, as a renamed copy ``<name>_par``: numba's disk cache keys an
@@ -36,16 +38,6 @@ def _parallel(body):
     twin = type(body)(body.__code__, body.__globals__, body.__name__ + "_par", body.__defaults__, body.__closure__)
     twin.__qualname__ = twin.__name__
     return njit(cache=True, nogil=True, parallel=True)(twin)
-
-
-@njit(cache=True, nogil=True)
-def _speed(rho, v0, gamma, rho_max):
-    """Weidmann (1993) walking speed at density ``rho``: v0 at rho <= 0, 0 at rho >= rho_max. [m s-1]"""
-    if rho <= 0.0:
-        return v0
-    if rho >= rho_max:
-        return 0.0
-    return v0 * (1.0 - math.exp(-gamma * (1.0 / rho - 1.0 / rho_max)))
 
 
 @njit(cache=True, nogil=True)
@@ -86,7 +78,7 @@ def weidmann_capacity(v0, gamma, rho_max):
         if hi - lo <= 4e-16 * hi:
             break
     rho_c = 0.5 * (lo + hi)
-    return rho_c, rho_c * _speed(rho_c, v0, gamma, rho_max)
+    return rho_c, rho_c * weidmann_v(rho_c, v0, gamma, rho_max)
 
 
 @njit(cache=True, nogil=True)
@@ -114,7 +106,7 @@ def slowness(count, area, moves, fd, v_min, out):
             if moves[i, j] == 0 or area[i, j] <= 0.0:
                 out[i, j] = math.inf
             else:
-                out[i, j] = 1.0 / max(_speed(count[i, j] / area[i, j], fd[0], fd[1], fd[2]), v_min)
+                out[i, j] = 1.0 / max(weidmann_v(count[i, j] / area[i, j], fd[0], fd[1], fd[2]), v_min)
 
 
 @njit(cache=True, nogil=True)
@@ -310,7 +302,7 @@ def _send_row(i, count, area, ex, ey, moves, wx, wy, dt, fd, sE, sW, sS, sN, sup
         sup[i, j] = q_max
         if n > 0.0 and area[i, j] > 0.0:
             rho = n / area[i, j]
-            q = rho * _speed(rho, v0, gamma, rho_max)
+            q = rho * weidmann_v(rho, v0, gamma, rho_max)
             d = q * dt if rho < rho_c else q_max * dt  # demand q(min(rho, rho_c))
             if rho > rho_c:
                 sup[i, j] = q  # supply q(max(rho, rho_c))

@@ -2,7 +2,7 @@
 
 Level codes: -1 never had data, 0 none, 1 blue, 2 yellow, 3 orange, 4 red. Hazards k: 0 crowd,
 1 flood, 2 traffic. State arrays are cell-major, shape (n, 3) (the three hazards of a cell are
-adjacent) or (n, 3, 5) for the timers, and a snapshot is a handful of plain arrays.
+adjacent) or (n, 3, 6) for the timers, and a snapshot is a handful of plain arrays.
 
 The rules of the level machine (docs/science/alerts.md 5; each has a test in
 tests/models/test_risk_levels.py, named after the rule):
@@ -30,9 +30,10 @@ tests/models/test_risk_levels.py, named after the rule):
    crowd reading off the roads) R is NaN, not 0. The compound escalation (+1 where two hazards
    are at ``P_COMPOUND`` or above) changes only the overall level.
 6. **Flap damping is bounded.** While a hazard flaps (Nagios percent state change of its raw
-   level, 21 samples), a level exactly one step above what the metric now says (the hold level)
-   is not stepped down before the flap window has passed since the metric fell below it (or since
-   the previous step); a level two or more steps above steps down as usual.
+   level over 21 history samples, one taken every ``T_FLAP_SAMPLE`` seconds of twin time, so the tick
+   length does not change what counts as flapping), a level exactly one step above what the metric
+   now says (the hold level) is not stepped down before the flap window has passed since the metric
+   fell below it (or since the previous step); a level two or more steps above steps down as usual.
 7. **One step down per clear delay.** While the hold level is below the held level, the level goes
    down one colour each time the clear timer reaches the clear delay; the timer keeps the time
    left over, so at a tick longer than the delay all steps that fell due are taken.
@@ -45,16 +46,17 @@ tests/models/test_risk_levels.py, named after the rule):
 
 Threshold tables (SI units; ``inf`` = not used):
 
-* ``thr`` (5, 8), higher is worse. Rows: 0 crowd density [person m-2], 1 water depth [m],
-  2 depth x velocity [m2 s-1], 3 rain 1 h [m], 4 rain 6 h [m]. Columns 0-3: raise thresholds of
+* ``thr`` (5 + n_places, 8), higher is worse. Rows: 0 crowd density [person m-2], 1 water depth [m],
+  2 depth x velocity [m2 s-1], 3 rain 1 h [m], 4 rain 6 h [m], 5 + j the crowd density bands of the j-th place
+  with bands of its own (a cell's ``crow`` names its crowd row). Columns 0-3: raise thresholds of
   blue, yellow, orange, red; 4-7: clear thresholds (the level is held while metric >= clear).
   Each half-row must be non-decreasing (``models.risk.tick_params`` makes it so).
 * ``tthr`` (5, 8), lower is worse, one row per road class (row 0 unused). Columns 0-2: speed at
   or below which blue, yellow, orange are raised [m s-1]; 3: speed ratio v / v_free at or below
   which orange becomes red [1]; 4-7: the same for holding. Speed bounds must be non-increasing.
 * ``p`` (21,): scalar parameters, indices ``P_*`` below (``models.risk.tick_params`` fills them).
-* ``timing`` (3, 8) per hazard, columns ``T_*``: raise delays of blue, yellow, orange, red [s],
-  clear delay [s], flap window [s], Nagios flap high and low thresholds [%].
+* ``timing`` (3, 9) per hazard, columns ``T_*``: raise delays of blue, yellow, orange, red [s],
+  clear delay [s], flap window [s], Nagios flap high and low thresholds [%], flap-history sample period [s].
 
 Timers are float32 seconds: whole and half seconds add up exactly to 2**23 s; a delay is reached
 when the timer is within ``EPS_S`` (1 ms) of it, which absorbs the rounding of fractional ticks.
@@ -65,16 +67,19 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from models.kernels.crowd import hazard_at, projected
+
 P_HORIZON, P_RHO_LO, P_RHO_HI, P_P_CRIT, P_RHO_P = 0, 1, 2, 3, 4
 P_H_LO, P_H_HI, P_HV_LO, P_HV_HI, P_R1_LO, P_R1_HI = 5, 6, 7, 8, 9, 10
 P_RATIO_LO, P_RATIO_HI, P_RHO_REF, P_COMPOUND = 11, 12, 13, 14
 # reciprocals 1 / (hi - lo) of the hazard ramps and 1 / rho_ref (multiplications are cheaper than divisions)
 P_INV_RHO, P_INV_H, P_INV_HV, P_INV_R1, P_INV_RATIO, P_INV_REF = 15, 16, 17, 18, 19, 20
 N_PARAMS = 21
-T_FOR, T_KEEP, T_FLAP_WINDOW, T_FLAP_HI, T_FLAP_LO = 0, 4, 5, 6, 7  # T_FOR + level - 1: raise delay of a level
-N_TIMING = 8
-N_TIMERS = 5  # timers per cell and hazard: raise runs of blue, yellow, orange, red; the clear timer
+T_FOR, T_KEEP, T_FLAP_WINDOW, T_FLAP_HI, T_FLAP_LO, T_FLAP_SAMPLE = 0, 4, 5, 6, 7, 8  # T_FOR + level - 1: a level's
+N_TIMING = 9  # raise delay; T_FLAP_SAMPLE: seconds between two samples of the flap history (0: every tick)
+N_TIMERS = 6  # timers per cell and hazard: raise runs of blue, yellow, orange, red; the clear timer; the history clock
 CLEAR = 4  # index of the clear timer, and bit 1 << CLEAR of ``pend``
+HIST_CLOCK = 5  # index of the time since the last flap-history sample (runs while the history is not blank)
 EPS_S = 1e-3  # [s] a timer within this of its delay has reached it (float32 rounding of fractional ticks)
 HIST_MASK = (1 << 20) - 1  # 20 transitions = 21 states (Nagios flapping.c, docs/science/alerts.md 5) [src]
 
@@ -104,28 +109,29 @@ def _up(m, thr, row):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _crowd(rho, pres, p, thr):
-    """Crowd hazard, raise and hold levels from the observed density [person m-2] (rule 8).
+def _crowd(rho, pres, p, thr, row):
+    """Crowd hazard, raise and hold levels from the observed density [person m-2] (rule 8), with the density
+    bands of row ``row`` of ``thr`` (0 the district's, a place's own further down: stairs, ramps, bridges).
 
-    Pressure [s-2] adds one level (hazard 1) only with a density of at least ``P_RHO_P``.
+    Hazard and the pressure rule are :func:`models.kernels.crowd.hazard_at`: pressure [s-2] adds one level (hazard
+    1) only with a density of at least ``P_RHO_P``.
     """
     if not _valid(rho):
         return np.nan, -1, -1
-    hz = _ramp(rho, p[P_RHO_LO], p[P_INV_RHO])
-    r, h = _up(rho, thr, 0)
-    if _valid(pres) and pres >= p[P_P_CRIT] and rho >= p[P_RHO_P]:
-        hz = 1.0
+    hz, surge = hazard_at(rho, pres if _valid(pres) else np.nan, p[P_RHO_LO], p[P_INV_RHO], p[P_P_CRIT], p[P_RHO_P])
+    r, h = _up(rho, thr, row)
+    if surge:
         r = min(r + 1, 4)
         h = min(h + 1, 4)
     return hz, r, h
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _crowd_forecast(rho, rate, p, thr):
-    """Raise level of the projected density rho + max(rate, 0) x horizon; -1 where either is no data."""
+def _crowd_forecast(rho, rate, p, thr, row):
+    """Raise level of the projected density (:func:`models.kernels.crowd.projected`); -1 where either is no data."""
     if not _valid(rho) or not abs(rate) < math.inf:
         return -1
-    r, _h = _up(rho + max(rate, 0.0) * p[P_HORIZON], thr, 0)
+    r, _h = _up(projected(rho, rate, p[P_HORIZON]), thr, row)
     return r
 
 
@@ -207,18 +213,32 @@ def flap_percent(hist, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _record_transition(k, c, r, tm, raw, hist, flap):
-    """Nagios history of the raw raise level ``r`` (fresh samples only) and the flapping flag of hazard ``k``."""
+def _record_transition(k, c, r, dt, tm, raw, hist, flap, timers):
+    """Nagios history of the raw raise level ``r`` (fresh samples only) and the flapping flag of hazard ``k``.
+
+    A blank history starts at the first change of ``r``. From then on one history sample is taken each time the
+    history clock reaches ``T_FLAP_SAMPLE`` seconds (rule 6): it records whether ``r`` differs from the level at the
+    previous sample, so a 1 s tick and a 10 s tick see the same history of a metric that changes every 10 s.
+    """
     changed = 1 if r != raw[c, k] else 0
-    if changed or hist[c, k] != 0:
-        hst = ((np.int64(hist[c, k]) << 1) | changed) & HIST_MASK
-        hist[c, k] = hst
-        raw[c, k] = r
-        pct = _flap_pct(hst)
-        if flap[c, k] != 0 and pct < tm[k, T_FLAP_LO]:
-            flap[c, k] = 0
-        elif flap[c, k] == 0 and pct > tm[k, T_FLAP_HI]:
-            flap[c, k] = 1
+    if hist[c, k] == 0:
+        if not changed:
+            return
+        timers[c, k, HIST_CLOCK] = 0.0
+    else:
+        clock = np.float32(timers[c, k, HIST_CLOCK] + dt)
+        if np.float64(clock) < tm[k, T_FLAP_SAMPLE] - EPS_S:
+            timers[c, k, HIST_CLOCK] = clock
+            return
+        timers[c, k, HIST_CLOCK] = 0.0
+    hst = ((np.int64(hist[c, k]) << 1) | changed) & HIST_MASK
+    hist[c, k] = hst
+    raw[c, k] = r
+    pct = _flap_pct(hst)
+    if flap[c, k] != 0 and pct < tm[k, T_FLAP_LO]:
+        flap[c, k] = 0
+    elif flap[c, k] == 0 and pct > tm[k, T_FLAP_HI]:
+        flap[c, k] = 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -298,7 +318,7 @@ def _freeze(k, c, pend, timers):
     """Rule 3: no data resets every pending raise and clear timer (the level stays)."""
     if pend[c, k] != 0:
         pend[c, k] = 0
-        for j in range(N_TIMERS):
+        for j in range(HIST_CLOCK):  # the raise runs and the clear timer; the history clock goes on
             timers[c, k, j] = 0.0
 
 
@@ -309,7 +329,7 @@ def _level(k, c, r, h, dt, tm, lev, raw, hist, flap, pend, timers):
     if r < 0:
         _freeze(k, c, pend, timers)
         return lv, 1
-    _record_transition(k, c, r, tm, raw, hist, flap)
+    _record_transition(k, c, r, dt, tm, raw, hist, flap, timers)
     lv = max(lv, 0)  # a first sample makes a never-seen cell "none"
     lv = _raise(k, c, r, lv, dt, tm, pend, timers)
     lv = _clear(k, c, h, lv, dt, flap[c, k] != 0, tm, pend, timers)
@@ -328,18 +348,18 @@ def _quiet(c, lev, raw, hist, flap, pend):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp, timing, dt,
-               risk, lev, raw, hist, flap, pend, timers, level, changed, nodata, forecast):
+def _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, crow, vuln, p, thr, tthr, road_exp, timing,
+               dt, risk, lev, raw, hist, flap, pend, timers, level, changed, nodata, forecast):
     cls = rclass[c]
     v = min(vuln[c], 1.0) if vuln[c] > 0.0 else 0.0
     ev = _exposure(rho[c], cls, road_exp, p) * v
-    hz0, r0, h0 = _crowd(rho[c], pres[c], p, thr)
+    hz0, r0, h0 = _crowd(rho[c], pres[c], p, thr, crow[c])
     hz1, r1_, h1 = _flood(depth[c], hv[c], r1[c], r6[c], p, thr)
     hz2, r2, h2 = _traffic(speed[c], vff[c], cls, p, tthr)
     risk[0, c] = hz0 * ev
     risk[1, c] = hz1 * ev
     risk[2, c] = hz2 * ev
-    forecast[c] = _crowd_forecast(rho[c], rate[c], p, thr)
+    forecast[c] = _crowd_forecast(rho[c], rate[c], p, thr, crow[c])
     if (r0 | h0 | r1_ | h1 | r2 | h2) == 0 and level[c] == 0 and _quiet(c, lev, raw, hist, flap, pend):
         changed[c] = 0  # fast path: nothing raised, nothing held, blank state -> nothing changes
         nodata[c] = 0
@@ -360,7 +380,7 @@ def _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, 
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp, timing, dt,
+def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, crow, vuln, p, thr, tthr, road_exp, timing, dt,
               risk, lev, raw, hist, flap, pend, timers, level, changed, nodata, forecast):
     """One risk tick over all cells: hazards, risk = H x E x V, levels by the rules of the module docstring.
 
@@ -376,6 +396,9 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
         Traffic space-mean speed and free-flow speed [m s-1].
     rclass : ndarray of int8
         Road class 0-4.
+    crow : ndarray of int8
+        Row of ``thr`` with the cell's crowd density bands: 0 the district's, 5 + j the j-th place's own bands
+        (stairs, ramps, bridges; `models.risk.tick_params`).
     vuln : ndarray of float64
         Vulnerability 0-1 [1].
     p, thr, tthr, road_exp, timing : ndarray
@@ -407,5 +430,5 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
     independent, so the result does not depend on the thread count.
     """
     for c in prange(rho.size):  # c only indexes (a cast to int64 here made the loop 3.5x slower)
-        _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp, timing,
-                   dt, risk, lev, raw, hist, flap, pend, timers, level, changed, nodata, forecast)
+        _tick_cell(c, rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, crow, vuln, p, thr, tthr, road_exp,
+                   timing, dt, risk, lev, raw, hist, flap, pend, timers, level, changed, nodata, forecast)

@@ -36,19 +36,51 @@ def fuse_density(piece_cell, piece_fraction, cover_piece, cover_sensor, count, r
         out_sigma[:] = np.where(cell_area > 0, np.sqrt(var @ b**2), np.nan)
 
 
-def density_trend(density, prev, dt, alpha, trend, out):
+def density_trend(density, time, prev, prev_t, alpha, trend, out):
     """numpy reference of :func:`models.kernels.crowd.density_trend`."""
-    r = (density - prev) / dt
-    out[:] = np.where(np.isnan(trend), r, alpha * r + (1.0 - alpha) * trend)
-    out[np.isnan(r)] = np.nan
+    ok = ~(np.isnan(density) | np.isnan(time))
+    first = ok & (np.isnan(prev) | np.isnan(prev_t))
+    due = ok & ~first & (time > prev_t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (density - prev) / (time - prev_t)
+    trend[due] = np.where(np.isnan(trend[due]), r[due], alpha * r[due] + (1.0 - alpha) * trend[due])
+    prev[first | due] = density[first | due]
+    prev_t[first | due] = time[first | due]
+    out[:] = np.where(ok, trend, np.nan)
 
 
-def crowd_hazard(density, rate, pressure, horizon, rho_low, rho_high, p_crit, rho_p, out):
+def projected(rho, rate, horizon):
+    """numpy reference of :func:`models.kernels.crowd.projected`."""
+    return rho + max(rate, 0.0) * horizon
+
+
+def hazard_at(rho, pres, rho_low, inv_span, p_crit, rho_p):
+    """numpy reference of :func:`models.kernels.crowd.hazard_at`."""
+    surge = bool(pres >= p_crit and rho >= rho_p)
+    return (1.0 if surge else float(np.clip((rho - rho_low) * inv_span, 0.0, 1.0))), surge
+
+
+def weidmann_v(rho, v0, gamma, rho_max):
+    """numpy reference of :func:`models.kernels.crowd.weidmann_v`."""
+    if rho <= 0.0:
+        return v0
+    if rho >= rho_max:
+        return 0.0
+    return v0 * (1.0 - float(np.exp(-gamma * (1.0 / rho - 1.0 / rho_max))))
+
+
+def crowd_hazard(density, pressure, rho_low, rho_high, p_crit, rho_p, out):
     """numpy reference of :func:`models.kernels.crowd.crowd_hazard`."""
-    proj = density + np.where(rate > 0, rate * horizon, 0.0)
-    h = np.clip((proj - rho_low) / (rho_high - rho_low), 0.0, 1.0)
+    h = np.clip((density - rho_low) / (rho_high - rho_low), 0.0, 1.0)
     h = np.where((pressure >= p_crit) & (density >= rho_p), 1.0, h)
     out[:] = np.where(np.isnan(density), np.nan, h)
+
+
+def projected_density(density, rate, horizon, out):
+    """numpy reference of :func:`models.kernels.crowd.projected_density`."""
+    with np.errstate(invalid="ignore"):
+        out[:] = density + np.maximum(rate, 0.0) * horizon
+    out[np.isnan(density) | np.isnan(rate)] = np.nan
 
 
 def weidmann_speed(density, v0, gamma, rho_max, out_speed, out_flow):

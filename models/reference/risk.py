@@ -11,6 +11,7 @@ import numpy as np
 from models.kernels.risk import (
     CLEAR,
     EPS_S,
+    HIST_CLOCK,
     HIST_MASK,
     P_COMPOUND,
     P_H_LO,
@@ -29,6 +30,7 @@ from models.kernels.risk import (
     P_RHO_P,
     T_FLAP_HI,
     T_FLAP_LO,
+    T_FLAP_SAMPLE,
     T_FLAP_WINDOW,
     T_FOR,
     T_KEEP,
@@ -47,11 +49,12 @@ def _valid(x):
 
 
 def _up(m, row):
+    """(raise, hold) levels; ``row`` one threshold row (8,) or one per cell (n, 8)."""
     r = np.zeros(m.shape, np.int64)
     h = np.zeros(m.shape, np.int64)
     for k in range(4):
-        r = np.where(m >= row[k], k + 1, r)
-        h = np.where(m >= row[4 + k], k + 1, h)
+        r = np.where(m >= row[..., k], k + 1, r)
+        h = np.where(m >= row[..., 4 + k], k + 1, h)
     return r, h
 
 
@@ -61,9 +64,9 @@ def flap_percent(hist, out):
     out[:] = (bits * _WEIGHTS).sum(axis=1) * 100.0 / 1520.0
 
 
-def _crowd(rho, pres, p, thr):
+def _crowd(rho, pres, p, thr, crow):
     ok = _valid(rho)
-    r, h = _up(rho, thr[0])
+    r, h = _up(rho, thr[crow.astype(np.int64)])
     hz = _ramp(rho, p[P_RHO_LO], p[P_INV_RHO])
     pr = ok & _valid(pres) & (pres >= p[P_P_CRIT]) & (rho >= p[P_RHO_P])
     hz = np.where(pr, 1.0, hz)
@@ -72,11 +75,11 @@ def _crowd(rho, pres, p, thr):
     return np.where(ok, hz, np.nan), np.where(ok, r, -1), np.where(ok, h, -1)
 
 
-def _crowd_forecast(rho, rate, p, thr):
+def _crowd_forecast(rho, rate, p, thr, crow):
     ok = _valid(rho) & (np.abs(rate) < np.inf)
     with np.errstate(invalid="ignore"):
         proj = rho + np.maximum(np.where(ok, rate, 0.0), 0.0) * p[P_HORIZON]
-    r, _h = _up(proj, thr[0])
+    r, _h = _up(proj, thr[crow.astype(np.int64)])
     return np.where(ok, r, -1)
 
 
@@ -122,14 +125,14 @@ def _exposure(rho, cls, road_exp, p):
     return np.where(_valid(rho), crowd, np.where(road, e, np.nan))
 
 
-def hazards(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, p, thr, tthr):
+def hazards(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, crow, p, thr, tthr):
     """Hazard (3, n), raise and hold levels (3, n) (-1 no data) and the crowd forecast level (n,)."""
     cls = rclass.astype(np.int64)
-    parts = (_crowd(rho, pres, p, thr), _flood(depth, hv, r1, r6, p, thr), _traffic(speed, vff, cls, p, tthr))
+    parts = (_crowd(rho, pres, p, thr, crow), _flood(depth, hv, r1, r6, p, thr), _traffic(speed, vff, cls, p, tthr))
     hz = np.stack([x[0] for x in parts])
     rr = np.stack([x[1] for x in parts]).astype(np.int64)
     hh = np.stack([x[2] for x in parts]).astype(np.int64)
-    return hz, rr, hh, _crowd_forecast(rho, rate, p, thr)
+    return hz, rr, hh, _crowd_forecast(rho, rate, p, thr, crow)
 
 
 def _f32(x):
@@ -140,9 +143,15 @@ def _advance(pending, old, dt):
     return np.where(pending, _f32(old.astype(np.float64) + dt), np.float32(0.0))
 
 
-def _record_transition(fresh, r, tm, raw, hist, flap):
+def _record_transition(fresh, r, dt, tm, raw, hist, flap, clock):
     chg = fresh & (r != raw)
-    upd = fresh & (chg | (hist != 0))
+    blank = hist == 0
+    ticked = _f32(clock.astype(np.float64) + dt)
+    due = ticked.astype(np.float64) >= tm[T_FLAP_SAMPLE] - EPS_S
+    running = fresh & ~blank
+    clock[running & ~due] = ticked[running & ~due]
+    upd = fresh & ((blank & chg) | (~blank & due))
+    clock[upd] = 0.0
     new_hist = ((hist.astype(np.int64) << 1) | chg) & HIST_MASK
     hist[upd] = new_hist[upd]
     raw[upd] = r[upd]
@@ -202,14 +211,14 @@ def _clear(fresh, h, lv, dt, flapping, tm, pend, timers):
 
 def _freeze(silent, pend, timers):
     pend[silent] = 0
-    timers[silent] = 0.0
+    timers[silent, :HIST_CLOCK] = 0.0
 
 
 def _level(r, h, dt, tm, lev, raw, hist, flap, pend, timers):
     """Level machine of one hazard over all cells (1-D / 2-D state views updated in place); (level, nodata)."""
     fresh = r >= 0
     _freeze(~fresh, pend, timers)
-    _record_transition(fresh, r, tm, raw, hist, flap)
+    _record_transition(fresh, r, dt, tm, raw, hist, flap, timers[:, HIST_CLOCK])
     lv = np.where(fresh, np.maximum(lev.astype(np.int64), 0), lev.astype(np.int64))
     lv = _raise(fresh, r, lv, dt, tm, pend, timers)
     lv = _clear(fresh, h, lv, dt, flap != 0, tm, pend, timers)
@@ -217,7 +226,7 @@ def _level(r, h, dt, tm, lev, raw, hist, flap, pend, timers):
     return lv, (~fresh).astype(np.int64)
 
 
-def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, thr, tthr, road_exp, timing, dt,
+def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, crow, vuln, p, thr, tthr, road_exp, timing, dt,
               risk, lev, raw, hist, flap, pend, timers, level, changed, nodata, forecast):
     """numpy reference of :func:`models.kernels.risk.risk_tick`.
 
@@ -226,7 +235,7 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, vuln, p, t
     cls = rclass.astype(np.int64)
     v = np.where(vuln > 0.0, np.minimum(vuln, 1.0), 0.0)
     ev = _exposure(rho, cls, road_exp, p) * v
-    hz, rr, hh, fc = hazards(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, p, thr, tthr)
+    hz, rr, hh, fc = hazards(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, crow, p, thr, tthr)
     forecast[:] = fc
     ch = np.zeros(rho.size, np.int64)
     nd = np.zeros(rho.size, np.int64)

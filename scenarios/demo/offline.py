@@ -1,13 +1,15 @@
 """The demo's story without a broker: simulator -> ingest admission step -> twin core, as fast as it computes.
 
 The same decoding, validation, twin core and alert lifecycle as the live service, on the simulated
-clock, with the field units answering the alerts the core routes to them. Deterministic for a seed,
+clock, with the field units answering the alerts the core routes to them, and the crowd counters counting
+over the walkable areas of the core's twin (`Story.simulator`). Deterministic for a seed,
 so tests and tuning can check what the story does (alerts of every hazard raised and cleared) in
 seconds; ``twin demo`` runs the same story through a real broker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import xarray as xr
@@ -33,6 +35,8 @@ class OfflineRun:
     received: int = 0
     core: TwinCore | None = None
     """The core at the end (its store is closed)."""
+    simulator: Simulator | None = None
+    """The simulator at the end (`Simulator.sensors` says what densities the counters meant)."""
 
     def kinds(self, hazard: str) -> set[str]:
         """The event kinds (raised / updated / cancelled) seen for ``hazard``."""
@@ -40,14 +44,16 @@ class OfflineRun:
 
 
 def run_offline(story: Story, static: xr.Dataset, registry: Registry, *, tick_s: float = 10.0, seed: int = 0,
-                until_s: float | None = None) -> OfflineRun:
-    """Play ``story`` for ``until_s`` simulated seconds (default its length) on a fresh core."""
-    sim = Simulator(story.feed_config(seed))
+                until_s: float | None = None,
+                on_tick: Callable[[float, TwinCore], None] | None = None) -> OfflineRun:
+    """Play ``story`` for ``until_s`` simulated seconds (default its length) on a fresh core; ``on_tick(t, core)``
+    is called after each tick (to look at the core's layers as they were)."""
+    sim = story.simulator(static, registry, seed)
     script = Script(story)
     store = Store.open(":memory:")
     core = TwinCore(story.twin(static), registry, store, CoreConfig(tick_s=tick_s))
     admission = Admission(registry, prefix=core.config.prefix)
-    out = OfflineRun(core=core)
+    out = OfflineRun(core=core, simulator=sim)
     steps = round((story.length_s if until_s is None else until_s) / tick_s)
     try:
         for _ in range(steps):
@@ -57,6 +63,8 @@ def run_offline(story: Story, static: xr.Dataset, registry: Registry, *, tick_s:
             if len(batch):
                 core.on_batch(batch)
             out.events += [(sim.t, e) for e in core.on_tick(sim.t).events]
+            if on_tick is not None:
+                on_tick(sim.t, core)
             out.unit_messages += _deliver_to_units(store, sim, core.config.prefix)
     finally:
         store.close()

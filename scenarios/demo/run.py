@@ -4,7 +4,8 @@ Order of things: the Bund grid (built once into the cache, then the story's drai
 fresh state folder, the broker (embedded unless ``--broker``), the live service on a `TwinClock` that
 runs ``speed`` times faster than the wall and starts at the story's start, the dashboard (HTTP API
 on 127.0.0.1, its URL printed with a fresh write token), a `Watcher` reading the
-contract's topics from the outside, and the simulator publishing the story at the same clock. It ends
+contract's topics from the outside, and the simulator publishing the story at the same clock (its crowd
+counters counting over the walkable areas of the twin it feeds, `Story.simulator`). It ends
 after ``--duration`` wall seconds, when the story is over (its length, or earlier once every alert has
 been cleared after the last beat), or on Ctrl-C / SIGTERM; then everything is stopped in reverse order
 and the summary printed.
@@ -26,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.registry import load_registry
 from scenarios.demo.console import Console, summary
 from scenarios.demo.story import Script, Story
 from scenarios.demo.watch import Watcher
@@ -132,7 +134,7 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
                         end_session_on_stop=True)
     service = LiveService(cfg)
     watcher = Watcher(url, protocol=protocol, prefix=opts.prefix).start()
-    sim = Simulator(story.feed_config(opts.seed, opts.prefix))
+    sim = story.simulator(static, load_registry(cfg.registry), opts.seed, opts.prefix)
     script = Script(story, on_beat=lambda b: console.beat(story.start + b.at_s, b.text))
     wall0 = time.monotonic()
     http = None
@@ -140,8 +142,9 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
         if not service.start():
             raise ConnectionError(f"the live twin could not connect to {url}")
         http = dashboard(service, opts, console.say)
-        console.say(f"twin running at {opts.speed:g}x: {story.length_s / 60:.0f} simulated minutes of "
-                    f"New Year's Eve on the Bund in about {story.length_s / opts.speed:.0f} s (Ctrl-C stops)")
+        console.say(f"twin running at {opts.speed:g}x: up to {story.length_s / 60:.0f} simulated minutes of "
+                    f"New Year's Eve on the Bund, ending once all is clear (about 46), in at most "
+                    f"{story.length_s / opts.speed:.0f} s (Ctrl-C stops)")
         feed = threading.Thread(target=_feed, args=(url, protocol, opts, story, sim, script, clock, stop),
                                 name="demo-feed", daemon=True)
         feed.start()
@@ -223,7 +226,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Run the live twin with a scripted storyline: an evening crowd gathers on the Bund and "
                     "crosses the thresholds, a rainstorm floods the tunnel portals, traffic on Zhongshan East "
                     "Road slows; alerts are raised, routed to the nearest field units, acknowledged and "
-                    f"cleared. {story.length_s / 60:.0f} simulated minutes; ends with a summary.")
+                    f"cleared. Up to {story.length_s / 60:.0f} simulated minutes: it ends once every alert has cleared "
+                    "(about 46), with a summary.")
     p.add_argument("--broker", help="use this broker (mqtt[s]://user:pass@host:port) instead of starting an "
                                     "embedded one")
     p.add_argument("--protocol", choices=("5", "3.1.1"), help="MQTT version with --broker (default 5)")

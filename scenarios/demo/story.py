@@ -4,7 +4,12 @@ Everything is relative to the story's start (22:00 +08:00 on 2025-12-31, the sim
 
 - crowd: the New Year's Eve profile (``scenarios.feeds.sensors``) squeezed so that its evening rise,
   midnight peak and dispersal fit in the hour; the busiest counter (Chen Yi Square) peaks at
-  ``crowd_peak`` person m-2 at ``crowd_peak_s``, above Still's critical 4 person m-2 (orange);
+  ``crowd_peak`` = 6 person m-2 at ``crowd_peak_s`` (22:25). The counters count people per m2 of the walkable
+  area the twin divides their counts by (`Story.simulator`), so the twin reads these densities, noise (3 %)
+  aside. Chen Yi Square is above Still's critical 4 person m-2 (orange) from 22:17:46 to 22:30:23 and above
+  5, where he calls a crowd dangerous (red), from 22:20:35 to 22:27:40 (thresholds:
+  ``models.config.CrowdConfig.density_raise``), so its crowd alert turns red because the crowd is that
+  dense, not because it is rising;
 - rain: a Chicago design storm on the Shanghai formula (docs/science/flood.md 2.2) of ``storm_return_period_yr``
   and ``storm_duration_min``. The district's pipes take ``drainage_mm_h`` (the 3-year storm over a
   20-minute time of concentration, 93 mm/h: GB 50014 asks 3-5 years of central districts of very large
@@ -29,7 +34,9 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from ingest.registry import Registry
 from models.design_storm import shanghai_storm_intensity
+from scenarios.feeds.sensors import twin_walkable_m2
 from scenarios.feeds.simulator import DEFAULT_START, FeedConfig, Simulator
 from twin.district.cim import DEFAULT_DRAINAGE_MM_H
 
@@ -59,7 +66,9 @@ class Story:
     start: float = DEFAULT_START
     length_s: float = 3300.0
     """Simulated seconds at most: the water has drained by about 41 min and the crowd gone by 46."""
-    crowd_peak: float = 4.6
+    crowd_peak: float = 6.0
+    """Density of the busiest counter (Chen Yi Square) at the profile's maximum, per m2 of walkable ground
+    [person m-2]: above the red threshold (5) for seven minutes of the story."""
     crowd_rise_s: float = 1500.0
     """Simulated seconds the profile's evening rise (its last 6 hours before the peak) takes."""
     storm_return_period_yr: float = 3.0
@@ -112,6 +121,12 @@ class Story:
                           storm_duration_min=self.storm_duration_min, storm_start=self.start + self.storm_start_s,
                           crowd_peak=self.crowd_peak, crowd_peak_at=self.start + self.crowd_peak_s,
                           crowd_span_s=self.crowd_span_s, underpass_drainage_mm_h=self.pump_mm_h, prefix=prefix)
+
+    def simulator(self, static: xr.Dataset, registry: Registry, seed: int = 0, prefix: str = "city/") -> Simulator:
+        """The story's feeds for the twin ``self.twin(static)`` with ``registry``: its crowd counters count people
+        over the walkable area that twin divides their counts by (`scenarios.feeds.sensors.twin_walkable_m2`), so
+        the twin reads the densities the story means."""
+        return Simulator(self.feed_config(seed, prefix), walkable_m2=twin_walkable_m2(self.twin(static), registry))
 
     def twin(self, static: xr.Dataset) -> xr.Dataset:
         """The district as the story has it: street drainage and underpass pumps (see the module docstring)."""

@@ -16,6 +16,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.hazards import ALERT_HAZARDS
 from scenarios.feeds.mqtt import paho_client
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,7 @@ class Tally:
     def hazards(self) -> list[str]:
         """Hazards with any alert, in a fixed order."""
         seen = {h for h, _ in self.alerts}
-        return [h for h in ("crowd", "flood", "traffic", "rain") if h in seen] + sorted(seen - {
-            "crowd", "flood", "traffic", "rain"})
+        return [h for h in ALERT_HAZARDS if h in seen] + sorted(seen - set(ALERT_HAZARDS))
 
     def acked_by_hazard(self) -> dict[str, int]:
         """(unit, alert) acknowledgements by the alert's hazard."""

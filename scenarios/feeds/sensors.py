@@ -5,8 +5,10 @@ Crowd
     2023-12-31 06:00 to 2024-01-01 05:59, CC BY 4.0, ``data/sensors/PROVENANCE.md``), normalised to its
     maximum and linearly interpolated between hour centres, is placed so that its maximum falls at
     ``peak_at`` and squeezed into ``span_s`` (86 400 s = real time). A counter reports
-    count = peak_density x coverage area x shape x weight, weight 1 on Chen Yi Square counters and 0.7-0.9
-    elsewhere, with 3 % noise: the busiest counter reaches ``peak_density`` [person m-2] at the peak.
+    count = peak_density x walkable area x shape x weight, weight 1 on Chen Yi Square counters and 0.7-0.9
+    elsewhere, with 3 % noise: the busiest counter reaches ``peak_density`` [person m-2] at the peak. The
+    walkable area is the one the twin divides the count by, so the twin reads the density meant
+    (`Sensors`, `twin_walkable_m2`).
 Rain
     A Chicago design storm (Keifer & Chu 1957; peak ratio r = 0.4) on the Shanghai intensity formula
     ``models.design_storm.shanghai_storm_intensity`` (docs/science/flood.md 2.2): the cumulative depth is
@@ -22,6 +24,8 @@ Traffic
 from __future__ import annotations
 
 import csv
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +40,7 @@ from models.design_storm import chicago_depth_mm
 from twin.district.cim import DEFAULT_DRAINAGE_MM_H
 from twin.district.geo import to_projected
 from twin.district.sources import data_dir
+from twin.live.query import counter_walkable_m2 as twin_walkable_m2
 
 PROFILE_FILE = "sensors/auckland_nye2023_107_quay_street.csv"
 CHICAGO_R = 0.4
@@ -86,14 +91,32 @@ def _area_m2(geometry: dict) -> float:
     return float(shapely.transform(shape(geometry), project).area)
 
 
+def counter_area_m2(device: Device, walkable_m2: Mapping[str, float] | None = None) -> float:
+    """The area a crowd counter counts people over [m2]: ``walkable_m2[device.id]`` (the twin's walkable area,
+    `twin_walkable_m2`), else the registry's ``walkable_area_m2``, else the area of its coverage polygon."""
+    for value in ((walkable_m2 or {}).get(device.id), device.properties.get("walkable_area_m2")):
+        if value is not None and math.isfinite(float(value)) and float(value) > 0:
+            return float(value)
+    return _area_m2(device.geometry)
+
+
 class Sensors:
-    """All fixed sensors of a registry, reporting every ``report_s`` seconds."""
+    """All fixed sensors of a registry, reporting every ``report_s`` seconds.
+
+    Crowd counters count people per walkable m2 the way the twin divides: counter ``d`` reports
+    count = ``crowd_peak`` x A x shape x weight with A = `counter_area_m2` (``walkable_m2[d.id]``, the
+    walkable area the twin divides its count by, best computed with `twin_walkable_m2` from the twin the
+    feed goes to; else the registry's ``walkable_area_m2``, which the twin also uses; else the area of the
+    counter's coverage polygon, which overstates the density the twin reads wherever the polygon holds
+    buildings or water). The twin's density at the counter is then ``crowd_peak`` x shape x weight.
+    """
 
     def __init__(self, registry: Registry, rng: np.random.Generator, t0: float, *, report_s: float = 60.0,
                  crowd_peak: float = 3.0, crowd_peak_at: float | None = None, crowd_span_s: float = 86400.0,
                  storm: Storm | None = None, drainage_mm_h: float = DEFAULT_DRAINAGE_MM_H,
                  congestion: dict[str, float] | None = None,
-                 free_speed_kmh: dict[str, float] | None = None) -> None:
+                 free_speed_kmh: dict[str, float] | None = None,
+                 walkable_m2: Mapping[str, float] | None = None) -> None:
         self.rng, self.report_s, self.storm = rng, report_s, storm
         self.crowd_peak = crowd_peak
         self.crowd_peak_at = t0 + 3 * 3600.0 if crowd_peak_at is None else crowd_peak_at
@@ -102,14 +125,20 @@ class Sensors:
         self.congestion = congestion if congestion is not None else {}
         self.free_speed = free_speed_kmh or {}
         self.hours, self.shape = crowd_shape()
-        self.crowd = [(d, _area_m2(d.geometry), 1.0 if "Chen Yi" in d.name else float(rng.uniform(0.7, 0.9)))
-                      for d in registry.of_kind("crowd")]
+        self.crowd = [(d, counter_area_m2(d, walkable_m2), 1.0 if "Chen Yi" in d.name
+                       else float(rng.uniform(0.7, 0.9))) for d in registry.of_kind("crowd")]
+        """(counter, the walkable area it counts over [m2], its weight [1])."""
         self.rain = registry.of_kind("rain")
         self.water = [(d, float(rng.uniform(8.0, 20.0))) for d in registry.of_kind("water")]
         self.depth = {d.id: 0.0 for d, _ in self.water}
         self.loops = registry.of_kind("traffic")
         self.t_last = t0
         self.next_report = t0 + report_s
+
+    def crowd_density(self, t: float) -> dict[str, float]:
+        """The density each counter means at ``t``, noise aside: ``crowd_peak`` x shape x weight [person m-2]."""
+        f = self.crowd_factor(t)
+        return {d.id: self.crowd_peak * f * w for d, _, w in self.crowd}
 
     def crowd_factor(self, t: float) -> float:
         """The normalised New Year's Eve shape at ``t`` (1 at ``crowd_peak_at``) [1]."""
@@ -169,4 +198,5 @@ def storm_mean(storm: Storm) -> float:
     return storm.rate(storm.start, storm.start + storm.duration_min * 60.0)
 
 
-__all__ = ["Sensors", "Storm", "crowd_shape", "storm_depth_mm", "storm_mean"]
+__all__ = ["Sensors", "Storm", "counter_area_m2", "crowd_shape", "storm_depth_mm", "storm_mean",
+           "twin_walkable_m2"]

@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,8 @@ class FeedConfig:
     storm_start: float | None = None
     """Default: 10 minutes after ``start``."""
     crowd_peak: float = 3.0
-    """Density at the busiest counter at the profile's maximum [person m-2]."""
+    """Density at the busiest counter at the profile's maximum, per m2 of the walkable area it counts over
+    (`scenarios.feeds.sensors.Sensors`) [person m-2]."""
     crowd_peak_at: float | None = None
     """Default: 2.5 h after ``start`` (00:30 +08:00 with the default start, the real profile's midnight hour)."""
     crowd_span_s: float = 86400.0
@@ -99,10 +100,16 @@ def _road_graph(path: str) -> RoadGraph:
 
 
 class Simulator:
-    """The district's feeds on a simulated clock ``t`` [unix s]."""
+    """The district's feeds on a simulated clock ``t`` [unix s].
+
+    ``walkable_m2`` (device id -> m2) is the walkable area the receiving twin divides each crowd counter's count
+    by (`scenarios.feeds.sensors.twin_walkable_m2` of that twin); the counters then count people so that the
+    twin reads ``crowd_peak`` x shape x weight. Without it a counter counts over its registry
+    ``walkable_area_m2``, else over its coverage polygon (`scenarios.feeds.sensors.Sensors`).
+    """
 
     def __init__(self, config: FeedConfig | None = None, *, registry_path: str | Path | None = None,
-                 roads_path: str | Path | None = None) -> None:
+                 roads_path: str | Path | None = None, walkable_m2: Mapping[str, float] | None = None) -> None:
         cfg = config or FeedConfig()
         cfg.check()
         self.config, self.t, self.prefix = cfg, cfg.start, cfg.prefix
@@ -130,7 +137,7 @@ class Simulator:
         self.sensors = Sensors(self.registry, streams[2], cfg.start, report_s=cfg.sensor_report_s,
                                crowd_peak=cfg.crowd_peak, crowd_peak_at=peak_at, crowd_span_s=cfg.crowd_span_s,
                                storm=storm, drainage_mm_h=cfg.underpass_drainage_mm_h,
-                               congestion=self.congestion, free_speed_kmh=free)
+                               congestion=self.congestion, free_speed_kmh=free, walkable_m2=walkable_m2)
         sensor_ids = {k: [d.id for d in self.registry.of_kind(k)] for k in ("crowd", "rain", "water", "traffic")}
         self.bad = BadMessages(streams[3], cfg.bad_share, sensor_ids, vehicle_ids)
         self.sent = 0

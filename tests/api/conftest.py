@@ -95,10 +95,14 @@ class Driver:
         return float(lon[row, col]), float(lat[row, col])
 
 
+OBSERVED = ("crowd", "flood", "traffic", "rain")
+"""The API tests follow one observed crowd alert; the crowd forecast's alerts are tested in tests/test_one_tick.py."""
+
+
 def build_service(grid, state_dir) -> LiveService:
     """A live service over the Bund twin file (a broker URL it never connects to)."""
     cfg = ServiceConfig(broker="mqtt://127.0.0.1:9", grid=grid, registry=REGISTRY, state_dir=state_dir,
-                        core=CoreConfig(tick_s=10.0, clear_ticks=2), clock=TwinClock(start=T0))
+                        core=CoreConfig(tick_s=10.0, clear_s=20.0, alert_hazards=OBSERVED), clock=TwinClock(start=T0))
     return LiveService(cfg)
 
 

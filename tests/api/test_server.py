@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.api.conftest import CHEN_YI_SQUARE, REGISTRY, TOKEN, Driver
+from tests.api.conftest import CHEN_YI_SQUARE, OBSERVED, REGISTRY, TOKEN, Driver
 from tests.ingest.conftest import own_broker  # noqa: F401 - the fixture, shared
 from tests.live.conftest import Observer, wait_for
 from twin.api import serve
@@ -164,7 +164,8 @@ def test_ws_over_a_real_socket_gets_an_alert_raised_on_another_thread_and_stop_c
 def test_end_to_end_over_mqtt_an_alert_reaches_ws_and_the_ack_reaches_the_retained_cap(own_broker, bund_file,  # noqa: F811
                                                                                       tmp_path):
     cfg = ServiceConfig(broker=own_broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
-                        tick_s=0.2, client_id="twin-api-e2e", core=CoreConfig(tick_s=0.2, clear_ticks=2))
+                        tick_s=0.2, client_id="twin-api-e2e",
+                        core=CoreConfig(tick_s=0.2, clear_s=0.4, alert_hazards=OBSERVED))
     svc = LiveService(cfg)
     assert svc.start(10)
     observer = Observer(own_broker.port)

@@ -72,7 +72,7 @@ def page(browser):
 def service_config(grid: Path, state_dir: Path, broker_url: str, tick_s: float, **extra) -> ServiceConfig:
     """The live service on the Bund at 10 m, ticking every ``tick_s`` and cancelling after two clear ticks."""
     return ServiceConfig(broker=broker_url, grid=grid, registry=REGISTRY, state_dir=state_dir, tick_s=tick_s,
-                         core=CoreConfig(tick_s=tick_s, clear_ticks=2), **extra)
+                         core=CoreConfig(tick_s=tick_s, clear_s=2 * tick_s), **extra)
 
 
 @pytest.fixture(scope="session")

@@ -66,7 +66,9 @@ class Crowd:
 
 
 def _alerts(observer: Observer) -> list[dict]:
-    return [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"]
+    """The observed crowd alerts raised so far (a rising crowd also raises forecast alerts, `crowd_forecast`)."""
+    return [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"
+            and {"valueName": "hazard", "value": "crowd"} in m["info"][0]["parameter"]]
 
 
 def _unit_ack(observer: Observer, unit: str, alert: str, status: str = "ack") -> bytes:
@@ -79,7 +81,7 @@ def _unit_ack(observer: Observer, unit: str, alert: str, status: str = "ack") ->
 def test_units_acknowledge_only_alerts_they_were_sent_and_hear_why_not(broker, observer, bund_file, tmp_path):
     svc = LiveService(ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY,
                                     state_dir=tmp_path / "state", tick_s=0.2, client_id="twin-acks",
-                                    core=CoreConfig(tick_s=0.2, clear_ticks=2)))
+                                    core=CoreConfig(tick_s=0.2, clear_s=0.4)))
     assert svc.start(10)
     crowd = Crowd(observer, {"unit-police-04": CHEN_YI_SQUARE, "unit-fire-05": LUJIAZUI})
     crowd.thread.start()

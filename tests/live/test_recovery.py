@@ -143,7 +143,7 @@ def test_broker_restart_while_alerts_are_raised_loses_and_duplicates_nothing(bro
     from twin.live.service import LiveService, ServiceConfig
 
     cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
-                        tick_s=0.2, client_id="twin-restart", core=CoreConfig(tick_s=0.2, clear_ticks=2))
+                        tick_s=0.2, client_id="twin-restart", core=CoreConfig(tick_s=0.2, clear_s=0.4))
     svc = LiveService(cfg)
     assert svc.start(10)
     # a persistent observer session, so the broker keeps what it publishes while the observer is away

@@ -24,11 +24,11 @@ CHEN_YI_SQUARE = (121.4855, 31.2405)
 LUJIAZUI = (121.5100, 31.2380)
 
 
-def _service(broker, bund_file, tmp_path, tick=0.2, client_id="twin-e2e", clear_ticks=2, **extra):
+def _service(broker, bund_file, tmp_path, tick=0.2, client_id="twin-e2e", clear_s=None, **extra):
     """A started live service on the Bund at 10 m (``extra``: more ServiceConfig fields, e.g. clock, db)."""
     cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
                         tick_s=tick, client_id=client_id, snapshot_every_s=1.0,
-                        core=CoreConfig(tick_s=tick, clear_ticks=clear_ticks), **extra)
+                        core=CoreConfig(tick_s=tick, clear_s=2 * tick if clear_s is None else clear_s), **extra)
     svc = LiveService(cfg)
     assert svc.start(10)
     return svc

@@ -49,7 +49,7 @@ def run_series(metric, raise_, clear, timing, dt=1.0):
     return np.array([step(comp, x, dt)[0] for x in metric]), comp
 
 
-FAST = AlertTiming(for_s=0.0, keep_s=0.0, flap_high=101.0, flap_low=100.0)
+FAST = AlertTiming(for_s=0.0, keep_s=0.0, flap_high=101.0, flap_low=100.0, flap_sample_s=0.0)  # a sample a tick
 """No delays, no flap damping: the level follows the metric."""
 
 
@@ -93,7 +93,7 @@ def test_nagios_percent_state_change(states, pct):
 
 
 def test_flapping_enters_above_high_and_leaves_below_low():
-    comp = levels(STEPS, STEPS, AlertTiming(for_s=0.0, keep_s=0.0))
+    comp = levels(STEPS, STEPS, AlertTiming(for_s=0.0, keep_s=0.0, flap_sample_s=0.0))
     seen = []
     for s in [0, 1, 0, 1, 0, 1] + [1] * 30:
         step(comp, float(s))
@@ -109,7 +109,7 @@ def test_flapping_enters_above_high_and_leaves_below_low():
 def test_flapping_holds_the_level_one_step_above_the_metric_for_the_flap_window():
     """A flapping alert stays up instead of clearing, but only one step above the metric (yellow flapping with
     none is held at blue) and only for the flap window (docs/science/alerts.md 5.3; rule 6 of the kernel)."""
-    comp = levels(STEPS, STEPS, AlertTiming(for_s=0.0, keep_s=0.0, flap_window_s=5.0))
+    comp = levels(STEPS, STEPS, AlertTiming(for_s=0.0, keep_s=0.0, flap_window_s=5.0, flap_sample_s=0.0))
     for s in [0, 2, 0, 2, 0, 2]:
         step(comp, float(s))
     assert comp.state.flapping[0, 0] == 1

@@ -6,7 +6,7 @@ import xarray as xr
 
 from models import CrowdConfig, CrowdFusion, CrowdState
 from models.kernels.bands import classify_bands
-from models.kernels.crowd import crowd_hazard, weidmann_speed
+from models.kernels.crowd import crowd_hazard, density_trend, projected_density, weidmann_speed
 
 FT2 = 0.09290304  # m2 per ft2 (exact)
 FT = 0.3048
@@ -114,19 +114,39 @@ def test_fusion_counts_spread_over_walkable_footprint():
     np.testing.assert_allclose(rho, [90 / 150, 90 / 150])
 
 
-def test_rising_density_is_a_hazard_before_the_level():
-    """Trend: 1.5 p/m2 rising at 0.01 p/m2/s is judged at 4.5 p/m2 with a 300 s horizon (docs/science/crowd.md 1.2
-    Still)."""
+def test_a_rising_density_is_a_forecast_not_a_hazard():
+    """Trend: 1.5 p/m2 rising at 0.01 p/m2/s is projected to 4.5 p/m2 with a 300 s horizon (docs/science/crowd.md
+    1.2 Still), but the hazard is of the observed 1.5 p/m2 (issue 14: the trend never makes an observed alert)."""
     out = np.empty(2)
-    crowd_hazard(np.array([1.5, 1.5]), np.array([0.01, 0.0]), np.full(2, np.nan), 300.0, 2.0, 5.0, 0.02, 4.0, out)
-    assert out[0] == pytest.approx((4.5 - 2.0) / 3.0)
-    assert out[1] == 0.0
+    crowd_hazard(np.array([1.5, 2.6]), np.full(2, np.nan), 2.0, 5.0, 0.02, 4.0, out)
+    np.testing.assert_allclose(out, [0.0, 0.2])
+    proj = np.empty(3)
+    projected_density(np.array([1.5, 1.5, 1.5]), np.array([0.01, -0.01, np.nan]), 300.0, proj)
+    np.testing.assert_allclose(proj, [4.5, 1.5, np.nan])
+
+
+def test_the_trend_is_sampled_per_reading_not_per_tick():
+    """A counter reporting every 60 s, 0.6 person/m2 more each time (0.01 person/m2/s): at a 1 s tick the trend is
+    0.01, not the 0.6 person/m2/s a per-tick difference makes of each new report; readings of a steady crowd are
+    samples of no change, each one taking 30 % off the trend (alpha 0.3)."""
+    prev, prev_t, trend, out = np.full(1, np.nan), np.full(1, np.nan), np.full(1, np.nan), np.empty(1)
+    seen = []
+    for t in range(600):
+        reading = 60.0 * (t // 60)
+        density_trend(np.array([1.0 + 0.01 * reading]), np.array([reading]), prev, prev_t, 0.3, trend, out)
+        seen.append(out[0])
+    assert np.nanmax(seen) == pytest.approx(0.01, rel=1e-9) and np.nanmin(seen) == pytest.approx(0.01, rel=1e-9)
+    for k in range(10):  # ten more readings, the same density
+        density_trend(np.array([1.0 + 0.01 * 540.0]), np.array([600.0 + 60.0 * k]), prev, prev_t, 0.3, trend, out)
+    assert out[0] == pytest.approx(0.01 * 0.7 ** 10, rel=1e-9)
+    density_trend(np.array([np.nan]), np.array([1300.0]), prev, prev_t, 0.3, trend, out)
+    assert np.isnan(out[0]) and trend[0] == pytest.approx(0.01 * 0.7 ** 10), "no data: no sample, the state kept"
 
 
 def test_pressure_never_alerts_alone():
     """High crowd pressure at 1 p/m2 leaves the hazard at 0; at 4.5 p/m2 it sets it to 1 (docs/science/crowd.md 1.3)."""
     out = np.empty(2)
-    crowd_hazard(np.array([1.0, 4.5]), np.zeros(2), np.array([0.5, 0.5]), 300.0, 2.0, 5.0, 0.02, 4.0, out)
+    crowd_hazard(np.array([1.0, 4.5]), np.array([0.5, 0.5]), 2.0, 5.0, 0.02, 4.0, out)
     np.testing.assert_array_equal(out, [0.0, 1.0])
 
 

@@ -114,7 +114,30 @@ def test_count_variance(kernel, count, rel_error):
     assert kernel(count, rel_error) == pytest.approx(float(rc.count_variance(count, rel_error)), rel=1e-12)
 
 
-@pytest.mark.parametrize("name", names(kc, "density_trend", "crowd_hazard", "weidmann_speed", "crowd_pressure"))
+@pytest.mark.parametrize("kernel", both(kc.projected))
+@given(rho=st.floats(0, 7), rate=st.floats(-0.05, 0.05), horizon=st.floats(0, 600))
+@SET
+def test_projected(kernel, rho, rate, horizon):
+    assert kernel(rho, rate, horizon) == rc.projected(rho, rate, horizon)
+    assert kernel(rho, rate, horizon) >= rho, "a falling crowd is not projected down"
+
+
+@pytest.mark.parametrize("kernel", both(kc.hazard_at))
+@given(rho=st.floats(0, 7), pres=st.one_of(st.just(float("nan")), st.floats(0, 0.05)))
+@SET
+def test_hazard_at(kernel, rho, pres):
+    assert tuple(kernel(rho, pres, 2.0, 1 / 3.0, 0.02, 4.0)) == rc.hazard_at(rho, pres, 2.0, 1 / 3.0, 0.02, 4.0)
+
+
+@pytest.mark.parametrize("kernel", both(kc.weidmann_v))
+@given(rho=st.floats(-1, 7))
+@SET
+def test_weidmann_v(kernel, rho):
+    assert kernel(rho, 1.34, 1.913, 5.4) == pytest.approx(rc.weidmann_v(rho, 1.34, 1.913, 5.4), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("name", names(kc, "density_trend", "crowd_hazard", "projected_density", "weidmann_speed",
+                                      "crowd_pressure"))
 @given(seed=seeds)
 @SET
 def test_crowd_pointwise(name, seed):
@@ -122,10 +145,11 @@ def test_crowd_pointwise(name, seed):
     n = 40
     rho = with_nans(rng, rng.uniform(-0.5, 7, n))
     cases = {
-        "density_trend": ((rho, with_nans(rng, rng.uniform(0, 7, n)), 10.0, 0.3, with_nans(rng, rng.normal(0, .01, n),
-                                                                                            0.3)), 1),
-        "crowd_hazard": ((rho, with_nans(rng, rng.normal(0, 0.01, n)), with_nans(rng, rng.uniform(0, .05, n)), 300.0,
-                          2.0, 5.0, 0.02, 4.0), 1),
+        "density_trend": ((rho, with_nans(rng, rng.choice([100.0, 110.0, 160.0], n)),
+                           with_nans(rng, rng.uniform(0, 7, n)), with_nans(rng, rng.choice([100.0, 105.0], n)), 0.3,
+                           with_nans(rng, rng.normal(0, .01, n), 0.3)), 1),
+        "crowd_hazard": ((rho, with_nans(rng, rng.uniform(0, .05, n)), 2.0, 5.0, 0.02, 4.0), 1),
+        "projected_density": ((rho, with_nans(rng, rng.normal(0, 0.01, n)), 300.0), 1),
         "weidmann_speed": ((rho, 1.34, 1.913, 5.4), 2),
         "crowd_pressure": ((rho, with_nans(rng, rng.normal(0, 1, n)), with_nans(rng, rng.normal(0, 1, n)), 0.1,
                             with_nans(rng, rng.normal(0, 1, n), 0.3), rng.normal(0, 1, n), rng.uniform(0, 1, n)), 1),
@@ -320,8 +344,10 @@ def _state(rng, h, n):
     pending = rng.integers(0, 32, (n, h)).astype(np.int8)
     bits = (pending[..., None].astype(np.int64) >> np.arange(kk.N_TIMERS)) & 1
     timers = (rng.choice([0.0, 0.5, 1.0, 2.5, 3.0, 9.0, 10.0, 59.0], (n, h, kk.N_TIMERS)) * bits).astype(np.float32)
-    return [rng.integers(-1, 5, (n, h)).astype(np.int8), rng.integers(0, 5, (n, h)).astype(np.int8),
-            (rng.integers(0, 2**20, (n, h)) * (rng.random((n, h)) < 0.5)).astype(np.uint32),
+    hist = (rng.integers(0, 2**20, (n, h)) * (rng.random((n, h)) < 0.5)).astype(np.uint32)
+    # the history clock runs while the history is not blank
+    timers[..., kk.HIST_CLOCK] = np.where(hist != 0, rng.choice([0.0, 0.5, 3.0, 9.5], (n, h)), 0.0)
+    return [rng.integers(-1, 5, (n, h)).astype(np.int8), rng.integers(0, 5, (n, h)).astype(np.int8), hist,
             rng.integers(0, 2, (n, h)).astype(np.int8), pending, timers]
 
 
@@ -352,16 +378,19 @@ def random_tick_inputs(rng, n):
     return (noisy(rng.uniform(0, 6, n)), noisy(rng.normal(0, 0.005, n)), noisy(rng.uniform(0, 0.04, n), 0.5),
             noisy(rng.uniform(0, 0.7, n)), noisy(rng.uniform(0, 0.7, n)), noisy(rng.uniform(0, 0.12, n)),
             noisy(rng.uniform(0, 0.16, n)), noisy(rng.uniform(0, 25, n)), with_bad(rng, rng.uniform(0, 25, n)),
-            rng.integers(0, 6, n).astype(np.int8), noisy(rng.uniform(0, 1, n)))
+            rng.integers(0, 6, n).astype(np.int8), rng.choice(np.array([0, 5, 6], np.int8), n),
+            noisy(rng.uniform(0, 1, n)))
 
 
 def random_timing(rng):
-    """A kernel ``timing`` table (3, 8): delays [s] from a small set (0, fractions, whole seconds), flap thresholds."""
+    """A kernel ``timing`` table (3, 9): delays [s] from a small set (0, fractions, whole seconds), flap thresholds,
+    the flap-history sample period (0: every tick)."""
     t = np.zeros((3, kk.N_TIMING))
     t[:, kk.T_FOR:kk.T_FOR + 4] = rng.choice([0.0, 0.5, 1.0, 2.5, 3.0, 10.0], (3, 4))
     t[:, kk.T_KEEP] = rng.choice([0.0, 1.0, 2.5, 10.0], 3)
     t[:, kk.T_FLAP_WINDOW] = rng.choice([0.0, 5.0, 60.0], 3)
     t[:, kk.T_FLAP_HI], t[:, kk.T_FLAP_LO] = 20.0, 5.0
+    t[:, kk.T_FLAP_SAMPLE] = rng.choice([0.0, 1.0, 10.0], 3)
     return t
 
 
@@ -379,6 +408,8 @@ def test_risk_tick(kernel, seed):
     for a in state:
         a[blank] = 0
     timing = random_timing(rng)
+    places = [[1.11, 1.43, 2.5, 3.5, 0.9, 1.2, 2.0, 3.0], [0.5, 1.0, 2.0, 3.0, 0.4, 0.8, 1.6, 2.6]]
+    thr = np.vstack([pp["thr"], places])  # rows 5 and 6: two places with crowd bands of their own
     for _ in range(4):  # several ticks so timers, history and flapping evolve
         inputs = list(random_tick_inputs(rng, n))
         quiet = blank & (rng.random(n) < 0.8)
@@ -387,7 +418,7 @@ def test_risk_tick(kernel, seed):
         inputs[5][quiet] = inputs[6][quiet] = np.nan  # no rain data
         inputs[9][quiet] = 0  # no road
         dt = float(rng.choice([0.0, 0.1, 1.0, 10.0, 60.0]))
-        args = (*inputs, pp["p"], pp["thr"], pp["tthr"], pp["road_exp"], timing, dt)
+        args = (*inputs, pp["p"], thr, pp["tthr"], pp["road_exp"], timing, dt)
         overall = np.where(blank, 0, rng.integers(-1, 5, n)).astype(np.int8)
         outs = [np.zeros((3, n)), *state, overall, *(np.zeros(n, np.int8) for _ in range(3))]
         got = run(kernel, args, outs)[1]

@@ -32,10 +32,10 @@ from models.kernels import risk as kernel
 from models.reference import risk as reference
 
 NAN, INF = float("nan"), float("inf")
-NAMES = ("rho", "rate", "pres", "depth", "hv", "r1", "r6", "speed", "vff", "rclass", "vuln")
+NAMES = ("rho", "rate", "pres", "depth", "hv", "r1", "r6", "speed", "vff", "rclass", "crow", "vuln")
 """Kernel inputs in argument order (SI units: person m-2, m, m s-1, ...)."""
 DEFAULTS = {"rho": 0.0, "rate": NAN, "pres": NAN, "depth": 0.0, "hv": NAN, "r1": NAN, "r6": NAN, "speed": NAN,
-            "vff": 15.0, "rclass": 0, "vuln": 0.2}
+            "vff": 15.0, "rclass": 0, "crow": 0, "vuln": 0.2}
 STEPS = (1.0, 2.0, 3.0, 4.0)
 """Crowd raise thresholds that make a density of k person m-2 the raw level k."""
 CROWD, FLOOD, TRAFFIC = 0, 1, 2
@@ -74,8 +74,10 @@ class Run:
 
 def _arrays(tick: dict, n: int) -> list[np.ndarray]:
     """Writable copies (a read-only array is another numba signature: a compile of its own)."""
-    return [np.array(np.broadcast_to(np.asarray(tick.get(name, DEFAULTS[name]), np.int8 if name == "rclass" else float),
-                                     (n,))) for name in NAMES]
+    def dtype(name: str) -> type:
+        return np.int8 if name in ("rclass", "crow") else float
+
+    return [np.array(np.broadcast_to(np.asarray(tick.get(name, DEFAULTS[name]), dtype(name)), (n,))) for name in NAMES]
 
 
 def _one_run(fn, ticks: list[dict], cfg: RiskConfig, dts: np.ndarray, n: int) -> dict:
@@ -136,10 +138,11 @@ def held_values(values, n_ticks):
     return runs.map(lambda rs: ([v for v, k in rs for _ in range(k)] * n_ticks)[:n_ticks])
 
 
-timings = st.builds(lambda f, k, w, flap: AlertTiming(for_s=f, keep_s=k, flap_window_s=w, flap_high=flap[0],
-                                                      flap_low=flap[1]),
+timings = st.builds(lambda f, k, w, flap, sample: AlertTiming(for_s=f, keep_s=k, flap_window_s=w, flap_high=flap[0],
+                                                              flap_low=flap[1], flap_sample_s=sample),
                     st.tuples(*[st.sampled_from(DELAYS)] * 4), st.sampled_from(DELAYS),
-                    st.sampled_from([0.0, 5.0, 60.0]), st.sampled_from([(20.0, 5.0), (10.0, 2.0), (101.0, 100.0)]))
+                    st.sampled_from([0.0, 5.0, 60.0]), st.sampled_from([(20.0, 5.0), (10.0, 2.0), (101.0, 100.0)]),
+                    st.sampled_from([0.0, 1.0, 10.0]))
 
 
 @st.composite
@@ -190,7 +193,9 @@ DEPTHS = [0.0, 0.07, 0.2, 0.35, 0.6, NAN]
 def slow_series(draw):
     """Crowd and flood series of 10 s segments, each long enough for every pending delay to run out within it."""
     timing = AlertTiming(for_s=draw(st.tuples(*[st.sampled_from([0.0, 2.0, 2.5, 3.0, 7.0, 10.0, 15.0, 30.0])] * 4)),
-                         keep_s=draw(st.sampled_from([0.0, 2.5, 3.0, 10.0, 20.0])), **NO_FLAP)
+                         keep_s=draw(st.sampled_from([0.0, 2.5, 3.0, 10.0, 20.0])),
+                         flap_window_s=draw(st.sampled_from([0.0, 10.0, 60.0])),
+                         **draw(st.sampled_from([{}, {"flap_high": 10.0, "flap_low": 2.0}])))
     settle = int(np.ceil((max(timing.raise_delays()) + 4 * timing.keep_s) / 10.0)) + 1  # [10 s]
     seconds = {}
     for name, values in (("rho", DENSITIES), ("depth", DEPTHS)):
@@ -207,8 +212,8 @@ def slow_series(draw):
 def test_rule1_a_10s_tick_shows_the_levels_of_a_1s_tick_at_every_10s(drawn):
     """Rule 1 as a property: a metric that changes on the 10 s grid, run at a 1 s and at a 10 s tick, gives the same
     crowd, flood and overall levels and no-data flags at every 10 s tick; so every level change at the 10 s tick
-    comes at the first tick at or after the 1 s tick's (within one tick). Flap damping is off here: Nagios flap
-    detection counts samples (21 states), so it sees a different history at another tick (docs/science/alerts.md)."""
+    comes at the first tick at or after the 1 s tick's (within one tick). Flap damping is on: its history is sampled
+    every 10 s of twin time (``flap_sample_s``), so both ticks see the same 21 samples (rule 6)."""
     timing, seconds = drawn
     cfg = config(timing)
     n = len(seconds["rho"])
@@ -341,7 +346,7 @@ def test_rule6_flap_hold_is_at_most_one_step_and_ends_after_the_window():
     once (one step above what the metric says) and blue is held; when the density stays low, blue ends 5 s (the
     flap window) after the step. Without flap damping the level follows the metric."""
     series = [0.0, 2.0] * 4 + [0.0] * 10
-    damped = crowd(series, AlertTiming(for_s=0.0, keep_s=0.0, flap_window_s=5.0))
+    damped = crowd(series, AlertTiming(for_s=0.0, keep_s=0.0, flap_window_s=5.0, flap_sample_s=1.0))
     lv, flapping = damped.of(CROWD), damped.state.flapping
     assert lv == [0, 2, 0, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
     assert all(level <= metric + 1 for level, metric in zip(lv, series, strict=True))  # never two steps above
@@ -353,10 +358,25 @@ def test_rule6_flap_hold_is_at_most_one_step_and_ends_after_the_window():
 def test_rule6_a_flapping_level_two_steps_above_the_metric_steps_down_as_usual():
     """Red flapping with none, for 0 and keep 2 s: red goes to orange after 2 s as without flapping; damping only
     holds the last step (blue, one above none), and that for the flap window of 6 s."""
-    timing = AlertTiming(for_s=0.0, keep_s=2.0, flap_window_s=6.0)
+    timing = AlertTiming(for_s=0.0, keep_s=2.0, flap_window_s=6.0, flap_sample_s=1.0)
     lv = crowd([4.0, 0.0] * 6 + [0.0] * 16, timing).of(CROWD)
     tail = lv[11:]
     assert changes(tail) == [(2, 3), (4, 2), (6, 1), (12, 0)]  # 2 s per step, then blue held 6 s
+
+
+def test_rule6_the_flap_history_is_sampled_in_seconds_not_ticks():
+    """Yellow and none alternating every 10 s: ticked every 1 s or every 10 s, the history holds the same samples
+    (one per 10 s of twin time) and the hazard flaps at the same time; with a sample per tick the 1 s tick would
+    see ten times fewer changes per sample and never flap."""
+    timing = AlertTiming(for_s=0.0, keep_s=0.0, flap_window_s=30.0)  # flap_sample_s 10 s, the default
+    seconds = [0.0, 2.0] * 6
+    fine = crowd([v for v in seconds for _ in range(10)], timing)
+    coarse = crowd(seconds, timing, dt=10.0)
+    assert coarse.state.flapping[0, CROWD] == 1 and fine.state.flapping[0, CROWD] == 1
+    np.testing.assert_array_equal(fine.state.history, coarse.state.history)
+    assert fine.of(CROWD)[::10] == coarse.of(CROWD)
+    per_tick = crowd([v for v in seconds for _ in range(10)], AlertTiming(for_s=0.0, keep_s=0.0, flap_sample_s=0.0))
+    assert per_tick.state.flapping[0, CROWD] == 0
 
 
 # ---------------------------------------------------------------- rule 7: one step down per clear delay

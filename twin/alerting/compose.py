@@ -25,32 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from models.hazards import hazard as hazard_spec
 from twin.alerting import cap
 from twin.alerting.lifecycle import Alert, AlertEvent
 from twin.alerting.regions import geocodes, outline
 from twin.district import geo
 from twin.district.grid import GridSpec
 
-HAZARDS = {
-    "crowd": {"category": "Safety", "event": "Crowd density warning",
-              "instruction": "Stop the inflow into the area, open alternative exits and keep people moving."},
-    "flood": {"category": "Met", "event": "Urban waterlogging warning",
-              "instruction": "Close flooded underpasses to traffic and pedestrians and keep clear of deep water."},
-    "rain": {"category": "Met", "event": "Rainstorm warning signal",
-             "instruction": "Expect waterlogging: keep away from underpasses and low ground."},
-    "traffic": {"category": "Transport", "event": "Traffic congestion warning",
-                "instruction": "Divert traffic and check for an incident at the head of the queue."},
-}
 EXPIRES_S = 6 * 3600
 """An alert's ``expires`` is its last message plus this; a long alert is refreshed by updates. [s]"""
 ACK_PARAMETER = "acknowledgedBy"
-EVIDENCE_LAYER = {"crowd": ("crowd_density", "peakDensity", "person/m2", max),
-                  "flood": ("water_depth", "peakDepth", "m", max),
-                  "traffic": ("traffic_speed", "minSpeed", "km/h", min),
-                  "rain": ("rain_1h", "peakRain1h", "mm", max)}
-"""Per hazard: the layer whose value in the area is the alert's evidence, the CAP parameter name, its
-units, and whether the worst value is the largest (depth, density, rain) or the smallest (speed)."""
-
 Evidence = Callable[[str, np.ndarray], dict[str, object]]
 """(hazard, flat cell indices) -> CAP parameters describing the evidence (peak values, devices)."""
 Describe = Callable[[str, np.ndarray], str]
@@ -77,6 +61,8 @@ class ComposeContext:
         (hazard, cells) -> ``areaDesc``; `default_description` if None.
     model_version : str
         Listed as the ``modelVersion`` parameter when not empty.
+    forecast_horizon_s : float
+        How far ahead a forecast hazard looks (the crowd's ``trend_horizon``), named in its headline. [s]
     """
 
     grid: GridSpec
@@ -86,16 +72,18 @@ class ComposeContext:
     evidence: Evidence | None = None
     describe: Describe | None = None
     model_version: str = ""
+    forecast_horizon_s: float = 300.0
 
 
 def peak_evidence(layers: xr.Dataset, hazard: str, cells: np.ndarray) -> dict[str, object]:
-    """The worst value of the hazard's evidence layer over ``cells`` as a CAP parameter (none if no data)."""
-    layer, name, units, pick = EVIDENCE_LAYER[hazard]
-    if layer not in layers:
+    """The worst value of the hazard's metric layer (`models.hazards`) over ``cells`` as a CAP parameter (none if no
+    data): e.g. ``peakDensity`` ``4.20 person/m2``, ``minSpeed`` ``12.00 km/h``, ``expectedDensity`` for a forecast."""
+    spec = hazard_spec(hazard)
+    if spec.metric not in layers:
         return {}
-    values = layers[layer].values.ravel()[cells]
+    values = layers[spec.metric].values.ravel()[cells]
     values = values[np.isfinite(values)]
-    return {name: f"{pick(values):.2f} {units}"} if values.size else {}
+    return {spec.evidence: f"{spec.worst_of(values):.2f} {spec.unit}"} if values.size else {}
 
 
 def default_description(grid: GridSpec, district: str, cells: np.ndarray) -> str:
@@ -151,35 +139,48 @@ def _ack_note(event: AlertEvent) -> str:
     return f"Acknowledged by operator {operator} at {cap.cap_time(event.t)}" + (f": {event.note}" if event.note else "")
 
 
-def _parameters(alert: Alert, ctx: ComposeContext) -> list[dict[str, str]]:
+def _parameters(alert: Alert, ctx: ComposeContext) -> dict[str, object]:
     area_m2 = alert.cells.size * ctx.grid.cell_area
-    params = {"warningLevel": cap.LEVEL_COLOUR[alert.level], "hazard": alert.hazard, "cells": alert.cells.size,
-              "areaM2": f"{area_m2:.0f}"}
+    params: dict[str, object] = {"warningLevel": cap.LEVEL_COLOUR[alert.level], "hazard": alert.hazard,
+                                 "cells": alert.cells.size, "areaM2": f"{area_m2:.0f}"}
+    if hazard_spec(alert.hazard).certainty != "Observed":
+        params["expectedInMinutes"] = f"{ctx.forecast_horizon_s / 60.0:.0f}"
     if ctx.evidence is not None:
         params.update(ctx.evidence(alert.hazard, alert.cells))
     if ctx.model_version:
         params["modelVersion"] = ctx.model_version
-    return cap.name_values([*params.items(), *((ACK_PARAMETER, op) for op in alert.acknowledged_by)])
+    return params
+
+
+def _headline(alert: Alert, ctx: ComposeContext, params: dict[str, object]) -> str:
+    """``Orange crowd density warning, bund``; a forecast adds what is expected and when."""
+    spec = hazard_spec(alert.hazard)
+    headline = f"{cap.LEVEL_COLOUR[alert.level].capitalize()} {spec.event.lower()}, {ctx.district}"
+    expected = params.get(spec.evidence)
+    if spec.certainty != "Observed" and expected:
+        value, unit = str(expected).split(" ", 1)
+        headline += f": expected to reach {float(value):.1f} {unit} in {params['expectedInMinutes']} min"
+    return headline
 
 
 def _info(event: AlertEvent, ctx: ComposeContext) -> dict:
     alert, cancel = event.alert, event.kind == "cancelled"
-    spec = HAZARDS[alert.hazard]
+    spec = hazard_spec(alert.hazard)
     colour = cap.LEVEL_COLOUR[alert.level]
-    headline = f"{colour.capitalize()} {spec['event'].lower()}, {ctx.district}"
+    params = _parameters(alert, ctx)
+    headline = _headline(alert, ctx, params)
     area_m2 = alert.cells.size * ctx.grid.cell_area
     describe = ctx.describe or (lambda _h, cells: default_description(ctx.grid, ctx.district, cells))
     return {
-        "category": spec["category"], "event": spec["event"],
-        "urgency": "Past" if cancel else cap.LEVEL_URGENCY[alert.level],
-        "severity": cap.LEVEL_SEVERITY[alert.level], "certainty": "Observed",
+        "category": spec.category, "event": spec.event,
+        "urgency": "Past" if cancel else (spec.urgency or cap.LEVEL_URGENCY[alert.level]),
+        "severity": cap.LEVEL_SEVERITY[alert.level], "certainty": spec.certainty,
         "onset": cap.cap_time(alert.raised_at), "expires": cap.cap_time(event.t + EXPIRES_S),
         "headline": ("Cleared: " + headline) if cancel else headline,
-        "description": (event.note if cancel else "") or f"{spec['event']} at level {colour} over {area_m2:.0f} m2.",
-        "instruction": "" if cancel else spec["instruction"],
-        "parameter": _parameters(alert, ctx),
+        "description": (event.note if cancel else "") or f"{spec.event} at level {colour} over {area_m2:.0f} m2.",
+        "instruction": "" if cancel else spec.instruction,
+        "parameter": cap.name_values([*params.items(), *((ACK_PARAMETER, op) for op in alert.acknowledged_by)]),
         "area": [{"areaDesc": describe(alert.hazard, alert.cells),
                   "polygon": [cap.polygon_text(r) for r in outline(ctx.grid, alert.cells)],
                   "geocode": cap.name_values(("BeidouGridCode", c) for c in geocodes(ctx.grid, alert.cells))}],
     }
-

@@ -16,8 +16,8 @@ carried to the next tick by overlap:
 - an alert whose level changes, whose area splits or joins up, or whose area changes by more
   than `area_change` (Jaccard distance of the cell sets since the last message) gets an
   ``Update``;
-- an alert with no cells left is cancelled after `clear_ticks` more ticks (the cell-level
-  state machine already holds levels through its own clear delay);
+- an alert with no cells left is cancelled once it has had none for `clear_s` seconds of twin time
+  (the cell-level state machine already holds levels through its own clear delay);
 - an operator's acknowledgement of an active alert is an event of its own; the alert then lists
   its operators, in order, in every later message.
 
@@ -49,7 +49,8 @@ class Alert:
     published_parts: int = 1
     messages: list[dict] = field(default_factory=list)
     """Its CAP messages so far, oldest first (appended by `twin.alerting.compose.issue`)."""
-    empty_ticks: int = 0
+    empty_since: float | None = None
+    """Twin time [unix s] of the first tick at which the alert had no cells, None while it has some."""
     acknowledged_by: list[str] = field(default_factory=list)
     """Operators who acknowledged the alert, in order."""
 
@@ -78,14 +79,18 @@ class AlertEvent:
 def _alert_state(a: Alert) -> dict:
     return {"identifier": a.identifier, "hazard": a.hazard, "level": int(a.level), "cells": a.cells,
             "raised_at": float(a.raised_at), "published_cells": a.published_cells,
-            "published_parts": int(a.published_parts), "messages": list(a.messages), "empty_ticks": int(a.empty_ticks),
+            "published_parts": int(a.published_parts), "messages": list(a.messages),
+            "empty_since": None if a.empty_since is None else float(a.empty_since),
             "acknowledged_by": list(a.acknowledged_by)}
 
 
 def _alert_of(s: dict) -> Alert:
+    """An alert from `_alert_state`; a state saved with ``empty_ticks`` (ticks, before seconds) starts its clear
+    wait again at the next tick without cells."""
+    since = s.get("empty_since")
     return Alert(s["identifier"], s["hazard"], int(s["level"]), np.asarray(s["cells"]),
                  float(s["raised_at"]), np.asarray(s["published_cells"]), int(s["published_parts"]),
-                 list(s["messages"]), int(s["empty_ticks"]), list(s["acknowledged_by"]))
+                 list(s["messages"]), None if since is None else float(since), list(s["acknowledged_by"]))
 
 
 def _jaccard_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -101,15 +106,18 @@ class AlertBook:
     ----------
     district : str
         Short district name used in identifiers.
-    clear_ticks : int
-        Ticks an alert with no cells waits before its ``Cancel``.
+    clear_s : float
+        Seconds of twin time an alert with no cells waits before its ``Cancel`` (0: cancelled at the first
+        tick without cells). Counted in seconds, so the tick length does not change when an alert ends.
     area_change : float
         Jaccard distance of the cell set since the last message that makes an ``Update``.
     """
 
-    def __init__(self, district: str, clear_ticks: int = 0, area_change: float = 0.2) -> None:
+    def __init__(self, district: str, clear_s: float = 0.0, area_change: float = 0.2) -> None:
+        if not clear_s >= 0.0:
+            raise ValueError(f"AlertBook: clear_s must be >= 0 seconds, got {clear_s}")
         self.district = district
-        self.clear_ticks, self.area_change = clear_ticks, area_change
+        self.clear_s, self.area_change = float(clear_s), area_change
         self.active: dict[str, Alert] = {}
         self.sequence = 0
         self.last_known: dict[str, np.ndarray] = {}
@@ -204,7 +212,7 @@ class AlertBook:
 
     def _continue(self, t: float, alert: Alert, cells: np.ndarray, level: int,
                   absorbed: list[Alert], parts: int) -> list[AlertEvent]:
-        alert.cells, alert.empty_ticks = cells, 0
+        alert.cells, alert.empty_since = cells, None
         changed = level != alert.level or parts != alert.published_parts
         changed = changed or _jaccard_distance(cells, alert.published_cells) > self.area_change
         if not (changed or absorbed):
@@ -215,8 +223,9 @@ class AlertBook:
     def _fade(self, t: float, alert: Alert, into: Alert | None) -> list[AlertEvent]:
         """An alert with no region: cancelled at once if it merged into ``into``, else after the clear delay."""
         if into is None:
-            alert.empty_ticks += 1
-            if alert.empty_ticks <= self.clear_ticks:
+            if alert.empty_since is None:
+                alert.empty_since = t
+            if t - alert.empty_since < self.clear_s - 1e-6:
                 return []
         note = f"merged into {into.identifier}" if into else "conditions back below the clear thresholds"
         del self.active[alert.identifier]

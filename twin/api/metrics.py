@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from models.hazards import ALERT_HAZARDS
 from twin.api.view import TwinView
 from twin.district.layers import LEVEL_NAMES
 from twin.live.query import TickReport
@@ -75,8 +76,10 @@ class TwinCollector(Collector):
     def _alerts(self) -> Metric:
         fam = GaugeMetricFamily(f"{PREFIX}_alerts_active_by_level", "active alerts by hazard and level",
                                 labels=["hazard", "level"])
-        for (hazard, level), n in sorted(self.view.active_by_hazard_level().items()):
-            fam.add_metric([hazard, LEVEL_NAMES.get(level, str(level))], n)
+        active = self.view.active_by_hazard_level()
+        known = {(h, lv) for h in ALERT_HAZARDS for lv in range(1, 5)}  # every hazard of the registry, zeros too
+        for (hazard, level) in sorted(known | set(active)):
+            fam.add_metric([hazard, LEVEL_NAMES.get(level, str(level))], active.get((hazard, level), 0))
         return fam
 
 

@@ -5,6 +5,10 @@
   transparent. No data (-1: stale inputs, or cells no sensor covers) is transparent too, or a
   translucent grey with ``show_nodata`` (most of a district has no crowd counter, so grey by
   default would veil the whole map).
+- Bitmask layers (``level_nodata``: 1 crowd, 2 flood, 4 traffic; ``level_changed``: the same and
+  8 overall) take one grey per value, lighter with more bits set, 0 transparent; the legend lists
+  every value with its hazards and exact RGBA, so a client can read the bits back from the picture
+  (the dashboard does, to hatch the cells whose level is held).
 - Continuous layers take a sequential ramp from pale yellow through green and blue to deep
   violet over ``vmin..vmax``. For live and risk layers, cells at or below ``vmin`` are
   transparent (dry ground and empty squares do not hide the base map). NaN is transparent.
@@ -30,6 +34,19 @@ from twin.district.layers import LEVEL_NAMES
 LEVEL_RGBA = {-1: (128, 128, 128, 110), 0: (0, 0, 0, 0), 1: (30, 100, 220, 200), 2: (255, 215, 0, 210),
               3: (255, 128, 0, 215), 4: (220, 24, 24, 225)}
 """Pixel colour of each warning level (RGBA)."""
+BITMASKS = {"level_nodata": ("crowd", "flood", "traffic"), "level_changed": ("crowd", "flood", "traffic", "overall")}
+"""Bitmask layers and the meaning of each bit, lowest first."""
+BITS_ALPHA = 170
+
+
+def bits_rgba(value: int) -> tuple[int, int, int, int]:
+    """Pixel colour (RGBA) of a bitmask value: transparent for 0, else a grey lighter with the value."""
+    if value <= 0:
+        return (0, 0, 0, 0)
+    grey = min(100 + 9 * int(value), 255)
+    return (grey, grey, grey, BITS_ALPHA)
+
+
 RAMP = ((0.0, (255, 250, 200)), (0.25, (170, 222, 160)), (0.5, (70, 180, 180)), (0.75, (40, 110, 185)),
         (1.0, (45, 25, 110)))
 """Sequential colour ramp, (position in 0..1, RGB)."""
@@ -49,13 +66,15 @@ rain 100 mm (h-1) and 250 mm / 6 h about Shanghai's red rainstorm signal; 80 km 
 
 @dataclass(frozen=True)
 class Style:
-    """How a layer is drawn: ``levels`` (discrete warning colours) or ``ramp`` over vmin..vmax."""
+    """How a layer is drawn: ``levels`` (discrete warning colours), ``bits`` (one grey per bitmask value,
+    ``bits`` names the bits) or ``ramp`` over vmin..vmax."""
 
     mode: str
     vmin: float = 0.0
     vmax: float = 1.0
     clear_below: bool = False
     show_nodata: bool = False
+    bits: tuple[str, ...] = ()
 
 
 def is_level_layer(info: LayerInfo) -> bool:
@@ -69,6 +88,8 @@ def style_for(info: LayerInfo, vmin: float | None = None, vmax: float | None = N
     ``show_nodata`` greys out level cells without data."""
     if is_level_layer(info):
         return Style("levels", show_nodata=show_nodata)
+    if info.name in BITMASKS:
+        return Style("bits", 0.0, float(2 ** len(BITMASKS[info.name]) - 1), bits=BITMASKS[info.name])
     lo, hi = _default_range(info)
     lo = lo if vmin is None else vmin
     hi = hi if vmax is None else vmax
@@ -94,6 +115,8 @@ def colourise(values: np.ndarray, style: Style) -> np.ndarray:
     values = np.asarray(values)
     if style.mode == "levels":
         return _levels_rgba(values, style.show_nodata)
+    if style.mode == "bits":
+        return _bits_rgba(values, len(style.bits))
     return _ramp_rgba(values.astype(float), style)
 
 
@@ -104,6 +127,13 @@ def _levels_rgba(values: np.ndarray, show_nodata: bool) -> np.ndarray:
             table[level + 1] = rgba
     v = np.nan_to_num(np.asarray(values, dtype=float), nan=0.0)
     idx = np.clip(v, -1, 4).astype(np.int64) + 1
+    return table[idx]
+
+
+def _bits_rgba(values: np.ndarray, n_bits: int) -> np.ndarray:
+    table = np.array([bits_rgba(v) for v in range(2 ** n_bits)], dtype=np.uint8)
+    v = np.nan_to_num(np.asarray(values, dtype=float), nan=0.0)
+    idx = np.clip(v, 0, 2 ** n_bits - 1).astype(np.int64)
     return table[idx]
 
 
@@ -141,6 +171,14 @@ def legend(info: LayerInfo, style: Style) -> dict:
                    for v in sorted(LEVEL_RGBA)]
         clear = "level 0 (none)" + ("" if style.show_nodata else " and -1 (no data)")
         return {**base, "entries": entries, "transparent": clear}
+    if style.mode == "bits":
+        entries = []
+        for v in range(1, 2 ** len(style.bits)):
+            names = [name for k, name in enumerate(style.bits) if v >> k & 1]
+            rgba = bits_rgba(v)
+            entries.append({"value": v, "label": " + ".join(names), "colour": _hex(rgba[:3]), "rgba": list(rgba)})
+        bits = [{"bit": 1 << k, "label": name} for k, name in enumerate(style.bits)]
+        return {**base, "bits": bits, "entries": entries, "transparent": "0 (no bit set)"}
     stops = [{"value": style.vmin + p * (style.vmax - style.vmin), "colour": _hex(c)} for p, c in RAMP]
     clear = f"no data and values <= {style.vmin:g}" if style.clear_below else "no data"
     return {**base, "vmin": style.vmin, "vmax": style.vmax, "stops": stops, "alpha": RAMP_ALPHA,

@@ -125,6 +125,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--walkable", type=Path, metavar="FILE", help="GeoJSON polygons that override the walkable area "
                    "(railings, flood walls, temporary barriers; property walkable_fraction 0-1; "
                    "docs/science/crowd.md 1.4)")
+    r.add_argument("--crowd-bands", type=Path, metavar="FILE", help="GeoJSON polygons of places with crowd density "
+                   "bands of their own (stairs, ramps, bridges; properties name, kind, density_raise, density_clear, "
+                   "source; e.g. data/bund/crowd-bands.geojson; docs/science/alerts.md, Per-place bands)")
     r.add_argument("--state", type=Path, default=Path("var/twin"), help="state folder: raw log, snapshots, "
                                                                          "alert database (default var/twin)")
     r.add_argument("--db", help="alert store URL: sqlite:///path (default: in the state folder) or "

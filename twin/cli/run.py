@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from twin.district.sources import data_dir
+from twin.district.thresholds import load_place_bands
 from twin.live.core import CoreConfig
 from twin.live.models import LiveConfig
 from twin.live.service import LiveService, ServiceConfig
@@ -29,8 +30,21 @@ def default_grid(state_dir: Path, cell: float = 10.0) -> Path:
     return path
 
 
+def crowd_bands_file(args: argparse.Namespace) -> Path | None:
+    """The ``--crowd-bands`` file, checked (`twin.district.thresholds.load_place_bands`): FileNotFoundError, or
+    PlaceBandsError (a ValueError) naming the file and every problem in one line."""
+    bands = getattr(args, "crowd_bands", None)
+    if bands is None:
+        return None
+    if not Path(bands).is_file():
+        raise FileNotFoundError(f"--crowd-bands {bands} does not exist")
+    load_place_bands(bands)
+    return Path(bands)
+
+
 def service_config(args: argparse.Namespace) -> ServiceConfig:
     """Service settings from ``twin run`` options."""
+    bands = crowd_bands_file(args)
     state = Path(args.state)
     state.mkdir(parents=True, exist_ok=True)
     grid = Path(args.grid) if args.grid else default_grid(state)
@@ -39,7 +53,8 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
     for label, path in (("grid", grid), ("registry", registry), ("walkable", walkable)):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"--{label} {path} does not exist")
-    live = LiveConfig(walkable_override=str(walkable) if walkable else None)
+    live = LiveConfig(walkable_override=str(walkable) if walkable else None,
+                      place_bands_file=str(bands) if bands else None)
     core = CoreConfig(prefix=args.prefix, tick_s=args.tick, unit_buffer_m=args.buffer, live=live)
     return ServiceConfig(broker=args.broker, grid=grid, registry=registry, state_dir=state, db=args.db,
                          tick_s=args.tick, prefix=args.prefix, client_id=args.client_id,
@@ -49,6 +64,7 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
 
 def run_service(args: argparse.Namespace) -> int:
     """Run until Ctrl-C, SIGTERM or ``--duration``; returns the exit status."""
+    crowd_bands_file(args)  # a bad file ends here, before a broker is started or a twin built
     embedded = None
     if not args.broker:
         from twin.live.broker import EmbeddedBroker

@@ -38,7 +38,8 @@ class Layer:
     dtype : str
         numpy dtype of the stored array.
     kind : str
-        ``static`` (CIM, built once), ``live`` (observations), ``risk`` (model output) or ``level``.
+        ``static`` (CIM, built once), ``live`` (observations), ``risk`` (model output, or a per-cell setting of
+        the risk tick such as ``crowd_band``) or ``level``.
     """
 
     name: str
@@ -97,6 +98,8 @@ LAYERS = _layers(
           dtype="int8", kind="live"),
     # --- model outputs the live twin keeps (models/ components declare them) ---
     Layer("crowd_trend", "person m-2 s-1", "smoothed rate of change of crowd density", kind="live"),
+    Layer("crowd_projected", "person m-2",
+          "density the crowd's trend reaches in 5 minutes (a forecast, never an observed level)", kind="live"),
     Layer("crowd_pressure", "s-2", "Helbing crowd pressure, density x velocity variance", kind="live"),
     Layer("water_speed", "m s-1", "depth-averaged water speed at the cell centre", kind="live"),
     Layer("flow_hazard", "m2 s-1", "water depth times speed", kind="live"),
@@ -125,6 +128,10 @@ LAYERS = _layers(
           dtype="int8", kind="risk"),
     Layer("level_crowd_forecast", "1", "crowd level the trend-projected density would have (forecast, not observed)",
           dtype="int8", kind="level"),
+    # --- settings of the risk tick per cell (not built by the CIM: set from a place-bands file) ---
+    Layer("crowd_band", "1",
+          "crowd density bands of the cell: 0 the district's, j the j-th place's own (stair, ramp, bridge)",
+          dtype="int8", kind="risk"),
 )
 """All layers by name."""
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,17 +106,24 @@ def walkable_overrides_from_geojson(doc: Any, source: str = "walkable override")
     return [o for o in out if o is not None]
 
 
-def load_walkable_overrides(path: str | os.PathLike) -> list[WalkableOverride]:
-    """Read and check an override file; raises `WalkableOverrideError` or ``OSError``."""
+def read_geojson(path: str | os.PathLike, error: Callable[[list[str], str], Exception]) -> Any:
+    """The parsed JSON of a polygon file; a file that is not JSON raises ``error([problem], path)``, an unreadable
+    one ``OSError``."""
     with open(path, encoding="utf-8") as f:
         try:
-            doc = json.load(f)
+            return json.load(f)
         except ValueError as exc:
-            raise WalkableOverrideError([f"invalid JSON: {exc}"], str(path)) from exc
-    return walkable_overrides_from_geojson(doc, str(path))
+            raise error([f"invalid JSON: {exc}"], str(path)) from exc
 
 
-def _projected(grid: GridSpec, overrides: list[WalkableOverride]) -> np.ndarray:
+def load_walkable_overrides(path: str | os.PathLike) -> list[WalkableOverride]:
+    """Read and check an override file; raises `WalkableOverrideError` or ``OSError``."""
+    return walkable_overrides_from_geojson(read_geojson(path, WalkableOverrideError), str(path))
+
+
+def projected_polygons(grid: GridSpec, overrides: list) -> np.ndarray:
+    """The lon/lat ``geometry`` of each item (an override, a banded place) in the grid's projected CRS [m]."""
+
     def project(xy: np.ndarray) -> np.ndarray:
         return np.column_stack(to_projected(xy[:, 0], xy[:, 1], grid.crs))
 
@@ -127,7 +135,7 @@ def exclusive_shares(grid: GridSpec, overrides: list[WalkableOverride]) -> np.nd
 
     Returns an array of shape (n_overrides, ny * nx) [1]; the shares of one cell sum to at most 1.
     """
-    polys = _projected(grid, overrides)
+    polys = projected_polygons(grid, overrides)
     later = shapely.Polygon()
     exclusive = np.empty(polys.size, dtype=object)
     for i in range(polys.size - 1, -1, -1):

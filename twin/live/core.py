@@ -21,6 +21,8 @@ import xarray as xr
 
 from ingest.batch import Batch
 from ingest.registry import Registry
+from models.hazards import ALERT_HAZARDS, density_bands_text
+from models.hazards import hazard as hazard_spec
 from twin.alerting.compose import ComposeContext, default_description, issue, peak_evidence
 from twin.alerting.delivery import DEFAULT_BUFFER_M, Router
 from twin.alerting.lifecycle import AlertBook, AlertEvent
@@ -30,9 +32,6 @@ from twin.live.query import ActiveAlert, AlertNotActiveError, TickReport
 from twin.live.state import Rejected, TwinState
 
 log = logging.getLogger(__name__)
-
-SENSOR_KIND = {"crowd": "crowd", "flood": "water", "traffic": "traffic", "rain": "rain"}
-
 
 @dataclass(frozen=True)
 class CoreConfig:
@@ -48,8 +47,12 @@ class CoreConfig:
         Nominal tick period (the first tick's step). [s]
     unit_buffer_m : float
         Field units within this distance of an alert area get the alert. [m]
-    clear_ticks : int
-        Ticks an alert with no cells left waits before its Cancel.
+    clear_s : float
+        Seconds of twin time an alert with no cells left waits before its Cancel (0: at once; the cell-level
+        state machine already holds levels through its own clear delay).
+    alert_hazards : tuple of str
+        The hazards of the registry (`models.hazards`) that raise alerts; all by default. Leaving out
+        ``crowd_forecast`` keeps the forecast a map layer (``level_crowd_forecast``) without alerts.
     """
 
     prefix: str = "city/"
@@ -57,9 +60,17 @@ class CoreConfig:
     sender: str = "twin.bund@citytwin"
     tick_s: float = 1.0
     unit_buffer_m: float = DEFAULT_BUFFER_M
-    clear_ticks: int = 0
+    clear_s: float = 0.0
+    alert_hazards: tuple[str, ...] = ALERT_HAZARDS
     model_version: str = "citytwin-0.1.0"
     live: LiveConfig = field(default_factory=LiveConfig)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.alert_hazards) - set(ALERT_HAZARDS))
+        if unknown:
+            raise ValueError(f"CoreConfig.alert_hazards: unknown {unknown}; known: {', '.join(ALERT_HAZARDS)}")
+        if not self.clear_s >= 0.0:
+            raise ValueError(f"CoreConfig.clear_s must be >= 0 seconds, got {self.clear_s}")
 
 
 class TwinCore:
@@ -70,9 +81,9 @@ class TwinCore:
         self.store = store
         self.state = TwinState(static, registry)
         self.models = LiveModels(self.state, cfg.live)
-        self.book = AlertBook(cfg.district, clear_ticks=cfg.clear_ticks)
+        self.book = AlertBook(cfg.district, clear_s=cfg.clear_s)
         self.cap_context = ComposeContext(self.state.grid, cfg.sender, cfg.district, "Actual", self._evidence,
-                                          self._describe, cfg.model_version)
+                                          self._describe, cfg.model_version, cfg.live.risk.crowd.trend_horizon)
         self.book.sequence = int(store.get_meta("alert_sequence", "0") or 0)
         self.router = Router(self.state.grid, cfg.unit_buffer_m)
         self.lock = threading.RLock()
@@ -113,7 +124,8 @@ class TwinCore:
             dt = self.config.tick_s if np.isnan(self.last_tick) else max(t - self.last_tick, 1e-3)
             self.last_tick = t
             self.models.step(t, dt)
-            events = issue(self.book.tick(t, self.models.hazard_levels()), self.cap_context)
+            levels = self.models.hazard_levels()
+            events = issue(self.book.tick(t, {h: levels[h] for h in self.config.alert_hazards}), self.cap_context)
             for ev in events:
                 self._publish_event(ev)
             if events:
@@ -226,7 +238,12 @@ class TwinCore:
     # ------------------------------------------------------------ evidence for CAP
     def _evidence(self, hazard: str, cells: np.ndarray) -> dict[str, object]:
         out = peak_evidence(self.models.layers, hazard, cells)
-        kind = SENSOR_KIND[hazard]  # only the devices that reported within their staleness window are evidence
+        # only the devices that reported within their staleness window are evidence
+        kind = hazard_spec(hazard).sensor_kind
+        if kind == "crowd":  # crowd and crowd_forecast: the density bands that applied in the area
+            source = next((ds for ds in (self.models.layers, self.state.static) if "crowd_band" in ds), None)
+            bands = source["crowd_band"].values.ravel()[cells] if source is not None else np.zeros(0, np.int8)
+            out["densityBands"] = density_bands_text(self.models.config.risk, bands)
         devices = self.state.reporting_devices(kind, cells, self.last_tick, self.config.live.stale_s[kind])
         if devices:
             out["devices"] = " ".join(devices[:20])
@@ -243,7 +260,7 @@ class TwinCore:
 
     def _devices_in(self, hazard: str, cells: np.ndarray) -> list[str]:
         """The sensors of the hazard's kind on ``cells``, silent or not (they name the place in ``areaDesc``)."""
-        kind = SENSOR_KIND[hazard]
+        kind = hazard_spec(hazard).sensor_kind
         ids = self.state.readings[kind].ids
         if kind == "crowd":
             sensor, cell, _ = self.state.cover

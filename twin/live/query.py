@@ -10,15 +10,20 @@ the store has its own lock.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import xarray as xr
 
+from ingest.registry import Registry
+from models.crowd import CrowdFusion
 from twin.alerting.lifecycle import AlertEvent
 from twin.district.dataset import grid_of
 from twin.district.grid import GridSpec
+from twin.live.state import TwinState
 
 if TYPE_CHECKING:
     from twin.live.service import LiveService
@@ -169,3 +174,38 @@ class LiveQuery:
     def remove_tick_listener(self, listener: Callable[[TickReport], None]) -> None:
         """Stop calling a listener added with `add_tick_listener`."""
         self._service.listeners.remove(listener)
+
+
+def counter_walkable_m2(static: xr.Dataset, registry: Registry,
+                     walkable_override: str | os.PathLike | None = None) -> dict[str, float]:
+    """The walkable area each crowd counter's count is divided by in a twin of ``static`` [m2], by device id.
+
+    Asked of the twin itself, not recomputed: the counters' coverage pieces and registry ``walkable_area_m2``
+    come from a `twin.live.state.TwinState` of ``static`` and ``registry`` (with ``walkable_override`` applied
+    as `twin run --walkable` does), and the twin's fusion, `models.CrowdFusion`
+    (`models.kernels.crowd.fuse_density`), fuses one person on one counter at a time: a lone counter's
+    density is 1 / its walkable area on every cell it covers, whether that area is the registry's
+    ``walkable_area_m2`` or the twin's ``walkable_area`` layer under its coverage. Counters with no walkable
+    ground on the grid are left out (a feed then falls back on the registry or the polygon,
+    `scenarios.feeds.sensors.counter_area_m2`).
+    """
+    state = TwinState(static, registry, walkable_override)
+    cover, ids = state.crowd_coverage, state.readings["crowd"].ids
+    fusion = CrowdFusion(state.static)
+    constant = {"sensor_rel_error": ("sensor", np.zeros(len(ids)), {"units": "1"}),
+                "sensor_walkable_area": ("sensor", state.crowd_walkable_m2, {"units": "m2"}),
+                "piece_cell": ("piece", cover.piece_cell),
+                "piece_fraction": ("piece", cover.piece_area / state.grid.cell_area),
+                "walkable_area": state.static["walkable_area"]}
+    out = {}
+    for s, device in enumerate(ids):
+        alone = cover.owner_feature == s
+        count = np.where(np.arange(len(ids)) == s, 1.0, np.nan)
+        ds = xr.Dataset({**constant, "sensor_count": ("sensor", count, {"units": "person"}),
+                         "cover_piece": ("cover", cover.owner_piece[alone]),
+                         "cover_sensor": ("cover", cover.owner_feature[alone])})
+        density = fusion.update(ds)["crowd_density"].values
+        density = density[np.isfinite(density) & (density > 0)]
+        if density.size:
+            out[device] = float(1.0 / np.median(density))
+    return out

@@ -4,6 +4,7 @@
 // dirty; renderFrame() then redraws just that, at most once per frame, and times itself (stats).
 
 import { acknowledge, getImageUrl, getJson, operatorName, setOperatorName, takeTokenFromUrl, token } from "./api.js";
+import { HeldCells } from "./held.js";
 import { LiveSocket, socketUrl } from "./live.js";
 import { MapView } from "./map.js";
 import { Overlays } from "./overlays.js";
@@ -18,7 +19,8 @@ const state = {
 };
 const dirty = { alerts: false, units: new Set(), allUnits: false, status: false, view: false, since: null };
 const stats = { render: [], update: [], frames: 0, events: 0, riskRefreshes: 0 };
-const risk = { url: null, loading: false, again: false };
+const risk = { url: null, heldUrl: null, loading: false, again: false };
+const heldCells = new HeldCells();
 let ui = null; // {map, overlays, alerts, status, side, legend, point}
 let frameRequested = false;
 let lastTickWall = null;
@@ -122,7 +124,8 @@ function renderScale(map) {
 }
 
 // The risk layer PNG, fetched again after each tick: one request at a time, and the picture is swapped
-// only once decoded, so it never flickers.
+// only once decoded, so it never flickers. With a level layer comes the mask of its held cells (held.js),
+// swapped together with it.
 async function refreshRisk() {
   if (!ui) return;
   if (risk.loading) {
@@ -136,18 +139,28 @@ async function refreshRisk() {
       const layer = state.layer;
       if (!layer) {
         ui.map.setRisk(null, state.opacity);
+        setHeld(null);
         continue;
       }
-      const url = await getImageUrl(`/api/layers/${layer}.png`);
-      const image = new Image();
-      image.src = url;
-      await image.decode();
+      const heldMask = heldCells.mask(layer).catch((err) => {
+        console.warn("held cells:", err.message);
+        return null;
+      });
+      const url = await getImageUrl(`/api/layers/${layer}.png`).catch(async (err) => {
+        const held = await heldMask;
+        if (held) URL.revokeObjectURL(held.url);
+        throw err;
+      });
+      const held = await heldMask;
+      await Promise.all([url, held?.url].filter(Boolean).map(preloadImage));
       if (layer !== state.layer) {
         URL.revokeObjectURL(url);
+        if (held) URL.revokeObjectURL(held.url);
         risk.again = true;
         continue;
       }
       ui.map.setRisk(url, state.opacity);
+      setHeld(held);
       if (risk.url) URL.revokeObjectURL(risk.url);
       risk.url = url;
       stats.riskRefreshes++;
@@ -158,6 +171,12 @@ async function refreshRisk() {
   } finally {
     risk.loading = false;
   }
+}
+
+function setHeld(held) {
+  ui.map.setHeld(held ? held.url : null, held ? held.cells : 0);
+  if (risk.heldUrl) URL.revokeObjectURL(risk.heldUrl);
+  risk.heldUrl = held ? held.url : null;
 }
 
 async function setLayer(name) {
@@ -284,6 +303,7 @@ function setupControls(map) {
   document.getElementById("risk-opacity").addEventListener("input", (e) => {
     state.opacity = e.target.value / 100;
     document.getElementById("risk").style.opacity = state.opacity;
+    document.getElementById("held").style.opacity = state.opacity;
   });
   document.getElementById("show-vehicles").addEventListener("change", (e) => {
     document.getElementById("vehicle-markers").style.display = e.target.checked ? "" : "none";
@@ -346,6 +366,17 @@ async function main() {
     toLonLat: (x, y) => map.projection.toLonLat(x, y),
     toXY: (lon, lat) => map.projection.toXY(lon, lat),
     zoom: (factor) => map.zoomCentre(factor),
+    // centre the map on lon, lat at k pixels per metre; where a lon, lat is on the page (CSS pixels)
+    lookAt: (lon, lat, k) => {
+      const { w, h } = map.viewport();
+      const [lx, ly] = map.localOfLonLat(lon, lat);
+      map.setView(k, w / 2 - lx * k, h / 2 - ly * k);
+    },
+    pageXY: (lon, lat) => {
+      const r = svg.getBoundingClientRect();
+      const [px, py] = map.screenOfLocal(...map.localOfLonLat(lon, lat));
+      return [r.left + px, r.top + py];
+    },
     fit: () => map.fit(),
   };
   document.body.dataset.ready = "true";

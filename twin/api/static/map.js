@@ -38,11 +38,12 @@ export class MapView {
     this.fitted = false;
     this.onViewChange = onViewChange;
     this.onClick = onClick;
-    for (const id of ["basemap", "risk"]) {
+    for (const id of ["basemap", "risk", "held-mask-image", "held"]) {
       const image = base.querySelector("#" + id);
       image.setAttribute("width", this.width);
       image.setAttribute("height", this.height);
     }
+    this.hatches = [...document.querySelectorAll("pattern.screen-hatch")];
     this.listen();
     new ResizeObserver(() => (this.fitted ? this.onViewChange() : this.fit())).observe(svg);
   }
@@ -86,6 +87,11 @@ export class MapView {
   setView(k, tx, ty) {
     this.view = { k, tx, ty };
     for (const world of this.worlds) world.setAttribute("transform", `matrix(${k} 0 0 ${k} ${tx} ${ty})`);
+    // hatching keeps its spacing on screen at any zoom
+    if (k !== this.hatchK) {
+      this.hatchK = k;
+      for (const p of this.hatches) p.setAttribute("patternTransform", `scale(${1 / k}) rotate(45)`);
+    }
     this.onViewChange();
   }
 
@@ -184,6 +190,18 @@ export class MapView {
     if (url === null) image.removeAttribute("href");
     else image.setAttribute("href", url);
     image.style.opacity = opacity;
+    this.base.querySelector("#held").style.opacity = opacity;
+  }
+
+  // The grey hatch over the cells whose level is held (no fresh data): `url` is a mask picture, one
+  // pixel per cell, opaque where held (null: none).
+  setHeld(url, cells) {
+    const image = this.base.querySelector("#held-mask-image");
+    const rect = this.base.querySelector("#held");
+    if (url === null) image.removeAttribute("href");
+    else image.setAttribute("href", url);
+    rect.style.display = url === null || !cells ? "none" : "inline";
+    rect.dataset.cells = String(url === null ? 0 : cells);
   }
 
   // A round length for the scale bar (about 120 px long) and its width in pixels.

@@ -3,7 +3,12 @@
 
 import { localPath, svgElement } from "./map.js";
 
-export const HAZARD_LETTER = { crowd: "C", flood: "F", rain: "R", traffic: "T" };
+export const HAZARD_LETTER = { crowd: "C", crowd_forecast: "C", flood: "F", rain: "R", traffic: "T" };
+const FORECAST_BADGE_DX = 16; // px: a forecast's badge beside the observed one of the same place
+
+// A forecast alert (CAP certainty Likely, Possible or Unlikely: the trend's projection), as opposed to an
+// observed one (certainty Observed; an alert without a certainty counts as observed).
+export const isForecast = (p) => Boolean(p.certainty) && p.certainty !== "Observed";
 const UNIT_LETTER = { police: "P", fire: "F", medical: "M" };
 
 export class Overlays {
@@ -30,8 +35,9 @@ export class Overlays {
         this.areas.delete(id);
       }
     }
-    // lower levels first, so red areas are drawn on top
-    const ordered = [...alerts.values()].sort((a, b) => a.properties.level - b.properties.level);
+    // forecasts under observed alerts, and lower levels first, so observed red areas are drawn on top
+    const ordered = [...alerts.values()].sort((a, b) =>
+      isForecast(b.properties) - isForecast(a.properties) || a.properties.level - b.properties.level);
     for (const feature of ordered) {
       const p = feature.properties;
       const key = `${p.message_id}|${p.level}`;
@@ -44,18 +50,21 @@ export class Overlays {
         };
         this.areas.set(p.identifier, entry);
       }
-      if (entry.key !== key) {
+      const forecast = isForecast(p);
+      if (entry.key !== key || entry.forecast !== forecast) {
         entry.key = key;
+        entry.forecast = forecast;
         const { d, centre } = this.areaPath(feature.geometry);
         entry.path.setAttribute("d", d);
         entry.centre = centre;
         this.placeBadge(entry);
       }
-      const cls = `level-${p.level}` + (p.identifier === this.selected ? " selected" : "");
+      const cls = `level-${p.level}` + (forecast ? " forecast" : "") + (p.identifier === this.selected ? " selected" : "");
       entry.path.setAttribute("class", `alert-area ${cls}`);
       entry.badge.setAttribute("class", `alert-badge ${cls}` + (p.acknowledged_by.length ? " acked" : ""));
       entry.badge.querySelector("text").textContent = HAZARD_LETTER[p.hazard] || "!";
-      entry.badge.querySelector("title").textContent = `${p.level_name} ${p.hazard}: ${p.area_desc || ""}`;
+      entry.badge.querySelector("title").textContent = (forecast ? "forecast · 预测 " : "") +
+        `${p.level_name} ${p.hazard}: ${p.area_desc || ""}`;
       this.areaLayer.appendChild(entry.path); // keep the level order
     }
   }
@@ -87,7 +96,8 @@ export class Overlays {
 
   placeBadge(entry) {
     if (!entry.centre) return;
-    const [px, py] = this.map.screenOfLocal(...entry.centre);
+    const [x, py] = this.map.screenOfLocal(...entry.centre);
+    const px = x + (entry.forecast ? FORECAST_BADGE_DX : 0);
     entry.badge.setAttribute("transform", `translate(${px.toFixed(1)},${py.toFixed(1)})`);
   }
 

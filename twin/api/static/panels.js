@@ -1,13 +1,18 @@
 // The HTML around the map: alert list, status strip, legend, point read-out, notices.
 
-import { HAZARD_LETTER } from "./overlays.js";
+import { HELD_LAYERS, isHeld } from "./held.js";
+import { HAZARD_LETTER, isForecast } from "./overlays.js";
 
 const SHANGHAI = "Asia/Shanghai";
 const clockFormat = new Intl.DateTimeFormat("en-GB", {
   timeZone: SHANGHAI, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
 });
 const dateFormat = new Intl.DateTimeFormat("en-CA", { timeZone: SHANGHAI, year: "numeric", month: "2-digit", day: "2-digit" });
-export const HAZARD_NAME = { crowd: "Crowd", flood: "Flood", rain: "Rainstorm", traffic: "Traffic" };
+export const HAZARD_NAME = {
+  crowd: "Crowd", crowd_forecast: "Crowd forecast", flood: "Flood", rain: "Rainstorm", traffic: "Traffic",
+};
+export const FORECAST_TAG = "Forecast · 预测";
+export const HELD_LABEL = "no data, level held · 无数据，等级保持";
 
 export const clockTime = (t) => (t == null ? "–" : clockFormat.format(new Date(t * 1000)));
 export const twinDateTime = (t) => (t == null ? "–" : `${dateFormat.format(new Date(t * 1000))} ${clockTime(t)}`);
@@ -39,11 +44,28 @@ function operatorsFirst(p) {
   return [...p.acknowledged_by].sort((a, b) => operators.has(b) - operators.has(a));
 }
 
-// Most urgent first: level, then unacknowledged, then the newest.
+// What a forecast alert expects, in English and Chinese: "expected to reach 5.3 person/m² in 5 min · 预计
+// 5 分钟内达到 5.3 人/m²" from its CAP parameters expectedDensity ("5.30 person/m2") and
+// expectedInMinutes ("5"); its headline when it has no such parameters.
+export function expectedText(p) {
+  const params = p.parameters || {};
+  const match = /^\s*([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\s*(.*)$/i.exec(params.expectedDensity || "");
+  const minutes = Number.parseFloat(params.expectedInMinutes);
+  if (!match || !Number.isFinite(minutes)) return p.headline || "";
+  const value = Number(match[1]).toFixed(1);
+  const unit = match[2].trim() || "person/m2";
+  const en = unit.replace(/m2$/, "m²");
+  const zh = unit === "person/m2" ? "人/m²" : en;
+  const min = minutes < 1 ? "< 1" : String(Math.round(minutes));
+  return `expected to reach ${value} ${en} in ${min} min · 预计 ${min} 分钟内达到 ${value} ${zh}`;
+}
+
+// Most urgent first: level, then observed before forecast, then unacknowledged, then the newest.
 function urgency(a, b) {
   const pa = a.properties;
   const pb = b.properties;
-  return pb.level - pa.level || (pa.acknowledged_by.length > 0) - (pb.acknowledged_by.length > 0) ||
+  return pb.level - pa.level || isForecast(pa) - isForecast(pb) ||
+    (pa.acknowledged_by.length > 0) - (pb.acknowledged_by.length > 0) ||
     (pb.raised_at ?? 0) - (pa.raised_at ?? 0);
 }
 
@@ -78,7 +100,8 @@ export class AlertList {
         item = this.makeItem(p.identifier);
         this.items.set(p.identifier, item);
       }
-      const key = [p.message_id, p.level, p.acknowledged_by.join(","), p.units_on_scene.join(","), operator].join("|");
+      const key = [p.message_id, p.level, p.certainty, p.acknowledged_by.join(","), p.units_on_scene.join(","),
+        operator].join("|");
       if (item.key !== key) {
         item.key = key;
         this.fill(item, p, operator);
@@ -97,6 +120,8 @@ export class AlertList {
       level: el("div", "lvl"),
       hazard: el("b", "hazard"),
       event: el("span", "event"),
+      tag: el("span", "tag-forecast", FORECAST_TAG),
+      expected: el("div", "expected"),
       area: el("div", "area"),
       raised: el("span", "raised"),
       age: el("span", "age"),
@@ -107,14 +132,14 @@ export class AlertList {
     };
     const body = el("div", "body");
     const title = el("div", "title");
-    title.append(f.hazard, " ", f.event);
+    title.append(f.tag, f.hazard, " ", f.event);
     const meta = el("div", "meta");
     meta.append("raised ", f.raised, " · ", f.age, " ago · ", f.size);
     const acks = el("div", "acks");
     acks.append(el("span", "k", "ack by"), f.ackBy);
     const scene = el("div", "scene");
     scene.append(el("span", "k", "on scene"), f.onScene);
-    body.append(title, f.area, meta, acks, scene);
+    body.append(title, f.expected, f.area, meta, acks, scene);
     li.append(f.level, body, f.button);
     return { li, f, key: null, raisedAt: null };
   }
@@ -122,8 +147,13 @@ export class AlertList {
   fill(item, p, operator) {
     const f = item.f;
     item.raisedAt = p.raised_at;
-    item.li.className = `alert level-${p.level}` + (p.acknowledged_by.length ? " acked" : " unacked") +
-      (p.identifier === this.selected ? " selected" : "");
+    const forecast = isForecast(p);
+    item.li.className = `alert level-${p.level}` + (forecast ? " forecast" : "") +
+      (p.acknowledged_by.length ? " acked" : " unacked") + (p.identifier === this.selected ? " selected" : "");
+    f.tag.hidden = !forecast;
+    f.tag.title = forecast ? `CAP certainty ${p.certainty}, urgency ${p.urgency || "–"}` : "";
+    f.expected.textContent = forecast ? expectedText(p) : "";
+    f.expected.hidden = !forecast || !f.expected.textContent;
     f.level.textContent = "";
     f.level.append(el("span", "lvl-name", p.level_name.toUpperCase()), el("span", "lvl-letter", HAZARD_LETTER[p.hazard] || "!"));
     f.hazard.textContent = p.event || HAZARD_NAME[p.hazard] || p.hazard;
@@ -214,11 +244,17 @@ export function renderLegend(root, layerLegend) {
       item.append(swatch, entry.label);
       row.append(item);
     }
+    if (layerLegend.mode === "levels" && HELD_LAYERS.has(layerLegend.name)) {
+      const item = el("span", "legend-item held");
+      item.append(el("span", "swatch sym-held"), HELD_LABEL);
+      row.append(item);
+    }
     root.append(row);
   }
   root.append(el("div", "panel-title", "Map"));
   const symbols = el("div", "legend-symbols");
-  for (const [cls, label] of [["sym-area", "alert area"], ["sym-badge", "alert"], ["sym-police", "police"], ["sym-fire", "fire"],
+  for (const [cls, label] of [["sym-area", "alert area"], ["sym-forecast", "forecast · 预测"], ["sym-badge", "alert"],
+    ["sym-police", "police"], ["sym-fire", "fire"],
     ["sym-medical", "medical"], ["sym-scene", "on scene"], ["sym-vehicle", "vehicle"], ["sym-building", "building"],
     ["sym-road", "road"], ["sym-water", "water"]]) {
     const item = el("span", "legend-item");
@@ -234,6 +270,12 @@ const POINT_LAYERS = [
   ["traffic_speed", "traffic speed", 0], ["risk_crowd", "crowd risk", 2], ["risk_flood", "flood risk", 2],
   ["risk_traffic", "traffic risk", 2], ["building_height", "building height", 0], ["elevation", "elevation", 1],
 ];
+
+// The level a layer shows at a point is held (its hazard has no fresh data; held.js).
+function heldAt(point, name) {
+  const levels = Object.fromEntries(Object.entries(point.levels).map(([layer, lv]) => [layer, [lv.value]]));
+  return isHeld(name, point.layers.level_nodata?.value, levels);
+}
 
 export function renderPoint(root, point, onClose) {
   root.replaceChildren();
@@ -254,7 +296,10 @@ export function renderPoint(root, point, onClose) {
   for (const name of ["level", "level_crowd", "level_flood", "level_traffic"]) {
     const lv = point.levels[name];
     if (!lv) continue;
-    const chip = el("span", `chip level-${lv.value}`, `${name === "level" ? "overall" : name.slice(6)}: ${lv.name}`);
+    const held = heldAt(point, name);
+    const chip = el("span", `chip level-${lv.value}` + (held ? " held" : ""),
+      `${name === "level" ? "overall" : name.slice(6)}: ${lv.name}` + (held ? " (held, no data)" : ""));
+    if (held) chip.title = HELD_LABEL;
     levels.append(chip);
   }
   root.append(levels);

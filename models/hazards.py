@@ -1,0 +1,156 @@
+"""The hazard registry: every hazard the twin warns of, defined once.
+
+Each entry says what decides its level (the metric, its layer and unit), where its thresholds are in
+`models.config.RiskConfig`, what its CAP message calls it (event, category, certainty, urgency, the
+instruction), which layer is the evidence in the message and which sensors report it. The risk tick
+(`models.risk`), the live twin, the scenario runner, the alert composer and the API all read this table;
+none of them names a hazard's layers or thresholds on its own.
+
+Level hazards (``LEVEL_HAZARDS``, the kernel's order) have a level machine per cell in `models.risk.AlertLevels`.
+``rain`` is the Shanghai rainstorm signal (district-wide, from the rolling rain totals) and ``crowd_forecast`` is the
+trend-projected crowd level, a forecast (CAP certainty Likely, urgency Expected), never an observed alert
+(docs/science/alerts.md 5.7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.config import RiskConfig
+
+LEVEL_NODATA = -1
+
+
+@dataclass(frozen=True)
+class Hazard:
+    """One hazard of the registry.
+
+    Attributes
+    ----------
+    name : str
+        Key used in alert identifiers, the ``hazard`` CAP parameter, layers ``risk_<name>`` / ``level_<name>``.
+    metric : str
+        Layer whose value decides the level (and is the alert's evidence).
+    unit : str
+        Its unit as written in CAP parameters (``person/m2``, ``m``, ``km/h``, ``mm``).
+    worst : str
+        ``max`` if the worst value is the largest (density, depth, rain), ``min`` if the smallest (speed).
+    evidence : str
+        CAP parameter name of the worst value over the alert's area.
+    event, category, instruction : str
+        CAP ``event``, ``category`` and ``instruction``.
+    certainty : str
+        CAP ``certainty``: ``Observed`` for a measured hazard, ``Likely`` for a forecast.
+    urgency : str or None
+        CAP ``urgency`` while active; None: by level (``twin.alerting.cap.LEVEL_URGENCY``).
+    sensor_kind : str
+        Registry kind of the devices whose readings are its evidence (``crowd``, ``water``, ``rain``, ``traffic``).
+    raise_thresholds : callable
+        RiskConfig -> (blue, yellow, orange, red) raise thresholds in ``unit`` (inf: level not used).
+    """
+
+    name: str
+    metric: str
+    unit: str
+    worst: str
+    evidence: str
+    event: str
+    category: str
+    instruction: str
+    sensor_kind: str
+    raise_thresholds: Callable[[RiskConfig], tuple[float, float, float, float]]
+    certainty: str = "Observed"
+    urgency: str | None = None
+
+    def worst_of(self, values: np.ndarray) -> float:
+        """The worst of finite ``values`` (their max or min)."""
+        return float(np.max(values) if self.worst == "max" else np.min(values))
+
+
+def _traffic_red_ratio(cfg: RiskConfig) -> tuple[float, float, float, float]:
+    """Traffic levels are by road class (GB/T 33171); the registry lists the red speed ratio only. [1]"""
+    inf = float("inf")
+    return (inf, inf, inf, cfg.traffic.red_ratio)
+
+
+REGISTRY: dict[str, Hazard] = {h.name: h for h in (
+    Hazard("crowd", "crowd_density", "person/m2", "max", "peakDensity", "Crowd density warning", "Safety",
+           "Stop the inflow into the area, open alternative exits and keep people moving.", "crowd",
+           lambda cfg: cfg.crowd.density_raise),
+    Hazard("flood", "water_depth", "m", "max", "peakDepth", "Urban waterlogging warning", "Met",
+           "Close flooded underpasses to traffic and pedestrians and keep clear of deep water.", "water",
+           lambda cfg: cfg.flood.depth_raise),
+    Hazard("traffic", "traffic_speed", "km/h", "min", "minSpeed", "Traffic congestion warning", "Transport",
+           "Divert traffic and check for an incident at the head of the queue.", "traffic", _traffic_red_ratio),
+    Hazard("rain", "rain_1h", "mm", "max", "peakRain1h", "Rainstorm warning signal", "Met",
+           "Expect waterlogging: keep away from underpasses and low ground.", "rain",
+           lambda cfg: tuple(cfg.rain.shanghai_1h)),
+    Hazard("crowd_forecast", "crowd_projected", "person/m2", "max", "expectedDensity", "Crowd density forecast",
+           "Safety", "Prepare to meter the inflow and open alternative exits before the crowd becomes dense.",
+           "crowd", lambda cfg: cfg.crowd.density_raise, certainty="Likely", urgency="Expected"),
+)}
+"""Every hazard by name."""
+
+LEVEL_HAZARDS = ("crowd", "flood", "traffic")
+"""Hazards with a level machine per cell, in the risk kernel's order (bits 1, 2, 4 of ``level_changed`` and
+``level_nodata``)."""
+ALERT_HAZARDS = (*LEVEL_HAZARDS, "rain", "crowd_forecast")
+"""Hazards that raise alerts, in the order their alerts are listed."""
+
+
+def hazard(name: str) -> Hazard:
+    """The registry entry of ``name``; KeyError names the known hazards."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown hazard {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def alert_grids(layers: Mapping[str, np.ndarray], rain_stale: bool = False) -> dict[str, np.ndarray]:
+    """The level grid of every alerting hazard from a tick's layers (int8, -1 no data, its level held).
+
+    ``rain``: the Shanghai rainstorm signal, no data while no rain source is fresh (``rain_stale``).
+    ``crowd_forecast``: the trend-projected crowd level where it is above the observed crowd level, else 0 (a
+    forecast says what is coming, not what is there); no data where the crowd has none.
+    """
+    out = {h: np.asarray(layers[f"level_{h}"]) for h in LEVEL_HAZARDS}
+    signal = np.asarray(layers["rain_signal"])
+    out["rain"] = np.full_like(signal, LEVEL_NODATA) if rain_stale else signal
+    crowd, forecast = out["crowd"], np.asarray(layers["level_crowd_forecast"])
+    nodata = (np.asarray(layers["level_nodata"]) & 1).astype(bool) | (forecast < 0)
+    out["crowd_forecast"] = np.where(nodata, LEVEL_NODATA, np.where(forecast > crowd, forecast, 0)).astype(np.int8)
+    return out
+
+
+def density_bands_text(config: RiskConfig, band_indices: np.ndarray) -> str:
+    """The crowd density bands that applied on an alert's cells, as the CAP parameter ``densityBands``.
+
+    ``band_indices`` are the cells' values of the ``crowd_band`` layer: 0 the district's bands
+    (``config.crowd.density_raise``), j >= 1 those of ``config.place_bands[j - 1]`` (a stair, ramp or bridge). Each
+    set of bands once, the places first in band order and the district's last, raise thresholds only (an unused
+    colour left out), e.g. ``Lujiazui Exit 1 stair (stair): blue 1.11, yellow 1.43, orange 2.5, red 3.5 person/m2;
+    district: blue 1.08, yellow 2, orange 4, red 5 person/m2``. No cells: the district's. Raises ValueError for an
+    index outside 0 .. len(config.place_bands).
+    """
+    found = np.unique(np.asarray(band_indices).astype(np.int64).ravel())
+    indices = [int(j) for j in found] or [0]
+    bad = [j for j in indices if not 0 <= j <= len(config.place_bands)]
+    if bad:
+        raise ValueError(f"density_bands_text: crowd band {bad[0]} is not 0 (the district's) to "
+                         f"{len(config.place_bands)} (the places of RiskConfig.place_bands)")
+    unit = REGISTRY["crowd"].unit
+    parts = []
+    for j in sorted(indices, key=lambda j: (j == 0, j)):
+        place = config.place_bands[j - 1] if j else None
+        label = f"{place.name} ({place.kind})" if place else "district"
+        raise_at = place.density_raise if place else config.crowd.density_raise
+        colours = ", ".join(f"{colour} {value:g}" for colour, value in
+                            zip(("blue", "yellow", "orange", "red"), raise_at, strict=True) if value < np.inf)
+        parts.append(f"{label}: {colours} {unit}")
+    return "; ".join(parts)
+
+
+__all__ = ["ALERT_HAZARDS", "LEVEL_HAZARDS", "REGISTRY", "Hazard", "alert_grids", "density_bands_text", "hazard"]
