@@ -56,4 +56,8 @@ __all__ = [
 from models.config import CrowdFlowConfig
 from models.crowdflow import CrowdFlow
 
+# map matching of probe fixes to road links and space-mean link speeds (issue 15)
+from models.mapmatch import LinkSpeeds, MapMatchConfig, MapMatcher, RoadGraph, traversals
+
 __all__ += ["CrowdFlow", "CrowdFlowConfig"]
+__all__ += ["LinkSpeeds", "MapMatchConfig", "MapMatcher", "RoadGraph", "traversals"]

@@ -116,7 +116,7 @@ def test_an_alert_raised_over_mqtt_is_shown_acknowledged_in_the_page_and_cleared
     page.wait_for_selector("#alert-empty", state="visible")
 
     with CrowdFeed(observer) as feed:
-        page.wait_for_function("window.citytwin.stats().riskRefreshes >= 2", timeout=10_000)  # ticks arrive
+        page.wait_for_function("() => window.citytwin.stats().riskRefreshes >= 2", timeout=10_000)  # ticks arrive
         feed.count = 9000.0  # the evening crowd arrives on the Bund
         ident = wait_for(lambda: first_active_crowd_alert(service), 60, "a crowd alert in the store")
         raised = time.monotonic()

@@ -67,9 +67,9 @@ def test_the_layer_switcher_changes_the_risk_overlay_and_its_legend(page, api):
     open_page(page, api.url)
     page.check('input[name=layer][value="level_flood"]')
     page.wait_for_selector("#risk[data-layer=level_flood]", state="attached")
-    page.wait_for_function("document.querySelector('#legend').textContent.toLowerCase().includes('flood')")
+    page.wait_for_function("() => document.querySelector('#legend').textContent.toLowerCase().includes('flood')")
     page.check('input[name=layer][value=""]')
-    page.wait_for_function("!document.querySelector('#risk').hasAttribute('href')")
+    page.wait_for_function("() => !document.querySelector('#risk').hasAttribute('href')")
 
 
 def test_pan_zoom_and_a_click_for_the_values_at_a_point(page, api):

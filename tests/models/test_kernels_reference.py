@@ -19,6 +19,7 @@ from models.kernels import bands as kb
 from models.kernels import crowd as kc
 from models.kernels import crowdflow as kcf
 from models.kernels import flood as kf
+from models.kernels import mapmatch as kmm
 from models.kernels import rain as kr
 from models.kernels import risk as kk
 from models.kernels import traffic as kt
@@ -26,6 +27,7 @@ from models.reference import bands as rb
 from models.reference import crowd as rc
 from models.reference import crowdflow as rcf
 from models.reference import flood as rf
+from models.reference import mapmatch as rmm
 from models.reference import rain as rr
 from models.reference import risk as rk
 from models.reference import traffic as rt
@@ -462,6 +464,51 @@ def test_crowdflow_potential_and_sources(name, seed):
         assert_same(got[0], ref[0], atol=1e-13)
 
 
+def _polylines(rng):
+    """Random links: 1-4 segments each (some zero-length), vertices in a 300 m square."""
+    n_links = int(rng.integers(1, 12))
+    nv = rng.integers(2, 6, n_links)
+    start = np.r_[0, np.cumsum(nv)].astype(np.int64)
+    vert = rng.uniform(0, 300, (int(start[-1]), 2))
+    dup = rng.random(vert.shape[0]) < 0.1
+    dup[start[:-1]] = False
+    vert[dup] = vert[np.flatnonzero(dup) - 1]
+    return vert, start
+
+
+@pytest.mark.parametrize("name", names(kmm, "project_points", "grid_index", "link_candidates", "viterbi_step"))
+@given(seed=seeds)
+@SET
+def test_mapmatch(name, seed):
+    rng = np.random.default_rng(seed)
+    vert, start = _polylines(rng)
+    n_links, k = start.size - 1, int(rng.integers(0, 25))
+    px, py = rng.uniform(-50, 350, k), rng.uniform(-50, 350, k)
+    cell = float(rng.choice([20.0, 75.0, 500.0]))
+    nx, ny = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+    if name == "project_points":
+        args, outs = (px, py, rng.integers(-1, n_links, k), vert, start), [np.zeros(k) for _ in range(3)]
+    elif name == "grid_index":
+        args, outs = (vert, start, 0.0, 0.0, cell, nx, ny), []
+    elif name == "link_candidates":
+        index = kmm.grid_index(vert, start, 0.0, 0.0, cell, nx, ny)
+        m = int(rng.integers(1, 9))
+        args = (px, py, float(rng.choice([10.0, 50.0, 200.0])), vert, start, 0.0, 0.0, cell, nx, ny, *index)
+        outs = [np.zeros((k, m), np.int64), *(np.zeros((k, m)) for _ in range(3))]
+    else:
+        m, n = int(rng.integers(0, 6)), int(rng.integers(1, 6))
+        trans = np.where(rng.random((m, n)) < 0.3, -np.inf, rng.normal(0, 3, (m, n)))
+        args = (np.where(rng.random(m) < 0.2, -np.inf, rng.normal(0, 3, m)), trans, rng.normal(0, 3, n))
+        outs = [np.zeros(n), np.zeros(n, np.int64)]
+    ref = run(getattr(rmm, name), args, outs)
+    for fn in both(getattr(kmm, name)):
+        got = run(fn, args, outs)
+        assert_same(got[1], ref[1], rtol=1e-12, atol=1e-9)
+        if name == "grid_index":
+            for x, y in zip(got[2], ref[2], strict=True):
+                np.testing.assert_array_equal(x, y)
+
+
 # ---------------------------------------------------------------- the guard: discovered, not listed
 def discover_kernels() -> list[tuple[str, str, Dispatcher]]:
     """(module, name, dispatcher) of every public numba dispatcher defined in a module of models/kernels/."""
@@ -480,7 +527,7 @@ PARALLEL = [f for _mod, name, f in KERNELS if name.endswith("_par")]
 
 
 def test_every_kernel_has_a_numpy_twin_and_a_value_test():
-    assert {"bands", "crowd", "crowdflow", "flood", "rain", "risk", "traffic"} <= {m for m, _, _ in KERNELS}
+    assert {"bands", "crowd", "crowdflow", "flood", "mapmatch", "rain", "risk", "traffic"} <= {m for m, _, _ in KERNELS}
     for mod, name, _f in KERNELS:
         serial = name.removesuffix("_par")
         try:

@@ -15,6 +15,7 @@ from twin.api.errors import TrustedHosts, install_handlers
 from twin.api.page import page_routes
 from twin.api.routes_alerts import alert_routes
 from twin.api.routes_basemap import basemap_routes
+from twin.api.routes_links import links_routes
 from twin.api.routes_live import live_routes
 from twin.api.routes_twin import twin_routes
 from twin.api.schemas import ErrorBody
@@ -99,7 +100,8 @@ def create_app(service, config: ApiConfig | None = None) -> FastAPI:
     app = FastAPIOffline(title="citytwin", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.api = state
     install_handlers(app)  # first: its 500 middleware then sits inside CORS and the Host check
-    for router in (twin_routes(state), alert_routes(state), live_routes(state), basemap_routes(state), page_routes()):
+    for router in (twin_routes(state), alert_routes(state), live_routes(state), links_routes(state),
+                   basemap_routes(state), page_routes()):
         app.include_router(router)
     app.openapi = _openapi_with_errors(app)
     if config.cors_origins:

@@ -47,12 +47,14 @@ def _grid_build(args: argparse.Namespace) -> int:
     from twin.district.dem import DemError
     from twin.district.grid import GridError
     from twin.district.gridfile import build_grid_file
-    from twin.district.sources import SourceError
+    from twin.district.roads import network_paths, road_network_for
+    from twin.district.sources import SourceError, bundled_district
 
     try:
         path = build_grid_file(district=args.district, source=args.source, cell=args.cell, out=args.out,
                                bbox=args.bbox, crs=args.crs, dem=args.dem, dem_crs=args.dem_crs,
                                drainage=args.drainage, progress=not args.quiet)
+        network = road_network_for(path, args.source or bundled_district(args.district or "bund"))
     except (GridError, SourceError, DemError, CityJSONError, CRSError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
@@ -60,6 +62,7 @@ def _grid_build(args: argparse.Namespace) -> int:
     except ValueError as exc:  # bad values in the inputs (e.g. a drainage_capacity that is not a number)
         raise UsageError(str(exc)) from None
     print(f"wrote {path}")
+    print(f"wrote {network_paths(path)[0]} ({len(network.links):,} road links, {len(network.nodes):,} nodes)")
     return 0
 
 

@@ -22,11 +22,13 @@ log = logging.getLogger(__name__)
 def default_grid(state_dir: Path, cell: float = 10.0) -> Path:
     """The bundled Bund twin at ``cell`` metres, built once into the state folder."""
     from twin.district.gridfile import build_grid_file
+    from twin.district.roads import road_network_for
 
     path = state_dir / f"bund-{cell:g}m.nc"
     if not path.is_file():
         print(f"building the Bund twin at {cell:g} m into {path} (once)")
         build_grid_file(out=path, cell=cell, district="bund", progress=True)
+        road_network_for(path)  # the road links beside it (twin.district.roads)
     return path
 
 

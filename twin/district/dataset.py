@@ -3,7 +3,8 @@
 A saved twin is a NetCDF file (``bund.nc``: every layer with ``units`` and ``long_name``,
 the CRS as a CF ``grid_mapping`` variable, the grid in global attributes) plus the
 building tables beside it as GeoParquet (``bund.buildings.parquet``,
-``bund.volumes.parquet``). Loading gives back the same twin, attribute for attribute.
+``bund.volumes.parquet``) and its road network (``bund.links.parquet``, ``bund.nodes.parquet``,
+``bund.link_cells.parquet``: `twin.district.roads`). Loading gives back the same twin, attribute for attribute.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from twin import __version__
 from twin.district.bim import Buildings, _cell_mapping
 from twin.district.grid import GridSpec
 from twin.district.layers import layer
+from twin.district.roads import remove_road_network
 
 GRID_MAPPING = "crs"
 
@@ -93,6 +95,7 @@ def save_twin(path: str | Path, ds: xr.Dataset, buildings: Buildings | None = No
     btab, vtab = _sidecars(path)
     for old in (btab, vtab):
         old.unlink(missing_ok=True)  # never pair a new grid with an older building table
+    remove_road_network(path)  # nor with an older road network (`twin.district.roads.road_network_for`)
     if buildings is not None:
         buildings.table.to_parquet(btab)
         buildings.volumes.to_parquet(vtab)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -63,6 +64,10 @@ class LiveConfig:
     probe_window_s: float = 300.0
     count_rel_error: float = 0.15
     walkable_override: str | None = None
+    road_network: Any = None
+    """The district's directed road links (`twin.district.roads.RoadNetwork`), or None: with one, the probe pings
+    are map-matched to links every tick (`models.MapMatcher`) and the links get space-mean speeds
+    (`models.LinkSpeeds`, ``LiveModels.link_layers``)."""
     place_bands_file: str | None = None
     risk: models.RiskConfig = field(default_factory=models.RiskConfig)
     flood: models.FloodConfig = field(default_factory=models.FloodConfig)
@@ -222,6 +227,60 @@ def with_place_bands_file(state: TwinState, config: LiveConfig) -> LiveConfig:
     return dataclasses.replace(config, risk=dataclasses.replace(config.risk, place_bands=bands))
 
 
+LATE_S = 60.0
+"""How late a vehicle's ping may arrive and still be matched (after the other vehicles' newer pings). [s]"""
+
+
+class ProbeLinks:
+    """Map matching of the vehicles' pings to road links and the links' space-mean speeds, run every tick.
+
+    Every ping newer than its vehicle's last matched fix goes to `models.MapMatcher` (the fixes of one vehicle in
+    time order: a fix older than its vehicle's last matched one is not matched), the traversal pieces it decides go to
+    `models.LinkSpeeds` with the tick's time, and vehicles silent longer than the matcher's ``max_gap`` are flushed.
+    The matcher's per-vehicle windows (at most its lag of fixes) are not in snapshots: after a restore a vehicle's
+    next fixes start a new chain.
+    """
+
+    def __init__(self, network: Any) -> None:
+        self.network = network
+        self.graph = models.RoadGraph(**network.graph_arrays())
+        self.matcher = models.MapMatcher(self.graph)
+        self.length = network.links["length_m"].to_numpy(float)
+        self.speeds = models.LinkSpeeds(xr.Dataset({"link_length": ("link", self.length, {"units": "m"})}))
+        self.upto = -np.inf
+        """The newest ping time matched so far [unix s]: pings up to ``LATE_S`` older are looked at again."""
+        self.last_t: dict[object, float] = {}
+        """Per vehicle, the time of its last ping pushed to the matcher [unix s] (kept when the matcher lets a silent
+        vehicle go, so its old pings are never pushed twice)."""
+        self.layers = xr.Dataset()
+
+    def step(self, pings: np.ndarray, t: float, dt: float) -> xr.Dataset:
+        """Match the pings not yet seen (pings: `twin.live.state.PING_DTYPE`), then the links' speeds at ``t``."""
+        pings = pings[pings["t"] > self.upto - LATE_S]
+        for p in pings[np.argsort(pings["t"], kind="stable")]:
+            if p["t"] <= self.last_t.get(p["device"], -np.inf):
+                continue
+            self.last_t[p["device"]] = float(p["t"])
+            self.upto = max(self.upto, float(p["t"]))
+            self.matcher.push(p["device"], float(p["t"]), float(p["x"]), float(p["y"]), float(p["speed"]) / 3.6,
+                              float(p["course"]))
+        self.matcher.expire(t)
+        pieces = self.matcher.pop_pieces()
+        ds = xr.Dataset({f"piece_{k}": ("piece", v, {"units": "s" if k.startswith("t_") else "m"}
+                                        if k in ("t_enter", "t_exit", "length") else {"units": "1"})
+                         for k, v in pieces.items()} | {"link_length": ("link", self.length, {"units": "m"})},
+                        attrs={"time": float(t)})
+        self.layers = self.speeds.update(ds, dt)
+        return self.layers
+
+    def resume(self, pings: np.ndarray, now: float) -> None:
+        """After a snapshot restore at tick time ``now``: the pings up to ``now`` were matched before it."""
+        done = pings[pings["t"] <= now]
+        for device, t in zip(done["device"], done["t"], strict=True):
+            self.last_t[device] = max(self.last_t.get(device, -np.inf), float(t))
+        self.upto = max(self.upto, float(now))
+
+
 class LiveModels:
     """The models of one live twin and their state across ticks: `ObservedFields` feeding `models.TickPipeline`."""
 
@@ -235,7 +294,13 @@ class LiveModels:
         self.pipeline = TickPipeline(state.static, self.observed, cell_size=state.grid.cell_size,
                                      risk=self.config.risk, flood=self.config.flood)
         self.layers = xr.Dataset(coords=state.static.coords)
+        self.links = ProbeLinks(self.config.road_network) if self.config.road_network is not None else None
         self.t = float("nan")
+
+    @property
+    def link_layers(self) -> xr.Dataset:
+        """The road links' speeds of the last tick (dims ``link``; empty without a road network)."""
+        return self.links.layers if self.links is not None else xr.Dataset()
 
     @property
     def rain_stale(self) -> bool:
@@ -246,7 +311,8 @@ class LiveModels:
     def components(self) -> dict[str, models.Component]:
         """The model components of the tick, by name (the names snapshots keep)."""
         o = self.observed
-        return {"fusion": o.fusion, **self.pipeline.components(), "probes": o.probes, "loops": o.loops}
+        links = {"link_speeds": self.links.speeds} if self.links is not None else {}
+        return {"fusion": o.fusion, **self.pipeline.components(), "probes": o.probes, "loops": o.loops, **links}
 
     def save_state(self) -> dict:
         """What evolves: each component's state, the last tick's layers, its time and whether rain was stale."""
@@ -257,15 +323,22 @@ class LiveModels:
     def restore_state(self, state: dict) -> None:
         """Take back what `save_state` gave (on models built from the same static twin, registry and config)."""
         for name, component in self.components().items():
+            if name == "link_speeds" and name not in state["components"]:
+                continue  # a snapshot from a twin without its road network: the link speeds start empty
             component.restore_state(state["components"][name])
         self.layers = xr.Dataset({name: layer_variable(name, np.asarray(values))
                                   for name, values in state["layers"].items()}, coords=self.state.static.coords)
         self.t, self.pipeline.rain_stale = float(state["t"]), bool(state["rain_stale"])
+        if self.links is not None and np.isfinite(self.t):
+            self.links.resume(self.state.pings, self.t)
 
     # ------------------------------------------------------------ one tick
     def step(self, t: float, dt: float) -> xr.Dataset:
         """Advance the models to time ``t`` [unix s] by ``dt`` [s]; returns the live and risk layers."""
         ds = self.pipeline.step(t, dt)
+        if self.links is not None:
+            p = self.state.pings
+            self.links.step(p[(p["t"] <= t) & np.isfinite(p["x"])], t, dt)
         self.t = t
         self.layers = self._live_layers(ds)
         return self.layers

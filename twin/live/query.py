@@ -20,12 +20,16 @@ import xarray as xr
 
 from ingest.registry import Registry
 from models.crowd import CrowdFusion
+from models.kernels.traffic import congestion_level
 from twin.alerting.lifecycle import AlertEvent
 from twin.district.dataset import grid_of
 from twin.district.grid import GridSpec
+from twin.district.layers import ROAD_CLASSES
 from twin.live.state import TwinState
 
 if TYPE_CHECKING:
+    import geopandas as gpd
+
     from twin.live.service import LiveService
 
 
@@ -50,6 +54,42 @@ class ActiveAlert:
     raised_at: float
     cells: int
     acknowledged_by: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class RoadLinks:
+    """The live twin's directed road links and what the last tick gave each (`LiveQuery.road_links`).
+
+    ``links`` is the road network's link table (`twin.district.roads.RoadNetwork.links`: ``link_id, u, v, name,
+    name_en, road_class, lanes, length_m, free_flow_kmh, tunnel, bridge, elevated, osm_id, geometry`` in the grid
+    CRS, row k = link k). It is the service's own table, the same object for the service's whole life: read it,
+    never change it. The arrays are copies, one value per link (row order), NaN where the link has no data.
+    """
+
+    links: gpd.GeoDataFrame
+    speed_kmh: np.ndarray
+    """Space-mean speed, smoothed across windows. [km h-1]"""
+    speed_window_kmh: np.ndarray
+    """Space-mean speed of the probes in the last window. [km h-1]"""
+    samples: np.ndarray
+    """Traversal pieces in the window. [1]"""
+    vehicles: np.ndarray
+    """Distinct probe vehicles in the window. [1]"""
+    confidence: np.ndarray
+    """Confidence of the speed, 0 to 1 (0 without one). [1]"""
+    travel_time_s: np.ndarray
+    """Travel time of the link at the smoothed speed. [s]"""
+    level: np.ndarray
+    """GB/T 33171 congestion level of the smoothed speed for the link's road class (the twin's thresholds,
+    `models.config.TrafficConfig.gbt_edges_ms`, through `models.kernels.traffic.congestion_level`): 0 smooth,
+    1 basically smooth, 2 light, 3 moderate, 4 severe; -1 no speed. [int8]"""
+    t: float | None
+    """Time of the tick the outputs are of [unix s]; None before the first tick."""
+
+
+LINK_OUTPUTS = {"speed_kmh": "link_speed", "speed_window_kmh": "link_speed_window", "samples": "link_samples",
+                "vehicles": "link_vehicles", "confidence": "link_confidence", "travel_time_s": "link_travel_time"}
+"""`RoadLinks` field -> the live twin's link layer (`twin.live.models.LiveModels.link_layers`)."""
 
 
 class AlertNotActiveError(KeyError):
@@ -117,6 +157,26 @@ class LiveQuery:
         """Located vehicles and units as plain dicts, with the active alerts each unit was sent
         (``alerts``) and those it is on scene of (``on_scene``)."""
         return self._service.core.located_entities(kinds)
+
+    def road_links(self) -> RoadLinks | None:
+        """The road links with their static attributes and the last tick's speeds and congestion levels; None
+        when the twin has no road network (see `RoadLinks`)."""
+        core = self._service.core
+        with core.lock:
+            config = core.models.config
+            network = config.road_network
+            if network is None:
+                return None
+            layers, t = core.models.link_layers, core.last_tick
+            n = len(network.links)
+            out = {name: (layers[var].values.astype(float, copy=True) if var in layers.data_vars
+                          else np.full(n, np.nan)) for name, var in LINK_OUTPUTS.items()}
+            edges = config.risk.traffic.gbt_edges_ms()
+        codes = {name: code for code, name in enumerate(ROAD_CLASSES)}
+        road_class = np.array([codes.get(c, 0) for c in network.links["road_class"]], np.int8)
+        level = np.empty(n, np.int8)
+        congestion_level(out["speed_kmh"] / 3.6, road_class, edges, level)
+        return RoadLinks(network.links, **out, level=level, t=None if math.isnan(t) else float(t))
 
     def status(self) -> dict[str, Any]:
         """The ``city/twin/status`` document (docs/contract/mqtt.md) plus ``outbox``, as of the last tick."""

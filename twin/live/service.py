@@ -26,6 +26,7 @@ written beside it as NetCDF for people and other tools.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -46,7 +47,8 @@ from ingest.transport.client import MqttTransport, is_confirmed
 from ingest.validation import Limits
 from twin.alerting.lifecycle import AlertEvent
 from twin.alerting.store import Store
-from twin.district.dataset import load_twin, save_twin
+from twin.district.dataset import grid_of, load_twin, save_twin
+from twin.district.roads import load_road_network
 from twin.live import snapshot
 from twin.live.core import CoreConfig, TickReport, TwinCore
 from twin.live.query import AckTimeoutError, AckUnavailableError, AlertNotActiveError
@@ -177,6 +179,7 @@ class LiveService:
         self.config = cfg = config
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.static, _ = load_twin(cfg.grid)
+        self._with_road_network()
         self.registry = load_registry(cfg.registry)
         self.store = Store.open(cfg.db or f"sqlite:///{cfg.state_dir / 'alerts.db'}")
         self.started = time.time()
@@ -424,6 +427,20 @@ class LiveService:
         layers = self.core.models.layers
         if layers.data_vars:
             save_twin(self.config.state_dir / "live.nc", layers.assign_attrs(self.static.attrs))
+
+    def _with_road_network(self) -> None:
+        """Use the road network written beside the twin file (`twin.district.roads`) for the probes' link speeds,
+        unless the core's config names one; without one the twin has no link speeds (logged once)."""
+        live = self.config.core.live
+        if live.road_network is not None:
+            return
+        try:
+            network = load_road_network(self.config.grid, grid_of(self.static))
+        except (FileNotFoundError, ValueError) as exc:
+            log.info("no road links: %s", exc)
+            return
+        core = dataclasses.replace(self.config.core, live=dataclasses.replace(live, road_network=network))
+        self.config = dataclasses.replace(self.config, core=core)
 
     def _restore(self) -> tuple[TwinCore, LogPosition]:
         """A fresh core, with the last snapshot's state when there is one; the log position to replay from."""

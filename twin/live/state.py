@@ -48,6 +48,10 @@ ACK_REFUSALS = ("unknown_alert", "not_sent")
 """The twin's reasons to refuse a unit's acknowledgement (`Rejected`)."""
 PING_MEMORY_S = 900.0
 """How long vehicle pings are kept for the probe speeds. [s]"""
+PING_DTYPE = np.dtype([("t", "f8"), ("cell", "i8"), ("speed", "f8"), ("x", "f8"), ("y", "f8"), ("course", "f8"),
+                       ("device", "O")])
+"""A vehicle ping: time [unix s], flat cell, speed [km h-1], position in the grid CRS [m], course [degree], device."""
+PING_NUMBERS = ("t", "cell", "speed", "x", "y", "course")
 
 
 @dataclass
@@ -139,7 +143,7 @@ class TwinState:
         self._static_as_built = static
         if walkable_override is not None:
             self.override_walkable(walkable_override)
-        self.pings = np.zeros(0, dtype=[("t", "f8"), ("cell", "i8"), ("speed", "f8"), ("device", "O")])
+        self.pings = np.zeros(0, dtype=PING_DTYPE)
 
     # ------------------------------------------------------------ snapshots (twin.live.snapshot)
     def save_state(self) -> dict:
@@ -147,8 +151,7 @@ class TwinState:
         p = self.pings
         return {"readings": {kind: r.save_state() for kind, r in self.readings.items()},
                 "entities": self.entities.save_state(),
-                "pings": {"t": p["t"].copy(), "cell": p["cell"].copy(), "speed": p["speed"].copy(),
-                          "device": p["device"].astype(str)}}
+                "pings": {**{k: p[k].copy() for k in PING_NUMBERS}, "device": p["device"].astype(str)}}
 
     def restore_state(self, state: dict) -> None:
         """Take back what `save_state` gave (on a state built from the same static twin and registry)."""
@@ -157,7 +160,8 @@ class TwinState:
         self.entities.restore_state(state["entities"])
         p = state["pings"]
         pings = np.zeros(len(p["t"]), dtype=self.pings.dtype)
-        pings["t"], pings["cell"], pings["speed"] = p["t"], p["cell"], p["speed"]
+        for k in PING_NUMBERS:  # a snapshot from before pings kept x, y and course has NaN there
+            pings[k] = p.get(k, np.nan)
         pings["device"] = np.asarray(p["device"]).astype(object)
         self.pings = pings
 
@@ -271,12 +275,14 @@ class TwinState:
                              and self.entities.entities[str(d)].kind == "vehicle" for d in batch.device[keep]],
                             dtype=bool)
         if vehicles.any():
-            self._add_pings(batch.t[keep][vehicles], self.grid.flat_index(row[inside][vehicles], col[inside][vehicles]),
-                            batch.speed_kmh[keep][vehicles], batch.device[keep][vehicles])
+            new = np.zeros(int(vehicles.sum()), dtype=PING_DTYPE)
+            new["t"], new["speed"] = batch.t[keep][vehicles], batch.speed_kmh[keep][vehicles]
+            new["cell"] = self.grid.flat_index(row[inside][vehicles], col[inside][vehicles])
+            new["x"], new["y"] = x[inside][vehicles], y[inside][vehicles]
+            new["course"], new["device"] = batch.course_deg[keep][vehicles], batch.device[keep][vehicles]
+            self._add_pings(new)
 
-    def _add_pings(self, t: np.ndarray, cell: np.ndarray, speed: np.ndarray, device: np.ndarray) -> None:
-        new = np.zeros(t.size, dtype=self.pings.dtype)
-        new["t"], new["cell"], new["speed"], new["device"] = t, cell, speed, device
+    def _add_pings(self, new: np.ndarray) -> None:
         pings = np.concatenate([self.pings, new])
         self.pings = pings[pings["t"] >= pings["t"].max() - PING_MEMORY_S]
 

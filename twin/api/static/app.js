@@ -5,10 +5,11 @@
 
 import { acknowledge, getImageUrl, getJson, operatorName, setOperatorName, takeTokenFromUrl, token } from "./api.js";
 import { HeldCells } from "./held.js";
+import { RoadLinks } from "./links.js";
 import { LiveSocket, socketUrl } from "./live.js";
 import { MapView } from "./map.js";
 import { Overlays } from "./overlays.js";
-import { AlertList, StatusStrip, renderLegend, renderPoint, showNotice } from "./panels.js";
+import { AlertList, StatusStrip, renderLegend, renderLink, renderPoint, showNotice } from "./panels.js";
 import { Projection } from "./projection.js";
 
 const STATS_KEPT = 5000;
@@ -17,9 +18,10 @@ const STALE_AFTER_MS = 10000;
 const state = {
   alerts: new Map(), units: new Map(), status: null, onScene: new Set(), layer: "level", legendOf: null, opacity: 0.75,
 };
-const dirty = { alerts: false, units: new Set(), allUnits: false, status: false, view: false, since: null };
-const stats = { render: [], update: [], frames: 0, events: 0, riskRefreshes: 0 };
+const dirty = { alerts: false, units: new Set(), allUnits: false, status: false, view: false, links: false, since: null };
+const stats = { render: [], update: [], frames: 0, events: 0, riskRefreshes: 0, linkRefreshes: 0 };
 const risk = { url: null, heldUrl: null, loading: false, again: false };
+const roads = { loading: false, again: false };
 const heldCells = new HeldCells();
 let ui = null; // {map, overlays, alerts, status, side, legend, point}
 let frameRequested = false;
@@ -56,6 +58,7 @@ function handleEvent(event) {
       lastTickWall = performance.now();
       invalidate("status");
       refreshRisk();
+      refreshLinks();
       if (state.legendOf !== state.layer) loadLegend();
       break;
     default:
@@ -104,11 +107,16 @@ function renderFrame() {
     ui.status.render(state.status);
     ui.alerts.renderAges(state.status.t);
   }
+  if (dirty.links) {
+    ui.links.render();
+    const shown = ui.point.dataset.link;
+    if (shown !== undefined && !ui.point.hidden) renderLink(ui.point, ui.links.props(Number(shown)), closeLink);
+  }
   const t1 = performance.now();
   record(stats.render, t1 - t0);
   record(stats.update, t1 - dirty.since);
   stats.frames++;
-  Object.assign(dirty, { alerts: false, allUnits: false, status: false, view: false, since: null });
+  Object.assign(dirty, { alerts: false, allUnits: false, status: false, view: false, links: false, since: null });
   dirty.units.clear();
 }
 
@@ -173,6 +181,36 @@ async function refreshRisk() {
   }
 }
 
+// The road links' speeds, fetched again after each tick (one request at a time, like the risk layer); the
+// links' geometry came once, at start (links.js).
+async function refreshLinks() {
+  if (!ui || !ui.links.available) return;
+  if (roads.loading) {
+    roads.again = true;
+    return;
+  }
+  roads.loading = true;
+  try {
+    do {
+      roads.again = false;
+      if (await ui.links.refresh()) {
+        stats.linkRefreshes++;
+        invalidate("links");
+      }
+    } while (roads.again);
+  } catch (err) {
+    console.warn("road links:", err.message);
+  } finally {
+    roads.loading = false;
+  }
+}
+
+async function loadLinks() {
+  if (!(await ui.links.load())) return;
+  document.getElementById("links-toggle").hidden = false;
+  invalidate("links");
+}
+
 function setHeld(held) {
   ui.map.setHeld(held ? held.url : null, held ? held.cells : 0);
   if (risk.heldUrl) URL.revokeObjectURL(risk.heldUrl);
@@ -203,9 +241,24 @@ function selectAlert(id, pan) {
   if (pan && entry?.centre) ui.map.centreOn(...entry.centre);
 }
 
+function closeLink() {
+  ui.point.hidden = true;
+  delete ui.point.dataset.link;
+  ui.links.select(null);
+}
+
 async function onMapClick(px, py, target) {
   const hit = target.closest?.("[data-id]");
   if (hit && ui.overlays.areas.has(hit.dataset.id)) selectAlert(hit.dataset.id, false);
+  const link = hit ? null : ui.links.hit(px, py);
+  ui.links.select(link ? link.link_id : null);
+  if (link) {
+    ui.overlays.setPin(null);
+    ui.point.dataset.link = String(link.link_id);
+    renderLink(ui.point, link, closeLink);
+    return;
+  }
+  delete ui.point.dataset.link;
   const [lon, lat] = ui.map.lonLatOfScreen(px, py);
   const v = ui.map.view;
   ui.overlays.setPin([(px - v.tx) / v.k, (py - v.ty) / v.k]);
@@ -308,6 +361,10 @@ function setupControls(map) {
   document.getElementById("show-vehicles").addEventListener("change", (e) => {
     document.getElementById("vehicle-markers").style.display = e.target.checked ? "" : "none";
   });
+  document.getElementById("show-links").addEventListener("change", (e) => {
+    ui.links.setVisible(e.target.checked);
+    if (!e.target.checked && ui.point.dataset.link !== undefined) closeLink();
+  });
 }
 
 // "no ticks" when the twin has gone quiet although the socket is open.
@@ -345,7 +402,7 @@ async function main() {
   ui = {
     map, side, overlays: new Overlays(map, svg), alerts: new AlertList(side, onAckClicked, (id) => selectAlert(id, true)),
     status: new StatusStrip(document.getElementById("status-strip")), legend: document.getElementById("legend"),
-    point: document.getElementById("point-info"),
+    point: document.getElementById("point-info"), links: new RoadLinks(map, document.getElementById("links")),
   };
   map.setBasemap(basemapUrl);
   map.setBuildings(buildings);
@@ -353,6 +410,7 @@ async function main() {
   setupControls(map);
   renderOperatorLine();
   await setLayer(state.layer);
+  const linksLoaded = loadLinks().catch((err) => console.warn("road links:", err.message));
   const socket = new LiveSocket(socketUrl(), handleEvent, (s, d) => ui.status.setLink(s, d));
   socket.connect();
   watchTicks(ui.status);
@@ -362,6 +420,11 @@ async function main() {
     stats: () => ({ ...stats, render: [...stats.render], update: [...stats.update] }),
     resetStats: () => Object.assign(stats, { render: [], update: [], frames: 0, events: 0 }),
     counts: () => ({ alerts: state.alerts.size, units: state.units.size }),
+    // the road links: whether the twin has them, the tick of the speeds drawn, how many links have a speed
+    links: async () => {
+      await linksLoaded;
+      return { available: ui.links.available, t: ui.links.t, withSpeed: Number(ui.links.group.dataset.withSpeed || 0) };
+    },
     grid,
     toLonLat: (x, y) => map.projection.toLonLat(x, y),
     toXY: (lon, lat) => map.projection.toXY(lon, lat),

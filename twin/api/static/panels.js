@@ -1,6 +1,7 @@
 // The HTML around the map: alert list, status strip, legend, point read-out, notices.
 
 import { HELD_LAYERS, isHeld } from "./held.js";
+import { LEVEL_LABELS } from "./links.js";
 import { HAZARD_LETTER, isForecast } from "./overlays.js";
 
 const SHANGHAI = "Asia/Shanghai";
@@ -309,6 +310,51 @@ export function renderPoint(root, point, onClose) {
     if (!layer) continue;
     const tr = el("tr");
     const value = layer.value == null ? "no data" : `${layer.value.toFixed(digits)} ${layer.units === "1" ? "" : layer.units}`;
+    tr.append(el("th", null, label), el("td", null, value));
+    table.append(tr);
+  }
+  root.append(table);
+  root.hidden = false;
+}
+
+// A road link (a /api/links feature's properties) in the point panel: name, speeds, samples, confidence.
+export function renderLink(root, link, onClose) {
+  root.replaceChildren();
+  const head = el("div", "panel-title", "Road link · 路段");
+  const close = el("button", "close", "×");
+  close.title = "close";
+  close.addEventListener("click", onClose);
+  head.append(close);
+  root.append(head);
+  if (!link) {
+    root.append(el("div", "muted", "This link is no longer in the twin."));
+    root.hidden = false;
+    return;
+  }
+  const names = [link.name, link.name_en].filter(Boolean).join(" · ") || "unnamed road";
+  root.append(el("div", "link-name", names));
+  const flags = ["tunnel", "bridge", "elevated"].filter((f) => link[f]);
+  root.append(el("div", "mono muted", `link ${link.link_id} · ${link.road_class}` +
+    `${flags.length ? " · " + flags.join(", ") : ""} · ${link.lanes} lane${link.lanes === 1 ? "" : "s"} · ` +
+    `${link.length_m.toFixed(0)} m`));
+  const chip = el("span", `chip congestion lvl-${link.level}`, LEVEL_LABELS[link.level] ?? String(link.level));
+  const levels = el("div", "point-levels");
+  levels.append(chip);
+  root.append(levels);
+  const num = (v, digits, unit) => (v == null ? "no data" : `${v.toFixed(digits)} ${unit}`.trim());
+  const rows = [
+    ["speed", num(link.speed_kmh, 1, "km/h")],
+    ["free-flow speed", num(link.free_flow_kmh, 0, "km/h")],
+    ["last window", num(link.speed_window_kmh, 1, "km/h")],
+    ["travel time", num(link.travel_time_s, 0, "s")],
+    ["samples", String(link.samples ?? 0)],
+    ["vehicles", String(link.vehicles ?? 0)],
+    ["confidence", num(link.confidence, 2, "")],
+  ];
+  const table = el("table", "point-values link-values");
+  for (const [label, value] of rows) {
+    const tr = el("tr");
+    tr.dataset.k = label;
     tr.append(el("th", null, label), el("td", null, value));
     table.append(tr);
   }

@@ -1,0 +1,662 @@
+"""HMM map matching of Beidou probe fixes to directed road links, link traversals and space-mean link speeds.
+
+docs/science/traffic.md 3.7. Works on plain arrays in a projected CRS (metres), independent of how the road
+network is built:
+
+* nodes: ``node_xy`` (n_nodes, 2) [m];
+* directed links: ``link_u``, ``link_v`` (node ids), ``link_length`` [m], polyline vertices ``vert_xy`` (m, 2)
+  [m] with offsets ``link_vert_start`` (n_links + 1): link k runs along ``vert_xy[link_vert_start[k]:
+  link_vert_start[k + 1]]`` in its direction of travel.
+
+:class:`RoadGraph` holds them, a grid index of the link segments and shortest route distances (scipy's
+Dijkstra, bounded, cached per source node). :class:`MapMatcher` is the hidden Markov model of Newson & Krumm
+(2009), online per vehicle with a fixed lag (:meth:`MapMatcher.push`) or over a whole trace
+(:meth:`MapMatcher.match_trace`); it also cuts each vehicle's matched path into per-link *pieces* (link, entry and
+exit time, distance covered). :class:`LinkSpeeds` turns pieces into each link's space-mean speed over a sliding
+window: total distance over total time, never a mean of spot speeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any, NamedTuple
+
+import numpy as np
+import xarray as xr
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+from models._component import Component, Reference, Var
+from models.kernels import mapmatch as km
+from models.kernels import traffic as tk
+
+NEWSON_KRUMM = Reference("Newson, P., Krumm, J. (2009). Hidden Markov map matching through noise and sparseness. "
+                         "Proc. 17th ACM SIGSPATIAL GIS, 336-343.", "10.1145/1653771.1653818")
+WARDROP = Reference("Wardrop, J. G. (1952). Some theoretical aspects of road traffic research. Proc. Inst. "
+                    "Civ. Eng. 1(3), 325-362 (time- and space-mean speed).", "10.1680/ipeds.1952.11259")
+
+LINK_DIMS = ("link",)
+PIECE_DIMS = ("piece",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MapMatchConfig:
+    """Parameters of the map matcher and of the link speeds (evidence tags of docs/science/README.md).
+
+    HMM (Newson & Krumm 2009): ``sigma_z`` [m] standard deviation of the fix noise in the Gaussian emission, 5 m
+    (Newson & Krumm estimate 4.07 m for their GPS [src: Valhalla Meili's defaults 4.07 and 3, taken from the
+    paper]; Beidou single-frequency fixes in streets 2-10 m [mem]). ``radius`` 50 m candidate search and
+    ``max_candidates`` 8 per fix [design; Newson & Krumm use 200 m]. Transition exp(-|route - straight| / beta),
+    ``beta = beta0 + beta_rate * dt``: beta0 3 m (Newson & Krumm's value at short intervals [src: Meili default])
+    plus beta_rate 2 m per second of interval [design: the paper shows beta growing with the sampling period,
+    which corner cutting at 5-30 s needs]. Heading: a von Mises-like term ``kappa (cos(course - heading) - 1)``
+    with ``heading_kappa`` 2 [design], only above ``heading_min_speed`` 2 m s-1 (below it a receiver's course is
+    noise [mem]). ``uturn_penalty`` 30 m added to a U-turn's route [design]; ``backtrack`` 20 m: a fix this far
+    behind the previous one on the same link is noise, not a route around the block [design]. Standing still: a
+    fix slower than ``stand_speed`` 1 m s-1 and within 6 sigma_z of the last step's mean position (with no speed:
+    within 2 sigma_z, Newson & Krumm's rule) joins the previous step: the same matched position, no travel
+    [design]; a slow fix far from the last one is a moving vehicle sampled while stopped and is matched.
+    Routes: at most ``route_factor`` 3 x the straight distance + ``route_extra`` 300 m, and never more than
+    ``max_route`` 10 km [design]; a silence longer than ``max_gap`` 300 s starts a new chain [design].
+    ``lag`` 2: a fix is decided once this many later fixes of its vehicle have been seen [design].
+
+    Link speeds: ``window`` 300 s sliding (issue 15: 5 min); a link-window is estimated with at least
+    ``min_vehicles`` 2 distinct vehicles and ``min_pieces`` 1 piece [design: one vehicle's pieces are not
+    independent -- one driver, one signal wait; a single car queuing at a stop line must not set the link's
+    speed]; ``ewma_alpha`` 0.5 per window length (with a tick of dt the weight is 1 - (1 - alpha)^(dt/window), so
+    the smoothing does not depend on the tick) [design, as TrafficConfig.ewma_alpha].
+    """
+
+    sigma_z: float = 5.0
+    radius: float = 50.0
+    max_candidates: int = 8
+    beta0: float = 3.0
+    beta_rate: float = 2.0
+    heading_kappa: float = 2.0
+    heading_min_speed: float = 2.0
+    uturn_penalty: float = 30.0
+    backtrack: float = 20.0
+    stand_speed: float = 1.0
+    route_factor: float = 3.0
+    route_extra: float = 300.0
+    max_route: float = 10_000.0
+    max_gap: float = 300.0
+    lag: int = 2
+    window: float = 300.0
+    min_vehicles: int = 2
+    min_pieces: int = 1
+    ewma_alpha: float = 0.5
+
+
+# ===================================================================================================== graph
+class RoadGraph:
+    """Directed road links as arrays, a grid index of their segments and bounded shortest routes.
+
+    ``kernels`` is the module of the geometric kernels: :mod:`models.kernels.mapmatch` (numba, default) or its
+    numpy reference :mod:`models.reference.mapmatch` (tests, benchmark baseline).
+    """
+
+    def __init__(self, node_xy, link_u, link_v, link_length, vert_xy, link_vert_start, *, cell_size: float = 100.0,
+                 cache_mb: float = 64.0, kernels: Any = km):
+        self.node_xy = np.ascontiguousarray(node_xy, float).reshape(-1, 2)
+        self.link_u = np.ascontiguousarray(link_u, np.int64)
+        self.link_v = np.ascontiguousarray(link_v, np.int64)
+        self.link_length = np.ascontiguousarray(link_length, float)
+        self.vert_xy = np.ascontiguousarray(vert_xy, float).reshape(-1, 2)
+        self.link_vert_start = np.ascontiguousarray(link_vert_start, np.int64)
+        self.kernels = kernels
+        n, nn = self.link_u.size, self.node_xy.shape[0]
+        if not (self.link_v.size == self.link_length.size == n and self.link_vert_start.size == n + 1):
+            raise ValueError("road graph: link_u, link_v, link_length and link_vert_start (n + 1) disagree")
+        if n and (min(self.link_u.min(), self.link_v.min()) < 0 or max(self.link_u.max(), self.link_v.max()) >= nn):
+            raise ValueError("road graph: a link names a node that does not exist")
+        if np.any(np.diff(self.link_vert_start) < 2) or self.link_vert_start[-1] != self.vert_xy.shape[0]:
+            raise ValueError("road graph: every link needs >= 2 vertices and link_vert_start must end at len(vert_xy)")
+        if np.any(~(self.link_length > 0)):
+            raise ValueError("road graph: link lengths must be > 0")
+        d = np.diff(self.vert_xy, axis=0)
+        seg = np.hypot(d[:, 0], d[:, 1])
+        cum = np.concatenate([[0.0], np.cumsum(seg)])
+        geom = cum[self.link_vert_start[1:] - 1] - cum[self.link_vert_start[:-1]]
+        self.scale = np.where(geom > 0, self.link_length / np.where(geom > 0, geom, 1.0), 1.0)
+        """Metres of ``link_length`` per metre of polyline (offsets are reported in ``link_length`` metres)."""
+        # grid index
+        lo, hi = self.vert_xy.min(axis=0), self.vert_xy.max(axis=0)
+        self.cell_size = float(cell_size)
+        self.x0, self.y0 = float(lo[0]), float(lo[1])
+        self.nx = max(1, math.ceil((hi[0] - lo[0]) / cell_size) + 1)
+        self.ny = max(1, math.ceil((hi[1] - lo[1]) / cell_size) + 1)
+        self.cell_start, self.cell_link = kernels.grid_index(self.vert_xy, self.link_vert_start, self.x0, self.y0,
+                                                             self.cell_size, self.nx, self.ny)
+        # graph: the shortest link of each (u, v) pair
+        order = np.lexsort((self.link_length, self.link_v, self.link_u))
+        first = np.ones(n, bool)
+        first[1:] = (np.diff(self.link_u[order]) != 0) | (np.diff(self.link_v[order]) != 0)
+        best = order[first]
+        self.csgraph = csr_matrix((self.link_length[best], (self.link_u[best], self.link_v[best])), shape=(nn, nn))
+        self.pair_link = {(int(u), int(v)): int(k) for u, v, k in zip(self.link_u[best], self.link_v[best], best,
+                                                                       strict=True)}
+        self.reverse = np.array([self.pair_link.get((int(v), int(u)), -1) for u, v in zip(self.link_u, self.link_v,
+                                                                                            strict=True)], np.int64)
+        """The opposite link of each link (v -> u), -1 where the street is one-way: where U-turns are possible."""
+        self._cache: OrderedDict[int, tuple[float, np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache_max = max(64, int(cache_mb * 1e6 // max(12 * nn, 1)))
+        self.dijkstra_calls = 0
+        self.min_limit = 1500.0
+        """Shortest routes are searched at least this far [m], so one search serves most later requests."""
+
+    @property
+    def n_links(self) -> int:
+        return int(self.link_u.size)
+
+    # ------------------------------------------------------------------ geometry
+    def candidates(self, x, y, radius: float, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(link, distance [m], offset [m along link_length], heading [rad]) arrays (n, k) of the links within
+        ``radius`` [m] of each point, nearest first, -1 / inf / NaN padded."""
+        x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+        link = np.empty((x.size, k), np.int64)
+        dist, off, head = np.empty((x.size, k)), np.empty((x.size, k)), np.empty((x.size, k))
+        self.kernels.link_candidates(x, y, float(radius), self.vert_xy, self.link_vert_start, self.x0, self.y0,
+                                     self.cell_size, self.nx, self.ny, self.cell_start, self.cell_link, link, dist,
+                                     off, head)
+        return link, dist, off * self.scale[np.maximum(link, 0)], head
+
+    def project(self, x, y, link) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(distance [m], offset [m along link_length], heading [rad]) of points onto the given links."""
+        x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+        link = np.atleast_1d(np.asarray(link, np.int64))
+        d, off, h = np.empty(x.size), np.empty(x.size), np.empty(x.size)
+        self.kernels.project_points(x, y, link, self.vert_xy, self.link_vert_start, d, off, h)
+        return d, off * self.scale[np.maximum(link, 0)], h
+
+    def point_at(self, link: int, offset: float) -> tuple[float, float, float]:
+        """(x, y, heading) at ``offset`` [m along link_length] on ``link``."""
+        a, b = self.link_vert_start[link], self.link_vert_start[link + 1]
+        p = self.vert_xy[a:b]
+        d = np.diff(p, axis=0)
+        cum = np.concatenate([[0.0], np.cumsum(np.hypot(d[:, 0], d[:, 1]))])
+        s = min(max(offset / self.scale[link], 0.0), cum[-1])
+        i = int(min(np.searchsorted(cum, s, "right") - 1, d.shape[0] - 1))
+        f = (s - cum[i]) / (cum[i + 1] - cum[i]) if cum[i + 1] > cum[i] else 0.0
+        return float(p[i, 0] + f * d[i, 0]), float(p[i, 1] + f * d[i, 1]), float(math.atan2(d[i, 1], d[i, 0]))
+
+    # ------------------------------------------------------------------ routes
+    def _sssp(self, nodes: np.ndarray, limit: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(distance, predecessor) arrays from each node, exact up to ``limit`` [m] (inf beyond), cached."""
+        need = sorted({int(s) for s in nodes if int(s) not in self._cache or self._cache[int(s)][0] < limit})
+        if need:
+            self.dijkstra_calls += 1
+            limit = max(limit, self.min_limit)
+            dist, pred = dijkstra(self.csgraph, indices=need, limit=limit, return_predecessors=True)
+            for i, s in enumerate(need):
+                self._cache[s] = (limit, dist[i], pred[i])
+        out = []
+        for s in nodes:
+            self._cache.move_to_end(int(s))
+            out.append(self._cache[int(s)][1:])
+        while len(self._cache) > self._cache_max:
+            self._cache.popitem(last=False)
+        return out
+
+    def route_matrix(self, la, oa, lb, ob, limit: float, backtrack: float, uturn_penalty: float) -> np.ndarray:
+        """Route distance [m] from each position (la, oa) to each (lb, ob) along the directed links, (m, n).
+
+        Forward on the same link: ob - oa; up to ``backtrack`` [m] behind on the same link: 0 (fix noise: the
+        vehicle held its position; not a route around the block); onto the opposite link: |ob - (L - oa)| +
+        ``uturn_penalty`` (a U-turn where the vehicle is: never longer than one at the next node or around the
+        block); otherwise the rest of link a, the shortest path between the links' nodes and ob. inf beyond
+        ``limit`` [m] or with no route.
+        """
+        la, lb = np.asarray(la, np.int64), np.asarray(lb, np.int64)
+        oa, ob = np.asarray(oa, float), np.asarray(ob, float)
+        rows = self._sssp(self.link_v[la], limit)
+        node = np.array([r[0] for r in rows]).reshape(la.size, -1)
+        route = (self.link_length[la] - oa)[:, None] + node[:, self.link_u[lb]] + ob[None, :]
+        same = la[:, None] == lb[None, :]
+        step = ob[None, :] - oa[:, None]
+        route = np.where(same & (step >= -backtrack), np.maximum(step, 0.0), route)  # behind: held, no travel
+        uturn = np.abs(ob[None, :] - (self.link_length[la] - oa)[:, None]) + uturn_penalty  # never longer
+        route = np.where(self.reverse[la][:, None] == lb[None, :], uturn, route)
+        return np.where(route <= limit, route, np.inf)
+
+    def path_pieces(self, la: int, oa: float, lb: int, ob: float, limit: float, backtrack: float,
+                    uturn_penalty: float) -> list[tuple[int, float, float]] | None:
+        """The links driven from (la, oa) to (lb, ob) as (link, from offset, to offset) [m], by the route
+        :meth:`route_matrix` prices; None when there is none within ``limit`` [m]."""
+        length = self.link_length
+        if la == lb and ob >= oa - backtrack:
+            return [(la, oa, max(oa, ob))]  # backwards on one link is noise: the vehicle holds its position
+        if self.reverse[la] == lb:  # a U-turn where the vehicle turned: never longer than one at the node
+            p = max(oa, length[la] - ob)  # turn at offset p of link a
+            return [(la, oa, p), (lb, length[la] - p, ob)]
+        cached = self._cache.get(int(self.link_v[la]))
+        if cached is not None and np.isfinite(cached[1][self.link_u[lb]]):
+            via = cached[1:]  # exact: the target lies within the limit it was computed to
+        else:
+            via = self._sssp(np.array([self.link_v[la]]), limit)[0]
+        d_node = via[0][self.link_u[lb]]
+        general = (length[la] - oa) + d_node + ob
+        if not general <= limit:
+            return None
+        nodes = [int(self.link_u[lb])]
+        src = int(self.link_v[la])
+        while nodes[-1] != src:
+            nodes.append(int(via[1][nodes[-1]]))
+        nodes.reverse()
+        mid = [(self.pair_link[(u, v)], 0.0, float(length[self.pair_link[(u, v)]]))
+               for u, v in pairwise(nodes)]
+        return [(la, oa, float(length[la])), *mid, (lb, 0.0, ob)]
+
+
+# ===================================================================================================== matcher
+class Match(NamedTuple):
+    """One decided fix: its vehicle and time [s], matched link (-1: no candidate within the radius), offset along
+    the link [m], the matched point [m] and the chain it belongs to (a break starts a new chain)."""
+
+    vehicle: Any
+    t: float
+    link: int
+    offset: float
+    x: float
+    y: float
+    chain: int
+
+
+@dataclass
+class _Step:
+    """One HMM time step: a fix (and the standing fixes merged into it) with its candidates."""
+
+    t: list[float]
+    x: float
+    y: float
+    link: np.ndarray
+    offset: np.ndarray
+    emit: np.ndarray
+    score: np.ndarray
+    back: np.ndarray
+    trans: np.ndarray | None = None  # log transition from the previous step's candidates (m_prev, m)
+
+
+@dataclass
+class _Track:
+    steps: list[_Step] = field(default_factory=list)  # steps[0] may be the anchor: decided, one candidate
+    anchored: bool = False
+    chain: int = 0
+    last: tuple[int, float, float, int] | None = None  # last emitted (link, held offset, t, chain)
+    last_t: float = -math.inf
+
+
+class MapMatcher:
+    """HMM map matching after Newson & Krumm (2009), online per vehicle with a fixed lag.
+
+    Emission: exp(-0.5 (d / sigma_z)^2) for a fix d metres from a candidate link, times exp(kappa (cos(course -
+    heading) - 1)) when the fix moves faster than ``heading_min_speed``. Transition: exp(-|route - straight| / beta)
+    with the route distance along the directed links and the straight distance between the two fixes. Viterbi in
+    log space (:func:`models.kernels.mapmatch.viterbi_step`).
+
+    :meth:`push` adds one fix of a vehicle and returns the matches decided by it (each fix ``lag`` fixes late);
+    :meth:`flush` decides the rest. Every decided pair of consecutive matches of a chain is cut into per-link
+    pieces (:meth:`pop_pieces`): the route between them, with entry and exit times interpolated by distance, so a
+    gap (a tunnel without fix) is bridged along the shortest route. ``counts`` has the fixes, matched fixes,
+    unmatched fixes (no link within the radius), standing fixes merged, and the chain breaks (``break_route``: no
+    route within the limit; ``break_gap``: silence longer than ``max_gap``).
+    """
+
+    def __init__(self, graph: RoadGraph, config: MapMatchConfig | None = None):
+        self.graph = graph
+        self.config = config or MapMatchConfig()
+        self.tracks: dict[Any, _Track] = {}
+        self.vehicle_code: dict[Any, int] = {}
+        self._pieces: list[tuple[int, int, float, float, float]] = []
+        self._chains = 0
+        self.counts = dict.fromkeys(("fixes", "matched", "unmatched", "standing", "break_route", "break_gap"), 0)
+
+    # ------------------------------------------------------------------ public
+    def push(self, vehicle, t: float, x: float, y: float, speed: float = math.nan,
+             course: float = math.nan) -> list[Match]:
+        """Add a fix: time [s], position [m], speed over ground [m s-1] and course [degrees clockwise from north,
+        as NMEA] (NaN: unknown). Fixes of one vehicle must come in time order. Returns the matches it decided."""
+        cfg, out = self.config, []
+        self.counts["fixes"] += 1
+        tr = self.tracks.get(vehicle)
+        if tr is None:
+            tr = self.tracks[vehicle] = _Track(chain=self._new_chain())
+            self.vehicle_code.setdefault(vehicle, len(self.vehicle_code))
+        if t - tr.last_t > cfg.max_gap and tr.steps:
+            out += self._decide(vehicle, tr, len(tr.steps))
+            self.counts["break_gap"] += 1
+            tr.steps, tr.anchored, tr.chain = [], False, self._new_chain()
+        tr.last_t = t
+        prev = tr.steps[-1] if tr.steps else None
+        moved = math.hypot(x - prev.x, y - prev.y) if prev is not None else math.inf
+        standing = moved <= 6 * cfg.sigma_z and speed < cfg.stand_speed if np.isfinite(speed) else \
+            moved < 2 * cfg.sigma_z
+        if prev is not None and standing:
+            d, _o, _h = self.graph.project(np.full(prev.link.size, x), np.full(prev.link.size, y), prev.link)
+            n = len(prev.t)
+            prev.x, prev.y = (prev.x * n + x) / (n + 1), (prev.y * n + y) / (n + 1)  # the mean position
+            prev.t.append(t)
+            add = -0.5 * (d / cfg.sigma_z) ** 2
+            prev.emit, prev.score = prev.emit + add, prev.score + add
+            self.counts["standing"] += 1
+            return out
+        link, dist, off, head = self.graph.candidates(x, y, cfg.radius, cfg.max_candidates)
+        ok = link[0] >= 0
+        if not ok.any():
+            self.counts["unmatched"] += 1
+            return [*out, Match(vehicle, t, -1, math.nan, math.nan, math.nan, tr.chain)]
+        emit = -0.5 * (dist[0, ok] / cfg.sigma_z) ** 2
+        if np.isfinite(speed) and speed > cfg.heading_min_speed and np.isfinite(course):
+            emit = emit + cfg.heading_kappa * (np.cos(math.radians(90.0 - course) - head[0, ok]) - 1.0)
+        step = _Step([t], x, y, link[0, ok], off[0, ok], emit, emit.copy(), np.full(ok.sum(), -1, np.int64))
+        if prev is not None:
+            straight = math.hypot(x - prev.x, y - prev.y)
+            dt = max(t - prev.t[-1], 0.0)
+            limit = min(cfg.max_route, cfg.route_factor * straight + cfg.route_extra)
+            route = self.graph.route_matrix(prev.link, prev.offset, step.link, step.offset, limit, cfg.backtrack,
+                                            cfg.uturn_penalty)
+            step.trans = -np.abs(route - straight) / (cfg.beta0 + cfg.beta_rate * dt)
+            self.graph.kernels.viterbi_step(prev.score, step.trans, step.emit, step.score, step.back)
+            if not np.isfinite(step.score).any():  # no route from any candidate: decide all, new chain
+                out += self._decide(vehicle, tr, len(tr.steps))
+                self.counts["break_route"] += 1
+                tr.steps, tr.anchored, tr.chain = [], False, self._new_chain()
+                step.score, step.back, step.trans = emit.copy(), np.full(emit.size, -1, np.int64), None
+            else:
+                step.score -= step.score.max()
+        tr.steps.append(step)
+        pending = len(tr.steps) - (1 if tr.anchored else 0)
+        if pending > cfg.lag:
+            out += self._decide(vehicle, tr, 1)
+        return out
+
+    def flush(self, vehicle=None) -> list[Match]:
+        """Decide every pending fix (of one vehicle, or of all) and forget the vehicle(s)."""
+        out = []
+        for v in [vehicle] if vehicle is not None else list(self.tracks):
+            tr = self.tracks.pop(v, None)
+            if tr is not None:
+                out += self._decide(v, tr, len(tr.steps))
+        return out
+
+    def expire(self, now: float) -> list[Match]:
+        """Flush the vehicles silent for longer than ``max_gap`` [s] before ``now`` [s]."""
+        old = [v for v, tr in self.tracks.items() if now - tr.last_t > self.config.max_gap]
+        return [m for v in old for m in self.flush(v)]
+
+    def pop_pieces(self) -> dict[str, np.ndarray]:
+        """The traversal pieces decided since the last call: ``vehicle`` (int code, see ``vehicle_code``), ``link``,
+        ``t_enter``, ``t_exit`` [s] and ``length`` [m] (distance covered on the link)."""
+        p = np.array(self._pieces, float).reshape(-1, 5)
+        self._pieces = []
+        return {"vehicle": p[:, 0].astype(np.int64), "link": p[:, 1].astype(np.int64), "t_enter": p[:, 2],
+                "t_exit": p[:, 3], "length": p[:, 4]}
+
+    def match_trace(self, t, x, y, speed=None, course=None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Match one vehicle's whole trace (in time order); returns (matches, pieces) as dicts of arrays.
+
+        ``matches`` has per fix ``link`` (-1 unmatched), ``offset`` [m], ``x``, ``y`` [m] (the matched point) and
+        ``chain``; ``pieces`` as :meth:`pop_pieces`. Other vehicles' state and pieces are left as they are.
+        """
+        t, x, y = (np.asarray(a, float) for a in (t, x, y))
+        speed = np.full(t.size, np.nan) if speed is None else np.asarray(speed, float)
+        course = np.full(t.size, np.nan) if course is None else np.asarray(course, float)
+        key, saved = object(), self._pieces
+        self._pieces = []
+        ms = []
+        for i in range(t.size):
+            ms += self.push(key, t[i], x[i], y[i], speed[i], course[i])
+        ms += self.flush(key)
+        pieces = self.pop_pieces()
+        self._pieces = saved
+        self.vehicle_code.pop(key, None)
+        matches = {"link": np.array([m.link for m in ms], np.int64), "offset": np.array([m.offset for m in ms]),
+                   "x": np.array([m.x for m in ms]), "y": np.array([m.y for m in ms]),
+                   "chain": np.array([m.chain for m in ms], np.int64)}
+        return matches, pieces
+
+    # ------------------------------------------------------------------ internals
+    def _new_chain(self) -> int:
+        self._chains += 1
+        return self._chains
+
+    def _decide(self, vehicle, tr: _Track, n: int) -> list[Match]:
+        """Decide the first ``n`` steps of the track (after its anchor) by backtracking from the best last state;
+        the last decided step becomes the anchor and the later steps are re-scored from it."""
+        if not tr.steps:
+            return []
+        j = int(np.argmax(tr.steps[-1].score))
+        path = [j]
+        for s in reversed(tr.steps[1:]):
+            j = int(s.back[j])
+            path.append(j)
+        path.reverse()
+        start = 1 if tr.anchored else 0
+        stop = min(start + n, len(tr.steps))
+        out = []
+        for i in range(start, stop):
+            s, k = tr.steps[i], path[i]
+            out += self._emit(vehicle, tr, s, int(s.link[k]), float(s.offset[k]))
+        anchor = tr.steps[stop - 1]
+        k = path[stop - 1]
+        self._reduce(anchor, k)
+        rest = tr.steps[stop:]
+        tr.steps, tr.anchored = [anchor, *rest], True
+        prev = anchor
+        for s in rest:  # re-score from the decided state
+            s.trans = s.trans[[k]] if prev is anchor else s.trans
+            self.graph.kernels.viterbi_step(prev.score, s.trans, s.emit, s.score, s.back)
+            s.score -= s.score.max()
+            prev, k = s, 0
+        return out
+
+    @staticmethod
+    def _reduce(step: _Step, k: int) -> None:
+        step.link, step.offset, step.emit = step.link[[k]], step.offset[[k]], step.emit[[k]]
+        step.score, step.back = np.zeros(1), np.full(1, -1, np.int64)
+
+    def _emit(self, vehicle, tr: _Track, s: _Step, link: int, offset: float) -> list[Match]:
+        """Matches of a decided step (one per fix in it) and the pieces from the previous match of the chain."""
+        cfg, g = self.config, self.graph
+        code = self.vehicle_code[vehicle]
+        if tr.last is not None and tr.last[3] == tr.chain:
+            la, oa, ta, _c = tr.last
+            pieces = g.path_pieces(la, oa, link, offset, cfg.max_route, cfg.backtrack, cfg.uturn_penalty)
+            if pieces is not None:
+                if la == link and oa - cfg.backtrack <= offset < oa:
+                    offset = oa  # held, not moved back
+                self._add_pieces(code, pieces, ta, s.t[0])
+        x, y, _h = g.point_at(link, offset)
+        self.counts["matched"] += len(s.t)
+        for a, b in zip(s.t[:-1], s.t[1:], strict=True):  # standing fixes: time on the link, no distance
+            self._pieces.append((code, link, a, b, 0.0))
+        tr.last = (link, offset, s.t[-1], tr.chain)
+        return [Match(vehicle, ti, link, offset, x, y, tr.chain) for ti in s.t]
+
+    def _add_pieces(self, code: int, pieces: list[tuple[int, float, float]], ta: float, tb: float) -> None:
+        """Pieces with entry and exit times interpolated by distance along the route between two fixes."""
+        d = np.array([max(b - a, 0.0) for _l, a, b in pieces])
+        total = d.sum()
+        if total <= 0.0:
+            self._pieces.append((code, pieces[-1][0], ta, tb, 0.0))
+            return
+        cum = np.concatenate([[0.0], np.cumsum(d)]) / total
+        for i, (link, _a, _b) in enumerate(pieces):
+            if d[i] > 0.0:
+                self._pieces.append((code, link, ta + (tb - ta) * cum[i], ta + (tb - ta) * cum[i + 1], float(d[i])))
+
+
+def traversals(pieces: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Merge each vehicle's consecutive pieces on one link into traversals: ``vehicle``, ``link``, ``t_enter``,
+    ``t_exit`` [s] (the times it entered and left the link) and ``length`` [m] (distance covered on it)."""
+    order = np.lexsort((pieces["t_enter"], pieces["vehicle"]))
+    p = {k: np.asarray(v)[order] for k, v in pieces.items()}
+    n = p["link"].size
+    new = np.ones(n, bool)
+    if n > 1:
+        new[1:] = (np.diff(p["vehicle"]) != 0) | (np.diff(p["link"]) != 0) | (p["t_enter"][1:] > p["t_exit"][:-1]
+                                                                              + 1e-9)
+    grp = np.cumsum(new) - 1
+    last = np.r_[np.flatnonzero(new)[1:] - 1, n - 1] if n else np.zeros(0, np.int64)
+    return {"vehicle": p["vehicle"][new], "link": p["link"][new], "t_enter": p["t_enter"][new],
+            "t_exit": p["t_exit"][last], "length": np.bincount(grp, p["length"], minlength=int(new.sum()))}
+
+
+# ===================================================================================================== speeds
+def window_link_speeds(pieces: dict[str, np.ndarray], n_links: int, t0: float, t1: float
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Distance [m], time [s], pieces and distinct vehicles per link of the pieces in the window [t0, t1] [s].
+
+    A piece overlapping the window counts with the part inside it (distance in proportion: the speed is taken
+    constant within a piece, which spans one fix interval at most). Zero-duration pieces do not count.
+    """
+    a, b = np.asarray(pieces["t_enter"], float), np.asarray(pieces["t_exit"], float)
+    dur = b - a
+    inside = np.minimum(b, t1) - np.maximum(a, t0)
+    use = (dur > 0) & (inside > 0)
+    link, veh = np.asarray(pieces["link"], np.int64)[use], np.asarray(pieces["vehicle"], np.int64)[use]
+    frac = inside[use] / dur[use]
+    dist = np.bincount(link, np.asarray(pieces["length"], float)[use] * frac, minlength=n_links)
+    time = np.bincount(link, inside[use], minlength=n_links)
+    n = np.bincount(link, minlength=n_links).astype(float)
+    pairs = np.unique(np.column_stack([link, veh]), axis=0) if link.size else np.zeros((0, 2), np.int64)
+    nveh = np.bincount(pairs[:, 0], minlength=n_links).astype(float)
+    return dist, time, n, nveh
+
+
+class LinkSpeeds(Component):
+    """Space-mean speed per road link over a sliding window, from map-matched traversal pieces, EWMA-smoothed.
+
+    Each update takes the pieces decided since the last one (:meth:`MapMatcher.pop_pieces`), keeps those that
+    overlap the window ``(now - window, now]`` and gives per link Σ distance / Σ time of the pieces inside it
+    (Wardrop 1952: the space-mean speed; stops count as time on the link; never a mean of spot speeds). ``now`` is
+    ``ds.attrs["time"]`` [s] when given, else the previous ``now`` + ``dt`` (first update: the latest exit time).
+    A link-window with fewer than ``min_vehicles`` distinct vehicles (or ``min_pieces`` pieces) is no data (NaN)
+    and keeps its smoothing state. Confidence [0, 1]: vehicles / (vehicles + 2) x min(1, distance / link length)
+    [design]: it grows with independent vehicles and with the share of the link they covered. Link travel time =
+    link length / smoothed speed.
+    """
+
+    name = "link_speeds"
+    inputs = (
+        Var("piece_link", "1", PIECE_DIMS, "int64", "road link of each traversal piece", valid_range=(0, 4)),
+        Var("piece_vehicle", "1", PIECE_DIMS, "int64", "vehicle of each traversal piece", valid_range=(0, 3)),
+        Var("piece_t_enter", "s", PIECE_DIMS, "float64", "time the piece entered its part of the link",
+            valid_range=(0, 25)),
+        Var("piece_t_exit", "s", PIECE_DIMS, "float64", "time the piece left its part of the link",
+            valid_range=(30, 60)),
+        Var("piece_length", "m", PIECE_DIMS, "float64", "distance the piece covered on the link",
+            valid_range=(0, 300)),
+        Var("link_length", "m", LINK_DIMS, "float64", "length of each road link", valid_range=(50, 300)),
+    )
+    outputs = (
+        Var("link_speed", "km h-1", LINK_DIMS, "float64", "space-mean speed on the link, smoothed"),
+        Var("link_speed_window", "km h-1", LINK_DIMS, "float64", "space-mean speed on the link in the window"),
+        Var("link_samples", "1", LINK_DIMS, "float64", "traversal pieces in the window"),
+        Var("link_vehicles", "1", LINK_DIMS, "float64", "distinct probe vehicles in the window"),
+        Var("link_confidence", "1", LINK_DIMS, "float64", "confidence of the link speed, 0 to 1"),
+        Var("link_travel_time", "s", LINK_DIMS, "float64", "travel time of the link at the smoothed speed"),
+    )
+    references = (WARDROP, NEWSON_KRUMM)
+    state_vars = ("pieces", "ewma", "now")
+
+    def __init__(self, ds: xr.Dataset, config: MapMatchConfig | None = None, n_links: int | None = None):
+        self.config = config or MapMatchConfig()
+        if n_links is None:
+            self.check_inputs(ds, ("link_length",))
+            n_links = ds["link_length"].size
+        self.n_links = int(n_links)
+        self.ewma = np.full(self.n_links, np.nan)
+        self.now = math.nan
+        self.pieces = {k: np.zeros(0, np.int64 if k in ("link", "vehicle") else float)
+                       for k in ("link", "vehicle", "t_enter", "t_exit", "length")}
+
+    def save_state(self) -> dict[str, Any]:
+        state = super().save_state()
+        state["pieces"] = {k: v.copy() for k, v in state["pieces"].items()}
+        return state
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        super().restore_state(state)
+        self.pieces = {k: np.array(v, np.int64 if k in ("link", "vehicle") else float)
+                       for k, v in self.pieces.items()}
+
+    def update(self, ds: xr.Dataset, dt: float = 0.0) -> xr.Dataset:
+        """Add the pieces in ``ds`` and give the link speeds of the window ending now; ``dt`` [s] since the last."""
+        self.check_inputs(ds)
+        cfg = self.config
+        new = {"link": self.read(ds, "piece_link"), "vehicle": self.read(ds, "piece_vehicle"),
+               "t_enter": self.read(ds, "piece_t_enter"), "t_exit": self.read(ds, "piece_t_exit"),
+               "length": self.read(ds, "piece_length")}
+        length = self.read(ds, "link_length")
+        if length.size != self.n_links:
+            raise ValueError("link_speeds: the number of links changed")
+        if new["link"].size and (new["link"].min() < 0 or new["link"].max() >= self.n_links):
+            raise ValueError("link_speeds: piece_link outside the links")
+        if "time" in ds.attrs:
+            now = float(ds.attrs["time"])
+        elif math.isfinite(self.now):
+            now = self.now + dt
+        else:
+            ends = np.concatenate([self.pieces["t_exit"], new["t_exit"]])
+            now = float(ends.max()) if ends.size else 0.0
+        step = now - self.now if math.isfinite(self.now) else 0.0
+        self.now = now
+        t0 = now - cfg.window
+        merged = {k: np.concatenate([self.pieces[k], new[k]]) for k in new}
+        keep = merged["t_exit"] > t0
+        self.pieces = {k: v[keep] for k, v in merged.items()}
+        dist, time, n, nveh = window_link_speeds(self.pieces, self.n_links, t0, now)
+        ok = (nveh >= cfg.min_vehicles) & (n >= cfg.min_pieces) & (time > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(ok, dist / np.where(time > 0, time, 1.0), np.nan)
+            conf = np.where(ok, nveh / (nveh + 2.0) * np.minimum(1.0, dist / length), 0.0)
+        alpha = 1.0 - (1.0 - cfg.ewma_alpha) ** (max(step, 0.0) / cfg.window)
+        smooth = np.empty(self.n_links)
+        tk.ewma_update(v, self.ewma, alpha, smooth)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            travel = np.where(smooth > 0, length / smooth, np.where(smooth == 0, np.inf, np.nan))
+        return self.outputs_from_si({"link_speed": smooth, "link_speed_window": v, "link_samples": n,
+                                     "link_vehicles": nveh, "link_confidence": conf, "link_travel_time": travel},
+                                    {"link": np.arange(self.n_links)})
+
+
+# ============================================================================================ test support
+def synthetic_grid(nx: int, ny: int, spacing: float = 100.0, two_way: bool = True, bend: float = 0.0
+                   ) -> dict[str, np.ndarray]:
+    """A street grid of nx x ny intersections ``spacing`` [m] apart as the arrays of :class:`RoadGraph` (tests and
+    benchmarks). Each street block is a link (two opposite links where ``two_way``); with ``bend`` [m] every
+    link's midpoint is pushed sideways by that much (a polyline of three vertices)."""
+    node_xy = np.array([(i * spacing, j * spacing) for j in range(ny) for i in range(nx)], float)
+    pairs = [(j * nx + i, j * nx + i + 1) for j in range(ny) for i in range(nx - 1)]
+    pairs += [(j * nx + i, (j + 1) * nx + i) for j in range(ny - 1) for i in range(nx)]
+    if two_way:
+        pairs += [(v, u) for u, v in pairs]
+    verts, start = [], [0]
+    for u, v in pairs:
+        a, b = node_xy[u], node_xy[v]
+        mid = (a + b) / 2 + bend * np.array([-(b - a)[1], (b - a)[0]]) / spacing * (1 if u < v else -1)
+        verts += [a, mid, b]
+        start.append(len(verts))
+    vert_xy = np.array(verts)
+    seg = np.hypot(*np.diff(vert_xy, axis=0).T)
+    length = np.array([seg[start[k]:start[k + 1] - 1].sum() for k in range(len(pairs))])
+    return {"node_xy": node_xy, "link_u": np.array([p[0] for p in pairs], np.int64),
+            "link_v": np.array([p[1] for p in pairs], np.int64), "link_length": length, "vert_xy": vert_xy,
+            "link_vert_start": np.array(start, np.int64)}
+
+
+def route_positions(graph: RoadGraph, route, s) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y [m], link, heading [rad]) at distances ``s`` [m] along a route of consecutive links, from the start of
+    its first link (tests and benchmarks: the truth a simulated probe drives)."""
+    route = np.asarray(route, np.int64)
+    ends = np.cumsum(graph.link_length[route])
+    s = np.clip(np.asarray(s, float), 0.0, ends[-1])
+    i = np.minimum(np.searchsorted(ends, s, "right"), route.size - 1)
+    off = s - (ends[i] - graph.link_length[route[i]])
+    pts = [graph.point_at(int(route[k]), float(o)) for k, o in zip(i, off, strict=True)]
+    x, y, h = (np.array(c) for c in zip(*pts, strict=True)) if pts else (np.zeros(0),) * 3
+    return x, y, route[i], h
