@@ -289,6 +289,17 @@ def test_bad_override_files_are_refused(feature, problem):
         walkable_overrides_from_geojson(doc)
 
 
+@pytest.mark.parametrize("geometry, problem", [
+    ("not a geometry", "Polygon or MultiPolygon"), ({"type": "Point", "coordinates": [121.49, 31.24]}, "Polygon"),
+    ({"type": "Polygon", "coordinates": [[[0, 0], [1e6, 0], [1e6, 1e6], [0, 0]]]}, "lon/lat"),
+    ({"type": "Polygon", "coordinates": "garbage"}, "bad geometry")])
+def test_a_broken_override_geometry_is_one_line_of_the_error_never_a_crash(geometry, problem):
+    doc = _override_doc((box(0, 0, 1, 1), 0.0))
+    doc["features"][0]["geometry"] = geometry
+    with pytest.raises(WalkableOverrideError, match=problem):
+        walkable_overrides_from_geojson(doc)
+
+
 def test_the_live_twin_and_a_scenario_use_the_same_override(bund10, tmp_path):
     static, _ = bund10
     built = static["walkable_area"].values.copy()

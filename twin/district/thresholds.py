@@ -54,13 +54,12 @@ from typing import Any
 import numpy as np
 import shapely
 import xarray as xr
-from shapely.geometry import shape
 
 from models.config import MAX_PLACE_BANDS, PLACE_KINDS, PlaceBands
 from twin.district.coverage import overlap_areas
 from twin.district.dataset import grid_of, layer_variable
 from twin.district.grid import GridSpec
-from twin.district.walkable import projected_polygons, read_geojson
+from twin.district.walkable import polygon_of, projected_polygons, read_geojson
 
 log = logging.getLogger(__name__)
 
@@ -109,27 +108,6 @@ def _thresholds(where: str, props: dict, key: str, problems: list[str]) -> tuple
     return tuple(out)  # type: ignore[arg-type]
 
 
-def _geometry(where: str, feature: dict, problems: list[str]) -> shapely.Geometry | None:
-    geometry = feature.get("geometry") or {}
-    if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
-        kind = geometry.get("type") if isinstance(geometry, dict) else type(geometry).__name__
-        problems.append(f"{where}: geometry must be a Polygon or MultiPolygon (got {kind!r})")
-        return None
-    try:
-        geom = shapely.make_valid(shape(geometry))
-    except (ValueError, TypeError, AttributeError, IndexError, shapely.errors.GEOSException) as exc:
-        problems.append(f"{where}: bad geometry: {exc}")
-        return None
-    lon, lat = shapely.get_coordinates(geom).T
-    if lon.size == 0 or not ((np.abs(lon) <= 180).all() and (np.abs(lat) <= 90).all()):
-        problems.append(f"{where}: coordinates must be lon/lat in degrees")
-        return None
-    if not geom.area > 0:
-        problems.append(f"{where}: the polygon has no area")
-        return None
-    return geom
-
-
 def _place(i: int, feature: Any, problems: list[str], names: dict[str, int]) -> BandedPlace | None:
     where = f"feature {i}"
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
@@ -157,7 +135,7 @@ def _place(i: int, feature: Any, problems: list[str], names: dict[str, int]) -> 
         problems.append(f"{where}: source must be a text (the citation of the bands; got {source!r})")
     up = _thresholds(where, props, "density_raise", problems)
     down = _thresholds(where, props, "density_clear", problems)
-    geom = _geometry(where, feature, problems)
+    geom = polygon_of(where, feature, problems)
     if len(problems) > n_before or up is None or down is None or geom is None:
         return None
     try:

@@ -79,20 +79,33 @@ def _override(i: int, feature: Any, problems: list[str]) -> WalkableOverride | N
     if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction <= 1.0:
         problems.append(f"{where}: {WALKABLE_FRACTION} must be a number in [0, 1] (got {fraction!r})")
         return None
+    geom = polygon_of(where, feature, problems)
+    if geom is None:
+        return None
+    return WalkableOverride(geom, float(fraction), str(props.get("name", "")))
+
+
+def polygon_of(where: str, feature: dict, problems: list[str]) -> shapely.Geometry | None:
+    """The lon/lat Polygon or MultiPolygon of a GeoJSON feature, made valid; None (and a line in ``problems`` naming
+    ``where``) for another type, a broken geometry, coordinates that are not degrees, or no area."""
     geometry = feature.get("geometry") or {}
-    if geometry.get("type") not in ("Polygon", "MultiPolygon"):
-        problems.append(f"{where}: geometry must be a Polygon or MultiPolygon (got {geometry.get('type')!r})")
+    if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
+        kind = geometry.get("type") if isinstance(geometry, dict) else type(geometry).__name__
+        problems.append(f"{where}: geometry must be a Polygon or MultiPolygon (got {kind!r})")
         return None
     try:
         geom = shapely.make_valid(shape(geometry))
-    except (ValueError, TypeError, AttributeError, IndexError) as exc:
+    except (ValueError, TypeError, AttributeError, IndexError, shapely.errors.GEOSException) as exc:
         problems.append(f"{where}: bad geometry: {exc}")
         return None
     lon, lat = shapely.get_coordinates(geom).T
     if lon.size == 0 or not ((np.abs(lon) <= 180).all() and (np.abs(lat) <= 90).all()):
         problems.append(f"{where}: coordinates must be lon/lat in degrees")
         return None
-    return WalkableOverride(geom, float(fraction), str(props.get("name", "")))
+    if not geom.area > 0:
+        problems.append(f"{where}: the polygon has no area")
+        return None
+    return geom
 
 
 def walkable_overrides_from_geojson(doc: Any, source: str = "walkable override") -> list[WalkableOverride]:
