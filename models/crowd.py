@@ -8,14 +8,9 @@ import xarray as xr
 from models._component import GRID_DIMS, LOS_FLAGS, Component, Reference, Var
 from models.config import CrowdConfig
 from models.kernels.bands import classify_bands
-from models.kernels.crowd import (
-    crowd_hazard,
-    crowd_pressure,
-    density_trend,
-    fuse_density,
-    projected_density,
-    weidmann_speed,
-)
+from models.kernels.crowd import crowd_pressure, density_trend, fuse_density
+from models.kernels.crowdflow import weidmann_speed
+from models.kernels.risk import crowd_hazard, projected_density
 
 FRUIN = Reference("Fruin, J. J. (1971). Pedestrian Planning and Design. Metropolitan Association of "
                   "Urban Designers and Environmental Planners, New York. Walkway and queuing LOS tables.")

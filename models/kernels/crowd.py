@@ -1,5 +1,8 @@
-"""Crowd kernels: count variance, density fusion over sensors, trend, hazard, projection, Weidmann speed law,
-Helbing pressure.
+"""Crowd kernels: count variance, density fusion over sensors, trend, Helbing pressure.
+
+The crowd hazard and its projection live with the risk tick that uses them (:mod:`models.kernels.risk`), the
+Weidmann speed law with the crowd-flow kernels (:mod:`models.kernels.crowdflow`): one definition each, and no
+kernel module imports another.
 
 All arrays are flat (one value per cell or per sensor); densities in person m-2, speeds in m s-1,
 times in s.
@@ -186,125 +189,6 @@ def density_trend(density, time, prev, prev_t, alpha, trend, out):
             prev[i] = rho
             prev_t[i] = t
         out[i] = trend[i]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def projected(rho, rate, horizon):
-    """The density a rising crowd reaches in ``horizon`` [s]: rho + max(rate, 0) x horizon [person m-2].
-
-    The one definition of the crowd forecast (docs/science/alerts.md 5.7): the risk tick's forecast level and
-    the ``crowd_projected`` layer both call it. A falling density is not projected (the forecast never lowers).
-    """
-    return rho + max(rate, 0.0) * horizon
-
-
-@njit(cache=True, nogil=True, inline="always")
-def hazard_at(rho, pres, rho_low, inv_span, p_crit, rho_p):
-    """Normalised crowd hazard of an observed density and whether the pressure rule holds: (hazard, surge).
-
-    Hazard = clip((rho - rho_low) x inv_span, 0, 1) (0 at ``rho_low``, 1 at rho_low + 1 / inv_span, default 2 and
-    5 person m-2, docs/science/risk.md 4); 1 where the crowd pressure ``pres`` [s-2] is at least ``p_crit`` with a
-    density of at least ``rho_p`` [person m-2] (Helbing et al. 2007; pressure never alerts alone). NaN pressure:
-    the rule does not hold. The one definition of the crowd hazard: the risk tick and `crowd_hazard` call it.
-    """
-    surge = pres >= p_crit and rho >= rho_p
-    if surge:
-        return 1.0, True
-    return min(max((rho - rho_low) * inv_span, 0.0), 1.0), False
-
-
-@njit(cache=True, nogil=True)
-def crowd_hazard(density, pressure, rho_low, rho_high, p_crit, rho_p, out):
-    """Normalised crowd hazard in [0, 1] of the observed density and crowd pressure (`hazard_at`).
-
-    Parameters
-    ----------
-    density : ndarray of float64
-        Crowd density. [person m-2]
-    pressure : ndarray of float64
-        Helbing crowd pressure; NaN where no velocities. [s-2]
-    rho_low, rho_high : float
-        Density of hazard 0 and hazard 1 (default 2 and 5). [person m-2]
-    p_crit : float
-        Pressure above which the hazard is 1, but only where density >= ``rho_p``. [s-2]
-    rho_p : float
-        Density co-condition for the pressure rule (pressure never alerts alone). [person m-2]
-    out : ndarray of float64
-        Hazard; NaN where density is NaN. [1]
-
-    The trend does not enter the hazard: a rising crowd is a forecast (`projected_density`), not a hazard.
-    """
-    inv = 1.0 / (rho_high - rho_low)
-    for i in range(density.size):
-        rho = density[i]
-        if math.isnan(rho):
-            out[i] = np.nan
-        else:
-            out[i] = hazard_at(rho, pressure[i], rho_low, inv, p_crit, rho_p)[0]
-
-
-@njit(cache=True, nogil=True)
-def projected_density(density, rate, horizon, out):
-    """The trend-projected density `projected` per cell [person m-2]; NaN where the density or its rate is NaN.
-
-    Parameters
-    ----------
-    density : ndarray of float64
-        Observed crowd density. [person m-2]
-    rate : ndarray of float64
-        Smoothed density rate. [person m-2 s-1]
-    horizon : float
-        Look-ahead. [s]
-    out : ndarray of float64
-        [person m-2]
-    """
-    for i in range(density.size):
-        rho, r = density[i], rate[i]
-        out[i] = np.nan if math.isnan(rho) or math.isnan(r) else projected(rho, r, horizon)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def weidmann_v(rho, v0, gamma, rho_max):
-    """Weidmann (1993) walking speed at density ``rho``: v0 at rho <= 0, 0 at rho >= rho_max. [m s-1]
-
-    v = v0 [1 - exp(-gamma (1/rho - 1/rho_max))]. The one definition of the speed law: `weidmann_speed` and the
-    crowd-flow kernels (:mod:`models.kernels.crowdflow`) call it.
-    """
-    if rho <= 0.0:
-        return v0
-    if rho >= rho_max:
-        return 0.0
-    return v0 * (1.0 - math.exp(-gamma * (1.0 / rho - 1.0 / rho_max)))
-
-
-@njit(cache=True, nogil=True)
-def weidmann_speed(density, v0, gamma, rho_max, out_speed, out_flow):
-    """Weidmann (1993) speed-density law and specific flow.
-
-    v = v0 [1 - exp(-gamma (1/rho - 1/rho_max))]; v = v0 at rho <= 0, 0 at rho >= rho_max.
-
-    Parameters
-    ----------
-    density : ndarray of float64
-        [person m-2]
-    v0 : float
-        Free walking speed (1.34). [m s-1]
-    gamma : float
-        Shape parameter (1.913). [person m-2]
-    rho_max : float
-        Jam density (5.4). [person m-2]
-    out_speed : ndarray of float64
-        [m s-1]
-    out_flow : ndarray of float64
-        Specific flow rho * v. [person m-1 s-1]
-
-    NaN density gives NaN speed and flow.
-    """
-    for i in range(density.size):
-        rho = density[i]
-        v = np.nan if math.isnan(rho) else weidmann_v(rho, v0, gamma, rho_max)
-        out_speed[i] = v
-        out_flow[i] = max(rho, 0.0) * v if rho == rho else np.nan
 
 
 @njit(cache=True, nogil=True)

@@ -29,8 +29,6 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from models.kernels.crowd import weidmann_v
-
 
 def _parallel(body):
     """``body`` compiled with rows in parallel, as a renamed copy ``<name>_par``: numba's disk cache keys an
@@ -38,6 +36,50 @@ def _parallel(body):
     twin = type(body)(body.__code__, body.__globals__, body.__name__ + "_par", body.__defaults__, body.__closure__)
     twin.__qualname__ = twin.__name__
     return njit(cache=True, nogil=True, parallel=True)(twin)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def weidmann_v(rho, v0, gamma, rho_max):
+    """Weidmann (1993) walking speed at density ``rho``: v0 at rho <= 0, 0 at rho >= rho_max. [m s-1]
+
+    v = v0 [1 - exp(-gamma (1/rho - 1/rho_max))]. The one definition of the speed law: `weidmann_speed` and the
+    crowd-flow kernels (:mod:`models.kernels.crowdflow`) call it.
+    """
+    if rho <= 0.0:
+        return v0
+    if rho >= rho_max:
+        return 0.0
+    return v0 * (1.0 - math.exp(-gamma * (1.0 / rho - 1.0 / rho_max)))
+
+
+@njit(cache=True, nogil=True)
+def weidmann_speed(density, v0, gamma, rho_max, out_speed, out_flow):
+    """Weidmann (1993) speed-density law and specific flow.
+
+    v = v0 [1 - exp(-gamma (1/rho - 1/rho_max))]; v = v0 at rho <= 0, 0 at rho >= rho_max.
+
+    Parameters
+    ----------
+    density : ndarray of float64
+        [person m-2]
+    v0 : float
+        Free walking speed (1.34). [m s-1]
+    gamma : float
+        Shape parameter (1.913). [person m-2]
+    rho_max : float
+        Jam density (5.4). [person m-2]
+    out_speed : ndarray of float64
+        [m s-1]
+    out_flow : ndarray of float64
+        Specific flow rho * v. [person m-1 s-1]
+
+    NaN density gives NaN speed and flow.
+    """
+    for i in range(density.size):
+        rho = density[i]
+        v = np.nan if math.isnan(rho) else weidmann_v(rho, v0, gamma, rho_max)
+        out_speed[i] = v
+        out_flow[i] = max(rho, 0.0) * v if rho == rho else np.nan
 
 
 @njit(cache=True, nogil=True)

@@ -67,8 +67,6 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from models.kernels.crowd import hazard_at, projected
-
 P_HORIZON, P_RHO_LO, P_RHO_HI, P_P_CRIT, P_RHO_P = 0, 1, 2, 3, 4
 P_H_LO, P_H_HI, P_HV_LO, P_HV_HI, P_R1_LO, P_R1_HI = 5, 6, 7, 8, 9, 10
 P_RATIO_LO, P_RATIO_HI, P_RHO_REF, P_COMPOUND = 11, 12, 13, 14
@@ -82,6 +80,82 @@ CLEAR = 4  # index of the clear timer, and bit 1 << CLEAR of ``pend``
 HIST_CLOCK = 5  # index of the time since the last flap-history sample (runs while the history is not blank)
 EPS_S = 1e-3  # [s] a timer within this of its delay has reached it (float32 rounding of fractional ticks)
 HIST_MASK = (1 << 20) - 1  # 20 transitions = 21 states (Nagios flapping.c, docs/science/alerts.md 5) [src]
+
+
+# ---------------------------------------------------------------- crowd hazard and forecast (one definition each)
+@njit(cache=True, nogil=True, inline="always")
+def projected(rho, rate, horizon):
+    """The density a rising crowd reaches in ``horizon`` [s]: rho + max(rate, 0) x horizon [person m-2].
+
+    The one definition of the crowd forecast (docs/science/alerts.md 5.7): the risk tick's forecast level and
+    the ``crowd_projected`` layer both call it. A falling density is not projected (the forecast never lowers).
+    """
+    return rho + max(rate, 0.0) * horizon
+
+
+@njit(cache=True, nogil=True, inline="always")
+def hazard_at(rho, pres, rho_low, inv_span, p_crit, rho_p):
+    """Normalised crowd hazard of an observed density and whether the pressure rule holds: (hazard, surge).
+
+    Hazard = clip((rho - rho_low) x inv_span, 0, 1) (0 at ``rho_low``, 1 at rho_low + 1 / inv_span, default 2 and
+    5 person m-2, docs/science/risk.md 4); 1 where the crowd pressure ``pres`` [s-2] is at least ``p_crit`` with a
+    density of at least ``rho_p`` [person m-2] (Helbing et al. 2007; pressure never alerts alone). NaN pressure:
+    the rule does not hold. The one definition of the crowd hazard: the risk tick and `crowd_hazard` call it.
+    """
+    surge = pres >= p_crit and rho >= rho_p
+    if surge:
+        return 1.0, True
+    return min(max((rho - rho_low) * inv_span, 0.0), 1.0), False
+
+
+@njit(cache=True, nogil=True)
+def crowd_hazard(density, pressure, rho_low, rho_high, p_crit, rho_p, out):
+    """Normalised crowd hazard in [0, 1] of the observed density and crowd pressure (`hazard_at`).
+
+    Parameters
+    ----------
+    density : ndarray of float64
+        Crowd density. [person m-2]
+    pressure : ndarray of float64
+        Helbing crowd pressure; NaN where no velocities. [s-2]
+    rho_low, rho_high : float
+        Density of hazard 0 and hazard 1 (default 2 and 5). [person m-2]
+    p_crit : float
+        Pressure above which the hazard is 1, but only where density >= ``rho_p``. [s-2]
+    rho_p : float
+        Density co-condition for the pressure rule (pressure never alerts alone). [person m-2]
+    out : ndarray of float64
+        Hazard; NaN where density is NaN. [1]
+
+    The trend does not enter the hazard: a rising crowd is a forecast (`projected_density`), not a hazard.
+    """
+    inv = 1.0 / (rho_high - rho_low)
+    for i in range(density.size):
+        rho = density[i]
+        if math.isnan(rho):
+            out[i] = np.nan
+        else:
+            out[i] = hazard_at(rho, pressure[i], rho_low, inv, p_crit, rho_p)[0]
+
+
+@njit(cache=True, nogil=True)
+def projected_density(density, rate, horizon, out):
+    """The trend-projected density `projected` per cell [person m-2]; NaN where the density or its rate is NaN.
+
+    Parameters
+    ----------
+    density : ndarray of float64
+        Observed crowd density. [person m-2]
+    rate : ndarray of float64
+        Smoothed density rate. [person m-2 s-1]
+    horizon : float
+        Look-ahead. [s]
+    out : ndarray of float64
+        [person m-2]
+    """
+    for i in range(density.size):
+        rho, r = density[i], rate[i]
+        out[i] = np.nan if math.isnan(rho) or math.isnan(r) else projected(rho, r, horizon)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -113,7 +187,7 @@ def _crowd(rho, pres, p, thr, row):
     """Crowd hazard, raise and hold levels from the observed density [person m-2] (rule 8), with the density
     bands of row ``row`` of ``thr`` (0 the district's, a place's own further down: stairs, ramps, bridges).
 
-    Hazard and the pressure rule are :func:`models.kernels.crowd.hazard_at`: pressure [s-2] adds one level (hazard
+    Hazard and the pressure rule are :func:`hazard_at`: pressure [s-2] adds one level (hazard
     1) only with a density of at least ``P_RHO_P``.
     """
     if not _valid(rho):
@@ -128,7 +202,7 @@ def _crowd(rho, pres, p, thr, row):
 
 @njit(cache=True, nogil=True, inline="always")
 def _crowd_forecast(rho, rate, p, thr, row):
-    """Raise level of the projected density (:func:`models.kernels.crowd.projected`); -1 where either is no data."""
+    """Raise level of the projected density (:func:`projected`); -1 where either is no data."""
     if not _valid(rho) or not abs(rate) < math.inf:
         return -1
     r, _h = _up(projected(rho, rate, p[P_HORIZON]), thr, row)

@@ -49,51 +49,6 @@ def density_trend(density, time, prev, prev_t, alpha, trend, out):
     out[:] = np.where(ok, trend, np.nan)
 
 
-def projected(rho, rate, horizon):
-    """numpy reference of :func:`models.kernels.crowd.projected`."""
-    return rho + max(rate, 0.0) * horizon
-
-
-def hazard_at(rho, pres, rho_low, inv_span, p_crit, rho_p):
-    """numpy reference of :func:`models.kernels.crowd.hazard_at`."""
-    surge = bool(pres >= p_crit and rho >= rho_p)
-    return (1.0 if surge else float(np.clip((rho - rho_low) * inv_span, 0.0, 1.0))), surge
-
-
-def weidmann_v(rho, v0, gamma, rho_max):
-    """numpy reference of :func:`models.kernels.crowd.weidmann_v`."""
-    if rho <= 0.0:
-        return v0
-    if rho >= rho_max:
-        return 0.0
-    return v0 * (1.0 - float(np.exp(-gamma * (1.0 / rho - 1.0 / rho_max))))
-
-
-def crowd_hazard(density, pressure, rho_low, rho_high, p_crit, rho_p, out):
-    """numpy reference of :func:`models.kernels.crowd.crowd_hazard`."""
-    h = np.clip((density - rho_low) / (rho_high - rho_low), 0.0, 1.0)
-    h = np.where((pressure >= p_crit) & (density >= rho_p), 1.0, h)
-    out[:] = np.where(np.isnan(density), np.nan, h)
-
-
-def projected_density(density, rate, horizon, out):
-    """numpy reference of :func:`models.kernels.crowd.projected_density`."""
-    with np.errstate(invalid="ignore"):
-        out[:] = density + np.maximum(rate, 0.0) * horizon
-    out[np.isnan(density) | np.isnan(rate)] = np.nan
-
-
-def weidmann_speed(density, v0, gamma, rho_max, out_speed, out_flow):
-    """numpy reference of :func:`models.kernels.crowd.weidmann_speed`."""
-    inside = (density > 0) & (density < rho_max)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        v = v0 * (1.0 - np.exp(-gamma * (1.0 / density - 1.0 / rho_max)))
-    v = np.where(inside, v, np.where(density <= 0, v0, 0.0))
-    v = np.where(np.isnan(density), np.nan, v)
-    out_speed[:] = v
-    out_flow[:] = np.maximum(density, 0.0) * v
-
-
 def crowd_pressure(density, u, v, alpha, u_mean, v_mean, var, out):
     """numpy reference of :func:`models.kernels.crowd.crowd_pressure`."""
     ok = ~(np.isnan(u) | np.isnan(v))

@@ -154,3 +154,23 @@ def admit(cells, rate, backlog, count, cap, dt, admitted):
     count[cells] += a
     backlog[:] = b - a
     admitted += a
+
+
+def weidmann_v(rho, v0, gamma, rho_max):
+    """numpy reference of :func:`models.kernels.crowdflow.weidmann_v`."""
+    if rho <= 0.0:
+        return v0
+    if rho >= rho_max:
+        return 0.0
+    return v0 * (1.0 - float(np.exp(-gamma * (1.0 / rho - 1.0 / rho_max))))
+
+
+def weidmann_speed(density, v0, gamma, rho_max, out_speed, out_flow):
+    """numpy reference of :func:`models.kernels.crowdflow.weidmann_speed`."""
+    inside = (density > 0) & (density < rho_max)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        v = v0 * (1.0 - np.exp(-gamma * (1.0 / density - 1.0 / rho_max)))
+    v = np.where(inside, v, np.where(density <= 0, v0, 0.0))
+    v = np.where(np.isnan(density), np.nan, v)
+    out_speed[:] = v
+    out_flow[:] = np.maximum(density, 0.0) * v

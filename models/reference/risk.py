@@ -255,3 +255,28 @@ def risk_tick(rho, rate, pres, depth, hv, r1, r6, speed, vff, rclass, crow, vuln
     level[:] = top
     changed[:] = ch
     nodata[:] = nd
+
+
+def projected(rho, rate, horizon):
+    """numpy reference of :func:`models.kernels.risk.projected`."""
+    return rho + max(rate, 0.0) * horizon
+
+
+def hazard_at(rho, pres, rho_low, inv_span, p_crit, rho_p):
+    """numpy reference of :func:`models.kernels.risk.hazard_at`."""
+    surge = bool(pres >= p_crit and rho >= rho_p)
+    return (1.0 if surge else float(np.clip((rho - rho_low) * inv_span, 0.0, 1.0))), surge
+
+
+def crowd_hazard(density, pressure, rho_low, rho_high, p_crit, rho_p, out):
+    """numpy reference of :func:`models.kernels.risk.crowd_hazard`."""
+    h = np.clip((density - rho_low) / (rho_high - rho_low), 0.0, 1.0)
+    h = np.where((pressure >= p_crit) & (density >= rho_p), 1.0, h)
+    out[:] = np.where(np.isnan(density), np.nan, h)
+
+
+def projected_density(density, rate, horizon, out):
+    """numpy reference of :func:`models.kernels.risk.projected_density`."""
+    with np.errstate(invalid="ignore"):
+        out[:] = density + np.maximum(rate, 0.0) * horizon
+    out[np.isnan(density) | np.isnan(rate)] = np.nan

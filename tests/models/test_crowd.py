@@ -6,7 +6,9 @@ import xarray as xr
 
 from models import CrowdConfig, CrowdFusion, CrowdState
 from models.kernels.bands import classify_bands
-from models.kernels.crowd import crowd_hazard, density_trend, projected_density, weidmann_speed
+from models.kernels.crowd import density_trend
+from models.kernels.crowdflow import weidmann_speed
+from models.kernels.risk import crowd_hazard, projected_density
 
 FT2 = 0.09290304  # m2 per ft2 (exact)
 FT = 0.3048

@@ -10,7 +10,6 @@ import pytest
 import xarray as xr
 
 from models import CrowdFlow, CrowdFlowConfig
-from models.kernels import crowd as kc
 from models.kernels import crowdflow as ck
 from models.reference import crowdflow as rc
 
@@ -40,19 +39,19 @@ SCIENCE_1_2_SPEEDS = {1.0: 1.06, 2.0: 0.61, 3.0: 0.33, 4.0: 0.16, 5.0: 0.04}
 
 def test_weidmann_speed_matches_published_values():
     """Weidmann (1993): v(0+) = v0 = 1.34 m/s, v(rho_max) = 0, and the docs/science/crowd.md 1.2 table."""
-    assert kc.weidmann_v(1e-9, V0, GAMMA, RHO_MAX) == pytest.approx(1.34, abs=1e-12)
-    assert kc.weidmann_v(0.0, V0, GAMMA, RHO_MAX) == 1.34
-    assert kc.weidmann_v(RHO_MAX, V0, GAMMA, RHO_MAX) == 0.0
-    assert kc.weidmann_v(7.0, V0, GAMMA, RHO_MAX) == 0.0  # above the jam density nobody walks
+    assert ck.weidmann_v(1e-9, V0, GAMMA, RHO_MAX) == pytest.approx(1.34, abs=1e-12)
+    assert ck.weidmann_v(0.0, V0, GAMMA, RHO_MAX) == 1.34
+    assert ck.weidmann_v(RHO_MAX, V0, GAMMA, RHO_MAX) == 0.0
+    assert ck.weidmann_v(7.0, V0, GAMMA, RHO_MAX) == 0.0  # above the jam density nobody walks
     for rho, v in SCIENCE_1_2_SPEEDS.items():
-        got = kc.weidmann_v(rho, V0, GAMMA, RHO_MAX)
+        got = ck.weidmann_v(rho, V0, GAMMA, RHO_MAX)
         assert got == pytest.approx(v, abs=0.005)
         assert got == pytest.approx(V0 * (1 - math.exp(-GAMMA * (1 / rho - 1 / RHO_MAX))), rel=1e-15)
     # the same law as the live twin's crowd kernel
     rho = np.linspace(0.0, 6.0, 61)
     v, q = np.empty_like(rho), np.empty_like(rho)
-    kc.weidmann_speed(rho, V0, GAMMA, RHO_MAX, v, q)
-    assert np.array_equal(v, [kc.weidmann_v(r, V0, GAMMA, RHO_MAX) for r in rho])
+    ck.weidmann_speed(rho, V0, GAMMA, RHO_MAX, v, q)
+    assert np.array_equal(v, [ck.weidmann_v(r, V0, GAMMA, RHO_MAX) for r in rho])
 
 
 def test_weidmann_capacity_from_the_fundamental_diagram():
@@ -166,7 +165,7 @@ def test_door_outflow_is_weidmann_capacity_times_width(use_width_layer):
         assert float(fields.crowd_flow[door]) == pytest.approx(m.j_max, rel=0.02)  # p/m/s at the door
         rho_door = float(fields.crowd_density[door])  # free-flow side of the door, at (near) capacity
         assert rho_door <= m.rho_c + 1e-9
-        assert rho_door * kc.weidmann_v(rho_door, V0, GAMMA, RHO_MAX) == pytest.approx(m.j_max, rel=0.03)
+        assert rho_door * ck.weidmann_v(rho_door, V0, GAMMA, RHO_MAX) == pytest.approx(m.j_max, rel=0.03)
         # people x speed = flow x width x dx (the cell's people walk out through the door), ~0.70 m/s at rho_c
         held = rho_door * m.area[door]
         assert float(fields.crowd_speed[door]) * held == pytest.approx(float(fields.crowd_flow[door]) * w * m.dx,
@@ -178,7 +177,7 @@ def test_door_outflow_is_weidmann_capacity_times_width(use_width_layer):
 
 def test_plain_rho_v_flux_would_underestimate_the_door():
     """Why the flux uses the CTM demand q(min(rho, rho_c)): at 3.5 p/m2, rho v(rho) is only 0.82 p/m/s."""
-    q_plain = 3.5 * kc.weidmann_v(3.5, V0, GAMMA, RHO_MAX)
+    q_plain = 3.5 * ck.weidmann_v(3.5, V0, GAMMA, RHO_MAX)
     assert q_plain == pytest.approx(0.82, abs=0.01)
     assert q_plain < 0.7 * FD[4]
 

@@ -179,12 +179,10 @@ def _kernel_imports(path: pathlib.Path) -> list[str]:
 
 @pytest.mark.parametrize("mod", KERNEL_MODULES)
 def test_kernel_rules(mod):
-    """Kernels import only numpy/numba/math and other kernels (one definition per formula); public kernels are
-    cached nogil dispatchers with a reference."""
+    """Kernels import only numpy/numba/math; public kernels are cached nogil dispatchers with a reference."""
     path = ROOT / "kernels" / f"{mod}.py"
     for name in _kernel_imports(path):
-        allowed = name.split(".")[0] in KERNEL_IMPORTS or name.startswith("models.kernels.")
-        assert allowed, f"{mod} imports {name}"
+        assert name.split(".")[0] in KERNEL_IMPORTS, f"{mod} imports {name}"
     kmod = importlib.import_module(f"models.kernels.{mod}")
     ref = importlib.import_module(f"models.reference.{mod}")
     funcs = {n: f for n, f in vars(kmod).items()

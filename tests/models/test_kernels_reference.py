@@ -116,30 +116,35 @@ def test_count_variance(kernel, count, rel_error):
     assert kernel(count, rel_error) == pytest.approx(float(rc.count_variance(count, rel_error)), rel=1e-12)
 
 
-@pytest.mark.parametrize("kernel", both(kc.projected))
+@pytest.mark.parametrize("kernel", both(kk.projected))
 @given(rho=st.floats(0, 7), rate=st.floats(-0.05, 0.05), horizon=st.floats(0, 600))
 @SET
 def test_projected(kernel, rho, rate, horizon):
-    assert kernel(rho, rate, horizon) == rc.projected(rho, rate, horizon)
+    assert kernel(rho, rate, horizon) == rk.projected(rho, rate, horizon)
     assert kernel(rho, rate, horizon) >= rho, "a falling crowd is not projected down"
 
 
-@pytest.mark.parametrize("kernel", both(kc.hazard_at))
+@pytest.mark.parametrize("kernel", both(kk.hazard_at))
 @given(rho=st.floats(0, 7), pres=st.one_of(st.just(float("nan")), st.floats(0, 0.05)))
 @SET
 def test_hazard_at(kernel, rho, pres):
-    assert tuple(kernel(rho, pres, 2.0, 1 / 3.0, 0.02, 4.0)) == rc.hazard_at(rho, pres, 2.0, 1 / 3.0, 0.02, 4.0)
+    assert tuple(kernel(rho, pres, 2.0, 1 / 3.0, 0.02, 4.0)) == rk.hazard_at(rho, pres, 2.0, 1 / 3.0, 0.02, 4.0)
 
 
-@pytest.mark.parametrize("kernel", both(kc.weidmann_v))
+@pytest.mark.parametrize("kernel", both(kcf.weidmann_v))
 @given(rho=st.floats(-1, 7))
 @SET
 def test_weidmann_v(kernel, rho):
-    assert kernel(rho, 1.34, 1.913, 5.4) == pytest.approx(rc.weidmann_v(rho, 1.34, 1.913, 5.4), rel=1e-12, abs=1e-15)
+    assert kernel(rho, 1.34, 1.913, 5.4) == pytest.approx(rcf.weidmann_v(rho, 1.34, 1.913, 5.4), rel=1e-12, abs=1e-15)
 
 
-@pytest.mark.parametrize("name", names(kc, "density_trend", "crowd_hazard", "projected_density", "weidmann_speed",
-                                      "crowd_pressure"))
+CROWD_POINTWISE = {**dict.fromkeys(names(kc, "density_trend", "crowd_pressure"), (kc, rc)),
+                   **dict.fromkeys(names(kk, "crowd_hazard", "projected_density"), (kk, rk)),
+                   **dict.fromkeys(names(kcf, "weidmann_speed"), (kcf, rcf))}
+"""The pointwise crowd kernels and where each lives: (kernel module, reference module)."""
+
+
+@pytest.mark.parametrize("name", list(CROWD_POINTWISE))
 @given(seed=seeds)
 @SET
 def test_crowd_pointwise(name, seed):
@@ -158,8 +163,9 @@ def test_crowd_pointwise(name, seed):
     }
     args, nout = cases[name]
     outs = [np.zeros(n) for _ in range(nout)]
-    ref = run(getattr(rc, name), args, outs)
-    for fn in both(getattr(kc, name)):
+    kernels, reference = CROWD_POINTWISE[name]
+    ref = run(getattr(reference, name), args, outs)
+    for fn in both(getattr(kernels, name)):
         got = run(fn, args, outs)
         assert_same(got[1], ref[1])
         assert_same(got[0], ref[0])  # state arrays updated in place identically
