@@ -171,6 +171,8 @@ class RainConfig:
 
 
 # GB/T 33171-2016 upper speed bounds [km h-1] of basically smooth, light, moderate, severe [src].
+KMH_TO_MS = 1000.0 / 3600.0
+"""m s-1 per km h-1, the factor `models.units.parse_units` gives for ``km h-1``."""
 GBT33171_KMH = {
     1: (65.0, 50.0, 35.0, 20.0),  # expressway
     2: (40.0, 30.0, 20.0, 15.0),  # arterial
@@ -211,10 +213,13 @@ class TrafficConfig:
     timing: AlertTiming = field(default_factory=AlertTiming)
 
     def gbt_edges_ms(self, margin_kmh: float = 0.0) -> np.ndarray:
-        """(5, 4) GB/T bounds in m s-1 by road class code (row 0 = no road: -inf)."""
+        """(5, 4) GB/T bounds in m s-1 by road class code (row 0 = no road: -inf).
+
+        Converted as the components convert an input in km h-1 (times 1000 / 3600, not divided by 3.6: the two
+        differ in the last bit for 35 and 65 km/h), so a speed equal to a bound is in the worse level."""
         e = np.full((5, 4), -np.inf)
         for c, row in self.gbt_kmh.items():
-            e[c] = (np.asarray(row) + margin_kmh) / 3.6
+            e[c] = (np.asarray(row, float) + margin_kmh) * KMH_TO_MS
         return e
 
 

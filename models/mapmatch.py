@@ -55,12 +55,17 @@ class MapMatchConfig:
     which corner cutting at 5-30 s needs]. Heading: a von Mises-like term ``kappa (cos(course - heading) - 1)``
     with ``heading_kappa`` 2 [design], only above ``heading_min_speed`` 2 m s-1 (below it a receiver's course is
     noise [mem]). ``uturn_penalty`` 30 m added to a U-turn's route [design]; ``backtrack`` 20 m: a fix this far
-    behind the previous one on the same link is noise, not a route around the block [design]. Standing still: a
+    behind the previous one on the same link is noise, not a route around the block [design]; it is held at the
+    previous position, and when the fix reports the vehicle moving (faster than 2 x ``stand_speed``) the interval
+    gives no piece: a moving vehicle matched in place is a matching error, not a stop [design]. Standing still: a
     fix slower than ``stand_speed`` 1 m s-1 and within 6 sigma_z of the last step's mean position (with no speed:
     within 2 sigma_z, Newson & Krumm's rule) joins the previous step: the same matched position, no travel
     [design]; a slow fix far from the last one is a moving vehicle sampled while stopped and is matched.
     Routes: at most ``route_factor`` 3 x the straight distance + ``route_extra`` 300 m, and never more than
-    ``max_route`` 10 km [design]; a silence longer than ``max_gap`` 300 s starts a new chain [design].
+    ``max_route`` 10 km [design]; when both fixes report their speed, a route is also at most ``speed_factor`` 1.5 x
+    the faster of the two + ``speed_slack`` 5 m s-1, times the interval, + 4 sigma_z [design: a detour around a
+    divided road or a block that would need a speed the vehicle never reported is not its route]; a silence longer
+    than ``max_gap`` 300 s starts a new chain [design].
     ``lag`` 2: a fix is decided once this many later fixes of its vehicle have been seen [design].
 
     Link speeds: ``window`` 300 s sliding (issue 15: 5 min); a link-window is estimated with at least
@@ -68,6 +73,15 @@ class MapMatchConfig:
     independent -- one driver, one signal wait; a single car queuing at a stop line must not set the link's
     speed]; ``ewma_alpha`` 0.5 per window length (with a tick of dt the weight is 1 - (1 - alpha)^(dt/window), so
     the smoothing does not depend on the tick) [design, as TrafficConfig.ewma_alpha].
+    Stop-line waits (issue 15: stopping at a signal is normal): a vehicle's time on a link in pieces slower than
+    ``stop_speed`` 1 m s-1 is its stopped time there. When its stops on the link span at most ``signal_cycle`` 120 s
+    (first start to last end) and it then drove on, it waited at a signal that cleared within one cycle, and that
+    wait is left out of ``link_speed_congestion`` (the speed the congestion levels use), never out of ``link_speed``.
+    Its running speed between the stops must be at least ``run_speed`` 20 km/h (slow *only* at the stop line) [design:
+    the GB/T 33171 moderate bound of an arterial; a vehicle crawling between stops is in a queue, not at a red
+    light]. Stops spread over more than a cycle, or a wait still going at the window's end, are queueing and count
+    [design: Shanghai's arterial signal cycles are 90-180 s [mem]; the pieces carry no position on the link, so such
+    a single short stop anywhere on the link counts as the stop line's].
     """
 
     sigma_z: float = 5.0
@@ -82,10 +96,15 @@ class MapMatchConfig:
     stand_speed: float = 1.0
     route_factor: float = 3.0
     route_extra: float = 300.0
+    speed_factor: float = 1.5
+    speed_slack: float = 5.0
     max_route: float = 10_000.0
     max_gap: float = 300.0
     lag: int = 2
     window: float = 300.0
+    signal_cycle: float = 120.0
+    stop_speed: float = 1.0
+    run_speed: float = 20.0 / 3.6
     min_vehicles: int = 2
     min_pieces: int = 1
     ewma_alpha: float = 0.5
@@ -278,6 +297,7 @@ class _Step:
     score: np.ndarray
     back: np.ndarray
     trans: np.ndarray | None = None  # log transition from the previous step's candidates (m_prev, m)
+    speed: float = math.nan  # speed over ground of the fix [m s-1], NaN unknown
 
 
 @dataclass
@@ -351,11 +371,15 @@ class MapMatcher:
         emit = -0.5 * (dist[0, ok] / cfg.sigma_z) ** 2
         if np.isfinite(speed) and speed > cfg.heading_min_speed and np.isfinite(course):
             emit = emit + cfg.heading_kappa * (np.cos(math.radians(90.0 - course) - head[0, ok]) - 1.0)
-        step = _Step([t], x, y, link[0, ok], off[0, ok], emit, emit.copy(), np.full(ok.sum(), -1, np.int64))
+        step = _Step([t], x, y, link[0, ok], off[0, ok], emit, emit.copy(), np.full(ok.sum(), -1, np.int64),
+                     speed=float(speed))
         if prev is not None:
             straight = math.hypot(x - prev.x, y - prev.y)
             dt = max(t - prev.t[-1], 0.0)
             limit = min(cfg.max_route, cfg.route_factor * straight + cfg.route_extra)
+            if np.isfinite(speed) and np.isfinite(prev.speed):
+                fastest = cfg.speed_factor * max(speed, prev.speed) + cfg.speed_slack
+                limit = min(limit, fastest * (t - prev.t[0]) + 4.0 * cfg.sigma_z)
             route = self.graph.route_matrix(prev.link, prev.offset, step.link, step.offset, limit, cfg.backtrack,
                                             cfg.uturn_penalty)
             step.trans = -np.abs(route - straight) / (cfg.beta0 + cfg.beta_rate * dt)
@@ -418,6 +442,64 @@ class MapMatcher:
                    "chain": np.array([m.chain for m in ms], np.int64)}
         return matches, pieces
 
+    # ------------------------------------------------------------------ snapshots
+    def save_state(self) -> dict[str, Any]:
+        """Every vehicle's pending window and the vehicle codes, packed into flat arrays (a few dozen arrays
+        whatever the fleet): restored with :meth:`restore_state`, the next fixes continue their chains."""
+        ids = list(self.tracks)
+        tracks = [self.tracks[v] for v in ids]
+        steps = [s for tr in tracks for s in tr.steps]
+        last = [tr.last if tr.last is not None else (-1, math.nan, math.nan, -1) for tr in tracks]
+        trans = [s.trans if s.trans is not None else np.zeros((0, 0)) for s in steps]
+
+        def cat(name: str, dtype) -> np.ndarray:
+            parts = [np.asarray(getattr(s, name), dtype) for s in steps]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+        return {"vehicles": np.array([str(v) for v in ids], dtype=str),
+                "anchored": np.array([tr.anchored for tr in tracks], bool),
+                "chain": np.array([tr.chain for tr in tracks], np.int64),
+                "last_t": np.array([tr.last_t for tr in tracks], float),
+                "last": np.array(last, float).reshape(-1, 4), "n_steps": np.array([len(tr.steps) for tr in tracks],
+                                                                                  np.int64),
+                "step_nt": np.array([len(s.t) for s in steps], np.int64), "step_t": cat("t", float),
+                "step_xy": np.array([(s.x, s.y, s.speed) for s in steps], float).reshape(-1, 3),
+                "step_m": np.array([s.link.size for s in steps], np.int64),
+                "link": cat("link", np.int64), "offset": cat("offset", float), "emit": cat("emit", float),
+                "score": cat("score", float), "back": cat("back", np.int64),
+                "trans_shape": np.array([t.shape if s.trans is not None else (-1, -1)
+                                         for s, t in zip(steps, trans, strict=True)], np.int64).reshape(-1, 2),
+                "trans": np.concatenate([t.ravel() for t in trans]) if trans else np.zeros(0),
+                "codes": {"vehicles": np.array([str(v) for v in self.vehicle_code], dtype=str),
+                          "code": np.array(list(self.vehicle_code.values()), np.int64)},
+                "chains": int(self._chains), "counts": dict(self.counts)}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`save_state` gave (vehicle ids come back as strings)."""
+        st = {k: (np.asarray(v) if not isinstance(v, dict | int) else v) for k, v in state.items()}
+        self.vehicle_code = {str(v): int(c) for v, c in zip(st["codes"]["vehicles"], st["codes"]["code"],
+                                                            strict=True)}
+        self._chains, self.counts = int(st["chains"]), {k: int(v) for k, v in st["counts"].items()}
+        t_at = np.concatenate([[0], np.cumsum(st["step_nt"])])
+        m_at = np.concatenate([[0], np.cumsum(st["step_m"])])
+        shapes = st["trans_shape"].reshape(-1, 2)
+        tr_at = np.concatenate([[0], np.cumsum(np.where(shapes[:, 0] >= 0, shapes.prod(axis=1), 0))])
+        self.tracks, k = {}, 0
+        for i, vid in enumerate(st["vehicles"]):
+            link, offset, t, chain = st["last"].reshape(-1, 4)[i]
+            tr = _Track(anchored=bool(st["anchored"][i]), chain=int(st["chain"][i]), last_t=float(st["last_t"][i]),
+                        last=None if link < 0 else (int(link), float(offset), float(t), int(chain)))
+            for _ in range(int(st["n_steps"][i])):
+                a, b = m_at[k], m_at[k + 1]
+                x, y, speed = st["step_xy"].reshape(-1, 3)[k]
+                trans = None if shapes[k, 0] < 0 else st["trans"][tr_at[k]:tr_at[k + 1]].reshape(shapes[k])
+                tr.steps.append(_Step([float(v) for v in st["step_t"][t_at[k]:t_at[k + 1]]], float(x), float(y),
+                                      st["link"][a:b].astype(np.int64), st["offset"][a:b].astype(float),
+                                      st["emit"][a:b].astype(float), st["score"][a:b].astype(float),
+                                      st["back"][a:b].astype(np.int64), trans, float(speed)))
+                k += 1
+            self.tracks[str(vid)] = tr
+
     # ------------------------------------------------------------------ internals
     def _new_chain(self) -> int:
         self._chains += 1
@@ -466,9 +548,11 @@ class MapMatcher:
             la, oa, ta, _c = tr.last
             pieces = g.path_pieces(la, oa, link, offset, cfg.max_route, cfg.backtrack, cfg.uturn_penalty)
             if pieces is not None:
-                if la == link and oa - cfg.backtrack <= offset < oa:
+                held = la == link and oa - cfg.backtrack <= offset < oa
+                if held:
                     offset = oa  # held, not moved back
-                self._add_pieces(code, pieces, ta, s.t[0])
+                if not (held and s.speed > 2.0 * cfg.stand_speed):  # a moving vehicle held in place: no piece
+                    self._add_pieces(code, pieces, ta, s.t[0])
         x, y, _h = g.point_at(link, offset)
         self.counts["matched"] += len(s.t)
         for a, b in zip(s.t[:-1], s.t[1:], strict=True):  # standing fixes: time on the link, no distance
@@ -513,6 +597,46 @@ def window_link_speeds(pieces: dict[str, np.ndarray], n_links: int, t0: float, t
     A piece overlapping the window counts with the part inside it (distance in proportion: the speed is taken
     constant within a piece, which spans one fix interval at most). Zero-duration pieces do not count.
     """
+    dist, time, n, nveh, _ = window_link_times(pieces, n_links, t0, t1)
+    return dist, time, n, nveh
+
+
+def _signal_waits(link: np.ndarray, veh: np.ndarray, t_enter: np.ndarray, dur: np.ndarray, inside: np.ndarray,
+                  length: np.ndarray, n_links: int, stop_speed: float, signal_cycle: float,
+                  run_speed: float = 20.0 / 3.6) -> np.ndarray:
+    """Per link, the stop-line waits [s] of its vehicles in the window: a vehicle's stopped time on the link (its
+    pieces slower than ``stop_speed`` [m s-1], their parts inside the window ``inside`` [s]) when its stops there
+    span at most ``signal_cycle`` [s] from the first one's start to the last one's end (a queue at a signal moving
+    up and clearing within one cycle), it then drove on (its last piece on the link in the window is not slow) and it
+    drove at ``run_speed`` [m s-1] or faster when it was not stopped (slow only at the stop line). Stops spread over
+    more than a cycle, a wait still going at the window's end, or crawling between stops are queueing, never
+    excused."""
+    if link.size == 0:
+        return np.zeros(n_links)
+    order = np.lexsort((t_enter, veh, link))
+    lk, vh, t0 = link[order], veh[order], t_enter[order]
+    t1 = t0 + dur[order]
+    slow = length[order] < stop_speed * dur[order]
+    new = np.ones(lk.size, bool)
+    new[1:] = (lk[1:] != lk[:-1]) | (vh[1:] != vh[:-1])
+    group = np.cumsum(new) - 1
+    n = int(group[-1]) + 1
+    first = np.full(n, np.inf)
+    np.minimum.at(first, group[slow], t0[slow])
+    end = np.full(n, -np.inf)
+    np.maximum.at(end, group[slow], t1[slow])
+    stopped = np.bincount(group, np.where(slow, inside[order], 0.0), minlength=n)
+    moving_s = np.bincount(group, np.where(slow, 0.0, inside[order]), minlength=n)
+    moving_m = np.bincount(group, np.where(slow, 0.0, length[order] * inside[order] / dur[order]), minlength=n)
+    last = np.r_[np.flatnonzero(new)[1:] - 1, lk.size - 1]
+    runs = moving_m >= run_speed * moving_s
+    excused = (end - first <= signal_cycle) & ~slow[last] & runs
+    return np.bincount(lk[new], np.where(excused, stopped, 0.0), minlength=n_links)
+
+
+def window_link_times(pieces: dict[str, np.ndarray], n_links: int, t0: float, t1: float, stop_speed: float = 1.0,
+                      signal_cycle: float = 120.0, run_speed: float = 20.0 / 3.6) -> tuple[np.ndarray, ...]:
+    """As `window_link_speeds`, plus per link the stop-line waits [s] of its vehicles (`_signal_waits`)."""
     a, b = np.asarray(pieces["t_enter"], float), np.asarray(pieces["t_exit"], float)
     dur = b - a
     inside = np.minimum(b, t1) - np.maximum(a, t0)
@@ -524,7 +648,9 @@ def window_link_speeds(pieces: dict[str, np.ndarray], n_links: int, t0: float, t
     n = np.bincount(link, minlength=n_links).astype(float)
     pairs = np.unique(np.column_stack([link, veh]), axis=0) if link.size else np.zeros((0, 2), np.int64)
     nveh = np.bincount(pairs[:, 0], minlength=n_links).astype(float)
-    return dist, time, n, nveh
+    waits = _signal_waits(link, veh, a[use], dur[use], inside[use], np.asarray(pieces["length"], float)[use],
+                          n_links, stop_speed, signal_cycle, run_speed)
+    return dist, time, n, nveh, waits
 
 
 class LinkSpeeds(Component):
@@ -535,7 +661,8 @@ class LinkSpeeds(Component):
     (Wardrop 1952: the space-mean speed; stops count as time on the link; never a mean of spot speeds). ``now`` is
     ``ds.attrs["time"]`` [s] when given, else the previous ``now`` + ``dt`` (first update: the latest exit time).
     A link-window with fewer than ``min_vehicles`` distinct vehicles (or ``min_pieces`` pieces) is no data (NaN)
-    and keeps its smoothing state. Confidence [0, 1]: vehicles / (vehicles + 2) x min(1, distance / link length)
+    and keeps its smoothing state, unless the link has had no piece for a whole window: then the smoothing starts
+    afresh with its next data. Confidence [0, 1]: vehicles / (vehicles + 2) x min(1, distance / link length)
     [design]: it grows with independent vehicles and with the share of the link they covered. Link travel time =
     link length / smoothed speed.
     """
@@ -555,13 +682,16 @@ class LinkSpeeds(Component):
     outputs = (
         Var("link_speed", "km h-1", LINK_DIMS, "float64", "space-mean speed on the link, smoothed"),
         Var("link_speed_window", "km h-1", LINK_DIMS, "float64", "space-mean speed on the link in the window"),
+        Var("link_speed_congestion", "km h-1", LINK_DIMS, "float64",
+            "space-mean speed in the window without stop-line waits shorter than a signal cycle (for congestion "
+            "levels; not smoothed: the level machine has its own delays)"),
         Var("link_samples", "1", LINK_DIMS, "float64", "traversal pieces in the window"),
         Var("link_vehicles", "1", LINK_DIMS, "float64", "distinct probe vehicles in the window"),
         Var("link_confidence", "1", LINK_DIMS, "float64", "confidence of the link speed, 0 to 1"),
         Var("link_travel_time", "s", LINK_DIMS, "float64", "travel time of the link at the smoothed speed"),
     )
     references = (WARDROP, NEWSON_KRUMM)
-    state_vars = ("pieces", "ewma", "now")
+    state_vars = ("pieces", "ewma", "pieces_until", "now")
 
     def __init__(self, ds: xr.Dataset, config: MapMatchConfig | None = None, n_links: int | None = None):
         self.config = config or MapMatchConfig()
@@ -570,6 +700,9 @@ class LinkSpeeds(Component):
             n_links = ds["link_length"].size
         self.n_links = int(n_links)
         self.ewma = np.full(self.n_links, np.nan)
+        self.pieces_until = np.full(self.n_links, -np.inf)
+        """Per link, the exit time of its newest piece so far [s]: a link without one in a whole window starts its
+        smoothing afresh (a speed from before a silence is not carried into new data)."""
         self.now = math.nan
         self.pieces = {k: np.zeros(0, np.int64 if k in ("link", "vehicle") else float)
                        for k in ("link", "vehicle", "t_enter", "t_exit", "length")}
@@ -580,6 +713,8 @@ class LinkSpeeds(Component):
         return state
 
     def restore_state(self, state: dict[str, Any]) -> None:
+        if "pieces_until" not in state:
+            state = {**state, "pieces_until": np.full(self.n_links, -np.inf)}
         super().restore_state(state)
         self.pieces = {k: np.array(v, np.int64 if k in ("link", "vehicle") else float)
                        for k, v in self.pieces.items()}
@@ -609,17 +744,28 @@ class LinkSpeeds(Component):
         merged = {k: np.concatenate([self.pieces[k], new[k]]) for k in new}
         keep = merged["t_exit"] > t0
         self.pieces = {k: v[keep] for k, v in merged.items()}
-        dist, time, n, nveh = window_link_speeds(self.pieces, self.n_links, t0, now)
+        dist, time, n, nveh, waits = window_link_times(self.pieces, self.n_links, t0, now, cfg.stop_speed,
+                                                       cfg.signal_cycle, cfg.run_speed)
         ok = (nveh >= cfg.min_vehicles) & (n >= cfg.min_pieces) & (time > 0)
+        moving = time - waits
         with np.errstate(divide="ignore", invalid="ignore"):
             v = np.where(ok, dist / np.where(time > 0, time, 1.0), np.nan)
+            v_cong = np.where(ok & (moving > 0), dist / np.where(moving > 0, moving, 1.0), np.where(ok, v, np.nan))
             conf = np.where(ok, nveh / (nveh + 2.0) * np.minimum(1.0, dist / length), 0.0)
         alpha = 1.0 - (1.0 - cfg.ewma_alpha) ** (max(step, 0.0) / cfg.window)
+        stale = ~ok & (self.pieces_until < t0)  # no piece for a whole window: the smoothing starts afresh
+        self.ewma[stale] = np.nan
+        has = np.bincount(self.pieces["link"], minlength=self.n_links) > 0
+        if has.any():
+            last = np.full(self.n_links, -np.inf)
+            np.maximum.at(last, self.pieces["link"], self.pieces["t_exit"])
+            self.pieces_until = np.where(has, last, self.pieces_until)
         smooth = np.empty(self.n_links)
         tk.ewma_update(v, self.ewma, alpha, smooth)
         with np.errstate(divide="ignore", invalid="ignore"):
             travel = np.where(smooth > 0, length / smooth, np.where(smooth == 0, np.inf, np.nan))
-        return self.outputs_from_si({"link_speed": smooth, "link_speed_window": v, "link_samples": n,
+        return self.outputs_from_si({"link_speed": smooth, "link_speed_window": v,
+                                     "link_speed_congestion": v_cong, "link_samples": n,
                                      "link_vehicles": nveh, "link_confidence": conf, "link_travel_time": travel},
                                     {"link": np.arange(self.n_links)})
 

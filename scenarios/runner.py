@@ -7,7 +7,12 @@ Every step of ``dt`` seconds (the scenario's ``step``):
 - crowd: the macroscopic crowd-flow kernel (`models.CrowdFlow`): arrivals at entrances, people
   heading for the gathering places while their target grows and for the exits after, closed exits
   impassable; then density trend and pressure (`models.CrowdState`) as the live twin has them;
-- traffic: road cells as capacity and queues (`scenarios.traffic.RoadQueues`);
+- traffic: with the twin's road network (`twin.district.roads.RoadNetwork`), its directed links as capacity and
+  queues (`scenarios.traffic.LinkQueues`: closures detoured, demand changes sampled on the links), their congestion
+  levels, index and warning levels (`models.links.LinkCongestion`, as the live twin's links), the grid's traffic
+  speed painted from the links (`models.links.paint_cells`), and traffic alerts on road segments named by road and
+  cross streets (`twin.alerting.segments.RoadSegments`); without one, road cells as capacity and queues
+  (`scenarios.traffic.RoadQueues`) and traffic alerts on regions of the level grid;
 - rain totals and the Shanghai rainstorm signal (`models.RainAccumulation`);
 - the fused risk tick and the alert-level state machine (`models.AlertLevels`) and the alert
   lifecycle (`twin.alerting.lifecycle.AlertBook`, CAP ``status`` ``Exercise``): the alerts the live twin would
@@ -29,11 +34,13 @@ import xarray as xr
 import models
 from models.hazards import alert_grids, density_bands_text
 from models.hazards import hazard as hazard_spec
+from models.links import LinkCongestion, link_static, paint_cells
 from models.tick import CrowdFields, RainFields, TickPipeline, TrafficFields
 from scenarios.record import Recorder
-from scenarios.traffic import RoadQueues
+from scenarios.traffic import LinkQueues, RoadQueues
 from twin.alerting.compose import ComposeContext, issue, peak_evidence
 from twin.alerting.lifecycle import AlertBook, AlertEvent
+from twin.alerting.segments import RoadSegments
 from twin.district.dataset import grid_of
 
 Progress = Callable[[float, float, float], None]
@@ -55,9 +62,10 @@ class RunResult:
 
 class SimulatedFields:
     """A scenario's field provider (`models.tick.FieldProvider`): the crowd-flow simulation, the scenario's rain and
-    outfalls, and road queues, on the scenario's clock (seconds from its start)."""
+    outfalls, and road queues (on the links of ``road_network`` when given, congestion classified with ``risk``), on
+    the scenario's clock (seconds from its start)."""
 
-    def __init__(self, forcing, grid) -> None:
+    def __init__(self, forcing, grid, road_network=None, risk: models.RiskConfig | None = None) -> None:
         self.forcing, self.grid = forcing, grid
         static = forcing.static
         zero = xr.zeros_like(static["elevation"], dtype=float)
@@ -65,6 +73,11 @@ class SimulatedFields:
                              crowd_density=zero.assign_attrs(units="person m-2"))
         self.crowd_flow = models.CrowdFlow(seed, cell_size=grid.cell_size)
         self.roads = RoadQueues(static["free_flow_speed"].values, static["road_class"].values, grid.cell_size)
+        self.network = road_network
+        self.links: LinkQueues | None = None
+        self.link_layers = xr.Dataset()
+        if road_network is not None:
+            self._init_links(road_network, risk)
         self._rain_first, self._rain_group = self._rain_groups()
         self.n_rain_sources = int(self._rain_first.size)
         self.water_outlets: np.ndarray | None = None
@@ -96,8 +109,36 @@ class SimulatedFields:
         return None
 
     def traffic(self, t: float, dt: float) -> TrafficFields:
-        """Road-cell speeds of the queue model under the demand and closures in force."""
-        return TrafficFields(self.roads.step(dt, self.forcing.demand_factor(t), self.forcing.road_closed(t)))
+        """Speeds of the queue model under the demand and closures in force: with road links, the links' speeds
+        painted on the cells (NaN where no link crosses); else the road cells' own."""
+        if self.links is None:
+            return TrafficFields(self.roads.step(dt, self.forcing.demand_factor(t), self.forcing.road_closed(t)))
+        speed = self.links.step(dt, self.forcing.demand_factor(t), self.forcing.road_closed(t))
+        cong = self.congestion.update(self.link_static.assign(link_speed=("link", speed, {"units": "km h-1"})), dt)
+        self.link_layers = cong.assign(
+            link_speed=("link", speed, {"units": "km h-1"}),
+            link_vc=("link", self.links.vc, {"units": "1"}),
+            link_queue=("link", self.links.queue.copy(), {"units": "1"}),
+            link_closed=("link", self.links.closed.astype(np.int8), {"units": "1"}))
+        return TrafficFields(paint_cells(self.link_table, speed, self.grid.size).reshape(self.grid.shape))
+
+    def traffic_places(self) -> list:
+        """The road segments at a warning level now, as alert places (`twin.alerting.segments.Place`)."""
+        if self.links is None or "link_warning" not in self.link_layers:
+            return []
+        lay = self.link_layers
+        return self.segments.places(lay["link_warning"].values, lay["link_speed"].values)
+
+    def _init_links(self, network, risk: models.RiskConfig | None) -> None:
+        """Queues, congestion and segments on the network's links (the live twin's `LinkTraffic` wiring, without
+        probes: service ways get speeds but no level, as live)."""
+        links = network.links
+        self.links = LinkQueues.from_network(network)
+        self.link_static = link_static(links)
+        self.congestion = LinkCongestion(self.link_static, risk)
+        self.segments = RoadSegments(network, self.grid)
+        self.link_table = (np.asarray(network.cell_link), np.asarray(network.cell_index),
+                           np.asarray(network.cell_length_m))
 
     # ------------------------------------------------------------ the simulation
     def _rain_groups(self) -> tuple[np.ndarray, np.ndarray]:
@@ -149,15 +190,17 @@ class SimulatedFields:
 
 class ScenarioModels:
     """The tick pipeline of one scenario run (`models.tick.TickPipeline` fed by `SimulatedFields`), its alert book
-    and its state."""
+    and its state. With ``road_network`` (`twin.district.roads.RoadNetwork` of the twin) traffic runs on its links and
+    traffic alerts are road segments, as in the live twin; without, on the road cells."""
 
-    def __init__(self, forcing, start_time: float, seed: int = 0, status: str = "Exercise") -> None:
+    def __init__(self, forcing, start_time: float, seed: int = 0, status: str = "Exercise",
+                 road_network=None) -> None:
         self.forcing = forcing
         static = forcing.static
         self.static, self.grid = static, grid_of(static)
-        self.fields = SimulatedFields(forcing, self.grid)
         # the scenario's crowd bands (grid.crowd_bands): its places' bands for the static twin's crowd_band layer
         risk = models.RiskConfig(place_bands=tuple(getattr(forcing, "place_bands", ())))
+        self.fields = SimulatedFields(forcing, self.grid, road_network, risk)
         self.pipeline = TickPipeline(static, self.fields, cell_size=self.grid.cell_size, risk=risk)
         self.flood, self.crowd = self.pipeline.flood, self.fields.crowd_flow
         district = static.attrs.get("district", "district")
@@ -183,7 +226,14 @@ class ScenarioModels:
         ds = self.pipeline.step(t1, t1 - t0)
         self.layers = ds[[name for name in ds.data_vars if name not in self.static.data_vars]]
         levels = alert_grids({name: var.values for name, var in self.layers.data_vars.items()})
-        return issue(self.book.tick(self.start_time + t1, levels), self.cap_context)
+        places = {"traffic": self.fields.traffic_places()} if self.fields.links is not None else None
+        return issue(self.book.tick(self.start_time + t1, levels, places), self.cap_context)
+
+    @property
+    def link_layers(self) -> xr.Dataset:
+        """The road links' speeds, V/C, queues, closures, levels, index and warning levels of the last step (dims
+        ``link``; empty without a road network)."""
+        return self.fields.link_layers
 
     def _evidence(self, hazard: str, cells: np.ndarray) -> dict[str, object]:
         """The worst value of the hazard's metric in the alert and, for crowd alerts, the density bands that applied

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,21 @@ def grid_file(spec: Scenario) -> Path:
     return cached_twin(spec.grid.district, spec.grid.cell_m)
 
 
+def road_network(twin_file: Path, say=None):
+    """The road network beside a twin file (`twin.district.roads.road_network_for`: built and written there when
+    missing), or None with a one-line warning when it cannot be built (e.g. a custom twin whose district sources are
+    not bundled): the scenario's traffic then runs on the road cells."""
+    from twin.district.roads import road_network_for
+
+    try:
+        return road_network_for(twin_file)
+    except Exception as exc:  # any failure to build: the cell traffic, said in one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        (say or (lambda text: print(text, file=sys.stderr)))(
+            f"warning: no road network for {twin_file} ({reason}); scenario traffic runs on road cells")
+        return None
+
+
 def fork_state(snapshot_dir: Path, static: xr.Dataset) -> dict[str, np.ndarray]:
     """Water depth [m] and crowd density [person m-2] of a live twin's last snapshot (read only)."""
     path = Path(snapshot_dir) / "live.nc"
@@ -67,10 +83,11 @@ def fork_state(snapshot_dir: Path, static: xr.Dataset) -> dict[str, np.ndarray]:
 def run_spec(spec: Scenario, progress: Progress | None = None) -> tuple[RunResult, Forcing]:
     """Run a validated scenario; returns the result and its forcing (``forcing.static``: the twin it ran
     on, with the interventions)."""
-    static, _ = load_twin(grid_file(spec))
+    twin_file = grid_file(spec)
+    static, _ = load_twin(twin_file)
     forcing = prepare(spec, static)
     start_time = spec.start_time if spec.start_time is not None else 0.0
-    models = ScenarioModels(forcing, start_time, spec.seed, status=spec.status)
+    models = ScenarioModels(forcing, start_time, spec.seed, status=spec.status, road_network=road_network(twin_file))
     if spec.snapshot is not None:
         models.start_from(fork_state(spec.snapshot, static))
     result = run_models(models, duration_s=spec.duration_s, step_s=spec.step_s, every_s=spec.outputs.every_s,
@@ -129,4 +146,5 @@ def ensemble_file(path: Path, vary: dict[str, list[object]], out: Path, *, sched
         parse_scenario(member, Path(path).parent, source)
     spec = load_scenario(path)
     static, _ = load_twin(grid_file(spec))
+    road_network(grid_file(spec))  # built once here, so the workers only read it
     return run_ensemble(doc, source, vary, static, out, scheduler=scheduler, workers=workers)

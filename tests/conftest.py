@@ -43,6 +43,14 @@ def bund_file(bund10, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def bund_network(bund_file, bund_sources):
+    """The Bund's directed road links on the 10 m grid (`twin.district.roads`), written beside ``bund_file``."""
+    from twin.district.roads import road_network_for
+
+    return road_network_for(bund_file, bund_sources)
+
+
+@pytest.fixture(scope="session")
 def shared_dem():
     """The SRTM GL3 tile in tests/data/dem (lon/lat, around Nederland, Colorado; tests/data/PROVENANCE.md)."""
     path = DATA / "dem" / "srtmgl3_nederland_co_144x144.asc"

@@ -45,9 +45,10 @@ def _long_link(network) -> int:
     return int(mine.loc[mine["length_m"].idxmax(), "link_id"])
 
 
-def _drive(core: TwinCore, network, link: int, vehicles: list[str], seconds: float, noise_m: float, seed: int = 0):
+def _drive(core: TwinCore, network, link: int, vehicles: list[str], seconds: float, noise_m: float, seed: int = 0,
+           from_s: float = 0.0):
     """Vehicles driving the link at 36 km/h one after the other (10 s apart), a fix every 5 s with ``noise_m``
-    Gaussian noise; a tick every 5 s."""
+    Gaussian noise; a tick every 5 s; from ``from_s`` to ``seconds`` (the same noise whatever ``from_s``)."""
     rng = np.random.default_rng(seed)
     line = network.links.geometry.iloc[link]
     crs = network.links.crs
@@ -61,10 +62,13 @@ def _drive(core: TwinCore, network, link: int, vehicles: list[str], seconds: flo
             q = shapely.line_interpolate_point(line, min(along + 1.0, line.length))
             course = float(np.degrees(np.arctan2(q.x - p.x, q.y - p.y)) % 360.0)
             x, y = p.x + rng.normal(0, noise_m), p.y + rng.normal(0, noise_m)
+            if t < from_s:
+                continue
             lon, lat = geo.to_lonlat(np.array([x]), np.array([y]), crs)
             core.on_batch(Batch.build(1, device=v, t=T0 + t, quantity="position", lon=float(lon[0]),
                                       lat=float(lat[0]), speed_kmh=SPEED_MS * 3.6, course_deg=course))
-        core.on_tick(T0 + t)
+        if t >= from_s:
+            core.on_tick(T0 + t)
 
 
 def test_probes_driving_a_road_give_its_link_a_space_mean_speed(bund10, registry, network):
@@ -79,7 +83,7 @@ def test_probes_driving_a_road_give_its_link_a_space_mean_speed(bund10, registry
     assert speed[link] == pytest.approx(36.0, abs=2.0)
     assert layers["link_vehicles"].values[link] >= 2
     assert np.isnan(speed).mean() > 0.95, "only the driven links have a speed"
-    counts = core.models.links.matcher.counts
+    counts = core.models.links.probes.matcher.counts
     assert counts["unmatched"] == 0 and counts["break_route"] == 0, counts
 
 
@@ -91,7 +95,7 @@ def test_link_speeds_are_kept_in_snapshots(bund10, registry, network, tmp_path):
     path = snapshot.write(tmp_path, core.save_state(), core.state.grid, (1, 1), T0)
     again = _core(bund10, registry, network)
     again.restore_state(snapshot.read(tmp_path, again.state.grid).state)
-    np.testing.assert_array_equal(again.models.links.speeds.ewma, core.models.links.speeds.ewma)
+    np.testing.assert_array_equal(again.models.links.probes.speeds.ewma, core.models.links.probes.speeds.ewma)
     assert path.exists()
 
 
@@ -127,12 +131,34 @@ def test_a_silent_fleet_is_not_matched_again_and_a_restore_does_not_count_twice(
     core = _core(bund10, registry, network)
     link = _long_link(network)
     _drive(core, network, link, ["veh-001", "veh-002", "veh-003"], 60.0, 2.0)
-    fixes = core.models.links.matcher.counts["fixes"]
+    fixes = core.models.links.probes.matcher.counts["fixes"]
     snapshot.write(tmp_path, core.save_state(), core.state.grid, (1, 1), T0)
     for k in range(1, 100):  # 500 s of silence
         core.on_tick(T0 + 60.0 + 5.0 * k)
-    assert core.models.links.matcher.counts["fixes"] == fixes
+    assert core.models.links.probes.matcher.counts["fixes"] == fixes
     again = _core(bund10, registry, network)
     again.restore_state(snapshot.read(tmp_path, again.state.grid).state)
     again.on_tick(T0 + 65.0)
-    assert again.models.links.matcher.counts["fixes"] == 0
+    assert again.models.links.probes.matcher.counts["fixes"] == fixes
+
+
+def test_a_restore_mid_drive_continues_every_vehicle_s_chain(bund10, registry, network, tmp_path):
+    """The matcher's pending windows are in the snapshot: a twin restored in the middle of a drive gives the same
+    traversal pieces and link speeds as one that ran through, and no vehicle starts a new chain."""
+    link = _long_link(network)
+    vehicles = ["veh-001", "veh-002", "veh-003"]
+    through = _core(bund10, registry, network)
+    _drive(through, network, link, vehicles, 40.0, 2.0)
+    matcher = through.models.links.probes.matcher
+    assert any(len(tr.steps) > 1 for tr in matcher.tracks.values()), "fixes are pending at the snapshot"
+    snapshot.write(tmp_path, through.save_state(), through.state.grid, (1, 1), T0)
+    again = _core(bund10, registry, network)
+    again.restore_state(snapshot.read(tmp_path, again.state.grid).state)
+    restored = again.models.links.probes.matcher
+    assert {v: tr.chain for v, tr in restored.tracks.items()} == {v: tr.chain for v, tr in matcher.tracks.items()}
+    for core in (through, again):
+        _drive(core, network, link, vehicles, 120.0, 2.0, from_s=45.0)
+    a, b = through.models.link_layers, again.models.link_layers
+    np.testing.assert_allclose(b["link_speed"].values, a["link_speed"].values, equal_nan=True)
+    np.testing.assert_array_equal(b["link_samples"].values, a["link_samples"].values)
+    assert again.models.links.probes.matcher.counts == through.models.links.probes.matcher.counts

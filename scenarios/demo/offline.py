@@ -21,7 +21,7 @@ from scenarios.demo.story import Script, Story
 from scenarios.feeds.simulator import Simulator
 from twin.alerting.lifecycle import AlertEvent
 from twin.alerting.store import Store
-from twin.live.core import CoreConfig, TwinCore
+from twin.live.core import CoreConfig, LiveConfig, TwinCore
 
 
 @dataclass
@@ -44,14 +44,16 @@ class OfflineRun:
 
 
 def run_offline(story: Story, static: xr.Dataset, registry: Registry, *, tick_s: float = 10.0, seed: int = 0,
-                until_s: float | None = None,
+                until_s: float | None = None, road_network=None,
                 on_tick: Callable[[float, TwinCore], None] | None = None) -> OfflineRun:
     """Play ``story`` for ``until_s`` simulated seconds (default its length) on a fresh core; ``on_tick(t, core)``
-    is called after each tick (to look at the core's layers as they were)."""
+    is called after each tick (to look at the core's layers as they were). With ``road_network``
+    (`twin.district.roads.RoadNetwork`, as ``twin demo`` has) traffic is on road links."""
     sim = story.simulator(static, registry, seed)
     script = Script(story)
     store = Store.open(":memory:")
-    core = TwinCore(story.twin(static), registry, store, CoreConfig(tick_s=tick_s))
+    core = TwinCore(story.twin(static), registry, store,
+                    CoreConfig(tick_s=tick_s, live=LiveConfig(road_network=road_network)))
     admission = Admission(registry, prefix=core.config.prefix)
     out = OfflineRun(core=core, simulator=sim)
     steps = round((story.length_s if until_s is None else until_s) / tick_s)

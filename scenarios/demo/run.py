@@ -33,7 +33,8 @@ from scenarios.demo.story import Script, Story
 from scenarios.demo.watch import Watcher
 from scenarios.feeds.simulator import Publisher, Simulator
 from scenarios.session import cached_twin
-from twin.district.dataset import load_twin, save_twin
+from twin.district.dataset import grid_of, load_twin, save_twin
+from twin.district.roads import road_network_for, save_road_network
 from twin.district.sources import data_dir
 from twin.live import snapshot
 from twin.live.core import CoreConfig
@@ -126,6 +127,7 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
          console: Console, stop: threading.Event) -> int:
     static, buildings = load_twin(grid)
     demo_grid = save_twin(state / "demo-grid.nc", story.twin(static), buildings)
+    save_road_network(demo_grid, road_network_for(grid), grid_of(static))  # its road links (twin.district.roads)
     clock = TwinClock(opts.speed, start=story.start)
     cfg = ServiceConfig(broker=url, grid=demo_grid, registry=data_dir() / "bund" / "registry.geojson",
                         state_dir=state, tick_s=opts.tick_s, prefix=opts.prefix, protocol=protocol,
@@ -143,7 +145,7 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
             raise ConnectionError(f"the live twin could not connect to {url}")
         http = dashboard(service, opts, console.say)
         console.say(f"twin running at {opts.speed:g}x: up to {story.length_s / 60:.0f} simulated minutes of "
-                    f"New Year's Eve on the Bund, ending once all is clear (about 46), in at most "
+                    f"New Year's Eve on the Bund, ending once all is clear (about 51), in at most "
                     f"{story.length_s / opts.speed:.0f} s (Ctrl-C stops)")
         feed = threading.Thread(target=_feed, args=(url, protocol, opts, story, sim, script, clock, stop),
                                 name="demo-feed", daemon=True)
@@ -227,7 +229,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "crosses the thresholds, a rainstorm floods the tunnel portals, traffic on Zhongshan East "
                     "Road slows; alerts are raised, routed to the nearest field units, acknowledged and "
                     f"cleared. Up to {story.length_s / 60:.0f} simulated minutes: it ends once every alert has cleared "
-                    "(about 46), with a summary.")
+                    "(about 51), with a summary.")
     p.add_argument("--broker", help="use this broker (mqtt[s]://user:pass@host:port) instead of starting an "
                                     "embedded one")
     p.add_argument("--protocol", choices=("5", "3.1.1"), help="MQTT version with --broker (default 5)")

@@ -1,10 +1,11 @@
 """Probe vehicles driving the road graph and reporting Beidou positions.
 
-Each vehicle drives edge after edge (at a node it takes a random other edge, a U-turn only at dead
-ends) at the class speed of the edge times the congestion factor of the road's English name, with
-+-10 % driver noise, and reports every ``report_s`` seconds. A share ``gcj_share`` of the fleet sends JSON
-positions in GCJ-02 as Chinese map SDKs do; the rest send NMEA RMC+GGA with a ``GB``, ``BD`` or ``GN``
-talker (BDS-only talkers are tagged CGCS2000 by the decoder, which agrees with WGS84 to centimetres).
+Each vehicle drives edge after edge (at a node it takes a random other edge; at a dead end where the district's
+roads are cut at its edge it leaves and another vehicle enters at the start of a random edge; at an inner dead end
+it turns round) at the class speed of the edge times the congestion factor of the road's English name, with +-10 %
+driver noise, and reports every ``report_s`` seconds. A share ``gcj_share`` of the fleet sends JSON positions in
+GCJ-02 as Chinese map SDKs do; the rest send NMEA RMC+GGA with a ``GB``, ``BD`` or ``GN`` talker (BDS-only talkers
+are tagged CGCS2000 by the decoder, which agrees with WGS84 to centimetres).
 """
 
 from __future__ import annotations
@@ -38,6 +39,19 @@ class Vehicle:
     speed_kmh: float = 0.0
 
 
+EXIT_MARGIN_M = 60.0
+"""A dead end this close to the edge of the road graph's extent is where the district's roads are cut (the road goes
+on outside): a vehicle reaching it leaves the district. [m]"""
+
+
+def district_exits(graph: RoadGraph, margin_m: float = EXIT_MARGIN_M) -> set[int]:
+    """Dead-end nodes within ``margin_m`` [m] of the edge of the graph's extent."""
+    xy = np.asarray(graph.node_xy, float)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    near = ((xy - lo) <= margin_m).any(axis=1) | ((hi - xy) <= margin_m).any(axis=1)
+    return {n for n in range(len(xy)) if near[n] and len(graph.adjacent[n]) == 1}
+
+
 class Fleet:
     """Vehicles ``ids`` on ``graph``; ``congestion`` maps a road's English name to a speed factor (0, 1]."""
 
@@ -47,6 +61,8 @@ class Fleet:
         self.graph, self.rng, self.report_s = graph, rng, report_s
         self.congestion = congestion if congestion is not None else {}
         lengths = np.array([e.length for e in graph.edges])
+        self._lengths = lengths
+        self._exits = district_exits(graph)
         p = lengths / lengths.sum()
         n_gcj = round(gcj_share * len(ids))
         self.vehicles = []
@@ -75,12 +91,23 @@ class Fleet:
                 return
             remaining -= left / mps
             node = e.v if v.forward else e.u
-            options = [k for k in g.adjacent[node] if k != v.edge] or [v.edge]
+            options = [k for k in g.adjacent[node] if k != v.edge]
+            if not options and node in self._exits:  # where the district's roads are cut: it leaves, another enters
+                self._enter(v)
+                continue
+            options = options or [v.edge]  # an inner dead end: it turns round
             nxt = options[int(self.rng.integers(len(options)))]
             ne = g.edges[nxt]
             v.edge, v.forward, v.s = nxt, ne.u == node, 0.0
             if ne.u == ne.v:
                 v.forward = True
+
+    def _enter(self, v: Vehicle) -> None:
+        """Put ``v`` at the start of a random edge (by length), in a random direction: a vehicle that reached the
+        district's edge has left, and one enters elsewhere."""
+        p = self._lengths / self._lengths.sum()
+        v.edge = int(self.rng.choice(len(self.graph.edges), p=p))
+        v.forward, v.s = bool(self.rng.integers(2)), 0.0
 
     def position(self, v: Vehicle) -> tuple[float, float, float]:
         """(lon, lat) in WGS84 [degree] and course from true north [degree] of a vehicle.

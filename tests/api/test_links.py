@@ -69,7 +69,8 @@ def test_every_link_is_a_lonlat_feature_and_the_driven_one_has_its_speed(api, dr
         assert (south - 1e-3 <= lat).all() and (lat <= north + 1e-3).all(), f["id"]
         assert set(f["properties"]) == {
             "link_id", "name", "name_en", "road_class", "lanes", "length_m", "free_flow_kmh", "tunnel", "bridge",
-            "elevated", "speed_kmh", "speed_window_kmh", "samples", "vehicles", "confidence", "travel_time_s", "level"}
+            "elevated", "speed_kmh", "speed_window_kmh", "samples", "vehicles", "confidence", "travel_time_s", "level",
+            "congestion_kmh", "loops", "tpi", "warning", "incident"}
 
     p = features[link]["properties"]
     assert p["name"] == "中山东一路" and p["road_class"] == "arterial" and p["tunnel"] is False
@@ -80,6 +81,13 @@ def test_every_link_is_a_lonlat_feature_and_the_driven_one_has_its_speed(api, dr
     # GB/T 33171 for an arterial (the twin's thresholds): above 40 km/h smooth, 30-40 basically smooth
     smooth, basic = TrafficConfig().gbt_kmh[2][:2]
     assert basic < DRIVEN_KMH <= smooth and p["level"] == 1
+    # no stop on the way: the congestion speed is the window's speed; basically smooth warns of nothing; no baseline
+    assert p["congestion_kmh"] == pytest.approx(p["speed_window_kmh"], abs=0.01)
+    assert p["warning"] == 0 and p["incident"] == -1 and p["loops"] == 0
+    # TPI-like: extra travel time r = 50 / v - 1 (0.2 .. 0.5 -> index 2 .. 4), piecewise linear
+    r = 50.0 / p["congestion_kmh"] - 1.0
+    assert 0.2 < r < 0.5 and p["tpi"] == pytest.approx(2.0 + 2.0 * (r - 0.2) / 0.3, abs=0.05)
+    assert body["district_index"] is not None and body["district_index"] >= 0.0
 
     # its geometry is the link's, unprojected (first and last vertex within 0.5 m)
     line = network.links.geometry.iloc[link]
@@ -137,12 +145,27 @@ def test_the_route_is_fast_and_in_the_openapi_description(api):
     assert op["responses"]["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
 
 
+def test_roads_give_the_tpi_like_index_of_each_road_and_the_district(api, driven, network):
+    body = api.get("/api/roads").json()
+    assert "TPI-like" in body["label"] and "not the official" in body["label"]
+    roads = {r["road"]: r for r in body["roads"]}
+    row = roads["East Zhongshan No. 1 Road"]  # the only road driven: the district's index is its index
+    assert set(roads) == {"East Zhongshan No. 1 Road"} and row["name_zh"] == "中山东一路"
+    assert row["index"] == pytest.approx(body["district_index"]) and 2.0 < row["index"] < 4.0
+    on_road = network.links["name_en"] == "East Zhongshan No. 1 Road"
+    assert row["length_m"] == pytest.approx(network.links.loc[on_road, "length_m"].sum(), abs=0.2)
+    assert row["warning_m"] == {"blue": 0.0, "yellow": 0.0, "orange": 0.0, "red": 0.0} and row["incidents"] == 0
+    doc = api.get("/openapi.json").json()
+    assert "404" in doc["paths"]["/api/roads"]["get"]["responses"]
+
+
 def test_without_a_road_network_it_is_a_json_404(service):
     with client_for(service) as c:
-        r = c.get("/api/links")
-        assert r.status_code == 404 and r.headers["content-type"] == "application/json"
-        body = r.json()
-        assert set(body) == {"error", "detail"} and body["error"] == "no_road_network"
+        for path in ("/api/links", "/api/roads"):
+            r = c.get(path)
+            assert r.status_code == 404 and r.headers["content-type"] == "application/json"
+            body = r.json()
+            assert set(body) == {"error", "detail"} and body["error"] == "no_road_network"
 
 
 def test_the_read_interface_gives_the_links_or_none(driven, service):

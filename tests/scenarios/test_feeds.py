@@ -22,6 +22,7 @@ from models.design_storm import shanghai_storm_intensity
 from scenarios.feeds.roads import SPEED_KMH
 from scenarios.feeds.sensors import Storm, storm_mean
 from scenarios.feeds.simulator import FeedConfig, Publisher, Simulator
+from scenarios.feeds.vehicles import district_exits
 from tests.support.waits import wait_until
 from twin.district.geo import gcj02_to_wgs84, to_projected
 
@@ -132,7 +133,9 @@ def test_vehicles_stay_on_roads_at_class_speeds(clean, roads):
         edge = sim.graph.edges[v.edge]
         assert v.speed_kmh / edge.speed_kmh == pytest.approx(1.0, abs=0.1001)
     top = max(SPEED_KMH.values()) * 1.1
+    ends = np.asarray(sim.graph.node_xy, float)[sorted(district_exits(sim.graph))]
     last: dict[str, tuple[float, float, float]] = {}
+    reentries = 0
     for t, topic, payload in msgs:
         if not topic.split("/")[-1].startswith("veh-") or not payload.startswith(b"$"):
             continue
@@ -144,8 +147,13 @@ def test_vehicles_stay_on_roads_at_class_speeds(clean, roads):
         x, y = to_projected(lon, lat)
         if dev in last:
             t0, x0, y0 = last[dev]
-            assert np.hypot(x - x0, y - y0) <= top / 3.6 * (t - t0) + 1.0  # no jumps
+            reach = top / 3.6 * (t - t0) + 1.0
+            if np.hypot(x - x0, y - y0) > reach:  # no jumps, but a vehicle that reached a dead end left the district
+                assert np.hypot(*(ends - [x0, y0]).T).min() <= reach, "a jump only from the district's edge"
+                reentries += 1
         last[dev] = (t, float(x), float(y))
+    # the district is about 2 km across: in ten minutes a vehicle leaves at its edge about once (measured 42 of 40)
+    assert 0 < reentries <= 2 * len(sim.fleet.vehicles), "vehicles leave at the district's edge, now and then"
 
 
 def test_congestion_slows_vehicles_and_loops():

@@ -11,6 +11,17 @@ real ingest -> twin path.
   edges (sampled-seconds weighted: total distance / total time), over the link-windows with >= 3 probe
   traversals.
 
+* the level half (slow, same replays: the module-scoped ``compared`` fixture, so each run is fed once): every
+  joined, evaluated link (GB/T class 1-4) in every 5-minute interval, SUMO's GB/T 33171 level from its edges'
+  space-mean speed and the link's class against the twin's ``link_warning``, taken as **the highest warning over the
+  window's ticks** (begin < t <= end, 60 ticks of 5 s). `test_no_orange_or_red_where_sumo_flows_freely` (issue
+  target 1: no orange or red on link-windows SUMO has smooth or basically smooth; both runs),
+  `test_flagged_link_windows_are_truly_congested` (target 3: >= 90 % of the link-windows flagged orange or red are
+  at GB/T level >= 3, moderate, i.e. truly at least yellow; a flag where SUMO had no traffic counts as false;
+  gridlock, as the issue puts it; in free flow, with 6 flags only, the interval before counts too, see the test)
+  and `test_gridlock_flags_sumos_severe_link_windows` (target 2: >= 80 % of SUMO's severe link-windows with
+  >= 3 probe traversals flagged orange or red, gridlock run; xfail, see `SEVERE_MISS`).
+
 The "perfect probe" floor is the generator's (summary.json): probes' exact traversal speeds against edgeData on
 the same edge-windows, MAE 3.1 / 5.3 km/h and bias +0.9 / +2.8 km/h in free flow / gridlock. It is not zero
 because edgeData also counts vehicles queued on an edge at the window's end, departing, arriving or teleported
@@ -127,3 +138,78 @@ def test_the_twins_link_speeds_match_sumo(compared):
         if abs(c.bias) > ISSUE_BIAS_KMH:
             problems.append(f"|bias| {abs(c.bias):.2f} > issue target {ISSUE_BIAS_KMH}")
     assert not problems, f"{report}\n" + "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------------------- the level half
+ISSUE_SEVERE_FLAGGED = 0.80
+"""Issue 15, gridlock demand: at least this share of SUMO's severe link-windows flagged orange or red."""
+ISSUE_FLAGGED_TRUE = 0.90
+"""... and at least this share of the flagged link-windows truly at least yellow (SUMO GB/T level >= 3)."""
+SEVERE_MISS = (
+    "issue 15 target 2 not met (measured seed 15, max warning over the window: 55 of 85 = 64.7 % of SUMO's severe "
+    "gridlock link-windows flagged orange or red, against 22.1 % before the stop-line rule kept only a single wait "
+    "that clears within a cycle while the vehicle otherwise runs at 20 km/h or more). Of the 30 misses about half are "
+    "edgeData's (the probes drove the link at GB/T level < 4 while queued and teleported vehicles make SUMO's speed "
+    "severe) and most of the rest the level machine's 120 s raise delay (the link is severe late in the window; with "
+    "60 s: 59 / 85 = 69.4 %, but a sampled free-flowing link-window goes orange); a few are single short stops the "
+    "stop-line rule still leaves out, and the matcher.")
+FREE_MISS = (
+    "issue 15 target 1 not met in full (measured seed 15): 1 of 1,066 free-flowing link-windows in the free-flow run "
+    "and 2 of 1,167 in the gridlock run are orange or red. None has a probe traversal in the window (0 of 97 and 0 of "
+    "101 sampled free-flowing link-windows are flagged): they are levels held through silence from a congested "
+    "window before, and surface links under the North-South Elevated Road given probes of the elevated road.")
+
+
+@pytest.fixture(scope="module")
+def levels(compared, twin):
+    """The run's `twin_case.LevelComparison` (from the replay the speed half made) and the flags it cannot judge."""
+    fed, c = compared
+    _, network, join = twin
+    lc = tc.compare_levels(c.run, fed, join, network)
+    elsewhere = tc.flagged_elsewhere(fed, join, network)
+    print(f"\n{lc.line('max')}; flagged on links with no SUMO edge {elsewhere}\n{lc.line('end')}")
+    assert fed.warning.shape == (case.MEASURE_S // int(tc.TICK_S), len(network.links))
+    assert set(lc.begin_s.tolist()) == set(range(case.WARMUP_S, case.WARMUP_S + case.MEASURE_S, case.INTERVAL_S))
+    return lc
+
+
+@pytest.mark.slow
+def test_no_orange_or_red_where_probes_saw_sumo_flow_freely(levels):
+    """Target 1 where the twin had probes: no free-flowing link-window with >= 3 probe traversals is orange or red
+    (measured 0 / 97 and 0 / 101), and at most 0.3 % of all free-flowing link-windows are (measured 1 / 1,066 and
+    2 / 1,167; see FREE_MISS)."""
+    f = levels.figures("max")
+    assert f["free"] >= 500 and f["free_sampled"] >= 50, f
+    assert f["free_sampled_flagged"] == 0, f"{levels.line('max')}\n{f}"
+    assert f["free_flagged"] <= 0.003 * f["free"], f"{levels.line('max')}\n{f}"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=FREE_MISS)
+def test_no_orange_or_red_where_sumo_flows_freely(levels):
+    f = levels.figures("max")
+    assert f["free_flagged"] == 0, f"{levels.line('max')}\n{f}"
+
+
+@pytest.mark.slow
+def test_flagged_link_windows_are_truly_congested(levels):
+    """Gridlock (the issue's demand for this target): >= 90 % of the flagged link-windows at SUMO level >= 3 in the
+    same interval (measured 256 / 259 = 98.8 %). Free flow (not an issue target) flags 40 link-windows, 35 of them
+    truly at least yellow (87.5 %; 36 counting the interval before, as the twin's 5-minute window reaches back into
+    it): held to 80 %."""
+    f = levels.figures("max")
+    if levels.run == "gridlock":
+        assert f["flagged"] >= 50, f"gridlock raises orange or red: {f}"
+        assert f["flagged_true"] >= ISSUE_FLAGGED_TRUE * f["flagged"], f"{levels.line('max')}\n{f}"
+    else:
+        assert f["flagged_true"] >= 0.8 * f["flagged"], f"{levels.line('max')}\n{f}"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SEVERE_MISS)
+def test_gridlock_flags_sumos_severe_link_windows(levels):
+    if levels.run != "gridlock":
+        pytest.skip("target 2 is at gridlock demand")
+    f = levels.figures("max")
+    assert f["severe"] >= 50, f
+    assert f["severe_flagged"] >= ISSUE_SEVERE_FLAGGED * f["severe"], f"{levels.line('max')}\n{f}"

@@ -147,6 +147,8 @@ def _parameters(alert: Alert, ctx: ComposeContext) -> dict[str, object]:
         params["expectedInMinutes"] = f"{ctx.forecast_horizon_s / 60.0:.0f}"
     if ctx.evidence is not None:
         params.update(ctx.evidence(alert.hazard, alert.cells))
+    if alert.place is not None:  # a road segment: its own speeds, samples and road (twin.alerting.segments)
+        params.update(alert.place.evidence)
     if ctx.model_version:
         params["modelVersion"] = ctx.model_version
     return params
@@ -156,6 +158,8 @@ def _headline(alert: Alert, ctx: ComposeContext, params: dict[str, object]) -> s
     """``Orange crowd density warning, bund``; a forecast adds what is expected and when."""
     spec = hazard_spec(alert.hazard)
     headline = f"{cap.LEVEL_COLOUR[alert.level].capitalize()} {spec.event.lower()}, {ctx.district}"
+    if params.get("roadName"):
+        headline += f": {params['roadName']}"
     expected = params.get(spec.evidence)
     if spec.certainty != "Observed" and expected:
         value, unit = str(expected).split(" ", 1)
@@ -171,6 +175,8 @@ def _info(event: AlertEvent, ctx: ComposeContext) -> dict:
     headline = _headline(alert, ctx, params)
     area_m2 = alert.cells.size * ctx.grid.cell_area
     describe = ctx.describe or (lambda _h, cells: default_description(ctx.grid, ctx.district, cells))
+    place = alert.place
+    rings = place.rings if place is not None and place.rings else outline(ctx.grid, alert.cells)
     return {
         "category": spec.category, "event": spec.event,
         "urgency": "Past" if cancel else (spec.urgency or cap.LEVEL_URGENCY[alert.level]),
@@ -180,7 +186,7 @@ def _info(event: AlertEvent, ctx: ComposeContext) -> dict:
         "description": (event.note if cancel else "") or f"{spec.event} at level {colour} over {area_m2:.0f} m2.",
         "instruction": "" if cancel else spec.instruction,
         "parameter": cap.name_values([*params.items(), *((ACK_PARAMETER, op) for op in alert.acknowledged_by)]),
-        "area": [{"areaDesc": describe(alert.hazard, alert.cells),
-                  "polygon": [cap.polygon_text(r) for r in outline(ctx.grid, alert.cells)],
+        "area": [{"areaDesc": place.description if place is not None else describe(alert.hazard, alert.cells),
+                  "polygon": [cap.polygon_text(r) for r in rings],
                   "geocode": cap.name_values(("BeidouGridCode", c) for c in geocodes(ctx.grid, alert.cells))}],
     }

@@ -22,6 +22,11 @@ carried to the next tick by overlap:
   its operators, in order, in every later message.
 
 Cells with no data (level -1) keep their last known level: silence neither raises nor clears.
+
+A hazard may come as *places* instead of a level grid (`twin.alerting.segments.Place`: traffic on road
+segments): each place is one region, carried to the next tick by the road links it shares with an active alert
+(two directions of one road share cells, never links), and the alert keeps the place for its CAP area,
+``areaDesc`` and evidence. The rules above are otherwise the same.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from twin.alerting.regions import label_regions, overlap_counts, region_cells
+from twin.alerting.segments import Place
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,8 @@ class Alert:
     """Twin time [unix s] of the first tick at which the alert had no cells, None while it has some."""
     acknowledged_by: list[str] = field(default_factory=list)
     """Operators who acknowledged the alert, in order."""
+    place: Place | None = None
+    """The road segment (or other place) the alert is about, None for a region of the level grid."""
 
     @property
     def last(self) -> dict:
@@ -81,7 +89,8 @@ def _alert_state(a: Alert) -> dict:
             "raised_at": float(a.raised_at), "published_cells": a.published_cells,
             "published_parts": int(a.published_parts), "messages": list(a.messages),
             "empty_since": None if a.empty_since is None else float(a.empty_since),
-            "acknowledged_by": list(a.acknowledged_by)}
+            "acknowledged_by": list(a.acknowledged_by),
+            **({"place": a.place.to_state()} if a.place is not None else {})}
 
 
 def _alert_of(s: dict) -> Alert:
@@ -90,7 +99,19 @@ def _alert_of(s: dict) -> Alert:
     since = s.get("empty_since")
     return Alert(s["identifier"], s["hazard"], int(s["level"]), np.asarray(s["cells"]),
                  float(s["raised_at"]), np.asarray(s["published_cells"]), int(s["published_parts"]),
-                 list(s["messages"]), None if since is None else float(since), list(s["acknowledged_by"]))
+                 list(s["messages"]), None if since is None else float(since), list(s["acknowledged_by"]),
+                 Place.from_state(s["place"]) if s.get("place") is not None else None)
+
+
+def _joined(places: list[Place]) -> Place:
+    """One place of several an alert carries (a segment split in two keeps one alert): links, cells, areas and
+    descriptions joined, the worst level, the first one's evidence."""
+    if len(places) == 1:
+        return places[0]
+    return Place(np.unique(np.concatenate([p.links for p in places])),
+                 np.unique(np.concatenate([p.cells for p in places])), max(p.level for p in places),
+                 " | ".join(p.description for p in places), [r for p in places for r in p.rings],
+                 dict(places[0].evidence))
 
 
 def _jaccard_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -123,11 +144,17 @@ class AlertBook:
         self.last_known: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------ public
-    def tick(self, t: float, levels: dict[str, np.ndarray]) -> list[AlertEvent]:
-        """Advance one tick at unix time ``t`` [s] with each hazard's level grid (int, -1 no data)."""
+    def tick(self, t: float, levels: dict[str, np.ndarray],
+             places: dict[str, list[Place]] | None = None) -> list[AlertEvent]:
+        """Advance one tick at unix time ``t`` [s] with each hazard's level grid (int, -1 no data); a hazard in
+        ``places`` is taken from its places instead of its grid (see the module docstring)."""
         events: list[AlertEvent] = []
-        for hazard in sorted(levels):
-            events += self._tick_hazard(t, hazard, self._effective(hazard, np.asarray(levels[hazard])))
+        places = places or {}
+        for hazard in sorted(set(levels) | set(places)):
+            if hazard in places:
+                events += self._tick_places(t, hazard, places[hazard])
+            else:
+                events += self._tick_hazard(t, hazard, self._effective(hazard, np.asarray(levels[hazard])))
         return events
 
     def acknowledge(self, identifier: str, operator: str, t: float, note: str = "") -> AlertEvent | None:
@@ -170,21 +197,37 @@ class AlertBook:
         alerts = self.of_hazard(hazard)
         overlap = np.stack([overlap_counts(labels, n, a.cells) for a in alerts]) if alerts and n else \
             np.zeros((len(alerts), n), dtype=np.int64)  # alerts x regions
+        flat = level.ravel()
+        return self._carry(t, hazard, alerts, overlap, [(r, int(flat[r].max()), None) for r in regions])
+
+    def _tick_places(self, t: float, hazard: str, places: list[Place]) -> list[AlertEvent]:
+        alerts = self.of_hazard(hazard)
+        overlap = np.zeros((len(alerts), len(places)), dtype=np.int64)  # alerts x places, shared links
+        for i, a in enumerate(alerts):
+            links = a.place.links if a.place is not None else np.zeros(0, np.int64)
+            for r, p in enumerate(places):
+                overlap[i, r] = np.intersect1d(links, p.links, assume_unique=True).size
+        return self._carry(t, hazard, alerts, overlap, [(p.cells, int(p.level), p) for p in places])
+
+    def _carry(self, t: float, hazard: str, alerts: list[Alert], overlap: np.ndarray,
+               regions: list[tuple[np.ndarray, int, Place | None]]) -> list[AlertEvent]:
+        """Carry the alerts to this tick's regions (cells, level, place) by the alerts x regions ``overlap``."""
         owner = self._assign(overlap)
         absorber = self._absorbers(overlap, owner)
         events: list[AlertEvent] = []
-        flat = level.ravel()
+        n = len(regions)
         for i, alert in enumerate(alerts):
             mine = [regions[r] for r in range(n) if owner[r] == i]
             if mine:
-                cells = np.sort(np.concatenate(mine))
+                cells = np.unique(np.concatenate([m[0] for m in mine]))
                 absorbed = [alerts[j] for j in np.flatnonzero(absorber == i)]
-                events += self._continue(t, alert, cells, int(flat[cells].max()), absorbed, len(mine))
+                alert.place = _joined([m[2] for m in mine]) if mine[0][2] is not None else None
+                events += self._continue(t, alert, cells, max(m[1] for m in mine), absorbed, len(mine))
             else:
                 events += self._fade(t, alert, alerts[absorber[i]] if absorber[i] >= 0 else None)
         for r in range(n):
             if owner[r] < 0:
-                events.append(self._raise(t, hazard, regions[r], int(flat[regions[r]].max())))
+                events.append(self._raise(t, hazard, regions[r][0], regions[r][1], regions[r][2]))
         return events
 
     @staticmethod
@@ -231,10 +274,10 @@ class AlertBook:
         del self.active[alert.identifier]
         return [AlertEvent("cancelled", alert, t, note=note)]
 
-    def _raise(self, t: float, hazard: str, cells: np.ndarray, level: int) -> AlertEvent:
+    def _raise(self, t: float, hazard: str, cells: np.ndarray, level: int, place: Place | None = None) -> AlertEvent:
         self.sequence += 1
         stamp = dt.datetime.fromtimestamp(int(t), dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         identifier = f"citytwin.{self.district}.{hazard}.{stamp}.{self.sequence:05d}"
-        alert = Alert(identifier, hazard, level, cells, t, cells)
+        alert = Alert(identifier, hazard, level, cells, t, cells, place=place)
         self.active[identifier] = alert
         return AlertEvent("raised", alert, t)

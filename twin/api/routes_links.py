@@ -27,6 +27,8 @@ from twin.live.query import RoadLinks
 
 LEVEL_NAMES = {-1: "nodata", 0: "smooth", 1: "basically_smooth", 2: "light", 3: "moderate", 4: "severe"}
 """GB/T 33171 congestion levels by code (-1: no speed)."""
+WARNING_NAMES = {-1: "nodata", 0: "none", 1: "blue", 2: "yellow", 3: "orange", 4: "red"}
+"""Warning levels of a link by code."""
 STATIC = ("link_id", "name", "name_en", "road_class", "lanes", "length_m", "free_flow_kmh", "tunnel", "bridge",
           "elevated")
 """The link attributes every feature carries, from the road network."""
@@ -103,13 +105,36 @@ def link_collection(road: RoadLinks, static: LinkFeatures, bbox: tuple[float, fl
     for k in np.flatnonzero(keep).tolist():
         props = dict(static.properties[k])
         props.update(speed_kmh=_number(road.speed_kmh[k], 2), speed_window_kmh=_number(road.speed_window_kmh[k], 2),
-                     samples=_count(road.samples[k]), vehicles=_count(road.vehicles[k]),
+                     congestion_kmh=_number(road.congestion_kmh[k], 2),
+                     samples=_count(road.samples[k]), vehicles=_count(road.vehicles[k]), loops=_count(road.loops[k]),
                      confidence=_number(road.confidence[k], 3), travel_time_s=_number(road.travel_time_s[k], 1),
-                     level=int(road.level[k]))
+                     level=int(road.level[k]), tpi=_number(road.tpi[k], 2), warning=int(road.warning[k]),
+                     incident=int(road.incident[k]))
         features.append({"type": "Feature", "id": props["link_id"],
                          "geometry": static.geometries[k] if geometry else None, "properties": props})
     return {"type": "FeatureCollection", "t": road.t, "time": iso_time(road.t), "links": len(road.links),
-            "features": features}
+            "district_index": _number(road.district_index, 2), "features": features}
+
+
+def road_table(road: RoadLinks) -> dict:
+    """The ``/api/roads`` body: the district's TPI-like index and each named road's, worst first, with the road's
+    length, its length at each warning level and its incidents."""
+    names = road.links["name_en"].fillna("").astype(str).to_numpy()
+    zh = road.links["name"].fillna("").astype(str).to_numpy()
+    names = np.where(names != "", names, zh)
+    length = road.links["length_m"].to_numpy(float)
+    rows = []
+    for name, index in road.road_index.items():
+        on = names == name
+        rows.append({"road": name, "name_zh": next((z for z in zh[on] if z), None), "index": _number(index, 2),
+                     "length_m": round(float(length[on].sum()), 1),
+                     "warning_m": {lvl: round(float(length[on & (road.warning == code)].sum()), 1)
+                                   for code, lvl in WARNING_NAMES.items() if code > 0},
+                     "incidents": int((road.incident[on] == 1).sum())})
+    rows.sort(key=lambda r: (-(r["index"] if r["index"] is not None else -1.0), r["road"]))
+    return {"t": road.t, "time": iso_time(road.t), "district_index": _number(road.district_index, 2),
+            "label": "TPI-like index, 0 (free) to 10 (gridlock); not the official Traffic Performance Index",
+            "roads": rows}
 
 
 def _count(value: float) -> int:
@@ -135,9 +160,13 @@ def links_routes(state: ApiState) -> APIRouter:
         direction of travel), in link order, with the last tick's outputs: ``link_id, name, name_en, road_class,
         lanes, length_m`` [m], ``free_flow_kmh`` [km h-1], ``tunnel, bridge, elevated``, ``speed_kmh`` (smoothed
         space-mean speed) and ``speed_window_kmh`` (the last window's) [km h-1], ``samples`` (traversals in the
-        window), ``vehicles``, ``confidence`` (0-1), ``travel_time_s`` [s] and ``level`` (GB/T 33171 congestion
-        level for the link's class: 0 smooth, 1 basically smooth, 2 light, 3 moderate, 4 severe, -1 no speed).
-        Top level: ``t`` (the tick [unix s]), ``time``, ``links`` (how many the network has)."""
+        window), ``vehicles``, ``loops`` (fresh loop detectors fused on it), ``confidence`` (0-1), ``travel_time_s``
+        [s], ``congestion_kmh`` (the speed the levels use: stop-line waits shorter than a signal cycle left out,
+        loops fused), ``level`` (GB/T 33171 congestion level for the link's class: 0 smooth, 1 basically smooth,
+        2 light, 3 moderate, 4 severe, -1 no speed), ``tpi`` (TPI-like index 0-10), ``warning`` (0 none, 1 blue,
+        2 yellow, 3 orange, 4 red, -1 no data) and ``incident`` (1 declared, 0 none, -1 not tested).
+        Top level: ``t`` (the tick [unix s]), ``time``, ``links`` (how many the network has), ``district_index``
+        (TPI-like)."""
         box = parse_bbox(bbox) if bbox is not None else None
         road = view.road_links()
         if road is None:
@@ -145,6 +174,20 @@ def links_routes(state: ApiState) -> APIRouter:
                            "(twin grid build writes the links beside the twin file) and restart the service")
         body = link_collection(road, cache.features(road.links), box, min_confidence, with_speed, geometry)
         text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    @r.get("/roads", response_class=JSONResponse,
+           responses={200: {"description": "the district's and each named road's TPI-like index"},
+                      404: {"description": "error no_road_network: the twin runs without a road network"}})
+    def roads() -> Response:
+        """The congestion index of the district and of each named road (TPI-like, 0 free to 10 gridlock,
+        length-weighted over the links with data; not the official Traffic Performance Index), worst first, with
+        each road's length [m], its length at each warning level [m] and its incidents now."""
+        road = view.road_links()
+        if road is None:
+            raise ApiError(404, "no_road_network", "this twin runs without a road network: build it with the twin "
+                           "(twin grid build writes the links beside the twin file) and restart the service")
+        text = json.dumps(road_table(road), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     return r

@@ -125,7 +125,9 @@ class TwinCore:
             self.last_tick = t
             self.models.step(t, dt)
             levels = self.models.hazard_levels()
-            events = issue(self.book.tick(t, {h: levels[h] for h in self.config.alert_hazards}), self.cap_context)
+            places = {h: p for h, p in self.models.hazard_places().items() if h in self.config.alert_hazards}
+            events = issue(self.book.tick(t, {h: levels[h] for h in self.config.alert_hazards}, places),
+                           self.cap_context)
             for ev in events:
                 self._publish_event(ev)
             if events:

@@ -33,6 +33,7 @@ from models.hazards import alert_grids
 from models.tick import CrowdFields, RainFields, TickPipeline, TrafficFields
 from twin.district.dataset import layer_variable
 from twin.district.thresholds import load_place_bands, with_place_bands
+from twin.live.links import LATE_S, LinkTraffic, ProbeLinks  # noqa: F401 (ProbeLinks, LATE_S: their old home)
 from twin.live.state import TwinState
 
 
@@ -93,6 +94,9 @@ class ObservedFields:
         self._nearest: dict[bytes, np.ndarray] = {}
         self.probes = models.ProbeSpeeds(static, shape=self.shape)
         self.loops = models.LoopDetectors(self._loop_readings(float("nan")), config.risk.traffic, shape=self.shape)
+        self.links: Any = None
+        """The twin's `twin.live.links.LinkTraffic` when it has a road network (set by `LiveModels`): the traffic
+        field is then painted from the links."""
 
     def crowd(self, t: float, dt: float) -> CrowdFields:
         """Crowd density from the fresh counters (`models.CrowdFusion`, docs/science/crowd.md 1.4); the covered
@@ -140,8 +144,17 @@ class ObservedFields:
         fresh = r.fresh("depth", t, self.config.stale_s["water"]) & (cells >= 0) & np.isfinite(depth)
         return cells[fresh], depth[fresh]
 
+    def loop_speeds(self, t: float) -> np.ndarray:
+        """Each loop detector's fresh speed at ``t`` [km h-1] (NaN where stale)."""
+        r = self.state.readings["traffic"]
+        value, _ = r.latest("speed")
+        return np.where(r.fresh("speed", t, self.config.stale_s["traffic"]), value, np.nan)
+
     def traffic(self, t: float, dt: float) -> TrafficFields:
-        """Probe speeds of the last window; a fresh loop detector's speed replaces them in its cell."""
+        """With road links: their congestion speeds painted on the cells (loops fused on their links). Without:
+        probe speeds per cell of the last window, a fresh loop detector's speed replacing them in its cell."""
+        if self.links is not None:
+            return self._traffic_from_links(t)
         pings = self.state.recent_pings(t, self.config.probe_window_s)
         interval = np.full(pings.size, 10.0)
         if pings.size:  # each ping stands for the time to the same vehicle's next ping, at most 30 s
@@ -159,6 +172,15 @@ class ObservedFields:
         speed = np.where(np.isnan(loop), probes["traffic_speed"].values, loop)  # a fresh loop is the truth
         return TrafficFields(speed, loops["traffic_incident"].values, {
             "traffic_samples": probes["traffic_samples"], "traffic_flow": loops["traffic_flow"],
+            "traffic_occupancy": loops["traffic_occupancy"]})
+
+    def _traffic_from_links(self, t: float) -> TrafficFields:
+        painted = self.links.cell_fields(self.state.grid.size)
+        loops = self.loops.update(self._loop_readings(t)).variables
+        speed = painted["speed"].reshape(self.shape)
+        samples = layer_variable("traffic_samples", painted["samples"].reshape(self.shape))
+        return TrafficFields(speed, loops["traffic_incident"].values, {
+            "traffic_samples": samples, "traffic_flow": loops["traffic_flow"],
             "traffic_occupancy": loops["traffic_occupancy"]})
 
     def _nearest_gauge(self, fresh: np.ndarray) -> np.ndarray:
@@ -227,60 +249,6 @@ def with_place_bands_file(state: TwinState, config: LiveConfig) -> LiveConfig:
     return dataclasses.replace(config, risk=dataclasses.replace(config.risk, place_bands=bands))
 
 
-LATE_S = 60.0
-"""How late a vehicle's ping may arrive and still be matched (after the other vehicles' newer pings). [s]"""
-
-
-class ProbeLinks:
-    """Map matching of the vehicles' pings to road links and the links' space-mean speeds, run every tick.
-
-    Every ping newer than its vehicle's last matched fix goes to `models.MapMatcher` (the fixes of one vehicle in
-    time order: a fix older than its vehicle's last matched one is not matched), the traversal pieces it decides go to
-    `models.LinkSpeeds` with the tick's time, and vehicles silent longer than the matcher's ``max_gap`` are flushed.
-    The matcher's per-vehicle windows (at most its lag of fixes) are not in snapshots: after a restore a vehicle's
-    next fixes start a new chain.
-    """
-
-    def __init__(self, network: Any) -> None:
-        self.network = network
-        self.graph = models.RoadGraph(**network.graph_arrays())
-        self.matcher = models.MapMatcher(self.graph)
-        self.length = network.links["length_m"].to_numpy(float)
-        self.speeds = models.LinkSpeeds(xr.Dataset({"link_length": ("link", self.length, {"units": "m"})}))
-        self.upto = -np.inf
-        """The newest ping time matched so far [unix s]: pings up to ``LATE_S`` older are looked at again."""
-        self.last_t: dict[object, float] = {}
-        """Per vehicle, the time of its last ping pushed to the matcher [unix s] (kept when the matcher lets a silent
-        vehicle go, so its old pings are never pushed twice)."""
-        self.layers = xr.Dataset()
-
-    def step(self, pings: np.ndarray, t: float, dt: float) -> xr.Dataset:
-        """Match the pings not yet seen (pings: `twin.live.state.PING_DTYPE`), then the links' speeds at ``t``."""
-        pings = pings[pings["t"] > self.upto - LATE_S]
-        for p in pings[np.argsort(pings["t"], kind="stable")]:
-            if p["t"] <= self.last_t.get(p["device"], -np.inf):
-                continue
-            self.last_t[p["device"]] = float(p["t"])
-            self.upto = max(self.upto, float(p["t"]))
-            self.matcher.push(p["device"], float(p["t"]), float(p["x"]), float(p["y"]), float(p["speed"]) / 3.6,
-                              float(p["course"]))
-        self.matcher.expire(t)
-        pieces = self.matcher.pop_pieces()
-        ds = xr.Dataset({f"piece_{k}": ("piece", v, {"units": "s" if k.startswith("t_") else "m"}
-                                        if k in ("t_enter", "t_exit", "length") else {"units": "1"})
-                         for k, v in pieces.items()} | {"link_length": ("link", self.length, {"units": "m"})},
-                        attrs={"time": float(t)})
-        self.layers = self.speeds.update(ds, dt)
-        return self.layers
-
-    def resume(self, pings: np.ndarray, now: float) -> None:
-        """After a snapshot restore at tick time ``now``: the pings up to ``now`` were matched before it."""
-        done = pings[pings["t"] <= now]
-        for device, t in zip(done["device"], done["t"], strict=True):
-            self.last_t[device] = max(self.last_t.get(device, -np.inf), float(t))
-        self.upto = max(self.upto, float(now))
-
-
 class LiveModels:
     """The models of one live twin and their state across ticks: `ObservedFields` feeding `models.TickPipeline`."""
 
@@ -294,13 +262,21 @@ class LiveModels:
         self.pipeline = TickPipeline(state.static, self.observed, cell_size=state.grid.cell_size,
                                      risk=self.config.risk, flood=self.config.flood)
         self.layers = xr.Dataset(coords=state.static.coords)
-        self.links = ProbeLinks(self.config.road_network) if self.config.road_network is not None else None
+        self.links = LinkTraffic(state, self.config.road_network, self.config.risk) \
+            if self.config.road_network is not None else None
+        self.observed.links = self.links
         self.t = float("nan")
 
     @property
     def link_layers(self) -> xr.Dataset:
-        """The road links' speeds of the last tick (dims ``link``; empty without a road network)."""
+        """The road links' speeds, levels and index of the last tick (dims ``link``; empty without a road
+        network)."""
         return self.links.layers if self.links is not None else xr.Dataset()
+
+    def hazard_places(self) -> dict[str, list]:
+        """The hazards whose alerts are places rather than grid regions: ``traffic`` on road segments when the
+        twin has a road network (`twin.alerting.segments`), else none."""
+        return {"traffic": self.links.places()} if self.links is not None else {}
 
     @property
     def rain_stale(self) -> bool:
@@ -311,34 +287,35 @@ class LiveModels:
     def components(self) -> dict[str, models.Component]:
         """The model components of the tick, by name (the names snapshots keep)."""
         o = self.observed
-        links = {"link_speeds": self.links.speeds} if self.links is not None else {}
+        links = self.links.components() if self.links is not None else {}
         return {"fusion": o.fusion, **self.pipeline.components(), "probes": o.probes, "loops": o.loops, **links}
 
     def save_state(self) -> dict:
         """What evolves: each component's state, the last tick's layers, its time and whether rain was stale."""
         return {"components": {name: c.save_state() for name, c in self.components().items()},
                 "layers": {name: var.values.copy() for name, var in self.layers.data_vars.items()},
-                "t": float(self.t), "rain_stale": bool(self.rain_stale)}
+                "t": float(self.t), "rain_stale": bool(self.rain_stale),
+                **({"probe_matcher": self.links.save_state()} if self.links is not None else {})}
 
     def restore_state(self, state: dict) -> None:
         """Take back what `save_state` gave (on models built from the same static twin, registry and config)."""
         for name, component in self.components().items():
-            if name == "link_speeds" and name not in state["components"]:
-                continue  # a snapshot from a twin without its road network: the link speeds start empty
+            if name.startswith("link_") and name not in state["components"]:
+                continue  # a snapshot from a twin without its road network (or before link levels): start empty
             component.restore_state(state["components"][name])
         self.layers = xr.Dataset({name: layer_variable(name, np.asarray(values))
                                   for name, values in state["layers"].items()}, coords=self.state.static.coords)
         self.t, self.pipeline.rain_stale = float(state["t"]), bool(state["rain_stale"])
         if self.links is not None and np.isfinite(self.t):
-            self.links.resume(self.state.pings, self.t)
+            self.links.restore_state(state.get("probe_matcher"), self.t)
 
     # ------------------------------------------------------------ one tick
     def step(self, t: float, dt: float) -> xr.Dataset:
         """Advance the models to time ``t`` [unix s] by ``dt`` [s]; returns the live and risk layers."""
-        ds = self.pipeline.step(t, dt)
-        if self.links is not None:
+        if self.links is not None:  # first: the tick's traffic field is painted from the links
             p = self.state.pings
-            self.links.step(p[(p["t"] <= t) & np.isfinite(p["x"])], t, dt)
+            self.links.step(p[(p["t"] <= t) & np.isfinite(p["x"])], self.observed.loop_speeds(t), t, dt)
+        ds = self.pipeline.step(t, dt)
         self.t = t
         self.layers = self._live_layers(ds)
         return self.layers

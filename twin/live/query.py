@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,11 +20,9 @@ import xarray as xr
 
 from ingest.registry import Registry
 from models.crowd import CrowdFusion
-from models.kernels.traffic import congestion_level
 from twin.alerting.lifecycle import AlertEvent
 from twin.district.dataset import grid_of
 from twin.district.grid import GridSpec
-from twin.district.layers import ROAD_CLASSES
 from twin.live.state import TwinState
 
 if TYPE_CHECKING:
@@ -80,15 +78,33 @@ class RoadLinks:
     travel_time_s: np.ndarray
     """Travel time of the link at the smoothed speed. [s]"""
     level: np.ndarray
-    """GB/T 33171 congestion level of the smoothed speed for the link's road class (the twin's thresholds,
-    `models.config.TrafficConfig.gbt_edges_ms`, through `models.kernels.traffic.congestion_level`): 0 smooth,
-    1 basically smooth, 2 light, 3 moderate, 4 severe; -1 no speed. [int8]"""
+    """GB/T 33171 congestion level of the link's congestion speed for its road class (`models.links.LinkCongestion`,
+    the twin's thresholds `models.config.TrafficConfig.gbt_edges_ms`): 0 smooth, 1 basically smooth, 2 light,
+    3 moderate, 4 severe; -1 no speed. [int8]"""
     t: float | None
     """Time of the tick the outputs are of [unix s]; None before the first tick."""
+    congestion_kmh: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """The speed the levels use: stop-line waits shorter than a signal cycle left out, loops fused. [km h-1]"""
+    tpi: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """TPI-like index of the link, 0 to 10 (not the official TPI). [1]"""
+    warning: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    """Warning level of the link (the alert-level machine on links): 0 none, 1 blue, 2 yellow, 3 orange, 4 red,
+    -1 no data. [int8]"""
+    incident: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    """1 incident declared (sustained drop against the link's baseline), 0 tested and none, -1 not tested. [int8]"""
+    loops: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Fresh loop detectors fused on the link. [1]"""
+    road_index: dict[str, float] = field(default_factory=dict)
+    """TPI-like index per named road (length-weighted over its links with data). [1]"""
+    district_index: float = float("nan")
+    """TPI-like index of the district (length-weighted over its links with data). [1]"""
 
 
 LINK_OUTPUTS = {"speed_kmh": "link_speed", "speed_window_kmh": "link_speed_window", "samples": "link_samples",
-                "vehicles": "link_vehicles", "confidence": "link_confidence", "travel_time_s": "link_travel_time"}
+                "vehicles": "link_vehicles", "confidence": "link_confidence", "travel_time_s": "link_travel_time",
+                "congestion_kmh": "link_speed_congestion", "tpi": "link_tpi", "loops": "link_loops"}
+LINK_CODES = {"level": "link_level", "warning": "link_warning", "incident": "link_incident"}
+"""`RoadLinks` integer field -> link layer (-1 before the first tick)."""
 """`RoadLinks` field -> the live twin's link layer (`twin.live.models.LiveModels.link_layers`)."""
 
 
@@ -171,12 +187,11 @@ class LiveQuery:
             n = len(network.links)
             out = {name: (layers[var].values.astype(float, copy=True) if var in layers.data_vars
                           else np.full(n, np.nan)) for name, var in LINK_OUTPUTS.items()}
-            edges = config.risk.traffic.gbt_edges_ms()
-        codes = {name: code for code, name in enumerate(ROAD_CLASSES)}
-        road_class = np.array([codes.get(c, 0) for c in network.links["road_class"]], np.int8)
-        level = np.empty(n, np.int8)
-        congestion_level(out["speed_kmh"] / 3.6, road_class, edges, level)
-        return RoadLinks(network.links, **out, level=level, t=None if math.isnan(t) else float(t))
+            out.update({name: (layers[var].values.astype(np.int8, copy=True) if var in layers.data_vars
+                               else np.full(n, -1, np.int8)) for name, var in LINK_CODES.items()})
+            roads, district = core.models.links.index()
+        return RoadLinks(network.links, **out, t=None if math.isnan(t) else float(t), road_index=roads,
+                         district_index=district)
 
     def status(self) -> dict[str, Any]:
         """The ``city/twin/status`` document (docs/contract/mqtt.md) plus ``outbox``, as of the last tick."""

@@ -29,13 +29,14 @@ from ingest.admission import Admission
 from ingest.batch import Batch
 from ingest.registry import Registry, registry_from_geojson
 from ingest.rejection import Rejection
+from models.config import TrafficConfig
+from models.kernels import traffic as tk
+from models.links import evaluated_class
 from tests.truth.traffic import case
 from twin.alerting.store import Store
 from twin.district import geo
-from twin.district.cim import DEFAULT_DRAINAGE_MM_H, FREE_FLOW_KMH, GROUND_M
-from twin.district.dataset import make_dataset
+from twin.district.bare import bare_twin
 from twin.district.grid import DEFAULT_CRS, GridSpec
-from twin.district.layers import ROAD_CLASSES
 from twin.district.roads import RoadNetwork, links_from_osm
 from twin.live.core import CoreConfig, TwinCore
 from twin.live.models import LiveConfig
@@ -48,8 +49,6 @@ MARGIN_DEG = 0.002
 """Margin around the SUMO edges' extent (about 200 m), so that no probe fix near the edge falls outside. [deg]"""
 TICK_S = 5.0
 """Tick of the replay, in SUMO seconds. [s]"""
-RUNOFF_NEUTRAL = 0.9
-"""Runoff coefficient of the bare twin: sealed urban ground (no rain is fed, so it does not matter). [1]"""
 
 # ----------------------------------------------------------------------------------------- the join's tolerances
 JOIN_DIST_M = 6.0
@@ -79,47 +78,13 @@ def road_network(grid: GridSpec) -> RoadNetwork:
         return links_from_osm(f, grid.crs, grid=grid)
 
 
-def bare_layers(grid: GridSpec, network: RoadNetwork) -> dict[str, np.ndarray]:
-    """Neutral static CIM layers (`twin.district.cim.build_layers`' names): no buildings, no water, flat ground at
-    `GROUND_M`, every cell walkable; ``road_class`` / ``free_flow_speed`` of the highest class of link crossing the
-    cell, ``road_fraction`` the links' carriageway (lanes x 3.5 m) share of the cell, capped at 1."""
-    n = grid.size
-    codes = {c: i for i, c in enumerate(ROAD_CLASSES)}
-    link_code = network.links["road_class"].map(codes).to_numpy(np.int64)
-    rank = np.where(link_code > 0, 10 - link_code, 0)  # expressway (1) outranks branch (4)
-    best = np.zeros(n, np.int64)
-    np.maximum.at(best, network.cell_index, rank[network.cell_link])
-    road_class = np.where(best > 0, 10 - best, 0).astype(np.int8)
-    area = np.zeros(n)
-    lanes = network.links["lanes"].to_numpy(float)
-    np.add.at(area, network.cell_index, network.cell_length_m * lanes[network.cell_link] * 3.5)
-    shape = grid.shape
-    zeros = np.zeros(shape)
-    return {
-        "elevation": np.full(shape, GROUND_M),
-        "building_fraction": zeros,
-        "building_height": zeros,
-        "floor_area": zeros,
-        "walkable_area": np.full(shape, grid.cell_area),
-        "road_fraction": np.minimum(area / grid.cell_area, 1.0).reshape(shape),
-        "road_class": road_class.reshape(shape),
-        "free_flow_speed": np.array([FREE_FLOW_KMH[c] for c in ROAD_CLASSES])[road_class].reshape(shape),
-        "water_mask": np.zeros(shape, np.int8),
-        "water_fraction": zeros,
-        "drainage_capacity": np.full(shape, DEFAULT_DRAINAGE_MM_H),
-        "runoff_coefficient": np.full(shape, RUNOFF_NEUTRAL),
-        "vulnerability": zeros,
-        "underpass": np.zeros(shape, np.int8),
-    }
-
-
 def static_twin(cell: float = CELL_M) -> tuple[xr.Dataset, RoadNetwork]:
     """The bare People's Square twin (dataset) and its road network."""
     w, s, e, n = edges_bbox()
     grid = GridSpec.from_bbox(w - MARGIN_DEG, s - MARGIN_DEG, e + MARGIN_DEG, n + MARGIN_DEG, cell, DEFAULT_CRS)
     network = road_network(grid)
-    ds = make_dataset(grid, bare_layers(grid, network), source="tests/truth/traffic (SUMO truth case, bare twin)",
-                      district="peoples_square", credit="© OpenStreetMap contributors", license="ODbL-1.0")
+    ds = bare_twin(grid, network, source="tests/truth/traffic (SUMO truth case, bare twin)",
+                   district="peoples_square", credit="© OpenStreetMap contributors", license="ODbL-1.0")
     return ds, network
 
 
@@ -141,6 +106,12 @@ class Fed:
     outside_grid: int = 0
     matcher_counts: dict = field(default_factory=dict)
     wall_s: float = 0.0
+    tick_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """SUMO second of every tick in the measured period (``WARMUP_S`` < t <= ``WARMUP_S + MEASURE_S``). [s]"""
+    warning: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8))
+    """``link_warning`` at each of those ticks, (tick, link): 0 none .. 4 red, -1 no data."""
+    level: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8))
+    """``link_level`` (GB/T 33171, 0 smooth .. 4 severe, -1 no data) at each of those ticks, (tick, link)."""
 
 
 def feed(run: str, static: xr.Dataset, network: RoadNetwork, tick_s: float = TICK_S) -> Fed:
@@ -157,11 +128,18 @@ def feed(run: str, static: xr.Dataset, network: RoadNetwork, tick_s: float = TIC
             for k in range(1, case.MEASURE_S // case.INTERVAL_S + 1)}
     out = Fed(run)
     next_tick = float(case.T0)
+    measured = (case.T0 + case.WARMUP_S, case.T0 + case.WARMUP_S + case.MEASURE_S)
+    ticks, warnings, levels = [], [], []
     try:
         def tick_until(t: float) -> None:
             nonlocal next_tick
             while next_tick < t:
                 core.on_tick(next_tick)
+                if measured[0] < next_tick <= measured[1]:
+                    lay = core.models.link_layers
+                    ticks.append(int(next_tick) - case.T0)
+                    warnings.append(lay["link_warning"].values.astype(np.int8))
+                    levels.append(lay["link_level"].values.astype(np.int8))
                 if int(next_tick) in ends:
                     out.layers[int(next_tick) - case.T0] = core.models.link_layers.copy(deep=True)
                 next_tick += tick_s
@@ -187,9 +165,12 @@ def feed(run: str, static: xr.Dataset, network: RoadNetwork, tick_s: float = TIC
             pending.append(batch)
         apply(pending)
         tick_until(case.T0 + case.WARMUP_S + case.MEASURE_S + tick_s)
-        out.matcher_counts = dict(core.models.links.matcher.counts)
+        out.matcher_counts = dict(core.models.links.probes.matcher.counts)
     finally:
         core.store.close()
+    out.tick_s = np.array(ticks, np.int64)
+    out.warning = np.array(warnings, np.int8).reshape(len(ticks), -1)
+    out.level = np.array(levels, np.int8).reshape(len(ticks), -1)
     out.wall_s = time.perf_counter() - start
     return out
 
@@ -401,3 +382,136 @@ def compare(run: str, fed: Fed, join: Join, min_traversals: int = case.MIN_TRAVE
         twin.append(est)
     return Comparison(run, np.array(link, np.int64), np.array(begin, np.int64), np.array(sumo), np.array(probe),
                       np.array(twin))
+
+
+# ----------------------------------------------------------------------------------------- the levels
+FREE_LEVEL = 1
+"""SUMO shows free flow on a link-window when its GB/T 33171 level is at most this: 0 smooth, 1 basically smooth."""
+SEVERE_LEVEL = 4
+"""GB/T 33171 level 4, severe: the twin should flag it orange or red."""
+YELLOW_LEVEL = 3
+"""GB/T 33171 level 3, moderate, is the twin's yellow (light 2 -> blue, moderate 3 -> yellow, severe 4 -> orange):
+a flagged link-window is "truly at least yellow" when SUMO's level there is at least this."""
+ORANGE = 3
+"""``link_warning`` of orange (red is 4)."""
+
+
+def sumo_levels(speed_kmh: np.ndarray, road_class: np.ndarray) -> np.ndarray:
+    """GB/T 33171 level (0 smooth .. 4 severe, -1 no speed or class 0) of SUMO speeds [km/h] by the links' class
+    code, with the twin's own bounds and kernel (`models.config.TrafficConfig.gbt_edges_ms`,
+    `models.kernels.traffic.congestion_level`)."""
+    speed = np.asarray(speed_kmh, float) / 3.6
+    out = np.empty(speed.size, np.int8)
+    tk.congestion_level(speed, np.asarray(road_class, np.int8), TrafficConfig().gbt_edges_ms(), out)
+    return out
+
+
+@dataclass
+class LevelComparison:
+    """Per link-window of a joined, evaluated link (GB/T class 1-4): the link, interval start, class, SUMO's speed
+    [km/h] and GB/T level (NaN and -1 where SUMO had no vehicle with a speed on the link's edges: no traffic, so
+    not congested), the largest probe-traversal count of its edges, and the twin's
+    ``link_warning``: ``warn_max`` the highest over the window's ticks (``begin_s`` < t <= ``end_s``), ``warn_end`` at
+    the window's end tick."""
+
+    run: str
+    link: np.ndarray
+    begin_s: np.ndarray
+    road_class: np.ndarray
+    sumo_kmh: np.ndarray
+    sumo_level: np.ndarray
+    traversals: np.ndarray
+    warn_max: np.ndarray
+    warn_end: np.ndarray
+
+    @property
+    def sumo_level_before(self) -> np.ndarray:
+        """SUMO's level on the same link in the interval before (-1 for the first): the twin's speed at a tick is
+        over the 5 minutes before it, so a flag early in an interval speaks of the interval before too."""
+        prev = {(int(k), int(b)): int(v) for k, b, v in zip(self.link, self.begin_s, self.sumo_level, strict=True)}
+        return np.array([prev.get((int(k), int(b) - case.INTERVAL_S), -1) for k, b in zip(self.link, self.begin_s,
+                                                                                            strict=True)], np.int8)
+
+    def figures(self, rule: str = "max", min_traversals: int = case.MIN_TRAVERSALS) -> dict:
+        """The three level targets' counts under ``rule`` ("max" over the window's ticks, or "end")."""
+        warn = self.warn_max if rule == "max" else self.warn_end
+        flagged = warn >= ORANGE
+        free = (self.sumo_level >= 0) & (self.sumo_level <= FREE_LEVEL)
+        sampled = self.traversals >= min_traversals
+        severe = (self.sumo_level == SEVERE_LEVEL) & sampled
+        return {
+            "free": int(free.sum()), "free_flagged": int((free & flagged).sum()),
+            "free_sampled": int((free & sampled).sum()), "free_sampled_flagged": int((free & sampled & flagged).sum()),
+            "severe": int(severe.sum()), "severe_flagged": int((severe & flagged).sum()),
+            "flagged": int(flagged.sum()), "flagged_true": int((flagged & (self.sumo_level >= YELLOW_LEVEL)).sum()),
+            "flagged_true_or_before": int((flagged & (np.maximum(self.sumo_level, self.sumo_level_before)
+                                                      >= YELLOW_LEVEL)).sum()),
+            "flagged_sampled": int((flagged & sampled).sum()),
+            "flagged_sampled_true": int((flagged & sampled & (self.sumo_level >= YELLOW_LEVEL)).sum()),
+        }
+
+    def line(self, rule: str = "max") -> str:
+        f = self.figures(rule)
+
+        def pct(a: int, b: int) -> str:
+            return f"{a}/{b} ({a / b:.1%})" if b else f"{a}/0"
+
+        return (f"{self.run} [{rule}]: free-flow link-windows flagged orange/red {pct(f['free_flagged'], f['free'])} "
+                f"(>= {case.MIN_TRAVERSALS} traversals {pct(f['free_sampled_flagged'], f['free_sampled'])}); "
+                f"severe flagged {pct(f['severe_flagged'], f['severe'])}; flagged truly >= yellow "
+                f"{pct(f['flagged_true'], f['flagged'])} (in the interval or the one before "
+                f"{pct(f['flagged_true_or_before'], f['flagged'])})")
+
+
+def compare_levels(run: str, fed: Fed, join: Join, network: RoadNetwork) -> LevelComparison:
+    """The twin's warning levels on every joined link in every interval beside SUMO's GB/T level (the SUMO speed of a
+    link-window as in `compare`: its joined edges' Σ sampledSeconds x speed / Σ sampledSeconds; its class that
+    of the twin's link, `twin.live.links.evaluated_class`, service ways left out)."""
+    klass = evaluated_class(network.links)
+    rows: dict[tuple[int, int], list[tuple[case.EdgeWindow, float]]] = {}
+    for w in case.edgedata(run):
+        for k, share in join.edge_link.get(w.edge, {}).items():
+            rows.setdefault((k, w.begin_s), []).append((w, share))
+    link, begin, sumo, trav = [], [], [], []
+    starts = range(case.WARMUP_S, case.WARMUP_S + case.MEASURE_S, case.INTERVAL_S)
+    for k in sorted(join.edges):
+        if klass[k] <= 0:
+            continue
+        for b in starts:
+            ws = rows.get((k, b), [])
+            s = [(w, share) for w, share in ws if math.isfinite(w.speed_m_s) and w.sampled_seconds > 0]
+            secs = np.array([w.sampled_seconds * share for w, share in s])
+            link.append(k)
+            begin.append(b)
+            sumo.append(float(np.sum(secs * [w.speed_m_s for w, _ in s]) / secs.sum()) * 3.6 if s else math.nan)
+            trav.append(max((w.probe_traversals for w, _ in ws), default=0))
+    link_a, begin_a = np.array(link, np.int64), np.array(begin, np.int64)
+    sumo_a = np.array(sumo)
+    cls = klass[link_a]
+    warn_max = np.full(link_a.size, -1, np.int8)
+    warn_end = np.full(link_a.size, -1, np.int8)
+    for b in np.unique(begin_a):
+        at = begin_a == b
+        ticks = (fed.tick_s > b) & (fed.tick_s <= b + case.INTERVAL_S)
+        if not ticks.any():
+            continue
+        warn_max[at] = fed.warning[ticks][:, link_a[at]].max(axis=0)
+        end = np.flatnonzero(ticks)[-1]
+        warn_end[at] = fed.warning[end, link_a[at]]
+    return LevelComparison(run, link_a, begin_a, cls, sumo_a, sumo_levels(sumo_a, cls), np.array(trav, np.int64),
+                           warn_max, warn_end)
+
+
+def flagged_elsewhere(fed: Fed, join: Join, network: RoadNetwork) -> int:
+    """Link-windows flagged orange or red (max over the window's ticks) on evaluated links with no SUMO edge joined
+    (junction-short links, links the join could not hold): the level comparison cannot judge them."""
+    klass = evaluated_class(network.links)
+    other = np.ones(klass.size, bool)
+    other[list(join.edges)] = False
+    other &= klass > 0
+    n = 0
+    for b in range(case.WARMUP_S, case.WARMUP_S + case.MEASURE_S, case.INTERVAL_S):
+        ticks = (fed.tick_s > b) & (fed.tick_s <= b + case.INTERVAL_S)
+        if ticks.any():
+            n += int(((fed.warning[ticks].max(axis=0) >= ORANGE) & other).sum())
+    return n

@@ -163,7 +163,7 @@ export class RoadLinks {
 
 function noData(p) {
   return { ...p, speed_kmh: null, speed_window_kmh: null, samples: 0, vehicles: 0, confidence: 0,
-    travel_time_s: null, level: -1 };
+    travel_time_s: null, level: -1, congestion_kmh: null, tpi: null, warning: -1, incident: -1, loops: 0 };
 }
 
 // Distance from (x, y) to a polyline, stopping early once below `stop`.

@@ -317,6 +317,8 @@ export function renderPoint(root, point, onClose) {
   root.hidden = false;
 }
 
+const WARNING_LABELS = { 1: "blue · 蓝色", 2: "yellow · 黄色", 3: "orange · 橙色", 4: "red · 红色" };
+
 // A road link (a /api/links feature's properties) in the point panel: name, speeds, samples, confidence.
 export function renderLink(root, link, onClose) {
   root.replaceChildren();
@@ -342,14 +344,21 @@ export function renderLink(root, link, onClose) {
   levels.append(chip);
   root.append(levels);
   const num = (v, digits, unit) => (v == null ? "no data" : `${v.toFixed(digits)} ${unit}`.trim());
+  if (link.warning > 0) {
+    levels.append(el("span", `chip level-${link.warning}`, WARNING_LABELS[link.warning] ?? String(link.warning)));
+  }
+  if (link.incident === 1) levels.append(el("span", "chip incident", "incident · 事件"));
   const rows = [
     ["speed", num(link.speed_kmh, 1, "km/h")],
+    ["congestion speed", num(link.congestion_kmh, 1, "km/h")],
     ["free-flow speed", num(link.free_flow_kmh, 0, "km/h")],
+    ["TPI-like index", num(link.tpi, 1, "")],
     ["last window", num(link.speed_window_kmh, 1, "km/h")],
     ["travel time", num(link.travel_time_s, 0, "s")],
     ["samples", String(link.samples ?? 0)],
     ["vehicles", String(link.vehicles ?? 0)],
     ["confidence", num(link.confidence, 2, "")],
+    ["loop detectors", String(link.loops ?? 0)],
   ];
   const table = el("table", "point-values link-values");
   for (const [label, value] of rows) {
