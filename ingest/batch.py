@@ -12,6 +12,7 @@ lon, lat    float64   position as sent [degree], in ``datum``
 speed_kmh   float64   ground speed [km h-1]
 course_deg  float64   course over ground, clockwise from true north [degree]
 hdop        float64   horizontal dilution of precision [1]
+alt_m       float64   antenna altitude above the geoid (mean sea level) as sent [m] (NMEA GGA/GNS), NaN unknown
 fix         int8      GGA fix quality (0 none, 1 GNSS, 2 DGNSS, 4 RTK fixed, 5 RTK float...), -1 absent
 datum       object    ``CGCS2000``, ``WGS84`` or ``GCJ02`` for positions, "" otherwise
 ref         object    reference carried by the record (the alert identifier of an ack), "" otherwise
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-FLOAT_COLUMNS = ("t", "value", "lon", "lat", "speed_kmh", "course_deg", "hdop")
+FLOAT_COLUMNS = ("t", "value", "lon", "lat", "speed_kmh", "course_deg", "hdop", "alt_m")
 STRING_COLUMNS = ("device", "quantity", "datum", "ref")
 COLUMNS = (
     "device",
@@ -44,6 +45,7 @@ COLUMNS = (
     "speed_kmh",
     "course_deg",
     "hdop",
+    "alt_m",
     "fix",
     "datum",
     "ref",
@@ -109,6 +111,7 @@ class Batch:
     speed_kmh: np.ndarray
     course_deg: np.ndarray
     hdop: np.ndarray
+    alt_m: np.ndarray
     fix: np.ndarray
     datum: np.ndarray
     ref: np.ndarray

@@ -8,10 +8,16 @@ sentences of other talkers are skipped and counted in ``Batch.ignored``; so are 
 (GGA quality 0, RMC status V, GNS mode all N).
 
 Sentences with the same UTC time-of-day are merged into one ``position`` record: latitude/longitude from
-GGA (else GNS, else RMC), fix quality and HDOP from GGA/GNS, speed and course from RMC (or a following
-VTG), date from RMC (two-digit year: the century nearest ``received_at``). Without an RMC date, the
+GGA (else GNS, else RMC), fix quality, HDOP and altitude from GGA/GNS, speed and course from RMC (or a
+following VTG), date from RMC (two-digit year: the century nearest ``received_at``). Without an RMC date, the
 date is the one that puts the fix nearest ``received_at``.
 NMEA 4.10 trailing fields (RMC nav status, GGA/GNS extra fields) are accepted.
+
+Altitude: GGA field 9 (GNS field 9) is the antenna altitude above the geoid (mean sea level) [m]; it goes to
+``Batch.alt_m`` as sent (GGA's wins over GNS's). The geoid separation (GGA field 11, GNS field 10) is not kept:
+the ellipsoidal height would be altitude + separation. An empty altitude, or a GGA altitude whose unit (field 10)
+is not ``M``, is unknown (NaN); a malformed one refuses the payload like any other number, and one outside
+[``MIN_ALT_M``, ``MAX_ALT_M``] is out of range.
 
 Datum: BDS-only talkers (``BD``, ``GB``) are tagged ``CGCS2000``, the others ``WGS84`` (the two agree to
 a few centimetres); no conversion happens here.
@@ -34,6 +40,10 @@ TALKERS = frozenset({"GB", "BD", "GN", "GP", "GL", "GA"})
 POSITION_TYPES = frozenset({"GGA", "RMC", "GNS", "VTG"})
 KNOT_KMH = 1.852
 """One knot [km h-1]."""
+MIN_ALT_M = -1000.0
+"""Lowest altitude accepted (a receiver in a deep tunnel or mine; the Dead Sea shore is -430 m). [m]"""
+MAX_ALT_M = 20000.0
+"""Highest altitude accepted (above any road; receivers for vehicles stop well below). [m]"""
 MAX_SENTENCE = 120
 """Longest sentence accepted, without CR/LF [byte]; NMEA allows 82, real receivers go beyond."""
 
@@ -49,6 +59,7 @@ class _Fix:
     src: int = 9  # 0 GGA, 1 GNS, 2 RMC: lower wins for lat/lon
     fix: int = -1
     hdop: float = math.nan
+    alt: float = math.nan  # altitude above the geoid [m]
     speed: float = math.nan
     course: float = math.nan
     date: tuple[int, int, int] | None = None
@@ -93,6 +104,7 @@ def nmea_records(payload: bytes, *, device: str, received_at: float) -> Batch:
         course_deg=cols[4],
         hdop=cols[5],
         fix=cols[6],
+        alt_m=cols[7],
         datum=datum,
         ignored=ignored,
     )
@@ -173,6 +185,8 @@ def _gga(fx: _Fix, f: list[str], k: int) -> None:
     if quality == 0:
         return
     fx.hdop = _float(f[8], k, "hdop") if f[8] else math.nan
+    if f[10] in ("M", ""):
+        fx.alt = _altitude(f[9], k, fx.alt)
     _set_position(fx, f[2:6], 0, k)
 
 
@@ -187,6 +201,9 @@ def _gns(fx: _Fix, f: list[str], k: int) -> None:
         return
     if math.isnan(fx.hdop) and f[8]:
         fx.hdop = _float(f[8], k, "hdop")
+    alt = _altitude(f[9], k, math.nan)
+    if not math.isnan(alt) and (fx.src > 0 or math.isnan(fx.alt)):  # a GGA altitude wins
+        fx.alt = alt
     _set_position(fx, f[2:6], 1, k)
 
 
@@ -254,6 +271,16 @@ def _angle(s: str, deg_digits: int, limit: float, k: int, name: str) -> float:
     return value
 
 
+def _altitude(s: str, k: int, default: float) -> float:
+    """Altitude field [m] (``default`` when empty)."""
+    if not s:
+        return default
+    alt = _float(s, k, "altitude")
+    if not MIN_ALT_M <= alt <= MAX_ALT_M:
+        raise Refusal(Reason.OUT_OF_RANGE, f"altitude {alt} m", f"sentence[{k}].altitude")
+    return alt
+
+
 def _tod(s: str, k: int) -> float:
     """``hhmmss[.ss]`` to seconds of the UTC day."""
     if len(s) < 6 or not s[:6].isdigit():
@@ -294,7 +321,7 @@ def _int(s: str, k: int, name: str) -> int:
 
 
 def _rows(fixes: list[_Fix], received_at: float) -> list[tuple]:
-    """One row per epoch with a fix: (t, lat, lon, speed_kmh, course_deg, hdop, fix)."""
+    """One row per epoch with a fix: (t, lat, lon, speed_kmh, course_deg, hdop, fix, alt_m)."""
     known = [fx.date for fx in fixes if fx.date is not None]
     rows = []
     for fx in fixes:
@@ -302,7 +329,7 @@ def _rows(fixes: list[_Fix], received_at: float) -> list[tuple]:
             continue
         date = fx.date or (known[0] if known else None)
         t = _absolute(fx.tod, date, received_at)
-        rows.append((t, fx.lat, fx.lon, fx.speed, fx.course, fx.hdop, max(fx.fix, -1)))
+        rows.append((t, fx.lat, fx.lon, fx.speed, fx.course, fx.hdop, max(fx.fix, -1), fx.alt))
     return rows
 
 
@@ -345,8 +372,8 @@ def sentence(body: str) -> str:
 def encode_nmea(batch: Batch, *, talker: str = "GN", types: tuple[str, ...] = ("GGA", "RMC")) -> bytes:
     """Encode ``position`` rows as NMEA sentences (CRLF-terminated), times to 1/100 s.
 
-    GGA carries fix quality (1 if absent) and HDOP, RMC date, speed and course. Raises ``ValueError``
-    for unknown sentence types.
+    GGA carries fix quality (1 if absent), HDOP and altitude (``alt_m`` to 0.1 m; empty when NaN, the geoid
+    separation always empty), RMC date, speed and course. Raises ``ValueError`` for unknown sentence types.
     """
     out = []
     for row in batch.records():
@@ -363,9 +390,10 @@ def encode_nmea(batch: Batch, *, talker: str = "GN", types: tuple[str, ...] = ("
         hdop = "" if math.isnan(row["hdop"]) else f"{row['hdop']:.2f}"
         knots = "" if math.isnan(row["speed_kmh"]) else f"{row['speed_kmh'] / KNOT_KMH:.4f}"
         course = "" if math.isnan(row["course_deg"]) else f"{row['course_deg']:.3f}"
+        alt = "" if math.isnan(row["alt_m"]) else f"{row['alt_m']:.1f}"
         for typ in types:
             if typ == "GGA":
-                out.append(sentence(f"{talker}GGA,{hms},{pos},{fix},12,{hdop},4.0,M,8.3,M,,"))
+                out.append(sentence(f"{talker}GGA,{hms},{pos},{fix},12,{hdop},{alt},M,,M,,"))
             elif typ == "RMC":
                 out.append(
                     sentence(f"{talker}RMC,{hms},A,{pos},{knots},{course},{d:02d}{mo:02d}{y % 100:02d},,,A,V")

@@ -17,6 +17,9 @@ def _at(a, di, dj, fill):
 
 
 def _speed(rho, v0, gamma, rho_max):
+    """Weidmann's walking speed [m s-1] at density ``rho`` [person m-2], array-wise: ``v0`` at or below 0, 0 at or
+    above ``rho_max``, NaN where ``rho`` is NaN. The one numpy form of the law that the references below use."""
+    rho = np.asarray(rho, float)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         v = v0 * (1.0 - np.exp(-gamma * (1.0 / rho - 1.0 / rho_max)))
     return np.where(rho <= 0.0, v0, np.where(rho >= rho_max, 0.0, v))
@@ -158,19 +161,11 @@ def admit(cells, rate, backlog, count, cap, dt, admitted):
 
 def weidmann_v(rho, v0, gamma, rho_max):
     """numpy reference of :func:`models.kernels.crowdflow.weidmann_v`."""
-    if rho <= 0.0:
-        return v0
-    if rho >= rho_max:
-        return 0.0
-    return v0 * (1.0 - float(np.exp(-gamma * (1.0 / rho - 1.0 / rho_max))))
+    return float(_speed(float(rho), v0, gamma, rho_max))
 
 
 def weidmann_speed(density, v0, gamma, rho_max, out_speed, out_flow):
     """numpy reference of :func:`models.kernels.crowdflow.weidmann_speed`."""
-    inside = (density > 0) & (density < rho_max)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        v = v0 * (1.0 - np.exp(-gamma * (1.0 / density - 1.0 / rho_max)))
-    v = np.where(inside, v, np.where(density <= 0, v0, 0.0))
-    v = np.where(np.isnan(density), np.nan, v)
+    v = _speed(density, v0, gamma, rho_max)
     out_speed[:] = v
     out_flow[:] = np.maximum(density, 0.0) * v

@@ -108,7 +108,12 @@ def test_the_link_layer_colours_the_driven_link_by_its_level_and_shows_it_on_cli
         assert int(page.inner_text('#point-info tr[data-k="vehicles"] td')) >= 2
         assert int(page.inner_text('#point-info tr[data-k="samples"] td')) >= 2
         assert 0.0 < float(page.inner_text('#point-info tr[data-k="confidence"] td')) <= 1.0
-        assert "basically smooth" in page.inner_text("#point-info .chip")
+        congestion = page.inner_text('#point-info tr[data-k="congestion speed"] td')  # no stop: the window's speed
+        assert abs(float(congestion.split()[0]) - 36.0) <= 2.0, congestion
+        assert 2.0 < float(page.inner_text('#point-info tr[data-k="TPI-like index"] td')) < 4.0  # r 0.39 of 50 km/h
+        assert page.inner_text('#point-info tr[data-k="loop detectors"] td') == "0"
+        chips = page.inner_text("#point-info .point-levels")
+        assert "basically smooth" in chips and "yellow" not in chips and "incident" not in chips
         page.wait_for_selector(f'#links path.road-link-selected[data-link="{link}"]', state="attached")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "dashboard-links.png")

@@ -59,6 +59,45 @@ def test_shanghai_fix_by_hand():
     assert r["speed_kmh"] == pytest.approx(0.30 * 1.852)
     assert (r["course_deg"], r["hdop"], r["fix"], r["device"]) == (4.94, 1.3, 1, "bd-0001")
     assert (r["quantity"], r["datum"]) == ("position", "WGS84")
+    assert r["alt_m"] == 156.9  # GGA field 9, above the geoid (field 11, the separation 8.3 m, is not kept)
+
+
+def _gns(alt: str = "12.5") -> str:
+    return sentence(f"GNGNS,074155.799,3114.8770,N,12135.2463,E,AA,12,0.9,{alt},8.3,,,V")
+
+
+def test_altitude_from_gga_else_gns():
+    day = 1424850000.0
+    gns = _gns("12.5")
+    assert decode_nmea(gns.encode(), topic=TOPIC, received_at=day).alt_m.tolist() == [12.5]
+    both = f"{gns}\r\n{BD_GGA}".encode()  # GGA's altitude wins, whatever the order
+    assert decode_nmea(both, topic=TOPIC, received_at=day).alt_m.tolist() == [156.9]
+    assert decode_nmea(f"{BD_GGA}\r\n{gns}".encode(), topic=TOPIC, received_at=day).alt_m.tolist() == [156.9]
+    no_alt = sentence("GNGGA,074155.799,3114.8770,N,12135.2463,E,1,05,1.3,,M,,M,,")
+    b = decode_nmea(f"{no_alt}\r\n{gns}".encode(), topic=TOPIC, received_at=day)
+    assert b.alt_m.tolist() == [12.5]  # a GGA without altitude leaves the GNS one
+    for body in ("GNGGA,074155.799,3114.8770,N,12135.2463,E,1,05,1.3,,M,,M,,",
+                 "GNGGA,074155.799,3114.8770,N,12135.2463,E,1,05,1.3,156.9,F,8.3,M,,"):  # unit not metres
+        b = decode_nmea(sentence(body).encode(), topic=TOPIC, received_at=day)
+        assert len(b) == 1 and math.isnan(b.alt_m[0])
+    rmc_only = decode_nmea(BD_RMC.encode(), topic=TOPIC, received_at=day)
+    assert len(rmc_only) == 1 and math.isnan(rmc_only.alt_m[0])
+
+
+@pytest.mark.parametrize(("alt", "reason"), [("1x5.0", Reason.BAD_SYNTAX), ("nan", Reason.BAD_SYNTAX),
+                                             ("-1500.0", Reason.OUT_OF_RANGE), ("25000", Reason.OUT_OF_RANGE)])
+def test_bad_altitude_refuses_the_payload(alt, reason):
+    gga = sentence(f"GNGGA,074155.799,3114.8770,N,12135.2463,E,1,05,1.3,{alt},M,8.3,M,,")
+    for s in (gga, _gns(alt)):
+        r = decode_nmea(s.encode(), topic=TOPIC, received_at=1424850000.0)
+        assert isinstance(r, Rejection) and r.reason is reason, (s, r)
+        assert r.field.endswith("altitude")
+
+
+def test_altitude_of_a_no_fix_epoch_is_not_read():
+    gga = sentence("GNGGA,074155.799,,,,,0,00,99.9,garbage,M,,M,,")
+    b = decode_nmea(gga.encode(), topic=TOPIC, received_at=1424850000.0)
+    assert isinstance(b, Batch) and len(b) == 0
 
 
 def test_gga_without_date_takes_nearest_day():
@@ -121,6 +160,10 @@ def test_every_valid_gga_rmc_of_real_logs_decodes(path):
             assert b.fix[0] == ref.gps_qual
             if ref.horizontal_dil:
                 assert b.hdop[0] == pytest.approx(float(ref.horizontal_dil))
+            if ref.altitude is not None and ref.altitude_units == "M":
+                assert b.alt_m[0] == pytest.approx(float(ref.altitude))
+            else:
+                assert math.isnan(b.alt_m[0])
         else:
             want = dt.datetime.combine(ref.datestamp, tod).replace(tzinfo=dt.UTC).timestamp()
             assert b.t[0] == pytest.approx(want, abs=1e-6)
@@ -151,6 +194,8 @@ def fixes(draw, n_max=4):
     course = draw(st.lists(st.floats(0, 359.9), min_size=n, max_size=n))
     hdop = draw(st.lists(st.floats(0.5, 50).map(lambda x: round(x, 2)), min_size=n, max_size=n))
     fix = draw(st.lists(st.sampled_from([1, 2, 4, 5]), min_size=n, max_size=n))
+    alt = draw(st.lists(st.just(math.nan) | st.floats(-999.9, 19999.9).map(lambda x: round(x, 1)), min_size=n,
+                        max_size=n))
     return Batch.build(
         n,
         device="bd-0001",
@@ -162,6 +207,7 @@ def fixes(draw, n_max=4):
         course_deg=course,
         hdop=hdop,
         fix=fix,
+        alt_m=alt,
         datum="WGS84",
     )
 
@@ -177,6 +223,7 @@ def test_encode_decode_round_trip(batch, talker):
     np.testing.assert_allclose(out.speed_kmh, batch.speed_kmh, atol=1e-3, rtol=0)
     np.testing.assert_allclose(out.course_deg, batch.course_deg, atol=1e-3, rtol=0)
     assert out.hdop.tolist() == batch.hdop.tolist() and out.fix.tolist() == batch.fix.tolist()
+    np.testing.assert_allclose(out.alt_m, batch.alt_m, atol=1e-9, rtol=0)  # NaN where NaN
     assert out.datum[0] == ("CGCS2000" if talker in ("GB", "BD") else "WGS84")
 
 
@@ -193,6 +240,10 @@ def test_encoder_agrees_with_pynmea2(batch):
     assert stamp == pytest.approx(batch.t[0], abs=1e-6)
     assert ref_gga.gps_qual == batch.fix[0]
     assert float(ref_gga.horizontal_dil) == batch.hdop[0]
+    if math.isnan(batch.alt_m[0]):
+        assert ref_gga.altitude is None
+    else:
+        assert ref_gga.altitude == pytest.approx(batch.alt_m[0], abs=1e-9) and ref_gga.altitude_units == "M"
     assert float(ref_rmc.spd_over_grnd) * KNOT_KMH == pytest.approx(batch.speed_kmh[0], abs=1e-3)
     assert float(ref_rmc.true_course) == pytest.approx(batch.course_deg[0], abs=1e-3)
 

@@ -149,6 +149,7 @@ def test_crowd_count():
             "speed_kmh": pytest.approx(math.nan, nan_ok=True),
             "course_deg": pytest.approx(math.nan, nan_ok=True),
             "hdop": pytest.approx(math.nan, nan_ok=True),
+            "alt_m": pytest.approx(math.nan, nan_ok=True),
             "fix": -1,
             "datum": "",
             "ref": "",

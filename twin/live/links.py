@@ -64,7 +64,7 @@ class ProbeLinks:
             self.last_t[p["device"]] = float(p["t"])
             self.upto = max(self.upto, float(p["t"]))
             self.matcher.push(p["device"], float(p["t"]), float(p["x"]), float(p["y"]), float(p["speed"]) / 3.6,
-                              float(p["course"]))
+                              float(p["course"]), float(p["alt"]))
         self.matcher.expire(t)
         pieces = self.matcher.pop_pieces()
         ds = xr.Dataset({f"piece_{k}": ("piece", v, {"units": "s" if k.startswith("t_") else "m"}

@@ -49,9 +49,10 @@ ACK_REFUSALS = ("unknown_alert", "not_sent")
 PING_MEMORY_S = 900.0
 """How long vehicle pings are kept for the probe speeds. [s]"""
 PING_DTYPE = np.dtype([("t", "f8"), ("cell", "i8"), ("speed", "f8"), ("x", "f8"), ("y", "f8"), ("course", "f8"),
-                       ("device", "O")])
-"""A vehicle ping: time [unix s], flat cell, speed [km h-1], position in the grid CRS [m], course [degree], device."""
-PING_NUMBERS = ("t", "cell", "speed", "x", "y", "course")
+                       ("alt", "f8"), ("device", "O")])
+"""A vehicle ping: time [unix s], flat cell, speed [km h-1], position in the grid CRS [m], course [degree], altitude
+above the geoid as the receiver sent it [m] (NaN unknown), device."""
+PING_NUMBERS = ("t", "cell", "speed", "x", "y", "course", "alt")
 
 
 @dataclass
@@ -160,7 +161,7 @@ class TwinState:
         self.entities.restore_state(state["entities"])
         p = state["pings"]
         pings = np.zeros(len(p["t"]), dtype=self.pings.dtype)
-        for k in PING_NUMBERS:  # a snapshot from before pings kept x, y and course has NaN there
+        for k in PING_NUMBERS:  # a snapshot from before pings kept x, y, course or alt has NaN there
             pings[k] = p.get(k, np.nan)
         pings["device"] = np.asarray(p["device"]).astype(object)
         self.pings = pings
@@ -280,6 +281,7 @@ class TwinState:
             new["cell"] = self.grid.flat_index(row[inside][vehicles], col[inside][vehicles])
             new["x"], new["y"] = x[inside][vehicles], y[inside][vehicles]
             new["course"], new["device"] = batch.course_deg[keep][vehicles], batch.device[keep][vehicles]
+            new["alt"] = batch.alt_m[keep][vehicles]
             self._add_pings(new)
 
     def _add_pings(self, new: np.ndarray) -> None:

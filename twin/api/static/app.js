@@ -131,78 +131,74 @@ function renderScale(map) {
   document.getElementById("scale-text").textContent = metres >= 1000 ? `${metres / 1000} km` : `${metres} m`;
 }
 
+// Run `body` one call at a time: a call while one runs asks for one more run after it (so the newest state is
+// always what is shown), and a failure is logged under `label` and does not stop the next call.
+async function oneAtATime(gate, label, body) {
+  if (gate.loading) {
+    gate.again = true;
+    return;
+  }
+  gate.loading = true;
+  try {
+    do {
+      gate.again = false;
+      await body();
+    } while (gate.again);
+  } catch (err) {
+    console.warn(`${label}:`, err.message);
+  } finally {
+    gate.loading = false;
+  }
+}
+
 // The risk layer PNG, fetched again after each tick: one request at a time, and the picture is swapped
 // only once decoded, so it never flickers. With a level layer comes the mask of its held cells (held.js),
 // swapped together with it.
-async function refreshRisk() {
+function refreshRisk() {
   if (!ui) return;
-  if (risk.loading) {
-    risk.again = true;
-    return;
-  }
-  risk.loading = true;
-  try {
-    do {
-      risk.again = false;
-      const layer = state.layer;
-      if (!layer) {
-        ui.map.setRisk(null, state.opacity);
-        setHeld(null);
-        continue;
-      }
-      const heldMask = heldCells.mask(layer).catch((err) => {
-        console.warn("held cells:", err.message);
-        return null;
-      });
-      const url = await getImageUrl(`/api/layers/${layer}.png`).catch(async (err) => {
-        const held = await heldMask;
-        if (held) URL.revokeObjectURL(held.url);
-        throw err;
-      });
+  return oneAtATime(risk, "risk layer", async () => {
+    const layer = state.layer;
+    if (!layer) {
+      ui.map.setRisk(null, state.opacity);
+      setHeld(null);
+      return;
+    }
+    const heldMask = heldCells.mask(layer).catch((err) => {
+      console.warn("held cells:", err.message);
+      return null;
+    });
+    const url = await getImageUrl(`/api/layers/${layer}.png`).catch(async (err) => {
       const held = await heldMask;
-      await Promise.all([url, held?.url].filter(Boolean).map(preloadImage));
-      if (layer !== state.layer) {
-        URL.revokeObjectURL(url);
-        if (held) URL.revokeObjectURL(held.url);
-        risk.again = true;
-        continue;
-      }
-      ui.map.setRisk(url, state.opacity);
-      setHeld(held);
-      if (risk.url) URL.revokeObjectURL(risk.url);
-      risk.url = url;
-      stats.riskRefreshes++;
-      document.getElementById("risk").dataset.layer = layer;
-    } while (risk.again);
-  } catch (err) {
-    console.warn("risk layer:", err.message);
-  } finally {
-    risk.loading = false;
-  }
+      if (held) URL.revokeObjectURL(held.url);
+      throw err;
+    });
+    const held = await heldMask;
+    await Promise.all([url, held?.url].filter(Boolean).map(preloadImage));
+    if (layer !== state.layer) {
+      URL.revokeObjectURL(url);
+      if (held) URL.revokeObjectURL(held.url);
+      risk.again = true;
+      return;
+    }
+    ui.map.setRisk(url, state.opacity);
+    setHeld(held);
+    if (risk.url) URL.revokeObjectURL(risk.url);
+    risk.url = url;
+    stats.riskRefreshes++;
+    document.getElementById("risk").dataset.layer = layer;
+  });
 }
 
 // The road links' speeds, fetched again after each tick (one request at a time, like the risk layer); the
 // links' geometry came once, at start (links.js).
-async function refreshLinks() {
+function refreshLinks() {
   if (!ui || !ui.links.available) return;
-  if (roads.loading) {
-    roads.again = true;
-    return;
-  }
-  roads.loading = true;
-  try {
-    do {
-      roads.again = false;
-      if (await ui.links.refresh()) {
-        stats.linkRefreshes++;
-        invalidate("links");
-      }
-    } while (roads.again);
-  } catch (err) {
-    console.warn("road links:", err.message);
-  } finally {
-    roads.loading = false;
-  }
+  return oneAtATime(roads, "road links", async () => {
+    if (await ui.links.refresh()) {
+      stats.linkRefreshes++;
+      invalidate("links");
+    }
+  });
 }
 
 async function loadLinks() {
