@@ -55,8 +55,11 @@ _UNPACK_BITS = struct.Struct("<Q")
 
 
 def stream_hash(device: str, quantity: str, ref: str = "") -> int:
-    """64-bit BLAKE2b digest of a stream ``(device, quantity, ref)``."""
-    text = f"{device}\x1f{quantity}\x1f{ref}".encode()
+    """64-bit BLAKE2b digest of a stream ``(device, quantity, ref)``.
+
+    A lone surrogate (JSON text may carry one, e.g. an ack's ``"\\ud800"``) is hashed as its own code point
+    (``surrogatepass``): never an error, and two different texts never share their bytes."""
+    text = f"{device}\x1f{quantity}\x1f{ref}".encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
 

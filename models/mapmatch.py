@@ -19,7 +19,7 @@ window: total distance over total time, never a mean of spot speeds.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, NamedTuple
@@ -67,6 +67,18 @@ class MapMatchConfig:
     divided road or a block that would need a speed the vehicle never reported is not its route]; a silence longer
     than ``max_gap`` 300 s starts a new chain [design].
     ``lag`` 2: a fix is decided once this many later fixes of its vehicle have been seen [design].
+    Altitude (elevated roads and tunnels over or under surface roads, issue 15): when a fix has an altitude ``alt``
+    [m above the geoid, NMEA GGA] and the ground altitude is known, the emission gets a Gaussian term
+    ``-0.5 ((alt - ground - link_height) / sigma_alt)^2`` with each link's height above the ground (`RoadGraph`
+    ``link_height``). ``sigma_alt`` 10 m [mem: single-frequency GNSS vertical errors are about 1.5-2 x the
+    horizontal ones; Beidou in streets 5-10 m horizontal -- design value, with the urban canyon's multipath].
+    The ground altitude is ``ground_alt`` [m above the geoid] when given (the twin's ground level), else one for the
+    whole district, estimated as the median of the altitude minus the matched link's height over the last
+    ``ground_samples`` 500 decided fixes with an altitude, once there are ``ground_min`` 30 [design: one value,
+    not one per vehicle: the district is a few km across, flat to a metre or two in Shanghai, and a per-vehicle
+    estimate would learn a wrong match as its own offset; a median, so that a minority of wrong matches and
+    altitude outliers do not move it; a receiver biased by metres, e.g. one sending ellipsoidal heights, is
+    within sigma_alt]. No altitude, or no ground yet: no term (heading and route only, as before).
 
     Link speeds: ``window`` 300 s sliding (issue 15: 5 min); a link-window is estimated with at least
     ``min_vehicles`` 2 distinct vehicles and ``min_pieces`` 1 piece [design: one vehicle's pieces are not
@@ -108,6 +120,10 @@ class MapMatchConfig:
     min_vehicles: int = 2
     min_pieces: int = 1
     ewma_alpha: float = 0.5
+    sigma_alt: float = 10.0
+    ground_alt: float = math.nan
+    ground_samples: int = 500
+    ground_min: int = 30
 
 
 # ===================================================================================================== graph
@@ -115,11 +131,12 @@ class RoadGraph:
     """Directed road links as arrays, a grid index of their segments and bounded shortest routes.
 
     ``kernels`` is the module of the geometric kernels: :mod:`models.kernels.mapmatch` (numba, default) or its
-    numpy reference :mod:`models.reference.mapmatch` (tests, benchmark baseline).
+    numpy reference :mod:`models.reference.mapmatch` (tests, benchmark baseline). ``link_height`` is each link's
+    height above the ground [m] (elevated roads up, tunnels down; default 0: all at ground level).
     """
 
-    def __init__(self, node_xy, link_u, link_v, link_length, vert_xy, link_vert_start, *, cell_size: float = 100.0,
-                 cache_mb: float = 64.0, kernels: Any = km):
+    def __init__(self, node_xy, link_u, link_v, link_length, vert_xy, link_vert_start, *, link_height=None,
+                 cell_size: float = 100.0, cache_mb: float = 64.0, kernels: Any = km):
         self.node_xy = np.ascontiguousarray(node_xy, float).reshape(-1, 2)
         self.link_u = np.ascontiguousarray(link_u, np.int64)
         self.link_v = np.ascontiguousarray(link_v, np.int64)
@@ -136,6 +153,9 @@ class RoadGraph:
             raise ValueError("road graph: every link needs >= 2 vertices and link_vert_start must end at len(vert_xy)")
         if np.any(~(self.link_length > 0)):
             raise ValueError("road graph: link lengths must be > 0")
+        self.link_height = np.zeros(n) if link_height is None else np.ascontiguousarray(link_height, float)
+        if self.link_height.shape != (n,) or not np.isfinite(self.link_height).all():
+            raise ValueError("road graph: link_height needs one finite height per link")
         d = np.diff(self.vert_xy, axis=0)
         seg = np.hypot(d[:, 0], d[:, 1])
         cum = np.concatenate([[0.0], np.cumsum(seg)])
@@ -298,6 +318,8 @@ class _Step:
     back: np.ndarray
     trans: np.ndarray | None = None  # log transition from the previous step's candidates (m_prev, m)
     speed: float = math.nan  # speed over ground of the fix [m s-1], NaN unknown
+    alt: float = math.nan  # altitude of the fix [m above the geoid] (mean over the standing fixes), NaN unknown
+    n_alt: int = 0  # fixes with an altitude in it
 
 
 @dataclass
@@ -313,9 +335,11 @@ class MapMatcher:
     """HMM map matching after Newson & Krumm (2009), online per vehicle with a fixed lag.
 
     Emission: exp(-0.5 (d / sigma_z)^2) for a fix d metres from a candidate link, times exp(kappa (cos(course -
-    heading) - 1)) when the fix moves faster than ``heading_min_speed``. Transition: exp(-|route - straight| / beta)
-    with the route distance along the directed links and the straight distance between the two fixes. Viterbi in
-    log space (:func:`models.kernels.mapmatch.viterbi_step`).
+    heading) - 1)) when the fix moves faster than ``heading_min_speed``, times exp(-0.5 ((alt - ground - link
+    height) / sigma_alt)^2) when the fix has an altitude and the ground altitude is known (`MapMatchConfig`; the
+    estimated ground is shared by all vehicles, so a trace's matches may depend on the fixes decided before it).
+    Transition: exp(-|route - straight| / beta) with the route distance along the directed links and the straight
+    distance between the two fixes. Viterbi in log space (:func:`models.kernels.mapmatch.viterbi_step`).
 
     :meth:`push` adds one fix of a vehicle and returns the matches decided by it (each fix ``lag`` fixes late);
     :meth:`flush` decides the rest. Every decided pair of consecutive matches of a chain is cut into per-link
@@ -333,12 +357,37 @@ class MapMatcher:
         self._pieces: list[tuple[int, int, float, float, float]] = []
         self._chains = 0
         self.counts = dict.fromkeys(("fixes", "matched", "unmatched", "standing", "break_route", "break_gap"), 0)
+        self._ground: deque[float] = deque(maxlen=max(1, self.config.ground_samples))
+        """Altitude minus matched link height of the last decided fixes with an altitude [m]."""
+        self._ground_est, self._ground_new = math.nan, 0
 
     # ------------------------------------------------------------------ public
+    def ground(self) -> float:
+        """The ground altitude the emission uses [m above the geoid]: ``ground_alt`` when given, else the median of
+        the decided fixes' altitude minus their link's height (NaN until ``ground_min`` of them)."""
+        cfg = self.config
+        if math.isfinite(cfg.ground_alt):
+            return cfg.ground_alt
+        if len(self._ground) < cfg.ground_min:
+            return math.nan
+        if self._ground_new >= 10 or math.isnan(self._ground_est):  # refreshed every 10 new samples
+            self._ground_est, self._ground_new = float(np.median(np.fromiter(self._ground, float))), 0
+        return self._ground_est
+
+    def _alt_term(self, alt: float, link: np.ndarray) -> np.ndarray | float:
+        """Log emission of the altitude on each candidate link (0 without altitude or ground)."""
+        if not math.isfinite(alt):
+            return 0.0
+        ground = self.ground()
+        if math.isnan(ground):
+            return 0.0
+        return -0.5 * ((alt - ground - self.graph.link_height[link]) / self.config.sigma_alt) ** 2
+
     def push(self, vehicle, t: float, x: float, y: float, speed: float = math.nan,
-             course: float = math.nan) -> list[Match]:
-        """Add a fix: time [s], position [m], speed over ground [m s-1] and course [degrees clockwise from north,
-        as NMEA] (NaN: unknown). Fixes of one vehicle must come in time order. Returns the matches it decided."""
+             course: float = math.nan, alt: float = math.nan) -> list[Match]:
+        """Add a fix: time [s], position [m], speed over ground [m s-1], course [degrees clockwise from north,
+        as NMEA] and altitude [m above the geoid, as NMEA GGA] (NaN: unknown). Fixes of one vehicle must come in
+        time order. Returns the matches it decided."""
         cfg, out = self.config, []
         self.counts["fixes"] += 1
         tr = self.tracks.get(vehicle)
@@ -359,8 +408,11 @@ class MapMatcher:
             n = len(prev.t)
             prev.x, prev.y = (prev.x * n + x) / (n + 1), (prev.y * n + y) / (n + 1)  # the mean position
             prev.t.append(t)
-            add = -0.5 * (d / cfg.sigma_z) ** 2
+            add = -0.5 * (d / cfg.sigma_z) ** 2 + self._alt_term(alt, prev.link)
             prev.emit, prev.score = prev.emit + add, prev.score + add
+            if math.isfinite(alt):
+                prev.n_alt += 1
+                prev.alt = alt if prev.n_alt == 1 else prev.alt + (alt - prev.alt) / prev.n_alt
             self.counts["standing"] += 1
             return out
         link, dist, off, head = self.graph.candidates(x, y, cfg.radius, cfg.max_candidates)
@@ -371,8 +423,10 @@ class MapMatcher:
         emit = -0.5 * (dist[0, ok] / cfg.sigma_z) ** 2
         if np.isfinite(speed) and speed > cfg.heading_min_speed and np.isfinite(course):
             emit = emit + cfg.heading_kappa * (np.cos(math.radians(90.0 - course) - head[0, ok]) - 1.0)
+        emit = emit + self._alt_term(alt, link[0, ok])
+        has_alt = math.isfinite(alt)
         step = _Step([t], x, y, link[0, ok], off[0, ok], emit, emit.copy(), np.full(ok.sum(), -1, np.int64),
-                     speed=float(speed))
+                     speed=float(speed), alt=float(alt) if has_alt else math.nan, n_alt=int(has_alt))
         if prev is not None:
             straight = math.hypot(x - prev.x, y - prev.y)
             dt = max(t - prev.t[-1], 0.0)
@@ -419,7 +473,8 @@ class MapMatcher:
         return {"vehicle": p[:, 0].astype(np.int64), "link": p[:, 1].astype(np.int64), "t_enter": p[:, 2],
                 "t_exit": p[:, 3], "length": p[:, 4]}
 
-    def match_trace(self, t, x, y, speed=None, course=None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def match_trace(self, t, x, y, speed=None, course=None, alt=None
+                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Match one vehicle's whole trace (in time order); returns (matches, pieces) as dicts of arrays.
 
         ``matches`` has per fix ``link`` (-1 unmatched), ``offset`` [m], ``x``, ``y`` [m] (the matched point) and
@@ -428,11 +483,12 @@ class MapMatcher:
         t, x, y = (np.asarray(a, float) for a in (t, x, y))
         speed = np.full(t.size, np.nan) if speed is None else np.asarray(speed, float)
         course = np.full(t.size, np.nan) if course is None else np.asarray(course, float)
+        alt = np.full(t.size, np.nan) if alt is None else np.asarray(alt, float)
         key, saved = object(), self._pieces
         self._pieces = []
         ms = []
         for i in range(t.size):
-            ms += self.push(key, t[i], x[i], y[i], speed[i], course[i])
+            ms += self.push(key, t[i], x[i], y[i], speed[i], course[i], alt[i])
         ms += self.flush(key)
         pieces = self.pop_pieces()
         self._pieces = saved
@@ -463,7 +519,9 @@ class MapMatcher:
                 "last": np.array(last, float).reshape(-1, 4), "n_steps": np.array([len(tr.steps) for tr in tracks],
                                                                                   np.int64),
                 "step_nt": np.array([len(s.t) for s in steps], np.int64), "step_t": cat("t", float),
-                "step_xy": np.array([(s.x, s.y, s.speed) for s in steps], float).reshape(-1, 3),
+                "step_xy": np.array([(s.x, s.y, s.speed, s.alt, s.n_alt) for s in steps], float).reshape(-1, 5),
+                "ground": np.fromiter(self._ground, float), "ground_est": np.array([self._ground_est]),
+                "ground_new": int(self._ground_new),
                 "step_m": np.array([s.link.size for s in steps], np.int64),
                 "link": cat("link", np.int64), "offset": cat("offset", float), "emit": cat("emit", float),
                 "score": cat("score", float), "back": cat("back", np.int64),
@@ -484,6 +542,15 @@ class MapMatcher:
         m_at = np.concatenate([[0], np.cumsum(st["step_m"])])
         shapes = st["trans_shape"].reshape(-1, 2)
         tr_at = np.concatenate([[0], np.cumsum(np.where(shapes[:, 0] >= 0, shapes.prod(axis=1), 0))])
+        xy = np.asarray(st["step_xy"], float)
+        n_steps = int(np.asarray(st["step_nt"]).size)
+        xy = xy.reshape(n_steps, xy.size // n_steps if n_steps else 5)
+        if xy.shape[1] == 3:  # a snapshot from before fixes had an altitude
+            xy = np.column_stack([xy, np.full(len(xy), np.nan), np.zeros(len(xy))])
+        self._ground.clear()
+        self._ground.extend(np.asarray(st.get("ground", np.zeros(0)), float).tolist())
+        self._ground_est = float(np.asarray(st.get("ground_est", math.nan), float).ravel()[0])
+        self._ground_new = int(np.asarray(st.get("ground_new", 0)).ravel()[0])
         self.tracks, k = {}, 0
         for i, vid in enumerate(st["vehicles"]):
             link, offset, t, chain = st["last"].reshape(-1, 4)[i]
@@ -491,12 +558,12 @@ class MapMatcher:
                         last=None if link < 0 else (int(link), float(offset), float(t), int(chain)))
             for _ in range(int(st["n_steps"][i])):
                 a, b = m_at[k], m_at[k + 1]
-                x, y, speed = st["step_xy"].reshape(-1, 3)[k]
+                x, y, speed, alt, n_alt = xy[k]
                 trans = None if shapes[k, 0] < 0 else st["trans"][tr_at[k]:tr_at[k + 1]].reshape(shapes[k])
                 tr.steps.append(_Step([float(v) for v in st["step_t"][t_at[k]:t_at[k + 1]]], float(x), float(y),
                                       st["link"][a:b].astype(np.int64), st["offset"][a:b].astype(float),
                                       st["emit"][a:b].astype(float), st["score"][a:b].astype(float),
-                                      st["back"][a:b].astype(np.int64), trans, float(speed)))
+                                      st["back"][a:b].astype(np.int64), trans, float(speed), float(alt), int(n_alt)))
                 k += 1
             self.tracks[str(vid)] = tr
 
@@ -554,6 +621,9 @@ class MapMatcher:
                 if not (held and s.speed > 2.0 * cfg.stand_speed):  # a moving vehicle held in place: no piece
                     self._add_pieces(code, pieces, ta, s.t[0])
         x, y, _h = g.point_at(link, offset)
+        if s.n_alt:
+            self._ground.append(s.alt - float(g.link_height[link]))
+            self._ground_new += 1
         self.counts["matched"] += len(s.t)
         for a, b in zip(s.t[:-1], s.t[1:], strict=True):  # standing fixes: time on the link, no distance
             self._pieces.append((code, link, a, b, 0.0))

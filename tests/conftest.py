@@ -43,11 +43,13 @@ def bund_file(bund10, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def bund_network(bund_file, bund_sources):
-    """The Bund's directed road links on the 10 m grid (`twin.district.roads`), written beside ``bund_file``."""
-    from twin.district.roads import road_network_for
+def bund_network(bund10, bund_sources):
+    """The Bund's directed road links on the 10 m grid (`twin.district.roads`), in memory: not written beside
+    ``bund_file``, so the services that tests start on that file keep running without links unless a test asks."""
+    from twin.district.dataset import grid_of
+    from twin.district.roads import road_network_from_sources
 
-    return road_network_for(bund_file, bund_sources)
+    return road_network_from_sources(bund_sources, grid_of(bund10[0]))
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,14 @@ from geopandas.testing import assert_geodataframe_equal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.mapmatch import RoadGraph
 from twin.district.dataset import grid_of, save_twin
 from twin.district.grid import GridSpec
 from twin.district.roads import (
+    BRIDGE_HEIGHT_M,
+    ELEVATED_HEIGHT_M,
+    RAMP_HEIGHT_M,
+    TUNNEL_DEPTH_M,
     Segment,
     build_road_network,
     links_from_osm,
@@ -120,6 +125,21 @@ def test_an_elevated_road_passes_over_a_street_without_a_node():
     net = _net(rows)
     assert len(net.nodes) == 4 and len(net.links) == 3
     assert net.links.loc[net.links["osm_id"] == 2, "elevated"].all()
+
+
+
+def test_link_heights_from_the_flags():
+    """The height of each link above the ground that the map matcher compares with a fix's altitude."""
+    rows = [([(-100, 0), (0, 0), (100, 0)], {"kind_detail": "primary", "id": 1}),
+            ([(0, -100), (0, 0), (0, 100)], {"kind_detail": "trunk", "id": 2, "is_bridge": 1, "oneway": "yes"}),
+            ([(0, 100), (60, 160)], {"kind_detail": "trunk_link", "id": 3, "is_bridge": 1, "oneway": "yes"}),
+            ([(200, -100), (200, 100)], {"kind_detail": "secondary", "id": 4, "is_bridge": 1}),
+            ([(300, -100), (300, 100)], {"kind_detail": "secondary", "id": 5, "is_tunnel": 1})]
+    net = _net(rows)
+    arrays = net.graph_arrays()
+    height = dict(zip(net.links["osm_id"], arrays["link_height"], strict=True))
+    assert height == {1: 0.0, 2: ELEVATED_HEIGHT_M, 3: RAMP_HEIGHT_M, 4: BRIDGE_HEIGHT_M, 5: -TUNNEL_DEPTH_M}
+    assert np.array_equal(RoadGraph(**arrays).link_height, arrays["link_height"])
 
 
 # ---------------------------------------------------------------- simplification

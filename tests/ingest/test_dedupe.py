@@ -207,3 +207,13 @@ def test_the_key_set_holds_the_newest_keys_through_collisions_and_deletions(max_
             del ref[next(iter(ref))]
         assert len(ks) == len(ref) and ks.oldest_first().tolist() == list(ref)
         assert [ks.holds(h) for h in range(1, 41)] == [h in ref for h in range(1, 41)]
+
+
+def test_a_lone_surrogate_in_a_stream_is_hashed_not_an_error():
+    """JSON may carry a lone surrogate (an ack's ref "\\ud800"): its stream hashes, apart from its neighbours'
+    (found by the admission fuzz test, tests/ingest/test_fuzz.py)."""
+    from ingest.dedupe import stream_hash
+
+    lone = stream_hash("unit-01", "ack", "\ud800")
+    assert lone != stream_hash("unit-01", "ack", "\ud801") and lone != stream_hash("unit-01", "ack", "")
+    assert lone == stream_hash("unit-01", "ack", "\ud800")

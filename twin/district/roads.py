@@ -51,6 +51,17 @@ EXCLUDED_SERVICE = {"parking_aisle", "parking", "driveway", "drive-through", "em
 NO_ACCESS = {"no", "private"}
 """OSM ``access`` / ``motor_vehicle`` values that close a way to general motor traffic."""
 ROAD_CLASS_NAMES = ("expressway", "arterial", "secondary", "branch")
+ELEVATED_HEIGHT_M = 12.0
+"""Height of an elevated road's deck above the ground below it [m] [mem: Shanghai's Yan'an, North-South and Inner
+Ring elevated roads run about 10-15 m up, with interchange levels higher]."""
+RAMP_HEIGHT_M = 6.0
+"""Mean height of an elevated ramp (``*_link``) link: it climbs from the ground to the deck [design: half
+`ELEVATED_HEIGHT_M`; one value per link]."""
+BRIDGE_HEIGHT_M = 4.0
+"""Height of a bridge that is not an elevated road (a street over a creek or a railway) [design]."""
+TUNNEL_DEPTH_M = 10.0
+"""Depth of a tunnel link below the ground [m] [mem: cut-and-cover city tunnels 8-15 m; the river crossings deeper,
+where no fix comes through anyway]."""
 
 WAY_COLUMNS = ("osm_id", "highway", "name", "name_en", "oneway", "tunnel", "bridge", "layer", "lanes",
                "lanes_forward", "lanes_backward", "maxspeed", "geometry")
@@ -98,15 +109,17 @@ class RoadNetwork:
 
     def graph_arrays(self) -> dict[str, np.ndarray]:
         """The network as the plain arrays of `models.mapmatch.RoadGraph` (grid CRS, metres): ``node_xy``, ``link_u``,
-        ``link_v``, ``link_length``, and the links' vertices ``vert_xy`` with offsets ``link_vert_start`` (link k's
-        vertices, in the direction of travel, are ``vert_xy[link_vert_start[k]:link_vert_start[k + 1]]``)."""
+        ``link_v``, ``link_length``, the links' vertices ``vert_xy`` with offsets ``link_vert_start`` (link k's
+        vertices, in the direction of travel, are ``vert_xy[link_vert_start[k]:link_vert_start[k + 1]]``) and each
+        link's height above the ground ``link_height`` [m] (`link_heights`)."""
         coords = [shapely.get_coordinates(g) for g in self.links.geometry]
         counts = np.array([len(c) for c in coords], dtype=np.int64)
         node_xy = shapely.get_coordinates(self.nodes.geometry.to_numpy()) if len(self.nodes) else np.zeros((0, 2))
         return {"node_xy": node_xy, "link_u": self.links["u"].to_numpy(np.int64),
                 "link_v": self.links["v"].to_numpy(np.int64), "link_length": self.links["length_m"].to_numpy(float),
                 "vert_xy": np.concatenate(coords) if coords else np.zeros((0, 2)),
-                "link_vert_start": np.r_[0, np.cumsum(counts)].astype(np.int64)}
+                "link_vert_start": np.r_[0, np.cumsum(counts)].astype(np.int64),
+                "link_height": link_heights(self.links)}
 
     def summary(self) -> dict:
         """Counts and lengths: links, nodes, km per class, tunnel / elevated / bridge links."""
@@ -116,6 +129,22 @@ class RoadNetwork:
                 "tunnel_links": int(self.links["tunnel"].sum()),
                 "elevated_links": int(self.links["elevated"].sum()),
                 "bridge_links": int(self.links["bridge"].sum())}
+
+
+def link_heights(links: pd.DataFrame) -> np.ndarray:
+    """Height of each link above the ground [m], from its flags: an elevated road `ELEVATED_HEIGHT_M` (its ramps,
+    highway ``*_link``, `RAMP_HEIGHT_M`), another bridge `BRIDGE_HEIGHT_M`, a tunnel -`TUNNEL_DEPTH_M`, else 0.
+
+    What the map matcher compares with a fix's altitude (`models.mapmatch.MapMatchConfig.sigma_alt`): the OSM
+    ``layer`` is not kept on the links, and is a level order, not a height."""
+    n = len(links)
+    if n == 0:
+        return np.zeros(0)
+    elevated = links["elevated"].to_numpy(bool)
+    ramp = links["highway"].astype(str).str.endswith("_link").to_numpy(bool)
+    height = np.where(elevated, np.where(ramp, RAMP_HEIGHT_M, ELEVATED_HEIGHT_M),
+                      np.where(links["bridge"].to_numpy(bool), BRIDGE_HEIGHT_M, 0.0))
+    return np.where(links["tunnel"].to_numpy(bool), -TUNNEL_DEPTH_M, height).astype(float)
 
 
 # ---------------------------------------------------------------- readers

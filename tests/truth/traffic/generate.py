@@ -46,7 +46,11 @@ What it does
    to a few cm). Speed over ground in knots (SUMO speed plus N(0, 0.1 m/s), at least 0), course =
    SUMO's angle (degrees clockwise from north) plus N(0, 1 deg) when moving. While the probe is on a
    tunnel edge (or on a junction between two tunnel edges) there is no fix: RMC status V, GGA quality 0,
-   GNS mode N, empty position, speed and course.
+   GNS mode N, empty position, speed and course. Altitude (GGA/GNS field 9, above the geoid):
+   ``GROUND_ALT_M`` (4 m) + the height of the road under the vehicle (``edge_heights``: elevated decks, OSM
+   ``bridge=yes`` trunk ways, ``DECK_M`` 12 m up; their ramps climb linearly between the ground and the deck) +
+   Gaussian noise of ``ALT_NOISE_M`` (10 m), drawn from a generator of its own (``--seed`` and the run), so that
+   every other output is what it was without altitudes.
 
 Outputs, written next to this script and kept in the repository (small, gzip with no timestamp):
 
@@ -98,6 +102,12 @@ NOISE_M = 2.0
 """Position noise, standard deviation per axis. [m]"""
 SPEED_NOISE_M_S = 0.1
 COURSE_NOISE_DEG = 1.0
+GROUND_ALT_M = 4.0
+"""Altitude of the ground above the geoid (People's Square is 3-5 m above the Wusong datum) [m]."""
+DECK_M = 12.0
+"""Height of the elevated roads' decks above the ground (Yan'an and North-South Elevated Roads) [m]."""
+ALT_NOISE_M = 10.0
+"""Vertical fix noise, standard deviation (single-frequency GNSS: about twice the horizontal in streets) [m]."""
 PERIODS_S = (5, 10)
 TALKERS = ("GB", "BD", "GN")
 KNOT_M_S = 1852.0 / 3600.0
@@ -215,6 +225,72 @@ def edge_table(net) -> dict[str, dict]:
             "bridge": e.getParam("bridge") == "yes",
             "coords": [[round(float(x), 7), round(float(y), 7)] for x, y in zip(lon, lat, strict=True)],
         }
+    return out
+
+
+def edge_heights(net) -> dict[str, tuple[float, float]]:
+    """Per normal edge: its height above the ground at its start and end [m]. Elevated decks (OSM ``bridge=yes`` on
+    ``highway=trunk``) are ``DECK_M`` up, other edges (tunnels included) 0; a bridge ramp (``trunk_link``) climbs
+    linearly: a node only ramps touch is at ``DECK_M`` x d_ground / (d_ground + d_deck), with the distances along
+    the ramps to the nearest node a surface edge touches and to the nearest a deck touches."""
+    import networkx as nx
+
+    def kind(e) -> str:
+        if e.getParam("bridge") != "yes":
+            return "ground"
+        return "ramp" if (e.getParam("highway") or "").endswith("_link") else "deck"
+
+    touch: dict[str, set[str]] = defaultdict(set)
+    ramps = nx.Graph()
+    for e in net.getEdges():
+        k = kind(e)
+        for n in (e.getFromNode().getID(), e.getToNode().getID()):
+            touch[n].add(k)
+        if k == "ramp":
+            ramps.add_edge(e.getFromNode().getID(), e.getToNode().getID(), weight=e.getLength())
+
+    def fixed(n: str) -> float | None:
+        return DECK_M if "deck" in touch[n] else 0.0 if "ground" in touch[n] else None
+
+    height = {n: h for n in touch if (h := fixed(n)) is not None}
+    free = [n for n in ramps.nodes if n not in height]
+    if free:
+        d = {lvl: nx.multi_source_dijkstra_path_length(ramps, [n for n in ramps.nodes if height.get(n) == lvl])
+             for lvl in (0.0, DECK_M) if any(height.get(n) == lvl for n in ramps.nodes)}
+        for n in free:
+            d0, d1 = d.get(0.0, {}).get(n, math.inf), d.get(DECK_M, {}).get(n, math.inf)
+            height[n] = DECK_M if math.isinf(d0) else 0.0 if math.isinf(d1) else DECK_M * d0 / (d0 + d1)
+    out = {}
+    for e in net.getEdges():
+        k = kind(e)
+        a, b = height[e.getFromNode().getID()], height[e.getToNode().getID()]
+        out[e.getID()] = (DECK_M, DECK_M) if k == "deck" else (a, b) if k == "ramp" else (0.0, 0.0)
+    return out
+
+
+def heights_along(tr: dict[str, list], sel: np.ndarray, net, heights: dict[str, tuple[float, float]]) -> np.ndarray:
+    """Height above the ground [m] of a trace's samples ``sel`` (sorted) on their edges (linear between the edge's
+    ends, by the position projected on the edge's shape); on a junction, the height at the end of the last edge
+    before it."""
+    import shapely
+
+    out = np.zeros(sel.size)
+    wanted = {int(i): j for j, i in enumerate(sel)}
+    last = 0.0
+    for i in range(int(sel.max()) + 1 if sel.size else 0):
+        e = lane_edge(tr["lane"][i])
+        if not e.startswith(":") and e in heights:
+            h0, h1 = heights[e]
+            here = h0
+            if h0 != h1 and i in wanted:
+                line = shapely.LineString(net.getEdge(e).getShape())
+                f = line.line_locate_point(shapely.Point(tr["x"][i], tr["y"][i]), normalized=True)
+                here = h0 + (h1 - h0) * f
+            last = h1
+        else:
+            here = last
+        if i in wanted:
+            out[wanted[i]] = here
     return out
 
 
@@ -427,6 +503,7 @@ def nmea_epoch(
     fix: bool,
     nsat: int,
     hdop: float,
+    alt: float = GROUND_ALT_M,
 ) -> list[str]:
     """The sentences of one epoch (RMC first, then GGA or GNS)."""
     st = time.gmtime(t_unix)
@@ -437,10 +514,10 @@ def nmea_epoch(
         pos = f"{dm(lat, 2)},{'N' if lat >= 0 else 'S'},{dm(lon, 3)},{'E' if lon >= 0 else 'W'}"
         out.append(sentence(f"{talker}RMC,{hms},A,{pos},{speed_m_s / KNOT_M_S:.2f},{course:.1f},{date},,,A,V"))
         if "GGA" in kinds:
-            out.append(sentence(f"{talker}GGA,{hms},{pos},1,{nsat:02d},{hdop:.1f},4.0,M,8.3,M,,"))
+            out.append(sentence(f"{talker}GGA,{hms},{pos},1,{nsat:02d},{hdop:.1f},{alt:.1f},M,8.3,M,,"))
         if "GNS" in kinds:
             mode = "AAAA" if talker == "GN" else "A"
-            out.append(sentence(f"{talker}GNS,{hms},{pos},{mode},{nsat:02d},{hdop:.1f},4.0,8.3,,,V"))
+            out.append(sentence(f"{talker}GNS,{hms},{pos},{mode},{nsat:02d},{hdop:.1f},{alt:.1f},8.3,,,V"))
     else:
         out.append(sentence(f"{talker}RMC,{hms},V,,,,,,,{date},,,N,V"))
         if "GGA" in kinds:
@@ -451,9 +528,11 @@ def nmea_epoch(
     return out
 
 
-def probe_feed(name: str, traces: dict, net, edges: dict, rng: np.random.Generator):
-    """NMEA rows (t, device, sentence) and probe metadata rows for one run, plus fix counts."""
+def probe_feed(name: str, traces: dict, net, edges: dict, rng: np.random.Generator, alt_rng: np.random.Generator):
+    """NMEA rows (t, device, sentence) and probe metadata rows for one run, plus fix counts. ``alt_rng`` draws
+    the altitude noise only (``rng`` draws the same numbers as before altitudes were simulated)."""
     tunnel_edges = {k for k, e in edges.items() if e["tunnel"]}
+    heights = edge_heights(net)
     ids = sorted(traces, key=lambda v: (traces[v]["t"][0], v))
     periods = np.array([PERIODS_S[k % 2] for k in range(len(ids))])
     rng.shuffle(periods)
@@ -479,6 +558,7 @@ def probe_feed(name: str, traces: dict, net, edges: dict, rng: np.random.Generat
         spd = np.maximum(np.asarray(tr["speed"])[sel] + rng.normal(0.0, SPEED_NOISE_M_S, sel.size), 0.0)
         crs = (np.asarray(tr["angle"])[sel] + rng.normal(0.0, COURSE_NOISE_DEG, sel.size)) % 360.0
         hdop = rng.uniform(0.6, 1.2, sel.size)
+        alt = GROUND_ALT_M + heights_along(tr, sel, net, heights) + alt_rng.normal(0.0, ALT_NOISE_M, sel.size)
         for j in range(sel.size):
             tu = T0 + int(t[sel[j]])
             fix = not tun[j]
@@ -488,7 +568,8 @@ def probe_feed(name: str, traces: dict, net, edges: dict, rng: np.random.Generat
             if round(course, 1) >= 360.0:
                 course = 0.0
             for s in nmea_epoch(
-                talker, kinds, tu, float(lon[j]), float(lat[j]), float(spd[j]), course, fix, nsat, float(hdop[j])
+                talker, kinds, tu, float(lon[j]), float(lat[j]), float(spd[j]), course, fix, nsat, float(hdop[j]),
+                float(alt[j]),
             ):
                 rows.append((tu, device, s))
     rows.sort(key=lambda r: (r[0], r[1]))
@@ -555,11 +636,12 @@ def main(argv: list[str] | None = None) -> int:
         ed_rows = []
         meta_rows = []
         rng_master = np.random.default_rng(args.seed)
-        for name, cfg in RUNS.items():
+        for i_run, (name, cfg) in enumerate(RUNS.items()):
             paths = simulate(name, cfg, net_path, work, args.seed)
             traces = read_fcd(paths["fcd"])
             rows, meta, fixes, nofix = probe_feed(
-                name, traces, net, edges, np.random.default_rng(rng_master.integers(2**32))
+                name, traces, net, edges, np.random.default_rng(rng_master.integers(2**32)),
+                np.random.default_rng((args.seed, 1, i_run)),
             )
             meta_rows += meta
             buf = io.StringIO()
