@@ -137,8 +137,7 @@ class SimulatedFields:
         self.link_static = link_static(links)
         self.congestion = LinkCongestion(self.link_static, risk)
         self.segments = RoadSegments(network, self.grid)
-        self.link_table = (np.asarray(network.cell_link), np.asarray(network.cell_index),
-                           np.asarray(network.cell_length_m))
+        self.link_table = network.cell_table
 
     # ------------------------------------------------------------ the simulation
     def _rain_groups(self) -> tuple[np.ndarray, np.ndarray]:

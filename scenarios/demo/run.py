@@ -35,13 +35,10 @@ from scenarios.feeds.simulator import Publisher, Simulator
 from scenarios.session import cached_twin
 from twin.district.dataset import grid_of, load_twin, save_twin
 from twin.district.roads import (
-    RoadNetwork,
-    load_road_network,
     road_network_for,
-    road_network_from_sources,
     save_road_network,
 )
-from twin.district.sources import bundled_district, data_dir, read_district
+from twin.district.sources import data_dir
 from twin.live import snapshot
 from twin.live.core import CoreConfig
 from twin.live.query import LiveQuery
@@ -80,19 +77,6 @@ def base_grid(opts: DemoOptions, say) -> Path:
             raise FileNotFoundError(f"--grid {opts.grid} does not exist")
         return opts.grid
     return cached_twin("bund", 10.0, say=say, progress=sys.stderr.isatty())
-
-
-def demo_network(opts: DemoOptions, grid: Path, static) -> RoadNetwork:
-    """The road links the demo runs on (`twin.district.roads`): the cached twin's, built into the cache once; for
-    ``--grid``, those beside it, else built from the district's bundled sources in memory (never written beside a
-    file the demo does not own)."""
-    if opts.grid is None:
-        return road_network_for(grid)
-    try:
-        return load_road_network(grid, grid_of(static))
-    except (FileNotFoundError, ValueError):
-        district = str(static.attrs.get("district", "bund"))
-        return road_network_from_sources(read_district(bundled_district(district)), grid_of(static))
 
 
 @contextmanager
@@ -146,7 +130,8 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
          console: Console, stop: threading.Event) -> int:
     static, buildings = load_twin(grid)
     demo_grid = save_twin(state / "demo-grid.nc", story.twin(static), buildings)
-    save_road_network(demo_grid, demo_network(opts, grid, static), grid_of(static))
+    # its road links: the cached twin's are built into the cache once; a --grid file is never written beside
+    save_road_network(demo_grid, road_network_for(grid, write=opts.grid is None), grid_of(static))
     clock = TwinClock(opts.speed, start=story.start)
     cfg = ServiceConfig(broker=url, grid=demo_grid, registry=data_dir() / "bund" / "registry.geojson",
                         state_dir=state, tick_s=opts.tick_s, prefix=opts.prefix, protocol=protocol,

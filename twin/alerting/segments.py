@@ -25,6 +25,7 @@ from scipy.sparse.csgraph import connected_components
 
 from models.links import ROAD_CLASS_CODE
 from twin.district import geo
+from twin.district.roads import road_names
 
 LANE_WIDTH_M = 3.5
 """Width of a traffic lane [m] (CJJ 37-2012 Code for design of urban road engineering: 3.5 m for lanes of
@@ -74,11 +75,6 @@ class Place:
                    str(s["description"]), [np.asarray(r, float) for r in s["rings"]], dict(s["evidence"]))
 
 
-def _names(values) -> np.ndarray:
-    return np.array(["" if (v is None or (isinstance(v, float) and math.isnan(v))) else str(v) for v in values],
-                    dtype=object)
-
-
 class RoadSegments:
     """The segments of a road network (`twin.district.roads.RoadNetwork`) on its grid (`GridSpec`)."""
 
@@ -87,8 +83,7 @@ class RoadSegments:
         self.grid = grid
         self.u = links["u"].to_numpy(np.int64)
         self.v = links["v"].to_numpy(np.int64)
-        self.zh, self.en = _names(links["name"]), _names(links["name_en"])
-        self.key = np.where(self.en != "", self.en, self.zh)
+        self.en, self.zh, self.key = road_names(links)
         self.length = links["length_m"].to_numpy(float)
         self.free = links["free_flow_kmh"].to_numpy(float)
         self.road_class = np.array([ROAD_CLASS_CODE.get(str(c), 4) for c in links["road_class"]], np.int8)

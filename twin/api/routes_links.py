@@ -23,6 +23,7 @@ from twin.api.geojson import iso_time
 from twin.api.rasters import parse_bbox
 from twin.api.state import ApiState
 from twin.district import geo
+from twin.district.roads import road_names
 from twin.live.query import RoadLinks
 
 LEVEL_NAMES = {-1: "nodata", 0: "smooth", 1: "basically_smooth", 2: "light", 3: "moderate", 4: "severe"}
@@ -119,9 +120,7 @@ def link_collection(road: RoadLinks, static: LinkFeatures, bbox: tuple[float, fl
 def road_table(road: RoadLinks) -> dict:
     """The ``/api/roads`` body: the district's TPI-like index and each named road's, worst first, with the road's
     length, its length at each warning level and its incidents."""
-    names = road.links["name_en"].fillna("").astype(str).to_numpy()
-    zh = road.links["name"].fillna("").astype(str).to_numpy()
-    names = np.where(names != "", names, zh)
+    _, zh, names = road_names(road.links)
     length = road.links["length_m"].to_numpy(float)
     rows = []
     for name, index in road.road_index.items():

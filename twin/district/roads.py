@@ -98,6 +98,11 @@ class RoadNetwork:
     def crs(self):
         return self.links.crs
 
+    @property
+    def cell_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The link → cell table as (link, flat cell, length inside the cell [m]) arrays."""
+        return np.asarray(self.cell_link), np.asarray(self.cell_index), np.asarray(self.cell_length_m)
+
     def graph(self) -> nx.MultiDiGraph:
         """The network as a networkx MultiDiGraph (edge key = ``link_id``, attribute ``length_m``)."""
         g = nx.MultiDiGraph()
@@ -605,8 +610,17 @@ def load_road_network(twin_path: str | Path, grid: GridSpec | None = None) -> Ro
                        table["cell_length_m"].to_numpy())
 
 
-def road_network_for(twin_path: str | Path, sources=None) -> RoadNetwork:
-    """The road network of a twin file: read from beside it, or built and written there when missing.
+def road_names(links: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(English, Chinese, key) name of each link of a link table, "" where unnamed; the key, which names a road
+    in alerts and indices, is the English name, else the Chinese one."""
+    en = links["name_en"].fillna("").astype(str).to_numpy(dtype=object)
+    zh = links["name"].fillna("").astype(str).to_numpy(dtype=object)
+    return en, zh, np.where(en != "", en, zh)
+
+
+def road_network_for(twin_path: str | Path, sources=None, write: bool = True) -> RoadNetwork:
+    """The road network of a twin file: read from beside it, or built when missing and, with ``write``, written
+    there (``write=False`` for a twin file that is not the caller's own).
 
     ``sources`` (a `DistrictSources` or a district folder) default to the bundled district the twin
     names in its ``district`` attribute.
@@ -623,7 +637,8 @@ def road_network_for(twin_path: str | Path, sources=None) -> RoadNetwork:
     if not isinstance(sources, DistrictSources):
         sources = read_district(Path(sources) if sources is not None else bundled_district(attrs["district"]))
     network = road_network_from_sources(sources, grid)
-    save_road_network(twin_path, network, grid)
+    if write:
+        save_road_network(twin_path, network, grid)
     return network
 
 

@@ -19,6 +19,7 @@ import models
 from models.links import LinkCongestion, LinkTrafficConfig, fuse_loops, link_static, paint_cells, road_index
 from twin.alerting.segments import Place, RoadSegments
 from twin.district import geo
+from twin.district.roads import road_names
 from twin.live.state import TwinState
 
 LOOP_SNAP_M = 30.0
@@ -102,8 +103,7 @@ def loop_links(state: TwinState, network: Any, snap_m: float = LOOP_SNAP_M) -> t
     that names none, on the nearest links of any road. A detector with no link in reach is on none (its cell's
     speed still shows it)."""
     links = network.links
-    en = links["name_en"].fillna("").astype(str).to_numpy()
-    zh = links["name"].fillna("").astype(str).to_numpy()
+    en, zh, _ = road_names(links)
     ids = state.readings["traffic"].ids
     det, lnk = [], []
     for i, dev_id in enumerate(ids):
@@ -134,16 +134,14 @@ class LinkTraffic:
         self.probes = ProbeLinks(network)
         links = network.links
         self.length = links["length_m"].to_numpy(float)
-        self.names = links["name_en"].fillna("").astype(str).to_numpy()
-        zh = links["name"].fillna("").astype(str).to_numpy()
-        self.names = np.where(self.names != "", self.names, zh)
+        self.names = road_names(links)[2]
         self.config = config or LinkTrafficConfig()
         static = link_static(links)
         self.static = static
         self.congestion = LinkCongestion(static, risk, self.config)
         self.segments = RoadSegments(network, state.grid)
         self.loop_det, self.loop_link = loop_links(state, network)
-        self.table = (np.asarray(network.cell_link), np.asarray(network.cell_index), np.asarray(network.cell_length_m))
+        self.table = network.cell_table
         self.layers = xr.Dataset()
 
     def components(self) -> dict[str, models.Component]:

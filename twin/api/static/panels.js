@@ -278,14 +278,19 @@ function heldAt(point, name) {
   return isHeld(name, point.layers.level_nodata?.value, levels);
 }
 
-export function renderPoint(root, point, onClose) {
+// Empty the panel and give it its title and a close button.
+function panelHead(root, title, onClose) {
   root.replaceChildren();
-  const head = el("div", "panel-title", "Point");
+  const head = el("div", "panel-title", title);
   const close = el("button", "close", "×");
   close.title = "close";
   close.addEventListener("click", onClose);
   head.append(close);
   root.append(head);
+}
+
+export function renderPoint(root, point, onClose) {
+  panelHead(root, "Point", onClose);
   if (point.error) {
     root.append(el("div", "muted", point.error));
     root.hidden = false;
@@ -321,13 +326,7 @@ const WARNING_LABELS = { 1: "blue · 蓝色", 2: "yellow · 黄色", 3: "orange 
 
 // A road link (a /api/links feature's properties) in the point panel: name, speeds, samples, confidence.
 export function renderLink(root, link, onClose) {
-  root.replaceChildren();
-  const head = el("div", "panel-title", "Road link · 路段");
-  const close = el("button", "close", "×");
-  close.title = "close";
-  close.addEventListener("click", onClose);
-  head.append(close);
-  root.append(head);
+  panelHead(root, "Road link · 路段", onClose);
   if (!link) {
     root.append(el("div", "muted", "This link is no longer in the twin."));
     root.hidden = false;
