@@ -38,9 +38,13 @@ HE_2016 = Reference("He, F., Yan, X., Liu, Y., Ma, L. (2016). A traffic congesti
 class LinkTrafficConfig:
     """Parameters of link congestion (evidence tags of docs/science/README.md).
 
-    ``timing``: the level machine's delays on links: raise after 120 s at a level and step down after 120 s below
-    its clear bound [design: one signal cycle, so a queue that clears within a cycle never raises; Shanghai's
-    arterial cycles are 90-180 s [mem]], flap window 300 s [design: one speed window]. Incidents: the window speed
+    ``timing``: the level machine's delays on links: blue and yellow (light, moderate) are raised after 120 s at the
+    level [design: one signal cycle, so a queue that clears within a cycle never raises; Shanghai's arterial cycles
+    are 90-180 s [mem]], orange and red (severe) after 30 s [design: the speed is already a 5-minute space-mean of
+    at least two vehicles with single signal waits left out (`models.mapmatch.MapMatchConfig`), which a normal red
+    light does not bring below the severe bound; measured on the SUMO truth case, docs/science/traffic.md Test 8:
+    120 s flagged 60 % of the severe link-windows, 30 s 74 % with no free-flowing one more]; every level steps down
+    after 120 s below its clear bound; flap window 300 s [design: one speed window]. Incidents: the window speed
     below ``drop_ratio`` 0.5 x the link's baseline [src: docs/science/alerts.md 5, speed drop on 0.5] for
     ``drop_persist_s`` 300 s [design: one speed window, never a single slow probe]; the baseline is an exponential
     mean of the link's speed with time constant ``baseline_tau_s`` 1800 s [design], frozen while the link is in a
@@ -55,7 +59,8 @@ class LinkTrafficConfig:
     vehicle that turned off are no measure of it].
     """
 
-    timing: AlertTiming = field(default_factory=lambda: AlertTiming(for_s=120.0, keep_s=120.0, flap_window_s=300.0))
+    timing: AlertTiming = field(
+        default_factory=lambda: AlertTiming(for_s=(120.0, 120.0, 30.0, 30.0), keep_s=120.0, flap_window_s=300.0))
     drop_ratio: float = 0.5
     drop_persist_s: float = 300.0
     baseline_tau_s: float = 1800.0

@@ -65,7 +65,11 @@ class MapMatchConfig:
     ``max_route`` 10 km [design]; when both fixes report their speed, a route is also at most ``speed_factor`` 1.5 x
     the faster of the two + ``speed_slack`` 5 m s-1, times the interval, + 4 sigma_z [design: a detour around a
     divided road or a block that would need a speed the vehicle never reported is not its route]; a silence longer
-    than ``max_gap`` 300 s starts a new chain [design].
+    than ``max_gap`` 300 s starts a new chain [design]. A silence longer than ``max_speed_gap`` 60 s is bridged for
+    the matching but gives no pieces unless at least half of the route across it is in tunnels (links below the
+    ground) [design: twice the longest reporting interval issue 15 names (30 s); a longer silence in the open is
+    an outage, and how the vehicle split that time along its route is unknown: spread evenly over the route it put
+    a vehicle's minutes of standing onto links it crossed at speed (found on SUMO's teleported vehicles)].
     ``lag`` 2: a fix is decided once this many later fixes of its vehicle have been seen [design].
     Altitude (elevated roads and tunnels over or under surface roads, issue 15): when a fix has an altitude ``alt``
     [m above the geoid, NMEA GGA] and the ground altitude is known, the emission gets a Gaussian term
@@ -112,6 +116,7 @@ class MapMatchConfig:
     speed_slack: float = 5.0
     max_route: float = 10_000.0
     max_gap: float = 300.0
+    max_speed_gap: float = 60.0
     lag: int = 2
     window: float = 300.0
     signal_cycle: float = 120.0
@@ -156,6 +161,8 @@ class RoadGraph:
         self.link_height = np.zeros(n) if link_height is None else np.ascontiguousarray(link_height, float)
         if self.link_height.shape != (n,) or not np.isfinite(self.link_height).all():
             raise ValueError("road graph: link_height needs one finite height per link")
+        self.link_tunnel = self.link_height < 0.0
+        """Links below the ground: tunnels, where a receiver is expected to have no fix."""
         d = np.diff(self.vert_xy, axis=0)
         seg = np.hypot(d[:, 0], d[:, 1])
         cum = np.concatenate([[0.0], np.cumsum(seg)])
@@ -356,7 +363,8 @@ class MapMatcher:
         self.vehicle_code: dict[Any, int] = {}
         self._pieces: list[tuple[int, int, float, float, float]] = []
         self._chains = 0
-        self.counts = dict.fromkeys(("fixes", "matched", "unmatched", "standing", "break_route", "break_gap"), 0)
+        self.counts = dict.fromkeys(("fixes", "matched", "unmatched", "standing", "break_route", "break_gap",
+                                     "held_moving", "gap_no_speed"), 0)
         self._ground: deque[float] = deque(maxlen=max(1, self.config.ground_samples))
         """Altitude minus matched link height of the last decided fixes with an altitude [m]."""
         self._ground_est, self._ground_new = math.nan, 0
@@ -618,7 +626,11 @@ class MapMatcher:
                 held = la == link and oa - cfg.backtrack <= offset < oa
                 if held:
                     offset = oa  # held, not moved back
-                if not (held and s.speed > 2.0 * cfg.stand_speed):  # a moving vehicle held in place: no piece
+                if held and s.speed > 2.0 * cfg.stand_speed:  # a moving vehicle held in place: no piece
+                    self.counts["held_moving"] += 1
+                elif self._unexplained_gap(pieces, s.t[0] - ta):
+                    self.counts["gap_no_speed"] += 1
+                else:
                     self._add_pieces(code, pieces, ta, s.t[0])
         x, y, _h = g.point_at(link, offset)
         if s.n_alt:
@@ -629,6 +641,15 @@ class MapMatcher:
             self._pieces.append((code, link, a, b, 0.0))
         tr.last = (link, offset, s.t[-1], tr.chain)
         return [Match(vehicle, ti, link, offset, x, y, tr.chain) for ti in s.t]
+
+    def _unexplained_gap(self, pieces: list[tuple[int, float, float]], gap_s: float) -> bool:
+        """A silence longer than ``max_speed_gap`` [s] not spent mostly in a tunnel: the route bridges it, but
+        how the vehicle split the time along it is unknown, so it gives no pieces."""
+        if gap_s <= self.config.max_speed_gap:
+            return False
+        d = np.array([max(b - a, 0.0) for _l, a, b in pieces])
+        tunnel = self.graph.link_tunnel[[link for link, _a, _b in pieces]]
+        return not d.sum() > 0.0 or d[tunnel].sum() < 0.5 * d.sum()
 
     def _add_pieces(self, code: int, pieces: list[tuple[int, float, float]], ta: float, tb: float) -> None:
         """Pieces with entry and exit times interpolated by distance along the route between two fixes."""

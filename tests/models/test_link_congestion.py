@@ -77,34 +77,43 @@ def test_warning_colours_follow_the_bounds_without_delays():
 # ---------------------------------------------------------------- warning timing
 def test_orange_only_after_the_raise_delay_and_steps_down_per_keep_delay():
     cfg = LinkTrafficConfig()
-    assert (cfg.timing.raise_delays(), cfg.timing.keep_s) == ((120.0,) * 4, 120.0)
+    assert (cfg.timing.raise_delays(), cfg.timing.keep_s) == ((120.0, 120.0, 30.0, 30.0), 120.0)
     ds = static([ARTERIAL], free_kmh=40.0)  # 10 km/h: severe, ratio 0.25 > 0.2: orange, not red
     model = LinkCongestion(ds, config=cfg)
     first = model.update(speeds(ds, 10.0), 0.0)
     assert first["link_level"].item() == 4 and first["link_warning"].item() == 0  # the GB/T level is at once
     warn = [o["link_warning"].item() for o in run(model, ds, 10.0, 150.0)]
-    assert warn[:11] == [0] * 11  # 10 .. 110 s after the first slow sample
-    assert warn[11:] == [3, 3, 3, 3]  # from 120 s
+    assert warn[:2] == [0] * 2  # 10 and 20 s after the first slow sample
+    assert warn[2:] == [3] * 13  # from 30 s: severe is raised after 30 s, straight to orange
     # back to free flow: one colour down per 120 s below the clear bound, counted from the first free sample
     down = [o["link_warning"].item() for o in run(model, ds, 40.0, 400.0)]
     assert down[:12] == [3] * 12  # free samples at 10 .. 120 s: 0 .. 110 s since the first
     assert set(down[12:24]) == {2} and set(down[24:36]) == {1} and set(down[36:]) == {0}
 
 
+def test_moderate_congestion_is_raised_after_one_signal_cycle():
+    ds = static([ARTERIAL], free_kmh=60.0)  # 18 km/h: moderate on an arterial (<= 20), yellow
+    model = LinkCongestion(ds)
+    model.update(speeds(ds, 18.0), 0.0)
+    warn = [o["link_warning"].item() for o in run(model, ds, 18.0, 150.0)]
+    assert warn[:11] == [0] * 11 and warn[11:] == [2] * 4  # from 120 s
+
+
 def test_a_queue_shorter_than_the_raise_delay_never_raises():
     ds = static([ARTERIAL], free_kmh=40.0)
     model = LinkCongestion(ds)
     model.update(speeds(ds, 40.0), 0.0)
-    slow = run(model, ds, 10.0, 100.0)  # 100 s of queue, less than a cycle's 120 s
+    moderate = run(model, ds, 18.0, 100.0)  # 100 s at moderate, less than a cycle's 120 s
+    severe = run(model, ds, 10.0, 20.0)  # then 20 s severe, less than its 30 s
     fast = run(model, ds, 40.0, 300.0)
-    assert all(o["link_warning"].item() == 0 for o in slow + fast)
-    assert [o["link_level"].item() for o in slow] == [4] * 10
+    assert all(o["link_warning"].item() == 0 for o in moderate + severe + fast)
+    assert [o["link_level"].item() for o in moderate + severe] == [3] * 10 + [4] * 2
 
 
 # ---------------------------------------------------------------- silence
 def _orange(model, ds):
     model.update(speeds(ds, 10.0), 0.0)
-    assert run(model, ds, 10.0, 120.0)[-1]["link_warning"].item() == 3
+    assert run(model, ds, 10.0, 30.0)[-1]["link_warning"].item() == 3
 
 
 def test_a_silent_link_holds_its_level_for_hold_s_then_is_no_data():
@@ -128,7 +137,7 @@ def test_data_back_at_free_flow_after_a_long_silence_does_not_show_the_old_level
     assert [o["link_warning"].item() for o in back] == [0, 0, 0]
     # a fresh machine: congestion must again last the raise delay before it shows
     again = [o["link_warning"].item() for o in run(model, ds, 10.0, 130.0)]
-    assert again[:12] == [0] * 12 and again[12] == 3  # 120 s after the first slow sample
+    assert again[:3] == [0] * 3 and again[3] == 3  # 30 s after the first slow sample
 
 
 def test_after_a_silence_shorter_than_hold_s_the_old_level_is_kept():
@@ -293,14 +302,14 @@ def test_a_restored_copy_continues_exactly_as_the_original():
 
 
 def test_restoring_resumes_timers_mid_way():
-    ds = static([ARTERIAL], free_kmh=40.0)
+    ds = static([ARTERIAL], free_kmh=60.0)  # 18 km/h: moderate, yellow after 120 s
     a = LinkCongestion(ds)
-    a.update(speeds(ds, 10.0), 0.0)
-    run(a, ds, 10.0, 60.0)  # half the raise delay
+    a.update(speeds(ds, 18.0), 0.0)
+    run(a, ds, 18.0, 60.0)  # half the raise delay
     b = LinkCongestion(ds)
     b.restore_state(a.save_state())
-    warn = [o["link_warning"].item() for o in run(b, ds, 10.0, 60.0)]
-    assert warn[:5] == [0] * 5 and warn[5] == 3  # 60 s more, not 120
+    warn = [o["link_warning"].item() for o in run(b, ds, 18.0, 60.0)]
+    assert warn[:5] == [0] * 5 and warn[5] == 2  # 60 s more, not 120
     fresh = LinkCongestion(ds)
-    fresh.update(speeds(ds, 10.0), 0.0)
-    assert [o["link_warning"].item() for o in run(fresh, ds, 10.0, 60.0)] == [0] * 6
+    fresh.update(speeds(ds, 18.0), 0.0)
+    assert [o["link_warning"].item() for o in run(fresh, ds, 18.0, 60.0)] == [0] * 6

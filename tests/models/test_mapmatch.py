@@ -257,6 +257,36 @@ def test_tunnel_gap_is_bridged_along_the_route():
     np.testing.assert_allclose(tr["length"][inner] / (tr["t_exit"][inner] - tr["t_enter"][inner]), V, rtol=0.1)
 
 
+@pytest.mark.parametrize("tunnel", [False, True])
+def test_a_long_silence_gives_pieces_only_in_a_tunnel(tunnel):
+    """150 s without a fix (longer than ``max_speed_gap`` 60 s) on a straight street: in the open the route is
+    bridged for the matching but the silence gives no pieces (how the time was split along the route is unknown:
+    a SUMO vehicle teleported out of a jam put minutes of standing on free links); under a tunnel it does."""
+    arrays = synthetic_grid(12, 12, 100.0, two_way=True)
+    route_nodes = [(12 * 3 + i, 12 * 3 + i + 1) for i in range(11)]
+    g0 = RoadGraph(**arrays)
+    route = [g0.pair_link[p] for p in route_nodes]
+    hidden_links = route[3:8]
+    height = np.zeros(g0.n_links)
+    if tunnel:
+        height[hidden_links] = -10.0
+    g = RoadGraph(**{**arrays, "link_height": height})
+    rng = np.random.default_rng(11)
+    t, x, y, v, c, truth = drive(g, route, rng, 5.0, 5.0, start=20.0, speed=5.0)
+    gap = (t > 60.0) & (t < 210.0)  # 150 s without a fix
+    mm = MapMatcher(g)
+    m, p = mm.match_trace(t[~gap], x[~gap], y[~gap], v[~gap], c[~gap])
+    assert (m["link"] == truth[~gap]).mean() >= 0.95  # bridged: the chain goes on
+    across = (p["t_enter"] >= 60.0) & (p["t_exit"] <= 210.0) & (p["length"] > 0)
+    hidden = set(truth[gap]) - set(truth[~gap])
+    assert hidden
+    if tunnel:
+        assert hidden <= set(p["link"][across]) and mm.counts["gap_no_speed"] == 0
+    else:
+        assert not across.any() and mm.counts["gap_no_speed"] == 1
+        assert not hidden & set(p["link"])
+
+
 def test_u_turn_mid_block_onto_the_opposite_link():
     g = grid(4)
     east = g.pair_link[(4, 5)]

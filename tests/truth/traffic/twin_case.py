@@ -344,6 +344,15 @@ class Comparison:
                 f"bias {self.floor_bias:+.2f}")
 
 
+def probe_speed_kmh(ws: list[tuple[case.EdgeWindow, float]], edges: dict[str, dict]) -> float:
+    """The probes' exact traversals over a link's joined edge-windows ``(window, share)``: Σ traversals x length /
+    Σ (traversals x length / probe speed) [km/h]; NaN without any."""
+    p = [(w, share) for w, share in ws if w.probe_traversals > 0 and math.isfinite(w.probe_speed_m_s)]
+    dist = np.array([w.probe_traversals * edges[w.edge]["properties"]["length_m"] * share for w, share in p])
+    tt = dist / np.array([w.probe_speed_m_s for w, _ in p]) if p else np.zeros(0)
+    return float(dist.sum() / tt.sum()) * 3.6 if tt.sum() > 0 else math.nan
+
+
 def compare(run: str, fed: Fed, join: Join, min_traversals: int = case.MIN_TRAVERSALS) -> Comparison:
     """The twin's ``link_speed_window`` at each interval's end against edgeData over the joined edges.
 
@@ -370,15 +379,12 @@ def compare(run: str, fed: Fed, join: Join, min_traversals: int = case.MIN_TRAVE
             continue
         secs = np.array([w.sampled_seconds * share for w, share in s])
         v = float(np.sum(secs * [w.speed_m_s for w, _ in s]) / secs.sum()) * 3.6
-        p = [(w, share) for w, share in ws if w.probe_traversals > 0 and math.isfinite(w.probe_speed_m_s)]
-        dist = np.array([w.probe_traversals * edges[w.edge]["properties"]["length_m"] * share for w, share in p])
-        tt = dist / np.array([w.probe_speed_m_s for w, _ in p])
         layers = fed.layers.get(b + case.INTERVAL_S)
         est = float(layers["link_speed_window"].values[k]) if layers is not None else math.nan
         link.append(k)
         begin.append(b)
         sumo.append(v)
-        probe.append(float(dist.sum() / tt.sum()) * 3.6 if tt.sum() > 0 else math.nan)
+        probe.append(probe_speed_kmh(ws, edges))
         twin.append(est)
     return Comparison(run, np.array(link, np.int64), np.array(begin, np.int64), np.array(sumo), np.array(probe),
                       np.array(twin))
@@ -412,7 +418,8 @@ class LevelComparison:
     [km/h] and GB/T level (NaN and -1 where SUMO had no vehicle with a speed on the link's edges: no traffic, so
     not congested), the largest probe-traversal count of its edges, and the twin's
     ``link_warning``: ``warn_max`` the highest over the window's ticks (``begin_s`` < t <= ``end_s``), ``warn_end`` at
-    the window's end tick."""
+    the window's end tick. ``probe_level`` is the GB/T level of the probes' exact traversals (`probe_speed_kmh`; -1
+    without any): what a perfect probe estimator would see."""
 
     run: str
     link: np.ndarray
@@ -423,6 +430,7 @@ class LevelComparison:
     traversals: np.ndarray
     warn_max: np.ndarray
     warn_end: np.ndarray
+    probe_level: np.ndarray
 
     @property
     def sumo_level_before(self) -> np.ndarray:
@@ -439,7 +447,9 @@ class LevelComparison:
         free = (self.sumo_level >= 0) & (self.sumo_level <= FREE_LEVEL)
         sampled = self.traversals >= min_traversals
         severe = (self.sumo_level == SEVERE_LEVEL) & sampled
+        floor = severe & (self.probe_level == SEVERE_LEVEL)
         return {
+            "severe_floor": int(floor.sum()), "severe_floor_flagged": int((floor & flagged).sum()),
             "free": int(free.sum()), "free_flagged": int((free & flagged).sum()),
             "free_sampled": int((free & sampled).sum()), "free_sampled_flagged": int((free & sampled & flagged).sum()),
             "severe": int(severe.sum()), "severe_flagged": int((severe & flagged).sum()),
@@ -458,7 +468,8 @@ class LevelComparison:
 
         return (f"{self.run} [{rule}]: free-flow link-windows flagged orange/red {pct(f['free_flagged'], f['free'])} "
                 f"(>= {case.MIN_TRAVERSALS} traversals {pct(f['free_sampled_flagged'], f['free_sampled'])}); "
-                f"severe flagged {pct(f['severe_flagged'], f['severe'])}; flagged truly >= yellow "
+                f"severe flagged {pct(f['severe_flagged'], f['severe'])} (of those severe for exact probe traversals "
+                f"{pct(f['severe_floor_flagged'], f['severe_floor'])}); flagged truly >= yellow "
                 f"{pct(f['flagged_true'], f['flagged'])} (in the interval or the one before "
                 f"{pct(f['flagged_true_or_before'], f['flagged'])})")
 
@@ -468,11 +479,12 @@ def compare_levels(run: str, fed: Fed, join: Join, network: RoadNetwork) -> Leve
     link-window as in `compare`: its joined edges' Σ sampledSeconds x speed / Σ sampledSeconds; its class that
     of the twin's link, `twin.live.links.evaluated_class`, service ways left out)."""
     klass = evaluated_class(network.links)
+    edges = case.edges()
     rows: dict[tuple[int, int], list[tuple[case.EdgeWindow, float]]] = {}
     for w in case.edgedata(run):
         for k, share in join.edge_link.get(w.edge, {}).items():
             rows.setdefault((k, w.begin_s), []).append((w, share))
-    link, begin, sumo, trav = [], [], [], []
+    link, begin, sumo, trav, probe = [], [], [], [], []
     starts = range(case.WARMUP_S, case.WARMUP_S + case.MEASURE_S, case.INTERVAL_S)
     for k in sorted(join.edges):
         if klass[k] <= 0:
@@ -485,6 +497,7 @@ def compare_levels(run: str, fed: Fed, join: Join, network: RoadNetwork) -> Leve
             begin.append(b)
             sumo.append(float(np.sum(secs * [w.speed_m_s for w, _ in s]) / secs.sum()) * 3.6 if s else math.nan)
             trav.append(max((w.probe_traversals for w, _ in ws), default=0))
+            probe.append(probe_speed_kmh(ws, edges))
     link_a, begin_a = np.array(link, np.int64), np.array(begin, np.int64)
     sumo_a = np.array(sumo)
     cls = klass[link_a]
@@ -499,7 +512,7 @@ def compare_levels(run: str, fed: Fed, join: Join, network: RoadNetwork) -> Leve
         end = np.flatnonzero(ticks)[-1]
         warn_end[at] = fed.warning[end, link_a[at]]
     return LevelComparison(run, link_a, begin_a, cls, sumo_a, sumo_levels(sumo_a, cls), np.array(trav, np.int64),
-                           warn_max, warn_end)
+                           warn_max, warn_end, sumo_levels(np.array(probe), cls))
 
 
 def flagged_elsewhere(fed: Fed, join: Join, network: RoadNetwork) -> int:
