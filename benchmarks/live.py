@@ -38,6 +38,7 @@ from ingest.decoders.nmea import encode_nmea  # noqa: E402
 from ingest.validation import Limits  # noqa: E402
 from models import AlertTiming, CrowdConfig, RiskConfig  # noqa: E402
 from tests.support.mqtt import PrivateBroker  # noqa: E402
+from twin.alerting.cap import info_block  # noqa: E402
 from twin.district.sources import data_dir  # noqa: E402
 from twin.live.core import CoreConfig  # noqa: E402
 from twin.live.models import LiveConfig  # noqa: E402
@@ -126,7 +127,7 @@ def latency(broker: PrivateBroker, grid: Path, work: Path, cycles: int) -> list[
 
 def _red(messages: list[tuple[float, dict]]) -> list[float]:
     """Arrival times of messages that carry warning level red."""
-    return [t for t, m in messages if {"valueName": "warningLevel", "value": "red"} in m["info"][0]["parameter"]
+    return [t for t, m in messages if {"valueName": "warningLevel", "value": "red"} in info_block(m)["parameter"]
             and m["msgType"] != "Cancel"]
 
 

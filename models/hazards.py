@@ -46,6 +46,14 @@ class Hazard:
         CAP ``certainty``: ``Observed`` for a measured hazard, ``Likely`` for a forecast.
     urgency : str or None
         CAP ``urgency`` while active; None: by level (``twin.alerting.cap.LEVEL_URGENCY``).
+    event_zh, instruction_zh : str
+        The Chinese (zh-CN) ``event`` and ``instruction``.
+    headline_en, headline_zh : str
+        Headline templates with ``{colour}`` (``Red`` / ``红色``) and ``{place}`` (docs/contract/cap.md), e.g.
+        ``{colour} waterlogging warning, {place}`` / ``{place}积水{colour}预警``.
+    response : tuple of str
+        CAP ``responseType`` at blue, yellow, orange and red (``twin.alerting.cap.RESPONSE_TYPE``; a Cancel is
+        ``AllClear``).
     sensor_kind : str
         Registry kind of the devices whose readings are its evidence (``crowd``, ``water``, ``rain``, ``traffic``).
     raise_thresholds : callable
@@ -64,6 +72,15 @@ class Hazard:
     raise_thresholds: Callable[[RiskConfig], tuple[float, float, float, float]]
     certainty: str = "Observed"
     urgency: str | None = None
+    event_zh: str = ""
+    instruction_zh: str = ""
+    headline_en: str = "{colour} warning, {place}"
+    headline_zh: str = "{place}{colour}预警"
+    response: tuple[str, str, str, str] = ("Monitor", "Monitor", "Monitor", "Monitor")
+
+    def response_type(self, level: int) -> str:
+        """CAP ``responseType`` of an active alert at ``level`` (1 blue .. 4 red)."""
+        return self.response[min(max(int(level), 1), 4) - 1]
 
     def worst_of(self, values: np.ndarray) -> float:
         """The worst of finite ``values`` (their max or min)."""
@@ -76,21 +93,53 @@ def _traffic_red_ratio(cfg: RiskConfig) -> tuple[float, float, float, float]:
     return (inf, inf, inf, cfg.traffic.red_ratio)
 
 
+_CROWD_RESPONSE = ("Monitor", "Prepare", "Execute", "Execute")
+"""Crowd, blue to red [design: blue is a density to watch; yellow asks the site to get its crowd plan ready; from
+orange the plan's measures (stop the inflow, open exits: the instruction) are carried out, which is CAP's
+``Execute`` ("execute a pre-planned activity identified in instruction")]."""
+_FLOOD_RESPONSE = ("Monitor", "Prepare", "Avoid", "Avoid")
+"""Flood, blue to red [design: from orange (0.15 m or more, above a kerb) people and traffic keep away from the
+water, CAP's ``Avoid``; yellow readies closures and pumps]."""
+_TRAFFIC_RESPONSE = ("Monitor", "Monitor", "Avoid", "Avoid")
+"""Traffic, blue to red [design: the public is told to avoid a severely congested segment (GB/T 33171 severe, orange
+and red); lighter congestion is only to be watched]."""
+_RAIN_RESPONSE = ("Monitor", "Prepare", "Avoid", "Avoid")
+"""Rainstorm signal, blue to red [design: following the Shanghai rainstorm signal's advice, yellow prepares for
+waterlogging, orange and red keep people away from underpasses and low ground (the instruction)]."""
+_FORECAST_RESPONSE = ("Monitor", "Prepare", "Prepare", "Prepare")
+"""Crowd forecast, blue to red [design: a forecast asks for preparation (metering, exits), never for the measures
+of an observed crowd]."""
+
 REGISTRY: dict[str, Hazard] = {h.name: h for h in (
     Hazard("crowd", "crowd_density", "person/m2", "max", "peakDensity", "Crowd density warning", "Safety",
            "Stop the inflow into the area, open alternative exits and keep people moving.", "crowd",
-           lambda cfg: cfg.crowd.density_raise),
+           lambda cfg: cfg.crowd.density_raise,
+           event_zh="人群密度预警", instruction_zh="请立即限制人员进入该区域，开放备用出口，引导人群持续流动。",
+           headline_en="{colour} crowd density warning, {place}", headline_zh="{place}人群密度{colour}预警",
+           response=_CROWD_RESPONSE),
     Hazard("flood", "water_depth", "m", "max", "peakDepth", "Urban waterlogging warning", "Met",
            "Close flooded underpasses to traffic and pedestrians and keep clear of deep water.", "water",
-           lambda cfg: cfg.flood.depth_raise),
+           lambda cfg: cfg.flood.depth_raise,
+           event_zh="城市积水内涝预警", instruction_zh="请封闭积水的下穿通道，禁止车辆和行人通行，远离深水区域。",
+           headline_en="{colour} waterlogging warning, {place}", headline_zh="{place}积水{colour}预警",
+           response=_FLOOD_RESPONSE),
     Hazard("traffic", "traffic_speed", "km/h", "min", "minSpeed", "Traffic congestion warning", "Transport",
-           "Divert traffic and check for an incident at the head of the queue.", "traffic", _traffic_red_ratio),
+           "Divert traffic and check for an incident at the head of the queue.", "traffic", _traffic_red_ratio,
+           event_zh="交通拥堵预警", instruction_zh="请分流车辆，并到拥堵车队前端查看是否发生事故。",
+           headline_en="{colour} traffic congestion warning, {place}", headline_zh="{place}交通拥堵{colour}预警",
+           response=_TRAFFIC_RESPONSE),
     Hazard("rain", "rain_1h", "mm", "max", "peakRain1h", "Rainstorm warning signal", "Met",
            "Expect waterlogging: keep away from underpasses and low ground.", "rain",
-           lambda cfg: tuple(cfg.rain.shanghai_1h)),
+           lambda cfg: tuple(cfg.rain.shanghai_1h),
+           event_zh="暴雨预警信号", instruction_zh="可能出现积水：请远离下穿通道和低洼地带。",
+           headline_en="{colour} rainstorm warning signal, {place}", headline_zh="{place}暴雨{colour}预警信号",
+           response=_RAIN_RESPONSE),
     Hazard("crowd_forecast", "crowd_projected", "person/m2", "max", "expectedDensity", "Crowd density forecast",
            "Safety", "Prepare to meter the inflow and open alternative exits before the crowd becomes dense.",
-           "crowd", lambda cfg: cfg.crowd.density_raise, certainty="Likely", urgency="Expected"),
+           "crowd", lambda cfg: cfg.crowd.density_raise, certainty="Likely", urgency="Expected",
+           event_zh="人群密度预测", instruction_zh="请在人群变得密集之前做好限流准备，并开放备用出口。",
+           headline_en="{colour} crowd density forecast, {place}", headline_zh="{place}人群密度{colour}预测",
+           response=_FORECAST_RESPONSE),
 )}
 """Every hazard by name."""
 

@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from scenarios.metrics import COLOURS, headline
+from twin.alerting.cap import info_block
 
 LEVEL_RGB = ("#00000000", "#1e64dc", "#ffd700", "#ff8000", "#dc1818")
 
@@ -42,24 +43,27 @@ def write_outputs(result, static: xr.Dataset, out: Path, name: str, timeline: li
 
 
 def timeline_rows(result) -> list[dict[str, object]]:
-    """One row per alert event: when, what, how bad, where."""
+    """One row per alert event: when, what, how bad, where, and its headlines in Chinese and English (the CAP
+    message's ``zh-CN`` and ``en-US`` info blocks)."""
     rows = []
     for t, e in result.events:
-        info = e.message["info"][0]
+        info = info_block(e.message, "en-US")
         params = {p["valueName"]: p["value"] for p in info.get("parameter", [])}
         rows.append({"offset_min": round(t / 60.0, 2), "sent": e.message["sent"], "kind": e.kind,
                      "hazard": e.alert.hazard, "level": params.get("warningLevel", ""),
                      "severity": info.get("severity", ""), "identifier": e.message["identifier"],
                      "status": e.message.get("status", ""), "area_m2": params.get("areaM2", ""),
                      "evidence": next((v for k, v in params.items() if k.startswith(("peak", "min"))), ""),
-                     "area": info["area"][0]["areaDesc"] if info.get("area") else ""})
+                     "area": info["area"][0]["areaDesc"] if info.get("area") else "",
+                     "headline_zh": info_block(e.message, "zh-CN").get("headline", ""),
+                     "headline_en": info.get("headline", "")})
     return rows
 
 
 def write_csv(rows: list[dict[str, object]], path: Path) -> None:
     """The alert timeline as CSV (a header even when there is no alert)."""
     fields = ["offset_min", "sent", "kind", "hazard", "level", "severity", "identifier", "status", "area_m2",
-              "evidence", "area"]
+              "evidence", "area", "headline_zh", "headline_en"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -76,7 +80,7 @@ def timeline_geojson(result, rows: list[dict[str, object]]) -> dict:
     per event."""
     features = []
     for row, (_, e) in zip(rows, result.events, strict=True):
-        polygons = [[_ring(p)] for a in e.message["info"][0].get("area", []) for p in a.get("polygon", [])]
+        polygons = [[_ring(p)] for a in info_block(e.message).get("area", []) for p in a.get("polygon", [])]
         features.append({"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": polygons},
                          "properties": row})
     return {"type": "FeatureCollection", "features": features}
@@ -163,8 +167,9 @@ def report_html(name: str, summary: dict, rows: list[dict], maps: list[str], tim
         head.append((f"minutes at each {hazard} level", ", ".join(f"{c} {mins.get(c, 0):g}" for c in COLOURS[1:])))
     table = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in head)
     story = "".join(f"<li>minute {t / 60:.0f}: {e(text)}</li>" for t, text in timeline)
-    events = "".join("<tr>" + "".join(f"<td>{e(str(r[k]))}</td>" for k in ("offset_min", "kind", "hazard",
-                                                                              "level", "evidence", "area")) + "</tr>"
+    events = "".join("<tr>" + "".join(f"<td>{e(str(r[k]))}</td>" for k in ("offset_min", "kind", "hazard", "level",
+                                                                              "evidence", "headline_zh", "headline_en",
+                                                                              "area")) + "</tr>"
                      for r in rows)
     images = "".join(f'<figure><img src="{e(m)}" alt="{e(m)}"><figcaption>{e(m)}</figcaption></figure>'
                      for m in maps)
@@ -174,6 +179,7 @@ td,th{{border-bottom:1px solid #ddd;padding:2px 6px}}img{{max-width:520px}}figur
 <h1>{e(name)}</h1><p>CAP status Exercise: these alerts are what the live twin would have raised.</p>
 <h2>Headline numbers</h2><table>{table}</table><h2>What happens</h2><ul>{story}</ul>
 <h2>Peak maps</h2>{images}<h2>Alert timeline</h2>
-<table><tr><th>minute</th><th>event</th><th>hazard</th><th>level</th><th>evidence</th><th>area</th></tr>{events}</table>
+<table><tr><th>minute</th><th>event</th><th>hazard</th><th>level</th><th>evidence</th><th>标题</th><th>headline</th>
+<th>area</th></tr>{events}</table>
 <p>Water balance error {summary['balance'].get('water', 0):.1e}, people {summary['balance'].get('people', 0):.1e}
 (relative). Map data © OpenStreetMap contributors, ODbL 1.0.</p></html>"""

@@ -13,6 +13,9 @@ Every step of ``dt`` seconds (the scenario's ``step``):
   speed painted from the links (`models.links.paint_cells`), and traffic alerts on road segments named by road and
   cross streets (`twin.alerting.segments.RoadSegments`); without one, road cells as capacity and queues
   (`scenarios.traffic.RoadQueues`) and traffic alerts on regions of the level grid;
+- flood and crowd alerts (and the crowd forecast) on operational units (`twin.alerting.units`), as in the live
+  twin: the district's water gauges at the tunnel portals, its crowd counters' areas and metro exits, and a
+  500 m management grid named after its roads;
 - rain totals and the Shanghai rainstorm signal (`models.RainAccumulation`);
 - the fused risk tick and the alert-level state machine (`models.AlertLevels`) and the alert
   lifecycle (`twin.alerting.lifecycle.AlertBook`, CAP ``status`` ``Exercise``): the alerts the live twin would
@@ -41,7 +44,9 @@ from scenarios.traffic import LinkQueues, RoadQueues
 from twin.alerting.compose import ComposeContext, issue, peak_evidence
 from twin.alerting.lifecycle import AlertBook, AlertEvent
 from twin.alerting.segments import RoadSegments
+from twin.alerting.units import district_units, group_places
 from twin.district.dataset import grid_of
+from twin.district.sources import data_dir
 
 Progress = Callable[[float, float, float], None]
 """progress(simulated seconds done, simulated seconds in all, wall seconds so far)."""
@@ -204,6 +209,8 @@ class ScenarioModels:
         self.flood, self.crowd = self.pipeline.flood, self.fields.crowd_flow
         district = static.attrs.get("district", "district")
         self.book = AlertBook(district)
+        self.units = district_units(data_dir() / forcing.spec.grid.district, self.grid)
+        """Flood and crowd alerts are about these operational units (`twin.alerting.units`)."""
         self.cap_context = ComposeContext(self.grid, "scenario@citytwin", district, status, self._evidence,
                                           forecast_horizon_s=self.pipeline.risk_config.crowd.trend_horizon)
         self.start_time, self.seed = start_time, seed
@@ -225,7 +232,9 @@ class ScenarioModels:
         ds = self.pipeline.step(t1, t1 - t0)
         self.layers = ds[[name for name in ds.data_vars if name not in self.static.data_vars]]
         levels = alert_grids({name: var.values for name, var in self.layers.data_vars.items()})
-        places = {"traffic": self.fields.traffic_places()} if self.fields.links is not None else None
+        places = group_places(self.units, levels, self.layers)
+        if self.fields.links is not None:
+            places["traffic"] = self.fields.traffic_places()
         return issue(self.book.tick(self.start_time + t1, levels, places), self.cap_context)
 
     @property

@@ -48,6 +48,10 @@ def crash(service: LiveService) -> None:
     service.store.close()
 
 
+SQUARE = "crowd-bund-05"
+"""Chen Yi Square's counter."""
+
+
 class LogFeed:
     """MQTT messages and ticks through a never-started service's ingest queue, raw log and ingest loop."""
 
@@ -63,12 +67,14 @@ class LogFeed:
             pass
 
     def run(self, counts: list[float], units: dict[str, tuple[float, float]] | None = None) -> None:
-        """Ticks 10 s apart, each after the crowd counts (and unit positions) of its time."""
+        """Ticks 10 s apart, each after the crowd counts (and unit positions) of its time: the count at Chen Yi
+        Square's counter, 300 at the others (one crowd alert per place, issue 16)."""
         for n in counts:
             t = T0 + 10 * self.k
             for d in self.counters:
+                value = float(n) if d == SQUARE else 300.0
                 self.put(f"city/sensors/crowd/{d}", encode_senml(Batch.build(1, device=d, t=t, quantity="count",
-                                                                             value=float(n))), t)
+                                                                             value=value)), t)
             for u, (lon, lat) in (units or {}).items():
                 self.put(f"city/beidou/{u}", json.dumps({"id": u, "t": t, "lon": lon, "lat": lat}).encode(), t)
             self.service.transport.queue.put(control_message(TICK_TOPIC, f"{t:.3f}".encode(), t))
@@ -77,7 +83,8 @@ class LogFeed:
 
     def raise_crowd_alert(self) -> str:
         self.run([300] * 3 + [20000] * 12, {"unit-police-04": CHEN_YI_SQUARE})
-        [ident] = [a.identifier for a in self.service.core.active_alerts() if a.hazard == "crowd"]
+        [ident] = [i for i, a in self.service.core.book.active.items()
+                   if a.hazard == "crowd" and a.place is not None and a.place.key == f"crowd:area:{SQUARE}"]
         return ident
 
 

@@ -7,6 +7,7 @@ import pytest
 from xsdata.formats.dataclass.parsers import XmlParser
 
 from twin.alerting import cap
+from twin.alerting.cap import info_block
 from twin.alerting.compose import ComposeContext, acknowledged_by, issue
 from twin.alerting.lifecycle import AlertBook
 from twin.district.grid import GridSpec
@@ -59,7 +60,7 @@ def test_raise_grow_escalate_shrink_clear():
     assert kinds(ev) == [("updated", "crowd", 2)] and ev[0].alert.identifier == ident
     ev = b.tick(T0 + 3, {"crowd": levels((4, 9, 4, 9, 2), (6, 7, 6, 7, 4))})
     assert kinds(ev) == [("updated", "crowd", 4)]
-    assert ev[0].message["info"][0]["severity"] == "Extreme"
+    assert info_block(ev[0].message)["severity"] == "Extreme"
     ev = b.tick(T0 + 4, {"crowd": levels()})
     assert kinds(ev) == [("cancelled", "crowd", 4)]
     assert ev[0].message["msgType"] == "Cancel" and ident in ev[0].message["references"]
@@ -109,7 +110,7 @@ def test_split_keeps_one_alert_with_two_polygons_and_merge_cancels_the_absorbed(
     b.tick(T0, {"crowd": levels((5, 8, 5, 16, 2))})
     ev = b.tick(T0 + 1, {"crowd": levels((5, 8, 5, 8, 2), (5, 8, 13, 16, 2))})
     assert len(b.active) == 1
-    assert [e.kind for e in ev] == ["updated"] and len(ev[0].message["info"][0]["area"][0]["polygon"]) == 2
+    assert [e.kind for e in ev] == ["updated"] and len(info_block(ev[0].message)["area"][0]["polygon"]) == 2
     # two separate alerts, then their regions merge
     b2 = book()
     b2.tick(T0, {"flood": levels((2, 4, 2, 4, 2), (2, 4, 10, 12, 3))})
@@ -118,7 +119,7 @@ def test_split_keeps_one_alert_with_two_polygons_and_merge_cancels_the_absorbed(
     assert sorted(e.kind for e in ev) == ["cancelled", "updated"]
     cancel = next(e for e in ev if e.kind == "cancelled")
     update = next(e for e in ev if e.kind == "updated")
-    assert "merged into " + update.alert.identifier in cancel.message["info"][0]["description"]
+    assert "merged into " + update.alert.identifier in info_block(cancel.message)["description"]
     assert cancel.alert.identifier in update.message["references"]
     assert len(b2.active) == 1
 
@@ -168,21 +169,21 @@ def test_cap_json_follows_the_contract(messages):
     assert [m["msgType"] for m in messages] == ["Alert", "Update", "Cancel"]
     for m in messages:
         assert cap.problems(m) == [], cap.problems(m)
-        info = m["info"][0]
+        info = info_block(m)
         params = {p["valueName"]: p["value"] for p in info["parameter"]}
         assert info["category"] == "Safety" and info["certainty"] == "Observed"
         assert params["peakDensity"] == "4.6" and params["modelVersion"] == "0.1.0"
         geo = info["area"][0]["geocode"]
         assert geo and all(g["valueName"] == "BeidouGridCode" and g["value"].startswith("N51H") for g in geo)
     assert alert["sent"] == "2025-01-01T08:00:00+08:00" and "references" not in alert
-    assert {p["valueName"]: p["value"] for p in update["info"][0]["parameter"]}["warningLevel"] == "orange"
-    assert update["info"][0]["severity"] == "Severe"
+    assert {p["valueName"]: p["value"] for p in info_block(update)["parameter"]}["warningLevel"] == "orange"
+    assert info_block(update)["severity"] == "Severe"
     assert update["references"] == cap.reference(alert)
     assert cancel["references"] == cap.reference(update)
 
 
 def test_polygon_is_a_closed_wgs84_ring_around_the_cells(messages):
-    poly = messages[0]["info"][0]["area"][0]["polygon"][0]
+    poly = info_block(messages[0])["area"][0]["polygon"][0]
     pairs = [tuple(map(float, p.split(","))) for p in poly.split()]
     assert pairs[0] == pairs[-1] and len(pairs) >= 5
     lats, lons = zip(*pairs, strict=True)
@@ -201,10 +202,10 @@ def test_cap_xml_parses_with_an_independent_cap_library(messages):
         parsed = XmlParser().from_string(xml, CapAlert)
         assert parsed.identifier == m["identifier"] and parsed.msg_type.value == m["msgType"]
         info = parsed.infos[0]
-        assert info.severity.value == m["info"][0]["severity"]
-        assert info.areas[0].polygons == m["info"][0]["area"][0]["polygon"]
+        assert info.severity.value == info_block(m)["severity"]
+        assert info.areas[0].polygons == info_block(m)["area"][0]["polygon"]
         assert dict(info.parameters_to_dict())["warningLevel"] == \
-            {p["valueName"]: p["value"] for p in m["info"][0]["parameter"]}["warningLevel"]
+            {p["valueName"]: p["value"] for p in info_block(m)["parameter"]}["warningLevel"]
         if m["msgType"] != "Alert":
             refs = [f"{r.sender},{r.identifier},{r.sent}" for r in parsed.references_to_list()]
             assert refs == m["references"].split()
@@ -217,7 +218,7 @@ def test_cap_checker_catches_broken_messages(messages):
     bad = {**messages[0], "sent": "2025-01-01T00:00:00Z", "status": "Live"}
     assert any("not a CAP dateTime" in p for p in cap.problems(bad))
     assert any("status 'Live'" in p for p in cap.problems(bad))
-    info = dict(messages[0]["info"][0])
+    info = dict(info_block(messages[0]))
     info["area"] = [{"areaDesc": "x", "polygon": ["31.2,121.4 31.3,121.4 31.3,121.5"]}]
     problems = cap.problems({**messages[0], "info": [info]})
     assert any("at least 4" in p for p in problems) and any("not closed" in p for p in problems)

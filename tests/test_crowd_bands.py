@@ -19,6 +19,7 @@ from ingest.batch import Batch
 from models.config import MAX_PLACE_BANDS
 from tests.support.checkout import checkout_env
 from tests.truth.crowd.case import registry_with_counters
+from twin.alerting.cap import info_block
 from twin.alerting.store import Store
 from twin.district.dataset import make_dataset
 from twin.district.geo import to_lonlat
@@ -251,12 +252,18 @@ def _crowd_events(core: TwinCore, counts: dict[str, int], ticks: int, start: int
     return events
 
 
-def _params(event) -> dict[str, str]:
-    return {p["valueName"]: p["value"] for p in event.message["info"][0]["parameter"]}
+def _params(event_or_alert) -> dict[str, str]:
+    """The English parameters of an event's message, or of an alert's last message."""
+    message = getattr(event_or_alert, "message", None) or event_or_alert.last
+    return {p["valueName"]: p["value"] for p in info_block(message, "en-US")["parameter"]}
 
 
 STAIR_COUNTS = {"truth-crowd-01": 18, "truth-crowd-03": 10}
 """The truth case's counters on the stair (tests/truth/crowd): 18 on 6.1 m2 and 10 on 3.3 m2, about 3 person/m2."""
+STAIR_KEY = "crowd:point:metro-lujiazui-1"
+"""The stair's cells' operational unit (`twin.alerting.units`): the metro exit at its top."""
+SKYWALK_KEY = "crowd:area:truth-crowd-04"
+"""The cells next to it: the skywalk section truth-crowd-04 covers, a named area of the truth case's registry."""
 
 
 def test_the_live_twin_raises_a_stair_alert_on_the_stairs_bands_and_says_so(bund10):
@@ -265,22 +272,37 @@ def test_the_live_twin_raises_a_stair_alert_on_the_stairs_bands_and_says_so(bund
                     CoreConfig(live=LiveConfig(place_bands_file=str(BUNDLED))))
     try:
         assert [b.name for b in core.models.config.risk.place_bands] == ["Lujiazui Exit 1 stair", "Waibaidu Bridge"]
+        nx = core.state.grid.nx
         events = _crowd_events(core, STAIR_COUNTS, 4)
         raised = [e for e in events if e.kind == "raised"]
         assert len(raised) == 1
         level = core.models.layers["level_crowd"].values
         assert level[117, 162] == level[118, 162] == 3, "about 3 person/m2 is orange on the stair (2.5)"
+        # the stair's cells are the metro exit's operational unit (20 m around Lujiazui exit 1)
+        stair = raised[0].alert
+        assert (stair.place.key, stair.place.name_en, stair.level) == (STAIR_KEY, "Lujiazui exit 1", 3)
+        assert stair.cells.tolist() == [117 * nx + 162, 118 * nx + 162]
         params = _params(raised[0])
         assert params["densityBands"] == STAIR_TEXT
         assert params["peakDensity"] == "3.03 person/m2"
-        assert raised[0].message["info"][0]["severity"] == "Severe"
-        # the same density next to it, in the district's cells (truth-crowd-04), is yellow; the alert now spans
-        # both and names both bands
+        assert info_block(raised[0].message, "en-US")["severity"] == "Severe"
+        # the same density next to it, in the district's cells (truth-crowd-04), is yellow; those cells are another
+        # place (the skywalk section that counter covers), so they get an alert of their own naming the district's
+        # bands, and the stair's alert goes on naming the stair's
         events = _crowd_events(core, {**STAIR_COUNTS, "truth-crowd-04": 18}, 4, start=4)
         level = core.models.layers["level_crowd"].values
         assert level[120, 160] == level[120, 161] == 2
-        updates = [e for e in events if e.kind == "updated"]
-        assert updates and _params(updates[-1])["densityBands"] == f"{STAIR_TEXT}; {DISTRICT_TEXT}"
+        raised = [e for e in events if e.kind == "raised"]
+        assert [(e.alert.place.key, e.alert.level) for e in raised] == [(SKYWALK_KEY, 2)]
+        assert raised[0].alert.cells.tolist() == [120 * nx + 160, 120 * nx + 161]
+        assert _params(raised[0])["densityBands"] == DISTRICT_TEXT
+        assert _params(raised[0])["peakDensity"] == "2.95 person/m2"
+        assert info_block(raised[0].message, "en-US")["severity"] == "Moderate"
+        assert not [e for e in events if e.alert.identifier == stair.identifier], "the stair's alert is unchanged"
+        active = {a.place.key: a for a in core.book.of_hazard("crowd")}
+        assert sorted(active) == sorted([STAIR_KEY, SKYWALK_KEY])
+        assert active[STAIR_KEY].identifier == stair.identifier and active[STAIR_KEY].level == 3
+        assert _params(active[STAIR_KEY])["densityBands"] == STAIR_TEXT
         assert (core.models.layers["crowd_band"].values[117:119, 161:163] == [[1, 1], [0, 1]]).all()
     finally:
         core.store.close()

@@ -10,6 +10,7 @@ import pytest
 
 from ingest.batch import Batch
 from ingest.registry import load_registry, registry_from_geojson
+from twin.alerting.cap import info_block
 from twin.alerting.store import Store
 from twin.district import geo
 from twin.district.sources import data_dir
@@ -34,10 +35,17 @@ def core(bund10, registry):
     c.store.close()
 
 
-def crowd(registry, t, count, ids=None):
+SQUARE = "crowd-bund-05"  # the counter of Chen Yi Square, 6796 m2 walkable
+SQUARE_KEY = "crowd:area:crowd-bund-05"
+NEIGHBOUR_KEY = "crowd:area:crowd-bund-04"  # the Bank of China promenade: the square's counter covers part of it
+QUIET = 300  # every other counter's count: at most 0.09 person/m2, no level anywhere
+
+
+def crowd(registry, t, count, ids=None, only=None):
+    """Every counter (or ``ids``) reporting ``count``; with ``only``, that counter alone, the others `QUIET`."""
     ids = ids or [d.id for d in registry.of_kind("crowd")]
-    return Batch.build(len(ids), device=np.array(ids, dtype=object), t=t, quantity="count",
-                       value=np.full(len(ids), float(count)))
+    values = [float(count) if only is None or d == only else float(QUIET) for d in ids]
+    return Batch.build(len(ids), device=np.array(ids, dtype=object), t=t, quantity="count", value=np.array(values))
 
 
 def position(unit, t, lon, lat, datum="CGCS2000"):
@@ -55,11 +63,11 @@ def test_gcj02_positions_are_converted_and_outside_ones_rejected(core):
     assert core.outside_grid == 1 and core.state.entities.entities["unit-police-04"].t == T0
 
 
-def _run(core, registry, counts, unit_positions=None, start=0):
+def _run(core, registry, counts, unit_positions=None, start=0, only=None):
     events = []
     for k, n in enumerate(counts, start=start):
         t = T0 + 10 * k
-        core.on_batch(crowd(registry, t, n))
+        core.on_batch(crowd(registry, t, n, only=only))
         for unit, (lon, lat) in (unit_positions or {}).items():
             core.on_batch(position(unit, t, lon, lat))
         events += [(k, e) for e in core.on_tick(t).events]
@@ -69,17 +77,22 @@ def _run(core, registry, counts, unit_positions=None, start=0):
 def test_crowd_alert_is_raised_routed_acknowledged_and_cancelled(core, registry):
     units = {"unit-police-04": CHEN_YI_SQUARE,            # on the promenade
              "unit-fire-05": (121.5100, 31.2380)}           # Lujiazui, 1.8 km away across the river
-    events = _run(core, registry, [300] * 3 + [20000] * 12, units)
+    # 40000 people on the square's 6796 m2 walkable is 5.9 person/m2, red; one alert per place the crowd is in
+    events = _run(core, registry, [300] * 3 + [40000] * 12, units, only=SQUARE)
     raised = [e for _, e in events if e.kind == "raised" and e.alert.hazard == "crowd"]
-    assert len(raised) == 1
-    alert = raised[0].alert
-    msg = raised[0].message
-    assert msg["info"][0]["category"] == "Safety" and msg["msgType"] == "Alert"
-    params = {p["valueName"]: p["value"] for p in msg["info"][0]["parameter"]}
-    assert "crowd-bund-" in params["devices"] and params["peakDensity"].endswith("person/m2")
-    topics = [i.topic for i in core.store.pending()]
-    assert f"city/alerts/{alert.identifier}" in topics
-    assert "city/units/unit-police-04/alerts" in topics and "city/units/unit-fire-05/alerts" not in topics
+    assert sorted(e.alert.place.key for e in raised) == [NEIGHBOUR_KEY, SQUARE_KEY]
+    square = next(e for e in raised if e.alert.place.key == SQUARE_KEY)
+    alert = square.alert
+    msg = square.message
+    assert alert.level == 4 and alert.place.name_en == "Chen Yi Square"
+    assert info_block(msg, "en-US")["category"] == "Safety" and msg["msgType"] == "Alert"
+    assert "Chen Yi Square" in info_block(msg, "en-US")["headline"]
+    params = {p["valueName"]: p["value"] for p in info_block(msg, "en-US")["parameter"]}
+    assert SQUARE in params["devices"].split() and params["peakDensity"] == "5.89 person/m2"
+    sent = {(i.topic, json.loads(i.payload)["identifier"]) for i in core.store.pending() if i.payload}
+    assert (f"city/alerts/{alert.identifier}", alert.identifier) in sent
+    assert ("city/units/unit-police-04/alerts", alert.identifier) in sent
+    assert "city/units/unit-fire-05/alerts" not in {i.topic for i in core.store.pending()}
     # the unit acknowledges and is seen on scene
     core.on_batch(Batch.build(1, device="unit-police-04", t=T0 + 200, quantity="ack", ref=alert.identifier))
     assert core.store.acks(alert.identifier)[0]["actor"] == "unit-police-04"
@@ -97,7 +110,7 @@ def test_crowd_alert_is_raised_routed_acknowledged_and_cancelled(core, registry)
     assert core.store.acks(f"{alert.identifier}.update1") == [] and core.refused_acks == {"not_sent": 1,
                                                                                           "unknown_alert": 2}
     # the crowd disperses: levels step down, and the alert is cancelled only after the clear delay
-    events = _run(core, registry, [100] * 80, units, start=15)
+    events = _run(core, registry, [100] * 80, units, start=15, only=SQUARE)
     cancels = [(k, e) for k, e in events if e.kind == "cancelled" and e.alert.identifier == alert.identifier]
     assert len(cancels) == 1
     k_cancel, cancel = cancels[0]
@@ -135,11 +148,12 @@ def test_acks_of_alerts_that_do_not_exist_cost_no_memory(core, registry):
 
 
 def test_a_unit_moving_into_the_area_gets_the_alert_and_arrives(core, registry):
-    events = _run(core, registry, [300] * 2 + [20000] * 8)
-    alert = next(e.alert for _, e in events if e.kind == "raised" and e.alert.hazard == "crowd")
+    events = _run(core, registry, [300] * 2 + [40000] * 8, only=SQUARE)
+    alert = next(e.alert for _, e in events if e.kind == "raised" and e.alert.place.key == SQUARE_KEY)
     assert not any("units/unit-fire-06" in i.topic for i in core.store.pending())
     core.on_batch(position("unit-fire-06", T0 + 100, 121.4890, 31.2390))  # drives up, about 400 m away
-    assert any(i.topic == "city/units/unit-fire-06/alerts" for i in core.store.pending())
+    assert alert.identifier in {json.loads(i.payload)["identifier"] for i in core.store.pending()
+                                if i.topic == "city/units/unit-fire-06/alerts"}
     cells = alert.cells
     row, col = np.divmod(cells[len(cells) // 2], core.state.grid.nx)
     lon, lat = core.state.grid.cell_centres_lonlat()
@@ -151,8 +165,10 @@ def test_a_unit_moving_into_the_area_gets_the_alert_and_arrives(core, registry):
 
 
 def test_a_silent_sensor_turns_cells_to_no_data_without_clearing(core, registry):
-    _run(core, registry, [300] * 2 + [20000] * 8)
-    assert len(core.book.of_hazard("crowd")) == 1
+    _run(core, registry, [300] * 2 + [40000] * 8, only=SQUARE)
+    active = core.book.of_hazard("crowd")
+    assert sorted(a.place.key for a in active) == [NEIGHBOUR_KEY, SQUARE_KEY]
+    active = [a.identifier for a in active]
     for k in range(10, 60):  # nothing more arrives: after 180 s the counters are stale
         events = core.on_tick(T0 + 10 * k).events
         assert not [e for e in events if e.kind == "cancelled" and e.alert.hazard == "crowd"]
@@ -162,7 +178,7 @@ def test_a_silent_sensor_turns_cells_to_no_data_without_clearing(core, registry)
     silent = (layers["level_nodata"].values & 1) == 1
     assert silent.any(), "the silent counters' cells are flagged no data"
     assert (layers["level_crowd"].values[silent] > 0).any(), "and keep their held level"
-    assert len(core.book.of_hazard("crowd")) == 1
+    assert [a.identifier for a in core.book.of_hazard("crowd")] == active, "the same alert per place, still active"
     updated = core.models.layers["updated_crowd"].values
     assert np.nanmax(updated) == T0 + 90, "the cells know when their counters last reported"
     assert np.isnan(updated).mean() > 0.9, "cells no counter covers have never been updated"
@@ -181,7 +197,7 @@ def test_a_five_year_storm_floods_the_underpasses_first(core, registry):
             break
     assert first, "a waterlogging alert within 30 minutes of a 5-year storm"
     assert all(under[e.alert.cells].any() for e in first)
-    assert first[0].message["info"][0]["event"] == "Urban waterlogging warning"
+    assert info_block(first[0].message, "en-US")["event"] == "Urban waterlogging warning"
 
 
 def test_the_same_inputs_give_the_same_alerts_and_a_restored_core_continues_identically(bund10, registry):
@@ -203,16 +219,22 @@ def test_the_same_inputs_give_the_same_alerts_and_a_restored_core_continues_iden
 
 
 def test_a_flapping_feed_makes_no_duplicate_and_no_ghost_cleared_alerts(core, registry):
-    # counts jump between just under and just over the density that raises a level, every tick
-    events = _run(core, registry, [300] * 3 + [20000] * 8)
-    assert [e.kind for _, e in events if e.alert.hazard == "crowd"].count("raised") == 1
-    flapping = [2600 if k % 2 else 3400 for k in range(120)]
-    events = _run(core, registry, flapping, start=11)
+    # the square's count jumps between just under and just over the density that raises blue (1.08 person/m2):
+    # 6800 and 7600 on its 6796 m2 walkable are 1.00 and 1.12, every tick
+    events = _run(core, registry, [300] * 3 + [40000] * 8, only=SQUARE)
+    raised = [e.alert for _, e in events if e.alert.hazard == "crowd" and e.kind == "raised"]
+    assert sorted(a.place.key for a in raised) == [NEIGHBOUR_KEY, SQUARE_KEY], "one alert per place"
+    flapping = [6800 if k % 2 else 7600 for k in range(120)]
+    events = _run(core, registry, flapping, start=11, only=SQUARE)
     crowd = [e for _, e in events if e.alert.hazard == "crowd"]
     assert not [e for e in crowd if e.kind == "raised"], "no second alert for the same crowd"
     assert not [e for e in crowd if e.kind == "cancelled"], "no clear while the crowd is still there"
-    assert len(core.book.of_hazard("crowd")) == 1
-    assert len(crowd) <= 6, f"updates stay rare while flapping: {[e.alert.level for e in crowd]}"
+    assert sorted(a.identifier for a in core.book.of_hazard("crowd")) == sorted(a.identifier for a in raised)
+    for key in (SQUARE_KEY, NEIGHBOUR_KEY):
+        levels = [e.alert.level for e in crowd if e.alert.place.key == key]
+        assert len(levels) <= 6, f"updates stay rare while flapping at {key}: {levels}"
+    square = next(a for a in core.book.of_hazard("crowd") if a.place.key == SQUARE_KEY)
+    assert square.level == 1, "stepped down from red to blue, and held there"
 
 
 # ---------------------------------------------------------------- the live tick's models (issue 12)

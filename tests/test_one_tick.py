@@ -11,6 +11,7 @@ import pytest
 from ingest.batch import Batch
 from ingest.registry import load_registry
 from models.hazards import ALERT_HAZARDS, REGISTRY, alert_grids
+from twin.alerting.cap import info_block
 from twin.alerting.store import Store
 from twin.district.sources import data_dir
 from twin.live.core import CoreConfig, TwinCore
@@ -45,15 +46,31 @@ def _density(t: float) -> float:
     return float(np.interp(t, [0, 60, 260, 380, 480], [1.0, 1.0, 5.5, 5.5, 0.5]))
 
 
-def _feed(core: TwinCore, tick_s: float, until_s: float) -> list[tuple[float, str, str, int]]:
-    """Counters every 10 s, ticks every ``tick_s``: (t from T0, hazard, kind, level) of every alert event."""
+def _feed(core: TwinCore, tick_s: float, until_s: float) -> list[tuple[float, str, str, str, int]]:
+    """Counters every 10 s, ticks every ``tick_s``: (t from T0, hazard, place key, kind, level) of every alert
+    event."""
     out, next_report = [], 0.0
     for k in range(int(until_s / tick_s) + 1):
         t = k * tick_s
         while next_report <= t + 1e-9:
             core.on_batch(_counts(core, T0 + next_report, _density(next_report)))
             next_report += 10.0
-        out += [(t, e.alert.hazard, e.kind, e.alert.level) for e in core.on_tick(T0 + t).events]
+        out += [(t, e.alert.hazard, e.alert.place.key if e.alert.place is not None else "", e.kind, e.alert.level)
+                for e in core.on_tick(T0 + t).events]
+    return out
+
+
+def _level_story(events, hazard: str) -> dict[str, list[tuple[float, str, int]]]:
+    """Per place key, (t, kind, level) of the hazard's raises, level changes and cancels; updates that change only
+    the value or the area are left out (their ticks depend on which tick a level change falls on)."""
+    out: dict[str, list[tuple[float, str, int]]] = {}
+    last: dict[str, int] = {}
+    for t, h, key, kind, level in events:
+        if h != hazard:
+            continue
+        if kind != "updated" or level != last.get(key):
+            out.setdefault(key, []).append((t, kind, level))
+        last[key] = level
     return out
 
 
@@ -63,15 +80,18 @@ def test_changing_the_tick_from_1_s_to_10_s_moves_no_alert_by_more_than_one_tick
     fine = _feed(_core(bund10, registry, 1.0), 1.0, 700.0)
     coarse = _feed(_core(bund10, registry, 10.0), 10.0, 700.0)
 
-    def crowd(events):
-        return [e for e in events if e[1] == "crowd"]
-
-    a, b = crowd(fine), crowd(coarse)
-    assert [e[2:] for e in a] == [e[2:] for e in b], (a, b)
-    assert {e[3] for e in a if e[2] != "cancelled"} >= {3, 4}, "the series reaches orange and red"
-    assert a[-1][2] == "cancelled"
-    for (t1, *_), (t10, *_) in zip(a, b, strict=True):
-        assert abs(t1 - t10) <= 10.0 + 1e-9, (a, b)
+    stories_1, stories_10 = _level_story(fine, "crowd"), _level_story(coarse, "crowd")
+    counters = [d.id for d in registry.of_kind("crowd")]
+    assert sorted(stories_1) == sorted(stories_10) == [f"crowd:area:{d}" for d in sorted(counters)], \
+        "one crowd alert per counter's area, the same places at both ticks"
+    for key in stories_1:
+        a, b = stories_1[key], stories_10[key]
+        assert [e[1:] for e in a] == [e[1:] for e in b], (key, a, b)
+        assert [e[1] for e in a].count("raised") == 1 and a[0][1] == "raised", (key, a)
+        assert {e[2] for e in a if e[1] != "cancelled"} >= {3, 4}, f"{key}: the series reaches orange and red"
+        assert a[-1][1] == "cancelled", (key, a)
+        for (t1, *_), (t10, *_) in zip(a, b, strict=True):
+            assert abs(t1 - t10) <= 10.0 + 1e-9, (key, a, b)
 
 
 def test_a_rising_crowd_raises_a_likely_forecast_and_no_observed_red(bund10, registry):
@@ -88,15 +108,15 @@ def test_a_rising_crowd_raises_a_likely_forecast_and_no_observed_red(bund10, reg
     forecasts = [(t, e) for t, e in events if e.alert.hazard == "crowd_forecast"]
     observed = [e for _, e in events if e.alert.hazard == "crowd"]
     assert forecasts and forecasts[0][1].kind == "raised"
-    info = forecasts[0][1].message["info"][0]
+    info = info_block(forecasts[0][1].message, "en-US")
     assert (info["certainty"], info["urgency"], info["event"]) == ("Likely", "Expected", "Crowd density forecast")
     assert "expected to reach" in info["headline"] and info["headline"].endswith("in 5 min")
-    params = [{p["valueName"]: p["value"] for p in e.message["info"][0]["parameter"]} for _, e in forecasts]
+    params = [{p["valueName"]: p["value"] for p in info_block(e.message, "en-US")["parameter"]} for _, e in forecasts]
     assert max(float(p["expectedDensity"].split()[0]) for p in params if "expectedDensity" in p) > 4.0
     assert params[0]["expectedInMinutes"] == "5"
     assert max(e.alert.level for _, e in forecasts) >= 3, "the trend points at orange or above"
     assert observed and max(e.alert.level for e in observed) == 2, "3.8 person/m2 is yellow, observed"
-    assert all(e.message["info"][0]["certainty"] == "Observed" for e in observed)
+    assert all(info_block(e.message, "en-US")["certainty"] == "Observed" for e in observed)
     assert forecasts[-1][1].kind == "cancelled", "a crowd that stopped rising has no forecast left"
 
 

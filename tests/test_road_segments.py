@@ -155,6 +155,9 @@ def test_description_names_road_direction_and_cross_streets(network):
     net, seg = network
     (north,) = seg.places(warning(net, {NORTH[2]: 2}))
     assert north.description == "Jia Road (甲路) northbound, Yi Road to Bing Road; 甲路北向（乙路至丙路）"
+    # the short names for headlines (issue 16): no key, a road segment is carried by its links
+    assert (north.key, north.name_en, north.name_zh) == ("", "Jia Road northbound, Yi Road to Bing Road",
+                                                         "甲路北向（乙路至丙路）")
     (south,) = seg.places(warning(net, {SOUTH[2]: 2, SOUTH[1]: 2}))
     # southbound from Bing Road; its end at the alley (no name) is described by the next cross street along
     assert south.description == "Jia Road (甲路) southbound, Bing Road to Ding Road; 甲路南向（丙路至丁路）"

@@ -14,6 +14,7 @@ import xarray as xr
 
 from ingest.batch import Batch
 from ingest.registry import load_registry
+from twin.alerting.cap import info_block
 from twin.alerting.store import Store
 from twin.district.grid import GridSpec
 from twin.district.sources import data_dir
@@ -90,7 +91,7 @@ def run_and_restore(bund10, registry, tmp_path_factory):
 
 def test_a_restored_core_goes_on_exactly_as_the_original(run_and_restore):
     a, b, first, rest_a, rest_b, snap, _ = run_and_restore
-    assert {m["info"][0]["parameter"][1]["value"] for m in first} >= {"crowd", "flood", "traffic"}, \
+    assert {info_block(m, "en-US")["parameter"][1]["value"] for m in first} >= {"crowd", "flood", "traffic"}, \
         "the story raises alerts of several hazards before the snapshot"
     assert any(m["identifier"].endswith(".ack1") for m in first), "and an operator acknowledged one"
     assert rest_a and rest_a == rest_b, "the same CAP messages after the restore"
@@ -100,18 +101,39 @@ def test_a_restored_core_goes_on_exactly_as_the_original(run_and_restore):
     assert snap.position == (3, 1234) and snap.written_at == 1.7e9
 
 
-def test_the_file_is_json_and_numpy_arrays_without_pickle(run_and_restore):
-    *_, path = run_and_restore
+def test_the_file_is_json_and_numpy_arrays_without_pickle(run_and_restore, bund10, registry):
+    *_, snap, path = run_and_restore
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
         manifest = json.loads(z.read("manifest.json"))
         assert manifest["schema"] == "citytwin.snapshot" and manifest["version"] == snapshot.VERSION
-        assert set(manifest["state"]) == {"core", "book", "router", "twin_state", "models"}
+        assert set(manifest["state"]) == {"core", "book", "router", "output", "twin_state", "models"}
         assert all(n == "manifest.json" or n.endswith(".npy") for n in names)
         assert "state/models/components/flood/h.npy" in names
         for name in names[1:]:  # every array loads without pickle
             with z.open(name) as f:
                 np.load(f, allow_pickle=False)
+    # the alert output (issue 16): values, delivery (storm control, suppressed alerts) and storm summaries, as
+    # plain JSON; a core restored from the file holds exactly that
+    output = manifest["state"]["output"]
+    assert set(output) == {"values", "delivery", "summaries"} and set(output["delivery"]) == {"storm", "suppressed"}
+    assert _plain(output), "JSON values only, no array stand-ins or other objects"
+    restored = TwinCore(bund10[0], registry, Store.open(":memory:"), CoreConfig(clear_s=TICK_S))
+    restored.restore_state(snap.state)
+    valued = sorted(v["identifier"] for v in output["values"]["alerts"])
+    assert valued and valued == sorted(restored.book.active), "a value for every alert active at the snapshot"
+    assert output["delivery"]["storm"]["raised"], "storm control remembers the alerts raised in its window"
+    assert json.loads(json.dumps(restored.output.save_state())) == output
+    restored.store.close()
+
+
+def _plain(value) -> bool:
+    """Only JSON scalars, lists and dicts, and no ``{"$array": ...}`` stand-in for a .npy file."""
+    if isinstance(value, dict):
+        return set(value) != {"$array"} and all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 def test_an_old_pickle_snapshot_is_refused_with_what_to_do(tmp_path, bund10):

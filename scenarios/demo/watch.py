@@ -2,6 +2,11 @@
 
 `Tally` is pure (topic and payload in, counts out), so it can be tested without a broker; `Watcher`
 feeds it from a paho client subscribed to the alert, unit, dead-letter and status topics.
+
+An alert is the one its topic ``city/alerts/{id}`` names, whatever the message identifier (``{id}``,
+``{id}.update{n}``, ``{id}.ack{k}``, ``{id}.cancel{n}``), and a Cancel is final: a message of a cancelled alert
+that arrives later (an operator's acknowledgement Update redelivered at QoS 1, which is at least once) does not
+make it active again, so the demo can report "all clear".
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from models.hazards import ALERT_HAZARDS
 from scenarios.feeds.mqtt import paho_client
+from twin.alerting.cap import info_block
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +41,22 @@ def cap_seconds(text: str) -> float:
     return dt.datetime.fromisoformat(text).timestamp()
 
 
+def _english(cap: dict) -> dict:
+    """The message's en-US info block (parameters are the same in every block), {} if it has none."""
+    return info_block(cap, "en-US") if cap.get("info") else {}
+
+
+def _headlines(cap: dict) -> str:
+    """``{zh-CN headline} / {en-US headline}`` (they name the place), else the area's description."""
+    if not cap.get("info"):
+        return ""
+    zh, en = info_block(cap, "zh-CN"), _english(cap)
+    texts = [h for h in dict.fromkeys((zh.get("headline"), en.get("headline"))) if h]
+    return " / ".join(texts) or (en.get("area") or [{}])[0].get("areaDesc", "")
+
+
 def _params(cap: dict) -> dict[str, str]:
-    info = (cap.get("info") or [{}])[0]
-    return {p.get("valueName", ""): p.get("value", "") for p in info.get("parameter") or []}
+    return {p.get("valueName", ""): p.get("value", "") for p in _english(cap).get("parameter") or []}
 
 
 @dataclass
@@ -49,6 +68,8 @@ class Tally:
     """(hazard, kind) -> CAP messages, kind raised / updated / cancelled."""
     active: dict[str, str] = field(default_factory=dict)
     """Active alert identifier -> hazard."""
+    cancelled: set = field(default_factory=set)
+    """Alerts whose Cancel was seen: a later message of theirs is a late or repeated one, not a new state."""
     levels: dict[str, str] = field(default_factory=dict)
     """Alert identifier -> its last warning colour."""
     hazard_of: dict[str, str] = field(default_factory=dict)
@@ -75,7 +96,7 @@ class Tally:
         try:
             doc = json.loads(payload)
             if parts[0] == "alerts" and len(parts) == 2:
-                self._alert(doc)
+                self._alert(parts[1], doc)
             elif parts[0] == "units" and len(parts) == 3 and parts[2] == "alerts":
                 self._delivery(parts[1], doc)
             elif parts[0] == "units" and len(parts) == 3 and parts[2] == "ack":
@@ -88,15 +109,19 @@ class Tally:
             self.bad += 1
             log.debug("cannot read %s: %s", topic, exc)
 
-    def _alert(self, cap: dict) -> None:
+    def _alert(self, root: str, cap: dict) -> None:
+        """A message on ``alerts/{root}``: the topic names the alert, not the message's identifier suffix."""
         params = _params(cap)
         hazard, kind = params.get("hazard", "?"), KINDS.get(cap.get("msgType", ""), "?")
-        root = alert_root(cap["identifier"])
+        if root in self.cancelled:
+            log.debug("late %s of cancelled alert %s ignored", cap.get("identifier"), root)
+            return
         self.alerts[hazard, kind] += 1
         self.hazard_of[root] = hazard
         level = params.get("warningLevel", "")
         if kind == "cancelled":
             self.active.pop(root, None)
+            self.cancelled.add(root)
             changed = True
         else:
             self.active[root] = hazard
@@ -104,7 +129,7 @@ class Tally:
             self.levels[root] = level
         if changed:  # raised, cancelled, or a change of colour
             evidence = next((v for k, v in params.items() if k.startswith(("peak", "min"))), "")
-            where = ((cap.get("info") or [{}])[0].get("area") or [{}])[0].get("areaDesc", "")
+            where = _headlines(cap)
             self.events.append((cap_seconds(cap["sent"]),
                                 f"{kind:9s} {hazard:7s} {level:6s} {evidence:>14s}  {where}"))
 

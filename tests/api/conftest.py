@@ -23,6 +23,17 @@ T0 = 1_735_689_600.0  # 2025-01-01T00:00:00Z
 TOKEN = "test-token-0123456789"
 CHEN_YI_SQUARE = (121.4855, 31.2405)  # on the Bund promenade, WGS84
 LUJIAZUI = (121.5100, 31.2380)  # across the river, 1.8 km away
+SQUARE_COUNTER = "crowd-bund-05"
+"""The counter of Chen Yi Square (陈毅广场): the one the tests' evening crowd gathers at."""
+SQUARE = "crowd:area:crowd-bund-05"
+"""The key of Chen Yi Square's crowd alerts (`twin.alerting.units`): one alert per named place."""
+NEIGHBOUR = "crowd:area:crowd-bund-04"
+"""The Bank of China promenade north of the square: its polygon shares a row of cells with the square's, so the
+square's crowd also raises an alert there (a cell two counter areas overlap is the first area's)."""
+QUIET = 300.0
+"""People per counter area away from the square, and on the square before the crowd arrives (far below blue)."""
+CROWD = 40000.0
+"""People on Chen Yi Square in the evening crowd: 5.9 person/m2, red (the promenade's row beside it red too)."""
 REGISTRY = data_dir() / "bund" / "registry.geojson"
 
 
@@ -34,10 +45,14 @@ class Driver:
         self.core = service.core
         self.counters = [d.id for d in service.registry.of_kind("crowd")]
         self.k = 0
+        self.neighbour: str | None = None
+        """The identifier of the Bank of China promenade's crowd alert (`raise_crowd_alert`)."""
 
     def crowd(self, t: float, count: float) -> None:
+        """Every counter reports: Chen Yi Square's ``count``, the others ``count`` up to `QUIET`."""
         ids = np.array(self.counters, dtype=object)
-        self.core.on_batch(Batch.build(len(ids), device=ids, t=t, quantity="count", value=np.full(len(ids), count)))
+        values = np.array([count if d == SQUARE_COUNTER else min(count, QUIET) for d in self.counters])
+        self.core.on_batch(Batch.build(len(ids), device=ids, t=t, quantity="count", value=values))
 
     def position(self, device: str, t: float, lon: float, lat: float, speed: float = 4.0) -> None:
         self.core.on_batch(Batch.build(1, device=device, t=t, quantity="position", lon=lon, lat=lat,
@@ -79,13 +94,17 @@ class Driver:
         return T0 + 10 * (self.k - 1)
 
     def raise_crowd_alert(self) -> str:
-        """Evening crowd on the Bund until a crowd alert is raised; its identifier."""
-        events = self.run([300] * 3 + [20000] * 12, {"unit-police-04": (*CHEN_YI_SQUARE, 4.0),
-                                                    "unit-fire-05": (*LUJIAZUI, 4.0),
-                                                    "veh-001": (121.4880, 31.2330, 40.0)})
-        raised = [e.alert.identifier for e in events if e.kind == "raised" and e.alert.hazard == "crowd"]
-        assert len(raised) == 1, [(e.kind, e.alert.hazard) for e in events]
-        return raised[0]
+        """Evening crowd on Chen Yi Square until its crowd alert is raised; its identifier. The Bank of China
+        promenade's alert raised with it (see `NEIGHBOUR`) is ``self.neighbour``."""
+        events = self.run([QUIET] * 3 + [CROWD] * 12, {"unit-police-04": (*CHEN_YI_SQUARE, 4.0),
+                                                      "unit-fire-05": (*LUJIAZUI, 4.0),
+                                                      "veh-001": (121.4880, 31.2330, 40.0)})
+        raised = {e.alert.place.key if e.alert.place else e.alert.hazard: e.alert.identifier
+                  for e in events if e.kind == "raised"}
+        assert len(raised) == sum(e.kind == "raised" for e in events), "one alert per place"
+        assert set(raised) == {SQUARE, NEIGHBOUR}, [(e.kind, e.alert.hazard, e.alert.place) for e in events]
+        self.neighbour = raised[NEIGHBOUR]
+        return raised[SQUARE]
 
     def cell_inside(self, alert: str) -> tuple[float, float]:
         """lon, lat of a cell centre in the middle of an active alert's area."""
@@ -127,15 +146,16 @@ def driver(service):
 
 @pytest.fixture(scope="module")
 def scenario(bund_file, tmp_path_factory):
-    """A service with one active crowd alert, unit-police-04 on the promenade (it had the alert and
-    acknowledged it), unit-fire-06 on scene, unit-fire-05 across the river, one vehicle; shared by
-    the read-only tests of a module: (service, driver, alert identifier)."""
+    """A service with Chen Yi Square's crowd alert active (and the Bank of China promenade's beside it),
+    unit-police-04 on the square (it had the alert and acknowledged it), unit-fire-06 on scene in it,
+    unit-fire-05 across the river, one vehicle; shared by the read-only tests of a module: (service, driver,
+    the square's alert identifier)."""
     svc = build_service(bund_file, tmp_path_factory.mktemp("api-state") / "state")
     drv = Driver(svc)
     alert = drv.raise_crowd_alert()
     drv.unit_ack("unit-police-04", alert, drv.t + 1)
     drv.position("unit-fire-06", drv.t + 2, *drv.cell_inside(alert))
-    drv.run([20000])
+    drv.run([CROWD])
     yield svc, drv, alert
     close_service(svc)
 

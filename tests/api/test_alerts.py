@@ -7,8 +7,9 @@ import json
 import pytest
 from xsdata.formats.dataclass.parsers import XmlParser
 
-from tests.api.conftest import TOKEN, client_for
+from tests.api.conftest import NEIGHBOUR, SQUARE, TOKEN, client_for
 from twin.alerting import cap
+from twin.alerting.cap import info_block
 from twin.alerting.compose import acknowledged_by
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -18,10 +19,13 @@ def test_alerts_are_geojson_with_cap_properties_acks_and_units_on_scene(api, sce
     svc, drv, ident = scenario
     fc = api.get("/api/alerts").json()
     assert fc["type"] == "FeatureCollection" and fc["t"] == drv.t
-    [f] = fc["features"]
+    by_place = {f["properties"]["place"]: f for f in fc["features"]}
+    assert len(by_place) == len(fc["features"]) == 2 and set(by_place) == {SQUARE, NEIGHBOUR}, "one per place"
+    assert by_place[NEIGHBOUR]["id"] == drv.neighbour
+    f = by_place[SQUARE]
     p = f["properties"]
     alert = svc.core.book.active[ident]
-    assert f["id"] == p["identifier"] == ident
+    assert f["id"] == p["identifier"] == ident and p["place_name"] == "Chen Yi Square"
     assert p["hazard"] == "crowd" and p["level"] == alert.level and p["level_name"] == cap.LEVEL_COLOUR[alert.level]
     assert p["severity"] == cap.LEVEL_SEVERITY[alert.level] and p["sent"] == alert.last["sent"]
     assert p["raised_at"] == alert.raised_at and p["state"] == "active" and p["event"] == "Crowd density warning"
@@ -49,7 +53,7 @@ def test_one_alert_as_cap_json_and_cap_xml(api, scenario):
 
     parsed = XmlParser().from_string(r.text, CapAlert)
     assert parsed.identifier == ident and parsed.msg_type.value == body["msgType"]
-    assert parsed.infos[0].areas[0].polygons == body["info"][0]["area"][0]["polygon"]
+    assert parsed.infos[0].areas[0].polygons == info_block(body, "en-US")["area"][0]["polygon"]
     for path in (f"/api/alerts/{ident}x", f"/api/alerts/{ident}x.xml", "/api/alerts/nope"):
         r = api.get(path)
         assert r.status_code == 404 and r.json()["error"] == "unknown_alert", path
@@ -94,7 +98,7 @@ def _retained(store, topic: str) -> dict:
 def test_an_operator_ack_is_stored_and_the_retained_cap_shows_it(service, driver):
     ident = driver.raise_crowd_alert()
     store = service.store
-    before = store.alerts("active")[0]["message"]
+    [before] = [a["message"] for a in store.alerts("active") if a["identifier"] == ident]
     with client_for(service, token=TOKEN) as c:
         r = c.post(f"/api/alerts/{ident}/ack", json={"operator": "Li Wei", "note": "crowd stewards sent"},
                    headers=AUTH)
@@ -106,12 +110,14 @@ def test_an_operator_ack_is_stored_and_the_retained_cap_shows_it(service, driver
         assert retained["identifier"] == f"{ident}.ack1" and retained["msgType"] == "Update"
         assert acknowledged_by(retained) == ["Li Wei"] and "crowd stewards sent" in retained["note"]
         assert retained["references"] == cap.reference(before) and cap.problems(retained) == []
-        assert retained["info"][0]["area"] == before["info"][0]["area"], "the same alert, now acknowledged"
+        assert info_block(retained, "en-US")["area"] == info_block(before, "en-US")["area"], \
+            "the same alert, now acknowledged"
         unit_copy = [json.loads(i.payload) for i in store.pending(10_000)
                      if i.topic == "city/units/unit-police-04/alerts"]
         assert unit_copy[-1]["identifier"] == f"{ident}.ack1", "units that had the alert hear of the ack"
         assert c.get(f"/api/alerts/{ident}").json() == retained, "the API shows the retained message"
-        assert c.get("/api/alerts").json()["features"][0]["properties"]["acknowledged_by"] == ["Li Wei"]
+        acked = {f["id"]: f["properties"]["acknowledged_by"] for f in c.get("/api/alerts").json()["features"]}
+        assert acked == {ident: ["Li Wei"], driver.neighbour: []}, "the square's alert, not its neighbour's"
         again = c.post(f"/api/alerts/{ident}/ack", json={"operator": "Li Wei"}, headers=AUTH).json()
         assert again["already"] is True and again["message"] is None and len(again["acks"]) == 1
         second = c.post(f"/api/alerts/{ident}/ack", json={"operator": "Zhao Min"}, headers=AUTH).json()

@@ -154,9 +154,9 @@ HOSTILE_BODIES = [b"", b"null", b"[]", b"{", b'{"operator": null}', b'{"operator
                   b'{"operator": "Wang", "note": {"a": 1}}', b"\xff\xfe", b'{"operator": "Wang", "operator": ""}']
 
 
-def _valid_params(op: dict, alert: str, inside: tuple[float, float]) -> tuple[dict, dict]:
+def _valid_params(op: dict, alert: str, inside: tuple[float, float], silence: str) -> tuple[dict, dict]:
     """Path and query values that make a request of the operation valid (required ones only)."""
-    path_values = {"name": "elevation", "identifier": alert}
+    path_values = {"name": "elevation", "identifier": alert, "silence_id": silence}
     query = {p["name"]: dict(zip(("lon", "lat"), inside, strict=True))[p["name"]]
              for p in op.get("parameters", []) if p["in"] == "query" and p.get("required")}
     return {p["name"]: path_values[p["name"]] for p in op.get("parameters", []) if p["in"] == "path"}, query
@@ -176,10 +176,15 @@ def test_hostile_values_in_every_parameter(api, scenario):
     _, driver, alert = scenario
     inside = driver.cell_inside(alert)
     doc = api.get("/openapi.json").json()
+    made = api.post("/api/silences", headers=AUTH, json={  # a real silence for the silence routes (no crowd alert)
+        "matchers": [{"label": "hazard", "op": "=", "value": "flood"}], "duration_s": 3600,
+        "created_by": "fuzz", "comment": "hostile values"})
+    assert made.status_code == 201, made.text[:300]
+    silence = made.json()["id"]
     sent = 0
     for template, item in doc["paths"].items():
         for method, op in item.items():
-            path_values, query = _valid_params(op, alert, inside)
+            path_values, query = _valid_params(op, alert, inside, silence)
             for param in op.get("parameters", []):
                 if param["in"] not in ("path", "query"):
                     continue

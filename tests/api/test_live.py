@@ -8,14 +8,14 @@ from starlette.websockets import WebSocketDisconnect
 
 from ingest.batch import Batch
 from ingest.decoders.senml import encode_senml
-from tests.api.conftest import CHEN_YI_SQUARE, TOKEN, client_for
+from tests.api.conftest import CHEN_YI_SQUARE, CROWD, TOKEN, client_for
 from twin.api.routes_live import origin_allowed
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def test_units_are_geojson_points_with_their_alerts_and_arrivals(api, scenario):
-    svc, _, ident = scenario
+    svc, drv, ident = scenario
     fc = api.get("/api/units").json()
     by_id = {f["id"]: f for f in fc["features"]}
     assert set(by_id) == {"unit-police-04", "unit-fire-05", "unit-fire-06", "veh-001"}
@@ -24,7 +24,8 @@ def test_units_are_geojson_points_with_their_alerts_and_arrivals(api, scenario):
     p = police["properties"]
     last_fix = svc.core.state.entities.entities["unit-police-04"].t
     assert p["kind"] == "unit" and p["unit_type"] == "police" and p["t"] == last_fix and p["speed_kmh"] == 4.0
-    assert p["alerts"] == [ident] and p["on_scene"] == [] and p["time"].endswith("Z")
+    assert sorted(p["alerts"]) == sorted([ident, drv.neighbour]), "on the square: its alert and the promenade's"
+    assert p["on_scene"] == [] and p["time"].endswith("Z")
     assert by_id["unit-fire-06"]["properties"]["on_scene"] == [ident]
     assert by_id["unit-fire-05"]["properties"]["alerts"] == [], "1.8 km away: not routed"
     assert by_id["veh-001"]["properties"]["kind"] == "vehicle" and by_id["veh-001"]["properties"]["speed_kmh"] == 40
@@ -60,10 +61,14 @@ def test_metrics_are_prometheus_text_with_ingest_tick_alert_and_outbox_figures(a
     assert m[("citytwin_ingest_rejected_total", (("reason", "unknown_device"),))] == 1
     assert m[("citytwin_ingest_rejected_total", (("reason", "bad_syntax"),))] == 1
     assert m[("citytwin_ingest_rejected_total", (("reason", "outside_grid"),))] == 0
-    assert m[("citytwin_alerts_active", ())] == 1
-    level = svc.core.book.active[scenario[2]].level
-    colour = ["blue", "yellow", "orange", "red"][level - 1]
-    assert m[("citytwin_alerts_active_by_level", (("hazard", "crowd"), ("level", colour)))] == 1
+    active = svc.core.book.active
+    assert m[("citytwin_alerts_active", ())] == len(active) == 2, "the square's alert and the promenade's"
+    assert {a.hazard for a in active.values()} == {"crowd"}
+    for level, colour in enumerate(["blue", "yellow", "orange", "red"], start=1):
+        key = ("citytwin_alerts_active_by_level", (("hazard", "crowd"), ("level", colour)))
+        assert m.get(key, 0) == sum(a.level == level for a in active.values()), colour
+    assert active[scenario[2]].level == 4 and m[("citytwin_alerts_active_by_level", (("hazard", "crowd"),
+                                                                                      ("level", "red")))] >= 1
     assert m[("citytwin_outbox_depth", ())] == svc.store.outbox_depth() > 0
     assert m[("citytwin_tick_last_seconds", ())] == pytest.approx(round(svc.last_report.tick_ms, 1) / 1e3)
     assert m[("citytwin_last_tick_timestamp_seconds", ())] == drv.t
@@ -75,7 +80,7 @@ def test_tick_durations_and_alert_events_are_counted_while_the_app_runs(service,
         m = _samples(c.get("/metrics").text)
     assert m[("citytwin_tick_duration_seconds_count", ())] == 15
     assert 0 < m[("citytwin_tick_duration_seconds_sum", ())] < 15 * 2.5
-    assert m[("citytwin_alert_events_total", (("kind", "raised"),))] == 1
+    assert m[("citytwin_alert_events_total", (("kind", "raised"),))] == 2, "one per place: the square, the promenade"
     assert service.listeners == [], "the app removes its tick listener when it stops"
 
 
@@ -97,8 +102,14 @@ def test_ws_pushes_snapshot_alert_lifecycle_positions_and_ticks(service, driver)
         assert snap["type"] == "snapshot" and snap["alerts"]["features"] == [] and snap["t"] is None
         assert snap["status"]["alerts_active"] == 0
         ident = driver.raise_crowd_alert()
-        raised, seen = _next(ws, "raised")
+        first, seen = _next(ws, "raised")
+        second, more = _next(ws, "raised")
+        seen += more
+        by_id = {e["feature"]["id"]: e for e in (first, second)}
+        assert set(by_id) == {ident, driver.neighbour}, "one alert per place: the square, the promenade"
+        raised = by_id[ident]
         f = raised["feature"]
+        assert f["properties"]["headline"] == "Red crowd density warning, Chen Yi Square"
         assert f["id"] == ident and f["properties"]["msg_type"] == "Alert" and f["properties"]["hazard"] == "crowd"
         assert f["geometry"]["type"] == "MultiPolygon" and raised["t"] == service.core.book.active[ident].raised_at
         ticks = [e for e in seen if e["type"] == "tick"]
@@ -110,37 +121,44 @@ def test_ws_pushes_snapshot_alert_lifecycle_positions_and_ticks(service, driver)
 
         assert c.post(f"/api/alerts/{ident}/ack", json={"operator": "Li Wei"}, headers=AUTH).status_code == 200
         acked, _ = _next(ws, "acknowledged")
-        assert acked["feature"]["properties"]["acknowledged_by"] == ["Li Wei"]
+        assert acked["feature"]["id"] == ident and acked["feature"]["properties"]["acknowledged_by"] == ["Li Wei"]
         assert acked["feature"]["properties"]["message_id"] == f"{ident}.ack1"
 
         driver.position("unit-fire-06", driver.t + 1, *driver.cell_inside(ident))
         driver.unit_ack("unit-police-04", ident, driver.t + 1)
-        driver.run([20000])
+        driver.run([CROWD])
         arrived, seen = _next(ws, "on_scene")
-        assert arrived["feature"]["properties"]["units_on_scene"] == ["unit-fire-06"]
+        assert arrived["feature"]["id"] == ident and arrived["feature"]["properties"]["units_on_scene"] == [
+            "unit-fire-06"]
         unit_ack = [e for e in seen if e.get("kind") == "acknowledged"]
         if not unit_ack:
             unit_ack = [_next(ws, "acknowledged")[0]]
+        assert unit_ack[0]["feature"]["id"] == ident
         assert unit_ack[0]["feature"]["properties"]["acknowledged_by"] == ["Li Wei", "unit-police-04"]
 
         driver.run([100] * 60)  # the crowd disperses; the alert clears after the state machine's delay
-        cancelled, _ = _next(ws, "cancelled")
-        assert cancelled["feature"]["id"] == ident and cancelled["feature"]["properties"]["state"] == "cancelled"
+        cancels = {e["feature"]["id"]: e for e in (_next(ws, "cancelled")[0], _next(ws, "cancelled")[0])}
+        assert set(cancels) == {ident, driver.neighbour}, "both places clear"
+        cancelled = cancels[ident]
+        assert cancelled["feature"]["properties"]["state"] == "cancelled"
         assert cancelled["feature"]["properties"]["msg_type"] == "Cancel"
         r = c.post(f"/api/alerts/{ident}/ack", json={"operator": "Zhao Min"}, headers=AUTH)
         assert r.status_code == 409 and r.json()["error"] == "alert_not_active"
         assert c.get("/api/alerts").json()["features"] == []
-        [gone] = c.get("/api/alerts", params={"state": "cancelled"}).json()["features"]
-        assert gone["id"] == ident and c.get(f"/api/alerts/{ident}").json()["msgType"] == "Cancel"
+        gone = {f["id"]: f for f in c.get("/api/alerts", params={"state": "cancelled"}).json()["features"]}
+        assert set(gone) == {ident, driver.neighbour} and "Chen Yi Square" in gone[ident]["properties"]["headline"]
+        assert c.get(f"/api/alerts/{ident}").json()["msgType"] == "Cancel"
 
 
 def test_ws_snapshot_has_the_current_alerts_and_units(api, scenario):
-    _, _, ident = scenario
+    _, drv, ident = scenario
     with api.websocket_connect("/ws") as ws:
         snap = ws.receive_json()
-    assert [f["id"] for f in snap["alerts"]["features"]] == [ident]
-    assert snap["alerts"]["features"][0]["properties"]["units_on_scene"] == ["unit-fire-06"]
-    assert len(snap["units"]["features"]) == 4 and snap["status"]["alerts_active"] == 1
+    alerts = {f["id"]: f["properties"] for f in snap["alerts"]["features"]}
+    assert len(alerts) == len(snap["alerts"]["features"]) == 2 and set(alerts) == {ident, drv.neighbour}
+    assert alerts[ident]["units_on_scene"] == ["unit-fire-06"] and "Chen Yi Square" in alerts[ident]["headline"]
+    assert alerts[drv.neighbour]["units_on_scene"] == [], "unit-fire-06 is inside the square's alert"
+    assert len(snap["units"]["features"]) == 4 and snap["status"]["alerts_active"] == 2
 
 
 def test_ws_refuses_cross_site_pages_unless_their_origin_is_allowed(scenario):
@@ -177,7 +195,8 @@ def test_openapi_docs_list_every_endpoint(api):
     paths = set(api.get("/openapi.json").json()["paths"])
     assert {"/api/health", "/api/status", "/api/grid", "/api/layers/{name}", "/api/layers/{name}.png",
             "/api/layers/{name}/legend", "/api/point", "/api/alerts", "/api/alerts/{identifier}",
-            "/api/alerts/{identifier}.xml", "/api/alerts/{identifier}/ack", "/api/units", "/metrics"} <= paths
+            "/api/alerts/{identifier}.xml", "/api/alerts/{identifier}/ack", "/api/units", "/metrics",
+            "/api/silences", "/api/silences/{silence_id}", "/api/silences/audit"} <= paths
     docs = api.get("/docs")
     assert docs.status_code == 200 and "cdn." not in docs.text, "no CDN: the docs work offline"
     script = api.get(docs.text.split('src="')[1].split('"')[0])

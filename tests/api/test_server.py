@@ -18,6 +18,7 @@ from websockets.sync.client import connect
 from tests.api.conftest import CHEN_YI_SQUARE, OBSERVED, REGISTRY, TOKEN, Driver
 from tests.ingest.conftest import own_broker  # noqa: F401 - the fixture, shared
 from tests.live.conftest import Observer, wait_for
+from twin.alerting.cap import info_block
 from twin.api import serve
 from twin.api.server import is_loopback
 from twin.live.core import CoreConfig
@@ -202,7 +203,7 @@ def test_end_to_end_over_mqtt_an_alert_reaches_ws_and_the_ack_reaches_the_retain
             assert status == 200 and not body["already"]
             retained = wait_for(lambda: [m for m in observer.json_on(f"city/alerts/{ident}")
                                          if m["identifier"] == f"{ident}.ack1"], 20, "the acknowledged CAP")[-1]
-            params = {p["valueName"]: p["value"] for p in retained["info"][0]["parameter"]}
+            params = {p["valueName"]: p["value"] for p in info_block(retained, "en-US")["parameter"]}
             assert params["acknowledgedBy"] == "Li Wei" and retained["note"].endswith("on it")
             assert {"actor": "Li Wei", "kind": "operator"}.items() <= svc.store.acks(ident)[0].items()
             mqtt_status = wait_for(lambda: observer.json_on("city/twin/status"), 10, "status")[-1]

@@ -91,3 +91,42 @@ def observer(broker):
     o = Observer(broker.port)
     yield o
     o.close()
+
+
+class CrowdFeed:
+    """Crowd counts of every counter of the Bund registry and the given units' positions (JSON), five times a
+    second, on a thread of its own. ``count`` (settable) is every counter's count, or only ``square``'s when one is
+    given (the others then count ``background``)."""
+
+    def __init__(self, observer: Observer, units: dict[str, tuple[float, float]], square: str | None = None,
+                 background: float = 5.0) -> None:
+        from ingest.registry import load_registry
+
+        self.obs, self.units, self.square, self.background = observer, units, square, background
+        self.ids = [d.id for d in load_registry(REGISTRY).of_kind("crowd")]
+        self.count = 200.0 if square is None else background
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def count_of(self, device: str) -> float:
+        return self.count if self.square in (None, device) else self.background
+
+    def run(self) -> None:
+        import time
+
+        from ingest.batch import Batch
+        from ingest.decoders.senml import encode_senml
+
+        while not self.stop.is_set():
+            t = round(time.time(), 3)
+            for d in self.ids:
+                self.obs.publish(f"city/sensors/crowd/{d}", encode_senml(
+                    Batch.build(1, device=d, t=t, quantity="count", value=self.count_of(d))))
+            for u, (lon, lat) in self.units.items():
+                self.obs.publish(f"city/beidou/{u}", json.dumps({"id": u, "t": t, "lon": lon, "lat": lat}).encode())
+            self.stop.wait(0.2)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(5)

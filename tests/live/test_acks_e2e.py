@@ -15,18 +15,15 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from ingest.batch import Batch
-from ingest.decoders.senml import encode_senml
-from ingest.registry import load_registry
-from tests.live.conftest import REGISTRY, Observer, wait_for
+from tests.live.conftest import REGISTRY, CrowdFeed, Observer, wait_for
 from tests.support.checkout import checkout_env
+from twin.alerting.cap import info_block
 from twin.alerting.compose import acknowledged_by
 from twin.live.core import CoreConfig
 from twin.live.query import AckUnavailableError, LiveQuery
@@ -39,36 +36,10 @@ LUJIAZUI = (121.5100, 31.2380)  # across the river, 1.8 km away
 TOKEN = "acks-e2e-token-0123456789"
 
 
-class Crowd:
-    """Crowd counts for every counter and the units' positions (JSON), five times a second; ``count`` settable."""
-
-    def __init__(self, observer: Observer, units: dict[str, tuple[float, float]]) -> None:
-        self.obs, self.units = observer, units
-        self.ids = [d.id for d in load_registry(REGISTRY).of_kind("crowd")]
-        self.count = 200.0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            t = round(time.time(), 3)
-            for d in self.ids:
-                self.obs.publish(f"city/sensors/crowd/{d}", encode_senml(
-                    Batch.build(1, device=d, t=t, quantity="count", value=self.count)))
-            for u, (lon, lat) in self.units.items():
-                self.obs.publish(f"city/beidou/{u}", json.dumps({"id": u, "t": t, "lon": lon, "lat": lat}).encode())
-            self.stop.wait(0.2)
-
-    def close(self) -> None:
-        self.stop.set()
-        if self.thread.is_alive():
-            self.thread.join(5)
-
-
 def _alerts(observer: Observer) -> list[dict]:
     """The observed crowd alerts raised so far (a rising crowd also raises forecast alerts, `crowd_forecast`)."""
     return [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"
-            and {"valueName": "hazard", "value": "crowd"} in m["info"][0]["parameter"]]
+            and {"valueName": "hazard", "value": "crowd"} in info_block(m, "en-US")["parameter"]]
 
 
 def _unit_ack(observer: Observer, unit: str, alert: str, status: str = "ack") -> bytes:
@@ -83,11 +54,12 @@ def test_units_acknowledge_only_alerts_they_were_sent_and_hear_why_not(broker, o
                                     state_dir=tmp_path / "state", tick_s=0.2, client_id="twin-acks",
                                     core=CoreConfig(tick_s=0.2, clear_s=0.4)))
     assert svc.start(10)
-    crowd = Crowd(observer, {"unit-police-04": CHEN_YI_SQUARE, "unit-fire-05": LUJIAZUI})
+    crowd = CrowdFeed(observer, {"unit-police-04": CHEN_YI_SQUARE, "unit-fire-05": LUJIAZUI},
+                      square="crowd-bund-05")
     crowd.thread.start()
     try:
         wait_for(lambda: svc.core.status()["units_tracked"] >= 2, 20, "both units located")
-        crowd.count = 9000.0
+        crowd.count = 40000.0
         ident = wait_for(lambda: _alerts(observer), 30, "a crowd alert")[0]["identifier"]
         wait_for(lambda: observer.on("city/units/unit-police-04/alerts"), 10, "the alert at unit-police-04")
         # an operator, through the running ingest thread: applied, published, and "already" the second time
@@ -160,14 +132,14 @@ def test_an_operators_ack_survives_sigkill_and_the_next_update_lists_it(broker, 
     cmd = [sys.executable, "-m", "twin.cli", "run", "--broker", broker.url, "--grid", str(bund_file), "--state",
            str(state), "--tick", "0.2", "--snapshot-every", "3600", "--client-id", "twin-acks-kill",
            "--http", str(port), "--http-token", TOKEN]
-    crowd = Crowd(observer, {"unit-police-04": CHEN_YI_SQUARE})
+    crowd = CrowdFeed(observer, {"unit-police-04": CHEN_YI_SQUARE})
     with open(tmp_path / "first.log", "w") as first_log:
         first = subprocess.Popen(cmd, env=env, stdout=first_log, stderr=subprocess.STDOUT, text=True)
     second = None
     try:
         wait_for(lambda: _up(port), 60, lambda: f"the first service's HTTP API: {(tmp_path / 'first.log').read_text()}")
         crowd.thread.start()
-        crowd.count = 9000.0
+        crowd.count = 40000.0
         ident = wait_for(lambda: _alerts(observer), 60, "a crowd alert")[0]["identifier"]
         code, body = _post_ack(port, ident, "Li Wei")
         assert code == 200 and body["already"] is False and body["message"].startswith(f"{ident}.ack"), body

@@ -20,6 +20,7 @@ import pytest
 from scenarios.demo.watch import alert_root
 from tests.live.conftest import Observer
 from tests.support.checkout import checkout_env
+from twin.alerting.cap import info_block
 from twin.live.service import SNAPSHOT
 
 SPEED = "60"
@@ -113,7 +114,8 @@ def test_demo_on_mosquitto_seen_from_the_topics(bund_file, broker, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     _assert_story_told(_summary(done.stdout))
     for hazard in HAZARDS:
-        types = {a["msgType"] for a in alerts if {"valueName": "hazard", "value": hazard} in a["info"][0]["parameter"]}
+        types = {a["msgType"] for a in alerts
+                 if {"valueName": "hazard", "value": hazard} in info_block(a, "en-US")["parameter"]}
         assert {"Alert", "Cancel"} <= types, (hazard, types)
     got = {(unit, alert_root(a["identifier"])) for unit, a in unit_alerts}  # units ack the alert, not one message
     acked = [(unit, a["alert"]) for unit, a in acks if a["status"] == "ack"]
@@ -135,7 +137,7 @@ def test_ctrl_c_stops_the_demo_cleanly_with_a_summary(bund_file, tmp_path):
     try:
         for line in proc.stdout:
             lines.append(line)
-            if "raised" in line:  # the story is under way: alerts are out
+            if re.search(r"raised\s+crowd\s", line):  # the story is under way: the observed crowd alert is out
                 break
         base = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)/", "".join(lines))[1]
         with urllib.request.urlopen(f"{base}/api/alerts", timeout=10) as r:  # the dashboard's API serves them

@@ -60,18 +60,21 @@ class CrowdRamp:
 
 
 def _reference(bund_file, state_dir, tmp_path):
-    """The run that never stopped: a fresh core fed the whole raw log, records and ticks, in order."""
+    """The run that never stopped: a fresh core fed the whole raw log, records and ticks, in order; with every
+    message it stored (the alerts' and the storm summaries', issue 16)."""
     static, _ = load_twin(bund_file)
     core = TwinCore(static, load_registry(REGISTRY), Store.open(tmp_path / "ref.db"), CoreConfig(tick_s=0.2))
-    messages = []
+    events = []
 
     def control(topic, payload, received_at, after):
         if topic == TICK_TOPIC:
-            messages.extend(e.message for e in core.on_tick(float(payload)).events)
+            events.extend(e.message for e in core.on_tick(float(payload)).events)
 
     ing = Ingestor(FakeSource(), RawLog(state_dir / "rawlog"), load_registry(REGISTRY),
                    lambda b: core.on_batch(b), control=control)
     ing.replay()
+    messages = [m for a in core.store.alerts() for m in core.store.messages(a["identifier"])]
+    assert {m["identifier"] for m in events} <= {m["identifier"] for m in messages}, "every event's message stored"
     return core, messages
 
 

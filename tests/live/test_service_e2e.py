@@ -15,6 +15,7 @@ from ingest.rejection import payload_digest
 from tests.live.conftest import REGISTRY, Observer, wait_for
 from tests.support.waits import TickWatch
 from twin.alerting import cap
+from twin.alerting.cap import info_block
 from twin.live.core import CoreConfig
 from twin.live.service import LiveService, ServiceConfig
 
@@ -35,7 +36,8 @@ def _service(broker, bund_file, tmp_path, tick=0.2, client_id="twin-e2e", clear_
 
 
 class Feed:
-    """Publishes crowd counts for every counter and unit positions as NMEA with BeiDou talkers."""
+    """Publishes crowd counts and unit positions as NMEA with BeiDou talkers: ``count`` at Chen Yi Square's
+    counter, 200 at the others (one crowd alert per place, issue 16)."""
 
     def __init__(self, observer: Observer) -> None:
         self.obs = observer
@@ -50,7 +52,7 @@ class Feed:
         while not self.stop.is_set():
             t = round(time.time(), 3)
             for d in self.crowd:
-                b = Batch.build(1, device=d, t=t, quantity="count", value=self.count)
+                b = Batch.build(1, device=d, t=t, quantity="count", value=self.count if d == "crowd-bund-05" else 200.0)
                 self.obs.publish(f"city/sensors/crowd/{d}", encode_senml(b))
             for i, (u, (lon, lat)) in enumerate(self.units.items()):
                 b = Batch.build(1, device=u, t=float(int(t)), lon=lon, lat=lat, speed_kmh=3.0, course_deg=90.0,
@@ -70,12 +72,12 @@ def test_crowd_alert_lifecycle_through_the_broker(broker, observer, bund_file, t
         # the quiet evening first: both units located (so routing can choose), then two ticks on it
         wait_for(lambda: svc.core.status()["units_tracked"] >= 2, 20, "both units located by the twin")
         ticks.next(2, 10, "two ticks on the quiet crowd")
-        feed.count = 9000.0  # the evening crowd arrives on the Bund
+        feed.count = 40000.0  # the evening crowd arrives at Chen Yi Square (5.9 person/m2)
         alerts = wait_for(lambda: [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"
-                                   and m["info"][0]["category"] == "Safety"], 30, "a crowd alert")
+                                   and info_block(m, "en-US")["category"] == "Safety"], 30, "a crowd alert")
         alert = alerts[0]
         assert cap.problems(alert) == []
-        info = alert["info"][0]
+        info = info_block(alert, "en-US")
         params = {p["valueName"]: p["value"] for p in info["parameter"]}
         assert info["severity"] == cap.LEVEL_SEVERITY[list(cap.LEVEL_COLOUR.values()).index(params["warningLevel"]) + 1]
         poly = [tuple(map(float, p.split(","))) for p in info["area"][0]["polygon"][0].split()]
@@ -243,7 +245,7 @@ def test_a_five_year_storm_over_mqtt_floods_the_underpasses_first(broker, observ
     thread.start()
     try:
         first = wait_for(lambda: [m for m in observer.json_on("city/alerts/") if m["msgType"] == "Alert"
-                                  and m["info"][0]["event"] == "Urban waterlogging warning"], 90,
+                                  and info_block(m, "en-US")["event"] == "Urban waterlogging warning"], 90,
                          "a waterlogging alert")
     finally:
         stop.set()

@@ -12,6 +12,7 @@ from models.tick import CrowdFields
 from scenarios.forcing import prepare
 from scenarios.runner import ScenarioModels
 from scenarios.spec import ScenarioError, load_scenario
+from twin.alerting.cap import info_block
 from twin.district.sources import data_dir
 
 BUNDLED = data_dir() / "bund" / "crowd-bands.geojson"
@@ -58,7 +59,8 @@ def test_grid_crowd_bands_applies_in_a_scenario_run(bund10, tmp_path):
     assert [int(level[rc]) for rc in DISTRICT_CELLS] == [2, 2], "yellow in the district (2 to 4)"
     raised = {e.alert.level: e for e in events if e.kind == "raised"}
     assert set(raised) == {2, 3}
-    params = {lvl: {p["valueName"]: p["value"] for p in e.message["info"][0]["parameter"]} for lvl, e in raised.items()}
+    params = {lvl: {p["valueName"]: p["value"] for p in info_block(e.message, "en-US")["parameter"]}
+              for lvl, e in raised.items()}
     assert params[3]["densityBands"] == (
         "Lujiazui Exit 1 stair (stair): blue 1.11, yellow 1.43, orange 2.5, red 3.5 person/m2")
     assert params[2]["densityBands"] == "district: blue 1.08, yellow 2, orange 4, red 5 person/m2"

@@ -13,6 +13,7 @@ from scenarios.runner import ScenarioModels, run_models
 from scenarios.session import cached_twin, road_network
 from scenarios.spec import parse_scenario
 from scenarios.traffic import LinkQueues, RoadConfig
+from twin.alerting.cap import info_block
 from twin.district.dataset import load_twin
 
 # ---------------------------------------------------------------- a small network by hand
@@ -129,7 +130,7 @@ def link_run(bund_twin):
 
 
 def _info(event) -> tuple[str, dict[str, str]]:
-    info = event.message["info"][0]
+    info = info_block(event.message)
     return info["area"][0]["areaDesc"], {p["valueName"]: p["value"] for p in info["parameter"]}
 
 
@@ -143,7 +144,7 @@ def test_a_demand_surge_raises_traffic_alerts_on_named_road_segments(link_run):
         assert "cells around" not in area and area.startswith(f"{params['roadName']} ("), area  # road (路名) ...
         speed, free = (float(params[k].removesuffix(" km/h")) for k in ("segmentSpeed", "freeFlowSpeed"))
         assert speed < 0.5 * free, params  # yellow or worse: GB/T 33171 moderate congestion at most
-        assert e.alert.place is not None and e.message["info"][0]["area"][0]["polygon"]
+        assert e.alert.place is not None and info_block(e.message)["area"][0]["polygon"]
         roads.add(params["roadName"])
     assert "Middle Sichuan Road" in roads, roads
     layers = models.link_layers

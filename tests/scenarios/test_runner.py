@@ -17,6 +17,7 @@ from scenarios.places import gazetteer
 from scenarios.runner import ScenarioModels, run_models
 from scenarios.spec import load_scenario
 from tests.support.checkout import checkout_env
+from twin.alerting.cap import info_block
 from twin.district.dataset import grid_of, save_twin
 from twin.district.sources import data_dir
 
@@ -100,7 +101,7 @@ def test_nye_2014_raises_red_at_chen_yi_square_before_5_people_per_m2_for_a_minu
     red_here = (f["level_crowd"].values[:, square] == 4).any(axis=1)  # the red level over the square
     assert red_here.any() and times[np.argmax(red_here)] <= times[held[0]], "red before 5 person/m2 for a minute"
     extreme = [t for t, e in result.events if e.alert.hazard == "crowd" and e.kind != "cancelled"
-               and e.message["info"][0]["severity"] == "Extreme"]
+               and info_block(e.message)["severity"] == "Extreme"]
     assert extreme and min(extreme) <= times[np.argmax(red_here)], "and a red (Extreme) CAP alert is raised"
 
 

@@ -1,11 +1,13 @@
 """CAP 1.2 messages (OASIS Common Alerting Protocol): JSON as in docs/contract/mqtt.md 3.1, XML, and checks.
 
 The JSON form uses CAP's element names (``identifier, sender, sent, status, msgType, scope,
-references, info[{category, event, urgency, severity, certainty, onset, expires, headline,
-description, instruction, parameter[], area[{areaDesc, polygon[], geocode[]}]}]``), one
-value per element; ``parameter`` and ``geocode`` are lists of ``{"valueName", "value"}``.
-`to_xml` writes the same message as CAP 1.2 XML in the standard's namespace, elements in
-the schema's order. `problems` checks a message against the standard's rules.
+restriction, note, references, info[{language, category, event, responseType, urgency, severity,
+certainty, onset, expires, senderName, headline, description, instruction, web, contact,
+parameter[], area[{areaDesc, polygon[], geocode[]}]}]``), one value per element; ``parameter``
+and ``geocode`` are lists of ``{"valueName", "value"}``. Every message of the twin has two
+``info`` blocks, ``zh-CN`` then ``en-US`` (`info_block` picks one). `to_xml` writes the same
+message as CAP 1.2 XML in the standard's namespace, elements in the schema's order. `problems`
+checks a message against the standard's rules and this profile's (docs/contract/cap.md).
 
 Reference: OASIS, Common Alerting Protocol Version 1.2, 1 July 2010,
 http://docs.oasis-open.org/emergency/cap/v1.2/CAP-v1.2-os.html
@@ -34,6 +36,14 @@ CATEGORY = ("Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env
 URGENCY = ("Immediate", "Expected", "Future", "Past", "Unknown")
 SEVERITY = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
 CERTAINTY = ("Observed", "Likely", "Possible", "Unlikely", "Unknown")
+RESPONSE_TYPE = ("Shelter", "Evacuate", "Prepare", "Execute", "Avoid", "Monitor", "Assess", "AllClear", "None")
+LEVEL_COLOUR_ZH = {1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色"}
+"""The warning colours in Chinese, as in 蓝色预警 ... 红色预警 (GB/T 27962-2011 style four-colour warnings). [src]"""
+LANGUAGES = ("zh-CN", "en-US")
+"""The languages of every message's ``info`` blocks, in order (docs/contract/cap.md)."""
+SHARED_INFO = ("category", "responseType", "urgency", "severity", "certainty", "effective", "onset", "expires",
+               "senderName", "web", "contact", "parameter")
+"""``info`` elements that are the same in every language of a message (this profile's rule)."""
 
 ALERT_ORDER = ("identifier", "sender", "sent", "status", "msgType", "source", "scope", "restriction",
                "addresses", "code", "note", "references", "incidents", "info")
@@ -44,6 +54,9 @@ AREA_ORDER = ("areaDesc", "polygon", "circle", "geocode", "altitude", "ceiling")
 REQUIRED_ALERT = ("identifier", "sender", "sent", "status", "msgType", "scope")
 REQUIRED_INFO = ("category", "event", "urgency", "severity", "certainty")
 
+_LANGUAGE_RE = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
+"""An RFC 3066 language tag (``zh-CN``, ``en-US``), as CAP 1.2's ``language`` requires."""
+_URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 _TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")
 _BAD_ID = re.compile(r"[\s,<&]")
 
@@ -65,6 +78,21 @@ def polygon_text(lonlat_ring: Sequence[tuple[float, float]]) -> str:
 def reference(message: dict) -> str:
     """The ``sender,identifier,sent`` triple by which a later message refers to this one."""
     return f"{message['sender']},{message['identifier']},{message['sent']}"
+
+
+def info_block(message: dict, language: str = "en-US") -> dict:
+    """The ``info`` block of ``message`` in ``language`` (e.g. ``en-US``, ``zh-CN``), else its first block.
+
+    Every message has two blocks, ``zh-CN`` first then ``en-US`` (docs/contract/cap.md); a block without a
+    ``language`` is CAP's default, ``en-US``. A message without any ``info`` gives ValueError.
+    """
+    infos = message.get("info") or []
+    if not infos:
+        raise ValueError(f"CAP message {message.get('identifier', '?')!r} has no info block")
+    for info in infos:
+        if info.get("language", "en-US") == language:
+            return info
+    return infos[0]
 
 
 def name_values(items: dict[str, object] | Iterable[tuple[str, object]]) -> list[dict[str, str]]:
@@ -148,6 +176,13 @@ def _info_problems(i: int, info: dict) -> list[str]:
     _check_enum(out, f"{where}.urgency", info.get("urgency"), URGENCY)
     _check_enum(out, f"{where}.severity", info.get("severity"), SEVERITY)
     _check_enum(out, f"{where}.certainty", info.get("certainty"), CERTAINTY)
+    if "language" in info and not _LANGUAGE_RE.match(str(info["language"])):
+        out.append(f"{where}.language {info['language']!r} is not an RFC 3066 language code")
+    response = info.get("responseType", [])
+    for value in [response] if isinstance(response, str) else response:
+        _check_enum(out, f"{where}.responseType", value, RESPONSE_TYPE)
+    if info.get("web") and not _URI_RE.match(str(info["web"])):
+        out.append(f"{where}.web {info['web']!r} is not a full absolute URI")
     for key in ("onset", "expires", "effective"):
         if key in info and not _TIME_RE.match(str(info[key])):
             out.append(f"{where}.{key} {info[key]!r} is not a CAP dateTime")
@@ -159,8 +194,40 @@ def _info_problems(i: int, info: dict) -> list[str]:
     return out
 
 
+def _scope_problems(message: dict) -> list[str]:
+    scope = message.get("scope")
+    if scope == "Restricted" and not str(message.get("restriction") or "").strip():
+        return ["scope Restricted needs a restriction"]
+    if scope != "Restricted" and message.get("restriction"):
+        return [f"restriction is only for scope Restricted (scope is {scope!r})"]
+    if scope == "Private" and not str(message.get("addresses") or "").strip():
+        return ["scope Private needs addresses"]
+    return []
+
+
+def _geometry(info: dict) -> list:
+    return [(a.get("polygon", []), a.get("circle", []), a.get("geocode", [])) for a in info.get("area", [])]
+
+
+def _languages_problems(infos: list[dict]) -> list[str]:
+    """This profile's rule for several ``info`` blocks: one per language, the same `SHARED_INFO` and area
+    geometry in each (only the texts are translated)."""
+    if len(infos) < 2:
+        return []
+    languages = [info.get("language", "en-US") for info in infos]
+    out = [f"language {lang!r} has more than one info block" for lang in sorted(set(languages))
+           if languages.count(lang) > 1]
+    first = infos[0]
+    for i, info in enumerate(infos[1:], 1):
+        out += [f"info[{i}].{k} differs from info[0].{k}" for k in SHARED_INFO if info.get(k) != first.get(k)]
+        if _geometry(info) != _geometry(first):
+            out.append(f"info[{i}].area differs from info[0].area (polygons, circles and geocodes)")
+    return out
+
+
 def problems(message: dict) -> list[str]:
-    """Everything in the message that breaks CAP 1.2's rules (empty when it is valid)."""
+    """Everything in the message that breaks CAP 1.2's rules (empty when it is valid), and this profile's rules
+    for several info blocks (`SHARED_INFO`)."""
     out = [f"{k} is missing" for k in REQUIRED_ALERT if not message.get(k)]
     for key in ("identifier", "sender"):
         if _BAD_ID.search(str(message.get(key, ""))):
@@ -170,6 +237,7 @@ def problems(message: dict) -> list[str]:
     _check_enum(out, "status", message.get("status"), STATUS)
     _check_enum(out, "msgType", message.get("msgType"), MSG_TYPE)
     _check_enum(out, "scope", message.get("scope"), SCOPE)
+    out += _scope_problems(message)
     refs = str(message.get("references") or "").split()
     if message.get("msgType") in ("Update", "Cancel", "Ack", "Error") and not refs:
         out.append(f"a {message.get('msgType')} message must carry references")
@@ -179,4 +247,4 @@ def problems(message: dict) -> list[str]:
             out.append(f"reference {ref!r} is not sender,identifier,sent")
     for i, info in enumerate(message.get("info", [])):
         out += _info_problems(i, info)
-    return out
+    return out + _languages_problems(list(message.get("info", [])))

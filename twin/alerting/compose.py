@@ -15,10 +15,17 @@ docs/contract/cap.md; in short:
   operator, in order.
 - ``status`` comes from the context: ``Actual`` in the live twin, ``Exercise`` for scenarios.
 - Level blue / yellow / orange / red -> severity Minor / Moderate / Severe / Extreme.
+- Two ``info`` blocks, ``zh-CN`` then ``en-US``, with the same category, responseType, urgency, severity,
+  certainty, times, senderName, web, contact, parameters and area geometry; event, headline, description
+  and instruction are in the block's language. The headline names the place (``alert.place.name_zh`` /
+  ``name_en``, else the district): ``外滩隧道北口积水红色预警`` /
+  ``Red waterlogging warning, Bund Tunnel north portal``.
+- ``scope`` is ``Public`` (``city/alerts/{id}``); `restricted` makes the copy for the field units' topics.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -39,6 +46,22 @@ Evidence = Callable[[str, np.ndarray], dict[str, object]]
 """(hazard, flat cell indices) -> CAP parameters describing the evidence (peak values, devices)."""
 Describe = Callable[[str, np.ndarray], str]
 """(hazard, flat cell indices) -> the areaDesc text."""
+Values = Callable[[str], dict[str, object]]
+"""alert identifier -> CAP parameters of its current value, peak and trend (`twin.alerting.values.AlertValues`)."""
+DISTRICT_NAMES = {"bund": ("Bund", "外滩")}
+"""District key -> (English, Chinese) name, for headlines of alerts without a place (the rainstorm signal); an
+unknown district is named by its key."""
+DEFAULT_CONTACT = "城市运行管理中心值班室 / citytwin operations centre duty desk"
+"""CAP ``contact`` unless the context names one [design: a placeholder, to be set by the deployment]."""
+DEFAULT_RESTRICTION = "Field units of the Shanghai operations centre only; 仅限现场处置单位"
+"""CAP ``restriction`` of the copy sent on the field units' topics (`restricted`)."""
+UNIT_ZH = {"person/m2": "人/平方米", "m": "米", "km/h": "公里/小时", "mm": "毫米"}
+"""Hazard units (`models.hazards`) as written in Chinese texts."""
+LEVEL_GRADE = {1: "IV", 2: "III", 3: "II", 4: "I"}
+"""China's warning grades: blue IV ... red I."""
+CLEAR_NOTES_ZH = {"conditions back below the clear thresholds": "监测值已回落至解除阈值以下"}
+"""Chinese for the lifecycle's reasons of a Cancel (`twin.alerting.lifecycle`); ``merged into {id}`` is
+``已并入预警 {id}``; any other reason is quoted as it is."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,16 @@ class ComposeContext:
         Listed as the ``modelVersion`` parameter when not empty.
     forecast_horizon_s : float
         How far ahead a forecast hazard looks (the crowd's ``trend_horizon``), named in its headline. [s]
+    sender_name : str
+        CAP ``senderName``; empty: ``上海市城市运行数字孪生·{district} / citytwin {district} operations twin``.
+    contact : str
+        CAP ``contact`` (`DEFAULT_CONTACT`); left out when empty.
+    web_base : str
+        The dashboard's base URL (``http://host:port``); CAP ``web`` is ``{web_base}/#alert={id}``, left out when
+        empty.
+    alert_values : callable or None
+        alert identifier -> CAP parameters of its value (``value``, ``peakValue``, ``peakAt``, ``trend``), listed
+        after the evidence; none if None.
     """
 
     grid: GridSpec
@@ -73,6 +106,21 @@ class ComposeContext:
     describe: Describe | None = None
     model_version: str = ""
     forecast_horizon_s: float = 300.0
+    sender_name: str = ""
+    contact: str = DEFAULT_CONTACT
+    web_base: str = ""
+    alert_values: Values | None = None
+
+    @property
+    def district_names(self) -> tuple[str, str]:
+        """The district's (English, Chinese) names (`DISTRICT_NAMES`, else its key twice)."""
+        return DISTRICT_NAMES.get(self.district, (self.district, self.district))
+
+    @property
+    def sender_label(self) -> str:
+        """CAP ``senderName``: ``sender_name``, else one built from the district's names."""
+        en, zh = self.district_names
+        return self.sender_name or f"上海市城市运行数字孪生·{zh} / citytwin {en} operations twin"
 
 
 def peak_evidence(layers: xr.Dataset, hazard: str, cells: np.ndarray) -> dict[str, object]:
@@ -94,9 +142,21 @@ def default_description(grid: GridSpec, district: str, cells: np.ndarray) -> str
 
 
 def acknowledged_by(message: dict) -> list[str]:
-    """Operators a CAP message lists as having acknowledged it."""
-    return [p["value"] for info in message.get("info", []) for p in info.get("parameter", [])
-            if p["valueName"] == ACK_PARAMETER]
+    """Operators a CAP message lists as having acknowledged it (its parameters are the same in every block)."""
+    if not message.get("info"):
+        return []
+    return [p["value"] for p in cap.info_block(message).get("parameter", []) if p["valueName"] == ACK_PARAMETER]
+
+
+def restricted(message: dict, restriction: str = DEFAULT_RESTRICTION) -> dict:
+    """A copy of ``message`` for the field units' topics: ``scope`` ``Restricted`` with ``restriction`` (who may
+    read it), otherwise the same message (identifier, sent, references and info blocks). ValueError if
+    ``restriction`` is empty (CAP requires it with scope Restricted)."""
+    if not str(restriction).strip():
+        raise ValueError("restricted: a Restricted CAP message needs a restriction text")
+    out = copy.deepcopy(message)
+    out["scope"], out["restriction"] = "Restricted", str(restriction)
+    return out
 
 
 def issue(events: Iterable[AlertEvent], ctx: ComposeContext) -> list[AlertEvent]:
@@ -114,7 +174,7 @@ def compose(event: AlertEvent, ctx: ComposeContext) -> dict:
     alert = event.alert
     msg_type = {"raised": "Alert", "cancelled": "Cancel"}.get(event.kind, "Update")
     message = {"identifier": _identifier(event), "sender": ctx.sender, "sent": cap.cap_time(event.t),
-               "status": ctx.status, "msgType": msg_type, "scope": "Public", "info": [_info(event, ctx)]}
+               "status": ctx.status, "msgType": msg_type, "scope": "Public", "info": _infos(event, ctx)}
     if event.kind == "acknowledged":
         message["note"] = _ack_note(event)
     refs = [alert.last] if alert.messages else []
@@ -147,46 +207,112 @@ def _parameters(alert: Alert, ctx: ComposeContext) -> dict[str, object]:
         params["expectedInMinutes"] = f"{ctx.forecast_horizon_s / 60.0:.0f}"
     if ctx.evidence is not None:
         params.update(ctx.evidence(alert.hazard, alert.cells))
-    if alert.place is not None:  # a road segment: its own speeds, samples and road (twin.alerting.segments)
+    if alert.place is not None:  # a place's own evidence (a road segment: its speeds, samples and road)
         params.update(alert.place.evidence)
+    if ctx.alert_values is not None:
+        params.update(ctx.alert_values(alert.identifier))
     if ctx.model_version:
         params["modelVersion"] = ctx.model_version
     return params
 
 
-def _headline(alert: Alert, ctx: ComposeContext, params: dict[str, object]) -> str:
-    """``Orange crowd density warning, bund``; a forecast adds what is expected and when."""
+def place_names(alert: Alert, ctx: ComposeContext, params: dict[str, object] | None = None) -> tuple[str, str]:
+    """(English, Chinese) short name of the alert's place for its headlines: ``alert.place.name_en`` /
+    ``name_zh`` (`twin.alerting.segments.Place`); without them a road segment's ``roadName`` (English) and
+    the district's names (`DISTRICT_NAMES`)."""
+    district_en, district_zh = ctx.district_names
+    place = alert.place
+    en, zh = getattr(place, "name_en", "") or "", getattr(place, "name_zh", "") or ""
+    road = str((params or {}).get("roadName") or "")
+    return en or road or district_en, zh or district_zh
+
+
+def _expected(alert: Alert, params: dict[str, object]) -> tuple[float, str] | None:
+    """A forecast's expected value and unit (from its evidence parameter), None for an observed hazard."""
     spec = hazard_spec(alert.hazard)
-    headline = f"{cap.LEVEL_COLOUR[alert.level].capitalize()} {spec.event.lower()}, {ctx.district}"
-    if params.get("roadName"):
-        headline += f": {params['roadName']}"
     expected = params.get(spec.evidence)
-    if spec.certainty != "Observed" and expected:
-        value, unit = str(expected).split(" ", 1)
-        headline += f": expected to reach {float(value):.1f} {unit} in {params['expectedInMinutes']} min"
-    return headline
+    if spec.certainty == "Observed" or not expected:
+        return None
+    value, unit = str(expected).split(" ", 1)
+    return float(value), unit
 
 
-def _info(event: AlertEvent, ctx: ComposeContext) -> dict:
+def _headlines(alert: Alert, ctx: ComposeContext, params: dict[str, object]) -> dict[str, str]:
+    """Headline per language, naming the place: ``外滩隧道北口积水红色预警`` / ``Red waterlogging warning, Bund Tunnel
+    north portal``; a forecast adds what is expected and when."""
+    spec = hazard_spec(alert.hazard)
+    place_en, place_zh = place_names(alert, ctx, params)
+    en = spec.headline_en.format(colour=cap.LEVEL_COLOUR[alert.level].capitalize(), place=place_en)
+    zh = spec.headline_zh.format(colour=cap.LEVEL_COLOUR_ZH[alert.level], place=place_zh)
+    expected = _expected(alert, params)
+    if expected is not None:
+        value, unit = expected
+        minutes = params["expectedInMinutes"]
+        en += f": expected to reach {value:.1f} {unit} in {minutes} min"
+        zh += f"：预计{minutes}分钟内达到{value:.1f}{UNIT_ZH.get(unit, unit)}"
+    return {"en-US": en, "zh-CN": zh}
+
+
+def _descriptions(event: AlertEvent, ctx: ComposeContext, params: dict[str, object]) -> dict[str, str]:
+    """Description per language: level, grade, area and place; on a Cancel, why it ended."""
+    alert = event.alert
+    spec = hazard_spec(alert.hazard)
+    if event.kind == "cancelled":
+        note = event.note or "conditions back below the clear thresholds"
+        merged = note.removeprefix("merged into ")
+        zh = f"已并入预警 {merged}" if merged != note else CLEAR_NOTES_ZH.get(note, note)
+        return {"en-US": note, "zh-CN": zh}
+    colour, area_m2 = alert.level, alert.cells.size * ctx.grid.cell_area
+    place_en, place_zh = place_names(alert, ctx, params)
+    grade = LEVEL_GRADE[colour]
+    return {"en-US": f"{spec.event} at level {cap.LEVEL_COLOUR[colour]} ({grade}) over {area_m2:.0f} m2, {place_en}.",
+            "zh-CN": f"{place_zh}{spec.event_zh}：{cap.LEVEL_COLOUR_ZH[colour]}（{grade}级），"
+                     f"影响面积约{area_m2:.0f}平方米。"}
+
+
+def _shared(event: AlertEvent, ctx: ComposeContext, params: dict[str, object]) -> dict:
+    """The elements every language's block has in common (`cap.SHARED_INFO`, plus the area's geometry)."""
     alert, cancel = event.alert, event.kind == "cancelled"
     spec = hazard_spec(alert.hazard)
-    colour = cap.LEVEL_COLOUR[alert.level]
-    params = _parameters(alert, ctx)
-    headline = _headline(alert, ctx, params)
-    area_m2 = alert.cells.size * ctx.grid.cell_area
-    describe = ctx.describe or (lambda _h, cells: default_description(ctx.grid, ctx.district, cells))
-    place = alert.place
-    rings = place.rings if place is not None and place.rings else outline(ctx.grid, alert.cells)
-    return {
-        "category": spec.category, "event": spec.event,
+    shared = {
+        "category": spec.category, "responseType": "AllClear" if cancel else spec.response_type(alert.level),
         "urgency": "Past" if cancel else (spec.urgency or cap.LEVEL_URGENCY[alert.level]),
         "severity": cap.LEVEL_SEVERITY[alert.level], "certainty": spec.certainty,
         "onset": cap.cap_time(alert.raised_at), "expires": cap.cap_time(event.t + EXPIRES_S),
-        "headline": ("Cleared: " + headline) if cancel else headline,
-        "description": (event.note if cancel else "") or f"{spec.event} at level {colour} over {area_m2:.0f} m2.",
-        "instruction": "" if cancel else spec.instruction,
+        "senderName": ctx.sender_label,
+        "web": f"{ctx.web_base.rstrip('/')}/#alert={alert.identifier}" if ctx.web_base else "",
+        "contact": ctx.contact,
         "parameter": cap.name_values([*params.items(), *((ACK_PARAMETER, op) for op in alert.acknowledged_by)]),
-        "area": [{"areaDesc": place.description if place is not None else describe(alert.hazard, alert.cells),
-                  "polygon": [cap.polygon_text(r) for r in rings],
-                  "geocode": cap.name_values(("BeidouGridCode", c) for c in geocodes(ctx.grid, alert.cells))}],
     }
+    return {k: v for k, v in shared.items() if v}
+
+
+def _area(alert: Alert, ctx: ComposeContext) -> dict:
+    describe = ctx.describe or (lambda _h, cells: default_description(ctx.grid, ctx.district, cells))
+    place = alert.place
+    rings = place.rings if place is not None and place.rings else outline(ctx.grid, alert.cells)
+    return {"areaDesc": place.description if place is not None else describe(alert.hazard, alert.cells),
+            "polygon": [cap.polygon_text(r) for r in rings],
+            "geocode": cap.name_values(("BeidouGridCode", c) for c in geocodes(ctx.grid, alert.cells))}
+
+
+def _infos(event: AlertEvent, ctx: ComposeContext) -> list[dict]:
+    """The ``zh-CN`` and ``en-US`` info blocks (`cap.LANGUAGES`), in that order."""
+    alert, cancel = event.alert, event.kind == "cancelled"
+    spec = hazard_spec(alert.hazard)
+    params = _parameters(alert, ctx)
+    shared = _shared(event, ctx, params)
+    area = _area(alert, ctx)  # areaDesc is bilingual already (place names in both languages), one text for both
+    headlines, descriptions = _headlines(alert, ctx, params), _descriptions(event, ctx, params)
+    texts = {"zh-CN": (spec.event_zh or spec.event, spec.instruction_zh or spec.instruction, "解除："),
+             "en-US": (spec.event, spec.instruction, "Cleared: ")}
+    infos = []
+    for language in cap.LANGUAGES:
+        event_text, instruction, cleared = texts[language]
+        info = {"language": language, **shared, "event": event_text,
+                "headline": (cleared if cancel else "") + headlines[language],
+                "description": descriptions[language], "area": [copy.deepcopy(area)]}
+        if not cancel:
+            info["instruction"] = instruction
+        infos.append(info)
+    return infos

@@ -23,10 +23,16 @@ carried to the next tick by overlap:
 
 Cells with no data (level -1) keep their last known level: silence neither raises nor clears.
 
-A hazard may come as *places* instead of a level grid (`twin.alerting.segments.Place`: traffic on road
-segments): each place is one region, carried to the next tick by the road links it shares with an active alert
-(two directions of one road share cells, never links), and the alert keeps the place for its CAP area,
-``areaDesc`` and evidence. The rules above are otherwise the same.
+A hazard may come as *places* instead of a level grid (`twin.alerting.segments.Place`): traffic on road
+segments, flood and crowd on operational units (`twin.alerting.units`: a waterlogging point, a named square, a
+management grid unit). Each place is one region, carried to the next tick by the alert whose place has the same
+non-empty ``key`` (an operational unit), else by the road links it shares with an active alert (two directions of
+one road share cells, never links); a key match wins over shared links. The alert keeps the place for its CAP
+area, ``areaDesc``, names and evidence; when it carries several places, the first one's key and names. The rules
+above are otherwise the same.
+
+`AlertBook.refresh` is an ``updated`` event for an active alert whose level and area did not change but whose value
+moved (the caller decides when: `twin.alerting.values`).
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ from twin.alerting.regions import label_regions, overlap_counts, region_cells
 from twin.alerting.segments import Place
 
 log = logging.getLogger(__name__)
+
+KEY_MATCH = 1 << 40
+"""Overlap score of a place with the alert whose place has the same key: more than any number of shared links."""
 
 @dataclass
 class Alert:
@@ -60,7 +69,7 @@ class Alert:
     acknowledged_by: list[str] = field(default_factory=list)
     """Operators who acknowledged the alert, in order."""
     place: Place | None = None
-    """The road segment (or other place) the alert is about, None for a region of the level grid."""
+    """The place the alert is about (a road segment, an operational unit), None for a region of the level grid."""
 
     @property
     def last(self) -> dict:
@@ -105,13 +114,14 @@ def _alert_of(s: dict) -> Alert:
 
 def _joined(places: list[Place]) -> Place:
     """One place of several an alert carries (a segment split in two keeps one alert): links, cells, areas and
-    descriptions joined, the worst level, the first one's evidence."""
+    descriptions joined, the worst level, the first one's evidence, key and names."""
     if len(places) == 1:
         return places[0]
+    first = places[0]
     return Place(np.unique(np.concatenate([p.links for p in places])),
                  np.unique(np.concatenate([p.cells for p in places])), max(p.level for p in places),
                  " | ".join(p.description for p in places), [r for p in places for r in p.rings],
-                 dict(places[0].evidence))
+                 dict(first.evidence), first.key, first.name_en, first.name_zh)
 
 
 def _jaccard_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -168,6 +178,12 @@ class AlertBook:
         alert.acknowledged_by.append(operator)
         return AlertEvent("acknowledged", alert, t, note=note)
 
+    def refresh(self, t: float, identifier: str, note: str = "") -> AlertEvent | None:
+        """An ``updated`` event at ``t`` [unix s] for an active alert whose level and area did not change but whose
+        value moved (``note`` says how); None if the alert is not active. The alert itself is unchanged."""
+        alert = self.active.get(identifier)
+        return None if alert is None else AlertEvent("updated", alert, t, note=note)
+
     # ------------------------------------------------------------ snapshots (twin.live.snapshot)
     def save_state(self) -> dict:
         """What evolves: active alerts (with their CAP messages), the sequence, each hazard's last known levels."""
@@ -202,11 +218,13 @@ class AlertBook:
 
     def _tick_places(self, t: float, hazard: str, places: list[Place]) -> list[AlertEvent]:
         alerts = self.of_hazard(hazard)
-        overlap = np.zeros((len(alerts), len(places)), dtype=np.int64)  # alerts x places, shared links
+        overlap = np.zeros((len(alerts), len(places)), dtype=np.int64)  # alerts x places: same key, shared links
         for i, a in enumerate(alerts):
             links = a.place.links if a.place is not None else np.zeros(0, np.int64)
+            key = a.place.key if a.place is not None else ""
             for r, p in enumerate(places):
-                overlap[i, r] = np.intersect1d(links, p.links, assume_unique=True).size
+                shared = np.intersect1d(links, p.links, assume_unique=True).size
+                overlap[i, r] = KEY_MATCH + shared if key and key == p.key else shared
         return self._carry(t, hazard, alerts, overlap, [(p.cells, int(p.level), p) for p in places])
 
     def _carry(self, t: float, hazard: str, alerts: list[Alert], overlap: np.ndarray,

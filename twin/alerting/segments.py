@@ -49,7 +49,8 @@ BOUNDS = (("northbound", "北向"), ("eastbound", "东向"), ("southbound", "南
 
 @dataclass
 class Place:
-    """An alert area that is a place, not a region of the level grid: here a road segment.
+    """An alert area that is a place, not a region of the level grid: a road segment, or an operational unit's
+    warning cells (`twin.alerting.units`).
 
     ``links`` (sorted link ids) decide which alert carries it to the next tick; ``cells`` (flat, sorted) are its
     grid cells; ``rings`` the outer rings of its CAP polygons (lon/lat arrays); ``evidence`` CAP parameters.
@@ -61,18 +62,27 @@ class Place:
     description: str
     rings: list[np.ndarray] = field(default_factory=list)
     evidence: dict[str, object] = field(default_factory=dict)
+    key: str = ""
+    """Stable identity of an operational unit (`twin.alerting.units`), e.g. ``flood:point:water-03``: an alert keeps
+    a place of the same key from tick to tick. Empty for road segments, which are carried by shared links."""
+    name_en: str = ""
+    """Short English place name for headlines, e.g. ``Bund Tunnel north portal``."""
+    name_zh: str = ""
+    """Short Chinese place name for headlines, e.g. ``外滩隧道北口``."""
 
     def to_state(self) -> dict:
         """Plain values for a snapshot."""
         return {"links": np.asarray(self.links, np.int64), "cells": np.asarray(self.cells, np.int64),
                 "level": int(self.level), "description": self.description,
-                "rings": [np.asarray(r, float).tolist() for r in self.rings], "evidence": dict(self.evidence)}
+                "rings": [np.asarray(r, float).tolist() for r in self.rings], "evidence": dict(self.evidence),
+                "key": self.key, "name_en": self.name_en, "name_zh": self.name_zh}
 
     @classmethod
     def from_state(cls, s: dict) -> Place:
-        """Take back `to_state`."""
+        """Take back `to_state` (a state saved before places had keys and names restores with empty ones)."""
         return cls(np.asarray(s["links"], np.int64), np.asarray(s["cells"], np.int64), int(s["level"]),
-                   str(s["description"]), [np.asarray(r, float) for r in s["rings"]], dict(s["evidence"]))
+                   str(s["description"]), [np.asarray(r, float) for r in s["rings"]], dict(s["evidence"]),
+                   str(s.get("key", "")), str(s.get("name_en", "")), str(s.get("name_zh", "")))
 
 
 class RoadSegments:
@@ -220,7 +230,17 @@ class RoadSegments:
         return BOUNDS[int(((bearing + 45.0) % 360.0) // 90.0)]
 
     def describe(self, comp: np.ndarray) -> str:
-        """``areaDesc`` of a segment, English then Chinese (see the module docstring)."""
+        """``areaDesc`` of a segment, English (the road's Chinese name in brackets) then Chinese (see the module
+        docstring)."""
+        return self._texts(comp)[0]
+
+    def names(self, comp: np.ndarray) -> tuple[str, str]:
+        """(English, Chinese) short name of a segment for headlines: ``East Zhongshan No. 1 Road southbound, Hankou
+        Road to Fuzhou Road`` / ``中山东一路南向（汉口路至福州路）``."""
+        return self._texts(comp)[1:]
+
+    def _texts(self, comp: np.ndarray) -> tuple[str, str, str]:
+        """(areaDesc, English name, Chinese name) of a segment."""
         k0 = int(comp[0])
         key = self.key[k0]
         en = self.en[k0] or self.zh[k0] or "Unnamed road"
@@ -242,9 +262,9 @@ class RoadSegments:
             span_en, span_zh = f"at {from_en or to_en}", f"{from_zh or to_zh}附近"
         else:
             span_en, span_zh = "", ""
-        english = f"{name} {bound_en}".strip() + (f", {span_en}" if span_en else "")
+        span = f", {span_en}" if span_en else ""
         chinese = f"{zh}{bound_zh}" + (f"（{span_zh}）" if span_zh else "")
-        return f"{english}; {chinese}"
+        return f"{f'{name} {bound_en}'.strip()}{span}; {chinese}", f"{en} {bound_en}".strip() + span, chinese
 
     def rings(self, comp: np.ndarray) -> list[np.ndarray]:
         """Outer rings (lon/lat) of the union of the segment's carriageways."""
@@ -277,8 +297,9 @@ class RoadSegments:
         return out
 
     def _place(self, comp: np.ndarray, warning, speed, samples, vehicles) -> Place:
-        return Place(comp, self.cells(comp), int(warning[comp].max()), self.describe(comp), self.rings(comp),
-                     self.evidence(comp, speed, samples, vehicles))
+        description, english, chinese = self._texts(comp)
+        return Place(comp, self.cells(comp), int(warning[comp].max()), description, self.rings(comp),
+                     self.evidence(comp, speed, samples, vehicles), name_en=english, name_zh=chinese)
 
 
 __all__ = ["ALERT_MIN_LEVEL", "LANE_WIDTH_M", "MIN_SEGMENT_M", "Place", "RoadSegments"]

@@ -39,6 +39,14 @@ SCHEMA = (
         alert_id TEXT NOT NULL, unit_id TEXT NOT NULL, t DOUBLE PRECISION NOT NULL,
         seconds_after_alert DOUBLE PRECISION NOT NULL, PRIMARY KEY (alert_id, unit_id))""",
     """CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS silences (
+        id TEXT PRIMARY KEY, matchers TEXT NOT NULL, starts_at DOUBLE PRECISION NOT NULL,
+        ends_at DOUBLE PRECISION NOT NULL, created_by TEXT NOT NULL, comment TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL, expired_at DOUBLE PRECISION, expired_by TEXT, expired_comment TEXT)""",
+    """CREATE TABLE IF NOT EXISTS silence_audit (
+        seq {serial}, silence_id TEXT NOT NULL, action TEXT NOT NULL, actor TEXT NOT NULL,
+        t DOUBLE PRECISION NOT NULL, comment TEXT NOT NULL, before_state TEXT, after_state TEXT,
+        recorded_at DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published_at, seq)",
 )
 
@@ -179,6 +187,22 @@ class Store:
             cur.execute(self._q("DELETE FROM meta WHERE key = ?"), (key,))
             cur.execute(self._q("INSERT INTO meta VALUES (?, ?)"), (key, value))
 
+    def write_silence(self, silence: dict, action: str, actor: str, t: float, comment: str,
+                      before: dict | None) -> None:
+        """Store a silence's new state and its audit row (``action`` create / expire; ``before``: its state before,
+        None for a new one), atomically. ``silence``: the columns of the ``silences`` table, ``matchers`` a list."""
+        cols = ("id", "matchers", "starts_at", "ends_at", "created_by", "comment", "created_at", "expired_at",
+                "expired_by", "expired_comment")
+        values = tuple(json.dumps(silence["matchers"]) if c == "matchers" else silence.get(c) for c in cols)
+        with self._tx() as cur:
+            cur.execute(self._q("DELETE FROM silences WHERE id = ?"), (silence["id"],))
+            cur.execute(self._q(f"INSERT INTO silences ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"),
+                        values)
+            cur.execute(self._q("INSERT INTO silence_audit (silence_id, action, actor, t, comment, before_state, "
+                                "after_state, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                        (silence["id"], action, actor, t, comment, None if before is None else json.dumps(before),
+                         json.dumps(silence), time.time()))
+
     # ------------------------------------------------------------ reads
     def pending(self, limit: int = 1000) -> list[OutboxItem]:
         """Unpublished outbox rows, oldest first."""
@@ -221,3 +245,20 @@ class Store:
         """A value kept with `set_meta`."""
         rows = self._all("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else default
+
+    def silences(self) -> list[dict]:
+        """Every stored silence (its ``matchers`` a list of dicts), oldest first."""
+        cols = ("id", "matchers", "starts_at", "ends_at", "created_by", "comment", "created_at", "expired_at",
+                "expired_by", "expired_comment")
+        rows = self._all(f"SELECT {', '.join(cols)} FROM silences ORDER BY created_at, id")
+        return [{**dict(zip(cols, r, strict=True)), "matchers": json.loads(r[1])} for r in rows]
+
+    def silence_audit(self, silence_id: str | None = None, limit: int = 1000) -> list[dict]:
+        """The audit trail of silences (of one, with ``silence_id``), newest ``limit`` rows, oldest first:
+        silence_id, action, actor, t [unix s, twin time], comment, before and after (dicts, before None on create)."""
+        where, args = (" WHERE silence_id = ?", (silence_id,)) if silence_id else ("", ())
+        rows = self._all("SELECT silence_id, action, actor, t, comment, before_state, after_state FROM silence_audit"
+                         + where + " ORDER BY seq DESC LIMIT ?", (*args, int(limit)))
+        keys = ("silence_id", "action", "actor", "t", "comment")
+        return [{**dict(zip(keys, r[:5], strict=True)), "before": None if r[5] is None else json.loads(r[5]),
+                 "after": None if r[6] is None else json.loads(r[6])} for r in reversed(rows)]

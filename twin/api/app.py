@@ -17,13 +17,15 @@ from twin.api.routes_alerts import alert_routes
 from twin.api.routes_basemap import basemap_routes
 from twin.api.routes_links import links_routes
 from twin.api.routes_live import live_routes
+from twin.api.routes_silences import silence_routes
 from twin.api.routes_twin import twin_routes
 from twin.api.schemas import ErrorBody
 from twin.api.state import ApiState
 
 DESCRIPTION = """The live digital twin of a city district (docs/contract/http.md 3.3).
 
-Reads are open; the one write, `POST /api/alerts/{id}/ack`, needs `Authorization: Bearer <token>`.
+Reads are open; the writes, `POST /api/alerts/{id}/ack`, `POST /api/silences` and `DELETE /api/silences/{id}`,
+need `Authorization: Bearer <token>`.
 Errors are JSON `{"error": "<code>", "detail": ...}`. Positions are CGCS2000 lon/lat (the same frame as
 WGS84 to well under a metre); grids are in the twin's projected CRS (see `/api/grid`).
 """
@@ -100,13 +102,13 @@ def create_app(service, config: ApiConfig | None = None) -> FastAPI:
     app = FastAPIOffline(title="citytwin", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.api = state
     install_handlers(app)  # first: its 500 middleware then sits inside CORS and the Host check
-    for router in (twin_routes(state), alert_routes(state), live_routes(state), links_routes(state),
-                   basemap_routes(state), page_routes()):
+    for router in (twin_routes(state), alert_routes(state), silence_routes(state), live_routes(state),
+                   links_routes(state), basemap_routes(state), page_routes()):
         app.include_router(router)
     app.openapi = _openapi_with_errors(app)
     if config.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
     if config.allowed_hosts is not None:
         app.add_middleware(TrustedHosts, allowed_hosts=config.allowed_hosts)
     return app

@@ -50,15 +50,19 @@ class EventBuilder:
 
     def snapshot(self) -> dict:
         """The ``snapshot`` event."""
-        alerts = [self.feature_of_row(r) for r in self.view.alert_rows("active")]
+        live = self.view.alert_live()
+        alerts = [self.feature_of_row(r, live) for r in self.view.alert_rows("active")]
         units = [geojson.entity_feature(e) for e in self.view.entities()]
         return {"type": "snapshot", "t": self.view.last_tick(), "status": self.view.status(),
                 "alerts": geojson.collection(alerts), "units": geojson.collection(units)}
 
-    def feature_of_row(self, row: dict) -> dict:
-        """The Feature of a stored alert row, with its acknowledgements and arrivals."""
+    def feature_of_row(self, row: dict, live: dict[str, dict] | None = None) -> dict:
+        """The Feature of a stored alert row, with its acknowledgements and arrivals, and for an active alert its
+        live values and suppression (``live``: `LiveQuery.alert_live`, read once per build; read now if None)."""
         ident = row["identifier"]
-        return geojson.alert_feature(row, self.view.acks(ident), self.view.arrivals(ident))
+        if live is None:
+            live = self.view.alert_live() if row.get("state") != "cancelled" else {}
+        return geojson.alert_feature(row, self.view.acks(ident), self.view.arrivals(ident), live.get(ident))
 
     def build(self, reports: list[TickReport], want_events: bool) -> list[dict]:
         """Events for the reports, in order (``want_events`` False: only keep the bookkeeping)."""
@@ -76,17 +80,18 @@ class EventBuilder:
 
     def _alert_events(self, report: TickReport) -> list[dict]:
         out = []
+        live = self.view.alert_live() if report.events or report.arrivals else {}
         for ev in report.events:
             a = ev.alert
             cancelled = ev.kind == "cancelled"
             row = {"identifier": a.identifier, "hazard": a.hazard, "state": "cancelled" if cancelled else "active",
                    "raised_at": a.raised_at, "updated_at": report.t, "cancelled_at": report.t if cancelled else None,
                    "message": ev.message}
-            out.append({"type": "alert", "kind": ev.kind, "t": report.t, "feature": self.feature_of_row(row)})
+            out.append({"type": "alert", "kind": ev.kind, "t": report.t, "feature": self.feature_of_row(row, live)})
         for alert_id, _unit, t, _secs in report.arrivals:
             row = self.view.alert_row(alert_id)
             if row is not None:
-                out.append({"type": "alert", "kind": "on_scene", "t": t, "feature": self.feature_of_row(row)})
+                out.append({"type": "alert", "kind": "on_scene", "t": t, "feature": self.feature_of_row(row, live)})
         return out
 
     def _ack_events(self, want_events: bool) -> list[dict]:

@@ -47,20 +47,29 @@ def _row_or_404(state: ApiState, identifier: str) -> dict:
     return row
 
 
+def alert_feature(view, row: dict, live: dict | None) -> dict:
+    """The Feature of a stored alert row, with its acknowledgements, arrivals and live values."""
+    ident = row["identifier"]
+    return geojson.alert_feature(row, view.acks(ident), view.arrivals(ident), live)
+
+
 def alert_routes(state: ApiState) -> APIRouter:
     """The router of the alerts."""
     view = state.view
     r = APIRouter(prefix="/api/alerts", tags=["alerts"])
-    builder = state.hub.builder
 
     @r.get("")
     def alerts(state_: Literal["active", "cancelled", "all"] = Query("active", alias="state"),
                limit: int = Query(500, ge=1, le=10_000, description="newest this many")) -> dict:
         """Alerts as a GeoJSON FeatureCollection (areas in lon/lat) with CAP properties: identifier,
-        hazard, level, level_name, colour, severity, sent, raised_at, acknowledged_by, acks,
-        units_on_scene, parameters... Oldest first."""
+        hazard, level, level_name, colour, severity, sent, raised_at, headline (English), headline_zh,
+        acknowledged_by, acks, units_on_scene, parameters..., and the live value of an active alert: value, unit,
+        peak, peak_at, trend [unit/min], trend_word, trend_arrow, history [[t, value], ...] of the last 30 minutes,
+        devices, suppressed (null, or {by: silence | inhibition | storm, id, reason}). Oldest first."""
         rows = view.alert_rows(None if state_ == "all" else state_)[-limit:]
-        return geojson.collection([builder.feature_of_row(row) for row in rows], t=view.last_tick())
+        live = view.alert_live() if state_ != "cancelled" else {}
+        return geojson.collection([alert_feature(view, row, live.get(row["identifier"])) for row in rows],
+                                  t=view.last_tick())
 
     @r.get("/{identifier}.xml", response_class=Response,
            responses={200: {"content": {"application/cap+xml": {}}}, 404: {"description": "unknown alert"}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
 
 
@@ -98,3 +100,97 @@ class AckResponse(BaseModel):
     already: bool = Field(description="this operator had already acknowledged the alert; nothing changed")
     message: str | None = Field(description="identifier of the CAP Update that publishes it (null if already)")
     acks: list[AckRecord]
+
+
+# ---------------------------------------------------------------- silences (docs/guides/silences-and-inhibition.md)
+def _printable_text(v: str | None) -> str | None:
+    if v is None:
+        return v
+    v = v.strip()
+    if not v.isprintable():  # controls, and Unicode's invisible ones: bidi overrides, line separators, ...
+        raise ValueError("must be printable: no control, format or line-separator characters")
+    if not v:
+        raise ValueError("must not be blank")
+    return v
+
+
+class SilenceMatcher(BaseModel):
+    """One label matcher of a silence (Alertmanager's operators; regular expressions anchored at both ends)."""
+
+    label: str = Field(min_length=1, max_length=32, examples=["hazard"],
+                       description="hazard, level, level_number, place, place_name, device, district, identifier "
+                                   "or scope")
+    op: Literal["=", "!=", "=~", "!~"] = Field(default="=", description="= != =~ !~")
+    value: str = Field(max_length=200, examples=["flood"], description="the value, or a regular expression")
+
+
+class SilenceRequest(BaseModel):
+    """``POST /api/silences`` body: what to mute, from when to when, who and why."""
+
+    matchers: list[SilenceMatcher] = Field(min_length=1, max_length=16,
+                                           description="all must hold for an alert to be silenced")
+    starts_at: float | None = Field(default=None, allow_inf_nan=False,
+                                    description="start [unix s, twin time]; omitted or past: now")
+    ends_at: float | None = Field(default=None, allow_inf_nan=False, description="end [unix s, twin time]")
+    duration_s: float | None = Field(default=None, gt=0, le=31 * 86400, allow_inf_nan=False,
+                                     description="instead of ends_at: how long from the start [s]")
+    created_by: str = Field(min_length=1, max_length=64, description="who makes the silence")
+    comment: str = Field(min_length=1, max_length=500, description="why")
+
+    @field_validator("created_by", "comment")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        return _printable_text(v)
+
+
+class SilenceExpireRequest(BaseModel):
+    """``DELETE /api/silences/{id}`` body (or the query parameters ``who`` and ``why``)."""
+
+    who: str = Field(min_length=1, max_length=64, description="who ends the silence")
+    why: str = Field(min_length=1, max_length=500, description="why it ends early")
+
+    @field_validator("who", "why")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        return _printable_text(v)
+
+
+class SilenceOut(BaseModel):
+    """One silence."""
+
+    id: str
+    state: str = Field(description="pending, active or expired (at the twin's time)")
+    matchers: list[SilenceMatcher]
+    starts_at: float = Field(description="[unix s, twin time]")
+    ends_at: float = Field(description="[unix s, twin time]")
+    created_by: str
+    comment: str
+    created_at: float = Field(description="[unix s, twin time]")
+    expired_at: float | None = Field(description="when it was ended early [unix s], else null")
+    expired_by: str | None
+    expired_comment: str | None
+
+
+class SilenceList(BaseModel):
+    """``GET /api/silences``."""
+
+    t: float = Field(description="the twin's time the states are given at [unix s]")
+    silences: list[SilenceOut]
+
+
+class SilenceAuditRow(BaseModel):
+    """One change of a silence."""
+
+    silence_id: str
+    action: str = Field(description="create or expire")
+    actor: str = Field(description="who made the change")
+    t: float = Field(description="when [unix s, twin time]")
+    comment: str
+    before: dict | None = Field(description="the silence before the change (null on create)")
+    after: dict | None = Field(description="the silence after the change")
+
+
+class SilenceAudit(BaseModel):
+    """``GET /api/silences/audit``: changes, oldest first."""
+
+    rows: list[SilenceAuditRow]

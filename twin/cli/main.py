@@ -131,6 +131,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--crowd-bands", type=Path, metavar="FILE", help="GeoJSON polygons of places with crowd density "
                    "bands of their own (stairs, ramps, bridges; properties name, kind, density_raise, density_clear, "
                    "source; e.g. data/bund/crowd-bands.geojson; docs/science/alerts.md, Per-place bands)")
+    r.add_argument("--inhibit", type=Path, metavar="FILE", help="inhibition rules (YAML, Alertmanager-style; default: "
+                   "the packaged twin/alerting/inhibit.yaml; docs/guides/silences-and-inhibition.md)")
+    r.add_argument("--storm-max", type=int, default=10, metavar="N", help="alert storm control: at most N new alerts "
+                   "per minute go to field units one by one, the rest in one summary per hazard (default 10)")
+    r.add_argument("--web-base", metavar="URL", help="the dashboard's public base URL, for the CAP 'web' link of "
+                   "every alert (default: http://HOST:PORT of --http when given)")
     r.add_argument("--state", type=Path, default=Path("var/twin"), help="state folder: raw log, snapshots, "
                                                                          "alert database (default var/twin)")
     r.add_argument("--db", help="alert store URL: sqlite:///path (default: in the state folder) or "

@@ -10,8 +10,10 @@ import threading
 import time
 from pathlib import Path
 
+from twin.alerting.inhibition import Inhibitor
 from twin.district.sources import data_dir
 from twin.district.thresholds import load_place_bands
+from twin.live.alert_output import OutputConfig
 from twin.live.core import CoreConfig
 from twin.live.models import LiveConfig
 from twin.live.service import LiveService, ServiceConfig
@@ -44,6 +46,30 @@ def crowd_bands_file(args: argparse.Namespace) -> Path | None:
     return Path(bands)
 
 
+def inhibit_file(args: argparse.Namespace) -> Path | None:
+    """The ``--inhibit`` rules file, checked (`twin.alerting.inhibition.Inhibitor.from_file`: an error naming the
+    file, line and field), or None for the packaged rules."""
+    rules = getattr(args, "inhibit", None)
+    if rules is None:
+        return None
+    if not Path(rules).is_file():
+        raise FileNotFoundError(f"--inhibit {rules} does not exist")
+    Inhibitor.from_file(rules)
+    return Path(rules)
+
+
+def alert_output(args: argparse.Namespace) -> tuple[OutputConfig, str]:
+    """Inhibition rules, storm control and the CAP ``web`` base from ``twin run`` options."""
+    storm = getattr(args, "storm_max", 10)
+    if not isinstance(storm, int) or storm < 1:
+        raise ValueError(f"--storm-max must be a whole number >= 1, got {storm}")
+    rules = inhibit_file(args)
+    web = getattr(args, "web_base", None) or ""
+    if not web and getattr(args, "http", None):
+        web = f"http://{getattr(args, 'http_host', '127.0.0.1')}:{args.http}"
+    return OutputConfig(inhibit_rules=str(rules) if rules else None, storm_max_new_per_min=storm), web
+
+
 def service_config(args: argparse.Namespace) -> ServiceConfig:
     """Service settings from ``twin run`` options."""
     bands = crowd_bands_file(args)
@@ -57,7 +83,9 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
             raise FileNotFoundError(f"--{label} {path} does not exist")
     live = LiveConfig(walkable_override=str(walkable) if walkable else None,
                       place_bands_file=str(bands) if bands else None)
-    core = CoreConfig(prefix=args.prefix, tick_s=args.tick, unit_buffer_m=args.buffer, live=live)
+    output, web = alert_output(args)
+    core = CoreConfig(prefix=args.prefix, tick_s=args.tick, unit_buffer_m=args.buffer, live=live, output=output,
+                      web_base=web)
     return ServiceConfig(broker=args.broker, grid=grid, registry=registry, state_dir=state, db=args.db,
                          tick_s=args.tick, prefix=args.prefix, client_id=args.client_id,
                          protocol=args.protocol or "5",
@@ -67,6 +95,7 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
 def run_service(args: argparse.Namespace) -> int:
     """Run until Ctrl-C, SIGTERM or ``--duration``; returns the exit status."""
     crowd_bands_file(args)  # a bad file ends here, before a broker is started or a twin built
+    alert_output(args)
     embedded = None
     if not args.broker:
         from twin.live.broker import EmbeddedBroker

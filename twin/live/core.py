@@ -23,10 +23,11 @@ from ingest.batch import Batch
 from ingest.registry import Registry
 from models.hazards import ALERT_HAZARDS, density_bands_text
 from models.hazards import hazard as hazard_spec
-from twin.alerting.compose import ComposeContext, default_description, issue, peak_evidence
+from twin.alerting.compose import ComposeContext, default_description, issue, peak_evidence, restricted
 from twin.alerting.delivery import DEFAULT_BUFFER_M, Router
 from twin.alerting.lifecycle import AlertBook, AlertEvent
 from twin.alerting.store import Store
+from twin.live.alert_output import AlertOutput, OutputConfig
 from twin.live.models import LiveConfig, LiveModels
 from twin.live.query import ActiveAlert, AlertNotActiveError, TickReport
 from twin.live.state import Rejected, TwinState
@@ -53,6 +54,10 @@ class CoreConfig:
     alert_hazards : tuple of str
         The hazards of the registry (`models.hazards`) that raise alerts; all by default. Leaving out
         ``crowd_forecast`` keeps the forecast a map layer (``level_crowd_forecast``) without alerts.
+    output : OutputConfig
+        Inhibition rules file, storm control and value steps (`twin.live.alert_output`).
+    web_base : str
+        The dashboard's base URL for CAP ``web`` (``{web_base}/#alert={id}``); empty: no ``web``.
     """
 
     prefix: str = "city/"
@@ -64,6 +69,8 @@ class CoreConfig:
     alert_hazards: tuple[str, ...] = ALERT_HAZARDS
     model_version: str = "citytwin-0.1.0"
     live: LiveConfig = field(default_factory=LiveConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    web_base: str = ""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.alert_hazards) - set(ALERT_HAZARDS))
@@ -82,10 +89,12 @@ class TwinCore:
         self.state = TwinState(static, registry)
         self.models = LiveModels(self.state, cfg.live)
         self.book = AlertBook(cfg.district, clear_s=cfg.clear_s)
-        self.cap_context = ComposeContext(self.state.grid, cfg.sender, cfg.district, "Actual", self._evidence,
-                                          self._describe, cfg.model_version, cfg.live.risk.crowd.trend_horizon)
         self.book.sequence = int(store.get_meta("alert_sequence", "0") or 0)
         self.router = Router(self.state.grid, cfg.unit_buffer_m)
+        self.output = AlertOutput(cfg.prefix, cfg.district, self.state.grid, store, self.router, cfg.output)
+        self.cap_context = ComposeContext(self.state.grid, cfg.sender, cfg.district, "Actual", self._evidence,
+                                          self._describe, cfg.model_version, cfg.live.risk.crowd.trend_horizon,
+                                          web_base=cfg.web_base, alert_values=self.output.parameters)
         self.lock = threading.RLock()
         self.last_tick = float("nan")
         self.devices_seen: set[str] = set()
@@ -126,10 +135,15 @@ class TwinCore:
             self.models.step(t, dt)
             levels = self.models.hazard_levels()
             places = {h: p for h, p in self.models.hazard_places().items() if h in self.config.alert_hazards}
-            events = issue(self.book.tick(t, {h: levels[h] for h in self.config.alert_hazards}, places),
-                           self.cap_context)
+            events = self.book.tick(t, {h: levels[h] for h in self.config.alert_hazards}, places)
+            self.output.observe(t, self.book, self._measure)
+            events = issue(events + self.output.refreshes(t, self.book, events), self.cap_context)
+            plan = self.output.plan(t, self.book, events, self._reporting)
+            units = self.state.entities.located_units()
             for ev in events:
-                self._publish_event(ev)
+                self._publish_event(ev, plan, units)
+            self.output.send_current(plan, self.book, units, {e.alert.identifier for e in events})
+            self.output.publish_summaries(plan, self.book, self.config.sender, "Actual", t)
             if events:
                 self.store.set_meta("alert_sequence", str(self.book.sequence))
             arrivals = self._arrivals()
@@ -161,7 +175,7 @@ class TwinCore:
                 return None
             self.store.record_ack(alert_id, operator, "operator", "ack", t)
             issue([event], self.cap_context)
-            self._publish_event(event)
+            self._publish_event(event, None, self.state.entities.located_units())
             return event
 
     # ------------------------------------------------------------ reads (see twin.live.query)
@@ -200,32 +214,18 @@ class TwinCore:
                 "updated_at": self.last_tick, "cancelled_at": self.last_tick if ev.kind == "cancelled" else None,
                 "cells": [int(c) for c in a.cells]}
 
-    def _publish_event(self, ev: AlertEvent) -> None:
-        p = self.config.prefix
-        ident = ev.alert.identifier
-        body = json.dumps(ev.message, separators=(",", ":")).encode()
-        outbox: list[tuple[str, bytes | None, bool]] = [(f"{p}alerts/{ident}", body, True)]
-        if ev.kind == "cancelled":
-            outbox.append((f"{p}alerts/{ident}", None, True))  # then the retained message is removed
-            area = self.router.areas.get(ident)
-            units = sorted(area.delivered) if area else []  # everyone who had the alert hears it is over
-            self.router.close(ident)
-        else:
-            self.router.set_area(ident, ev.alert.raised_at, ev.alert.cells)
-            units = self.router.recipients(ident, self.state.entities.located_units(), nearest_if_none=True)
-            self.router.mark_delivered(ident, units)
-        outbox += [(f"{p}units/{u}/alerts", body, False) for u in units]
-        self.store.record(self._alert_row(ev), ev.message, outbox)
+    def _publish_event(self, ev: AlertEvent, plan, units: list) -> None:
+        self.output.publish(ev, plan, units, self._alert_row(ev))
 
     def _deliver_to_movers(self, moved: list[str]) -> None:
         units = [self.state.entities.entities[u] for u in moved]
         for ident in list(self.router.areas):
             alert = self.book.active.get(ident)
-            if alert is None:
+            if alert is None or self.output.suppressed(ident) is not None:
                 continue
             due = self.router.recipients(ident, units)
             if due:
-                body = json.dumps(alert.last, separators=(",", ":")).encode()
+                body = json.dumps(restricted(alert.last), separators=(",", ":"), ensure_ascii=False).encode()
                 for u in due:  # keyed, so a replay of the same move sends nothing twice
                     self.store.enqueue([(f"{self.config.prefix}units/{u}/alerts", body, False)],
                                        key=f"{alert.last['identifier']}@{u}")
@@ -236,6 +236,30 @@ class TwinCore:
         for alert, unit, t, secs in arrivals:
             self.store.record_arrival(alert, unit, t, secs)
         return arrivals
+
+    def alert_live(self) -> dict[str, dict]:
+        """Per active alert: value, peak, trend, history and why it is not delivered (`AlertOutput.live`)."""
+        with self.lock:
+            return self.output.live(self.book)
+
+    # ------------------------------------------------------------ values
+    def _measure(self, alert) -> tuple[float, tuple[str, ...]]:
+        """The worst of the alert's hazard metric over its cells (NaN without data) and the devices reporting."""
+        spec = hazard_spec(alert.hazard)
+        layers = self.models.layers
+        value = float("nan")
+        if spec.metric in layers:
+            values = layers[spec.metric].values.ravel()[alert.cells]
+            values = values[np.isfinite(values)]
+            if values.size:
+                value = float(spec.worst_of(values))
+        return value, self._reporting(alert)
+
+    def _reporting(self, alert) -> tuple[str, ...]:
+        kind = hazard_spec(alert.hazard).sensor_kind
+        if not kind:
+            return ()
+        return tuple(self.state.reporting_devices(kind, alert.cells, self.last_tick, self.config.live.stale_s[kind]))
 
     # ------------------------------------------------------------ evidence for CAP
     def _evidence(self, hazard: str, cells: np.ndarray) -> dict[str, object]:
@@ -282,6 +306,7 @@ class TwinCore:
                              "devices_seen": np.array(sorted(self.devices_seen), dtype=str),
                              "refused_acks": dict(self.refused_acks)},
                     "book": self.book.save_state(), "router": self.router.save_state(),
+                    "output": self.output.save_state(),
                     "twin_state": self.state.save_state(), "models": self.models.save_state()}
 
     def restore_state(self, state: dict) -> None:
@@ -293,6 +318,7 @@ class TwinCore:
             self.refused_acks = {k: int(v) for k, v in core.get("refused_acks", {}).items()}
             self.book.restore_state(state["book"])
             self.router.restore_state(state["router"])
+            self.output.restore_state(state.get("output"))
             self.state.restore_state(state["twin_state"])
             self.models.restore_state(state["models"])
 

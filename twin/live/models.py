@@ -14,6 +14,11 @@ with simulated fields (`scenarios.runner`). Per tick of ``dt`` seconds at time `
    incidents) and a cell's loop speed replaces its probe speed;
 5. then the pipeline's congestion, risk and levels.
 
+Flood, crowd and crowd-forecast alerts are about operational units (`twin.alerting.units`), built once from the
+registry (water gauges at the tunnel portals: waterlogging points; crowd counters' areas: named places) and the
+district folder (metro exits; roads and POIs naming the 500 m management grid units): `LiveModels.hazard_places`.
+Cells without data keep their last known level there too: silence neither raises nor clears.
+
 A source older than its staleness limit is no data (`models.stale_mask` through
 `SensorReadings.fresh`): it neither raises nor clears.
 """
@@ -31,7 +36,9 @@ import xarray as xr
 import models
 from models.hazards import alert_grids
 from models.tick import CrowdFields, RainFields, TickPipeline, TrafficFields
+from twin.alerting import units as op_units
 from twin.district.dataset import layer_variable
+from twin.district.sources import data_dir
 from twin.district.thresholds import load_place_bands, with_place_bands
 from twin.live.links import LATE_S, LinkTraffic, ProbeLinks  # noqa: F401 (ProbeLinks, LATE_S: their old home)
 from twin.live.state import TwinState
@@ -266,6 +273,9 @@ class LiveModels:
             if self.config.road_network is not None else None
         self.observed.links = self.links
         self.t = float("nan")
+        self._units: dict[str, op_units.OperationalUnits] | None = None
+        self.held_levels: dict[str, np.ndarray] = {}
+        """Per grouped hazard, each cell's last known level (no data holds it), for `hazard_places`."""
 
     @property
     def link_layers(self) -> xr.Dataset:
@@ -275,8 +285,39 @@ class LiveModels:
 
     def hazard_places(self) -> dict[str, list]:
         """The hazards whose alerts are places rather than grid regions: ``traffic`` on road segments when the
-        twin has a road network (`twin.alerting.segments`), else none."""
-        return {"traffic": self.links.places()} if self.links is not None else {}
+        twin has a road network (`twin.alerting.segments`); ``flood``, ``crowd`` and ``crowd_forecast`` on the
+        operational units (`units`), from the last tick's levels (a cell without data keeps its last known level)."""
+        out = {"traffic": self.links.places()} if self.links is not None else {}
+        if "level_flood" not in self.layers:  # before the first tick
+            return out
+        levels = self.hazard_levels()
+        held = {h: self._hold(h, levels[h]) for h in self.units if h in levels}
+        return {**op_units.group_places(self.units, held, self.layers), **out}
+
+    @property
+    def units(self) -> dict[str, op_units.OperationalUnits]:
+        """The operational units of each grouped hazard (`twin.alerting.units.hazard_units`), built at first use from
+        the registry's water gauges and crowd counters and the district folder's metro exits, roads and POIs."""
+        if self._units is None:
+            grid, registry = self.state.grid, self.state.registry
+            water = [(d.id, d.name, d.geometry) for d in registry.of_kind("water")]
+            crowd = [(d.id, d.name, d.geometry) for d in registry.of_kind("crowd")]
+            district = str(self.state.static.attrs.get("district", "")).strip()
+            landmarks, metro = op_units.district_places(data_dir() / district, grid.crs) if district else ([], [])
+            self._units = op_units.hazard_units(
+                grid, op_units.named_points(water, grid.crs, op_units.FLOOD_POINT_RADIUS_M),
+                op_units.named_areas(crowd, grid.crs), metro, landmarks)
+        return self._units
+
+    def _hold(self, hazard: str, level: np.ndarray) -> np.ndarray:
+        """The level grid with no-data cells (-1) at their last known level (0 at first)."""
+        level = np.asarray(level)
+        known = self.held_levels.get(hazard)
+        if known is None or known.shape != level.shape:
+            known = self.held_levels[hazard] = np.zeros(level.shape, np.int8)
+        fresh = level >= 0
+        known[fresh] = level[fresh]
+        return known.copy()
 
     @property
     def rain_stale(self) -> bool:
@@ -295,6 +336,7 @@ class LiveModels:
         return {"components": {name: c.save_state() for name, c in self.components().items()},
                 "layers": {name: var.values.copy() for name, var in self.layers.data_vars.items()},
                 "t": float(self.t), "rain_stale": bool(self.rain_stale),
+                "held_levels": {h: v.copy() for h, v in self.held_levels.items()},
                 **({"probe_matcher": self.links.save_state()} if self.links is not None else {})}
 
     def restore_state(self, state: dict) -> None:
@@ -306,6 +348,7 @@ class LiveModels:
         self.layers = xr.Dataset({name: layer_variable(name, np.asarray(values))
                                   for name, values in state["layers"].items()}, coords=self.state.static.coords)
         self.t, self.pipeline.rain_stale = float(state["t"]), bool(state["rain_stale"])
+        self.held_levels = {h: np.asarray(v, np.int8).copy() for h, v in state.get("held_levels", {}).items()}
         if self.links is not None and np.isfinite(self.t):
             self.links.restore_state(state.get("probe_matcher"), self.t)
 

@@ -169,6 +169,16 @@ class LiveQuery:
         """Identifiers of the alerts active in the core now."""
         return [a.identifier for a in self.active_alerts()]
 
+    def alert_live(self) -> dict[str, dict]:
+        """Per active alert: ``value``, ``unit``, ``peak``, ``peak_at``, ``trend``, ``trend_word``, ``trend_arrow``,
+        ``history`` ([[t, value], ...] over 30 min), ``devices`` and ``suppressed`` (None, or ``{"by": "silence" |
+        "inhibition" | "storm", "id", "reason"}``: recorded and published, not delivered to units)."""
+        return self._service.core.alert_live()
+
+    def silences(self):
+        """The core's `twin.alerting.silences.SilenceBook` (thread-safe; backed by the store)."""
+        return self._service.core.output.silences
+
     def entities(self, kinds: tuple[str, ...] = ("unit", "vehicle")) -> list[dict]:
         """Located vehicles and units as plain dicts, with the active alerts each unit was sent
         (``alerts``) and those it is on scene of (``on_scene``)."""

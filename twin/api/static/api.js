@@ -60,6 +60,43 @@ export async function acknowledge(alertId, operator, note) {
   return { ok: false, status: response.status, message: ackProblem(response.status, body) };
 }
 
+// A write with the API token (POST /api/silences, DELETE /api/silences/{id}): resolves to {ok: true, body} or
+// {ok: false, status, message} with a message an operator can act on; never throws.
+export async function writeJson(method, path, payload, what) {
+  const bearer = token();
+  if (!bearer) {
+    return { ok: false, message: `No API token: open the dashboard from the link with #token=… to ${what}.` };
+  }
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${bearer}` },
+      body: JSON.stringify(payload),
+    });
+  } catch (err) {
+    return { ok: false, message: `Could not reach the twin (${err.message}); try again.` };
+  }
+  const body = await response.json().catch(() => ({}));
+  if (response.ok) return { ok: true, body };
+  return { ok: false, status: response.status, message: writeProblem(response.status, body, what) };
+}
+
+export const createSilence = (silence) => writeJson("POST", "/api/silences", silence, "silence alerts");
+export const expireSilence = (id, who, why) =>
+  writeJson("DELETE", `/api/silences/${encodeURIComponent(id)}`, { who, why }, "expire silences");
+
+function writeProblem(status, body, what) {
+  if (status === 403 && body.error === "writes_disabled") {
+    return `This twin is read-only (started without an API token): restart it with a token to ${what}.`;
+  }
+  if (status === 401 || status === 403) return ackProblem(status, body);
+  const detail = typeof body.detail === "string" ? body.detail : body.detail ? JSON.stringify(body.detail) : "";
+  if (status === 404) return `The twin does not know that (404)${detail ? ": " + detail : ""}.`;
+  if (status === 422 || status === 400) return `The twin refused it (${status})${detail ? ": " + detail : ""}.`;
+  return `Could not ${what}: HTTP ${status}${detail ? ": " + detail : ""}.`;
+}
+
 function ackProblem(status, body) {
   const detail = typeof body.detail === "string" ? body.detail : "";
   if (status === 401) {

@@ -3,25 +3,40 @@
 // Events (the WebSocket, or window.citytwin.handleEvent in tests) only change `state` and mark what is
 // dirty; renderFrame() then redraws just that, at most once per frame, and times itself (stats).
 
-import { acknowledge, getImageUrl, getJson, operatorName, setOperatorName, takeTokenFromUrl, token } from "./api.js";
+import {
+  acknowledge, createSilence, expireSilence, getImageUrl, getJson, operatorName, setOperatorName, takeTokenFromUrl,
+  token,
+} from "./api.js";
 import { HeldCells } from "./held.js";
 import { RoadLinks } from "./links.js";
 import { LiveSocket, socketUrl } from "./live.js";
 import { MapView } from "./map.js";
 import { Overlays } from "./overlays.js";
-import { AlertList, StatusStrip, renderLegend, renderLink, renderPoint, showNotice } from "./panels.js";
+import {
+  AlertList, SilenceList, StatusStrip, clockTime, matchersText, renderLegend, renderLink, renderPoint, showNotice,
+} from "./panels.js";
 import { Projection } from "./projection.js";
 
 const STATS_KEPT = 5000;
 const STALE_AFTER_MS = 10000;
+const SILENCES_EVERY_MS = 15000; // the silences list is read again at most this often (and after every change)
+// Properties of an alert that change every tick (GET /api/alerts; issue 16), kept when an /ws alert event
+// brings a feature without them.
+const LIVE_KEYS = ["value", "unit", "peak", "peak_at", "trend", "trend_word", "trend_arrow", "history", "devices",
+  "place", "place_name", "suppressed"];
 
 const state = {
   alerts: new Map(), units: new Map(), status: null, onScene: new Set(), layer: "level", legendOf: null, opacity: 0.75,
+  silences: [],
 };
 const dirty = { alerts: false, units: new Set(), allUnits: false, status: false, view: false, links: false, since: null };
-const stats = { render: [], update: [], frames: 0, events: 0, riskRefreshes: 0, linkRefreshes: 0 };
+const stats = {
+  render: [], update: [], frames: 0, events: 0, riskRefreshes: 0, linkRefreshes: 0, valueRefreshes: 0,
+};
 const risk = { url: null, heldUrl: null, loading: false, again: false };
 const roads = { loading: false, again: false };
+const values = { loading: false, again: false };
+const silences = { loading: false, again: false, readAt: -Infinity, available: true };
 const heldCells = new HeldCells();
 let ui = null; // {map, overlays, alerts, status, side, legend, point}
 let frameRequested = false;
@@ -39,11 +54,12 @@ function handleEvent(event) {
       invalidate("allUnits");
       invalidate("status");
       refreshRisk();
+      refreshValues();
       break;
     case "alert": {
       const p = event.feature.properties;
       if (event.kind === "cancelled" || p.state === "cancelled") state.alerts.delete(p.identifier);
-      else state.alerts.set(p.identifier, event.feature);
+      else state.alerts.set(p.identifier, keepLive(event.feature, state.alerts.get(p.identifier)));
       invalidate("alerts");
       break;
     }
@@ -59,11 +75,21 @@ function handleEvent(event) {
       invalidate("status");
       refreshRisk();
       refreshLinks();
+      refreshValues();
+      if (performance.now() - silences.readAt > SILENCES_EVERY_MS) refreshSilences();
       if (state.legendOf !== state.layer) loadLegend();
       break;
     default:
       break; // an event this page does not know yet
   }
+}
+
+// An alert event's feature, with the live values of the one it replaces where it brings none.
+function keepLive(feature, previous) {
+  if (!previous) return feature;
+  const p = feature.properties;
+  for (const key of LIVE_KEYS) if (!(key in p) && key in previous.properties) p[key] = previous.properties[key];
+  return feature;
 }
 
 function unitOfFeature(f) {
@@ -89,7 +115,7 @@ function renderFrame() {
   if (dirty.alerts) {
     state.onScene = new Set([...state.alerts.values()].flatMap((f) => f.properties.units_on_scene));
     overlays.renderAlerts(state.alerts);
-    ui.alerts.render(state.alerts, operatorName());
+    ui.alerts.render(state.alerts, operatorName(), Boolean(token()));
     ui.alerts.renderAges(state.status?.t);
     overlays.updateOnScene(state.onScene);
   }
@@ -198,6 +224,48 @@ function refreshLinks() {
       stats.linkRefreshes++;
       invalidate("links");
     }
+  });
+}
+
+// The alerts' values, trends, histories and suppression change every tick without an alert event: read them
+// from GET /api/alerts after each tick (one request at a time) into the alerts the page has; the /ws events
+// alone decide which alerts there are.
+function refreshValues() {
+  if (!ui) return;
+  return oneAtATime(values, "alert values", async () => {
+    const fc = await getJson("/api/alerts?state=active");
+    let changed = false;
+    for (const f of fc.features) {
+      const known = state.alerts.get(f.properties.identifier);
+      if (!known) continue;
+      for (const key of LIVE_KEYS) {
+        if (!(key in f.properties)) continue;
+        if (JSON.stringify(known.properties[key]) !== JSON.stringify(f.properties[key])) {
+          known.properties[key] = f.properties[key];
+          changed = true;
+        }
+      }
+    }
+    stats.valueRefreshes++;
+    if (changed) invalidate("alerts");
+  });
+}
+
+// The active silences, for the list under the alerts; a twin without silences (503, 404) shows none.
+function refreshSilences() {
+  if (!ui || !silences.available) return;
+  silences.readAt = performance.now();
+  return oneAtATime(silences, "silences", async () => {
+    const response = await fetch("/api/silences?state=active", { headers: { Accept: "application/json" } });
+    if (response.status === 404 || response.status === 503) {
+      silences.available = false;
+      ui.silences.hide();
+      return;
+    }
+    if (!response.ok) throw new Error(`/api/silences: HTTP ${response.status}`);
+    const body = await response.json();
+    state.silences = Array.isArray(body) ? body : body.silences || [];
+    ui.silences.render(state.silences, Boolean(token()));
   });
 }
 
@@ -320,6 +388,123 @@ function askOperator(id) {
   });
 }
 
+// ------------------------------------------------------------------ silences
+// The matchers a silence of this alert offers (docs/guides/operator.md): its hazard and its place (the place's
+// key, from the twin's live state), or the alert itself when the page does not know its place.
+function silenceMatchers(p) {
+  const out = [{ label: "hazard", op: "=", value: p.hazard, text: `hazard = ${p.hazard}` }];
+  if (p.place) {
+    const name = p.place_name && p.place_name !== p.place ? ` (${p.place_name})` : "";
+    out.push({ label: "place", op: "=", value: p.place, text: `place = ${p.place}${name}` });
+  } else {
+    out.push({ label: "identifier", op: "=", value: p.identifier, text: `this alert only: ${p.identifier}` });
+  }
+  return out;
+}
+
+function fillSilenceForm(p) {
+  document.getElementById("silence-alert").textContent =
+    `${p.level_name.toUpperCase()} ${p.hazard}: ${p.headline || p.area_desc || p.identifier}`;
+  const box = document.getElementById("silence-matchers");
+  box.querySelectorAll("label").forEach((l) => l.remove());
+  for (const m of silenceMatchers(p)) {
+    const label = document.createElement("label");
+    label.className = "check";
+    const input = document.createElement("input");
+    input.type = "checkbox";
+    input.checked = true;
+    Object.assign(input.dataset, { label: m.label, op: m.op, value: m.value });
+    label.append(input, ` ${m.text}`);
+    box.append(label);
+  }
+  document.getElementById("silence-duration").value = "1800";
+  document.getElementById("silence-by").value = operatorName() || "";
+  document.getElementById("silence-why").value = "";
+  showProblem("silence-problem", "");
+}
+
+function showProblem(id, text) {
+  const p = document.getElementById(id);
+  p.textContent = text;
+  p.hidden = !text;
+}
+
+// The body of POST /api/silences from the form (null when no matcher is ticked).
+function silenceRequest() {
+  const matchers = [...document.querySelectorAll("#silence-matchers input:checked")].map((i) => ({
+    label: i.dataset.label, op: i.dataset.op, value: i.dataset.value,
+  }));
+  if (!matchers.length) return null;
+  return {
+    matchers, starts_at: null, duration_s: Number(document.getElementById("silence-duration").value),
+    created_by: document.getElementById("silence-by").value.trim(),
+    comment: document.getElementById("silence-why").value.trim(),
+  };
+}
+
+async function onSilenceClicked(id) {
+  const feature = state.alerts.get(id);
+  if (!feature) return;
+  if (!token()) {
+    showNotice(ui.side, "No API token: open the dashboard from the link with #token=… to silence alerts.");
+    return;
+  }
+  fillSilenceForm(feature.properties);
+  const dialog = document.getElementById("silence-dialog");
+  dialog.returnValue = "";
+  dialog.showModal();
+}
+
+async function submitSilence(e) {
+  e.preventDefault();
+  const dialog = document.getElementById("silence-dialog");
+  if (e.submitter?.value === "cancel") {
+    dialog.close("cancel");
+    return;
+  }
+  const body = silenceRequest();
+  if (!body) {
+    showProblem("silence-problem", "Tick at least one matcher: a silence of everything is not allowed here.");
+    return;
+  }
+  const ok = document.getElementById("silence-ok");
+  ok.disabled = true;
+  const result = await createSilence(body);
+  ok.disabled = false;
+  if (!result.ok) {
+    showProblem("silence-problem", result.message);
+    return;
+  }
+  dialog.close("ok");
+  if (!operatorName()) {
+    setOperatorName(body.created_by);
+    renderOperatorLine();
+  }
+  const until = result.body.ends_at != null ? ` until ${clockTime(result.body.ends_at)}` : "";
+  showNotice(ui.side, `Silenced${until} · 已静默 (${matchersText(body.matchers)}).`, "ok");
+  setTimeout(() => showNotice(ui.side, ""), 6000);
+  refreshSilences();
+}
+
+async function onExpireClicked(id) {
+  const silence = state.silences.find((s) => s.id === id);
+  document.getElementById("expire-silence").textContent = silence ? matchersText(silence.matchers) : id;
+  document.getElementById("expire-by").value = operatorName() || "";
+  document.getElementById("expire-why").value = "";
+  const dialog = document.getElementById("expire-dialog");
+  dialog.returnValue = "";
+  const answer = await new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.showModal();
+  });
+  if (!answer) return;
+  const by = document.getElementById("expire-by").value.trim();
+  const why = document.getElementById("expire-why").value.trim();
+  const result = await expireSilence(id, by, why);
+  showNotice(ui.side, result.ok ? "Silence expired · 静默已解除." : result.message, result.ok ? "ok" : "error");
+  refreshSilences();
+}
+
 function renderOperatorLine() {
   const line = document.getElementById("operator-line");
   line.replaceChildren();
@@ -396,7 +581,9 @@ async function main() {
   const map = new MapView(svg, base, grid, new Projection(fit), () => ui && invalidate("view"), (...a) => onMapClick(...a));
   const side = document.getElementById("side");
   ui = {
-    map, side, overlays: new Overlays(map, svg), alerts: new AlertList(side, onAckClicked, (id) => selectAlert(id, true)),
+    map, side, overlays: new Overlays(map, svg),
+    alerts: new AlertList(side, onAckClicked, (id) => selectAlert(id, true), onSilenceClicked),
+    silences: new SilenceList(document.getElementById("silences"), onExpireClicked),
     status: new StatusStrip(document.getElementById("status-strip")), legend: document.getElementById("legend"),
     point: document.getElementById("point-info"), links: new RoadLinks(map, document.getElementById("links")),
   };
@@ -405,6 +592,8 @@ async function main() {
   map.fit();
   setupControls(map);
   renderOperatorLine();
+  document.getElementById("silence-form").addEventListener("submit", submitSilence);
+  refreshSilences();
   await setLayer(state.layer);
   const linksLoaded = loadLinks().catch((err) => console.warn("road links:", err.message));
   const socket = new LiveSocket(socketUrl(), handleEvent, (s, d) => ui.status.setLink(s, d));
@@ -416,6 +605,7 @@ async function main() {
     stats: () => ({ ...stats, render: [...stats.render], update: [...stats.update] }),
     resetStats: () => Object.assign(stats, { render: [], update: [], frames: 0, events: 0 }),
     counts: () => ({ alerts: state.alerts.size, units: state.units.size }),
+    refreshSilences,
     // the road links: whether the twin has them, the tick of the speeds drawn, how many links have a speed
     links: async () => {
       await linksLoaded;

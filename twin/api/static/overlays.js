@@ -59,11 +59,13 @@ export class Overlays {
         entry.centre = centre;
         this.placeBadge(entry);
       }
-      const cls = `level-${p.level}` + (forecast ? " forecast" : "") + (p.identifier === this.selected ? " selected" : "");
+      const cls = `level-${p.level}` + (forecast ? " forecast" : "") + (p.suppressed ? " suppressed" : "") +
+        (p.identifier === this.selected ? " selected" : "");
       entry.path.setAttribute("class", `alert-area ${cls}`);
       entry.badge.setAttribute("class", `alert-badge ${cls}` + (p.acknowledged_by.length ? " acked" : ""));
       entry.badge.querySelector("text").textContent = HAZARD_LETTER[p.hazard] || "!";
-      entry.badge.querySelector("title").textContent = (forecast ? "forecast · 预测 " : "") +
+      entry.badge.querySelector("title").textContent = (p.suppressed ? `${p.suppressed.by} · not delivered · ` : "") +
+        (forecast ? "forecast · 预测 " : "") +
         `${p.level_name} ${p.hazard}: ${p.area_desc || ""}`;
       this.areaLayer.appendChild(entry.path); // keep the level order
     }

@@ -61,18 +61,115 @@ export function expectedText(p) {
   return `expected to reach ${value} ${en} in ${min} min · 预计 ${min} 分钟内达到 ${value} ${zh}`;
 }
 
-// Most urgent first: level, then observed before forecast, then unacknowledged, then the newest.
+// Most urgent first: delivered before suppressed (silenced, inhibited, grouped), then level, then observed
+// before forecast, then unacknowledged, then the newest.
 function urgency(a, b) {
   const pa = a.properties;
   const pb = b.properties;
-  return pb.level - pa.level || isForecast(pa) - isForecast(pb) ||
+  return Boolean(pa.suppressed) - Boolean(pb.suppressed) || pb.level - pa.level || isForecast(pa) - isForecast(pb) ||
     (pa.acknowledged_by.length > 0) - (pb.acknowledged_by.length > 0) ||
     (pb.raised_at ?? 0) - (pa.raised_at ?? 0);
 }
 
+// ------------------------------------------------------------------ values, trends and sparklines
+// A unit as read: "person/m2" -> "person/m²".
+export const unitText = (unit) => (unit || "").replace(/m2\b/g, "m²");
+const VALUE_DIGITS = { "person/m2": 2, m: 2, "km/h": 0, mm: 1 };
+
+// "4.60 person/m²" of an alert's value (its hazard's unit), "" without one.
+export function valueText(value, unit) {
+  if (value == null || !Number.isFinite(value)) return "";
+  const digits = VALUE_DIGITS[unit] ?? 2;
+  return `${value.toFixed(digits)} ${unitText(unit)}`.trim();
+}
+
+const TREND_WORD = { "↑": "rising · 上升", "↓": "falling · 下降", "→": "steady · 平稳" };
+const TREND_CLASS = { "↑": "rising", "↓": "falling", "→": "steady" };
+
+// Why an alert is not delivered to field units, as its card's badge says it.
+export const SUPPRESSED_BADGE = {
+  silence: "silenced · 静默", inhibition: "inhibited · 抑制", storm: "grouped · 合并",
+};
+
+export const SPARK_W = 96;
+export const SPARK_H = 30;
+const SPARK_WINDOW_S = 1800; // the last 30 minutes
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function sparklineElement() {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("class", "sparkline");
+  svg.setAttribute("viewBox", `0 0 ${SPARK_W} ${SPARK_H}`);
+  svg.setAttribute("width", String(SPARK_W));
+  svg.setAttribute("height", String(SPARK_H));
+  svg.setAttribute("role", "img");
+  for (const name of ["polyline", "circle", "title"]) svg.append(document.createElementNS(SVG_NS, name));
+  svg.querySelector("circle").setAttribute("r", "2.2");
+  return svg;
+}
+
+// Points of a sparkline of [[t, value], ...]: time across the last 30 minutes up to the newest point, values
+// between their min and max (a flat line in the middle when they are all equal). Returns "x,y x,y ...".
+export function sparkPoints(history) {
+  if (!history.length) return "";
+  const tEnd = history[history.length - 1][0];
+  const values = history.map(([, v]) => v);
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  const pad = 3;
+  return history.map(([t, v]) => {
+    const x = SPARK_W - ((tEnd - t) / SPARK_WINDOW_S) * SPARK_W;
+    const y = hi > lo ? pad + (1 - (v - lo) / (hi - lo)) * (SPARK_H - 2 * pad) : SPARK_H / 2;
+    return `${Math.max(0, x).toFixed(1)},${y.toFixed(1)}`;
+  }).join(" ");
+}
+
+function drawSparkline(svg, history, unit) {
+  const points = sparkPoints(history);
+  svg.querySelector("polyline").setAttribute("points", points);
+  svg.dataset.points = String(history.length);
+  const last = points.split(" ").pop();
+  const circle = svg.querySelector("circle");
+  circle.style.display = last ? "" : "none";
+  if (last) {
+    const [cx, cy] = last.split(",");
+    circle.setAttribute("cx", cx);
+    circle.setAttribute("cy", cy);
+  }
+  svg.style.visibility = history.length ? "" : "hidden";
+  const values = history.map(([, v]) => v);
+  svg.querySelector("title").textContent = history.length
+    ? `last 30 min · 近30分钟: ${valueText(Math.min(...values), unit)} – ${valueText(Math.max(...values), unit)}`
+    : "";
+}
+
+// The parts of a card that change every tick: value, trend arrow, peak, sparkline, suppressed badge.
+function fillLive(item, p) {
+  const f = item.f;
+  const value = valueText(p.value, p.unit);
+  f.value.textContent = value || "no value yet";
+  f.value.classList.toggle("none", !value);
+  const arrow = value && p.trend_arrow ? p.trend_arrow : "";
+  f.arrow.textContent = arrow;
+  f.arrow.className = `trend-arrow ${TREND_CLASS[arrow] || ""}`.trim();
+  const slope = typeof p.trend !== "number" ? "" : `, ${p.trend >= 0 ? "+" : ""}${p.trend.toFixed(2)} ${unitText(p.unit)}/min`;
+  f.arrow.title = arrow ? `${TREND_WORD[arrow]}${slope} (last 5 min)` : "";
+  const peak = valueText(p.peak, p.unit);
+  const peakNumber = peak.split(" ")[0];
+  f.peak.textContent = peak ? `peak ${peakNumber}${p.peak_at != null ? " at " + clockTime(p.peak_at).slice(0, 5) : ""}` : "";
+  f.peak.title = peak ? `peak · 峰值 ${peak}${p.peak_at != null ? " at " + twinDateTime(p.peak_at) : ""}` : "";
+  drawSparkline(f.spark, (p.history || []).filter(([t, v]) => Number.isFinite(t) && Number.isFinite(v)), p.unit);
+  const s = p.suppressed;
+  item.li.classList.toggle("suppressed", Boolean(s));
+  f.badge.hidden = !s;
+  f.badge.textContent = s ? SUPPRESSED_BADGE[s.by] || `${s.by} · 抑制` : "";
+  f.badge.dataset.by = s ? s.by : "";
+  f.badge.title = s ? `Not delivered to field units: ${s.reason || s.by}${s.id ? ` (${s.id})` : ""}` : "";
+}
+
 // ------------------------------------------------------------------ alert list
 export class AlertList {
-  constructor(root, onAck, onSelect) {
+  constructor(root, onAck, onSelect, onSilence) {
     this.list = root.querySelector("#alert-list");
     this.empty = root.querySelector("#alert-empty");
     this.count = root.querySelector("#alert-count");
@@ -82,11 +179,13 @@ export class AlertList {
       const li = e.target.closest("li[data-id]");
       if (!li) return;
       if (e.target.closest("button.ack")) onAck(li.dataset.id);
+      else if (e.target.closest("button.silence")) onSilence(li.dataset.id);
       else onSelect(li.dataset.id);
     });
   }
 
-  render(alerts, operator) {
+  // canWrite: the page has an API token (the Silence… button is enabled).
+  render(alerts, operator, canWrite = true) {
     for (const [id, item] of this.items) {
       if (!alerts.has(id)) {
         item.li.remove();
@@ -102,10 +201,15 @@ export class AlertList {
         this.items.set(p.identifier, item);
       }
       const key = [p.message_id, p.level, p.certainty, p.acknowledged_by.join(","), p.units_on_scene.join(","),
-        operator].join("|");
+        operator, canWrite, p.headline, p.headline_zh].join("|");
       if (item.key !== key) {
         item.key = key;
-        this.fill(item, p, operator);
+        this.fill(item, p, operator, canWrite);
+      }
+      const liveKey = JSON.stringify([p.value, p.trend_arrow, p.trend, p.peak, p.peak_at, p.history, p.suppressed]);
+      if (item.liveKey !== liveKey) {
+        item.liveKey = liveKey;
+        fillLive(item, p);
       }
       if (this.list.children[index] !== item.li) this.list.insertBefore(item.li, this.list.children[index] || null);
     });
@@ -123,6 +227,13 @@ export class AlertList {
       event: el("span", "event"),
       tag: el("span", "tag-forecast", FORECAST_TAG),
       expected: el("div", "expected"),
+      headline: el("div", "headline"),
+      headlineZh: el("div", "headline-zh"),
+      badge: el("span", "badge-suppressed"),
+      value: el("span", "value"),
+      arrow: el("span", "trend-arrow"),
+      peak: el("span", "peak"),
+      spark: sparklineElement(),
       area: el("div", "area"),
       raised: el("span", "raised"),
       age: el("span", "age"),
@@ -130,27 +241,49 @@ export class AlertList {
       ackBy: el("span", "ack-by"),
       onScene: el("span", "on-scene"),
       button: el("button", "ack", "Acknowledge"),
+      silence: el("button", "silence", "Silence…"),
     };
+    f.badge.hidden = true;
     const body = el("div", "body");
     const title = el("div", "title");
-    title.append(f.tag, f.hazard, " ", f.event);
+    title.append(f.tag, f.badge, f.hazard, " ", f.event);
+    const reading = el("div", "reading");
+    const figures = el("div", "figures");
+    const now = el("div", "now");
+    now.append(f.value, f.arrow);
+    figures.append(now, f.peak);
+    reading.append(figures, f.spark);
     const meta = el("div", "meta");
     meta.append("raised ", f.raised, " · ", f.age, " ago · ", f.size);
     const acks = el("div", "acks");
     acks.append(el("span", "k", "ack by"), f.ackBy);
     const scene = el("div", "scene");
     scene.append(el("span", "k", "on scene"), f.onScene);
-    body.append(title, f.expected, f.area, meta, acks, scene);
-    li.append(f.level, body, f.button);
-    return { li, f, key: null, raisedAt: null };
+    body.append(title, f.headline, f.headlineZh, f.expected, reading, f.area, meta, acks, scene);
+    const actions = el("div", "actions");
+    actions.append(f.button, f.silence);
+    li.append(f.level, body, actions);
+    return { li, f, key: null, liveKey: null, raisedAt: null };
   }
 
-  fill(item, p, operator) {
+  fill(item, p, operator, canWrite) {
     const f = item.f;
     item.raisedAt = p.raised_at;
     const forecast = isForecast(p);
-    item.li.className = `alert level-${p.level}` + (forecast ? " forecast" : "") +
-      (p.acknowledged_by.length ? " acked" : " unacked") + (p.identifier === this.selected ? " selected" : "");
+    const stale = [...item.li.classList].filter((c) => c.startsWith("level-") || c.startsWith("hz-"));
+    item.li.classList.remove(...stale, "acked", "unacked");
+    item.li.classList.add("alert", `level-${p.level}`, `hz-${p.hazard}`, p.acknowledged_by.length ? "acked" : "unacked");
+    item.li.classList.toggle("forecast", forecast);
+    item.li.classList.toggle("selected", p.identifier === this.selected);
+    item.li.classList.toggle("has-headline", Boolean(p.headline));
+    f.headline.textContent = p.headline || "";
+    f.headline.hidden = !p.headline;
+    f.headlineZh.textContent = p.headline_zh || "";
+    f.headlineZh.hidden = !p.headline_zh;
+    f.headlineZh.lang = "zh-CN";
+    f.silence.disabled = !canWrite;
+    f.silence.title = canWrite ? "Stop delivering matching alerts to field units for a while (they stay on this list)"
+      : "Read-only: open the #token=… link to silence alerts.";
     f.tag.hidden = !forecast;
     f.tag.title = forecast ? `CAP certainty ${p.certainty}, urgency ${p.urgency || "–"}` : "";
     f.expected.textContent = forecast ? expectedText(p) : "";
@@ -185,6 +318,51 @@ export class AlertList {
     for (const [aid, item] of this.items) item.li.classList.toggle("selected", aid === id);
     const item = this.items.get(id);
     if (item) item.li.scrollIntoView({ block: "nearest" });
+  }
+}
+
+// ------------------------------------------------------------------ silences
+// "hazard = flood · place = flood:point:water-03" of a silence's matchers.
+export function matchersText(matchers) {
+  return (matchers || []).map((m) => `${m.label ?? m.name} ${m.op || "="} ${m.value}`).join(" · ") || "(everything)";
+}
+
+// The active silences (GET /api/silences?state=active) under the alert list, each with an Expire button.
+export class SilenceList {
+  constructor(root, onExpire) {
+    this.root = root;
+    this.list = root.querySelector("#silence-list");
+    this.count = root.querySelector("#silence-count");
+    this.list.addEventListener("click", (e) => {
+      const button = e.target.closest("button.expire");
+      if (button && !button.disabled) onExpire(button.closest("[data-id]").dataset.id);
+    });
+  }
+
+  render(silences, canWrite) {
+    this.root.hidden = false;
+    this.root.dataset.available = "true";
+    this.count.textContent = String(silences.length);
+    this.list.replaceChildren(...silences.map((s) => {
+      const row = el("li", "silence");
+      row.dataset.id = s.id;
+      const text = el("div", "body");
+      text.append(el("div", "matchers", matchersText(s.matchers)));
+      const until = s.ends_at != null ? `until ${clockTime(s.ends_at)}` : "";
+      text.append(el("div", "meta", [until, s.created_by && `by ${s.created_by}`].filter(Boolean).join(" · ")));
+      if (s.comment) text.append(el("div", "why", s.comment));
+      const expire = el("button", "expire", "Expire");
+      expire.disabled = !canWrite;
+      expire.title = canWrite ? "End this silence now" : "Read-only: open the #token=… link to expire silences.";
+      row.append(text, expire);
+      return row;
+    }));
+  }
+
+  // The twin has no silences route (an older twin): no section at all.
+  hide() {
+    this.root.hidden = true;
+    this.root.dataset.available = "false";
   }
 }
 
