@@ -13,22 +13,18 @@ import numpy as np
 import pytest
 
 from ingest.batch import Batch
-from ingest.registry import load_registry
+from tests import test_live_core
 from tests.test_cap_profile import parse as cap_tools_parse
 from twin.alerting import cap
 from twin.alerting.store import Store
-from twin.district.sources import data_dir
 from twin.live.alert_output import OutputConfig
 from twin.live.core import CoreConfig, TwinCore
 
 T0 = 1_735_689_600.0
 CHEN_YI_SQUARE = (121.4855, 31.2405)
 MAX_NEW = 10
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_registry(data_dir() / "bund" / "registry.geojson")
+registry = test_live_core.registry
+"""The fixture: the Bund's device registry (tests/test_live_core.py)."""
 
 
 @pytest.fixture
