@@ -59,6 +59,11 @@ class CrowdRamp:
             self.stop.wait(0.2)
 
 
+OUTBOX_WINDOW = 100
+"""Messages the outbox publisher has in flight at most (`twin.live.service.OutboxPublisher`): only these can be
+redelivered after a broker restart."""
+
+
 def _reference(bund_file, state_dir, tmp_path):
     """The run that never stopped: a fresh core fed the whole raw log, records and ticks, in order; with every
     message it stored (the alerts' and the storm summaries', issue 16)."""
@@ -142,7 +147,7 @@ def test_sigkill_and_restart_give_the_state_of_an_uninterrupted_run(broker, obse
         restored.store.close()
 
 
-def test_broker_restart_while_alerts_are_raised_loses_and_duplicates_nothing(broker, bund_file, tmp_path):
+def test_broker_restart_while_alerts_are_raised_loses_nothing_and_repeats_only_what_was_in_flight(broker, bund_file, tmp_path):
     from twin.live.service import LiveService, ServiceConfig
 
     cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",
@@ -191,5 +196,13 @@ def test_broker_restart_while_alerts_are_raised_loses_and_duplicates_nothing(bro
     stored = [m["identifier"] for a in store.alerts() for m in store.messages(a["identifier"])]
     received = [json.loads(p)["identifier"] for t, p in got if p]
     assert set(stored) <= set(received), f"lost: {set(stored) - set(received)}"
-    assert len(received) == len(set(received)), "no message arrived twice"
+    # QoS 1 is at least once: a message in flight when the broker went down may come again, as the same bytes
+    # (the CAP identifier tells a repeat; docs/reliability.md 6.3). Nothing else is sent twice.
+    by_id: dict[str, set[bytes]] = {}
+    for _, p in got:
+        if p:
+            by_id.setdefault(json.loads(p)["identifier"], set()).add(p)
+    assert all(len(v) == 1 for v in by_id.values()), "a repeated identifier is the same message"
+    repeats = len(received) - len(set(received))
+    assert repeats <= OUTBOX_WINDOW, f"{repeats} repeats: more than the outbox's messages in flight"
     store.close()
