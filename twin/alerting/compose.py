@@ -123,15 +123,22 @@ class ComposeContext:
         return self.sender_name or f"上海市城市运行数字孪生·{zh} / citytwin {en} operations twin"
 
 
-def peak_evidence(layers: xr.Dataset, hazard: str, cells: np.ndarray) -> dict[str, object]:
-    """The worst value of the hazard's metric layer (`models.hazards`) over ``cells`` as a CAP parameter (none if no
-    data): e.g. ``peakDensity`` ``4.20 person/m2``, ``minSpeed`` ``12.00 km/h``, ``expectedDensity`` for a forecast."""
+def worst_value(layers: xr.Dataset, hazard: str, cells: np.ndarray) -> float:
+    """The worst value of the hazard's metric layer (`models.hazards`) over ``cells``, in its unit; NaN without
+    data."""
     spec = hazard_spec(hazard)
     if spec.metric not in layers:
-        return {}
+        return float("nan")
     values = layers[spec.metric].values.ravel()[cells]
     values = values[np.isfinite(values)]
-    return {spec.evidence: f"{spec.worst_of(values):.2f} {spec.unit}"} if values.size else {}
+    return float(spec.worst_of(values)) if values.size else float("nan")
+
+
+def peak_evidence(layers: xr.Dataset, hazard: str, cells: np.ndarray) -> dict[str, object]:
+    """The worst value of the hazard's metric layer over ``cells`` as a CAP parameter (none if no data): e.g.
+    ``peakDensity`` ``4.20 person/m2``, ``minSpeed`` ``12.00 km/h``, ``expectedDensity`` for a forecast."""
+    spec, value = hazard_spec(hazard), worst_value(layers, hazard, cells)
+    return {spec.evidence: f"{value:.2f} {spec.unit}"} if np.isfinite(value) else {}
 
 
 def default_description(grid: GridSpec, district: str, cells: np.ndarray) -> str:

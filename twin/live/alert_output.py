@@ -63,6 +63,11 @@ def _json(message: dict) -> bytes:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def unit_payload(message: dict) -> bytes:
+    """What a unit topic carries of a CAP message: its restricted copy (`twin.alerting.compose.restricted`)."""
+    return _json(restricted(message))
+
+
 class AlertOutput:
     """Values, suppression and publication of one district's alerts (see the module docstring)."""
 
@@ -134,14 +139,13 @@ class AlertOutput:
         return cached[1]
 
     # ------------------------------------------------------------ messages out
-    def publish(self, ev: AlertEvent, plan: DeliveryPlan | None, units: list, row: dict) -> None:
+    def publish(self, ev: AlertEvent, units: list, row: dict) -> None:
         """Record an event's message and queue it: public and retained on ``city/alerts/{id}``, and a restricted
-        copy to the units the router picks (not while the alert is suppressed; a Cancel to everyone who had it)."""
+        copy to the units the router picks (not while the alert is suppressed, as the last `plan` decided; a Cancel
+        to everyone who had it)."""
         ident = ev.alert.identifier
-        body = _json(ev.message)
-        outbox: list[tuple[str, bytes | None, bool]] = [(f"{self.prefix}alerts/{ident}", body, True)]
-        to_units = plan.to_units(ident, ev.kind) if plan is not None else self.suppressed(ident) is None \
-            or ev.kind == "cancelled"
+        outbox: list[tuple[str, bytes | None, bool]] = [(f"{self.prefix}alerts/{ident}", _json(ev.message), True)]
+        to_units = ev.kind == "cancelled" or self.suppressed(ident) is None
         if ev.kind == "cancelled":
             outbox.append((f"{self.prefix}alerts/{ident}", None, True))  # then the retained message is removed
             area = self.router.areas.get(ident)
@@ -155,7 +159,7 @@ class AlertOutput:
             self.router.mark_delivered(ident, recipients)
             self.values.mark_published(ident)
         if recipients:
-            unit_body = _json(restricted(ev.message))
+            unit_body = unit_payload(ev.message)
             outbox += [(f"{self.prefix}units/{u}/alerts", unit_body, False) for u in recipients]
         self.store.record(row, ev.message, outbox)
 
@@ -168,7 +172,7 @@ class AlertOutput:
                 continue
             self.router.set_area(ident, alert.raised_at, alert.cells)
             recipients = self.router.recipients(ident, units, nearest_if_none=True)
-            body = _json(restricted(alert.last))
+            body = unit_payload(alert.last)
             for u in recipients:
                 self.store.enqueue([(f"{self.prefix}units/{u}/alerts", body, False)],
                                    key=f"{alert.last['identifier']}.release@{u}")
@@ -232,4 +236,4 @@ class AlertOutput:
         self._summaries = {k: list(v) for k, v in state.get("summaries", {}).items()}
 
 
-__all__ = ["AlertOutput", "Measure", "OutputConfig"]
+__all__ = ["AlertOutput", "Measure", "OutputConfig", "unit_payload"]

@@ -10,7 +10,6 @@ log too, as control records).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -23,11 +22,11 @@ from ingest.batch import Batch
 from ingest.registry import Registry
 from models.hazards import ALERT_HAZARDS, density_bands_text
 from models.hazards import hazard as hazard_spec
-from twin.alerting.compose import ComposeContext, default_description, issue, peak_evidence, restricted
+from twin.alerting.compose import ComposeContext, default_description, issue, peak_evidence, worst_value
 from twin.alerting.delivery import DEFAULT_BUFFER_M, Router
 from twin.alerting.lifecycle import AlertBook, AlertEvent
 from twin.alerting.store import Store
-from twin.live.alert_output import AlertOutput, OutputConfig
+from twin.live.alert_output import AlertOutput, OutputConfig, unit_payload
 from twin.live.models import LiveConfig, LiveModels
 from twin.live.query import ActiveAlert, AlertNotActiveError, TickReport
 from twin.live.state import Rejected, TwinState
@@ -138,10 +137,10 @@ class TwinCore:
             events = self.book.tick(t, {h: levels[h] for h in self.config.alert_hazards}, places)
             self.output.observe(t, self.book, self._measure)
             events = issue(events + self.output.refreshes(t, self.book, events), self.cap_context)
-            plan = self.output.plan(t, self.book, events, self._reporting)
+            plan = self.output.plan(t, self.book, events, lambda a: self._reporting(a.hazard, a.cells))
             units = self.state.entities.located_units()
             for ev in events:
-                self._publish_event(ev, plan, units)
+                self._publish_event(ev, units)
             self.output.send_current(plan, self.book, units, {e.alert.identifier for e in events})
             self.output.publish_summaries(plan, self.book, self.config.sender, "Actual", t)
             if events:
@@ -175,7 +174,7 @@ class TwinCore:
                 return None
             self.store.record_ack(alert_id, operator, "operator", "ack", t)
             issue([event], self.cap_context)
-            self._publish_event(event, None, self.state.entities.located_units())
+            self._publish_event(event, self.state.entities.located_units())
             return event
 
     # ------------------------------------------------------------ reads (see twin.live.query)
@@ -214,8 +213,8 @@ class TwinCore:
                 "updated_at": self.last_tick, "cancelled_at": self.last_tick if ev.kind == "cancelled" else None,
                 "cells": [int(c) for c in a.cells]}
 
-    def _publish_event(self, ev: AlertEvent, plan, units: list) -> None:
-        self.output.publish(ev, plan, units, self._alert_row(ev))
+    def _publish_event(self, ev: AlertEvent, units: list) -> None:
+        self.output.publish(ev, units, self._alert_row(ev))
 
     def _deliver_to_movers(self, moved: list[str]) -> None:
         units = [self.state.entities.entities[u] for u in moved]
@@ -225,7 +224,7 @@ class TwinCore:
                 continue
             due = self.router.recipients(ident, units)
             if due:
-                body = json.dumps(restricted(alert.last), separators=(",", ":"), ensure_ascii=False).encode()
+                body = unit_payload(alert.last)
                 for u in due:  # keyed, so a replay of the same move sends nothing twice
                     self.store.enqueue([(f"{self.config.prefix}units/{u}/alerts", body, False)],
                                        key=f"{alert.last['identifier']}@{u}")
@@ -245,21 +244,14 @@ class TwinCore:
     # ------------------------------------------------------------ values
     def _measure(self, alert) -> tuple[float, tuple[str, ...]]:
         """The worst of the alert's hazard metric over its cells (NaN without data) and the devices reporting."""
-        spec = hazard_spec(alert.hazard)
-        layers = self.models.layers
-        value = float("nan")
-        if spec.metric in layers:
-            values = layers[spec.metric].values.ravel()[alert.cells]
-            values = values[np.isfinite(values)]
-            if values.size:
-                value = float(spec.worst_of(values))
-        return value, self._reporting(alert)
+        return worst_value(self.models.layers, alert.hazard, alert.cells), self._reporting(alert.hazard, alert.cells)
 
-    def _reporting(self, alert) -> tuple[str, ...]:
-        kind = hazard_spec(alert.hazard).sensor_kind
+    def _reporting(self, hazard: str, cells: np.ndarray) -> tuple[str, ...]:
+        """The sensors of the hazard's kind on ``cells`` that reported within their staleness window."""
+        kind = hazard_spec(hazard).sensor_kind
         if not kind:
             return ()
-        return tuple(self.state.reporting_devices(kind, alert.cells, self.last_tick, self.config.live.stale_s[kind]))
+        return tuple(self.state.reporting_devices(kind, cells, self.last_tick, self.config.live.stale_s[kind]))
 
     # ------------------------------------------------------------ evidence for CAP
     def _evidence(self, hazard: str, cells: np.ndarray) -> dict[str, object]:
@@ -270,7 +262,7 @@ class TwinCore:
             source = next((ds for ds in (self.models.layers, self.state.static) if "crowd_band" in ds), None)
             bands = source["crowd_band"].values.ravel()[cells] if source is not None else np.zeros(0, np.int8)
             out["densityBands"] = density_bands_text(self.models.config.risk, bands)
-        devices = self.state.reporting_devices(kind, cells, self.last_tick, self.config.live.stale_s[kind])
+        devices = self._reporting(hazard, cells)
         if devices:
             out["devices"] = " ".join(devices[:20])
         return out
