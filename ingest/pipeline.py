@@ -166,7 +166,11 @@ class Ingestor:
         publish = getattr(source, "publish_droppable", None) or source.publish
         self.deadletters = DeadLetters(publish, self.config.prefix, self.config.limits.max_bytes)
         self._stop = threading.Event()
+        self._abandon = threading.Event()  # stop draining after the current group (``stop`` timed out)
         self._thread: threading.Thread | None = None
+        self.abandoned = 0
+        """Messages left in the inbound queue when a drain at ``stop`` was abandoned: never logged nor acked, so a
+        broker holding the session sends them again."""
         self._delivering: _Delivery | None = None
         self.controls: queue.Queue[InboundMessage] = queue.Queue(MAX_CONTROLS)
         self.controls_refused = 0
@@ -204,22 +208,38 @@ class Ingestor:
         self._thread = threading.Thread(target=self.run, name="ingest", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Take no more messages in, finish the current group, drain what is queued now, and stop the loop."""
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Take no more messages in, finish the current group, drain what is queued now, and stop the loop.
+
+        Waits at most ``timeout_s`` [s] for the drain; then the drain is abandoned after the group in hand (a
+        tick cannot be cut short) and ``timeout_s`` more is given. True once the loop has ended; False when it is
+        still inside one group: the caller must then not close the raw log or anything else the loop writes to.
+        """
         self._stop.set()
         close_inbound = getattr(self.source, "close_inbound", None)
         if close_inbound is not None:
             close_inbound()
-        if self._thread is not None:
+        if self._thread is None:
+            return True
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self._abandon.set()
+            log.warning("ingest drain not finished after %.0f s: abandoned after the group in hand", timeout_s)
             self._thread.join(timeout_s)
+        return not self._thread.is_alive()
 
     def run(self) -> None:
-        """Loop until ``stop``; then drain what was queued at that moment (not what arrives during the drain)."""
+        """Loop until ``stop``; then drain what was queued at that moment (not what arrives during the drain),
+        unless ``stop`` abandons the drain."""
         while not self._stop.is_set():
             self.run_once()
         left = self.source.queue.qsize() + self.controls.qsize()
-        while left > 0 and (n := self.run_once(poll_s=0.0, limit=left)):
+        while left > 0 and not self._abandon.is_set() and (n := self.run_once(poll_s=0.0, limit=left)):
             left -= n
+        if self._abandon.is_set():
+            self.abandoned = self.source.queue.qsize()
+            log.warning("ingest stopped with %d messages not taken in (not acknowledged: a broker holding the "
+                        "session sends them again)", self.abandoned)
 
     # -- one group ------------------------------------------------------------------------------
 

@@ -183,6 +183,11 @@ class RawLog:
         """Where the next record will be written."""
         return LogPosition(self._segment, self._offset)
 
+    @property
+    def closed(self) -> bool:
+        """True after ``close``."""
+        return self._file.closed
+
     def append_many(self, items: Sequence[tuple[float, str, bytes]]) -> list[LogPosition]:
         """Append ``(received_at, topic, payload)`` items durably (one write, one fsync).
 

@@ -1,7 +1,8 @@
 """``twin demo``: the live twin, a broker and the storyline's feeds in one command.
 
 Order of things: the Bund grid (built once into the cache, then the story's drainage applied), a
-fresh state folder, the broker (embedded unless ``--broker``), the live service on a `TwinClock` that
+fresh state folder, the broker (embedded unless ``--broker``), the models' kernels compiled (`warm_up`: about
+40 s on the first run after installing, a second later), the live service on a `TwinClock` that
 runs ``speed`` times faster than the wall and starts at the story's start, the dashboard (HTTP API
 on 127.0.0.1, its URL printed with a fresh write token), a `Watcher` reading the
 contract's topics from the outside, and the simulator publishing the story at the same clock (its crowd
@@ -14,6 +15,7 @@ and the summary printed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
 import shutil
@@ -40,9 +42,10 @@ from twin.district.roads import (
 )
 from twin.district.sources import data_dir
 from twin.live import snapshot
-from twin.live.core import CoreConfig
+from twin.live.core import CoreConfig, LiveConfig
 from twin.live.query import LiveQuery
 from twin.live.service import LiveService, ServiceConfig, TwinClock
+from twin.live.warmup import warm_up
 
 DEMO_TICK_S = 10.0
 """Tick of the demo's twin [s of twin time]: the story's alert timings are tuned for it."""
@@ -131,13 +134,18 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
     static, buildings = load_twin(grid)
     demo_grid = save_twin(state / "demo-grid.nc", story.twin(static), buildings)
     # its road links: the cached twin's are built into the cache once; a --grid file is never written beside
-    save_road_network(demo_grid, road_network_for(grid, write=opts.grid is None), grid_of(static))
+    network = road_network_for(grid, write=opts.grid is None)
+    save_road_network(demo_grid, network, grid_of(static))
+    registry_path = data_dir() / "bund" / "registry.geojson"
+    core = CoreConfig(prefix=opts.prefix, tick_s=opts.tick_s)
+    # compile the kernels before the story's clock starts: a cold first tick would otherwise hold the twin ~40 s
+    warm_up(story.twin(static), load_registry(registry_path),
+            dataclasses.replace(core, live=LiveConfig(road_network=network)), say=console.say)
     clock = TwinClock(opts.speed, start=story.start)
-    cfg = ServiceConfig(broker=url, grid=demo_grid, registry=data_dir() / "bund" / "registry.geojson",
+    cfg = ServiceConfig(broker=url, grid=demo_grid, registry=registry_path,
                         state_dir=state, tick_s=opts.tick_s, prefix=opts.prefix, protocol=protocol,
                         client_id=f"citytwin-demo-{os.getpid()}", snapshot_every_s=600.0,
-                        core=CoreConfig(prefix=opts.prefix, tick_s=opts.tick_s), clock=clock,
-                        end_session_on_stop=True)
+                        core=core, clock=clock, end_session_on_stop=True)
     service = LiveService(cfg)
     watcher = Watcher(url, protocol=protocol, prefix=opts.prefix).start()
     sim = story.simulator(static, load_registry(cfg.registry), opts.seed, opts.prefix)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 
 import pytest
@@ -198,3 +199,28 @@ def test_loop_never_raises_and_counts_every_message(tmp_path, registry, msgs):
     m = ing.metrics.snapshot()
     assert m["received"] == len(msgs) == m["accepted"] + m["duplicates"] + m["rejected_total"] == len(src.acked)
     assert m["internal_errors"] == 0
+
+
+def test_a_stop_inside_a_long_group_abandons_the_drain_and_leaves_the_log_to_the_loop(tmp_path, registry):
+    """A group that outlasts ``stop``'s wait (a tick compiling its kernels) is finished, the rest of the queue is
+    left unacknowledged for the broker to send again, and ``stop`` says the loop was still running."""
+    src, in_group, release = FakeSource(), threading.Event(), threading.Event()
+
+    def slow_sink(batch):
+        in_group.set()
+        release.wait(30)
+
+    log = RawLog(tmp_path / "log")
+    ing = Ingestor(src, log, registry, slow_sink)
+    now = time.time()
+    src.put("city/sensors/crowd/c0", crowd("c0", now), now)
+    ing.start()
+    assert in_group.wait(10)
+    for i in range(5):
+        src.put(f"city/sensors/crowd/c{i}", crowd(f"c{i}", now + 1), now + 1)
+    assert ing.stop(timeout_s=0.1) is False, "still inside the group: the caller must not close the log"
+    release.set()
+    assert ing.stop(timeout_s=10) is True
+    assert ing.abandoned == 5 and len(src.acked) == 1
+    assert [r.topic for r in read_log(tmp_path / "log")] == ["city/sensors/crowd/c0"]
+    log.close()

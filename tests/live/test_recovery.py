@@ -147,7 +147,8 @@ def test_sigkill_and_restart_give_the_state_of_an_uninterrupted_run(broker, obse
         restored.store.close()
 
 
-def test_broker_restart_while_alerts_are_raised_loses_nothing_and_repeats_only_what_was_in_flight(broker, bund_file, tmp_path):
+def test_broker_restart_while_alerts_are_raised_loses_nothing_and_repeats_only_what_was_in_flight(
+        broker, bund_file, tmp_path):
     from twin.live.service import LiveService, ServiceConfig
 
     cfg = ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=tmp_path / "state",

@@ -53,6 +53,7 @@ from twin.live import snapshot
 from twin.live.core import CoreConfig, TickReport, TwinCore
 from twin.live.query import AckTimeoutError, AckUnavailableError, AlertNotActiveError
 from twin.live.state import Rejected
+from twin.live.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,8 @@ class LiveService:
 
     # ------------------------------------------------------------ life cycle
     def start(self, wait_s: float = 10.0) -> bool:
-        """Connect and start the threads; True once connected to the broker."""
+        """Compile the kernels (`warm_up`), connect and start the threads; True once connected to the broker."""
+        warm_up(self.static, self.registry, self.config.core)
         self._live = True
         with self._inline_lock:
             self._run_state = "running"
@@ -224,19 +226,28 @@ class LiveService:
         self._tick_thread.start()
         return connected
 
-    def stop(self) -> None:
-        """Stop cleanly: no more ticks or acknowledgements, drain ingest, snapshot, flush the outbox, disconnect."""
+    def stop(self, wait_s: float = 10.0) -> None:
+        """Stop cleanly: no more ticks or acknowledgements, drain ingest, snapshot, flush the outbox, disconnect.
+
+        The ingest drain gets ``wait_s`` [s], then is abandoned after the group in hand (`Ingestor.stop`); a tick
+        still running after that keeps the raw log and the store open (see the warning logged)."""
         with self._acks_lock:
             self._run_state = "stopped"
         self._tick_stop.set()
         self._tick_thread.join(5)
-        self.ingestor.stop()
-        self._snapshot(self.raw_log.position)
+        drained = self.ingestor.stop(wait_s)
+        if drained:
+            self._snapshot(self.raw_log.position)
+        else:
+            log.warning("the ingest thread is still inside a tick: no snapshot at stop, and its raw log and store "
+                        "are left open to it (every group is already durable; a restart replays from the last "
+                        "snapshot)")
         self.publisher.stop()
         self.transport.wait_published(5)
         self.transport.stop(end_session=self.config.end_session_on_stop)
-        self.raw_log.close()
-        self.store.close()
+        if drained:
+            self.raw_log.close()
+            self.store.close()
 
     # ------------------------------------------------------------ ticks
     def _ticker(self) -> None:
