@@ -4,7 +4,9 @@
 
 1. route the topic (family, device, sensor kind) -- the decoders get the device and kind from the route;
 2. check the size;
-3. look the device up in the registry, once, and check it is registered with a kind the topic allows;
+3. look the device up in the registry, once, and check it is registered with a kind the topic allows (a
+   unit's task answer as its acks: a registered ``unit``; a citizen report's source is no registry device
+   and is not looked up -- the twin checks sources);
 4. the device's refusal guard: a device whose recent messages were mostly refused is refused here,
    before any parsing (``rate_limited``; ``ingest.validation.RateLimiter``);
 5. parse the payload once (JSON: the parsed document is handed to the decoder) and decode it;
@@ -38,7 +40,16 @@ from typing import NamedTuple
 import numpy as np
 
 from ingest.batch import Batch
-from ingest.decoders import Row, ack_records, beidou_records, load_json, row_batch, senml_records
+from ingest.decoders import (
+    Row,
+    ack_records,
+    beidou_records,
+    load_json,
+    report_records,
+    row_batch,
+    senml_records,
+    task_records,
+)
 from ingest.dedupe import Deduper
 from ingest.metrics import Metrics
 from ingest.registry import Registry
@@ -90,6 +101,10 @@ class Admission:
         Records remembered for duplicate detection [record].
     metrics : Metrics or None
         Where to count (the ingest loop shares its own); a fresh one if None.
+    report_sources : frozenset of str or None
+        The citizen-report sources (``{prefix}reports/{source}``) admitted; others are refused ``unknown_source``
+        before any state is kept for them (a source is no registry device, so without this list every new
+        source name would get a rate-limit entry). None admits any source (the twin then checks it).
     """
 
     def __init__(
@@ -100,8 +115,10 @@ class Admission:
         prefix: str = "city/",
         dedupe_keys: int = 2_000_000,
         metrics: Metrics | None = None,
+        report_sources: frozenset[str] | None = None,
     ) -> None:
         self.registry = registry
+        self.report_sources = report_sources
         self.limits = limits or Limits()
         self.prefix = prefix
         self._deduper = Deduper(dedupe_keys, rates=RateLimiter(self.limits.rate_per_s, self.limits.burst))
@@ -178,9 +195,12 @@ class Admission:
             raise Refusal(Reason.BAD_SCHEMA, f"no inbound topic pattern matches {topic[:120]!r}", "topic")
         check_size(payload, self.limits)
         device = None
-        if self.registry is not None:
+        if self.registry is not None and r.family not in UNREGISTERED_FAMILIES:
             device = self.registry.get(r.device)  # the one registry look-up of the message
             check_device(r, device)
+        if r.family == "report" and self.report_sources is not None and r.device not in self.report_sources:
+            raise Refusal(Reason.UNKNOWN_SOURCE, f"report source {r.device[:64]!r} is not one of the twin's "
+                          f"sources: {', '.join(sorted(self.report_sources))}", "topic")
         deduper = self._deduper
         limiter = deduper.rates if deduper.rates is not None and deduper.rates.enabled else None
         st: list[float] = []
@@ -215,13 +235,24 @@ class Admission:
         return _Fresh(fresh, dups, records.ignored)
 
 
+UNREGISTERED_FAMILIES = frozenset({"report"})
+"""Families whose topic names no registry device: a citizen report's source (the twin checks sources itself)."""
+
+
 def decode(r: Route, payload: bytes, received_at: float) -> Row | Batch:
     """The records of a routed payload, parsed once; raises ``Refusal`` for bad input."""
-    if r.family == "sensor":
+    family = r.family
+    if family == "sensor":
         return senml_records(load_json(payload), kind=r.sensor_kind, device=r.device, received_at=received_at)
-    if r.family == "beidou":
+    if family == "beidou":
         return beidou_records(payload, device=r.device, received_at=received_at)
-    return ack_records(load_json(payload), unit=r.device)
+    if family == "ack":
+        return ack_records(load_json(payload), unit=r.device)
+    if family == "task":
+        return task_records(load_json(payload), unit=r.device)
+    if family == "report":
+        return report_records(load_json(payload), source=r.device)
+    raise ValueError(f"no decoder for family {family!r}")  # a routing bug, not bad input
 
 
 def batch_with_origins(items: list[Batch | Row]) -> tuple[Batch, np.ndarray]:

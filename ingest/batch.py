@@ -6,7 +6,8 @@ Columns; absent values are NaN (floats), -1 (``fix``) or "" (strings):
 device      object    device id (str), from the topic
 t           float64   observation time [s since 1970-01-01 UTC]
 quantity    object    ``count``, ``rain``, ``depth``, ``speed``, ``flow``, ``occ``, ``position``,
-                      or an acknowledgement status ``ack``/``on_scene``/``resolved``
+                      an acknowledgement status ``ack``/``on_scene``/``resolved``, a unit's task answer
+                      ``task_{status}`` or a citizen ``report``
 value       float64   value in the canonical unit of the quantity (see ``ingest.decoders.units``)
 lon, lat    float64   position as sent [degree], in ``datum``
 speed_kmh   float64   ground speed [km h-1]
@@ -14,15 +15,19 @@ course_deg  float64   course over ground, clockwise from true north [degree]
 hdop        float64   horizontal dilution of precision [1]
 alt_m       float64   antenna altitude above the geoid (mean sea level) as sent [m] (NMEA GGA/GNS), NaN unknown
 fix         int8      GGA fix quality (0 none, 1 GNSS, 2 DGNSS, 4 RTK fixed, 5 RTK float...), -1 absent
-datum       object    ``CGCS2000``, ``WGS84`` or ``GCJ02`` for positions, "" otherwise
-ref         object    reference carried by the record (the alert identifier of an ack), "" otherwise
+datum       object    ``CGCS2000``, ``WGS84`` or ``GCJ02`` for positions and reports, "" otherwise
+ref         object    reference carried by the record (the alert identifier of an ack, the case id of a unit's task
+                      answer, the source's own id of a citizen report), "" otherwise
+note        object    free text carried by the record (a task answer's note; a citizen report's details as compact
+                      JSON, ``ingest.decoders.report.report_note``), "" otherwise
 ==========  ========  =======================================================
 
 Treat the columns as read-only: absent columns are shared read-only arrays. ``concat`` and ``take`` return
 fresh arrays.
 
-The per-record dedupe key is ``(device, t, quantity, ref)``; ``ref`` is "" except for acks, so for
-observations it is the ``(device, time, name)`` key of docs/reliability.md 6.1.
+The per-record dedupe key is ``(device, t, quantity, ref)`` (``note`` is not part of it); ``ref`` is "" except
+for acks, task answers and reports, so for observations it is the ``(device, time, name)`` key of
+docs/reliability.md 6.1.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 import numpy as np
 
 FLOAT_COLUMNS = ("t", "value", "lon", "lat", "speed_kmh", "course_deg", "hdop", "alt_m")
-STRING_COLUMNS = ("device", "quantity", "datum", "ref")
+STRING_COLUMNS = ("device", "quantity", "datum", "ref", "note")
 COLUMNS = (
     "device",
     "t",
@@ -49,6 +54,7 @@ COLUMNS = (
     "fix",
     "datum",
     "ref",
+    "note",
 )
 
 _COLUMN_SET = frozenset(COLUMNS)
@@ -115,6 +121,7 @@ class Batch:
     fix: np.ndarray
     datum: np.ndarray
     ref: np.ndarray
+    note: np.ndarray
     ignored: int = field(default=0)
     """Sentences or records skipped on purpose (NMEA GSV/GSA/proprietary, no-fix epochs) [1]."""
 

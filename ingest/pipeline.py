@@ -107,6 +107,8 @@ class IngestConfig:
         and ack bursts. A message waits at most ``linger_s`` + one commit before it is acknowledged.
     dedupe_keys : int
         Records remembered for duplicate detection [record].
+    report_sources : frozenset of str or None
+        Citizen-report sources admitted (`ingest.admission.Admission`); None: any.
     """
 
     prefix: str = "city/"
@@ -116,6 +118,7 @@ class IngestConfig:
     poll_s: float = 0.01
     linger_s: float = 0.005
     dedupe_keys: int = 2_000_000
+    report_sources: frozenset[str] | None = None
 
 
 class Ingestor:
@@ -162,6 +165,7 @@ class Ingestor:
             prefix=self.config.prefix,
             dedupe_keys=self.config.dedupe_keys,
             metrics=self.metrics,
+            report_sources=self.config.report_sources,
         )
         publish = getattr(source, "publish_droppable", None) or source.publish
         self.deadletters = DeadLetters(publish, self.config.prefix, self.config.limits.max_bytes)

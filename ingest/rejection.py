@@ -28,6 +28,12 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNKNOWN_ALERT = "unknown_alert"
     NOT_SENT = "not_sent"
+    # decided by the twin's case loop (a unit's task answer, a citizen report)
+    UNKNOWN_CASE = "unknown_case"
+    NOT_ASSIGNED = "not_assigned"
+    BAD_TRANSITION = "bad_transition"
+    UNKNOWN_SOURCE = "unknown_source"
+    UNKNOWN_CATEGORY = "unknown_category"
 
 
 def payload_digest(payload: bytes) -> str:

@@ -159,7 +159,7 @@ class RateLimiter:
         self._state = {d: row for d, row in zip(np.asarray(state["device"]).tolist(), rows.tolist(), strict=True)}
 
 
-_FAMILY_KINDS = {"beidou": ("vehicle", "unit"), "ack": ("unit",)}
+_FAMILY_KINDS = {"beidou": ("vehicle", "unit"), "ack": ("unit",), "task": ("unit",)}
 
 
 def check_size(payload: bytes, limits: Limits) -> None:

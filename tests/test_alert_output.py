@@ -48,8 +48,9 @@ def _tick(core, registry, t, count, unit=True):
 
 def _outbox(core):
     out = []
-    for item in core.store.pending(100_000):
-        out.append((item.topic, json.loads(item.payload) if item.payload else None))
+    for item in core.store.pending(100_000):  # the alerts' messages (the case loop's are not CAP)
+        if item.topic.startswith("city/alerts/") or item.topic.endswith("/alerts"):
+            out.append((item.topic, json.loads(item.payload) if item.payload else None))
     return out
 
 

@@ -27,9 +27,10 @@ DECODER_FORBIDDEN = {"paho", "pyproj", "twin", "models", "scenarios", "shapely",
 ROOM_ALLOWED = {
     "district": {"district"},
     "alerting": {"district", "alerting"},
-    "live": {"district", "alerting", "live"},
-    "api": {"district", "alerting", "api"},
-    "cli": {"district", "alerting", "live", "api", "cli"},
+    "cases": {"district", "alerting", "cases"},
+    "live": {"district", "alerting", "cases", "live"},
+    "api": {"district", "alerting", "cases", "api"},
+    "cli": {"district", "alerting", "cases", "live", "api", "cli"},
 }
 """The rooms of twin/ and the rooms each may import (twin/cli may import everything)."""
 LIVE_PUBLIC = {"twin.live.query", "twin.live.service", "twin.live.core", "twin.live.broker", "twin.live.snapshot",

@@ -107,7 +107,7 @@ def test_the_file_is_json_and_numpy_arrays_without_pickle(run_and_restore, bund1
         names = z.namelist()
         manifest = json.loads(z.read("manifest.json"))
         assert manifest["schema"] == "citytwin.snapshot" and manifest["version"] == snapshot.VERSION
-        assert set(manifest["state"]) == {"core", "book", "router", "output", "twin_state", "models"}
+        assert set(manifest["state"]) == {"core", "book", "router", "output", "twin_state", "models", "cases"}
         assert all(n == "manifest.json" or n.endswith(".npy") for n in names)
         assert "state/models/components/flood/h.npy" in names
         for name in names[1:]:  # every array loads without pickle

@@ -18,7 +18,9 @@ from ingest.decoders._common import guarded, last_segment, load_json
 from ingest.decoders.ack import ack_records, decode_ack, encode_ack
 from ingest.decoders.nmea import decode_nmea, encode_nmea, nmea_records
 from ingest.decoders.position import decode_position, encode_position, position_records
+from ingest.decoders.report import decode_report, encode_report, report_note, report_records
 from ingest.decoders.senml import Row, decode_senml, encode_senml, resolve_pack, row_batch, senml_records
+from ingest.decoders.task import decode_task, encode_task_status, task_records
 from ingest.rejection import Reason, Refusal, Rejection
 
 __all__ = [
@@ -33,17 +35,24 @@ __all__ = [
     "decode_beidou",
     "decode_nmea",
     "decode_position",
+    "decode_report",
     "decode_senml",
+    "decode_task",
     "encode_ack",
     "encode_nmea",
     "encode_position",
+    "encode_report",
     "encode_senml",
+    "encode_task_status",
     "load_json",
     "nmea_records",
     "position_records",
+    "report_note",
+    "report_records",
     "resolve_pack",
     "row_batch",
     "senml_records",
+    "task_records",
 ]
 
 

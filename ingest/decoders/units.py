@@ -64,3 +64,7 @@ DATUMS = ("CGCS2000", "WGS84", "GCJ02")
 """Datums a JSON position may declare in ``crs`` (CGCS2000 is the default)."""
 
 ACK_STATUSES = ("ack", "on_scene", "resolved")
+
+TASK_STATUSES = ("accepted", "en_route", "on_scene", "disposed", "declined")
+"""A field unit's answers to a task, on ``city/units/{unit}/tasks/status``; each becomes a record of quantity
+``task_{status}`` (``ingest.decoders.task``)."""

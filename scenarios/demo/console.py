@@ -1,4 +1,4 @@
-"""The demo's terminal: a live status line, the story's beats and alert events as they happen, a summary.
+"""The demo's terminal: a live status line, the story's beats, alert and case events as they happen, a summary.
 
 On a terminal the status line is redrawn in place under the events; into a pipe or a file every
 event is a line and the status is printed every ``plain_every_s`` wall seconds.
@@ -29,7 +29,7 @@ class Console:
         self.out, self.speed = out, speed
         self.tty = bool(getattr(out, "isatty", lambda: False)())
         self.plain_every_s = plain_every_s
-        self.shown = 0.0  # twin time of the newest event shown
+        self.shown = 0  # lines of the tally's log shown (`Tally.logged`)
         self.last_plain = 0.0
         self.rate = _Rate()
         self.line_open = False
@@ -51,9 +51,10 @@ class Console:
 
     def show(self, tally: Tally, now: float) -> None:
         """New events, then the status line."""
-        for t, text in [e for e in tally.events if e[0] > self.shown]:
+        new = min(tally.logged - self.shown, len(tally.events))
+        for t, text in list(tally.events)[len(tally.events) - new:] if new > 0 else []:
             self._print(f"{clock_text(t)}  {text}")
-            self.shown = max(self.shown, t)
+        self.shown = tally.logged
         line = self.status_line(tally, now)
         if self.tty:
             self.out.write("\r\x1b[2K" + line)
@@ -64,7 +65,7 @@ class Console:
             self._print(line)
 
     def status_line(self, tally: Tally, now: float) -> str:
-        """Twin time, messages per wall second, rejected, active alerts by hazard, units."""
+        """Twin time, messages per wall second, rejected, active alerts by hazard, units, cases."""
         s = tally.status
         received = int(s.get("received", 0))
         rejected = sum(int(v) for v in (s.get("rejected") or {}).values())
@@ -74,7 +75,8 @@ class Console:
         active = ", ".join(f"{h} {n}" for h, n in sorted(by_hazard.items())) or "none"
         return (f"[{clock_text(now)}] {self.rate.update(received):6.0f} msg/s | received {received} | "
                 f"rejected {rejected} | active alerts: {active} | units sent {len(tally.delivered)}, "
-                f"acked {len(tally.acked)}, on scene {len(tally.arrivals)} | tick {s.get('tick_ms', 0)} ms, "
+                f"acked {len(tally.acked)}, on scene {len(tally.arrivals)} | cases open {len(tally.open_cases())}, "
+                f"closed {tally.case_counts()['closed']} | tick {s.get('tick_ms', 0)} ms, "
                 f"lag {s.get('lag_ms', 0)} ms")
 
     def done(self) -> None:
@@ -100,7 +102,8 @@ class _Rate:
 
 
 def summary(tally: Tally, metrics: dict, sim: Simulator, story: Story, clock, wall_s: float) -> str:
-    """The closing summary: messages, rejections by reason, alerts by hazard, units and arrivals."""
+    """The closing summary: messages, rejections by reason, alerts by hazard, units and arrivals, cases, reports and
+    escalations; its last line is the ledger (`Tally.ledger_line`)."""
     rejected = {k: v for k, v in (metrics.get("rejected") or {}).items() if v}
     lines = [
         "== twin demo summary ==",
@@ -124,4 +127,24 @@ def summary(tally: Tally, metrics: dict, sim: Simulator, story: Story, clock, wa
     by_hazard = ", ".join(f"{h} {n}" for h, n in tally.acked_by_hazard().items()) or "none"
     lines.append(f"field units: {len(tally.delivered)} dispatched (unit, alert), {len(tally.acked)} acknowledged "
                  f"({by_hazard}), {len(tally.arrivals)} on scene; {arrival_text}")
-    return "\n".join(lines)
+    return "\n".join(lines + case_summary(tally))
+
+
+def case_summary(tally: Tally) -> list[str]:
+    """The summary's lines on cases: by category, the citizens' reports and their cases, escalations, the ledger."""
+    by_category: dict[str, list[int]] = {}
+    for c in tally.cases.values():
+        counts = by_category.setdefault(str(c.get("category", "?")), [0, 0])
+        counts[0] += 1
+        counts[1] += c["status"] == "closed"
+    lines = [f"cases {category}: opened {n}, closed {closed}" for category, (n, closed) in sorted(by_category.items())]
+    for report, case in sorted(tally.reports().items()):
+        lines.append(f"report {report}: case {case['id']} ({case.get('category', '?')}, "
+                     f"{(case.get('place') or {}).get('name_en', '?')}), {case['status']}, unit "
+                     f"{case.get('assignee') or 'none'}")
+    steps = ", ".join(f"{k} {v}" for k, v in sorted(tally.escalations.items())) or "none"
+    lines.append(f"escalations to the supervisor: {sum(tally.escalations.values())} ({steps})")
+    if tally.open_cases():
+        lines.append(f"cases still open: {', '.join(tally.open_cases())}")
+    lines.append(tally.ledger_line())
+    return lines

@@ -6,10 +6,11 @@ fresh state folder, the broker (embedded unless ``--broker``), the models' kerne
 runs ``speed`` times faster than the wall and starts at the story's start, the dashboard (HTTP API
 on 127.0.0.1, its URL printed with a fresh write token), a `Watcher` reading the
 contract's topics from the outside, and the simulator publishing the story at the same clock (its crowd
-counters counting over the walkable areas of the twin it feeds, `Story.simulator`). It ends
-after ``--duration`` wall seconds, when the story is over (its length, or earlier once every alert has
-been cleared after the last beat), or on Ctrl-C / SIGTERM; then everything is stopped in reverse order
-and the summary printed.
+counters counting over the walkable areas of the twin it feeds, `Story.simulator`; its field units answering
+the alerts routed to them and following the tasks of the twin's case desk). It ends after ``--duration`` wall
+seconds, when the story is over (its length, or earlier once, after the last beat, every alert has been cleared
+and every case the watcher saw has been closed), or on Ctrl-C / SIGTERM; then everything is stopped in reverse
+order and the summary printed, its last line the ledger of the cases (``ledger: N opened, N closed, 0 open``).
 """
 
 from __future__ import annotations
@@ -157,8 +158,8 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
             raise ConnectionError(f"the live twin could not connect to {url}")
         http = dashboard(service, opts, console.say)
         console.say(f"twin running at {opts.speed:g}x: up to {story.length_s / 60:.0f} simulated minutes of "
-                    f"New Year's Eve on the Bund, ending once all is clear (about 51), in at most "
-                    f"{story.length_s / opts.speed:.0f} s (Ctrl-C stops)")
+                    f"New Year's Eve on the Bund, ending once all is clear and every case closed (about 55), "
+                    f"in at most {story.length_s / opts.speed:.0f} s (Ctrl-C stops)")
         feed = threading.Thread(target=_feed, args=(url, protocol, opts, story, sim, script, clock, stop),
                                 name="demo-feed", daemon=True)
         feed.start()
@@ -217,11 +218,11 @@ def _watch(opts: DemoOptions, story: Story, script: Script, watcher: Watcher, co
     while not stop.wait(0.5):
         with watcher.lock:
             console.show(watcher.tally, clock())
-            all_clear = not watcher.tally.active and watcher.tally.alerts
+            all_clear = not watcher.tally.active and watcher.tally.alerts and not watcher.tally.open_cases()
         if time.monotonic() >= deadline or clock() >= story.start + story.length_s:
             return
         if not script.pending and all_clear:
-            console.say("all clear: every alert has been cancelled")
+            console.say("all clear: every alert has been cancelled and every case closed")
             return
 
 
@@ -239,9 +240,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "demo", help="watch the live twin work: broker, twin and a scripted New Year's Eve on the Bund",
         description="Run the live twin with a scripted storyline: an evening crowd gathers on the Bund and "
                     "crosses the thresholds, a rainstorm floods the tunnel portals, traffic on Zhongshan East "
-                    "Road slows; alerts are raised, routed to the nearest field units, acknowledged and "
-                    f"cleared. Up to {story.length_s / 60:.0f} simulated minutes: it ends once every alert has cleared "
-                    "(about 51), with a summary.")
+                    "Road slows, a citizen calls the 12345 hotline about the water; alerts are raised, routed to the "
+                    "nearest field units, acknowledged and cleared; cases are opened from them, dispatched to units "
+                    "that follow their tasks, verified and closed. Up to "
+                    f"{story.length_s / 60:.0f} simulated minutes: it ends once every alert has cleared and every "
+                    "case is closed (about 55), with a summary ending in the ledger.")
     p.add_argument("--broker", help="use this broker (mqtt[s]://user:pass@host:port) instead of starting an "
                                     "embedded one")
     p.add_argument("--protocol", choices=("5", "3.1.1"), help="MQTT version with --broker (default 5)")

@@ -19,7 +19,19 @@ Everything is relative to the story's start (22:00 +08:00 on 2025-12-31, the sim
   31 mm stay below the Shanghai blue rainstorm signal (35 mm in 1 h), which would hold for an hour;
 - traffic: East Zhongshan No. 1 Road slows to ``jam_factor`` of its free speed from ``jam_from_s`` to
   ``jam_until_s`` (vehicles and loop detectors follow);
-- a share ``bad_share`` of bad messages all along (broken checksums, unknown devices, garbage).
+- a share ``bad_share`` of bad messages all along (broken checksums, unknown devices, garbage);
+- citizens: at ``report_at_s`` (22:12) a caller tells the 12345 hotline of water on the road near the Yan'an Rd E.
+  Tunnel Puxi portal (`CALLS`: a report on ``city/reports/12345``, WGS84, about 45 m from the portal's gauge, whose
+  flood alert has then opened a case), and a minute later a second citizen reports the same water in the city app
+  (in GCJ-02, as Chinese map apps give it): the twin links both to the flood's case, which is dispatched, verified
+  and closed with it.
+
+The alerts open cases by the twin's rules (crowd and flood from yellow, traffic from orange), the case desk sends
+the nearest free unit of the right duty and the simulated units follow their tasks (`scenarios.feeds.units`); the
+sensors verify a disposed case once its alerts have been cancelled for 5 minutes, and the twin closes it. The last
+alerts clear at about 22:44 offline (a traffic alert on a link next to the jam can linger until about 22:51 in
+``twin demo``, where timing varies), so the last case closes at about 22:49 to 22:56; ``length_s`` leaves room, and
+the demo ends as soon as every alert has been cancelled and every case closed.
 
 `Story.beats` lists what happens when, with the action that makes it happen (the simulator is
 driven by them) and a line for the console.
@@ -39,6 +51,7 @@ from models.design_storm import shanghai_storm_intensity
 from scenarios.feeds.sensors import twin_walkable_m2
 from scenarios.feeds.simulator import DEFAULT_START, FeedConfig, Simulator
 from twin.district.cim import DEFAULT_DRAINAGE_MM_H
+from twin.district.geo import wgs84_to_gcj02
 
 PROFILE_HOURS_BEFORE_PEAK = 6.0
 """Hours of the real profile shown before its maximum (the evening rise) [h]."""
@@ -64,8 +77,9 @@ class Story:
     """The storyline's settings; times in simulated seconds from the start unless named."""
 
     start: float = DEFAULT_START
-    length_s: float = 3300.0
-    """Simulated seconds at most: the water has drained by about 41 min and the crowd gone by 46."""
+    length_s: float = 4200.0
+    """Simulated seconds at most: the water has drained by about 41 min, the crowd gone by 46 and the last case is
+    closed by about 49 to 56 (see the module docstring)."""
     crowd_peak: float = 6.0
     """Density of the busiest counter (Chen Yi Square) at the profile's maximum, per m2 of walkable ground
     [person m-2]: above the red threshold (5) for seven minutes of the story."""
@@ -83,6 +97,10 @@ class Story:
     jam_from_s: float = 900.0
     jam_until_s: float = 2100.0
     bad_share: float = 0.02
+    report_at_s: float = 720.0
+    """When the hotline call comes (22:12) [s from the start]; the app report follows ``report_again_s`` later."""
+    report_again_s: float | None = 60.0
+    """Seconds from the call to the second report of the same water (None: no second report)."""
 
     @property
     def crowd_peak_s(self) -> float:
@@ -110,6 +128,10 @@ class Story:
             problems.append(f"pump capacity {self.pump_mm_h} mm/h < 0")
         if not self.length_s > 0:
             problems.append("the story must last > 0 s")
+        if not 0 <= self.report_at_s < self.length_s:
+            problems.append(f"the citizen's call at {self.report_at_s:g} s is outside the story")
+        if self.report_again_s is not None and not self.report_again_s > 0:
+            problems.append(f"the second report must follow the call, not {self.report_again_s:g} s after it")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -152,8 +174,57 @@ class Story:
             Beat(self.jam_until_s, f"traffic on {road} flows again", lambda sim: sim.set_congestion(road, 1.0)),
             Beat(storm_end, "the rain stops; the underpass pumps drain the water"),
             Beat(self.crowd_gone_s, "the crowd has dispersed"),
+            *self.calls(),
         ]
         return sorted(beats, key=lambda b: b.at_s)
+
+    def calls(self) -> list[Beat]:
+        """The citizens' reports of the water near the Yan'an Rd E. Tunnel Puxi portal (`CALLS`)."""
+        first = CALLS[0]
+        beats = [Beat(self.report_at_s, first.text, first.post)]
+        if self.report_again_s is not None:
+            second = CALLS[1]
+            beats.append(Beat(self.report_at_s + self.report_again_s, second.text, second.post))
+        return beats
+
+
+@dataclass(frozen=True)
+class Call:
+    """A citizen's report the story posts: ``lon``/``lat`` [degree, WGS84] of where the citizen stands."""
+
+    source: str
+    ref: str
+    lon: float
+    lat: float
+    description: str
+    address: str
+    text: str
+    """The console's line."""
+    gcj02: bool = False
+    """Send the position in GCJ-02 (a Chinese map app's), else WGS84."""
+
+    def post(self, sim: Simulator) -> None:
+        """Post the report on ``{prefix}reports/{source}`` with the simulator's next step."""
+        lon, lat = wgs84_to_gcj02(self.lon, self.lat) if self.gcj02 else (self.lon, self.lat)
+        sim.report(self.source, self.ref, category="waterlogging", lon=float(lon), lat=float(lat),
+                   description=self.description, address=self.address, datum="GCJ02" if self.gcj02 else "WGS84")
+
+
+CALLS = (
+    Call("12345", "HL-20251231-0412", 121.4822, 31.2333,
+         "延安东路隧道浦西口旁路面积水，快没过脚踝了，车辆涉水慢行。"
+         "(Water on the road beside the Yan'an Rd E. Tunnel Puxi portal, nearly ankle deep; cars wade through "
+         "slowly.)",
+         "中山东二路近延安东路 / East Zhongshan No. 2 Rd near Yan'an Rd E.",
+         "a citizen calls the 12345 hotline: water on the road by the Yan'an Rd E. Tunnel Puxi portal "
+         "(市民热线：延安东路隧道浦西口路面积水)"),
+    Call("app", "A-7731", 121.4820, 31.2334,
+         "隧道口积水，行人过不去。(Water at the tunnel mouth, people on foot cannot get past.)",
+         "延安东路隧道浦西口 / Yan'an Rd E. Tunnel Puxi portal",
+         "a second citizen reports the same water in the city app, in GCJ-02 (市民App上报同一处积水)",
+         gcj02=True),
+)
+"""The story's citizen reports: the hotline call, then the app report of the same water (de-duplication)."""
 
 
 class Script:

@@ -1,12 +1,20 @@
 """What the demo shows and sums up, read from the outside: the MQTT topics of the contract (docs/contract/mqtt.md 3.1).
 
 `Tally` is pure (topic and payload in, counts out), so it can be tested without a broker; `Watcher`
-feeds it from a paho client subscribed to the alert, unit, dead-letter and status topics.
+feeds it from a paho client subscribed to the alert, unit, case, escalation, dead-letter and status topics.
 
 An alert is the one its topic ``city/alerts/{id}`` names, whatever the message identifier (``{id}``,
 ``{id}.update{n}``, ``{id}.ack{k}``, ``{id}.cancel{n}``), and a Cancel is final: a message of a cancelled alert
 that arrives later (an operator's acknowledgement Update redelivered at QoS 1, which is at least once) does not
 make it active again, so the demo can report "all clear".
+
+A case is what its retained state on ``city/cases/{id}`` says (the twin publishes the whole state after every event;
+docs/guides/cases.md): the tally keeps the newest state of each (by ``n_events``, so a late older state changes
+nothing) and logs the statuses of note the case has newly reached (``reached``: status -> twin time), the reports
+linked to it and a reopening; ``city/supervisor/escalations`` are counted by step and logged. A retained case state
+the broker hands over on subscribing, of a case not seen yet, is an earlier run's on the same broker (the watcher
+subscribes before the twin starts; brokers clear the retain flag of messages they forward live) and is left out
+(``stale``).
 """
 
 from __future__ import annotations
@@ -28,7 +36,12 @@ from twin.alerting.cap import info_block
 log = logging.getLogger(__name__)
 
 _SUFFIX = re.compile(r"\.(update|cancel|ack)\d+$")
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 KINDS = {"Alert": "raised", "Update": "updated", "Cancel": "cancelled"}
+CASE_NOTES = {"new": "opened", "dispatched": "dispatched", "on_scene": "on scene", "disposed": "disposed",
+              "verified": "verified", "closed": "closed", "cancelled": "cancelled"}
+"""Case statuses of note, and the word the console logs when a case reaches one."""
+CLOSED = "closed"
 
 
 def alert_root(identifier: str) -> str:
@@ -87,9 +100,22 @@ class Tally:
     """Recent lines worth showing: (twin time [unix s], text)."""
     bad: int = 0
     """Messages on watched topics that could not be read."""
+    cases: dict[str, dict] = field(default_factory=dict)
+    """Case id -> its newest state (``city/cases/{id}``)."""
+    escalations: Counter = field(default_factory=Counter)
+    """Escalations seen, by step."""
+    logged: int = 0
+    """Lines ever added to ``events`` (the console shows those it has not shown yet)."""
+    stale: int = 0
+    """Retained case states of cases not seen live, left out (see the module docstring)."""
 
-    def on_message(self, topic: str, payload: bytes) -> None:
-        """Take one message from the broker."""
+    def log(self, t: float, text: str) -> None:
+        """Add a line worth showing, at twin time ``t`` [unix s]."""
+        self.events.append((t, text))
+        self.logged += 1
+
+    def on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """Take one message from the broker (``retained``: it came with the retain flag, when subscribing)."""
         if not topic.startswith(self.prefix) or not payload:
             return  # not ours, or a retained message being removed
         parts = topic[len(self.prefix):].split("/")
@@ -101,6 +127,13 @@ class Tally:
                 self._delivery(parts[1], doc)
             elif parts[0] == "units" and len(parts) == 3 and parts[2] == "ack":
                 self._ack(parts[1], doc)
+            elif parts[0] == "cases" and len(parts) == 2:
+                if retained and parts[1] not in self.cases:
+                    self.stale += 1
+                else:
+                    self._case(parts[1], doc)
+            elif parts == ["supervisor", "escalations"]:
+                self._escalation(doc)
             elif parts == ["deadletter"]:
                 self.deadletters[str(doc.get("reason", "unknown"))] += 1
             elif parts == ["twin", "status"]:
@@ -130,8 +163,7 @@ class Tally:
         if changed:  # raised, cancelled, or a change of colour
             evidence = next((v for k, v in params.items() if k.startswith(("peak", "min"))), "")
             where = _headlines(cap)
-            self.events.append((cap_seconds(cap["sent"]),
-                                f"{kind:9s} {hazard:7s} {level:6s} {evidence:>14s}  {where}"))
+            self.log(cap_seconds(cap["sent"]), f"{kind:9s} {hazard:7s} {level:6s} {evidence:>14s}  {where}")
 
     def _delivery(self, unit: str, cap: dict) -> None:
         if cap.get("msgType") == "Cancel":
@@ -147,7 +179,36 @@ class Tally:
             self.acked.add(key)
         elif status == "on_scene" and key in self.delivered and key not in self.arrivals:
             self.arrivals[key] = float(doc["t"]) - self.delivered[key]
-            self.events.append((float(doc["t"]), f"on scene  {unit} after {self.arrivals[key] / 60:.1f} min"))
+            self.log(float(doc["t"]), f"on scene  {unit} after {self.arrivals[key] / 60:.1f} min")
+
+    def _case(self, case_id: str, doc: dict) -> None:
+        """A case's retained state: log what it newly reached, keep the newest state."""
+        old = self.cases.get(case_id)
+        if old is not None and int(doc["n_events"]) <= int(old["n_events"]):
+            return  # the same state again, or an older one late
+        reached = {k: float(v) for k, v in (doc.get("reached") or {}).items()}
+        before = {k: float(v) for k, v in ((old or {}).get("reached") or {}).items()}
+        t = float(doc["updated_at"])
+        if _reopened(before, reached):
+            self.log(t, case_line(doc, "reopened"))
+            before = {}
+        for status, at in sorted(reached.items(), key=lambda kv: kv[1]):
+            if status in CASE_NOTES and status not in before:
+                self.log(at, case_line(doc, CASE_NOTES[status]))
+        for report in doc.get("reports") or []:
+            if report not in ((old or {}).get("reports") or []):
+                self.log(t, case_line(doc, "linked", f"report {report}"))
+        self.cases[case_id] = doc
+
+    def _escalation(self, doc: dict) -> None:
+        """A step overdue: ``escalated {step} {case} {place}  due HH:MM, unit …`` (the texts are the dashboard's)."""
+        step = str(doc["step"])
+        self.escalations[step] += 1
+        place = doc.get("place") or {}
+        names = " / ".join(n for n in (place.get("name_zh"), place.get("name_en")) if n)
+        due = dt.datetime.fromtimestamp(float(doc["deadline"]), SHANGHAI).strftime("%H:%M")
+        who = f"unit {doc['assignee']}" if doc.get("assignee") else "no unit yet"
+        self.log(float(doc["t"]), f"escalated {step:9s} {doc['case']} {names}  due {due}, {who}")
 
     # ------------------------------------------------------------ views
     def counts(self, hazard: str) -> dict[str, int]:
@@ -164,12 +225,49 @@ class Tally:
         out: Counter = Counter(self.hazard_of.get(alert, "?") for _, alert in self.acked)
         return dict(sorted(out.items()))
 
+    def case_counts(self) -> dict[str, int]:
+        """Cases seen: ``opened`` (all), ``closed``, ``cancelled`` and ``open`` (neither)."""
+        status = Counter(str(c["status"]) for c in self.cases.values())
+        closed, cancelled = status[CLOSED], status["cancelled"]
+        return {"opened": len(self.cases), "closed": closed, "cancelled": cancelled,
+                "open": len(self.cases) - closed - cancelled}
+
+    def open_cases(self) -> list[str]:
+        """Ids of the cases seen that are neither closed nor cancelled."""
+        return [k for k, c in self.cases.items() if c["status"] not in (CLOSED, "cancelled")]
+
+    def reports(self) -> dict[str, dict]:
+        """Report id -> the state of the case it is linked to."""
+        return {r: c for c in self.cases.values() for r in c.get("reports") or []}
+
+    def ledger_line(self) -> str:
+        """``ledger: N opened, M closed, K open`` (and the cancelled ones, if any), from the cases seen."""
+        c = self.case_counts()
+        cancelled = f" ({c['cancelled']} cancelled)" if c["cancelled"] else ""
+        return f"ledger: {c['opened']} opened, {c['closed']} closed, {c['open']} open{cancelled}"
+
     def arrival_minutes(self) -> tuple[float, float] | None:
         """Median and maximum time to arrival [min], or None before any arrival."""
         if not self.arrivals:
             return None
         values = list(self.arrivals.values())
         return statistics.median(values) / 60.0, max(values) / 60.0
+
+
+def _reopened(before: dict[str, float], reached: dict[str, float]) -> bool:
+    """Whether a case's ``reached`` has started a new round (a reopening clears it) since ``before``."""
+    return bool(before) and (not before.keys() <= reached.keys()
+                             or any(reached[k] != v for k, v in before.items() if k in reached))
+
+
+def case_line(doc: dict, what: str, extra: str = "") -> str:
+    """One console line of a case event: what happened, the case, its category, place (Chinese / English) and
+    unit."""
+    place = doc.get("place") or {}
+    unit = f"  unit {doc['assignee']}" if doc.get("assignee") and what not in ("opened", "verified", "closed") else ""
+    names = " / ".join(n for n in (place.get("name_zh"), place.get("name_en")) if n)
+    more = f"  {extra}" if extra else ""
+    return f"case {what:10s} {doc['id']} {doc.get('category', '?'):12s} {names}{unit}{more}"
 
 
 class Watcher:
@@ -181,7 +279,8 @@ class Watcher:
                                             client_id=client_id or f"twin-demo-watch-{id(self):x}")
         self._subscribed = threading.Event()
         self.topics = [f"{prefix}alerts/+", f"{prefix}units/+/alerts", f"{prefix}units/+/ack",
-                       f"{prefix}deadletter", f"{prefix}twin/status"]
+                       f"{prefix}cases/#", f"{prefix}supervisor/escalations", f"{prefix}deadletter",
+                       f"{prefix}twin/status"]
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -192,7 +291,7 @@ class Watcher:
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         with self.lock:
-            self.tally.on_message(msg.topic, bytes(msg.payload))
+            self.tally.on_message(msg.topic, bytes(msg.payload), bool(msg.retain))
 
     def start(self, timeout_s: float = 10.0) -> Watcher:
         """Connect and subscribe; ``ConnectionError`` if the broker does not answer in time."""

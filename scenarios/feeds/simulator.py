@@ -8,6 +8,7 @@ them with paho-mqtt at QoS 1, pacing the simulated clock at ``speed`` simulated 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import queue
 import threading
@@ -19,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ingest.batch import Batch
+from ingest.decoders.report import encode_report
 from ingest.registry import load_registry
 from scenarios.feeds.bad import BadMessages
 from scenarios.feeds.mqtt import paho_client
@@ -141,6 +144,8 @@ class Simulator:
         sensor_ids = {k: [d.id for d in self.registry.of_kind(k)] for k in ("crowd", "rain", "water", "traffic")}
         self.bad = BadMessages(streams[3], cfg.bad_share, sensor_ids, vehicle_ids)
         self.sent = 0
+        self.posts: list[tuple[str, bytes | _Report]] = []
+        """Messages to send with the next step (`post`), e.g. a citizen's report."""
 
     def set_congestion(self, road: str, factor: float) -> None:
         """Slow a named road to ``factor`` of its free speed (1 clears it); vehicles and loops follow."""
@@ -155,17 +160,55 @@ class Simulator:
         """Hand a CAP alert to a field unit (see ``scenarios.feeds.units``)."""
         self.units.respond(unit_id, cap_json)
 
+    def follow_task(self, unit_id: str, task_json: str | bytes | dict[str, Any]) -> None:
+        """Hand a case desk's task message to a field unit (see ``scenarios.feeds.units``)."""
+        self.units.follow_task(unit_id, task_json)
+
+    def observe_alert(self, cap_json: str | bytes | dict[str, Any]) -> None:
+        """Let the field units know of a public CAP message (``city/alerts/{id}``)."""
+        self.units.observe_alert(cap_json)
+
+    def post(self, topic: str, payload: bytes) -> None:
+        """Send ``payload`` on ``{prefix}{topic}`` with the next step (before the feeds' messages)."""
+        self.posts.append((f"{self.prefix}{topic}", payload))
+
+    def report(self, source: str, report_id: str, *, category: str, lon: float, lat: float, description: str,
+               address: str = "", datum: str = "WGS84") -> None:
+        """Post a citizen report on ``{prefix}reports/{source}`` (`ingest.decoders.report.encode_report`) with the
+        next step, stamped with the simulated time then; ``lon``/``lat`` [degree] in ``datum``."""
+        details = {"category": category, "description": description} | ({"address": address} if address else {})
+        note = json.dumps(details, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        self.posts.append((f"{self.prefix}reports/{source}", _Report(report_id, lon, lat, datum, note)))
+
     def step(self, dt: float = 1.0) -> list[tuple[str, bytes]]:
-        """Advance the clock by ``dt`` [s] and return the messages due, good ones first, then the bad."""
+        """Advance the clock by ``dt`` [s] and return the messages due: posted ones, the feeds' good ones, then the
+        bad."""
         if not dt > 0:
             raise ValueError(f"dt {dt} must be > 0")
         self.t += dt
-        out = self.fleet.step(self.t, dt, self.prefix)
+        out = [(topic, p.encode(self.t) if isinstance(p, _Report) else p) for topic, p in self.posts]
+        self.posts.clear()
+        out += self.fleet.step(self.t, dt, self.prefix)
         out += self.units.step(self.t, dt, self.prefix)
         out += self.sensors.step(self.t, dt, self.prefix)
         out += self.bad.for_good(len(out), self.t, self.prefix)
         self.sent += len(out)
         return out
+
+
+@dataclass(frozen=True)
+class _Report:
+    """A posted report, encoded when it is sent (its ``t`` is the simulated time of that step)."""
+
+    ref: str
+    lon: float
+    lat: float
+    datum: str
+    note: str
+
+    def encode(self, t: float) -> bytes:
+        return encode_report(Batch.build(1, t=round(t, 3), quantity="report", ref=self.ref, lon=self.lon,
+                                         lat=self.lat, datum=self.datum, note=self.note))
 
 
 class Publisher:
@@ -175,8 +218,10 @@ class Publisher:
     unacknowledged messages. ``run`` waits for every PUBACK before it returns.
 
     With ``respond_prefix`` (the topic prefix, e.g. ``city/``) it also subscribes to
-    ``{prefix}units/+/alerts`` and hands each CAP message to ``Simulator.respond`` of the simulated unit
-    before the next step, so the simulated field units answer the alerts a live twin routes to them.
+    ``{prefix}units/+/alerts``, ``{prefix}units/+/tasks`` and ``{prefix}alerts/+`` and hands each message, before
+    the next step, to ``Simulator.respond`` (a unit's alert), ``Simulator.follow_task`` (a unit's task) or
+    ``Simulator.observe_alert`` (a public alert), so the simulated field units answer the alerts a live twin
+    routes to them and follow the tasks its case desk gives them.
     """
 
     def __init__(self, url: str, *, protocol: str = "5", client_id: str = "", max_inflight: int = 100,
@@ -196,13 +241,18 @@ class Publisher:
         self._client.on_message = self._on_message
         self.respond_prefix = respond_prefix
         self.alerts: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=10_000)
+        """Messages from the twin (unit alerts, unit tasks, public alerts) not yet handed to the simulator."""
         self.alerts_received = 0
+        """Unit alerts handed to the simulated units."""
+        self.tasks_received = 0
+        """Task messages handed to the simulated units."""
         self.connect_timeout_s = connect_timeout_s
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if not reason_code.is_failure:
             if self.respond_prefix is not None:  # in on_connect so it survives reconnects
-                client.subscribe(f"{self.respond_prefix}units/+/alerts", qos=1)
+                p = self.respond_prefix
+                client.subscribe([(f"{p}units/+/alerts", 1), (f"{p}units/+/tasks", 1), (f"{p}alerts/+", 1)])
             self._connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -212,24 +262,32 @@ class Publisher:
             log.warning("alert queue full, dropped a message on %s", msg.topic)
 
     def _respond(self, sim: Simulator) -> None:
-        """Hand queued CAP messages to the simulated units (run thread only)."""
+        """Hand queued messages from the twin to the simulated units (run thread only)."""
         while True:
             try:
                 topic, payload = self.alerts.get_nowait()
             except queue.Empty:
                 return
-            parts = topic[len(self.respond_prefix or ""):].split("/")
-            if len(parts) != 3 or parts[0] != "units" or parts[2] != "alerts":
-                log.debug("not a unit's alert topic: %s", topic)  # amqtt can send non-matching retained messages
-                continue
-            unit = parts[1]
             if not payload:
                 continue  # a retained message being removed
             try:
-                sim.respond(unit, payload)
-                self.alerts_received += 1
+                self._hand(sim, topic, payload)
             except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
-                log.warning("cannot hand the alert on %s to a simulated unit: %s", topic, exc)
+                log.warning("cannot hand the message on %s to the simulated units: %s", topic, exc)
+
+    def _hand(self, sim: Simulator, topic: str, payload: bytes) -> None:
+        """One message: a unit's alert or task, or a public alert."""
+        parts = topic[len(self.respond_prefix or ""):].split("/")
+        if len(parts) == 3 and parts[0] == "units" and parts[2] == "alerts":
+            sim.respond(parts[1], payload)
+            self.alerts_received += 1
+        elif len(parts) == 3 and parts[0] == "units" and parts[2] == "tasks":
+            sim.follow_task(parts[1], payload)
+            self.tasks_received += 1
+        elif len(parts) == 2 and parts[0] == "alerts":
+            sim.observe_alert(payload)
+        else:
+            log.debug("not a topic for the units: %s", topic)  # amqtt can send non-matching retained messages
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         with self._cond:

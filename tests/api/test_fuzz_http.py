@@ -156,7 +156,8 @@ HOSTILE_BODIES = [b"", b"null", b"[]", b"{", b'{"operator": null}', b'{"operator
 
 def _valid_params(op: dict, alert: str, inside: tuple[float, float], silence: str) -> tuple[dict, dict]:
     """Path and query values that make a request of the operation valid (required ones only)."""
-    path_values = {"name": "elevation", "identifier": alert, "silence_id": silence}
+    path_values = {"name": "elevation", "identifier": alert, "silence_id": silence, "case_id": "bund-20250101-0001",
+                   "unit": "unit-police-04"}
     query = {p["name"]: dict(zip(("lon", "lat"), inside, strict=True))[p["name"]]
              for p in op.get("parameters", []) if p["in"] == "query" and p.get("required")}
     return {p["name"]: path_values[p["name"]] for p in op.get("parameters", []) if p["in"] == "path"}, query

@@ -30,6 +30,11 @@ REASONS = [
     "rate_limited",
     "unknown_alert",
     "not_sent",
+    "unknown_case",
+    "not_assigned",
+    "bad_transition",
+    "unknown_source",
+    "unknown_category",
 ]
 DECODERS = [dec.decode_senml, dec.decode_nmea, dec.decode_position, dec.decode_ack, dec.decode_beidou]
 

@@ -60,7 +60,9 @@ def test_each_reason_is_dead_lettered_and_counted(rig):
         src.put("city/sensors/crowd/c4", crowd("c4", now - i), now)
     drain(ing)
     m = ing.metrics.snapshot()
-    expected = {r: 1 for r in cases} | {"rate_limited": 3, "outside_grid": 0, "unknown_alert": 0, "not_sent": 0}
+    expected = {r: 1 for r in cases} | {"rate_limited": 3, "outside_grid": 0, "unknown_alert": 0, "not_sent": 0,
+                                                    "unknown_case": 0, "not_assigned": 0, "bad_transition": 0,
+                                                    "unknown_source": 0, "unknown_category": 0}
     assert m["rejected"] == expected
     assert m["received"] == len(cases) + 8 and m["accepted"] == 5 and m["accepted_records"] == 5
     letters = [json.loads(p) for t, p, q in src.published]

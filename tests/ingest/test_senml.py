@@ -153,6 +153,7 @@ def test_crowd_count():
             "fix": -1,
             "datum": "",
             "ref": "",
+            "note": "",
         }
     ]
 

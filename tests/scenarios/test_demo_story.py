@@ -32,10 +32,15 @@ def own_cells(core, device: str) -> np.ndarray:
     return np.setdiff1d(np.unique(cover.piece_cell[cover.owner_piece[mine]]), others)
 
 
-@pytest.fixture(scope="module")
-def story_run(bund10, bund_network):
-    """The offline story on the Bund's road links (as ``twin demo`` runs it), with ``chen_yi_density``: the twin's
-    crowd density on the Chen Yi Square counter's own cells after each tick, by tick time [person m-2]."""
+_RUNS: dict[str, object] = {}
+
+
+def offline_story(bund10, bund_network):
+    """The offline story on the Bund's road links (as ``twin demo`` runs it), run once per test session (the case
+    tests, tests/scenarios/test_demo_cases.py, share it), with ``chen_yi_density``: the twin's crowd density on the
+    Chen Yi Square counter's own cells after each tick, by tick time [person m-2]."""
+    if "story" in _RUNS:
+        return _RUNS["story"]
     static, _ = bund10
     registry = load_registry(data_dir() / "bund" / "registry.geojson")
     density, cells = {}, []
@@ -47,7 +52,14 @@ def story_run(bund10, bund_network):
 
     run = run_offline(Story(), static, registry, tick_s=10.0, on_tick=look, road_network=bund_network)
     run.chen_yi_density = density
+    _RUNS["story"] = run
     return run
+
+
+@pytest.fixture(scope="module")
+def story_run(bund10, bund_network):
+    """`offline_story`."""
+    return offline_story(bund10, bund_network)
 
 
 def _first(run, hazard, kind):

@@ -48,7 +48,21 @@ SCHEMA = (
         t DOUBLE PRECISION NOT NULL, comment TEXT NOT NULL, before_state TEXT, after_state TEXT,
         recorded_at DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published_at, seq)",
+    """CREATE TABLE IF NOT EXISTS case_events (
+        seq {serial}, key TEXT NOT NULL UNIQUE, case_id TEXT NOT NULL, n INTEGER NOT NULL, kind TEXT NOT NULL,
+        t DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL, data TEXT NOT NULL,
+        recorded_at DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS case_events_case ON case_events (case_id, seq)",
+    """CREATE TABLE IF NOT EXISTS reports (
+        id TEXT PRIMARY KEY, source TEXT NOT NULL, source_id TEXT NOT NULL, case_id TEXT, category TEXT NOT NULL,
+        t DOUBLE PRECISION NOT NULL, lon DOUBLE PRECISION NOT NULL, lat DOUBLE PRECISION NOT NULL,
+        body TEXT NOT NULL, recorded_at DOUBLE PRECISION NOT NULL)""",
 )
+CASE_EVENT_COLUMNS = ("key", "case_id", "n", "kind", "t", "actor", "reason", "data")
+"""What `Store.append_case_events` takes of each event (``data`` a dict, stored as JSON; ``case`` for
+``case_id`` is accepted too: `twin.cases.model.CaseEvent.to_row`)."""
+REPORT_COLUMNS = ("id", "source", "source_id", "case_id", "category", "t", "lon", "lat", "body")
+"""What `Store.record_report` takes (``body`` a dict, stored as JSON; ``case_id`` may be None)."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +217,36 @@ class Store:
                         (silence["id"], action, actor, t, comment, None if before is None else json.dumps(before),
                          json.dumps(silence), time.time()))
 
+    def append_case_events(self, events: list[dict]) -> int:
+        """Append case events (`CASE_EVENT_COLUMNS`), in order, atomically; returns how many rows were added. An
+        event whose key is already stored adds nothing (a replay after a restart writes nothing twice)."""
+        now, added = time.time(), 0
+        sql = self._q(f"INSERT INTO case_events ({', '.join(CASE_EVENT_COLUMNS)}, recorded_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+        with self._tx() as cur:
+            for e in events:
+                cur.execute(sql, (e["key"], e["case_id"] if "case_id" in e else e["case"], int(e["n"]), e["kind"],
+                                  float(e["t"]), e["actor"], e.get("reason") or "",
+                                  json.dumps(e.get("data") or {}, ensure_ascii=False, sort_keys=True), now))
+                added += max(cur.rowcount, 0)
+        return added
+
+    def record_report(self, row: dict) -> bool:
+        """Store a citizen report (`REPORT_COLUMNS`); returns False (and changes nothing) if its id is stored."""
+        values = tuple(json.dumps(row["body"], ensure_ascii=False, sort_keys=True) if c == "body" else row.get(c)
+                       for c in REPORT_COLUMNS)
+        with self._tx() as cur:
+            cur.execute(self._q(f"INSERT INTO reports ({', '.join(REPORT_COLUMNS)}, recorded_at) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                        (*values, time.time()))
+            return cur.rowcount > 0
+
+    def set_report_case(self, report_id: str, case_id: str) -> bool:
+        """Link a stored report to a case; False if there is no such report."""
+        with self._tx() as cur:
+            cur.execute(self._q("UPDATE reports SET case_id = ? WHERE id = ?"), (case_id, report_id))
+            return cur.rowcount > 0
+
     # ------------------------------------------------------------ reads
     def pending(self, limit: int = 1000) -> list[OutboxItem]:
         """Unpublished outbox rows, oldest first."""
@@ -262,3 +306,29 @@ class Store:
         keys = ("silence_id", "action", "actor", "t", "comment")
         return [{**dict(zip(keys, r[:5], strict=True)), "before": None if r[5] is None else json.loads(r[5]),
                  "after": None if r[6] is None else json.loads(r[6])} for r in reversed(rows)]
+
+    def case_events(self, case_id: str | None = None) -> list[dict]:
+        """Stored case events (of one case, with ``case_id``) in the order written: seq, key, case_id, n, kind,
+        t [unix s, twin time], actor, reason, data (a dict), recorded_at [unix s, wall clock]."""
+        cols = ("seq", *CASE_EVENT_COLUMNS, "recorded_at")
+        where, args = (" WHERE case_id = ?", (case_id,)) if case_id is not None else ("", ())
+        rows = self._all(f"SELECT {', '.join(cols)} FROM case_events" + where + " ORDER BY seq", args)
+        return [{**dict(zip(cols, r, strict=True)), "data": json.loads(r[8])} for r in rows]
+
+    def report(self, report_id: str) -> dict | None:
+        """One stored report (``body`` a dict), or None."""
+        rows = self._all(f"SELECT {', '.join(REPORT_COLUMNS)}, recorded_at FROM reports WHERE id = ?", (report_id,))
+        return self._report_row(rows[0]) if rows else None
+
+    def reports(self, case_id: str | None = None) -> list[dict]:
+        """Stored reports (of one case, with ``case_id``), oldest first (by report time, then id)."""
+        where, args = (" WHERE case_id = ?", (case_id,)) if case_id is not None else ("", ())
+        rows = self._all(f"SELECT {', '.join(REPORT_COLUMNS)}, recorded_at FROM reports" + where
+                         + " ORDER BY t, id", args)
+        return [self._report_row(r) for r in rows]
+
+    @staticmethod
+    def _report_row(r: tuple) -> dict:
+        out = dict(zip((*REPORT_COLUMNS, "recorded_at"), r, strict=True))
+        out["body"] = json.loads(out["body"])
+        return out

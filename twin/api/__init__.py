@@ -8,7 +8,10 @@
 Endpoints: ``/`` (the operator's dashboard, ``/static/*``), ``/api/basemap.png``,
 ``/api/basemap/buildings``, ``/api/basemap/projection``, ``/api/health``, ``/api/status``,
 ``/api/grid``, ``/api/layers/{name}`` (``.png``, ``/legend``), ``/api/point``, ``/api/alerts``
-(``/{id}``, ``/{id}.xml``, ``POST /{id}/ack``), ``/api/units``, ``/ws``, ``/metrics``.
+(``/{id}``, ``/{id}.xml``, ``POST /{id}/ack``), ``/api/silences``, ``/api/cases`` (and ``/{id}``,
+``/suggestions``, ``/dispatch``, ``/transition``, ``/notes``, ``/attachments``), ``/api/ledger`` (``.csv``),
+``/api/units``, ``/api/units/{unit}/tasks``, ``/unit`` (the field-unit page), ``/open311/v2/...`` (Open311
+GeoReport v2), ``/ws``, ``/metrics``.
 """
 
 from twin.api.app import create_app

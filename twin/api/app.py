@@ -15,19 +15,26 @@ from twin.api.errors import TrustedHosts, install_handlers
 from twin.api.page import page_routes
 from twin.api.routes_alerts import alert_routes
 from twin.api.routes_basemap import basemap_routes
+from twin.api.routes_cases import case_routes
+from twin.api.routes_ledger import ledger_routes
 from twin.api.routes_links import links_routes
 from twin.api.routes_live import live_routes
+from twin.api.routes_open311 import Open311Error, open311_error, open311_routes
 from twin.api.routes_silences import silence_routes
 from twin.api.routes_twin import twin_routes
+from twin.api.routes_unit import unit_routes
 from twin.api.schemas import ErrorBody
 from twin.api.state import ApiState
 
 DESCRIPTION = """The live digital twin of a city district (docs/contract/http.md 3.3).
 
-Reads are open; the writes, `POST /api/alerts/{id}/ack`, `POST /api/silences` and `DELETE /api/silences/{id}`,
-need `Authorization: Bearer <token>`.
-Errors are JSON `{"error": "<code>", "detail": ...}`. Positions are CGCS2000 lon/lat (the same frame as
-WGS84 to well under a metre); grids are in the twin's projected CRS (see `/api/grid`).
+Reads are open; the writes, `POST /api/alerts/{id}/ack`, `POST /api/silences`, `DELETE /api/silences/{id}` and
+`POST /api/cases...`, need `Authorization: Bearer <token>`. A field unit's routes (`/api/units/{unit}/tasks...`,
+used by its page `/unit`) need that unit's own token or the dashboard's.
+Errors are JSON `{"error": "<code>", "detail": ...}`, but under `/open311/v2` (Open311 GeoReport v2 citizen
+reports, `api_key` for posting) they are Open311's `[{"code", "description"}]`. Positions are CGCS2000 lon/lat
+(the same frame as WGS84 to well under a metre; Open311's are WGS84); grids are in the twin's projected CRS
+(see `/api/grid`).
 """
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -102,8 +109,10 @@ def create_app(service, config: ApiConfig | None = None) -> FastAPI:
     app = FastAPIOffline(title="citytwin", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.api = state
     install_handlers(app)  # first: its 500 middleware then sits inside CORS and the Host check
+    app.add_exception_handler(Open311Error, open311_error)
     for router in (twin_routes(state), alert_routes(state), silence_routes(state), live_routes(state),
-                   links_routes(state), basemap_routes(state), page_routes()):
+                   links_routes(state), basemap_routes(state), case_routes(state), unit_routes(state),
+                   ledger_routes(state), open311_routes(state), page_routes()):
         app.include_router(router)
     app.openapi = _openapi_with_errors(app)
     if config.cors_origins:

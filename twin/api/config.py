@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 """Host names a browser uses for a server on IPv4 loopback (for the Host-header check; Starlette's check
@@ -31,6 +34,14 @@ class ApiConfig:
     ws_queue : int
         Events buffered per WebSocket client; a client that falls this far behind is
         disconnected (close code 1013) and resynchronises on reconnecting.
+    unit_tokens : mapping of str to str
+        Per field unit, the bearer token of its field page (``/unit``) and its routes
+        (``/api/units/{unit}/tasks``...): a unit's token opens only that unit's routes; the dashboard's
+        ``token`` opens every unit's. Empty: only the dashboard's token opens them. ``twin run
+        --unit-tokens FILE`` fills it.
+    open311_keys : tuple of str
+        The ``api_key`` values that may post citizen reports to ``POST /open311/v2/requests.json``
+        (``twin run --open311-key KEY``, repeatable). Empty: that route refuses every report (403).
     """
 
     token: str | None = None
@@ -38,6 +49,8 @@ class ApiConfig:
     allowed_hosts: tuple[str, ...] | None = None
     max_cells: int = 2_000_000
     ws_queue: int = 1000
+    unit_tokens: Mapping[str, str] = field(default_factory=dict)
+    open311_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.token is not None and len(self.token) < 8:
@@ -45,5 +58,36 @@ class ApiConfig:
         if self.max_cells < 1 or self.ws_queue < 1:
             raise ValueError("max_cells and ws_queue must be positive")
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        object.__setattr__(self, "unit_tokens", MappingProxyType(_unit_tokens(self.unit_tokens, self.token)))
+        object.__setattr__(self, "open311_keys", _open311_keys(self.open311_keys))
         if self.allowed_hosts is not None:
             object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
+
+
+UNIT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+"""What a field unit's id may be (the registry's device ids)."""
+
+
+def _unit_tokens(tokens: Mapping[str, str], dashboard: str | None) -> dict[str, str]:
+    """A plain copy of the per-unit tokens, checked: unit ids as in the registry, tokens of at least 8
+    characters, each unit's own (no two units share one, none is the dashboard's)."""
+    out = dict(tokens)
+    for unit, token in out.items():
+        if not isinstance(unit, str) or not UNIT_ID.fullmatch(unit):
+            raise ValueError(f"unit token for {unit!r}: a unit id is 1 to 64 of A-Z a-z 0-9 . _ : -")
+        if not isinstance(token, str) or len(token) < 8:
+            raise ValueError(f"the token of unit {unit!r} must be at least 8 characters long")
+        if token == dashboard:
+            raise ValueError(f"the token of unit {unit!r} is the dashboard's token: give each unit its own")
+    if len(set(out.values())) != len(out):
+        raise ValueError("two units share a token: give each unit its own")
+    return out
+
+
+def _open311_keys(keys) -> tuple[str, ...]:
+    """The Open311 API keys as a tuple, each at least 8 characters."""
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
+    for key in keys:
+        if not isinstance(key, str) or len(key) < 8:
+            raise ValueError("an Open311 api_key must be at least 8 characters long")
+    return keys

@@ -15,6 +15,8 @@ Events (JSON objects, ``type`` first):
   (the alert's Feature as in ``/api/alerts``);
 - ``positions``: ``t``, ``entities`` [{id, kind, unit_type, lon, lat, t, speed_kmh, course_deg}] that
   moved since the last positions event;
+- ``case``: ``case``, ``kind`` (the case event: opened, dispatched, accepted, ..., closed), ``t``, ``status``
+  (the case's status after it), ``actor``: one per case event of the tick (`TickReport.case_events`);
 - ``tick``: ``t``, ``tick_ms``, ``events`` {raised, updated, cancelled} counts, ``status``.
 """
 
@@ -70,6 +72,7 @@ class EventBuilder:
         for report in reports:
             if want_events:
                 events += self._alert_events(report)
+                events += self._case_events(report)
         events += self._ack_events(want_events)
         if want_events and reports:
             moved = self._positions(reports[-1].t)
@@ -93,6 +96,12 @@ class EventBuilder:
             if row is not None:
                 out.append({"type": "alert", "kind": "on_scene", "t": t, "feature": self.feature_of_row(row, live)})
         return out
+
+    @staticmethod
+    def _case_events(report: TickReport) -> list[dict]:
+        """``case`` events of the report's case events (none before the twin keeps cases)."""
+        keys = ("case", "kind", "t", "status", "actor")
+        return [{"type": "case", **{k: ev.get(k) for k in keys}} for ev in getattr(report, "case_events", None) or ()]
 
     def _ack_events(self, want_events: bool) -> list[dict]:
         """``acknowledged`` events for active alerts whose acknowledgements changed."""

@@ -1,4 +1,5 @@
-"""The operator's dashboard: ``/`` and its static files, served from the installed package.
+"""The operator's dashboard ``/``, the field units' page ``/unit``, and their static files, served from the
+installed package.
 
 The files live in ``twin/api/static/`` (package data). They are read once, when the router is
 made, into a fixed table: ``/static/{name}`` serves only the names in that table, so no request
@@ -37,17 +38,29 @@ def static_files() -> dict[str, tuple[bytes, str]]:
     return out
 
 
+PAGES = {"/": "index.html", "/unit": "unit.html"}
+"""Path -> the HTML file of the page: the operator's dashboard, a field unit's page (its unit and token come in the
+address's fragment, ``/unit#unit=unit-police-01&token=...``, which browsers never send to a server)."""
+
+
 def page_routes() -> APIRouter:
-    """The router of the dashboard page (left out of the OpenAPI schema: it is not an API)."""
+    """The router of the pages (left out of the OpenAPI schema: they are not an API)."""
     files = static_files()
-    if "index.html" not in files:
-        raise FileNotFoundError(f"the dashboard's index.html is missing from {STATIC_PACKAGE}/{STATIC_FOLDER}")
+    for name in PAGES.values():
+        if name not in files:
+            raise FileNotFoundError(f"the page {name} is missing from {STATIC_PACKAGE}/{STATIC_FOLDER}")
     r = APIRouter(include_in_schema=False)
 
-    @r.get("/")
-    def index() -> Response:
-        body, media = files["index.html"]
-        return Response(body, media_type=media, headers={**HEADERS, "Content-Security-Policy": CSP})
+    def page(name: str):
+        def serve_page() -> Response:
+            body, media = files[name]
+            return Response(body, media_type=media,
+                            headers={**HEADERS, "Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer"})
+
+        return serve_page
+
+    for path, name in PAGES.items():
+        r.add_api_route(path, page(name), methods=["GET"])
 
     @r.get("/static/{name}")
     def static(name: str) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -194,3 +195,134 @@ class SilenceAudit(BaseModel):
     """``GET /api/silences/audit``: changes, oldest first."""
 
     rows: list[SilenceAuditRow]
+
+
+# ---------------------------------------------------------------- cases, field units (docs/contract/http.md "Cases")
+CASE_STEPS = ("accepted", "en_route", "on_scene", "disposed", "verified", "closed", "reopened", "cancelled",
+              "declined")
+"""The status-changing kinds of ``POST /api/cases/{id}/transition`` (`twin.cases.model.TRANSITIONS`)."""
+UNIT_ANSWERS = ("accepted", "en_route", "on_scene", "disposed", "declined")
+"""What a field unit answers a task with (``POST /api/units/{unit}/tasks/{case}/status``)."""
+MAX_URL = 500
+"""Longest attachment URL [character] (as a report's media URL)."""
+
+
+def _printable_or_blank(v: str) -> str:
+    v = v.strip()
+    if not v.isprintable():
+        raise ValueError("must be printable: no control, format or line-separator characters")
+    return v
+
+
+def _multiline_text(v: str) -> str:
+    """Text that may have line breaks (a note), but no other control or invisible characters."""
+    v = v.strip()
+    if not all(c.isprintable() or c in "\n\t" for c in v):
+        raise ValueError("must be printable: no control, format or line-separator characters but new lines")
+    if not v:
+        raise ValueError("must not be blank")
+    return v
+
+
+class CaseWrite(BaseModel):
+    """Who makes an operator's change to a case (every ``POST /api/cases...`` body has it)."""
+
+    operator: str = Field(min_length=1, max_length=64, description="who, as shown in the case's history")
+
+    @field_validator("operator")
+    @classmethod
+    def _operator(cls, v: str) -> str:
+        return _printable_text(v)
+
+
+class CaseOpenRequest(CaseWrite):
+    """``POST /api/cases``: an operator opens a case at a place."""
+
+    category: str = Field(pattern=r"^[a-z0-9_]{1,64}$", examples=["road_obstruction"],
+                          description="a service code of GET /open311/v2/services.json")
+    priority: int = Field(default=3, ge=1, le=3, description="1 urgent, 2 high, 3 normal")
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False, description="the place, CGCS2000 [degree]")
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False, description="the place, CGCS2000 [degree]")
+    name_zh: str = Field(default="", max_length=100, description="the place's name in Chinese")
+    name_en: str = Field(default="", max_length=100, description="the place's name in English")
+    reason: str = Field(min_length=1, max_length=500, description="why the case is opened")
+
+    @field_validator("name_zh", "name_en")
+    @classmethod
+    def _names(cls, v: str) -> str:
+        return _printable_or_blank(v)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str) -> str:
+        return _multiline_text(v)
+
+
+class CaseDispatchRequest(CaseWrite):
+    """``POST /api/cases/{id}/dispatch``: send a unit (the first suggestion when ``unit`` is empty)."""
+
+    unit: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9._:-]*$",
+                      description='the unit to send; "" sends the first suggestion')
+    reason: str = Field(default="", max_length=500, description="why this unit (optional)")
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str) -> str:
+        return _multiline_text(v) if v.strip() else ""
+
+
+class CaseTransitionRequest(CaseWrite):
+    """``POST /api/cases/{id}/transition``: move a case a step (the operator's steps are verified, closed,
+    cancelled and reopened; a unit's steps may be recorded for it, e.g. when it answered by radio)."""
+
+    kind: Literal[CASE_STEPS] = Field(description=" | ".join(CASE_STEPS))
+    reason: str = Field(min_length=1, max_length=500, description="why")
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str) -> str:
+        return _multiline_text(v)
+
+
+class CaseNoteRequest(CaseWrite):
+    """``POST /api/cases/{id}/notes``: a note in the case's history."""
+
+    text: str = Field(min_length=1, max_length=1000, description="the note")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return _multiline_text(v)
+
+
+class CaseAttachmentRequest(CaseWrite):
+    """``POST /api/cases/{id}/attachments``: a link to a photo or document kept elsewhere."""
+
+    url: str = Field(min_length=1, max_length=MAX_URL, description="an http:// or https:// URL")
+
+    @field_validator("url")
+    @classmethod
+    def _web_url(cls, v: str) -> str:
+        v = v.strip()
+        if not v.isprintable() or " " in v:
+            raise ValueError("must be a URL without spaces or control characters")
+        try:
+            parts = urlsplit(v)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return v
+
+
+class UnitTaskAnswer(BaseModel):
+    """``POST /api/units/{unit}/tasks/{case}/status``: a field unit answers its task."""
+
+    status: Literal[UNIT_ANSWERS] = Field(description=" | ".join(UNIT_ANSWERS))
+    note: str = Field(default="", max_length=500, description="optional note, kept in the case's history")
+
+    @field_validator("note")
+    @classmethod
+    def _note(cls, v: str) -> str:
+        return _multiline_text(v) if v.strip() else ""

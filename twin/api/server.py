@@ -6,6 +6,7 @@ an ordinary `OSError` at once, and port 0 gives the real port before anything is
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import socket
@@ -105,8 +106,7 @@ def serve(service, host: str = "127.0.0.1", port: int = 8080, token: str | None 
                          "give an API token (writes need it) or listen on 127.0.0.1")
     base = config or ApiConfig()
     hosts = LOOPBACK_HOSTS if is_loopback(host) and ":" not in host else base.allowed_hosts
-    config = ApiConfig(token=token, cors_origins=tuple(cors), allowed_hosts=hosts, max_cells=base.max_cells,
-                       ws_queue=base.ws_queue)
+    config = dataclasses.replace(base, token=token, cors_origins=tuple(cors), allowed_hosts=hosts)
     sock = _bind(host, port)
     real_port = sock.getsockname()[1]
     uv = uvicorn.Config(create_app(service, config), log_level="warning", ws="wsproto", lifespan="on",

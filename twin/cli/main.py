@@ -158,7 +158,28 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                                         "TWIN_HTTP_TOKEN environment variable")
     r.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
                    help="a web origin allowed to call the API from another site (repeatable; default: none)")
+    r.add_argument("--unit-tokens", type=Path, metavar="FILE",
+                   help="JSON object of field-unit id -> token: each unit's page (/unit) and task routes accept only "
+                        "its own token (at least 8 characters, all different; docs/guides/field-unit.md)")
+    r.add_argument("--open311-key", action="append", default=[], metavar="KEY",
+                   help="an api_key the Open311 POST /open311/v2/requests.json accepts (repeatable; at least 8 "
+                        "characters; default: none, citizen reports over HTTP refused)")
+    for option, text in CASE_OPTION_HELP:
+        r.add_argument(option, type=Path, metavar="FILE", help=text)
+    r.add_argument("--no-cases", action="store_true", help="run without the case loop: alerts open no case, units' "
+                   "task answers and citizen reports are refused (dead letters)")
     r.set_defaults(func=_run)
+
+
+CASE_OPTION_HELP = (
+    ("--case-rules", "case rules (YAML): which alerts open a case, of which category and priority, dispatched "
+                     "automatically or not (default: the packaged twin/cases/rules.yaml; docs/guides/cases.md)"),
+    ("--case-limits", "time limits of the case steps per category and priority (YAML; default: the packaged "
+                      "twin/cases/limits.yaml; docs/guides/cases.md)"),
+    ("--services", "the service catalogue (YAML): report categories (Open311 service codes), their duty and "
+                   "priority, and the report sources (default: the packaged twin/cases/services.yaml)"),
+)
+"""``twin run``'s case-loop file options (twin/cli/run.py checks the files)."""
 
 
 # ---------------------------------------------------------------- twin simulate, twin demo

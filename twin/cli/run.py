@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -11,9 +12,14 @@ import time
 from pathlib import Path
 
 from twin.alerting.inhibition import Inhibitor
+from twin.api.config import ApiConfig
+from twin.cases.limits import TimeLimits
+from twin.cases.rules import CaseRules
+from twin.cases.services import Catalogue
 from twin.district.sources import data_dir
 from twin.district.thresholds import load_place_bands
 from twin.live.alert_output import OutputConfig
+from twin.live.case_desk import CaseConfig
 from twin.live.core import CoreConfig
 from twin.live.models import LiveConfig
 from twin.live.service import LiveService, ServiceConfig
@@ -58,6 +64,27 @@ def inhibit_file(args: argparse.Namespace) -> Path | None:
     return Path(rules)
 
 
+CASE_OPTIONS = (("--case-rules", "rules", CaseRules.load), ("--case-limits", "limits", TimeLimits.load),
+                ("--services", "services", Catalogue.load))
+"""``twin run`` options of the case loop (their help: twin/cli/main.py): (option, `CaseConfig` field, the loader
+that checks the file)."""
+
+
+def case_config(args: argparse.Namespace) -> CaseConfig:
+    """The case loop's settings from ``twin run`` options, each file checked (FileNotFoundError, or a ValueError
+    naming the file and key)."""
+    paths = {}
+    for option, name, load in CASE_OPTIONS:
+        path = getattr(args, option[2:].replace("-", "_"), None)
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{option} {path} does not exist")
+        load(path)
+        paths[name] = str(path)
+    return CaseConfig(enabled=not getattr(args, "no_cases", False), **paths)
+
+
 def alert_output(args: argparse.Namespace) -> tuple[OutputConfig, str]:
     """Inhibition rules, storm control and the CAP ``web`` base from ``twin run`` options."""
     storm = getattr(args, "storm_max", 10)
@@ -85,7 +112,7 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
                       place_bands_file=str(bands) if bands else None)
     output, web = alert_output(args)
     core = CoreConfig(prefix=args.prefix, tick_s=args.tick, unit_buffer_m=args.buffer, live=live, output=output,
-                      web_base=web)
+                      web_base=web, cases=case_config(args))
     return ServiceConfig(broker=args.broker, grid=grid, registry=registry, state_dir=state, db=args.db,
                          tick_s=args.tick, prefix=args.prefix, client_id=args.client_id,
                          protocol=args.protocol or "5",
@@ -96,6 +123,8 @@ def run_service(args: argparse.Namespace) -> int:
     """Run until Ctrl-C, SIGTERM or ``--duration``; returns the exit status."""
     crowd_bands_file(args)  # a bad file ends here, before a broker is started or a twin built
     alert_output(args)
+    case_config(args)
+    api_config(args)
     embedded = None
     if not args.broker:
         from twin.live.broker import EmbeddedBroker
@@ -140,15 +169,39 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def unit_tokens(path: Path | None) -> dict[str, str]:
+    """``--unit-tokens FILE``: a JSON object of unit id -> token ({} without the option)."""
+    if path is None:
+        return {}
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--unit-tokens {path} does not exist")
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--unit-tokens {path}: not JSON ({exc})") from None
+    if not isinstance(doc, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in doc.items()):
+        raise ValueError(f"--unit-tokens {path}: must be a JSON object of unit id -> token (strings)")
+    return doc
+
+
+def api_config(args: argparse.Namespace) -> ApiConfig:
+    """The HTTP API's settings from ``twin run`` options, checked (a ValueError says what is wrong)."""
+    token = getattr(args, "http_token", None) or os.environ.get("TWIN_HTTP_TOKEN") or None
+    return ApiConfig(token=token, unit_tokens=unit_tokens(getattr(args, "unit_tokens", None)),
+                     open311_keys=tuple(getattr(args, "open311_key", None) or ()))
+
+
 def _serve_http(service: LiveService, args: argparse.Namespace):
     """The HTTP API and dashboard when ``--http`` is given (token from ``--http-token`` or TWIN_HTTP_TOKEN)."""
     if args.http is None:
         return None
     from twin.api import serve
 
-    token = args.http_token or os.environ.get("TWIN_HTTP_TOKEN") or None
+    config = api_config(args)
+    token = config.token
     try:
-        handle = serve(service, host=args.http_host, port=args.http, token=token, cors=tuple(args.cors))
+        handle = serve(service, host=args.http_host, port=args.http, token=token, cors=tuple(args.cors),
+                       config=config)
     except OSError as exc:
         raise OSError(f"cannot serve HTTP on {args.http_host}:{args.http}: {exc.strerror or exc}") from exc
     writes = "acknowledgements need the bearer token" if token else "read-only (no token: acknowledgements refused)"

@@ -4,8 +4,12 @@
 every alert change, its CAP message and the MQTT messages it causes are written to the
 store (and its outbox) before anything is published. Given the same batches and ticks in
 the same order it produces the same alerts, so replaying the raw log after a crash
-rebuilds the state exactly (the service logs ticks and operators' acknowledgements into the raw
-log too, as control records).
+rebuilds the state exactly (the service logs ticks, operators' acknowledgements and case actions into the
+raw log too, as control records).
+
+The case loop (`twin.live.case_desk.CaseDesk`, issue 17) runs inside the core: the units' task answers and the
+citizen reports of every batch, the alert events of every tick, and the operators' case actions
+(`TwinCore.case_command`) go to it, under the same lock and in the same order.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from twin.alerting.compose import ComposeContext, default_description, issue, pe
 from twin.alerting.delivery import DEFAULT_BUFFER_M, Router
 from twin.alerting.lifecycle import AlertBook, AlertEvent
 from twin.alerting.store import Store
+from twin.cases import ledger as cases_ledger
+from twin.cases.model import CaseError
 from twin.live.alert_output import AlertOutput, OutputConfig, unit_payload
+from twin.live.case_desk import CaseConfig, CaseDesk
 from twin.live.models import LiveConfig, LiveModels
 from twin.live.query import ActiveAlert, AlertNotActiveError, TickReport
-from twin.live.state import Rejected, TwinState
+from twin.live.state import Rejected, ReportRow, TaskAnswer, TwinState
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,9 @@ class CoreConfig:
         Inhibition rules file, storm control and value steps (`twin.live.alert_output`).
     web_base : str
         The dashboard's base URL for CAP ``web`` (``{web_base}/#alert={id}``); empty: no ``web``.
+    cases : CaseConfig
+        The case loop: rules, time limits and services files, sensor verification, on or off
+        (`twin.live.case_desk.CaseConfig`).
     """
 
     prefix: str = "city/"
@@ -70,6 +80,7 @@ class CoreConfig:
     live: LiveConfig = field(default_factory=LiveConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     web_base: str = ""
+    cases: CaseConfig = field(default_factory=CaseConfig)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.alert_hazards) - set(ALERT_HAZARDS))
@@ -100,6 +111,10 @@ class TwinCore:
         self.outside_grid = 0
         self.refused_acks: dict[str, int] = {}
         """Units' acknowledgements refused, by reason (``unknown_alert``, ``not_sent``)."""
+        self.desk = CaseDesk(cfg.cases, store, district=cfg.district, prefix=cfg.prefix, state=self.state,
+                             router=self.router, alerts=self.book, road_network=cfg.live.road_network) \
+            if cfg.cases.enabled else None
+        """The case loop (`twin.live.case_desk.CaseDesk`), None when it is off."""
 
     # ------------------------------------------------------------ inputs
     def on_batch(self, batch: Batch) -> list[Rejected]:
@@ -123,7 +138,18 @@ class TwinCore:
                 else:
                     self.refused_acks[problem] = self.refused_acks.get(problem, 0) + 1
                     rejected.append(Rejected(unit, t, reason=problem, alert=alert, status=status, row=row))
+            rejected += self._cases_in(applied.tasks, applied.reports)
             return rejected
+
+    def _cases_in(self, tasks: list[TaskAnswer], reports: list[ReportRow]) -> list[Rejected]:
+        """The batch's task answers and reports to the case desk; its refusals (all of them with no case loop)."""
+        if self.desk is not None:
+            return self.desk.on_tasks(tasks, self.last_tick) + self.desk.on_reports(reports, self.last_tick)
+        off = "the twin runs without its case loop (twin run --no-cases)"
+        return ([Rejected(a.unit, a.t, reason="unknown_case", status=a.status, row=a.row, case=a.case,
+                          message=f"{a.status} of {a.unit} for case {a.case[:120]!r}: {off}") for a in tasks]
+                + [Rejected(r.source, r.t, r.lon, r.lat, reason="unknown_source", row=r.row, case=r.ref,
+                            message=f"report {r.ref[:64]!r} of {r.source[:64]!r}: {off}") for r in reports])
 
     def on_tick(self, t: float) -> TickReport:
         """Run the models and the alert lifecycle at time ``t`` [unix s]."""
@@ -146,7 +172,8 @@ class TwinCore:
             if events:
                 self.store.set_meta("alert_sequence", str(self.book.sequence))
             arrivals = self._arrivals()
-            return TickReport(t, events, (time.perf_counter() - start) * 1e3, arrivals)
+            case_events = self.desk.tick(t, events) if self.desk is not None else []
+            return TickReport(t, events, (time.perf_counter() - start) * 1e3, arrivals, case_events)
 
     def is_active(self, alert_id: str) -> bool:
         """Whether the alert is active now."""
@@ -204,6 +231,61 @@ class TwinCore:
                 row["on_scene"] = [a.identifier for a in areas if e.id in a.on_scene]
                 rows.append(row)
             return rows
+
+    # ------------------------------------------------------------ cases (see twin.live.case_desk)
+    def case_command(self, action: str, body: dict, now: float | None = None) -> dict:
+        """Apply an operator's or the API's case action (`twin.live.case_desk.ACTIONS`) at ``now`` [unix s], never
+        before the last tick; what `CaseDesk.command` returns. Raises `twin.cases.model.CaseError`. A live service
+        calls this from its ingest thread for a logged ``$twin/case`` record (``now`` is the record's receive
+        time), so the action is replayed with the log after a crash."""
+        with self.lock:
+            desk = self._desk()
+            t = float(now if now is not None else time.time())
+            t = t if np.isnan(self.last_tick) else max(t, self.last_tick)
+            return desk.command(action, body, t)
+
+    def cases(self, status: str | None = None, open_only: bool = False) -> list[dict]:
+        """Cases as plain dicts with their running deadlines and overdue steps, oldest first ([] without cases)."""
+        with self.lock:
+            if self.desk is None:
+                return []
+            return [self.desk.view(c) for c in self.desk.book.cases(status, open_only)]
+
+    def case(self, case_id: str) -> dict | None:
+        """One case with its events, or None."""
+        with self.lock:
+            case = self.desk.book.get(case_id) if self.desk is not None else None
+            return self.desk.view(case, events=True) if case is not None else None
+
+    def case_suggestions(self, case_id: str, limit: int = 3) -> list[dict]:
+        """The units suggested for a case, soonest first. Raises CaseError ``unknown_case``."""
+        with self.lock:
+            case = self._desk().book.get(case_id)
+            if case is None:
+                raise CaseError("unknown_case", f"no case {case_id[:120]!r}")
+            return [s.as_dict() for s in self.desk.suggestions(case, limit)]
+
+    def case_reads(self, name: str, *args):
+        """One of the desk's plain reads under the lock: ``report``, ``reports``, ``unit_tasks``, ``services``,
+        ``ledger`` or ``ledger_csv`` (the last two at the last tick when no time is given). Without a case loop:
+        nothing (None, [], an empty ledger)."""
+        with self.lock:
+            if name in ("ledger", "ledger_csv"):
+                t = args[0] if args and args[0] is not None else self._ledger_time()
+                if self.desk is None:
+                    return getattr(cases_ledger, name)([], t, self.config.district)
+                return getattr(self.desk, name)(t)
+            if self.desk is None:
+                return None if name == "report" else []
+            return getattr(self.desk, name)(*args)
+
+    def _ledger_time(self) -> float:
+        return float(self.last_tick) if not np.isnan(self.last_tick) else time.time()
+
+    def _desk(self) -> CaseDesk:
+        if self.desk is None:
+            raise CaseError("bad_request", "the twin runs without its case loop (twin run --no-cases)")
+        return self.desk
 
     # ------------------------------------------------------------ alerts out
     def _alert_row(self, ev: AlertEvent) -> dict:
@@ -299,7 +381,8 @@ class TwinCore:
                              "refused_acks": dict(self.refused_acks)},
                     "book": self.book.save_state(), "router": self.router.save_state(),
                     "output": self.output.save_state(),
-                    "twin_state": self.state.save_state(), "models": self.models.save_state()}
+                    "twin_state": self.state.save_state(), "models": self.models.save_state(),
+                    **({"cases": self.desk.save_state()} if self.desk is not None else {})}
 
     def restore_state(self, state: dict) -> None:
         """Take back what `save_state` gave, on a core built from the same static twin, registry and config."""
@@ -313,10 +396,13 @@ class TwinCore:
             self.output.restore_state(state.get("output"))
             self.state.restore_state(state["twin_state"])
             self.models.restore_state(state["models"])
+            if self.desk is not None and state.get("cases"):
+                self.desk.restore_state(state["cases"])
 
     # ------------------------------------------------------------ status
     def status(self) -> dict[str, object]:
         """The core's part of ``city/twin/status``."""
         with self.lock:
             return {"devices_seen": len(self.devices_seen), "units_tracked": len(self.state.entities.located_units()),
-                    "alerts_active": len(self.book.active)}
+                    "alerts_active": len(self.book.active),
+                    "cases_open": len(self.desk.book.cases(open_only=True)) if self.desk is not None else 0}

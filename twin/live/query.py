@@ -33,13 +33,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class TickReport:
-    """What one tick did: its time [unix s], alert events, duration [ms] and unit arrivals
-    (alert, unit, time [unix s], seconds from first delivery)."""
+    """What one tick did: its time [unix s], alert events, duration [ms], unit arrivals
+    (alert, unit, time [unix s], seconds from first delivery) and the case events since the last tick
+    (``{"case", "kind", "t", "status", "actor"}``, in order: the tick's own and those of the task answers,
+    reports and case actions applied since the tick before)."""
 
     t: float
     events: list[AlertEvent]
     tick_ms: float
     arrivals: list[tuple[str, str, float, float]]
+    case_events: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,58 @@ class LiveQuery:
         time, `AckUnavailableError` if the service takes no acknowledgement now.
         """
         return self._service.acknowledge(identifier, operator, note, t, timeout_s=timeout_s)
+
+    # ------------------------------------------------------------ cases (issue 17, docs/guides/cases.md)
+    def cases(self, status: str | None = None, open_only: bool = False) -> list[dict]:
+        """Cases (in ``status``; only open ones with ``open_only``), oldest first: `Case.as_dict` plus
+        ``deadlines`` ({step: t [unix s]} of the steps running now) and ``overdue`` (those of them past due at
+        the last tick). Raises `twin.cases.model.CaseError` ``bad_request`` for an unknown status."""
+        return self._service.core.cases(status, open_only)
+
+    def case(self, case_id: str) -> dict | None:
+        """One case as `cases` gives it plus ``events`` (its event rows, oldest first), or None."""
+        return self._service.core.case(case_id)
+
+    def case_suggestions(self, case_id: str, limit: int = 3) -> list[dict]:
+        """The free units on duty for a case, soonest first: ``{unit, unit_type, eta_s, distance_m, by}`` (``by``
+        ``road`` or ``straight``). Raises `twin.cases.model.CaseError` ``unknown_case``."""
+        return self._service.core.case_suggestions(case_id, limit)
+
+    def case_command(self, action: str, body: dict, timeout_s: float | None = None) -> dict:
+        """An operator's or the API's case action, applied in order with the data through the raw log (a restart
+        replays it): ``{"case": case dict}`` (with ``"report"`` for ``report``; with ``"warning"`` when a unit's
+        answer was only noted). Actions and bodies: docs/guides/cases.md.
+
+        Raises `twin.cases.model.CaseError` (``code``, ``detail``) for a refusal, `AckTimeoutError` if it was not
+        applied within ``timeout_s`` [s] (it stays queued), `AckUnavailableError` if the service takes none now.
+        """
+        return self._service.case_command(action, body, timeout_s=timeout_s)
+
+    def ledger(self, t: float | None = None) -> dict:
+        """The risk ledger (`twin.cases.ledger.ledger`) at ``t`` [unix s], the last tick by default."""
+        return self._service.core.case_reads("ledger", t)
+
+    def ledger_csv(self, t: float | None = None) -> str:
+        """The risk ledger as CSV text, one row per district and day (`twin.cases.ledger.ledger_csv`)."""
+        return self._service.core.case_reads("ledger_csv", t)
+
+    def report(self, report_id: str) -> dict | None:
+        """A citizen report (never its contact) with ``case`` (its case id) and ``case_status``, or None."""
+        return self._service.core.case_reads("report", report_id)
+
+    def reports(self, limit: int = 100) -> list[dict]:
+        """The newest ``limit`` citizen reports, newest first, as `report` gives them."""
+        return self._service.core.case_reads("reports", limit)
+
+    def services(self) -> list[dict]:
+        """The Open311 service catalogue (`twin.cases.services`): code, names, group, description, duty, priority,
+        hazard, verify."""
+        return self._service.core.case_reads("services")
+
+    def unit_tasks(self, unit_id: str) -> list[dict]:
+        """The open cases assigned to a unit, newest first, as the task messages of ``city/units/{unit}/tasks``
+        with ``status`` the case's status now."""
+        return self._service.core.case_reads("unit_tasks", unit_id)
 
     # ------------------------------------------------------------ tick listeners
     def add_tick_listener(self, listener: Callable[[TickReport], None]) -> None:

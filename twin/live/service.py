@@ -12,6 +12,12 @@ Threads:
   then applied by the core on the ingest thread while the caller waits, so a restart replays it;
 - a unit's acknowledgement of an alert it was not sent (or of no alert) is refused by the core:
   dead-lettered (counted) and answered on the unit's ``units/{id}/ack/errors`` topic;
+- an operator's case action (`LiveService.case_command`: open, dispatch, a status change, a note, an
+  attachment, a priority, a report, a field unit's answer from its page) is a ``$twin/case`` control
+  record, logged and applied in order like an acknowledgement; a unit's task answer the case desk refuses
+  (``unknown_case``, ``not_assigned``, ``bad_transition``) is dead-lettered and answered on
+  ``units/{id}/tasks/errors``, and a refused citizen report (``unknown_source``, ``unknown_category``) is
+  dead-lettered;
 - the outbox publisher sends stored messages in order and marks each published only when
   the broker confirmed it.
 
@@ -47,9 +53,11 @@ from ingest.transport.client import MqttTransport, is_confirmed
 from ingest.validation import Limits
 from twin.alerting.lifecycle import AlertEvent
 from twin.alerting.store import Store
+from twin.cases.model import CaseError
 from twin.district.dataset import grid_of, load_twin, save_twin
 from twin.district.roads import load_road_network
 from twin.live import snapshot
+from twin.live.case_desk import ACTIONS
 from twin.live.core import CoreConfig, TickReport, TwinCore
 from twin.live.query import AckTimeoutError, AckUnavailableError, AlertNotActiveError
 from twin.live.state import Rejected
@@ -61,22 +69,28 @@ TICK_TOPIC = "$twin/tick"
 ACK_TOPIC = "$twin/ack"
 """Control record of an operator's acknowledgement: JSON ``{"alert", "operator", "note", "t", "request"}``
 (``t`` null: the record's receive time, never before the last tick; ``request`` pairs it with its waiter)."""
+CASE_TOPIC = "$twin/case"
+"""Control record of a case action: JSON ``{"action", "body", "request"}`` (`twin.live.case_desk.ACTIONS`; applied
+at the record's receive time, never before the last tick; ``request`` pairs it with its waiter)."""
 ACK_TIMEOUT_S = 10.0
 """How long `LiveService.acknowledge` waits for its record to be applied by default. [s]"""
 MAX_PENDING_ACKS = 64
-"""Operators' acknowledgements that may wait to be applied at once; more are refused. [1]"""
+"""Operators' acknowledgements and case actions that may wait to be applied at once; more are refused. [1]"""
 TWIN_REASONS = {"outside_grid": Reason.OUTSIDE_GRID, "unknown_alert": Reason.UNKNOWN_ALERT,
-                "not_sent": Reason.NOT_SENT}
+                "not_sent": Reason.NOT_SENT, "unknown_case": Reason.UNKNOWN_CASE, "not_assigned": Reason.NOT_ASSIGNED,
+                "bad_transition": Reason.BAD_TRANSITION, "unknown_source": Reason.UNKNOWN_SOURCE,
+                "unknown_category": Reason.UNKNOWN_CATEGORY, "bad_report": Reason.BAD_SCHEMA}
 """The dead-letter reason of each of the twin's own refusals (`twin.live.state.Rejected.reason`)."""
 SNAPSHOT = snapshot.FILE
 
 
 class _PendingAck:
-    """An operator's acknowledgement waiting to be applied: the core's answer, or its error."""
+    """An operator's acknowledgement or case action waiting to be applied: the core's answer, or its error."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.event: AlertEvent | None = None
+        self.result: dict | None = None
         self.error: BaseException | None = None
 
 
@@ -194,7 +208,9 @@ class LiveService:
         self.transport = MqttTransport(cfg.broker, client_id=cfg.client_id, protocol=cfg.protocol,
                                        subscriptions=subscriptions(cfg.prefix), clock=cfg.clock)
         self.ingestor = Ingestor(self.transport, self.raw_log, self.registry, self._on_batch,
-                                 IngestConfig(prefix=cfg.prefix, limits=cfg.limits), control=self._on_control)
+                                 IngestConfig(prefix=cfg.prefix, limits=cfg.limits,
+                                              report_sources=self._report_sources()),
+                                 control=self._on_control)
         if self._dedupe_state is not None:
             self.ingestor.deduper.restore_state(self._dedupe_state)
         self.publisher = OutboxPublisher(self.store, self.transport)
@@ -212,6 +228,11 @@ class LiveService:
         self._live = False  # no status messages while replaying the log
         self.replayed = self.ingestor.replay(start)
         log.info("replayed %d logged messages since %s", self.replayed, start)
+
+    def _report_sources(self) -> frozenset[str]:
+        """The citizen-report sources the ingest admits: the service catalogue's (none without the case loop)."""
+        desk = self.core.desk
+        return frozenset(desk.catalogue.sources) if desk is not None else frozenset()
 
     # ------------------------------------------------------------ life cycle
     def start(self, wait_s: float = 10.0) -> bool:
@@ -272,6 +293,9 @@ class LiveService:
         if topic == ACK_TOPIC:
             self._apply_ack(payload, received_at)
             return
+        if topic == CASE_TOPIC:
+            self._apply_case(payload, received_at)
+            return
         if topic != TICK_TOPIC:
             return
         self._tick_waiting.clear()
@@ -309,17 +333,26 @@ class LiveService:
         """
         if not self.core.is_active(alert_id):
             raise AlertNotActiveError(alert_id)
-        timeout_s = ACK_TIMEOUT_S if timeout_s is None else timeout_s
         request = uuid.uuid4().hex
         body = {"alert": alert_id, "operator": operator, "note": note, "t": t, "request": request}
-        record = control_message(ACK_TOPIC, json.dumps(body, separators=(",", ":")).encode(), self.clock())
+        pending = self._wait_applied(ACK_TOPIC, body, timeout_s,
+                                     f"the acknowledgement of {alert_id} by {operator} was not applied")
+        return pending.event
+
+    def _wait_applied(self, topic: str, body: dict, timeout_s: float | None, what: str) -> _PendingAck:
+        """Queue a control record (``body`` with its ``request``) and wait until the ingest thread applied it (or,
+        never started, apply it here); raises its error, `AckTimeoutError` or `AckUnavailableError`."""
+        timeout_s = ACK_TIMEOUT_S if timeout_s is None else timeout_s
+        request = body["request"]
+        record = control_message(topic, json.dumps(body, separators=(",", ":")).encode(),
+                                 self.clock())
         pending = _PendingAck()
         with self._acks_lock:
             if self._run_state == "stopped":
-                raise AckUnavailableError("the live service has stopped; it takes no acknowledgement")
+                raise AckUnavailableError("the live service has stopped; it takes no acknowledgement or case action")
             if len(self._pending_acks) >= MAX_PENDING_ACKS:
-                raise AckUnavailableError(f"{len(self._pending_acks)} acknowledgements are waiting to be applied; "
-                                          "try again shortly")
+                raise AckUnavailableError(f"{len(self._pending_acks)} acknowledgements and case actions are waiting "
+                                          "to be applied; try again shortly")
             self._pending_acks[request] = pending  # before the record is queued: it may be applied at once
             if not self.ingestor.put_control(record):
                 del self._pending_acks[request]
@@ -329,15 +362,14 @@ class LiveService:
                 while self._run_state == "new" and not pending.done.is_set() and self.ingestor.run_once(0.0):
                     pass
             if not pending.done.wait(timeout_s):
-                raise AckTimeoutError(f"the acknowledgement of {alert_id} by {operator} was not applied within "
-                                      f"{timeout_s:g} s (the twin is behind); it stays queued and is applied in "
-                                      "order, and asking again is safe")
+                raise AckTimeoutError(f"{what} within {timeout_s:g} s (the twin is behind); it stays queued and is "
+                                      "applied in order, and asking again is safe")
         finally:
             with self._acks_lock:
                 self._pending_acks.pop(request, None)
         if pending.error is not None:
             raise pending.error
-        return pending.event
+        return pending
 
     def _apply_ack(self, payload: bytes, received_at: float) -> None:
         """Apply a logged ``$twin/ack`` record (live, or replayed after a restart) and answer its waiter."""
@@ -366,6 +398,53 @@ class LiveService:
             if pending is not None:
                 pending.done.set()
 
+    # ------------------------------------------------------------ case actions
+    def case_command(self, action: str, body: dict, timeout_s: float | None = None) -> dict:
+        """An operator's or the API's case action (`twin.live.case_desk.ACTIONS`), durably: a ``$twin/case``
+        control record (`CASE_TOPIC`) logged and applied by the core in order with the data and the ticks, like
+        `acknowledge` (a restart replays it). Returns what `TwinCore.case_command` returns.
+
+        Raises `twin.cases.model.CaseError` (a refusal: now, or when applied), `AckTimeoutError` (not applied
+        within ``timeout_s`` [s]: it stays queued), `AckUnavailableError` (stopped, or too many waiting).
+        """
+        if action not in ACTIONS:
+            raise CaseError("bad_request", f"unknown action {str(action)[:40]!r}; actions: {', '.join(ACTIONS)}")
+        if not isinstance(body, dict):
+            raise CaseError("bad_request", "the body of a case action is a JSON object")
+        if self.core.desk is None:
+            raise CaseError("bad_request", "the twin runs without its case loop (twin run --no-cases)")
+        try:
+            json.dumps(body, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise CaseError("bad_request", f"the body must be plain JSON values: {exc}") from None
+        doc = {"action": action, "body": body, "request": uuid.uuid4().hex}
+        pending = self._wait_applied(CASE_TOPIC, doc, timeout_s, f"the case action {action} was not applied")
+        return pending.result
+
+    def _apply_case(self, payload: bytes, received_at: float) -> None:
+        """Apply a logged ``$twin/case`` record (live, or replayed after a restart) and answer its waiter."""
+        doc = json.loads(payload)
+        with self._acks_lock:
+            pending = self._pending_acks.get(doc.get("request"))
+        try:
+            result = self.core.case_command(str(doc.get("action")), doc.get("body"), now=received_at)
+        except CaseError as exc:  # refused: the caller hears why; replayed, it was refused the first time too
+            if pending is None:
+                log.info("logged case action %s not applied: %s", doc.get("action"), exc)
+            else:
+                pending.error = exc
+        except Exception as exc:
+            if pending is not None:
+                pending.error = exc
+            raise  # counted and logged by the ingest loop
+        else:
+            if pending is not None:
+                pending.result = result
+            self.publisher.wake.set()
+        finally:
+            if pending is not None:
+                pending.done.set()
+
     # ------------------------------------------------------------ batches
     def _on_batch(self, batch: Batch) -> None:
         refused = self.core.on_batch(batch)
@@ -376,7 +455,8 @@ class LiveService:
     def _refuse(self, refused: list[Rejected]) -> None:
         """Records the twin refused: the ingest loop counts each message once and, live, dead-letters it with its
         raw payload (`Ingestor.refuse_records`); a live refused unit ack is also answered on the unit's
-        ``units/{id}/ack/errors``. Replayed, they are only counted: they were answered when they first arrived."""
+        ``units/{id}/ack/errors``, a refused task answer on ``units/{id}/tasks/errors``. Replayed, they are only
+        counted: they were answered when they first arrived."""
         self.ingestor.refuse_records([
             (r.row, Rejection(TWIN_REASONS[r.reason], r.detail, r.field))
             for r in refused])
@@ -387,6 +467,11 @@ class LiveService:
                 answer = {"alert": r.alert, "status": r.status, "t": r.t, "error": r.reason, "detail": r.detail}
                 self.transport.publish(f"{self.config.prefix}units/{r.device}/ack/errors",
                                        json.dumps(answer, separators=(",", ":")).encode(), qos=1, retain=False)
+            elif r.is_task:
+                answer = {"case": r.case, "status": r.status, "t": r.t, "error": r.reason, "detail": r.detail}
+                self.transport.publish(f"{self.config.prefix}units/{r.device}/tasks/errors",
+                                       json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode(),
+                                       qos=1, retain=False)
 
     # ------------------------------------------------------------ status
     def status(self, t: float | None = None, tick_ms: float | None = None) -> dict[str, object]:

@@ -10,7 +10,8 @@
 - moves vehicles and field units in the entity table, and keeps recent vehicle pings for
   the probe speeds;
 - hands unit acknowledgements back to the caller (the core checks them against the deliveries
-  and records them).
+  and records them), and so the units' task answers (quantity ``task_{status}``) and the citizen reports
+  (quantity ``report``): the core's case desk (`twin.live.case_desk`) decides on them.
 
 Static per registry: the crowd counters' coverage, cut into pieces each covered by one fixed set of counters
 (`twin.district.coverage.shared_coverage`), and the counters' registry properties ``walkable_area_m2`` and
@@ -32,6 +33,7 @@ import shapely
 import xarray as xr
 
 from ingest.batch import Batch
+from ingest.decoders.units import TASK_STATUSES
 from ingest.registry import Registry
 from twin.district import geo
 from twin.district.coverage import SharedCoverage, shared_coverage
@@ -46,6 +48,15 @@ SENSOR_QUANTITIES = {"crowd": ("count",), "rain": ("rain",), "water": ("depth",)
 ACK_QUANTITIES = ("ack", "on_scene", "resolved")
 ACK_REFUSALS = ("unknown_alert", "not_sent")
 """The twin's reasons to refuse a unit's acknowledgement (`Rejected`)."""
+TASK_PREFIX = "task_"
+"""A unit's task answer has the quantity ``task_{status}`` (`ingest.decoders.task`)."""
+TASK_QUANTITIES = tuple(TASK_PREFIX + s for s in TASK_STATUSES)
+REPORT_QUANTITY = "report"
+"""A citizen report's quantity (`ingest.decoders.report`)."""
+TASK_REFUSALS = ("unknown_case", "not_assigned", "bad_transition")
+"""The twin's reasons to refuse a unit's task answer (`Rejected`); each is answered on ``units/{id}/tasks/errors``."""
+REPORT_REFUSALS = ("unknown_source", "unknown_category", "bad_report")
+"""The twin's reasons to refuse a citizen report (`Rejected`)."""
 PING_MEMORY_S = 900.0
 """How long vehicle pings are kept for the probe speeds. [s]"""
 PING_DTYPE = np.dtype([("t", "f8"), ("cell", "i8"), ("speed", "f8"), ("x", "f8"), ("y", "f8"), ("course", "f8"),
@@ -62,7 +73,9 @@ class Rejected:
     ``reason`` is the twin's own: ``outside_grid`` (a position outside the grid; ``lon``, ``lat``), or, for a
     unit's acknowledgement (``alert``, ``status``), ``unknown_alert`` (no such alert) or ``not_sent`` (the
     alert was never sent to that unit); the refused acknowledgements also get a reply on the unit's
-    ``units/{id}/ack/errors`` topic.
+    ``units/{id}/ack/errors`` topic. For a unit's task answer (``case``, ``status``): `TASK_REFUSALS`, answered
+    on ``units/{id}/tasks/errors``; for a citizen report (``device`` its source, ``case`` its id):
+    `REPORT_REFUSALS`. ``message`` is the case desk's own one-line explanation of those.
     """
 
     device: str
@@ -75,15 +88,26 @@ class Rejected:
     row: int = -1
     """Index of the refused record in the batch it came in (-1: not known), so the ingest loop can find its
     message (`ingest.pipeline.Ingestor.refuse_records`)."""
+    case: str = ""
+    """The case of a refused task answer, the source's report id of a refused report."""
+    message: str = ""
+    """Why a task answer or a report was refused (the case desk's words)."""
 
     @property
     def is_ack(self) -> bool:
-        """A refused acknowledgement (else a refused position)."""
+        """A refused acknowledgement (else a refused position, task answer or report)."""
         return self.reason in ACK_REFUSALS
+
+    @property
+    def is_task(self) -> bool:
+        """A refused task answer of a unit."""
+        return self.reason in TASK_REFUSALS
 
     @property
     def detail(self) -> str:
         """One-line reason."""
+        if self.message:
+            return self.message
         if self.reason == "unknown_alert":
             return (f"{self.status} of {self.device} for unknown alert {self.alert[:120]!r} (acknowledge with the "
                     f"alert's identifier, the identifier of its first CAP message)")
@@ -94,7 +118,39 @@ class Rejected:
     @property
     def field(self) -> str:
         """The offending field of the payload."""
-        return "alert" if self.is_ack else "lon,lat"
+        if self.is_ack:
+            return "alert"
+        return {"unknown_case": "case", "not_assigned": "case", "bad_transition": "status", "unknown_source": "topic",
+                "unknown_category": "category", "bad_report": "payload"}.get(self.reason, "lon,lat")
+
+
+@dataclass(frozen=True)
+class TaskAnswer:
+    """A unit's answer to its task (`ingest.decoders.task`): ``status`` accepted, en_route, on_scene, disposed or
+    declined; ``t`` [unix s]; ``row`` its index in the batch."""
+
+    unit: str
+    case: str
+    status: str
+    t: float
+    note: str
+    row: int
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """A citizen report as ingest gives it (`ingest.decoders.report`): ``source``, the source's own ``ref``, ``t``
+    [unix s], ``lon``/``lat`` [degree] in ``datum``, ``note`` the compact JSON of its text fields; ``row`` its
+    index in the batch."""
+
+    source: str
+    ref: str
+    t: float
+    lon: float
+    lat: float
+    datum: str
+    note: str
+    row: int
 
 
 @dataclass
@@ -106,6 +162,10 @@ class Applied:
     moved_units: list[str] = field(default_factory=list)
     acks: list[tuple[str, str, str, float, int]] = field(default_factory=list)
     """(unit, alert, status, t [unix s], row of the record in the batch)."""
+    tasks: list[TaskAnswer] = field(default_factory=list)
+    """The units' task answers, in batch order."""
+    reports: list[ReportRow] = field(default_factory=list)
+    """The citizen reports, in batch order."""
     rejected: list[Rejected] = field(default_factory=list)
 
 
@@ -117,6 +177,22 @@ def _geometry_lonlat(geometry: dict | None) -> tuple[float, float] | None:
         return float(lon), float(lat)
     ring = np.asarray(geometry["coordinates"][0], dtype=float)
     return float(ring[:, 0].mean()), float(ring[:, 1].mean())
+
+
+def _task_answers(batch: Batch) -> list[TaskAnswer]:
+    """The task answers of a batch (quantity ``task_{status}``), in batch order."""
+    q = batch.quantity
+    rows = np.flatnonzero(np.isin(q, TASK_QUANTITIES))
+    return [TaskAnswer(str(batch.device[i]), str(batch.ref[i]), str(q[i])[len(TASK_PREFIX):], float(batch.t[i]),
+                       str(batch.note[i] or ""), int(i)) for i in rows]
+
+
+def _reports(batch: Batch) -> list[ReportRow]:
+    """The citizen reports of a batch (quantity ``report``), in batch order."""
+    rows = np.flatnonzero(batch.quantity == REPORT_QUANTITY)
+    return [ReportRow(str(batch.device[i]), str(batch.ref[i]), float(batch.t[i]), float(batch.lon[i]),
+                      float(batch.lat[i]), str(batch.datum[i] or ""), str(batch.note[i] or ""), int(i))
+            for i in rows]
 
 
 class TwinState:
@@ -250,6 +326,7 @@ class TwinState:
         rows = np.flatnonzero(is_ack)
         out.acks = [(str(d), str(r), str(s), float(t), int(i)) for d, r, s, t, i in
                     zip(batch.device[rows], batch.ref[rows], q[rows], batch.t[rows], rows, strict=True)]
+        out.tasks, out.reports = _task_answers(batch), _reports(batch)
         pos = np.flatnonzero(q == "position")
         if pos.size:
             self._apply_positions(batch, pos, out)

@@ -7,6 +7,7 @@ import {
   acknowledge, createSilence, expireSilence, getImageUrl, getJson, operatorName, setOperatorName, takeTokenFromUrl,
   token,
 } from "./api.js";
+import { CasePanel, LEDGER_EVERY_MS, dispatchDialog, stepDialog } from "./cases.js";
 import { HeldCells } from "./held.js";
 import { RoadLinks } from "./links.js";
 import { LiveSocket, socketUrl } from "./live.js";
@@ -27,9 +28,11 @@ const LIVE_KEYS = ["value", "unit", "peak", "peak_at", "trend", "trend_word", "t
 
 const state = {
   alerts: new Map(), units: new Map(), status: null, onScene: new Set(), layer: "level", legendOf: null, opacity: 0.75,
-  silences: [],
+  silences: [], cases: [], casesT: null, ledger: null,
 };
-const dirty = { alerts: false, units: new Set(), allUnits: false, status: false, view: false, links: false, since: null };
+const dirty = {
+  alerts: false, units: new Set(), allUnits: false, status: false, view: false, links: false, cases: false, since: null,
+};
 const stats = {
   render: [], update: [], frames: 0, events: 0, riskRefreshes: 0, linkRefreshes: 0, valueRefreshes: 0,
 };
@@ -37,6 +40,8 @@ const risk = { url: null, heldUrl: null, loading: false, again: false };
 const roads = { loading: false, again: false };
 const values = { loading: false, again: false };
 const silences = { loading: false, again: false, readAt: -Infinity, available: true };
+const casesGate = { loading: false, again: false, available: true, seen: null };
+const ledgerGate = { loading: false, again: false, readAt: -Infinity };
 const heldCells = new HeldCells();
 let ui = null; // {map, overlays, alerts, status, side, legend, point}
 let frameRequested = false;
@@ -55,6 +60,8 @@ function handleEvent(event) {
       invalidate("status");
       refreshRisk();
       refreshValues();
+      refreshCases();
+      refreshLedger(true);
       break;
     case "alert": {
       const p = event.feature.properties;
@@ -77,7 +84,13 @@ function handleEvent(event) {
       refreshLinks();
       refreshValues();
       if (performance.now() - silences.readAt > SILENCES_EVERY_MS) refreshSilences();
+      refreshCases();
+      refreshLedger(false);
       if (state.legendOf !== state.layer) loadLegend();
+      break;
+    case "case":
+      refreshCases();
+      refreshLedger(true);
       break;
     default:
       break; // an event this page does not know yet
@@ -133,6 +146,7 @@ function renderFrame() {
     ui.status.render(state.status);
     ui.alerts.renderAges(state.status.t);
   }
+  if (dirty.cases) ui.cases.render(state.cases, state.casesT, Boolean(token()));
   if (dirty.links) {
     ui.links.render();
     const shown = ui.point.dataset.link;
@@ -142,7 +156,8 @@ function renderFrame() {
   record(stats.render, t1 - t0);
   record(stats.update, t1 - dirty.since);
   stats.frames++;
-  Object.assign(dirty, { alerts: false, allUnits: false, status: false, view: false, links: false, since: null });
+  Object.assign(dirty, { alerts: false, allUnits: false, status: false, view: false, links: false, cases: false,
+    since: null });
   dirty.units.clear();
 }
 
@@ -267,6 +282,58 @@ function refreshSilences() {
     state.silences = Array.isArray(body) ? body : body.silences || [];
     ui.silences.render(state.silences, Boolean(token()));
   });
+}
+
+// The open cases (GET /api/cases?open=true), after every tick and case event, one request at a time; a twin
+// without cases (404, 503) shows no panel.
+function refreshCases() {
+  if (!ui || !casesGate.available) return;
+  return oneAtATime(casesGate, "cases", async () => {
+    const response = await fetch("/api/cases?open=true", { headers: { Accept: "application/json" } });
+    if (response.status === 404 || response.status === 503) {
+      casesGate.available = false;
+      ui.cases.hide();
+      return;
+    }
+    if (!response.ok) throw new Error(`/api/cases: HTTP ${response.status}`);
+    const body = await response.json();
+    const seen = JSON.stringify(body.cases) + (body.cases.length ? body.t : ""); // the deadlines count down
+    if (seen === casesGate.seen) return;
+    casesGate.seen = seen;
+    state.cases = body.cases;
+    state.casesT = body.t;
+    invalidate("cases");
+  });
+}
+
+// Today's ledger line: after case events (now), else at most every LEDGER_EVERY_MS.
+function refreshLedger(now) {
+  if (!ui || !casesGate.available || (!now && performance.now() - ledgerGate.readAt < LEDGER_EVERY_MS)) return;
+  ledgerGate.readAt = performance.now();
+  return oneAtATime(ledgerGate, "ledger", async () => {
+    state.ledger = await getJson("/api/ledger");
+    ui.cases.renderLedger(state.ledger);
+  });
+}
+
+async function onCaseDispatch(id) {
+  const c = await dispatchDialog(state.cases.find((x) => x.id === id) || { id }, ui.side);
+  if (!c) return invalidate("cases");
+  showNotice(ui.side, `${c.id} dispatched to ${c.assignee} · 已派遣`, "ok");
+  setTimeout(() => showNotice(ui.side, ""), 5000);
+  renderOperatorLine();
+  refreshCases();
+  refreshLedger(true);
+}
+
+async function onCaseStep(id, kind) {
+  const c = await stepDialog(state.cases.find((x) => x.id === id) || { id }, kind, ui.side);
+  if (!c) return invalidate("cases");
+  showNotice(ui.side, `${c.id}: ${c.status} · 已更新`, "ok");
+  setTimeout(() => showNotice(ui.side, ""), 5000);
+  renderOperatorLine();
+  refreshCases();
+  refreshLedger(true);
 }
 
 async function loadLinks() {
@@ -584,6 +651,7 @@ async function main() {
     map, side, overlays: new Overlays(map, svg),
     alerts: new AlertList(side, onAckClicked, (id) => selectAlert(id, true), onSilenceClicked),
     silences: new SilenceList(document.getElementById("silences"), onExpireClicked),
+    cases: new CasePanel(document.getElementById("cases"), onCaseDispatch, onCaseStep),
     status: new StatusStrip(document.getElementById("status-strip")), legend: document.getElementById("legend"),
     point: document.getElementById("point-info"), links: new RoadLinks(map, document.getElementById("links")),
   };
@@ -594,6 +662,9 @@ async function main() {
   renderOperatorLine();
   document.getElementById("silence-form").addEventListener("submit", submitSilence);
   refreshSilences();
+  refreshCases();
+  refreshLedger(true);
+  ui.cases.loadNames().then(() => invalidate("cases")).catch((err) => console.warn("case categories:", err.message));
   await setLayer(state.layer);
   const linksLoaded = loadLinks().catch((err) => console.warn("road links:", err.message));
   const socket = new LiveSocket(socketUrl(), handleEvent, (s, d) => ui.status.setLink(s, d));
@@ -606,6 +677,8 @@ async function main() {
     resetStats: () => Object.assign(stats, { render: [], update: [], frames: 0, events: 0 }),
     counts: () => ({ alerts: state.alerts.size, units: state.units.size }),
     refreshSilences,
+    refreshCases,
+    cases: () => state.cases.map((c) => ({ id: c.id, status: c.status, assignee: c.assignee, overdue: c.overdue })),
     // the road links: whether the twin has them, the tick of the speeds drawn, how many links have a speed
     links: async () => {
       await linksLoaded;
