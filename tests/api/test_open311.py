@@ -140,6 +140,20 @@ def test_a_report_the_twin_refuses_is_400_with_its_reason(api, changes, words):
     assert api.get("/open311/v2/requests.json").json() == []
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00",
+                                  "2024-12-30T08:00:00+08:00", "2025-01-02T08:00:00+08:00"])
+def test_a_requested_datetime_far_from_the_twins_time_is_400_and_reads_stay_whole(api, service, when):
+    now = service.config.clock()
+    words = is_open311_error(post_form(api, requested_datetime=when), 400)
+    assert "requested_datetime" in words and "twin's time" in words
+    assert api.get("/open311/v2/requests.json").json() == [] and api.get("/api/cases").json()["count"] == 0
+    ok = post_form(api, requested_datetime=iso(now - 3600.0))
+    assert ok.status_code == 201, ok.text
+    rid = ok.json()[0]["service_request_id"]
+    r = api.get(f"/open311/v2/requests/{rid}.json")
+    assert r.status_code == 200 and r.json()[0]["requested_datetime"] == iso(now - 3600.0)
+
+
 def test_bodies_that_cannot_be_read_are_400(api):
     post = api.post
     assert "JSON" in is_open311_error(post("/open311/v2/requests.json", content=b"{not json",
@@ -211,6 +225,11 @@ def test_times_are_iso_8601_in_shanghai_and_read_back():
     assert iso(T0) == "2025-01-01T08:00:00+08:00" and iso(None) is None
     assert parse_time("2025-01-01T08:00:00+08:00", "x") == T0 == parse_time("2025-01-01T00:00:00Z", "x")
     assert parse_time("2025-01-01T08:00:00", "x") == T0, "no offset: Shanghai time"
+
+
+def test_iso_never_raises():
+    for bad in (1e20, -1e20, float("nan"), float("inf"), "soon", 253402300800.0 * 10):
+        assert iso(bad) is None
 
 
 def test_names_are_chinese_then_english_unless_a_locale_is_asked():

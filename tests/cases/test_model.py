@@ -81,9 +81,25 @@ def test_dispatch_assigns_redispatch_reassigns_and_decline_clears():
     case = fold(events_to("en_route"))
     assert case.assignee == "fire-01" and set(case.reached) == {"new", "dispatched", "accepted", "en_route"}
     case = next_case(case, CaseEvent(CASE, 4, "dispatched", T0 + 400, "op", "nearer", {"unit": "fire-02"}))
-    assert (case.status, case.assignee, case.reached["dispatched"]) == ("dispatched", "fire-02", T0 + 60)
+    assert (case.status, case.assignee) == ("dispatched", "fire-02")
+    assert case.reached == {"new": T0, "dispatched": T0 + 400}, "the new unit's steps are timed from its dispatch"
     case = next_case(case, CaseEvent(CASE, 5, "declined", T0 + 460, "fire-02", "engine busy", {"unit": "fire-02"}))
     assert (case.status, case.assignee) == ("new", "") and case.reached == {"new": T0}
+
+
+def test_decline_and_reassignment_forget_the_assignment_steps_escalations():
+    case = fold(events_to("accepted"))
+    for n, step in enumerate(("dispatch", "accept", "on_scene"), start=len(case.events)):
+        case = next_case(case, CaseEvent(CASE, n, "escalated", T0 + 900, "twin", "late", {"step": step,
+                                                                                            "deadline": 1.0}))
+    assert case.escalated == {"dispatch", "accept", "on_scene"}
+    n = len(case.events)
+    same = next_case(case, CaseEvent(CASE, n, "dispatched", T0 + 950, "op", "again", {"unit": case.assignee}))
+    assert same.escalated == case.escalated and same.reached == case.reached, "the same unit: nothing forgotten"
+    other = next_case(case, CaseEvent(CASE, n, "dispatched", T0 + 950, "op", "nearer", {"unit": "fire-02"}))
+    assert other.escalated == {"dispatch"} and other.reached == {"new": T0, "dispatched": T0 + 950}
+    declined = next_case(case, CaseEvent(CASE, n, "declined", T0 + 950, "fire-01", "busy", {"unit": "fire-01"}))
+    assert declined.escalated == {"dispatch"} and declined.reached == {"new": T0}
 
 
 def test_a_unit_answering_a_task_not_its_own_is_refused():
@@ -188,13 +204,22 @@ def _first_round_times(accepted: list[CaseEvent]) -> dict[str, float]:
     """What ``reached`` should be, told independently: per status, the time of the first event that led to it
     since the round began (the last reopen), and for the assignment statuses since the last decline."""
     round_start = max(k for k, e in enumerate(accepted) if e.kind in ("opened", "reopened"))
-    declined = [k for k, e in enumerate(accepted) if e.kind == "declined" and k > round_start]
+    resets, assignee = [], ""  # declines, and dispatches to another unit than the assignee
+    for k, e in enumerate(accepted):
+        if e.kind == "dispatched":
+            if assignee and e.data["unit"] != assignee and k > round_start:
+                resets.append(k)
+            assignee = e.data["unit"]
+        elif e.kind in ("declined", "reopened"):
+            assignee = ""
+            if e.kind == "declined" and k > round_start:
+                resets.append(k)
     out = {"new": accepted[round_start].t}
     for k in range(round_start + 1, len(accepted)):
         status = STATUS_AFTER.get(accepted[k].kind)
         if status is None or status == "new" or status in out:
             continue
-        if status in ASSIGNMENT_STATUSES and declined and k < max(declined):
+        if status in ASSIGNMENT_STATUSES and resets and k < max(resets):
             continue
         out[status] = accepted[k].t
     return out
@@ -253,6 +278,9 @@ def _check_step(before, after, event):
         assert after.escalated == frozenset() and after.reached == {"new": event.t}
     if event.kind == "dispatched":
         assert after.assignee == event.data["unit"]
+    if event.kind == "declined" or (event.kind == "dispatched" and before.assignee
+                                    and before.assignee != event.data["unit"]):
+        assert after.escalated == before.escalated - {"accept", "on_scene"}
 
 
 @settings(max_examples=200, deadline=None)

@@ -21,6 +21,7 @@ from ingest.decoders.report import report_records
 from ingest.decoders.units import TASK_STATUSES
 from ingest.registry import load_registry
 from twin.alerting.cap import LEVEL_COLOUR_ZH
+from twin.alerting.lifecycle import AlertEvent
 from twin.alerting.store import Store
 from twin.cases.model import STATUSES, CaseError, CaseEvent, fold
 from twin.district import geo
@@ -286,6 +287,66 @@ def test_a_declined_task_goes_to_the_next_free_unit_and_the_first_hears_it_is_wi
     assert core.case_suggestions(cid)[0]["unit"] == OTHER_POLICE, "the busy assignee is not suggested"
 
 
+def test_an_operator_declining_for_the_unit_does_not_send_the_same_unit_again(core, registry):
+    run = Run(core, registry)
+    cid = square_case(run)["id"]
+    result = run.command("transition", {"case": cid, "kind": "declined", "actor": "王芳", "reason": "电话里说车坏了"})
+    assert result["case"]["status"] == "new"
+    assert core.case(cid)["events"][-1]["data"] == {"unit": POLICE}, "the assignee is the decliner"
+    assert [s["unit"] for s in core.case_suggestions(cid)][:1] == [OTHER_POLICE]
+    run.ticks(40000, 1)
+    case = core.case(cid)
+    assert case["status"] == "dispatched" and case["assignee"] == OTHER_POLICE, "the decliner is not sent again"
+
+
+def test_an_alert_merged_into_another_is_not_the_hazard_cleared(core, registry):
+    run = Run(core, registry)
+    case = square_case(run)
+    cid, [square] = case["id"], case["alerts"]
+    [promenade] = [a.identifier for a in core.active_alerts() if a.identifier != square and a.hazard == "crowd"]
+    run.units[POLICE] = CHEN_YI_SQUARE
+    run.ticks(40000, 1)
+    assert run.batch(answers(run.t + 1, [(POLICE, cid, "disposed")])) == []
+    assert core.case(cid)["status"] == "disposed"
+    # the alert book merges the square's alert into the promenade's (which has no case): as `_fade` does
+    desk, t = core.desk, run.t + 10.0
+    alert = desk.alerts.active.pop(square)
+    desk._on_alert(AlertEvent("cancelled", alert, t, note=f"merged into {promenade}"), t)
+    after = core.case(cid)
+    assert after["alerts"] == [square, promenade], "the case takes the alert its alert merged into"
+    assert after["events"][-1]["kind"] == "linked" and after["events"][-1]["data"] == {"alert": promenade}
+    assert square not in desk.cleared, "a merge is not the hazard cleared"
+    desk._verify(t + VERIFY_S + 100.0)
+    assert core.case(cid)["status"] == "disposed", "verification waits for the alert it merged into"
+    gone = desk.alerts.active.pop(promenade)
+    desk._on_alert(AlertEvent("cancelled", gone, t + 200.0, note="conditions back below the clear thresholds"),
+                   t + 200.0)
+    desk._verify(t + 200.0 + VERIFY_S)
+    assert core.case(cid)["status"] == "closed"
+
+
+def test_a_stale_beidou_position_neither_suggests_the_unit_nor_puts_it_on_scene(core, registry):
+    run = Run(core, registry, units={POLICE: CHEN_YI_SQUARE, OTHER_POLICE: START[OTHER_POLICE]})
+    run.ticks(300, 1)
+    run.units = {OTHER_POLICE: START[OTHER_POLICE]}  # the unit at the square goes silent
+    run.ticks(300, 31)  # 310 s: its fix is older than position_max_age_s
+    assert core.desk.config.position_max_age_s == 300.0
+    cid = run.command("open", {"category": "crowd_safety", "lon": CHEN_YI_SQUARE[0], "lat": CHEN_YI_SQUARE[1],
+                               "actor": "王芳"})["case"]["id"]
+    assert [s["unit"] for s in core.case_suggestions(cid)] == [OTHER_POLICE], "the silent unit is not suggested"
+    assert run.command("dispatch", {"case": cid, "actor": "王芳"})["case"]["assignee"] == OTHER_POLICE
+    # the operator sends the silent unit anyway: its old position at the square does not put it on scene
+    run.command("dispatch", {"case": cid, "unit": POLICE, "actor": "王芳"})
+    run.ticks(300, 1)
+    assert core.case(cid)["status"] == "dispatched", "no on scene by a stale position"
+    assert run.batch(answers(run.t + 1, [(POLICE, cid, "on_scene")])) == []
+    assert core.case(cid)["status"] == "dispatched" and core.case(cid)["events"][-1]["kind"] == "noted"
+    # a fresh fix at the square does
+    run.units[POLICE] = CHEN_YI_SQUARE
+    run.ticks(300, 1)
+    assert core.case(cid)["status"] == "on_scene"
+
+
 def test_a_case_cancelled_as_a_false_alarm_stays_cancelled_while_its_alert_lasts(core, registry):
     run = Run(core, registry)
     case = square_case(run)
@@ -354,6 +415,20 @@ def test_reports_are_deduplicated_and_linked_to_a_live_alert(core, registry):
     assert core.case(new["id"])["reports"] == ["R-12345-r1", "R-12345-r2"]
 
 
+def test_a_report_joining_a_nearby_case_links_the_live_alert_there_too(core, registry):
+    run = Run(core, registry)
+    square = square_case(run)
+    [promenade] = [a.identifier for a in core.active_alerts() if a.identifier not in square["alerts"]
+                   and a.hazard == "crowd"]
+    cid = run.command("open", {"category": "crowd_safety", "lon": PROMENADE_POINT[0], "lat": PROMENADE_POINT[1],
+                               "actor": "王芳"})["case"]["id"]
+    assert core.case(cid)["alerts"] == []
+    assert run.batch(report("12345", "p1", run.t + 2, *PROMENADE_POINT)) == []
+    case = core.case(cid)
+    assert case["reports"] == ["R-12345-p1"] and case["alerts"] == [promenade], "§7: the live alert nearby is linked"
+    assert [(e["kind"], e["actor"]) for e in case["events"][-2:]] == [("linked", "12345"), ("linked", "twin")]
+
+
 def test_reports_of_unknown_sources_or_categories_are_refused(core, registry):
     run = Run(core, registry)
     run.ticks(300, 1)
@@ -368,6 +443,21 @@ def test_reports_of_unknown_sources_or_categories_are_refused(core, registry):
     with pytest.raises(CaseError, match="unknown category"):
         run.command("report", {"source": "12345", "doc": {"id": "a4", "t": run.t, "category": "ufo_sighting",
                                                           "lon": 121.486, "lat": 31.24, "description": "?"}})
+
+
+def test_a_report_outside_the_district_is_refused_and_dispatches_nobody(core, registry):
+    run = Run(core, registry)
+    run.ticks(300, 1)
+    beijing = (116.3975, 39.9087)
+    refused = run.batch(report("12345", "bj1", run.t, *beijing))
+    assert [(r.reason, r.device, r.case, r.field) for r in refused] == [("outside_grid", "12345", "bj1", "lon,lat")]
+    assert "outside the twin's district" in refused[0].detail
+    assert core.cases() == [] and core.store.reports() == [] and outbox(core, "/tasks") == []
+    assert core.desk.refused == {"outside_grid": 1}
+    with pytest.raises(CaseError, match="outside the twin's district"):
+        run.command("report", {"source": "12345", "doc": {"id": "bj2", "t": run.t, "category": "crowd_safety",
+                                                          "lon": beijing[0], "lat": beijing[1], "description": "?"}})
+    assert core.cases() == []
 
 
 def test_without_the_case_loop_answers_and_reports_are_refused(bund10, registry):
@@ -411,6 +501,41 @@ def test_a_restored_snapshot_replays_to_the_same_cases_and_writes_nothing_twice(
     assert len(second.store.case_events()) == events, "no case event stored twice"
     assert len(second.store.pending(100000)) == messages, "no message queued twice"
     second.store.close()
+
+
+def _shape(view: dict) -> tuple:
+    """A case view without its alert ids: id, status, assignee, reports, and its events' keys, kinds and actors."""
+    return (view["id"], view["status"], view["assignee"], view["reports"], len(view["alerts"]),
+            [(e["key"], e["kind"], e["actor"]) for e in view["events"]])
+
+
+def test_a_replay_from_the_start_without_a_snapshot_rebuilds_the_same_cases(bund10, registry, rules, tmp_path):
+    db = tmp_path / "alerts.db"
+    first = make_core(bund10, registry, rules, Store.open(db))
+    run = Run(first, registry)
+    cid = square_case(run)["id"]
+    run.batch(report("12345", "r1", run.t + 2, *PROMENADE_POINT))
+    run.command("open", {"category": "medical", "lon": 121.4862, "lat": 31.2388, "actor": "王芳"})
+    run.ticks(40000, 2)
+    views = [first.case(c["id"]) for c in first.cases()]
+    assert len(views) == 3 and views[0]["id"] == cid
+    events, messages = len(first.store.case_events()), len(_case_messages(first))
+    first.store.close()
+    # a restart without a snapshot: the service replays the raw log from its beginning
+    second = make_core(bund10, registry, rules, Store.open(db))
+    assert second.cases() == [], "the desk starts with an empty book; the replay rebuilds it"
+    for op in run.log:
+        do(second, op)
+    # (the alert ids are the alert book's, which counts on from the store: compared apart from them)
+    assert [_shape(second.case(c["id"])) for c in second.cases()] == [_shape(v) for v in views], \
+        "the same cases under the same ids, none twice"
+    assert len(second.store.case_events()) == events, "no case event stored twice"
+    assert len(_case_messages(second)) == messages, "no case message queued twice"
+    second.store.close()
+
+
+def _case_messages(core) -> list:
+    return [i for i in core.store.pending(100000) if i.topic.startswith("city/cases/") or "/tasks" in i.topic]
 
 
 ANSWERS = st.lists(st.tuples(st.sampled_from([POLICE, OTHER_POLICE]), st.sampled_from(["mine", "bund-20250101-9999"]),

@@ -34,8 +34,9 @@ CASE_ID = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", descr
 COMMAND_ERRORS = {
     401: {"description": "no token"}, 403: {"description": "wrong token or read-only"},
     503: {"description": "command_unavailable: the service is stopping or too busy"},
-    504: {"description": "command_timeout: not applied in time (it stays queued; asking again may apply it twice "
-                         "for notes, is safe for steps)"},
+    504: {"description": "command_timeout: not applied in time (it stays queued and is applied in order; read the "
+                         "case before asking again: a repeated open, note or dispatch to the first suggestion "
+                         "would be applied twice, a repeated step is refused as bad_transition)"},
 }
 CASE_ERRORS = {404: {"description": "unknown_case"},
                409: {"description": "bad_transition: not allowed from the case's status; not_assigned"},

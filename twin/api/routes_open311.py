@@ -35,6 +35,10 @@ MAX_REQUESTS = 1000
 """Most requests one ``GET /requests.json`` answers (Open311's suggested maximum)."""
 DEFAULT_WINDOW_S = 90 * 86400.0
 """Without ``start_date``/``end_date``, ``GET /requests.json`` answers the last 90 days (Open311's default). [s]"""
+MAX_PAST_S = 86400.0
+"""A posted ``requested_datetime`` may be at most this long before the twin's time [s] (400 otherwise)."""
+MAX_AHEAD_S = 300.0
+"""... and at most this long after it [s] (clocks differ a little; a report from the future is refused)."""
 MAX_CONTACT = 200
 """The decoder's longest ``contact`` [character]; longer contact details are cut to it."""
 CLOSED = ("closed", "cancelled")
@@ -76,10 +80,14 @@ def check_locale(locale: str | None) -> str | None:
 
 
 def iso(t: float | None) -> str | None:
-    """ISO 8601 in Shanghai time with its offset, e.g. ``2025-01-01T08:00:00+08:00``; None for None."""
+    """ISO 8601 in Shanghai time with its offset, e.g. ``2025-01-01T08:00:00+08:00``; None for None and for a value
+    that is no time a date can show (never raises: one bad stored time must not break every read of a request)."""
     if t is None:
         return None
-    return dt.datetime.fromtimestamp(float(t), SHANGHAI_TZ).isoformat(timespec="seconds")
+    try:
+        return dt.datetime.fromtimestamp(float(t), SHANGHAI_TZ).isoformat(timespec="seconds")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def parse_time(text: str, field: str) -> float:
@@ -175,8 +183,11 @@ def report_doc(fields: dict, now: float) -> dict:
         raise Open311Error(400, "lat and long are required: this twin places a report by its coordinates "
                                 "(WGS84); address_string alone is not enough")
     when = fields.get("requested_datetime")
-    doc = {"id": uuid.uuid4().hex[:16],
-           "t": parse_time(when, "requested_datetime") if isinstance(when, str) and when else now,
+    t = parse_time(when, "requested_datetime") if isinstance(when, str) and when else now
+    if not now - MAX_PAST_S <= t <= now + MAX_AHEAD_S:
+        raise Open311Error(400, f"requested_datetime {str(when)[:40]!r} is more than {MAX_PAST_S / 3600:.0f} h before "
+                                f"or {MAX_AHEAD_S / 60:.0f} min after the twin's time {iso(now)}")
+    doc = {"id": uuid.uuid4().hex[:16], "t": t,
            "category": code.strip(), "lon": _coordinate(fields["long"]), "lat": _coordinate(fields["lat"]),
            "datum": "WGS84", "description": fields.get("description", "")}
     if fields.get("address_string"):

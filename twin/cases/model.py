@@ -6,9 +6,11 @@ Every event says who (``actor``), when (``t``, twin time [unix s]) and why (``re
 
 Status-changing kinds and the statuses they are allowed from are `TRANSITIONS`; ``declined`` and ``reopened`` take
 the case back to ``new`` without an assignee, ``reopened`` also starts a new *round* (``reached`` and ``escalated``
-cleared), ``declined`` forgets the assignment (``reached`` of dispatched, accepted and en_route) so the dispatch step
-is due again. The other kinds (`NOTE_KINDS`) are allowed in every status, but a closed or cancelled case takes only
-``noted`` and ``attached``. An event that is not allowed raises `CaseError`; nothing else does.
+cleared), ``declined`` forgets the assignment (``reached`` of dispatched, accepted and en_route, and the escalated
+steps accept and on_scene) so the dispatch step is due again; a ``dispatched`` to another unit than the assignee
+forgets the assignment the same way, so the new unit's steps are timed from its own dispatch and escalate again.
+The other kinds (`NOTE_KINDS`) are allowed in every status, but a closed or cancelled case takes only ``noted`` and
+``attached``. An event that is not allowed raises `CaseError`; nothing else does.
 
 A unit's answer (accepted, declined, en_route, on_scene, disposed) may carry ``unit`` in its data: it must then be
 the case's assignee (else ``not_assigned``); an operator entering a step for a unit leaves it out.
@@ -50,7 +52,9 @@ FINAL_KINDS = frozenset({"noted", "attached"})
 UNIT_ANSWERS = ("accepted", "declined", "en_route", "on_scene", "disposed")
 """The kinds a field unit answers a task with (besides its ``declined``, the steps it reports)."""
 ASSIGNMENT_STATUSES = ("dispatched", "accepted", "en_route")
-"""Reached statuses a ``declined`` forgets."""
+"""Reached statuses a ``declined`` (or a dispatch to another unit) forgets."""
+ASSIGNMENT_STEPS = frozenset({"accept", "on_scene"})
+"""Escalated steps a ``declined`` (or a dispatch to another unit) forgets: the next unit's are timed afresh."""
 STEPS = ("dispatch", "accept", "on_scene", "dispose", "verify", "close")
 """The timed steps (`twin.cases.limits`)."""
 ERROR_CODES = ("unknown_case", "bad_transition", "not_assigned", "bad_request")
@@ -148,7 +152,8 @@ class CasePlace:
 @dataclass(frozen=True)
 class CaseEvent:
     """One event of a case: the ``n``-th (0-based), ``kind`` one of `EVENT_KINDS`, at twin time ``t`` [unix s], by
-    ``actor`` (an operator, a unit id, ``rules``, ``desk``), ``reason`` why, ``data`` kind-specific plain values."""
+    ``actor`` (an operator, a unit id, a report source, ``twin``, ``sensors``, ``beidou``), ``reason`` why, ``data``
+    kind-specific plain values."""
 
     case: str
     n: int
@@ -301,13 +306,21 @@ def _transition(case: Case, event: CaseEvent) -> Case:
     status = STATUS_AFTER[kind]
     if kind == "dispatched":
         unit = _text("data.unit", event.data.get("unit"), MAX_ACTOR)
+        if case.assignee and unit != case.assignee:  # reassigned: the new unit's steps are timed from now
+            case = _unassigned(case)
         return replace(case, status=status, assignee=unit, reached=_reach(case.reached, status, event.t))
     if kind == "reopened":
         return replace(case, status=status, assignee="", reached={"new": event.t}, escalated=frozenset())
     if kind == "declined":
-        kept = {s: v for s, v in case.reached.items() if s not in ASSIGNMENT_STATUSES}
-        return replace(case, status=status, assignee="", reached=kept)
+        return replace(_unassigned(case), status=status, assignee="")
     return replace(case, status=status, reached=_reach(case.reached, status, event.t))
+
+
+def _unassigned(case: Case) -> Case:
+    """The case without its assignment: `ASSIGNMENT_STATUSES` forgotten from ``reached``, `ASSIGNMENT_STEPS` from
+    ``escalated`` (a declined or reassigned case times and escalates the next unit's steps afresh)."""
+    return replace(case, reached={s: v for s, v in case.reached.items() if s not in ASSIGNMENT_STATUSES},
+                   escalated=case.escalated - ASSIGNMENT_STEPS)
 
 
 def _reach(reached: dict[str, float], status: str, t: float) -> dict[str, float]:

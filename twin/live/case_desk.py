@@ -26,9 +26,9 @@ Every tick, after the alert events (`tick`):
 Between ticks, with the batches (`on_tasks`, `on_reports`): the units' task answers (refused with ``unknown_case``,
 ``not_assigned`` or ``bad_transition``; an on-scene claim the unit's Beidou position does not confirm is kept as a
 ``noted`` event and answered on ``city/units/{unit}/tasks/errors``), and the citizen reports (refused with
-``unknown_source`` or ``unknown_category``; joined to a near open case of their category, or to the case of a live
-alert of their service's hazard nearby, else a new case linked to that alert, dispatched automatically). Operators'
-actions come as ``$twin/case`` control records (`command`). docs/guides/cases.md.
+``unknown_source``, ``unknown_category`` or ``outside_grid``; joined to a near open case of their category, or to
+the case of a live alert of their service's hazard nearby, else a new case linked to that alert, dispatched
+automatically). Operators' actions come as ``$twin/case`` control records (`command`). docs/guides/cases.md.
 """
 
 from __future__ import annotations
@@ -82,8 +82,9 @@ class CaseConfig:
     None for the bundled ones. ``verify_s``: how long the linked alerts must stay cancelled before the sensors verify
     a disposed case [s, twin time]; ``auto_close``: close a case the sensors verified; ``scene_buffer_m``: the case
     area is grown by this much for the on-scene check [m]; ``retry_s``: how often an automatic dispatch that found
-    no free unit is tried again [s, twin time]; ``enabled``: False runs the twin without cases (task answers and
-    reports are then refused).
+    no free unit is tried again [s, twin time]; ``position_max_age_s``: a unit's Beidou position older than this is
+    ignored (the unit is not suggested nor confirmed on scene by it) [s, twin time]; ``enabled``: False runs the
+    twin without cases (task answers and reports are then refused).
     """
 
     enabled: bool = True
@@ -94,9 +95,10 @@ class CaseConfig:
     auto_close: bool = True
     scene_buffer_m: float = 50.0
     retry_s: float = 30.0
+    position_max_age_s: float = 300.0
 
     def __post_init__(self) -> None:
-        for name in ("verify_s", "scene_buffer_m"):
+        for name in ("verify_s", "scene_buffer_m", "position_max_age_s"):
             if not getattr(self, name) >= 0.0:
                 raise ValueError(f"CaseConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not self.retry_s > 0.0:
@@ -104,11 +106,24 @@ class CaseConfig:
 
 
 class ReportRefused(Exception):  # noqa: N818 -- a refusal, not an error of ours
-    """A citizen report the desk refuses: ``reason`` unknown_source, unknown_category or bad_report."""
+    """A citizen report the desk refuses: ``reason`` unknown_source, unknown_category, bad_report or outside_grid
+    (the place is outside the district's grid)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason, self.detail = reason, detail
+
+
+REPORT_REASONS = {"bad_report": "bad_schema"}
+"""A desk refusal's reason -> its dead-letter reason (the others are the same word)."""
+
+
+def _refused_report(reason: str, detail: str) -> CaseError:
+    """The `CaseError` of a report refused through a case action, carrying the dead-letter ``reason`` (the service
+    counts and dead-letters it as the MQTT path does)."""
+    error = CaseError("bad_request", detail)
+    error.reason = reason
+    return error
 
 
 def _text(body: dict, key: str, default: str = "") -> str:
@@ -161,7 +176,10 @@ class CaseDesk:
         self.rules = CaseRules.load(config.rules)
         self.limits = TimeLimits.load(config.limits)
         self.catalogue = Catalogue.load(config.services)
-        self.book = CaseBook.load(store, district, self.limits)
+        self.book = CaseBook(store, district, self.limits)
+        """Empty (sequence 0): a snapshot restores it (`restore_state`); without one the service replays the raw log
+        from its beginning, which rebuilds the same ids and keys (the store ignores keys it holds already). Loading
+        it from the store (`CaseBook.load`, for tools and audit) would make a replay open every case again."""
         self.book.listeners.append(self._on_event)
         self.areas: dict[str, shapely.Geometry] = {}
         """Areas (grid CRS) of the alerts linked to open cases, kept after the alert is cancelled."""
@@ -222,7 +240,7 @@ class CaseDesk:
             reason = msg.already_reason(unit, status, case.reached.get(status, case.updated_at))
             return self.book.apply(case_id, "noted", t, unit, f"{reason}{'; ' + note if note else ''}"), reason
         if status == "on_scene" and case.status in ("dispatched", "accepted", "en_route"):
-            away = self._away_m(case, unit)
+            away = self._away_m(case, unit, t)
             if away is None or away > self.config.scene_buffer_m:
                 return self._unconfirmed(case, unit, t, away, note)
         reason = f"{unit}: {note}" if note else f"{unit}: {status}"
@@ -248,9 +266,14 @@ class CaseDesk:
             raise ReportRefused("unknown_category", f"report {r.ref[:64]!r} of unknown category {category[:64]!r}; "
                                                     f"categories: {codes}")
         try:
-            return from_record(r.source, r.ref, r.t, r.lon, r.lat, r.datum or None, r.note, self.catalogue)
+            report = from_record(r.source, r.ref, r.t, r.lon, r.lat, r.datum or None, r.note, self.catalogue)
         except CaseError as exc:
             raise ReportRefused("bad_report", f"report {r.ref[:64]!r}: {exc.detail}") from None
+        row, _ = self.state.grid.cell_of_lonlat(float(report.lon), float(report.lat))
+        if int(row) < 0:
+            raise ReportRefused("outside_grid", f"report {r.ref[:64]!r} at {report.lon:.6f},{report.lat:.6f} is "
+                                                f"outside the twin's district {self.district}")
+        return report
 
     def take_report(self, report: CitizenReport, t: float) -> Case:
         """Join the report to a case (de-duplicated by place and category, or by a live alert nearby) or open one,
@@ -268,6 +291,8 @@ class CaseDesk:
         why = f"citizen report {report.id} ({service.name_en} / {service.name_zh})"
         if case is not None:
             case = self.book.apply(case.id, "linked", t, report.source, f"{why}, same place", report=report.id)
+            if alert is not None and alert[1] not in case.alerts and self.book.open_for_alert(alert[1]) is None:
+                case = self._link_alert(case, alert[1], t, f"live {service.hazard} alert {alert[0]:.0f} m away")
         else:
             case = self._open_for_report(report, service, t, why, alert)
         self.store.record_report(report.to_row(case.id))
@@ -316,7 +341,11 @@ class CaseDesk:
     def _on_alert(self, ev: AlertEvent, t: float) -> None:
         alert, ident = ev.alert, ev.alert.identifier
         if ev.kind == "cancelled":
-            if self.book.open_for_alert(ident) is not None:
+            case = self.book.open_for_alert(ident)
+            into = _merged_into(ev)
+            if case is not None and into:
+                self._merged(case, ident, into, t)
+            elif case is not None:
                 self.cleared.setdefault(ident, t)
             return
         if ev.kind not in ("raised", "updated") or ident not in self.router.areas:
@@ -342,6 +371,13 @@ class CaseDesk:
             self.auto.setdefault(case.id, None)
             if case.status == "new":
                 self._dispatch_auto(case, t)
+
+    def _merged(self, case: Case, ident: str, into: str, t: float) -> None:
+        """A linked alert merged into alert ``into``: the hazard is not cleared, it goes on as ``into``, which the
+        case takes (and whose cancellation its sensor verification then waits for) when ``into`` has no case."""
+        if into in case.alerts or self.book.open_for_alert(into) is not None or into not in self.alerts.active:
+            return
+        self._link_alert(case, into, t, f"alert {ident} merged into alert {into} / 预警已合并")
 
     def _had_case(self, ident: str) -> bool:
         """Whether a case (open or not) is linked to the alert."""
@@ -394,11 +430,14 @@ class CaseDesk:
                          round(float(lat), 7), radius)
 
     # ------------------------------------------------------------ dispatch
-    def suggestions(self, case: Case, limit: int = 3) -> list[Suggestion]:
-        """The nearest free units of the case's duty (units that declined it in this round left out)."""
+    def suggestions(self, case: Case, limit: int = 3, t: float | None = None) -> list[Suggestion]:
+        """The nearest free units of the case's duty (units that declined it in this round left out, and units
+        without a Beidou fix in the last `CaseConfig.position_max_age_s` before ``t``, the last tick by default)."""
         busy = {c.assignee for c in self.book.cases(open_only=True) if c.assignee and c.status in WORKING}
         busy |= _declined_now(case)
-        units = [UnitView(e.id, e.unit_type, e.lon, e.lat, e.id in busy) for e in self.state.entities.located_units()]
+        now = self.now if t is None else t
+        units = [UnitView(e.id, e.unit_type, e.lon, e.lat, e.id in busy) for e in self.state.entities.located_units()
+                 if self._fresh(e, now)]
         service = self.catalogue.get(case.category)
         duty = service.duty if service is not None else ("police",)
         return suggest(case.place, duty, units, self._road(), limit)
@@ -416,7 +455,7 @@ class CaseDesk:
 
     def _dispatch_auto(self, case: Case, t: float) -> Case | None:
         """Dispatch the first suggestion (actor ``twin``); None (and tried again later) with no free unit."""
-        found = self.suggestions(case, limit=1)
+        found = self.suggestions(case, limit=1, t=t)
         if not found:
             self.auto[case.id] = t
             return None
@@ -437,10 +476,16 @@ class CaseDesk:
             self._dispatch_auto(case, t)
 
     # ------------------------------------------------------------ on scene, verification, escalation
-    def _away_m(self, case: Case, unit: str) -> float | None:
-        """How far the unit's last Beidou position is outside the case area [m] (0 inside), None if not located."""
+    def _fresh(self, e, t: float) -> bool:
+        """Whether the unit's last Beidou position is at most `CaseConfig.position_max_age_s` old at ``t`` (NaN: no
+        time to measure against, any position counts)."""
+        return math.isnan(t) or (math.isfinite(e.t) and t - e.t <= self.config.position_max_age_s)
+
+    def _away_m(self, case: Case, unit: str, t: float) -> float | None:
+        """How far the unit's Beidou position is outside the case area [m] (0 inside) at ``t``, None if not located
+        or the position is older than `CaseConfig.position_max_age_s`."""
         e = self.state.entities.entities.get(unit)
-        if e is None or not e.located:
+        if e is None or not e.located or not self._fresh(e, t):
             return None
         x, y = geo.to_projected(case.place.lon, case.place.lat, self.state.grid.crs)
         away = math.hypot(e.x - float(x), e.y - float(y)) - case.place.radius_m
@@ -454,7 +499,7 @@ class CaseDesk:
         for case in self.book.cases(open_only=True):
             if case.status not in ("dispatched", "accepted", "en_route") or not case.assignee:
                 continue
-            away = self._away_m(case, case.assignee)
+            away = self._away_m(case, case.assignee, t)
             if away is not None and away <= self.config.scene_buffer_m:
                 self.book.apply(case.id, "on_scene", max(t, case.updated_at), "beidou",
                                 f"{case.assignee} inside the case area by its Beidou position / 北斗定位已到场")
@@ -465,7 +510,9 @@ class CaseDesk:
                 continue  # manual verification, or no sensor evidence: an operator verifies
             if any(a in self.alerts.active for a in case.alerts):
                 continue
-            clear_since = max(self.cleared.setdefault(a, t) for a in case.alerts)
+            # an alert merged into another linked one has no clear time of its own: the other's counts
+            known = [self.cleared[a] for a in case.alerts if a in self.cleared]
+            clear_since = max(known) if known else max(self.cleared.setdefault(a, t) for a in case.alerts)
             if t - clear_since < self.config.verify_s:
                 continue
             self.book.apply(case.id, "verified", t, "sensors",
@@ -581,7 +628,7 @@ class CaseDesk:
         case, unit, actor = self._case(body), _text(body, "unit"), self._actor(body)
         why = _text(body, "reason")
         if not unit:
-            found = self.suggestions(case, limit=1)
+            found = self.suggestions(case, limit=1, t=t)
             if not found:
                 raise CaseError("bad_request", f"no free unit on duty for {case.category} is located")
             return {"case": self.view(self.dispatch(case, found[0], t, actor, why))}
@@ -597,7 +644,9 @@ class CaseDesk:
             raise CaseError("bad_request", f"kind must be one of {', '.join(OPERATOR_KINDS)}, got {kind[:40]!r} "
                                            "(dispatch with the dispatch action)")
         reason = _text(body, "reason") or f"{kind} by {actor}"
-        return {"case": self.view(self.book.apply(case.id, kind, max(t, case.updated_at), actor, reason))}
+        # an operator declining for the unit records the unit as the decliner, so it is not sent again this round
+        data = {"unit": case.assignee} if kind == "declined" and case.assignee else {}
+        return {"case": self.view(self.book.apply(case.id, kind, max(t, case.updated_at), actor, reason, **data))}
 
     def _do_note(self, body: dict, t: float) -> dict:
         case = self._case(body)
@@ -623,13 +672,13 @@ class CaseDesk:
         try:
             batch = report_records(body.get("doc"), source=source)
         except Refusal as exc:
-            raise CaseError("bad_request", exc.detail) from None
+            raise _refused_report(str(exc.reason), exc.detail) from None
         r = next(iter(batch.records()))
         row = ReportRow(source, r["ref"], float(r["t"]), float(r["lon"]), float(r["lat"]), r["datum"], r["note"], 0)
         try:
             report = self.check_report(row)
         except ReportRefused as exc:
-            raise CaseError("bad_request", exc.detail) from None
+            raise _refused_report(REPORT_REASONS.get(exc.reason, exc.reason), exc.detail) from None
         case = self.take_report(report, t)
         return {"report": self.report(report.id), "case": self.view(case)}
 
@@ -714,6 +763,12 @@ class CaseDesk:
 def _at(t: float, now: float) -> float:
     """An event's time: the record's, never before the last tick ``now`` (NaN: no tick yet)."""
     return t if math.isnan(now) else max(t, now)
+
+
+def _merged_into(ev: AlertEvent) -> str:
+    """The alert a cancelled alert was merged into (`twin.alerting.lifecycle.AlertBook._fade`), "" if none."""
+    prefix = "merged into "
+    return ev.note[len(prefix):].strip() if ev.note.startswith(prefix) else ""
 
 
 def _place_key(alert: Alert) -> str:

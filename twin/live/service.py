@@ -362,8 +362,11 @@ class LiveService:
                 while self._run_state == "new" and not pending.done.is_set() and self.ingestor.run_once(0.0):
                     pass
             if not pending.done.wait(timeout_s):
+                again = ("asking again is safe" if topic == ACK_TOPIC else
+                         "look at the case before asking again: a repeated open, report or dispatch to the first "
+                         "suggestion would be applied twice")
                 raise AckTimeoutError(f"{what} within {timeout_s:g} s (the twin is behind); it stays queued and is "
-                                      "applied in order, and asking again is safe")
+                                      f"applied in order; {again}")
         finally:
             with self._acks_lock:
                 self._pending_acks.pop(request, None)
@@ -429,6 +432,8 @@ class LiveService:
         try:
             result = self.core.case_command(str(doc.get("action")), doc.get("body"), now=received_at)
         except CaseError as exc:  # refused: the caller hears why; replayed, it was refused the first time too
+            if doc.get("action") == "report":
+                self._refuse_report(doc.get("body"), exc, received_at)
             if pending is None:
                 log.info("logged case action %s not applied: %s", doc.get("action"), exc)
             else:
@@ -444,6 +449,19 @@ class LiveService:
         finally:
             if pending is not None:
                 pending.done.set()
+
+    def _refuse_report(self, body: object, exc: CaseError, received_at: float) -> None:
+        """A citizen report refused over HTTP (Open311) is counted and, live, dead-lettered like one refused over
+        MQTT, on the topic it would have had (``reports/{source}``; the reporter's contact left out)."""
+        body = body if isinstance(body, dict) else {}
+        reason = Reason(getattr(exc, "reason", None) or Reason.BAD_SCHEMA)
+        if not self._live:
+            self.ingestor.metrics.count_rejection(reason)
+            return
+        source = str(body.get("source") or "unknown")[:64]
+        payload = json.dumps(body.get("doc"), ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        self.ingestor.reject(f"{self.config.prefix}reports/{source}", Rejection(reason, exc.detail), received_at,
+                             payload)
 
     # ------------------------------------------------------------ batches
     def _on_batch(self, batch: Batch) -> None:
