@@ -23,9 +23,12 @@ pytestmark = pytest.mark.usefixtures("one_numba_thread")  # a few cells a tick: 
 
 
 def crowd_dataset(density, depth=0.0):
+    # every layer a writable array (``.copy()``): a read-only one (a size-1 ``np.broadcast_to``) is another numba
+    # type, so `AlertLevels` would compile a second ``risk_tick`` for these tests alone (about 35 s on CI's cold
+    # numba cache); the values are the same either way
     density = np.atleast_1d(np.asarray(density, float))
     n = density.size
-    grid = {"crowd_density": (density, "person m-2"), "water_depth": (np.broadcast_to(depth, (n,)), "m"),
+    grid = {"crowd_density": (density, "person m-2"), "water_depth": (np.broadcast_to(depth, (n,)).copy(), "m"),
             "traffic_speed": (np.full(n, np.nan), "km h-1"), "free_flow_speed": (np.full(n, 50.0), "km h-1"),
             "road_class": (np.zeros(n, np.int8), "1"), "vulnerability": (np.zeros(n), "1")}
     return xr.Dataset({k: (("y", "x"), np.asarray(v).reshape(1, n), {"units": u}) for k, (v, u) in grid.items()})

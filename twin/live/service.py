@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -53,6 +54,7 @@ from ingest.transport.client import MqttTransport, is_confirmed
 from ingest.validation import Limits
 from twin.alerting.lifecycle import AlertEvent
 from twin.alerting.store import Store
+from twin.cases.book import CaseBook
 from twin.cases.model import CaseError
 from twin.district.dataset import grid_of, load_twin, save_twin
 from twin.district.roads import load_road_network
@@ -82,6 +84,8 @@ TWIN_REASONS = {"outside_grid": Reason.OUTSIDE_GRID, "unknown_alert": Reason.UNK
                 "unknown_category": Reason.UNKNOWN_CATEGORY, "bad_report": Reason.BAD_SCHEMA}
 """The dead-letter reason of each of the twin's own refusals (`twin.live.state.Rejected.reason`)."""
 SNAPSHOT = snapshot.FILE
+SEQUENCES = "sequences.json"
+"""The alert and case numbers the raw log of a state folder started from (`LiveService._number_from_base`)."""
 
 
 class _PendingAck:
@@ -556,12 +560,31 @@ class LiveService:
         core = dataclasses.replace(self.config.core, live=dataclasses.replace(live, road_network=network))
         self.config = dataclasses.replace(self.config, core=core)
 
+    def _number_from_base(self, core: TwinCore) -> None:
+        """Without a snapshot the raw log replays from its start, so the alert and case numbers must start where
+        they started when this log began: kept in ``sequences.json`` beside it, written once from the store's
+        numbers (an alert store shared with an earlier state folder then gives no id twice, and a crash before the
+        first snapshot replays to the same ids)."""
+        path = self.config.state_dir / SEQUENCES
+        if path.is_file():
+            base = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            cases = CaseBook.load(self.store, core.config.district).sequence if core.desk is not None else 0
+            base = {"alert_sequence": int(core.book.sequence), "case_sequence": int(cases)}
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(base), encoding="utf-8")
+            os.replace(tmp, path)
+        core.book.sequence = int(base["alert_sequence"])
+        if core.desk is not None:
+            core.desk.book.sequence = int(base["case_sequence"])
+
     def _restore(self) -> tuple[TwinCore, LogPosition]:
         """A fresh core, with the last snapshot's state when there is one; the log position to replay from."""
         core = TwinCore(self.static, self.registry, self.store, self.config.core)
         self._dedupe_state = None
         self.restored = snapshot.exists(self.config.state_dir)
         if not self.restored:
+            self._number_from_base(core)
             return core, LogPosition(0, 0)
         snap = snapshot.read(self.config.state_dir, core.state.grid)
         core.restore_state(snap.state)
