@@ -244,9 +244,19 @@ class GridSpec:
         return shapely.union_all(self._boxes(row, col))
 
     def cell_centres_lonlat(self) -> tuple[np.ndarray, np.ndarray]:
-        """Longitude and latitude of every cell centre, each shape (ny, nx). [degree]"""
+        """Longitude and latitude of every cell centre, each shape (ny, nx), read-only. [degree]
+
+        Computed once per grid (about 13 ms on the Bund at 10 m; the API and the case loop ask often)."""
+        return self._cell_centres_lonlat
+
+    @cached_property
+    def _cell_centres_lonlat(self) -> tuple[np.ndarray, np.ndarray]:
         xx, yy = np.meshgrid(self.x, self.y)
-        return geo.to_lonlat(xx, yy, self.crs)
+        lon, lat = geo.to_lonlat(xx, yy, self.crs)
+        lon, lat = np.asarray(lon), np.asarray(lat)
+        lon.flags.writeable = False
+        lat.flags.writeable = False
+        return lon, lat
 
     # ------------------------------------------------------------------ Beidou codes
     @cached_property
