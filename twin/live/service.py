@@ -93,8 +93,8 @@ class _PendingAck:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.event: AlertEvent | None = None
-        self.result: dict | None = None
+        self.result: AlertEvent | dict | None = None
+        """What the core answered: the `AlertEvent` of an acknowledgement, the dict of a case action."""
         self.error: BaseException | None = None
 
 
@@ -341,7 +341,7 @@ class LiveService:
         body = {"alert": alert_id, "operator": operator, "note": note, "t": t, "request": request}
         pending = self._wait_applied(ACK_TOPIC, body, timeout_s,
                                      f"the acknowledgement of {alert_id} by {operator} was not applied")
-        return pending.event
+        return pending.result
 
     def _wait_applied(self, topic: str, body: dict, timeout_s: float | None, what: str) -> _PendingAck:
         """Queue a control record (``body`` with its ``request``) and wait until the ingest thread applied it (or,
@@ -381,25 +381,39 @@ class LiveService:
     def _apply_ack(self, payload: bytes, received_at: float) -> None:
         """Apply a logged ``$twin/ack`` record (live, or replayed after a restart) and answer its waiter."""
         doc = json.loads(payload)
+        t = doc.get("t")
+
+        def not_applied(_exc: Exception) -> None:  # cancelled between the request and its turn in the log
+            log.info("logged acknowledgement of %s by %s not applied: the alert is not active",
+                     doc.get("alert"), doc.get("operator"))
+
+        self._settle(doc, lambda: self.core.acknowledge(str(doc["alert"]), str(doc["operator"]),
+                                                        None if t is None else float(t), str(doc.get("note") or ""),
+                                                        now=received_at),
+                     AlertNotActiveError, not_applied)
+
+    def _settle(self, doc: dict, apply: Callable[[], object], refusal: type[Exception],
+                not_applied: Callable[[Exception], None]) -> None:
+        """Apply one logged control record and answer its waiter (if it has one: a replay has none).
+
+        ``refusal`` (the core said no) goes to the waiter, or to ``not_applied`` when nobody waits; any other error
+        goes to the waiter and on to the ingest loop, which counts and logs it."""
         with self._acks_lock:
             pending = self._pending_acks.get(doc.get("request"))
         try:
-            t = doc.get("t")
-            event = self.core.acknowledge(str(doc["alert"]), str(doc["operator"]), None if t is None else float(t),
-                                          str(doc.get("note") or ""), now=received_at)
-        except AlertNotActiveError as exc:  # cancelled between the request and its turn in the log
+            result = apply()
+        except refusal as exc:
             if pending is None:
-                log.info("logged acknowledgement of %s by %s not applied: the alert is not active",
-                         doc.get("alert"), doc.get("operator"))
+                not_applied(exc)
             else:
                 pending.error = exc
         except Exception as exc:
             if pending is not None:
                 pending.error = exc
-            raise  # counted and logged by the ingest loop
+            raise
         else:
             if pending is not None:
-                pending.event = event
+                pending.result = result
             self.publisher.wake.set()
         finally:
             if pending is not None:
@@ -431,28 +445,17 @@ class LiveService:
     def _apply_case(self, payload: bytes, received_at: float) -> None:
         """Apply a logged ``$twin/case`` record (live, or replayed after a restart) and answer its waiter."""
         doc = json.loads(payload)
-        with self._acks_lock:
-            pending = self._pending_acks.get(doc.get("request"))
-        try:
-            result = self.core.case_command(str(doc.get("action")), doc.get("body"), now=received_at)
-        except CaseError as exc:  # refused: the caller hears why; replayed, it was refused the first time too
-            if doc.get("action") == "report":
-                self._refuse_report(doc.get("body"), exc, received_at)
-            if pending is None:
-                log.info("logged case action %s not applied: %s", doc.get("action"), exc)
-            else:
-                pending.error = exc
-        except Exception as exc:
-            if pending is not None:
-                pending.error = exc
-            raise  # counted and logged by the ingest loop
-        else:
-            if pending is not None:
-                pending.result = result
-            self.publisher.wake.set()
-        finally:
-            if pending is not None:
-                pending.done.set()
+
+        def apply() -> object:
+            try:
+                return self.core.case_command(str(doc.get("action")), doc.get("body"), now=received_at)
+            except CaseError as exc:  # refused: the caller hears why; replayed, it was refused the first time too
+                if doc.get("action") == "report":
+                    self._refuse_report(doc.get("body"), exc, received_at)
+                raise
+
+        self._settle(doc, apply, CaseError,
+                     lambda exc: log.info("logged case action %s not applied: %s", doc.get("action"), exc))
 
     def _refuse_report(self, body: object, exc: CaseError, received_at: float) -> None:
         """A citizen report refused over HTTP (Open311) is counted and, live, dead-lettered like one refused over
