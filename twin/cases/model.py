@@ -72,13 +72,14 @@ URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
 class CaseError(ValueError):
-    """An event or request that cannot be applied: ``code`` one of `ERROR_CODES`, ``detail`` says why."""
+    """An event or request that cannot be applied: ``code`` one of `ERROR_CODES`, ``detail`` says why; ``reason``,
+    for a refused citizen report, its dead-letter reason (``unknown_category``, ``outside_grid`` ...), else ""."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, reason: str = "") -> None:
         if code not in ERROR_CODES:
             raise ValueError(f"unknown CaseError code {code!r}; codes: {', '.join(ERROR_CODES)}")
         super().__init__(f"{code}: {detail}")
-        self.code, self.detail = code, detail
+        self.code, self.detail, self.reason = code, detail, reason
 
 
 def _bad(detail: str) -> CaseError:

@@ -121,9 +121,7 @@ REPORT_REASONS = {"bad_report": "bad_schema"}
 def _refused_report(reason: str, detail: str) -> CaseError:
     """The `CaseError` of a report refused through a case action, carrying the dead-letter ``reason`` (the service
     counts and dead-letters it as the MQTT path does)."""
-    error = CaseError("bad_request", detail)
-    error.reason = reason
-    return error
+    return CaseError("bad_request", detail, reason=reason)
 
 
 def _text(body: dict, key: str, default: str = "") -> str:

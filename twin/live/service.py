@@ -461,7 +461,7 @@ class LiveService:
         """A citizen report refused over HTTP (Open311) is counted and, live, dead-lettered like one refused over
         MQTT, on the topic it would have had (``reports/{source}``; the reporter's contact left out)."""
         body = body if isinstance(body, dict) else {}
-        reason = Reason(getattr(exc, "reason", None) or Reason.BAD_SCHEMA)
+        reason = Reason(exc.reason or Reason.BAD_SCHEMA)
         if not self._live:
             self.ingestor.metrics.count_rejection(reason)
             return
