@@ -43,11 +43,9 @@ from shapely.geometry import shape
 from models.hazards import hazard as hazard_spec
 from twin.alerting.segments import Place
 from twin.district import geo
+from twin.district.admin import GRID_UNIT_M, grid_code, grid_square_of
 from twin.district.grid import GridSpec
 
-GRID_UNIT_M = 500.0
-"""Side of a management grid unit [m] [design: a street-level management grid (网格化管理) is a few hundred metres;
-500 m gives about 40 units over the bundled Bund, so a district-wide storm cannot raise hundreds of alerts]."""
 FLOOD_POINT_RADIUS_M = 60.0
 """Cells within this distance of a water gauge at a portal belong to its waterlogging point [design: a tunnel
 portal's ramp and the carriageway before it; the storm scenario's failed pump drains 60 m around the portal]. [m]"""
@@ -145,15 +143,6 @@ def split_name(name: str) -> tuple[str, str]:
         return name, name
     cut = max(i for i, w in enumerate(words) if _CJK.search(w)) + 1
     return " ".join(words[cut:]) or name, " ".join(words[:cut])
-
-
-def grid_code(row: int, col: int) -> str:
-    """``C4``: column letters (A..Z, AA..) west to east, row number from 1 north to south."""
-    letters, n = "", col + 1
-    while n:
-        n, rest = divmod(n - 1, 26)
-        letters = string.ascii_uppercase[rest] + letters
-    return f"{letters}{row + 1}"
 
 
 # ---------------------------------------------------------------- inputs from plain values
@@ -268,7 +257,7 @@ class OperationalUnits:
             raise ValueError(f"OperationalUnits: grid_unit_m must be > 0 m, got {grid_unit_m}")
         xx, yy = np.meshgrid(grid.x, grid.y)
         x, y = xx.ravel(), yy.ravel()
-        row, col = _grid_unit_of(grid, x, y, grid_unit_m)
+        row, col = grid_square_of(grid, x, y, grid_unit_m)
         n_cols = int(col.max()) + 1
         codes, owner = np.unique(row * n_cols + col, return_inverse=True)  # grid units first, then the others
         owner = owner.ravel().astype(np.int64)
@@ -347,13 +336,6 @@ class OperationalUnits:
         v = values[cells] if values is not None else np.zeros(0)
         v = v[np.isfinite(v)]
         return v.size > 0 and float(v.max()) < rules.max_depth_m
-
-
-def _grid_unit_of(grid: GridSpec, x: np.ndarray, y: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
-    """Row (from the grid's north edge) and column (from its west edge) of the grid unit of each point."""
-    row = np.floor((grid.y0 - y) / size).astype(np.int64)
-    col = np.floor((x - grid.x0) / size).astype(np.int64)
-    return row, col
 
 
 def _unit_box(grid: GridSpec, code: str, size: float) -> shapely.Geometry:
