@@ -57,12 +57,26 @@ SCHEMA = (
         id TEXT PRIMARY KEY, source TEXT NOT NULL, source_id TEXT NOT NULL, case_id TEXT, category TEXT NOT NULL,
         t DOUBLE PRECISION NOT NULL, lon DOUBLE PRECISION NOT NULL, lat DOUBLE PRECISION NOT NULL,
         body TEXT NOT NULL, recorded_at DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS indicators (
+        t DOUBLE PRECISION NOT NULL, node TEXT NOT NULL, res TEXT NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (node, t))""",
+    "CREATE INDEX IF NOT EXISTS indicators_t ON indicators (t)",
+    """CREATE TABLE IF NOT EXISTS layer_frames (
+        t DOUBLE PRECISION NOT NULL, name TEXT NOT NULL, body BYTEA NOT NULL, PRIMARY KEY (name, t))""",
+    "CREATE INDEX IF NOT EXISTS layer_frames_t ON layer_frames (t)",
 )
 CASE_EVENT_COLUMNS = ("key", "case_id", "n", "kind", "t", "actor", "reason", "data")
 """What `Store.append_case_events` takes of each event (``data`` a dict, stored as JSON; ``case`` for
 ``case_id`` is accepted too: `twin.cases.model.CaseEvent.to_row`)."""
 REPORT_COLUMNS = ("id", "source", "source_id", "case_id", "category", "t", "lon", "lat", "body")
 """What `Store.record_report` takes (``body`` a dict, stored as JSON; ``case_id`` may be None)."""
+INDICATOR_TICK_KEEP_S = 3600.0
+"""The vital signs' tick rows (``res`` ``t``) are kept this long, then only the minute rows (``res`` ``m``: the first
+tick of each minute) [issue 18: tick resolution for an hour]. [s]"""
+INDICATOR_KEEP_S = 86400.0
+"""The minute rows of the vital signs are kept this long [issue 18: 24 hours]. [s]"""
+FRAME_KEEP_S = 3600.0
+"""Stored level frames are kept this long (the page's timeline covers the last hour) [issue 18]. [s]"""
 
 
 @dataclass(frozen=True)
@@ -247,6 +261,49 @@ class Store:
             cur.execute(self._q("UPDATE reports SET case_id = ? WHERE id = ?"), (case_id, report_id))
             return cur.rowcount > 0
 
+    def record_vitals(self, t: float, res: str, indicators: dict[str, str], frames: dict[str, bytes]) -> None:
+        """One tick of the city's vital signs (issue 18), atomically: one ``indicators`` row per node (``indicators``:
+        node id -> JSON body; ``res`` ``t`` for a tick row, ``m`` for the first tick of a minute, kept longer) and one
+        ``layer_frames`` row per level frame (name -> compressed bytes). A row already stored for that node (frame)
+        and time is kept as it is (a replay after a restart writes nothing twice).
+
+        These rows are derived data (a replay of the raw log writes them again), so their commit does not wait for the
+        disk: SQLite commits them with ``synchronous=NORMAL`` (in WAL mode: durable at the next checkpoint or at the
+        next full commit, e.g. an alert's), PostgreSQL with ``synchronous_commit`` off; an fsync every tick would cost
+        a few milliseconds a tick."""
+        sqlite = self._ph == "?"
+        with self._lock:
+            if sqlite:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._write_vitals(t, res, indicators, frames, sqlite)
+            finally:
+                if sqlite:
+                    self._conn.execute("PRAGMA synchronous=FULL")
+
+    def _write_vitals(self, t: float, res: str, indicators: dict[str, str], frames: dict[str, bytes],
+                      sqlite: bool) -> None:
+        with self._tx() as cur:
+            if not sqlite:
+                cur.execute("SET LOCAL synchronous_commit TO OFF")
+            if indicators:
+                cur.executemany(self._q("INSERT INTO indicators (t, node, res, body) VALUES (?, ?, ?, ?) "
+                                        "ON CONFLICT DO NOTHING"),
+                                [(float(t), node, res, body) for node, body in indicators.items()])
+            if frames:
+                cur.executemany(self._q("INSERT INTO layer_frames (t, name, body) VALUES (?, ?, ?) "
+                                        "ON CONFLICT DO NOTHING"),
+                                [(float(t), name, body) for name, body in frames.items()])
+
+    def prune_vitals(self, now: float, tick_keep_s: float = INDICATOR_TICK_KEEP_S,
+                     keep_s: float = INDICATOR_KEEP_S, frame_keep_s: float = FRAME_KEEP_S) -> None:
+        """Thin the vital signs at twin time ``now`` [unix s]: tick rows older than ``tick_keep_s`` [s] go (the minute
+        rows stay), every row older than ``keep_s`` [s] goes, and frames older than ``frame_keep_s`` [s]."""
+        with self._tx() as cur:
+            cur.execute(self._q("DELETE FROM indicators WHERE t < ? AND res = 't'"), (float(now) - tick_keep_s,))
+            cur.execute(self._q("DELETE FROM indicators WHERE t < ?"), (float(now) - keep_s,))
+            cur.execute(self._q("DELETE FROM layer_frames WHERE t < ?"), (float(now) - frame_keep_s,))
+
     # ------------------------------------------------------------ reads
     def pending(self, limit: int = 1000) -> list[OutboxItem]:
         """Unpublished outbox rows, oldest first."""
@@ -326,6 +383,44 @@ class Store:
         rows = self._all(f"SELECT {', '.join(REPORT_COLUMNS)}, recorded_at FROM reports" + where
                          + " ORDER BY t, id", args)
         return [self._report_row(r) for r in rows]
+
+    def indicators_at(self, at: float) -> tuple[float | None, dict[str, str]]:
+        """The vital signs of the last stored tick at or before ``at`` [unix s]: (its time, {node: JSON body}); (None,
+        {}) when none is stored."""
+        rows = self._all("SELECT t FROM indicators WHERE t <= ? ORDER BY t DESC LIMIT 1", (float(at),))
+        if not rows:
+            return None, {}
+        t = float(rows[0][0])
+        return t, dict(self._all("SELECT node, body FROM indicators WHERE t = ?", (t,)))
+
+    def indicator_rows(self, node: str, since: float, until: float) -> list[tuple[float, str]]:
+        """(t, JSON body) of one node's stored vital signs with ``since`` <= t <= ``until`` [unix s], oldest first."""
+        rows = self._all("SELECT t, body FROM indicators WHERE node = ? AND t >= ? AND t <= ? ORDER BY t",
+                         (node, float(since), float(until)))
+        return [(float(t), b) for t, b in rows]
+
+    def indicator_samples(self, since: float, until: float) -> list[tuple[float, str, str]]:
+        """(t, node, JSON body) of the minute rows with ``since`` <= t < ``until`` [unix s], oldest first (the trend
+        memory of the vital signs after a restart)."""
+        rows = self._all("SELECT t, node, body FROM indicators WHERE res = 'm' AND t >= ? AND t < ? ORDER BY t, node",
+                         (float(since), float(until)))
+        return [(float(t), n, b) for t, n, b in rows]
+
+    def indicator_count(self, res: str | None = None) -> int:
+        """Stored vital-sign rows (of one resolution, ``t`` or ``m``)."""
+        where, args = (" WHERE res = ?", (res,)) if res else ("", ())
+        return int(self._all("SELECT COUNT(*) FROM indicators" + where, args)[0][0])
+
+    def frame_times(self, name: str, since: float) -> list[float]:
+        """Times of the stored frames of one level layer at or after ``since`` [unix s], oldest first."""
+        rows = self._all("SELECT t FROM layer_frames WHERE name = ? AND t >= ? ORDER BY t", (name, float(since)))
+        return [float(r[0]) for r in rows]
+
+    def frame_at(self, name: str, at: float) -> tuple[float, bytes] | None:
+        """(t, compressed bytes) of the last stored frame of a level layer at or before ``at`` [unix s], or None."""
+        rows = self._all("SELECT t, body FROM layer_frames WHERE name = ? AND t <= ? ORDER BY t DESC LIMIT 1",
+                         (name, float(at)))
+        return (float(rows[0][0]), bytes(rows[0][1])) if rows else None
 
     @staticmethod
     def _report_row(r: tuple) -> dict:

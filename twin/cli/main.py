@@ -131,6 +131,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--crowd-bands", type=Path, metavar="FILE", help="GeoJSON polygons of places with crowd density "
                    "bands of their own (stairs, ramps, bridges; properties name, kind, density_raise, density_clear, "
                    "source; e.g. data/bund/crowd-bands.geojson; docs/science/alerts.md, Per-place bands)")
+    r.add_argument("--units", type=Path, metavar="FILE", help="GeoJSON polygons of the management grid units (网格) "
+                   "for the city's vital signs (property id required; name, name_en, street, street_en optional; "
+                   "default: generated 500 m units; docs/guides/vital-signs.md)")
     r.add_argument("--inhibit", type=Path, metavar="FILE", help="inhibition rules (YAML, Alertmanager-style; default: "
                    "the packaged twin/alerting/inhibit.yaml; docs/guides/silences-and-inhibition.md)")
     r.add_argument("--storm-max", type=int, default=10, metavar="N", help="alert storm control: at most N new alerts "

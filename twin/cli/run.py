@@ -16,6 +16,7 @@ from twin.api.config import ApiConfig
 from twin.cases.limits import TimeLimits
 from twin.cases.rules import CaseRules
 from twin.cases.services import Catalogue
+from twin.district.admin import read_units_file
 from twin.district.sources import data_dir
 from twin.district.thresholds import load_place_bands
 from twin.live.alert_output import OutputConfig
@@ -50,6 +51,17 @@ def crowd_bands_file(args: argparse.Namespace) -> Path | None:
         raise FileNotFoundError(f"--crowd-bands {bands} does not exist")
     load_place_bands(bands)
     return Path(bands)
+
+
+def units_file(args: argparse.Namespace) -> Path | None:
+    """The ``--units`` file of management grid units, checked (`twin.district.admin.read_units_file`: a ValueError in
+    one line for a missing file, a feature that is not a polygon, a missing or duplicate id); whether its polygons
+    meet the twin's grid is checked when the core starts."""
+    path = getattr(args, "units", None)
+    if path is None:
+        return None
+    read_units_file(path)
+    return Path(path)
 
 
 def inhibit_file(args: argparse.Namespace) -> Path | None:
@@ -111,8 +123,9 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
     live = LiveConfig(walkable_override=str(walkable) if walkable else None,
                       place_bands_file=str(bands) if bands else None)
     output, web = alert_output(args)
+    units = units_file(args)
     core = CoreConfig(prefix=args.prefix, tick_s=args.tick, unit_buffer_m=args.buffer, live=live, output=output,
-                      web_base=web, cases=case_config(args))
+                      web_base=web, cases=case_config(args), units_file=str(units) if units else None)
     return ServiceConfig(broker=args.broker, grid=grid, registry=registry, state_dir=state, db=args.db,
                          tick_s=args.tick, prefix=args.prefix, client_id=args.client_id,
                          protocol=args.protocol or "5",
@@ -122,6 +135,7 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
 def run_service(args: argparse.Namespace) -> int:
     """Run until Ctrl-C, SIGTERM or ``--duration``; returns the exit status."""
     crowd_bands_file(args)  # a bad file ends here, before a broker is started or a twin built
+    units_file(args)
     alert_output(args)
     case_config(args)
     api_config(args)

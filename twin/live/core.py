@@ -32,11 +32,13 @@ from twin.alerting.lifecycle import AlertBook, AlertEvent
 from twin.alerting.store import Store
 from twin.cases import ledger as cases_ledger
 from twin.cases.model import CaseError
+from twin.district.sources import data_dir
 from twin.live.alert_output import AlertOutput, OutputConfig, unit_payload
 from twin.live.case_desk import CaseConfig, CaseDesk
 from twin.live.models import LiveConfig, LiveModels
 from twin.live.query import ActiveAlert, AlertNotActiveError, TickReport
 from twin.live.state import Rejected, ReportRow, TaskAnswer, TwinState
+from twin.live.vitals import FRAME_NAMES, SENSOR_KINDS, TickInputs, Vitals, registry_sensors
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,9 @@ class CoreConfig:
     cases : CaseConfig
         The case loop: rules, time limits and services files, sensor verification, on or off
         (`twin.live.case_desk.CaseConfig`).
+    units_file : str or None
+        GeoJSON polygons of the management grid units (网格) for the vital signs (`twin run --units`,
+        `twin.district.admin.read_units_file`); None: the generated 500 m units. docs/guides/vital-signs.md.
     """
 
     prefix: str = "city/"
@@ -81,6 +86,7 @@ class CoreConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     web_base: str = ""
     cases: CaseConfig = field(default_factory=CaseConfig)
+    units_file: str | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.alert_hazards) - set(ALERT_HAZARDS))
@@ -115,6 +121,14 @@ class TwinCore:
                              router=self.router, alerts=self.book, road_network=cfg.live.road_network) \
             if cfg.cases.enabled else None
         """The case loop (`twin.live.case_desk.CaseDesk`), None when it is off."""
+        district = str(static.attrs.get("district", "") or "").strip()
+        network = self.models.config.road_network
+        self.vitals = Vitals(self.state.grid, store, data_dir() / district if district else None, cfg.units_file,
+                             district, registry_sensors(registry), network.links if network is not None else None)
+        """The city's vital signs (`twin.live.vitals`, issue 18); its tree is built at the first tick or read (at
+        once with a ``units_file``, so a bad file stops the start)."""
+        if cfg.units_file is not None:
+            _ = self.vitals.tree
 
     # ------------------------------------------------------------ inputs
     def on_batch(self, batch: Batch) -> list[Rejected]:
@@ -173,7 +187,45 @@ class TwinCore:
                 self.store.set_meta("alert_sequence", str(self.book.sequence))
             arrivals = self._arrivals()
             case_events = self.desk.tick(t, events) if self.desk is not None else []
+            self._vital_signs(t)
             return TickReport(t, events, (time.perf_counter() - start) * 1e3, arrivals, case_events)
+
+    def _vital_signs(self, t: float) -> None:
+        """The tick's vital signs (`twin.live.vitals`): computed from the layers, links, alerts, cases, sensors and
+        units, and stored with the level frames. A failure is logged: it never stops the twin."""
+        try:
+            self.vitals.tick(self._vital_inputs(t))
+        except Exception:
+            log.exception("vital signs of the tick at %.3f failed", t)
+
+    def _vital_inputs(self, t: float) -> TickInputs:
+        layers, grid = self.models.layers, self.state.grid
+
+        def flat(name: str, fill: float) -> np.ndarray:
+            return layers[name].values.ravel() if name in layers else np.full(grid.size, fill)
+
+        link_tpi = link_level = None
+        if self.models.links is not None:
+            ll = self.models.link_layers
+            if "link_tpi" in ll:
+                link_tpi = ll["link_tpi"].values
+                link_level = ll["link_level"].values if "link_level" in ll else np.full(link_tpi.size, -1)
+        cases, busy = None, set()
+        if self.desk is not None:
+            cases = []
+            for c in self.desk.book.cases(open_only=True):
+                deadlines = self.desk.running_deadlines(c)
+                cases.append((c.id, c.place.lon, c.place.lat, any(t > d for d in deadlines.values())))
+                if c.assignee:
+                    busy.add(c.assignee)
+        stale = self.config.live.stale_s
+        return TickInputs(
+            t, flat("crowd_density", np.nan), self.state.static["walkable_area"].values.ravel(),
+            flat("level_crowd", -1), flat("water_depth", np.nan), flat("level_flood", -1), link_tpi, link_level,
+            [(a.cells, int(a.level)) for a in self.book.active.values()], cases,
+            {k: self.state.readings[k].fresh_any(t, stale[k]) for k in SENSOR_KINDS},
+            [(e.row * grid.nx + e.col, e.id in busy) for e in self.state.entities.located_units()],
+            {name: layers[name].values for name in FRAME_NAMES if name in layers})
 
     def is_active(self, alert_id: str) -> bool:
         """Whether the alert is active now."""
@@ -231,6 +283,29 @@ class TwinCore:
                 row["on_scene"] = [a.identifier for a in areas if e.id in a.on_scene]
                 rows.append(row)
             return rows
+
+    # ------------------------------------------------------------ vital signs (see twin.live.vitals)
+    def admin_units(self, level: str | None = None) -> dict:
+        """The management tree's nodes of a level (all without) as a GeoJSON FeatureCollection (lon/lat)."""
+        return self.vitals.tree.feature_collection(level)
+
+    def indicators(self, level: str = "city", at: float | None = None, parent: str | None = None) -> dict:
+        """The vital signs of the nodes of a level at the last tick, or as stored at or before ``at`` [unix s]."""
+        return self.vitals.nodes_at(level, at, parent)
+
+    def indicator_history(self, node: str, indicator: str | None = None, since: float | None = None,
+                          until: float | None = None) -> dict:
+        """A node's stored vital signs over time (`twin.live.vitals.Vitals.history`)."""
+        last = None if np.isnan(self.last_tick) else float(self.last_tick)
+        return self.vitals.history(node, indicator, since, until, last)
+
+    def layer_frames(self) -> dict:
+        """The names and times of the stored level frames of the last hour."""
+        return self.vitals.frame_times(None if np.isnan(self.last_tick) else float(self.last_tick))
+
+    def layer_frame(self, name: str, at: float) -> tuple[np.ndarray, float] | None:
+        """The stored level frame of ``name`` at or before ``at`` [unix s] and its time, or None."""
+        return self.vitals.frame(name, at)
 
     # ------------------------------------------------------------ cases (see twin.live.case_desk)
     def case_command(self, action: str, body: dict, now: float | None = None) -> dict:

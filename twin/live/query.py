@@ -214,6 +214,41 @@ class LiveQuery:
         """A copy of the ingest counters."""
         return self._service.ingestor.metrics.snapshot()
 
+    # ------------------------------------------------------------ vital signs (issue 18, docs/guides/vital-signs.md)
+    def admin_units(self, level: str | None = None) -> dict:
+        """The management tree's nodes of ``level`` (``city``, ``district``, ``street``, ``unit``; every level, top
+        down, with None) as a GeoJSON FeatureCollection in lon/lat, properties ``{id, level, name, name_en, parent}``
+        (`twin.district.admin.AdminTree`). The features are shared: read them, do not change them. Raises ValueError
+        for an unknown level."""
+        return self._service.core.admin_units(level)
+
+    def indicators(self, level: str = "city", at: float | None = None, parent: str | None = None) -> dict:
+        """The vital signs of the nodes of ``level`` (children of ``parent`` only, when given): ``{"t", "level",
+        "nodes": [{"id", "level", "name", "name_en", "parent", "indicators": {name: {"value", "unit", "level",
+        "trend", "trend_arrow", "detail"}}}]}`` at the last tick (``at`` None) or as stored at or before ``at``
+        [unix s] (``t`` that row's time; None and empty ``indicators`` when there is none). Indicators and their
+        rules: `twin.live.vitals`. Raises ValueError for an unknown level."""
+        return self._service.core.indicators(level, at, parent)
+
+    def indicator_history(self, node: str, indicator: str | None = None, since: float | None = None,
+                          until: float | None = None) -> dict:
+        """A node's stored vital signs: ``{"node", "since", "until", "series": {name: {"unit", "points": [[t, value,
+        level], ...]}}}`` oldest first (every tick of the last hour, one a minute before, 24 h kept); all indicators
+        without ``indicator``; ``until`` defaults to the last tick, ``since`` to an hour before ``until`` [unix s].
+        Raises KeyError for an unknown node, ValueError for an unknown indicator."""
+        return self._service.core.indicator_history(node, indicator, since, until)
+
+    def layer_frames(self) -> dict:
+        """``{"names": ["level", "level_crowd", "level_flood", "level_traffic"], "times": [t, ...]}``: the times
+        [unix s] of the level frames stored in the last hour (one per tick), oldest first."""
+        return self._service.core.layer_frames()
+
+    def layer_frame(self, name: str, at: float) -> tuple[np.ndarray, float] | None:
+        """The stored level frame ``name`` at or before ``at`` [unix s]: (int8 grid of shape (ny, nx), row 0 north,
+        as `live_layers`; -1 no data, 0-4 the level) and its time; None if none is stored. Raises ValueError for a
+        name not in `layer_frames` ``names``."""
+        return self._service.core.layer_frame(name, at)
+
     # ------------------------------------------------------------ stored alerts
     def alert_rows(self, state: str | None = "active") -> list[dict]:
         """Stored alerts (``active``, ``cancelled`` or None for all), oldest first, with their last message."""
