@@ -15,7 +15,9 @@ from twin.api.errors import TrustedHosts, install_handlers
 from twin.api.page import page_routes
 from twin.api.routes_alerts import alert_routes
 from twin.api.routes_basemap import basemap_routes
+from twin.api.routes_buildings import building_routes
 from twin.api.routes_cases import case_routes
+from twin.api.routes_frames import frame_routes
 from twin.api.routes_ledger import ledger_routes
 from twin.api.routes_links import links_routes
 from twin.api.routes_live import live_routes
@@ -23,6 +25,7 @@ from twin.api.routes_open311 import Open311Error, open311_error, open311_routes
 from twin.api.routes_silences import silence_routes
 from twin.api.routes_twin import twin_routes
 from twin.api.routes_unit import unit_routes
+from twin.api.routes_vitals import vitals_routes
 from twin.api.schemas import ErrorBody
 from twin.api.state import ApiState
 
@@ -111,7 +114,8 @@ def create_app(service, config: ApiConfig | None = None) -> FastAPI:
     install_handlers(app)  # first: its 500 middleware then sits inside CORS and the Host check
     app.add_exception_handler(Open311Error, open311_error)
     for router in (twin_routes(state), alert_routes(state), silence_routes(state), live_routes(state),
-                   links_routes(state), basemap_routes(state), case_routes(state), unit_routes(state),
+                   links_routes(state), basemap_routes(state), building_routes(state), case_routes(state),
+                   unit_routes(state), vitals_routes(state), frame_routes(state),
                    ledger_routes(state), open311_routes(state), page_routes()):
         app.include_router(router)
     app.openapi = _openapi_with_errors(app)

@@ -1,12 +1,13 @@
 """``/metrics``: the twin's counters in the Prometheus text exposition format (prometheus_client).
 
-Read at scrape time from the service (ingest counters, alerts, outbox, status) by a custom
-collector on a private registry, so nothing is double-counted and nothing global is
-touched; tick durations and alert events are observed by the app's tick listener.
+Read at scrape time from the service (ingest counters, alerts, outbox, status, and the vital signs of every node
+of the management tree) by a custom collector on a private registry, so nothing is double-counted and nothing
+global is touched; tick durations and alert events are observed by the app's tick listener.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -19,6 +20,8 @@ from twin.district.layers import LEVEL_NAMES
 from twin.live.query import TickReport
 
 PREFIX = "citytwin"
+TREE_LEVELS = ("city", "district", "street", "unit")
+"""The levels of the management tree whose nodes' indicators are exported."""
 TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 """Tick duration histogram buckets. [s]"""
 
@@ -42,6 +45,7 @@ class TwinCollector(Collector):
         yield from self._ingest(self.view.ingest_metrics())
         yield from self._twin(self.view.status())
         yield self._alerts()
+        yield from self._indicators()
 
     def _ingest(self, m: dict) -> Iterator[Metric]:
         yield _counter("ingest_received", "MQTT messages received", m["received"])
@@ -81,6 +85,27 @@ class TwinCollector(Collector):
         for (hazard, level) in sorted(known | set(active)):
             fam.add_metric([hazard, LEVEL_NAMES.get(level, str(level))], active.get((hazard, level), 0))
         return fam
+
+
+    def _indicators(self) -> Iterator[Metric]:
+        """``indicator`` (the value, in the indicator's unit; none while it has no value) and ``indicator_level``
+        (0-4, -1 no data) of every indicator of every node, from `twin.live.query.LiveQuery.indicators` now."""
+        value = GaugeMetricFamily(f"{PREFIX}_indicator", "vital-sign indicator of a node of the management tree, "
+                                  "in its unit (people person, water m, traffic index 0-10, sensors %, others a "
+                                  "count)", labels=["node", "node_level", "indicator"])
+        level = GaugeMetricFamily(f"{PREFIX}_indicator_level", "warning level of a vital-sign indicator: 0 none, "
+                                  "1 blue, 2 yellow, 3 orange, 4 red, -1 no data",
+                                  labels=["node", "node_level", "indicator"])
+        for tree_level in TREE_LEVELS:
+            for node in self.view.indicators(tree_level)["nodes"]:
+                for name, ind in node.get("indicators", {}).items():
+                    labels = [str(node["id"]), tree_level, name]
+                    v = ind.get("value")
+                    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                        value.add_metric(labels, float(v))
+                    level.add_metric(labels, float(ind.get("level", -1)))
+        yield value
+        yield level
 
 
 class ApiMetrics:

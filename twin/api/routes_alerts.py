@@ -1,8 +1,10 @@
-"""Alert routes: the list as GeoJSON, one alert as CAP JSON or CAP 1.2 XML, operator acknowledgement."""
+"""Alert routes: the list as GeoJSON, the history with timelines, one alert as CAP JSON or CAP 1.2 XML, operator
+acknowledgement."""
 
 from __future__ import annotations
 
 import hmac
+import math
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -13,8 +15,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from twin.alerting import cap
 from twin.api import geojson
 from twin.api.acks import acknowledge
+from twin.api.alert_history import alert_history
 from twin.api.errors import ApiError
-from twin.api.schemas import AckRequest, AckResponse
+from twin.api.schemas import AckRequest, AckResponse, AlertHistory
 from twin.api.state import ApiState
 
 _bearer = HTTPBearer(auto_error=False, description="the API token of the service (writes only)")
@@ -70,6 +73,23 @@ def alert_routes(state: ApiState) -> APIRouter:
         live = view.alert_live() if state_ != "cancelled" else {}
         return geojson.collection([alert_feature(view, row, live.get(row["identifier"])) for row in rows],
                                   t=view.last_tick())
+
+    @r.get("/history", response_model=AlertHistory,
+           responses={422: {"description": "invalid_request: a time that is not a finite number, or to before from"}})
+    def history(since: float | None = Query(None, description="start of the period [unix s]; default the last "
+                                                              "tick minus 3 h"),
+                until: float | None = Query(None, description="end of the period [unix s]; default the last tick")
+                ) -> dict:
+        """The alerts active at some time in the period, newest first (at most the newest 500: ``truncated`` true
+        when more matched), each with the highest level it reached, its state, raise and cancel times, place
+        and timeline: raised, level (each change), updated, acknowledged, on_scene, cancelled, with ``actor``
+        and a short Chinese · English ``text``."""
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and not math.isfinite(value):
+                raise ApiError(422, "invalid_request", [{"where": f"query.{name}", "problem": "must be finite"}])
+        if since is not None and until is not None and until < since:
+            raise ApiError(422, "invalid_request", [{"where": "query.until", "problem": "must not be before since"}])
+        return alert_history(view, since, until)
 
     @r.get("/{identifier}.xml", response_class=Response,
            responses={200: {"content": {"application/cap+xml": {}}}, 404: {"description": "unknown alert"}})

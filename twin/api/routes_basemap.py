@@ -10,6 +10,15 @@
 - ``/api/basemap/projection``: polynomials between CGCS2000 lon/lat and grid metres, fitted with
   pyproj over the grid, so a browser can place alerts and units (lon/lat) on the grid-metre map and
   turn a click back into lon/lat without a projection library. The fit's largest error is reported.
+- ``/api/basemap/labels``: road, water, place and point names from the twin's own district folder
+  (`twin.api.labels`), in grid metres, computed once per app.
+- ``/api/basemap/legend``: every colour the base map paints (ground, water, each road class, the building
+  height classes the dashboard draws), bilingual.
+
+No base-map colour may be taken for a warning level: the level colours (blue, yellow, orange, red of
+``static/palette.css``) appear only on risk layers and alerts. The roads are greys, the elevated expressway a
+light neutral grey (it was ochre, easily read as an orange or yellow alert), water a dark slate blue far darker
+and greyer than the level blue.
 """
 
 from __future__ import annotations
@@ -23,10 +32,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from scipy import ndimage
 
+from twin.api.labels import district_folder, map_labels
 from twin.api.render import png_bytes
+from twin.api.schemas import BasemapLegend, MapLabels
 from twin.api.state import ApiState
 from twin.district import geo
-from twin.district.dataset import load_twin
 from twin.district.grid import GridSpec
 from twin.district.layers import ROAD_CLASSES
 
@@ -35,9 +45,18 @@ log = logging.getLogger(__name__)
 GROUND = (18, 25, 34)
 WATER = (14, 48, 78)
 BUILDING = (52, 64, 82)
-ROAD = {"expressway": (150, 128, 78), "arterial": (104, 114, 128), "secondary": (82, 91, 104),
+ROAD = {"expressway": (176, 182, 194), "arterial": (104, 114, 128), "secondary": (82, 91, 104),
         "branch": (62, 70, 82)}
-"""Base map colours (RGB): a dark operations-centre palette under the warning colours."""
+"""Base map colours (RGB): a dark operations-centre palette under the warning colours. Roads are greys, lighter
+for a higher class; the expressway (in Shanghai's centre the elevated roads) the lightest, a near-white neutral
+grey with no hue that could read as a warning level [design]."""
+ROAD_NAMES = {"expressway": ("Elevated expressway", "高架快速路"), "arterial": ("Arterial road", "主干路"),
+              "secondary": ("Secondary road", "次干路"), "branch": ("Branch road", "支路")}
+"""Road classes (GB/T 33171-2016, `twin.district.layers.ROAD_CLASSES`) as the legend names them."""
+BUILDING_CLASSES = ((0.0, "#2a3444"), (12.0, "#313d4f"), (24.0, "#394659"), (50.0, "#425165"), (100.0, "#4d5e74"),
+                    (200.0, "#5a6d86"))
+"""The building height classes the dashboard fills footprints with (lower bound [m], colour): the same as
+``HEIGHT_BINS`` of ``static/map.js`` and ``.bldg.h0`` ... ``.bldg.h5`` of ``static/style.css``."""
 MAX_PIXELS = 2048
 """Longest side of the base map picture. [pixel]"""
 MAX_SUPERSAMPLE = 4
@@ -103,12 +122,11 @@ def basemap_rgba(static, grid: GridSpec, with_buildings: bool = False) -> np.nda
     return out
 
 
-def buildings_geojson(grid_path, static) -> dict:
-    """The building footprints of the twin file ``grid_path`` (none if None) as a FeatureCollection in the
+def buildings_geojson(buildings, static) -> dict:
+    """The building footprints of a `twin.district.bim.Buildings` (none if None) as a FeatureCollection in the
     grid CRS of ``static`` (see the module docstring)."""
     crs = str(static.attrs.get("grid_crs", ""))
     features: list[dict] = []
-    buildings = load_twin(grid_path)[1] if grid_path is not None else None
     if buildings is not None:
         table = buildings.table
         geoms = shapely.set_precision(shapely.simplify(table.geometry.values, FOOTPRINT_TOLERANCE_M), 0.1)
@@ -128,6 +146,36 @@ def _finite(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return round(v, 1) if np.isfinite(v) else None
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def basemap_legend(static, with_buildings: bool) -> dict:
+    """Every colour the base map paints, in drawing order: ``{"items": [{"key", "name", "name_en", "colour",
+    "shape"}]}``. ``with_buildings``: the twin has a building table, so the dashboard draws footprints by height
+    class (`BUILDING_CLASSES`); else ``/api/basemap.png?buildings=true`` shades building cover (`BUILDING`)."""
+    names = set(static.data_vars)
+    items = [{"key": "ground", "name": "地面", "name_en": "Ground", "colour": _hex(GROUND), "shape": "fill"}]
+    if "water_fraction" in names or "water_mask" in names:
+        items.append({"key": "water", "name": "水域", "name_en": "Water", "colour": _hex(WATER), "shape": "fill"})
+    if "road_fraction" in names:
+        for cls, rgb in ROAD.items():
+            en, zh = ROAD_NAMES[cls]
+            items.append({"key": f"road_{cls}", "name": zh, "name_en": en, "colour": _hex(rgb), "shape": "line"})
+    if with_buildings:
+        bounds = [lo for lo, _ in BUILDING_CLASSES[1:]]
+        for k, (lo, colour) in enumerate(BUILDING_CLASSES):
+            hi = bounds[k] if k < len(bounds) else None
+            span_en = f"{lo:g}–{hi:g} m" if hi is not None else f"≥ {lo:g} m"
+            span_zh = f"{lo:g}–{hi:g} 米" if hi is not None else f"≥ {lo:g} 米"
+            items.append({"key": f"building_h{k}", "name": f"建筑 {span_zh}", "name_en": f"Building {span_en}",
+                          "colour": colour, "shape": "fill"})
+    elif "building_fraction" in names:
+        items.append({"key": "building", "name": "建筑覆盖", "name_en": "Building cover", "colour": _hex(BUILDING),
+                      "shape": "fill"})
+    return {"items": items}
 
 
 def _terms(degree: int) -> list[tuple[int, int]]:
@@ -183,8 +231,10 @@ def basemap_routes(state: ApiState) -> APIRouter:
     def picture(with_buildings: bool) -> bytes:
         return png_bytes(basemap_rgba(view.static, view.grid, with_buildings))
 
-    footprints = functools.cache(lambda: buildings_geojson(view.grid_file, view.static))
+    footprints = functools.cache(lambda: buildings_geojson(view.buildings(), view.static))
     projection = functools.cache(lambda: projection_fit(view.grid))
+    labels = functools.cache(lambda: map_labels(district_folder(view.static), view.grid))
+    legend = functools.cache(lambda: basemap_legend(view.static, view.buildings() is not None))
 
     @r.get(".png", response_class=Response,
            responses={200: {"content": {"image/png": {}}, "description": "north up, smooth edges"}})
@@ -206,5 +256,19 @@ def basemap_routes(state: ApiState) -> APIRouter:
     def basemap_projection() -> dict:
         """Polynomials between lon/lat (CGCS2000) and grid metres, and their largest error [m]."""
         return projection()
+
+    @r.get("/labels", response_model=MapLabels)
+    def basemap_labels() -> dict:
+        """Road, water, place, district, metro and point-of-interest names from the twin's own district folder,
+        in the grid CRS [m], most important first: ``id``, ``kind``, ``name`` (Chinese where the data has it),
+        ``name_en`` (null if none), ``x``, ``y``, ``angle_deg`` (text rotation, counter-clockwise from east,
+        -90..90), ``rank`` (1 most important) and ``length_m`` (the named line a road or river label is on)."""
+        return labels()
+
+    @r.get("/legend", response_model=BasemapLegend)
+    def basemap_legend_route() -> dict:
+        """Every colour the base map paints (ground, water, each road class with the elevated expressway, the
+        building height classes), in drawing order, with Chinese and English names."""
+        return legend()
 
     return r

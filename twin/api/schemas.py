@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Problem(BaseModel):
@@ -326,3 +326,189 @@ class UnitTaskAnswer(BaseModel):
     @classmethod
     def _note(cls, v: str) -> str:
         return _multiline_text(v) if v.strip() else ""
+
+
+# ---------------------------------------------------------------- base map labels and legend (issue 18)
+class MapLabel(BaseModel):
+    """One map label of ``GET /api/basemap/labels``."""
+
+    id: str = Field(description="<kind>:<n>, numbered most important first")
+    kind: Literal["road", "place", "poi", "metro", "water", "district"]
+    name: str = Field(description="the name in the data: Chinese where it has one")
+    name_en: str | None = Field(description="the English name, null if the data has none")
+    x: float = Field(description="easting in the grid CRS [m]")
+    y: float = Field(description="northing in the grid CRS [m]")
+    angle_deg: float = Field(description="text rotation, degrees counter-clockwise from east (maths), -90..90; "
+                                         "0 horizontal; along the line for roads and rivers")
+    rank: int = Field(description="importance, 1 highest: districts and places 1, major roads and rivers 2, metro "
+                                  "and points of interest 3, minor roads 4, paths 5")
+    length_m: float | None = Field(description="roads and rivers: length of the named line the label is on [m]")
+
+
+class MapLabels(BaseModel):
+    """``GET /api/basemap/labels``."""
+
+    crs: str = Field(description="the grid CRS of x and y, e.g. EPSG:4549")
+    labels: list[MapLabel]
+
+
+class LegendItem(BaseModel):
+    """One colour the base map paints."""
+
+    key: str = Field(description="ground, water, road_<class>, building_h<k> or building")
+    name: str = Field(description="Chinese name")
+    name_en: str
+    colour: str = Field(description="#rrggbb")
+    shape: Literal["fill", "line"]
+
+
+class BasemapLegend(BaseModel):
+    """``GET /api/basemap/legend``: every colour of the base map, in drawing order."""
+
+    items: list[LegendItem]
+
+
+# ---------------------------------------------------------------- buildings (issue 18)
+class HazardRisk(BaseModel):
+    """The worst level of one hazard in a building's cells."""
+
+    level: int = Field(description="0 none, 1 blue, 2 yellow, 3 orange, 4 red; -1 no data")
+
+
+class CrowdRisk(HazardRisk):
+    """Crowd in a building's cells."""
+
+    density_max: float | None = Field(description="highest crowd density [person m-2]; null without data")
+
+
+class FloodRisk(HazardRisk):
+    """Flood in a building's cells."""
+
+    depth_max_m: float | None = Field(description="deepest water [m]; null without data")
+
+
+class BuildingRisk(BaseModel):
+    """The live levels in and around a building's cells (the last tick's level layers)."""
+
+    level: int = Field(description="overall level (layer level): 0-4, -1 no data")
+    crowd: CrowdRisk
+    flood: FloodRisk
+    traffic: HazardRisk
+    ring_m: float = Field(description="the risk is read over the building's cells and those within this [m]")
+
+
+class BuildingRecord(BaseModel):
+    """``GET /api/buildings/{id}``: a building's BIM record and the risk in its cells."""
+
+    id: str
+    name: str | None = Field(description="the name in the source data (Chinese where it has one)")
+    name_en: str | None = Field(description="English name, null if the source has none")
+    use: str | None
+    floors: float | None = Field(description="storeys (given, or estimated from the height)")
+    height_m: float | None
+    floor_area_m2: float | None = Field(description="gross floor area [m2]")
+    occupancy: float | None = Field(description="design-load estimate of how many people it can hold [person], "
+                                                "not a count")
+    cells: int = Field(description="grid cells its footprint covers")
+    centroid: tuple[float, float] | None = Field(description="[lon, lat] of the footprint's centroid (CGCS2000)")
+    risk: BuildingRisk
+    t: float | None = Field(description="time of the last tick the risk is of [unix s]; null before the first")
+
+
+# ---------------------------------------------------------------- alert history (issue 18)
+class TimelineEntry(BaseModel):
+    """One step of an alert's timeline."""
+
+    t: float | None = Field(description="[unix s]")
+    kind: Literal["raised", "level", "updated", "acknowledged", "on_scene", "cancelled"]
+    level: int | None = Field(description="the alert's level after the step (1-4)")
+    actor: str | None = Field(description="twin for the twin's own messages, else the operator or unit")
+    text: str = Field(description="a short sentence, Chinese · English")
+
+
+class HistoryAlert(BaseModel):
+    """One alert of ``GET /api/alerts/history``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    identifier: str
+    hazard: str
+    level: int = Field(description="the highest level it reached")
+    state: Literal["active", "cancelled"]
+    raised_at: float | None
+    cancelled_at: float | None
+    place: str | None = Field(description="its operational unit's key while active, else null")
+    place_name: str | None = Field(description="short English name of its place (the English areaDesc)")
+    area_desc: str | None = Field(alias="areaDesc", description="the area description of its last message (English)")
+    timeline: list[TimelineEntry]
+
+
+class AlertHistory(BaseModel):
+    """``GET /api/alerts/history``: the alerts that were active at some time between ``since`` and ``until``."""
+
+    since: float | None = Field(description="[unix s]")
+    until: float | None = Field(description="[unix s]; the last tick when not given")
+    truncated: bool = Field(description="more alerts matched than the newest 500 listed")
+    alerts: list[HistoryAlert]
+
+
+# ---------------------------------------------------------------- vital signs and frames (issue 18)
+class Indicator(BaseModel):
+    """One indicator of a node (docs/contract/http.md, "Vital signs")."""
+
+    model_config = ConfigDict(extra="allow")
+
+    value: float | None
+    unit: str
+    level: int = Field(description="0 none, 1 blue, 2 yellow, 3 orange, 4 red; -1 no data")
+    trend: float | None = Field(description="value now minus value about 1 h ago; null without history")
+    trend_arrow: str = Field(description="↑, ↓, → or empty")
+    detail: dict
+
+
+class IndicatorNode(BaseModel):
+    """One node of the management tree with its indicators."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="city, district:<adcode>, street:<slug> or unit:<code>")
+    level: str = Field(description="city, district, street or unit")
+    name: str | None
+    name_en: str | None
+    parent: str | None
+    indicators: dict[str, Indicator] = Field(description="people, water, traffic, alerts, cases, sensors, units")
+
+
+class Indicators(BaseModel):
+    """``GET /api/indicators``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    t: float | None = Field(description="time of the tick the values are of [unix s]; null before any")
+    level: str
+    nodes: list[IndicatorNode]
+
+
+class IndicatorSeries(BaseModel):
+    """One indicator's stored values, oldest first."""
+
+    unit: str
+    points: list[list[float | int | None]] = Field(description="[[t, value, level], ...]")
+
+
+class IndicatorHistory(BaseModel):
+    """``GET /api/indicators/history``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    node: str
+    since: float | None
+    until: float | None
+    series: dict[str, IndicatorSeries]
+
+
+class Frames(BaseModel):
+    """``GET /api/frames``: the stored level frames of the last hour."""
+
+    names: list[str] = Field(description="the level layers stored: level, level_crowd, level_flood, level_traffic")
+    times: list[float] = Field(description="their times, oldest first [unix s]")

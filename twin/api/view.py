@@ -5,11 +5,14 @@ Every read is safe from the API's threads (see `twin.live.query`).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
+from twin.district.bim import Buildings
+from twin.district.dataset import load_twin
 from twin.district.layers import LAYERS
 from twin.live.query import LiveQuery
 
@@ -53,6 +56,18 @@ class TwinView(LiveQuery):
     def __init__(self, service) -> None:
         super().__init__(service)
         self.static_names = tuple(_grid_layers(self.static))
+        self._buildings: tuple[Buildings | None] | None = None
+        self._buildings_lock = threading.Lock()
+
+    # ------------------------------------------------------------ buildings
+    def buildings(self) -> Buildings | None:
+        """The twin's BIM building table (`twin.district.bim.Buildings`, read once from beside the twin file),
+        None when the service runs without a twin file or the file has no building table."""
+        with self._buildings_lock:
+            if self._buildings is None:
+                path = self.grid_file
+                self._buildings = (load_twin(path)[1] if path is not None else None,)
+            return self._buildings[0]
 
     # ------------------------------------------------------------ layers
     def layer_names(self) -> dict[str, str]:
