@@ -37,6 +37,25 @@ export async function getImageUrl(path) {
   return URL.createObjectURL(await response.blob());
 }
 
+// JSON of a route the twin may not have (an older twin, or no data yet): null on 404 and 503.
+export async function getJsonOptional(path) {
+  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  if (response.status === 404 || response.status === 503) return null;
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+// A stored frame of a level layer (GET /api/frames/{name}.png?at=T) as {url, t}: an object URL and the frame's
+// time (header X-Frame-Time); null when the twin has no frame at or before T (404).
+export async function getFrame(name, at) {
+  const path = `/api/frames/${encodeURIComponent(name)}.png?at=${encodeURIComponent(at)}`;
+  const response = await fetch(path);
+  if (response.status === 404) return null;
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  const t = Number.parseFloat(response.headers.get("X-Frame-Time"));
+  return { url: URL.createObjectURL(await response.blob()), t: Number.isFinite(t) ? t : at };
+}
+
 // POST /api/alerts/{id}/ack. Resolves to {ok: true, body} or {ok: false, message} with a message an
 // operator can act on; never throws.
 export async function acknowledge(alertId, operator, note) {

@@ -2,10 +2,16 @@
 //
 // Events (the WebSocket, or window.citytwin.handleEvent in tests) only change `state` and mark what is
 // dirty; renderFrame() then redraws just that, at most once per frame, and times itself (stats).
+//
+// Issue 18: the city's vital signs (vitals.js) lead the page; the engineering figures sit in the System · 系统
+// panel; the map has labels (labels.js), a pin per alert, a complete legend and a timeline scrubber over the
+// stored level frames (scrubber.js); the list filters, sorts and has a History · 历史 tab (history.js); a new red
+// rings (sound.js); a building click shows its record (building.js). Those five modules are loaded with import()
+// so that the page works, without them, on a twin that does not have them yet.
 
 import {
-  acknowledge, createSilence, expireSilence, getImageUrl, getJson, operatorName, setOperatorName, takeTokenFromUrl,
-  token,
+  acknowledge, createSilence, expireSilence, getFrame, getImageUrl, getJson, getJsonOptional, operatorName,
+  setOperatorName, takeTokenFromUrl, token,
 } from "./api.js";
 import { CasePanel, LEDGER_EVERY_MS, dispatchDialog, stepDialog } from "./cases.js";
 import { HeldCells } from "./held.js";
@@ -14,13 +20,23 @@ import { LiveSocket, socketUrl } from "./live.js";
 import { MapView } from "./map.js";
 import { Overlays } from "./overlays.js";
 import {
-  AlertList, SilenceList, StatusStrip, clockTime, matchersText, renderLegend, renderLink, renderPoint, showNotice,
+  AlertList, READ_ONLY, SilenceList, StatusStrip, clockTime, matchersText, renderLegend, renderLink, renderPoint,
+  showNotice,
 } from "./panels.js";
 import { Projection } from "./projection.js";
+import { TILE_FILTER, VITALS_EVERY_MS, VitalsPanel } from "./vitals.js";
 
 const STATS_KEPT = 5000;
 const STALE_AFTER_MS = 10000;
 const SILENCES_EVERY_MS = 15000; // the silences list is read again at most this often (and after every change)
+const FRAMES_EVERY_MS = 5000; // the scrubber's frame times are read again at most this often [design]
+const HISTORY_EVERY_MS = 10000; // the History tab, while open, is read again at most this often [design]
+const LANG_KEY = "citytwin.lang"; // the map labels' language, kept in localStorage
+// H4's page modules (issue 18), loaded with import(): each is optional.
+const OPTIONAL_MODULES = {
+  labels: "./labels.js", scrubber: "./scrubber.js", sound: "./sound.js", history: "./history.js",
+  building: "./building.js",
+};
 // Properties of an alert that change every tick (GET /api/alerts; issue 16), kept when an /ws alert event
 // brings a feature without them.
 const LIVE_KEYS = ["value", "unit", "peak", "peak_at", "trend", "trend_word", "trend_arrow", "history", "devices",
@@ -29,12 +45,16 @@ const LIVE_KEYS = ["value", "unit", "peak", "peak_at", "trend", "trend_word", "t
 const state = {
   alerts: new Map(), units: new Map(), status: null, onScene: new Set(), layer: "level", legendOf: null, opacity: 0.75,
   silences: [], cases: [], casesT: null, ledger: null,
+  indicators: null, layerLegend: null, basemapLegend: null, replayAt: null, history: null,
+  lang: readLang(),
 };
 const dirty = {
-  alerts: false, units: new Set(), allUnits: false, status: false, view: false, links: false, cases: false, since: null,
+  alerts: false, units: new Set(), allUnits: false, status: false, view: false, links: false, cases: false,
+  vitals: false, since: null,
 };
 const stats = {
   render: [], update: [], frames: 0, events: 0, riskRefreshes: 0, linkRefreshes: 0, valueRefreshes: 0,
+  vitalsRefreshes: 0, frameRefreshes: 0, framesListed: 0, historyRefreshes: 0, reds: 0,
 };
 const risk = { url: null, heldUrl: null, loading: false, again: false };
 const roads = { loading: false, again: false };
@@ -42,8 +62,12 @@ const values = { loading: false, again: false };
 const silences = { loading: false, again: false, readAt: -Infinity, available: true };
 const casesGate = { loading: false, again: false, available: true, seen: null };
 const ledgerGate = { loading: false, again: false, readAt: -Infinity };
+const vitalsGate = { loading: false, again: false, readAt: -Infinity, timer: null };
+const framesGate = { loading: false, again: false, readAt: -Infinity, available: true };
+const historyGate = { loading: false, again: false, readAt: -Infinity };
 const heldCells = new HeldCells();
-let ui = null; // {map, overlays, alerts, status, side, legend, point}
+let mods = {}; // the optional modules that loaded: {labels, scrubber, sound, history, building}
+let ui = null; // {map, overlays, alerts, status, side, legend, point, vitals, labels, scrubber, alarm}
 let frameRequested = false;
 let lastTickWall = null;
 
@@ -62,11 +86,15 @@ function handleEvent(event) {
       refreshValues();
       refreshCases();
       refreshLedger(true);
+      refreshVitals();
+      refreshFrames(true);
       break;
     case "alert": {
       const p = event.feature.properties;
+      const before = state.alerts.get(p.identifier);
       if (event.kind === "cancelled" || p.state === "cancelled") state.alerts.delete(p.identifier);
-      else state.alerts.set(p.identifier, keepLive(event.feature, state.alerts.get(p.identifier)));
+      else state.alerts.set(p.identifier, keepLive(event.feature, before));
+      if (state.alerts.has(p.identifier)) ringNewRed(p.identifier, before);
       invalidate("alerts");
       break;
     }
@@ -80,13 +108,16 @@ function handleEvent(event) {
       state.status = event.status;
       lastTickWall = performance.now();
       invalidate("status");
-      refreshRisk();
+      if (state.replayAt === null) refreshRisk(); // a replayed frame does not change with a tick
       refreshLinks();
       refreshValues();
       if (performance.now() - silences.readAt > SILENCES_EVERY_MS) refreshSilences();
       refreshCases();
       refreshLedger(false);
       if (state.legendOf !== state.layer) loadLegend();
+      refreshVitals();
+      refreshFrames(false);
+      refreshHistory(false);
       break;
     case "case":
       refreshCases();
@@ -103,6 +134,18 @@ function keepLive(feature, previous) {
   const p = feature.properties;
   for (const key of LIVE_KEYS) if (!(key in p) && key in previous.properties) p[key] = previous.properties[key];
   return feature;
+}
+
+// A sound and a browser notification when an alert has just become an observed red one (sound.js's newReds:
+// raised red, or raised lower and now red); not for the alerts a snapshot brings (a reload does not ring).
+function ringNewRed(id, before) {
+  if (!mods.sound) return;
+  const now = state.alerts.get(id);
+  const reds = mods.sound.newReds(new Map(before ? [[id, before]] : []), new Map([[id, now]]));
+  for (const red of reds) {
+    stats.reds++;
+    if (ui?.alarm) ui.alarm.ring(state.alerts.get(red));
+  }
 }
 
 function unitOfFeature(f) {
@@ -131,6 +174,8 @@ function renderFrame() {
     ui.alerts.render(state.alerts, operatorName(), Boolean(token()));
     ui.alerts.renderAges(state.status?.t);
     overlays.updateOnScene(state.onScene);
+    const count = String(state.alerts.size);
+    if (ui.drawerCount.textContent !== count) ui.drawerCount.textContent = count;
   }
   if (dirty.allUnits) {
     overlays.removeMissing(new Set(state.units.keys()));
@@ -141,7 +186,9 @@ function renderFrame() {
   if (dirty.view) {
     overlays.placeAll();
     renderScale(map);
+    ui.labels?.render();
   }
+  if (dirty.vitals) ui.vitals.render(state.indicators);
   if (dirty.status && state.status) {
     ui.status.render(state.status);
     ui.alerts.renderAges(state.status.t);
@@ -157,7 +204,7 @@ function renderFrame() {
   record(stats.update, t1 - dirty.since);
   stats.frames++;
   Object.assign(dirty, { alerts: false, allUnits: false, status: false, view: false, links: false, cases: false,
-    since: null });
+    vitals: false, since: null });
   dirty.units.clear();
 }
 
@@ -204,6 +251,7 @@ function refreshRisk() {
       setHeld(null);
       return;
     }
+    if (state.replayAt !== null) return showFrame(layer, state.replayAt);
     const heldMask = heldCells.mask(layer).catch((err) => {
       console.warn("held cells:", err.message);
       return null;
@@ -221,13 +269,60 @@ function refreshRisk() {
       risk.again = true;
       return;
     }
+    if (state.replayAt !== null) { // the scrubber moved meanwhile: the frame instead
+      URL.revokeObjectURL(url);
+      if (held) URL.revokeObjectURL(held.url);
+      risk.again = true;
+      return;
+    }
     ui.map.setRisk(url, state.opacity);
     setHeld(held);
     if (risk.url) URL.revokeObjectURL(risk.url);
     risk.url = url;
     stats.riskRefreshes++;
-    document.getElementById("risk").dataset.layer = layer;
+    const image = document.getElementById("risk");
+    image.dataset.layer = layer;
+    delete image.dataset.frame;
   });
+}
+
+// The stored frame of `layer` at or before twin time `at` (the scrubber), drawn as the live layer is (no held
+// cells: the frames store levels only). Called inside the risk layer's one-at-a-time gate.
+async function showFrame(layer, at) {
+  const frame = await getFrame(layer, at);
+  if (frame) await preloadImage(frame.url);
+  if (layer !== state.layer || at !== state.replayAt) {
+    if (frame) URL.revokeObjectURL(frame.url);
+    risk.again = true;
+    return;
+  }
+  ui.map.setRisk(frame ? frame.url : null, state.opacity);
+  setHeld(null);
+  if (risk.url) URL.revokeObjectURL(risk.url);
+  risk.url = frame ? frame.url : null;
+  stats.frameRefreshes++;
+  const image = document.getElementById("risk");
+  image.dataset.layer = layer;
+  image.dataset.frame = frame ? String(frame.t) : "none";
+  renderReplayBadge(frame ? frame.t : at, Boolean(frame));
+}
+
+function renderReplayBadge(t, found) {
+  const badge = document.getElementById("replay-badge");
+  badge.hidden = state.replayAt === null;
+  document.body.classList.toggle("replaying", state.replayAt !== null);
+  if (state.replayAt === null) return;
+  badge.textContent = `Replay · 回放 ${clockTime(t).slice(0, 5)}` + (found ? "" : " · no frame · 无数据");
+  badge.title = `the risk layer as stored at ${clockTime(t)}; "Live · 实时" returns to the live twin`;
+  badge.dataset.t = String(t);
+}
+
+// The scrubber moved (t: twin time) or went back to live (null).
+function onScrub(t) {
+  state.replayAt = t == null ? null : Number(t);
+  renderReplayBadge(state.replayAt, true);
+  refreshRisk();
+  refreshVitals(true);
 }
 
 // The road links' speeds, fetched again after each tick (one request at a time, like the risk layer); the
@@ -306,6 +401,93 @@ function refreshCases() {
   });
 }
 
+// The vital-signs tiles of the chosen node (GET /api/indicators; at the scrubber's time when replaying): after
+// every tick, at most once every VITALS_EVERY_MS (a later call waits for the rest of the second), one request at a
+// time. A twin without indicators (404) leaves the tiles without data.
+function refreshVitals(now = false) {
+  if (!ui) return;
+  const wait = vitalsGate.readAt + VITALS_EVERY_MS - performance.now();
+  if (!now && wait > 0) {
+    vitalsGate.timer ??= setTimeout(() => {
+      vitalsGate.timer = null;
+      refreshVitals();
+    }, wait);
+    return;
+  }
+  vitalsGate.readAt = performance.now();
+  return oneAtATime(vitalsGate, "vital signs", async () => {
+    const { level, parent } = ui.vitals.query();
+    const query = new URLSearchParams({ level });
+    if (parent) query.set("parent", parent);
+    if (state.replayAt !== null) query.set("at", String(state.replayAt));
+    state.indicators = await getJsonOptional(`/api/indicators?${query}`);
+    stats.vitalsRefreshes++;
+    invalidate("vitals");
+  });
+}
+
+// The times of the stored level frames, for the scrubber (GET /api/frames): after a tick at most every
+// FRAMES_EVERY_MS (now: at once). A twin without frames (404) has no scrubber.
+function refreshFrames(now) {
+  if (!ui?.scrubber || !framesGate.available) return;
+  if (!now && performance.now() - framesGate.readAt < FRAMES_EVERY_MS) return;
+  framesGate.readAt = performance.now();
+  return oneAtATime(framesGate, "frames", async () => {
+    const body = await getJsonOptional("/api/frames");
+    const root = document.getElementById("scrubber");
+    if (!body) {
+      framesGate.available = false;
+      root.hidden = true;
+      refit();
+      return;
+    }
+    ui.scrubber.setTimes(body.times || []);
+    root.dataset.frames = String((body.times || []).length);
+    stats.framesListed++;
+  });
+}
+
+// The History · 历史 tab (GET /api/alerts/history, the last 3 hours): when opened (now), then after ticks at most
+// every HISTORY_EVERY_MS while it is open.
+function refreshHistory(now) {
+  if (!ui || !ui.historyOpen) return;
+  if (!now && performance.now() - historyGate.readAt < HISTORY_EVERY_MS) return;
+  historyGate.readAt = performance.now();
+  return oneAtATime(historyGate, "alert history", async () => {
+    state.history = await getJsonOptional("/api/alerts/history");
+    stats.historyRefreshes++;
+    renderHistoryPane();
+  });
+}
+
+function renderHistoryPane() {
+  const box = document.getElementById("history");
+  if (!state.history) {
+    box.textContent = "No alert history on this twin · 无历史记录";
+    return;
+  }
+  box.dataset.count = String(state.history.alerts.length);
+  if (mods.history) {
+    mods.history.renderHistory(box, state.history, { lang: state.lang, onSelect: (id) => selectAlert(id, true) });
+  } else {
+    box.replaceChildren(...state.history.alerts.map((a) => {
+      const li = document.createElement("div");
+      li.className = `history-row level-${a.level}`;
+      li.textContent = `${clockTime(a.raised_at)} ${a.hazard} ${a.place_name || a.areaDesc || a.identifier} · ${a.state}`;
+      return li;
+    }));
+  }
+}
+
+function showTab(history) {
+  ui.historyOpen = history;
+  document.getElementById("tab-active").setAttribute("aria-selected", String(!history));
+  document.getElementById("tab-history").setAttribute("aria-selected", String(history));
+  document.getElementById("active-pane").hidden = history;
+  document.getElementById("history-pane").hidden = !history;
+  if (history) refreshHistory(true);
+}
+
 // Today's ledger line: after case events (now), else at most every LEDGER_EVERY_MS.
 function refreshLedger(now) {
   if (!ui || !casesGate.available || (!now && performance.now() - ledgerGate.readAt < LEDGER_EVERY_MS)) return;
@@ -361,7 +543,88 @@ async function loadLegend() {
   const legend = name ? await getJson(`/api/layers/${name}/legend`).catch(() => null) : null;
   if (name !== state.layer) return;
   state.legendOf = legend || !name ? name : null;
-  renderLegend(ui.legend, legend);
+  state.layerLegend = legend;
+  drawLegend();
+}
+
+function drawLegend() {
+  renderLegend(ui.legend, state.layerLegend, { basemap: state.basemapLegend, links: ui.links.available });
+  refit();
+}
+
+// Fit the district again when the panels over the map changed, unless the operator has moved the view.
+function refit() {
+  if (ui?.map.autoFit) ui.map.fit();
+}
+
+// The insets of the map's free part (MapView.fit): beside the panels on the left and right ("side"), or between
+// those at the top and at the bottom ("stacked"); a pin rises PIN_PX above its tip, so the top keeps that room.
+const PIN_PX = 34;
+const INSET_MARGIN_PX = 8;
+
+function panelInsets(w, h) {
+  const pane = document.getElementById("map-pane").getBoundingClientRect();
+  const box = (id) => {
+    const r = document.getElementById(id).getBoundingClientRect();
+    if (!r.width || !r.height) return null; // hidden
+    return { l: r.left - pane.left, t: r.top - pane.top, r: r.right - pane.left, b: r.bottom - pane.top };
+  };
+  const [layers, legend, buttons, scrubber, scale, credit] =
+    ["layer-panel", "legend", "map-buttons", "scrubber", "scale", "credit"].map(box);
+  const m = INSET_MARGIN_PX;
+  const lowest = (boxes) => Math.min(h, ...boxes.filter(Boolean).map((b) => b.t));
+  const bottomTop = lowest([scrubber, scale, credit]);
+  const side = {
+    left: Math.max(0, ...[layers, legend].filter(Boolean).map((b) => b.r)) + m,
+    right: w - Math.min(w, ...[buttons].filter(Boolean).map((b) => b.l)) + m,
+    top: PIN_PX, bottom: h - bottomTop + m,
+  };
+  const stacked = {
+    left: m, right: m, top: Math.max(0, ...[layers, buttons].filter(Boolean).map((b) => b.b)) + PIN_PX,
+    bottom: h - Math.min(bottomTop, lowest([legend])) + m,
+  };
+  return [side, stacked];
+}
+
+// The risk layer shown by the radio buttons (the tiles set it too).
+function chooseLayer(name) {
+  const input = document.querySelector(`input[name="layer"][value="${name}"]`);
+  if (input && !input.checked) input.checked = true;
+  if (name !== state.layer) setLayer(name);
+}
+
+// A vital-signs tile clicked: people, water, traffic show their hazard's risk layer and only its alerts; another
+// click (or a tile without a hazard) goes back to the overall layer and every alert.
+function onTileFilter(name) {
+  const filter = TILE_FILTER[name] || null;
+  ui.vitals.setFilter(filter ? name : null);
+  document.getElementById("filter-hazard").value = filter ? filter.hazard : "";
+  ui.alerts.setFilter({ hazard: filter ? filter.hazard : "" });
+  chooseLayer(filter ? filter.layer : "level");
+  invalidate("alerts");
+}
+
+// A tile that filters nothing: the alerts tile shows the alert list (the drawer on a phone), the cases tile the
+// cases; any of them ends a tile filter.
+function onTile(name) {
+  if (ui.vitals.filter) onTileFilter(null);
+  if (name === "alerts") {
+    showTab(false);
+    if (window.matchMedia(NARROW).matches) drawer(true);
+  } else if (name === "cases") {
+    const cases = document.getElementById("cases");
+    if (cases.hidden) return;
+    cases.open = true;
+    if (window.matchMedia(NARROW).matches) drawer(true);
+    cases.scrollIntoView({ block: "nearest" });
+  }
+}
+
+// The drill-down chose a node: outline it (not the city: that is the whole map) and read its tiles now.
+function onNode(id, feature) {
+  ui.overlays.setOutline(id !== "city" && feature ? feature.geometry : null);
+  document.getElementById("drill-outline").dataset.node = id;
+  refreshVitals(true);
 }
 
 // ------------------------------------------------------------------ interaction
@@ -380,7 +643,10 @@ function closeLink() {
 
 async function onMapClick(px, py, target) {
   const hit = target.closest?.("[data-id]");
-  if (hit && ui.overlays.areas.has(hit.dataset.id)) selectAlert(hit.dataset.id, false);
+  if (hit && ui.overlays.areas.has(hit.dataset.id)) {
+    selectAlert(hit.dataset.id, false);
+    if (window.matchMedia(NARROW).matches) drawer(true); // on a phone: its card, in the drawer
+  }
   const link = hit ? null : ui.links.hit(px, py);
   ui.links.select(link ? link.link_id : null);
   if (link) {
@@ -393,17 +659,61 @@ async function onMapClick(px, py, target) {
   const [lon, lat] = ui.map.lonLatOfScreen(px, py);
   const v = ui.map.view;
   ui.overlays.setPin([(px - v.tx) / v.k, (py - v.ty) / v.k]);
+  const building = hit ? null : ui.map.buildingAt(px, py);
+  ui.overlays.setBuilding(building ? building.rings : null);
   const closePoint = () => {
     ui.point.hidden = true;
     ui.overlays.setPin(null);
+    ui.overlays.setBuilding(null);
+    delete ui.point.dataset.building;
   };
+  const record = building ? buildingRecord(building) : null;
+  let point;
   try {
-    const point = await getJson(`/api/point?lon=${lon.toFixed(7)}&lat=${lat.toFixed(7)}`);
-    renderPoint(ui.point, point, closePoint);
+    point = await getJson(`/api/point?lon=${lon.toFixed(7)}&lat=${lat.toFixed(7)}`);
   } catch (err) {
     const outside = err.message.endsWith("HTTP 404");
-    renderPoint(ui.point, { error: outside ? "Outside the twin's grid." : `No values: ${err.message}` }, closePoint);
+    point = { error: outside ? "Outside the twin's grid." : `No values: ${err.message}` };
   }
+  const shown = await record;
+  if (building) {
+    ui.point.dataset.building = building.id;
+    renderPoint(ui.point, point, closePoint, (box) => drawBuilding(box, shown));
+  } else {
+    delete ui.point.dataset.building;
+    renderPoint(ui.point, point, closePoint);
+  }
+}
+
+// The building's record (GET /api/buildings/{id}); its footprint's properties when the twin has no such route.
+async function buildingRecord(building) {
+  try {
+    const record = await getJsonOptional(`/api/buildings/${encodeURIComponent(building.id)}`);
+    if (record) return record;
+  } catch (err) {
+    console.warn("building:", err.message);
+  }
+  const p = building.props;
+  return { id: building.id, name: p.name, use: p.use, floors: p.floors, height_m: p.height, footprintOnly: true };
+}
+
+function drawBuilding(box, record) {
+  if (mods.building && !record.footprintOnly) {
+    mods.building.renderBuilding(box, record);
+    return;
+  }
+  const rows = [["name · 名称", record.name || "–"], ["use · 用途", record.use || "–"],
+    ["floors · 层数", record.floors ?? "–"], ["height · 高度", record.height_m != null ? `${record.height_m} m` : "–"]];
+  const table = document.createElement("table");
+  table.className = "point-values";
+  for (const [k, value] of rows) {
+    const tr = table.insertRow();
+    const th = document.createElement("th");
+    th.textContent = k;
+    tr.append(th);
+    tr.insertCell().textContent = String(value);
+  }
+  box.replaceChildren(table);
 }
 
 async function onAckClicked(id) {
@@ -575,10 +885,13 @@ async function onExpireClicked(id) {
 function renderOperatorLine() {
   const line = document.getElementById("operator-line");
   line.replaceChildren();
+  document.body.classList.toggle("read-only", !token());
   if (!token()) {
-    line.textContent = "Read-only: open the #token=… link to acknowledge.";
+    line.textContent = READ_ONLY;
+    line.classList.add("read-only-line");
     return;
   }
+  line.classList.remove("read-only-line");
   const name = operatorName();
   line.append(name ? `Operator: ${name} ` : "Operator: asked at the first acknowledgement");
   if (name) {
@@ -613,6 +926,117 @@ function setupControls(map) {
     ui.links.setVisible(e.target.checked);
     if (!e.target.checked && ui.point.dataset.link !== undefined) closeLink();
   });
+  document.getElementById("legend-toggle").addEventListener("click", () => {
+    document.body.classList.toggle("legend-flip");
+    refit();
+  });
+  // the alert list's filter row
+  const filters = () => {
+    const hazard = document.getElementById("filter-hazard").value;
+    ui.alerts.setFilter({
+      hazard, level: Number(document.getElementById("filter-level").value),
+      place: document.getElementById("filter-place").value, sort: document.getElementById("sort-alerts").value,
+    });
+    const tile = Object.keys(TILE_FILTER).find((name) => TILE_FILTER[name].hazard === hazard) || null;
+    ui.vitals.setFilter(tile);
+    invalidate("alerts");
+  };
+  for (const id of ["filter-hazard", "filter-level", "sort-alerts"]) {
+    document.getElementById(id).addEventListener("change", filters);
+  }
+  document.getElementById("filter-place").addEventListener("input", filters);
+  document.getElementById("tab-active").addEventListener("click", () => showTab(false));
+  document.getElementById("tab-history").addEventListener("click", () => showTab(true));
+  // the drawer of a narrow screen: the alert list over the map
+  document.getElementById("drawer-toggle").addEventListener("click",
+    () => drawer(!document.body.classList.contains("drawer-open")));
+  document.getElementById("drawer-close").addEventListener("click", () => drawer(false));
+  const lang = document.getElementById("lang-toggle");
+  const showLang = () => {
+    lang.textContent = state.lang === "zh" ? "中文" : "EN";
+    lang.dataset.lang = state.lang;
+  };
+  showLang();
+  lang.addEventListener("click", () => {
+    state.lang = state.lang === "zh" ? "en" : "zh";
+    try {
+      localStorage.setItem(LANG_KEY, state.lang);
+    } catch {
+      // storage refused (private mode): the choice lasts for this page
+    }
+    showLang();
+    ui.labels?.setLanguage(state.lang);
+    ui.labels?.render();
+    if (ui.historyOpen && state.history) renderHistoryPane();
+  });
+  setupMute();
+}
+
+// The drawer of a narrow screen (the alert list over the map): open or closed.
+const NARROW = "(max-width: 760px)"; // style.css's narrow screens
+function drawer(open) {
+  document.body.classList.toggle("drawer-open", open);
+  document.getElementById("drawer-toggle").setAttribute("aria-expanded", String(open));
+}
+
+// The sound and notification of a new red (sound.js): the button says whether they are on, and is kept muted or
+// not in localStorage (by the Alarm). Turning the sound on asks for the browser's permission to notify.
+function setupMute() {
+  const button = document.getElementById("mute-toggle");
+  if (!ui.alarm) {
+    button.hidden = true;
+    return;
+  }
+  const show = () => {
+    const muted = ui.alarm.muted;
+    button.setAttribute("aria-pressed", String(muted));
+    button.classList.toggle("muted", muted);
+    button.querySelector(".tool-text").textContent = muted ? "Muted · 静音" : "Sound · 声音";
+  };
+  show();
+  button.addEventListener("click", () => {
+    ui.alarm.setMuted(!ui.alarm.muted);
+    if (!ui.alarm.muted) ui.alarm.askPermission().catch((err) => console.warn("notifications:", err.message));
+    show();
+  });
+}
+
+function readLang() {
+  try {
+    return localStorage.getItem(LANG_KEY) === "en" ? "en" : "zh";
+  } catch {
+    return "zh";
+  }
+}
+
+// The optional page modules that load (a missing one is logged and left out).
+async function loadModules() {
+  const entries = await Promise.all(Object.entries(OPTIONAL_MODULES).map(async ([key, path]) => {
+    try {
+      return [key, await import(path)];
+    } catch (err) {
+      console.warn(`${path}:`, err.message);
+      return [key, null];
+    }
+  }));
+  return Object.fromEntries(entries.filter(([, mod]) => mod));
+}
+
+// The map's road and place names (GET /api/basemap/labels) in the chosen language.
+async function loadLabels() {
+  if (!ui.labels) return;
+  const body = await getJsonOptional("/api/basemap/labels");
+  if (!body) return;
+  ui.labels.load(body);
+  ui.labels.setLanguage(state.lang);
+  document.getElementById("labels").dataset.count = String(body.labels.length);
+  invalidate("view");
+}
+
+// The management tree for the drill-down (GET /api/admin-units); without it the tiles show the city only.
+async function loadTree() {
+  const tree = await getJsonOptional("/api/admin-units");
+  if (tree) ui.vitals.setTree(tree);
 }
 
 // "no ticks" when the twin has gone quiet although the socket is open.
@@ -636,9 +1060,10 @@ function preloadImage(url) {
 
 async function main() {
   takeTokenFromUrl();
-  const [grid, fit, buildings] = await Promise.all([
-    getJson("/api/grid"), getJson("/api/basemap/projection"), getJson("/api/basemap/buildings"),
+  const [grid, fit, buildings, modules] = await Promise.all([
+    getJson("/api/grid"), getJson("/api/basemap/projection"), getJson("/api/basemap/buildings"), loadModules(),
   ]);
+  mods = modules;
   const basemapUrl = buildings.features.length ? "/api/basemap.png" : "/api/basemap.png?buildings=true";
   await preloadImage(basemapUrl).catch((err) => console.warn("base map:", err.message));
   document.getElementById("district").textContent = grid.district ? `${grid.district} · live twin` : "live twin";
@@ -652,11 +1077,18 @@ async function main() {
     alerts: new AlertList(side, onAckClicked, (id) => selectAlert(id, true), onSilenceClicked),
     silences: new SilenceList(document.getElementById("silences"), onExpireClicked),
     cases: new CasePanel(document.getElementById("cases"), onCaseDispatch, onCaseStep),
-    status: new StatusStrip(document.getElementById("status-strip")), legend: document.getElementById("legend"),
+    status: new StatusStrip(document.getElementById("topbar")), legend: document.getElementById("legend"),
     point: document.getElementById("point-info"), links: new RoadLinks(map, document.getElementById("links")),
+    vitals: new VitalsPanel(document.getElementById("vitals"), { onFilter: onTileFilter, onTile, onNode }),
+    labels: mods.labels ? new mods.labels.MapLabels(document.getElementById("labels"), map) : null,
+    scrubber: mods.scrubber ? new mods.scrubber.Scrubber(document.getElementById("scrubber"), { onChange: onScrub }) : null,
+    alarm: mods.sound ? new mods.sound.Alarm() : null,
+    drawerCount: document.getElementById("drawer-count"), historyOpen: false,
   };
+  if (!ui.scrubber) document.getElementById("scrubber").hidden = true;
   map.setBasemap(basemapUrl);
   map.setBuildings(buildings);
+  map.insets = panelInsets;
   map.fit();
   setupControls(map);
   renderOperatorLine();
@@ -666,7 +1098,15 @@ async function main() {
   refreshLedger(true);
   ui.cases.loadNames().then(() => invalidate("cases")).catch((err) => console.warn("case categories:", err.message));
   await setLayer(state.layer);
-  const linksLoaded = loadLinks().catch((err) => console.warn("road links:", err.message));
+  const linksLoaded = loadLinks().then(drawLegend).catch((err) => console.warn("road links:", err.message));
+  getJsonOptional("/api/basemap/legend").then((body) => {
+    state.basemapLegend = body?.items || null;
+    drawLegend();
+  }).catch((err) => console.warn("base map legend:", err.message));
+  const labelsLoaded = loadLabels().catch((err) => console.warn("labels:", err.message));
+  const treeLoaded = loadTree().catch((err) => console.warn("admin units:", err.message));
+  refreshVitals(true);
+  refreshFrames(true);
   const socket = new LiveSocket(socketUrl(), handleEvent, (s, d) => ui.status.setLink(s, d));
   socket.connect();
   watchTicks(ui.status);
@@ -700,7 +1140,10 @@ async function main() {
       return [r.left + px, r.top + py];
     },
     fit: () => map.fit(),
+    modules: () => Object.keys(mods),
   };
+  // ready once the map has its labels and the drill-down its tree (the tests' figures start from a drawn page)
+  await Promise.all([labelsLoaded, treeLoaded]);
   document.body.dataset.ready = "true";
 }
 

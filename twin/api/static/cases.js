@@ -121,7 +121,7 @@ export class CasePanel {
 
   buttons(c, canWrite) {
     const box = el("div", "case-actions");
-    const title = canWrite ? "" : "Read-only: open the #token=… link to act on cases · 只读";
+    const title = canWrite ? "" : "Read-only · 只读: open the #token=… link to act";
     if (DISPATCHABLE.includes(c.status)) {
       const b = el("button", "dispatch", c.assignee ? "Re-dispatch… · 改派" : "Dispatch… · 派遣");
       b.disabled = !canWrite;

@@ -36,6 +36,10 @@ export class MapView {
     this.height = ymax - ymin;
     this.view = { k: 1, tx: 0, ty: 0 };
     this.fitted = false;
+    this.autoFit = true; // the view is the fitted one (no pan or zoom since): fitted again when the page changes
+    // Candidate insets {left, top, right, bottom} [px] of the part of the map no panel covers (app.js sets it);
+    // fit() uses the one that shows the district largest.
+    this.insets = () => [{ left: 0, top: 0, right: 0, bottom: 0 }];
     this.onViewChange = onViewChange;
     this.onClick = onClick;
     for (const id of ["basemap", "risk", "held-mask-image", "held"]) {
@@ -45,7 +49,7 @@ export class MapView {
     }
     this.hatches = [...document.querySelectorAll("pattern.screen-hatch")];
     this.listen();
-    new ResizeObserver(() => (this.fitted ? this.onViewChange() : this.fit())).observe(svg);
+    new ResizeObserver(() => (this.autoFit ? this.fit() : this.onViewChange())).observe(svg);
   }
 
   // ---------------------------------------------------------------- coordinates
@@ -76,15 +80,31 @@ export class MapView {
     return { w: r.width || 1, h: r.height || 1 };
   }
 
+  // The whole district in the part of the map that no panel covers (issue 18: an alert's marker is never under
+  // the legend after a fit).
   fit() {
     const { w, h } = this.viewport();
-    const k = 0.96 * Math.min(w / this.width, h / this.height);
-    this.fitK = k;
+    let best = null;
+    const insets = this.insets(w, h);
+    const whole = { left: 0, top: 0, right: 0, bottom: 0 }; // when no panel leaves room: the whole map
+    for (const inset of insets.some((i) => w - i.left - i.right >= 40 && h - i.top - i.bottom >= 40) ? insets : [whole]) {
+      const aw = w - inset.left - inset.right;
+      const ah = h - inset.top - inset.bottom;
+      if (aw < 40 || ah < 40) continue;
+      const k = 0.96 * Math.min(aw / this.width, ah / this.height);
+      if (!best || k > best.k) {
+        best = { k, tx: inset.left + (aw - k * this.width) / 2, ty: inset.top + (ah - k * this.height) / 2 };
+      }
+    }
+    this.fitK = best.k;
     this.fitted = true;
-    this.setView(k, (w - k * this.width) / 2, (h - k * this.height) / 2);
+    this.setView(best.k, best.tx, best.ty);
+    this.autoFit = true;
   }
 
+  // Any view but fit()'s ends the automatic fitting (a pan, a zoom, a centring).
   setView(k, tx, ty) {
+    this.autoFit = false;
     this.view = { k, tx, ty };
     for (const world of this.worlds) world.setAttribute("transform", `matrix(${k} 0 0 ${k} ${tx} ${ty})`);
     // hatching keeps its spacing on screen at any zoom
@@ -162,9 +182,10 @@ export class MapView {
   }
 
   // Building footprints (GeoJSON in grid metres) as one <path> per height class: a few elements
-  // instead of one per building keeps panning smooth.
+  // instead of one per building keeps panning smooth. Their rings are kept for buildingAt (a click).
   setBuildings(collection) {
     const paths = HEIGHT_BINS.map(() => []);
+    this.footprints = [];
     for (const feature of collection.features) {
       const h = feature.properties.height ?? 0;
       let bin = 0;
@@ -172,12 +193,40 @@ export class MapView {
       const g = feature.geometry;
       const polygons = g.type === "Polygon" ? [g.coordinates] : g.type === "MultiPolygon" ? g.coordinates : [];
       for (const rings of polygons) for (const ring of rings) paths[bin].push(this.ringPath(ring));
+      const all = polygons.flat();
+      if (feature.properties.id != null && all.length) {
+        const xs = all.flatMap((r) => r.map((p) => p[0]));
+        const ys = all.flatMap((r) => r.map((p) => p[1]));
+        this.footprints.push({ id: String(feature.properties.id), props: feature.properties, rings: all,
+          box: [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)] });
+      }
     }
     const group = this.base.querySelector("#buildings");
     group.replaceChildren();
     paths.forEach((parts, bin) => {
       if (parts.length) svgElement("path", { d: parts.join(""), class: `bldg h${bin}` }, group);
     });
+  }
+
+  // The building footprint under a screen point ({id, props, rings} in grid metres), null if none.
+  buildingAt(px, py) {
+    const v = this.view;
+    const x = (px - v.tx) / v.k + this.x0;
+    const y = this.y0 - (py - v.ty) / v.k;
+    for (const b of this.footprints || []) {
+      const [x0, y0, x1, y1] = b.box;
+      if (x < x0 || x > x1 || y < y0 || y > y1) continue;
+      let inside = false; // even-odd over every ring: holes excluded
+      for (const ring of b.rings) {
+        for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+          const [xi, yi] = ring[i];
+          const [xj, yj] = ring[j];
+          if ((yi > y) !== (yj > y) && x < xi + ((y - yi) / (yj - yi)) * (xj - xi)) inside = !inside;
+        }
+      }
+      if (inside) return b;
+    }
+    return null;
   }
 
   // "M x y L ... Z" of a ring of [x, y] in grid metres.

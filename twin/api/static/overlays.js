@@ -1,10 +1,18 @@
-// What moves on the map: alert areas (in #world), alert badges and unit / vehicle markers (in screen
+// What moves on the map: alert areas (in #world), alert markers and unit / vehicle markers (in screen
 // space, so they keep their size). Each render function only touches what changed.
+//
+// Every active alert has a marker of a fixed size on screen (a pin in its level's colour with its hazard's
+// letter, its tip at the area's inside point), whatever the zoom: a one-cell flood alert is a fraction of a
+// pixel at the district's scale, its outline alone would not be seen (issue 18).
 
 import { localPath, svgElement } from "./map.js";
 
 export const HAZARD_LETTER = { crowd: "C", crowd_forecast: "C", flood: "F", rain: "R", traffic: "T" };
-const FORECAST_BADGE_DX = 16; // px: a forecast's badge beside the observed one of the same place
+const FORECAST_BADGE_DX = 22; // px: a forecast's pin beside the observed one of the same place (a pin is 22 px wide)
+// The pin: a round head of radius 11 px centred 19 px above its tip (22 × 30 px in all; at least 16 px both ways,
+// the smallest marker issue 18 allows) [design].
+const PIN_PATH = "M0 0C-2.5-5-11-10.5-11-19A11 11 0 1 1 11-19C11-10.5 2.5-5 0 0Z";
+const PIN_LETTER_Y = -15; // baseline of the letter, in the head
 
 // A forecast alert (CAP certainty Likely, Possible or Unlikely: the trend's projection), as opposed to an
 // observed one (certainty Observed; an alert without a certainty counts as observed).
@@ -72,10 +80,10 @@ export class Overlays {
   }
 
   makeBadge(id) {
-    // a warning triangle with the hazard's letter (unit markers are round, so the two never look alike)
+    // a pin with the hazard's letter, its tip on the area (unit markers are plain circles, so the two never look alike)
     const g = svgElement("g", { "data-id": id }, this.badgeLayer);
-    svgElement("path", { d: "M0 -13L12 8H-12Z" }, g);
-    svgElement("text", { y: 5 }, g);
+    svgElement("path", { d: PIN_PATH }, g);
+    svgElement("text", { y: PIN_LETTER_Y }, g);
     svgElement("title", {}, g);
     return g;
   }
@@ -109,6 +117,30 @@ export class Overlays {
       entry.path.classList.toggle("selected", aid === id);
       entry.badge.classList.toggle("selected", aid === id);
     }
+  }
+
+  // ---------------------------------------------------------------- outlines
+  // The outline of the chosen node of the management tree (a GeoJSON geometry in lon/lat; null: none).
+  setOutline(geometry) {
+    this.outline ??= document.getElementById("drill-outline");
+    this.outline.setAttribute("d", geometry ? this.geometryPath(geometry) : "");
+  }
+
+  // The outline of the building clicked (rings of [x, y] in grid metres; null: none).
+  setBuilding(rings) {
+    this.building ??= document.getElementById("building-selected");
+    this.building.setAttribute("d", rings ? rings.map((r) => this.map.ringPath(r)).join("") : "");
+  }
+
+  // SVG path (local metres) of a Polygon or MultiPolygon in lon/lat.
+  geometryPath(geometry) {
+    const polygons = geometry.type === "Polygon" ? [geometry.coordinates]
+      : geometry.type === "MultiPolygon" ? geometry.coordinates : [];
+    let d = "";
+    for (const polygon of polygons) {
+      for (const ring of polygon) d += localPath(ring.map(([lon, lat]) => this.map.localOfLonLat(lon, lat)));
+    }
+    return d;
   }
 
   // ---------------------------------------------------------------- units and vehicles

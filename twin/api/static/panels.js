@@ -1,4 +1,4 @@
-// The HTML around the map: alert list, status strip, legend, point read-out, notices.
+// The HTML around the map: alert list (filters, sort), system figures, legend, point read-out, notices.
 
 import { HELD_LAYERS, isHeld } from "./held.js";
 import { LEVEL_LABELS } from "./links.js";
@@ -14,6 +14,8 @@ export const HAZARD_NAME = {
 };
 export const FORECAST_TAG = "Forecast · 预测";
 export const HELD_LABEL = "no data, level held · 无数据，等级保持";
+// Why a write button is disabled on a page opened without the API token (issue 18).
+export const READ_ONLY = "Read-only · 只读: open the #token=… link to act";
 
 export const clockTime = (t) => (t == null ? "–" : clockFormat.format(new Date(t * 1000)));
 export const twinDateTime = (t) => (t == null ? "–" : `${dateFormat.format(new Date(t * 1000))} ${clockTime(t)}`);
@@ -63,12 +65,38 @@ export function expectedText(p) {
 
 // Most urgent first: delivered before suppressed (silenced, inhibited, grouped), then level, then observed
 // before forecast, then unacknowledged, then the newest.
-function urgency(a, b) {
+export function urgency(a, b) {
   const pa = a.properties;
   const pb = b.properties;
   return Boolean(pa.suppressed) - Boolean(pb.suppressed) || pb.level - pa.level || isForecast(pa) - isForecast(pb) ||
     (pa.acknowledged_by.length > 0) - (pb.acknowledged_by.length > 0) ||
     (pb.raised_at ?? 0) - (pa.raised_at ?? 0);
+}
+
+// The alert list's filter (hazard, lowest level, place text) and order ("level": most urgent first, "newest",
+// "place": by place name), as the filter row sets them.
+export const NO_FILTER = { hazard: "", level: 0, place: "", sort: "level" };
+
+// The name an alert's place is sorted and searched by.
+const placeOf = (p) => p.place_name || p.area_desc || p.place || "";
+
+export function matchesFilter(p, filter) {
+  if (filter.hazard && p.hazard !== filter.hazard && !(filter.hazard === "crowd" && p.hazard === "crowd_forecast")) {
+    return false;
+  }
+  if (filter.level && !(p.level >= filter.level)) return false;
+  const text = filter.place.trim().toLowerCase();
+  if (!text) return true;
+  return [p.place_name, p.area_desc, p.headline, p.headline_zh, p.place].filter(Boolean).join(" ").toLowerCase()
+    .includes(text);
+}
+
+export function alertOrder(sort) {
+  if (sort === "newest") return (a, b) => (b.properties.raised_at ?? 0) - (a.properties.raised_at ?? 0) || urgency(a, b);
+  if (sort === "place") {
+    return (a, b) => placeOf(a.properties).localeCompare(placeOf(b.properties), "zh-CN") || urgency(a, b);
+  }
+  return urgency;
 }
 
 // ------------------------------------------------------------------ values, trends and sparklines
@@ -173,8 +201,10 @@ export class AlertList {
     this.list = root.querySelector("#alert-list");
     this.empty = root.querySelector("#alert-empty");
     this.count = root.querySelector("#alert-count");
+    this.filterLine = root.querySelector("#filter-line");
     this.items = new Map(); // id -> {li, fields, key}
     this.selected = null;
+    this.filter = { ...NO_FILTER };
     this.list.addEventListener("click", (e) => {
       const li = e.target.closest("li[data-id]");
       if (!li) return;
@@ -192,7 +222,10 @@ export class AlertList {
         this.items.delete(id);
       }
     }
-    const ordered = [...alerts.values()].sort(urgency);
+    const all = [...alerts.values()];
+    const shown = all.filter((f) => matchesFilter(f.properties, this.filter)).sort(alertOrder(this.filter.sort));
+    const kept = new Set(shown);
+    const ordered = shown.concat(all.filter((f) => !kept.has(f))); // the filtered-out ones last, hidden
     ordered.forEach((feature, index) => {
       const p = feature.properties;
       let item = this.items.get(p.identifier);
@@ -211,10 +244,25 @@ export class AlertList {
         item.liveKey = liveKey;
         fillLive(item, p);
       }
+      const hidden = !kept.has(feature);
+      if (item.li.hidden !== hidden) item.li.hidden = hidden;
       if (this.list.children[index] !== item.li) this.list.insertBefore(item.li, this.list.children[index] || null);
     });
     this.count.textContent = String(alerts.size);
     this.empty.hidden = alerts.size > 0;
+    const filtered = shown.length < alerts.size;
+    const line = filtered
+      ? (shown.length ? `Showing ${shown.length} of ${alerts.size} · 显示 ${shown.length}/${alerts.size}`
+        : `None of ${alerts.size} match the filter · 无匹配预警`) : "";
+    if (this.filterLine.textContent !== line) { // touched only when it changes: this runs on every alert event
+      this.filterLine.hidden = !filtered;
+      this.filterLine.textContent = line;
+    }
+  }
+
+  // A new filter or order (app.js redraws the list after it).
+  setFilter(filter) {
+    this.filter = { ...this.filter, ...filter };
   }
 
   makeItem(id) {
@@ -282,8 +330,9 @@ export class AlertList {
     f.headlineZh.hidden = !p.headline_zh;
     f.headlineZh.lang = "zh-CN";
     f.silence.disabled = !canWrite;
+    f.silence.classList.toggle("readonly", !canWrite);
     f.silence.title = canWrite ? "Stop delivering matching alerts to field units for a while (they stay on this list)"
-      : "Read-only: open the #token=… link to silence alerts.";
+      : READ_ONLY;
     f.tag.hidden = !forecast;
     f.tag.title = forecast ? `CAP certainty ${p.certainty}, urgency ${p.urgency || "–"}` : "";
     f.expected.textContent = forecast ? expectedText(p) : "";
@@ -302,8 +351,10 @@ export class AlertList {
     f.onScene.textContent = listed(p.units_on_scene, 3) || "none";
     f.onScene.title = p.units_on_scene.join(", ");
     const mine = operator && p.acknowledged_by.includes(operator);
-    f.button.disabled = Boolean(mine);
+    f.button.disabled = Boolean(mine) || !canWrite;
+    f.button.classList.toggle("readonly", !canWrite);
     f.button.textContent = mine ? "Acknowledged ✓" : "Acknowledge";
+    f.button.title = !canWrite ? READ_ONLY : mine ? "acknowledged by you · 已确认" : "I have seen it and act on it · 确认";
   }
 
   // "… ago" of every item, from the twin's clock (called on every tick).
@@ -353,7 +404,7 @@ export class SilenceList {
       if (s.comment) text.append(el("div", "why", s.comment));
       const expire = el("button", "expire", "Expire");
       expire.disabled = !canWrite;
-      expire.title = canWrite ? "End this silence now" : "Read-only: open the #token=… link to expire silences.";
+      expire.title = canWrite ? "End this silence now" : READ_ONLY;
       row.append(text, expire);
       return row;
     }));
@@ -366,7 +417,9 @@ export class SilenceList {
   }
 }
 
-// ------------------------------------------------------------------ status strip
+// ------------------------------------------------------------------ status: top bar and system panel
+// The twin time and the link state stay in the top bar; the engineering figures (messages/s, rejected, lag,
+// outbox, units located, alerts) are in the collapsible System · 系统 panel. `root` holds both.
 // messages/s is measured here, from the "received" counter over the last few seconds of wall time.
 const RATE_WINDOW_MS = 5000;
 
@@ -410,37 +463,83 @@ export class StatusStrip {
 }
 
 // ------------------------------------------------------------------ legend
-export function renderLegend(root, layerLegend) {
+const ALERT_LEVELS = [[1, "blue · 蓝"], [2, "yellow · 黄"], [3, "orange · 橙"], [4, "red · 红"]];
+const UNIT_SYMBOLS = [["sym-police", "police · 公安"], ["sym-fire", "fire · 消防"], ["sym-medical", "medical · 医疗"],
+  ["sym-scene", "on scene · 到场"], ["sym-vehicle", "vehicle · 车辆"]];
+// The base map's colours when the twin does not list them (GET /api/basemap/legend missing).
+const BASEMAP_FALLBACK = [["sym-building", "building · 建筑"], ["sym-road", "road · 道路"], ["sym-water", "water · 水体"]];
+
+function legendSection(root, title, items) {
+  root.append(el("div", "panel-title", title));
+  const row = el("div", "legend-symbols");
+  row.append(...items);
+  root.append(row);
+  return row;
+}
+
+function legendItem(symbol, label) {
+  const item = el("span", "legend-item");
+  item.append(symbol, label);
+  return item;
+}
+
+// The complete legend: the risk layer's levels (and held cells), the alerts (marker, area, forecast hatch, the
+// four levels), units and vehicles, road links by congestion level (when the twin has them), and every colour
+// of the base map (extras.basemap: the items of GET /api/basemap/legend).
+export function renderLegend(root, layerLegend, extras = {}) {
   root.replaceChildren();
   if (layerLegend) {
     root.append(el("div", "panel-title", layerLegend.long_name || layerLegend.name));
     const row = el("div", "legend-levels");
     for (const entry of layerLegend.entries || []) {
       if (entry.value < 1) continue; // none and no data are transparent
-      const item = el("span", "legend-item");
       const swatch = el("span", "swatch");
       swatch.style.background = entry.colour;
-      item.append(swatch, entry.label);
-      row.append(item);
+      row.append(legendItem(swatch, entry.label));
     }
     if (layerLegend.mode === "levels" && HELD_LAYERS.has(layerLegend.name)) {
-      const item = el("span", "legend-item held");
-      item.append(el("span", "swatch sym-held"), HELD_LABEL);
+      const item = legendItem(el("span", "swatch sym-held"), HELD_LABEL);
+      item.classList.add("held");
       row.append(item);
     }
     root.append(row);
   }
-  root.append(el("div", "panel-title", "Map"));
-  const symbols = el("div", "legend-symbols");
-  for (const [cls, label] of [["sym-area", "alert area"], ["sym-forecast", "forecast · 预测"], ["sym-badge", "alert"],
-    ["sym-police", "police"], ["sym-fire", "fire"],
-    ["sym-medical", "medical"], ["sym-scene", "on scene"], ["sym-vehicle", "vehicle"], ["sym-building", "building"],
-    ["sym-road", "road"], ["sym-water", "water"]]) {
-    const item = el("span", "legend-item");
-    item.append(el("span", `sym ${cls}`), label);
-    symbols.append(item);
+  const alerts = ALERT_LEVELS.map(([level, label]) => legendItem(el("span", `sym sym-badge level-${level}`), label));
+  legendSection(root, "Alerts · 预警", [
+    ...alerts, legendItem(el("span", "sym sym-area"), "alert area · 预警范围"),
+    legendItem(el("span", "sym sym-forecast"), "forecast · 预测"),
+    legendItem(el("span", "sym sym-badge sym-letter"), "marker: C crowd · F flood · T traffic · R rain"),
+  ]);
+  legendSection(root, "Units · 力量", UNIT_SYMBOLS.map(([cls, label]) => legendItem(el("span", `sym ${cls}`), label)));
+  if (extras.links) {
+    legendSection(root, "Road links · 路段", Object.entries(LEVEL_LABELS).sort((a, b) => a[0] - b[0])
+      .map(([level, label]) => legendItem(el("span", `sym sym-link road-link-swatch lvl-${level}`), label)));
   }
-  root.append(symbols);
+  const items = extras.basemap || [];
+  // the buildings' height classes (keys building_h0, building_h1, …) as one row of swatches, lightest = tallest
+  const classes = items.filter((item) => /^building_h\d+$/.test(item.key));
+  const base = items.filter((item) => !classes.includes(item)).map((item) => {
+    const swatch = el("span", `sym ${item.shape === "line" ? "sym-line" : "sym-fill"}`);
+    swatch.style.background = item.colour;
+    const entry = legendItem(swatch, [item.name_en, item.name].filter(Boolean).join(" · "));
+    entry.dataset.key = item.key;
+    return entry;
+  });
+  if (classes.length) {
+    const ramp = el("span", "legend-ramp");
+    for (const item of classes) {
+      const swatch = el("span", "sym sym-fill");
+      swatch.style.background = item.colour;
+      swatch.title = [item.name_en, item.name].filter(Boolean).join(" · ");
+      swatch.dataset.key = item.key;
+      ramp.append(swatch);
+    }
+    const heights = classes.map((item) => (/(\d+)/.exec(item.name_en || "") || [, ""])[1]).filter(Boolean);
+    const span = heights.length > 1 ? ` ${heights[0]}–${heights[heights.length - 1]}+ m` : "";
+    base.push(legendItem(ramp, `buildings${span} · 建筑高度`));
+  }
+  legendSection(root, "Base map · 底图",
+    items.length ? base : BASEMAP_FALLBACK.map(([cls, label]) => legendItem(el("span", `sym ${cls}`), label)));
 }
 
 // ------------------------------------------------------------------ point read-out
@@ -467,8 +566,19 @@ function panelHead(root, title, onClose) {
   root.append(head);
 }
 
-export function renderPoint(root, point, onClose) {
-  panelHead(root, "Point", onClose);
+// The values at a point; with `building` (a function drawing into a <div>), the building clicked above them.
+export function renderPoint(root, point, onClose, building = null) {
+  panelHead(root, building ? "Building · 建筑" : "Point", onClose);
+  if (building) {
+    const box = el("div", "building-record");
+    building(box);
+    root.append(box);
+    if (point) root.append(el("div", "panel-title point-sub", "Point · 位置"));
+  }
+  if (!point) {
+    root.hidden = false;
+    return;
+  }
   if (point.error) {
     root.append(el("div", "muted", point.error));
     root.hidden = false;
