@@ -97,3 +97,35 @@ def test_reopening_keeps_everything(tmp_path):
     s2 = Store.open(tmp_path / "a.db")
     assert s2.outbox_depth() == 1 and s2.alerts()[0]["identifier"] == "a1"
     s2.close()
+
+
+def _row(ident, raised, cancelled=None):
+    return {"identifier": ident, "hazard": "flood", "level": 2, "state": "cancelled" if cancelled else "active",
+            "raised_at": raised, "updated_at": cancelled or raised, "cancelled_at": cancelled, "cells": [1]}
+
+
+def test_the_alerts_of_a_time_window_with_their_messages_acks_and_arrivals(store):
+    # a: 10-20, b: 30-50, c: 60- (active), d: 100- (raised after the window)
+    for ident, raised, cancelled in (("a", 10.0, 20.0), ("b", 30.0, 50.0), ("c", 60.0, None), ("d", 100.0, None)):
+        store.record(_row(ident, raised), {"identifier": f"{ident}.1", "msgType": "Alert", "sent": "x"}, [])
+        if cancelled:
+            store.record(_row(ident, raised, cancelled), {"identifier": f"{ident}.2", "msgType": "Cancel",
+                                                          "sent": "y"}, [])
+    # window 25-70: b (cancelled at 50 >= 25) and c (active), newest raised first; a ended before, d starts after
+    assert [a["identifier"] for a in store.alerts_between(25.0, 70.0)] == ["c", "b"]
+    assert [a["identifier"] for a in store.alerts_between(20.0, 30.0)] == ["b", "a"]  # both bounds inclusive
+    assert [a["identifier"] for a in store.alerts_between(0.0, 1000.0, limit=2)] == ["d", "c"]
+    row = store.alerts_between(25.0, 70.0)[1]
+    assert row == {**store.alerts("cancelled")[1], "identifier": "b"} and row["cancelled_at"] == 50.0
+    store.record_ack("b", "unit-7", "unit", "ack", 31.0)
+    store.record_ack("b", "operator:li", "operator", "ack", 32.0)
+    store.record_arrival("b", "unit-7", 40.0, 10.0)
+    many = [f"x{k}" for k in range(1200)]  # three chunks of ids
+    messages = store.messages_for(["b", "c", "nothing", *many])
+    assert messages["b"] == store.messages("b") and [m["identifier"] for m in messages["b"]] == ["b.1", "b.2"]
+    assert messages["c"] == store.messages("c") and messages["nothing"] == [] and len(messages) == 3 + 1200
+    acks = store.acks_for(["b", "c"])
+    assert acks == {"b": store.acks("b"), "c": []} and [a["actor"] for a in acks["b"]] == ["unit-7", "operator:li"]
+    assert store.arrivals_for(["b", "c"]) == {"b": [{"unit_id": "unit-7", "t": 40.0, "seconds_after_alert": 10.0}],
+                                              "c": []}
+    assert store.messages_for([]) == {}

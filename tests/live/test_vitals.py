@@ -3,6 +3,7 @@ and their memory, and the indicators of a live core on the Bund through the quer
 
 from __future__ import annotations
 
+import json
 import math
 import types
 
@@ -121,12 +122,18 @@ def test_alerts_cases_sensors_and_units_are_counted_where_they_are():
     sensors = sensor_parts(np.array([0, 0, 1, 1, -1]), 2, np.array([0, 2, 0, 3, 1]),
                            np.array([True, False, True, True, False]), len(KINDS))
     units, busy = tally(np.array([0, 1, 1]), 2, np.array([True, False, True]))
-    parts = parts_of(2, len(KINDS), alerts=alerts, cases=cases, overdue=overdue, units=units, busy=busy, **sensors)
+    # a forecast alert (crowd_forecast, CAP certainty Likely) of level 4 in unit 1: in the detail only
+    forecasts = alert_parts([np.array([1, 1])], [4])
+    parts = parts_of(2, len(KINDS), alerts=alerts, forecasts=forecasts, cases=cases, overdue=overdue, units=units,
+                     busy=busy, **sensors)
     one, two = finish(parts)
+    none = {"1": 0, "2": 0, "3": 0, "4": 0}
     assert one["alerts"] == {"value": 1, "unit": "1", "level": 3,
-                             "detail": {"by_level": {"1": 0, "2": 0, "3": 1, "4": 0}}}
+                             "detail": {"by_level": {"1": 0, "2": 0, "3": 1, "4": 0}, "forecast": 0,
+                                        "forecast_by_level": none}}
     assert two["alerts"] == {"value": 2, "unit": "1", "level": 3,
-                             "detail": {"by_level": {"1": 1, "2": 0, "3": 1, "4": 0}}}
+                             "detail": {"by_level": {"1": 1, "2": 0, "3": 1, "4": 0}, "forecast": 1,
+                                        "forecast_by_level": {**none, "4": 1}}}
     assert one["cases"] == {"value": 2, "unit": "1", "level": 2, "detail": {"overdue": 1}}
     assert two["cases"] == {"value": 1, "unit": "1", "level": 0, "detail": {"overdue": 0}}
     assert one["sensors"] == {"value": 50.0, "unit": "%", "level": 2,
@@ -140,10 +147,28 @@ def test_alerts_cases_sensors_and_units_are_counted_where_they_are():
     assert street["alerts"]["value"] == 2 and street["alerts"]["detail"]["by_level"] == {"1": 1, "2": 0, "3": 1,
                                                                                          "4": 0}
     assert street["sensors"]["value"] == 75.0 and street["sensors"]["level"] == 1
+    assert street["alerts"]["detail"]["forecast"] == 1 and street["alerts"]["level"] == 3
     assert street["cases"]["value"] == 3 and street["units"]["detail"] == {"busy": 2, "free": 1}
     (no_desk,) = finish(parts_of(1, len(KINDS)), has_cases=False)
     assert (no_desk["cases"]["value"], no_desk["cases"]["level"]) == (None, -1)
     assert list(one) == list(INDICATORS)
+
+
+def test_an_indicator_without_data_has_no_value():
+    # the flood levels are no data everywhere (rain gauges silent) though the flood model gives 0 m of water
+    parts = grid_parts(Grouping(GROUP, 2), DENSITY, WALKABLE, np.full(9, -1), np.zeros((3, 3)), np.full(9, -1),
+                       CELL_AREA, (3, 3))
+    one, two = finish(parts_of(2, len(KINDS), **parts))
+    assert (one["water"]["value"], one["water"]["level"]) == (None, -1)
+    # the same rule for people: densities known (70 people in unit 0) but no crowd level
+    assert (one["people"]["value"], one["people"]["level"]) == (None, -1)
+    # with a level, the value stays (unit 1's 0.0 m at flood level 0)
+    level_flood = np.array([-1, -1, 0, -1, -1, -1, -1, -1, -1])
+    parts = grid_parts(Grouping(GROUP, 2), DENSITY, WALKABLE, LEVEL_CROWD, np.zeros((3, 3)), level_flood,
+                       CELL_AREA, (3, 3))
+    one, two = finish(parts_of(2, len(KINDS), **parts))
+    assert (one["water"]["value"], two["water"]["value"], two["water"]["level"]) == (None, 0.0, 0)
+    assert one["people"]["value"] == 70
 
 
 def test_trends_and_their_arrows():
@@ -214,7 +239,73 @@ def test_the_trend_is_the_change_over_an_hour_and_survives_a_restart(tmp_path):
     vitals.tick(_inputs(T0 + 3782, 0.2))
     assert store.prunes[-1] == T0 + 3781 and len(store.prunes) == 62 + 2
     assert [t for t, node, _ in store.indicator_samples(T0 + 3750, T0 + 3800) if node == "city"] == [T0 + 3781]
-    assert [t for t, _ in store.indicator_rows("city", T0 + 3750, T0 + 3800)] == [T0 + 3781, T0 + 3782]
+    # the second tick changed nothing: no tick row (a minute row at 3781 only)
+    assert [t for t, _ in store.indicator_rows("city", T0 + 3750, T0 + 3800)] == [T0 + 3781]
+
+
+def test_rows_and_frames_are_stored_when_they_change_and_every_minute(tmp_path):
+    store = Store.open(":memory:")
+    vitals = Vitals(GRID, store, tmp_path, district_name="demo")
+    nodes = len(vitals.tree.nodes["city"]) + sum(len(vitals.tree.nodes[lv]) for lv in ("district", "street", "unit"))
+    flood = np.zeros(GRID.shape, np.int8)
+    for k in range(13):  # a tick every 10 s: 0.1 person/m2, 0.2 from 30 s, a flooded cell from 40 s to 50 s
+        inputs = _inputs(T0 + 10 * k, 0.1 if k < 3 else 0.2)
+        inputs.frames["level_flood"] = flood if k not in (4, 5) else np.pad(np.ones((1, 1), np.int8),
+                                                                            ((0, 11), (0, 14)))
+        vitals.tick(inputs)
+    # every node at T0 and T0 + 60 (minute rows) and T0 + 120, and at T0 + 30 (the people changed everywhere)
+    assert store.indicator_count("m") == 3 * nodes and store.indicator_count("t") == nodes
+    assert [t for t, _ in store.indicator_rows("city", T0, T0 + 200)] == [T0, T0 + 30, T0 + 60, T0 + 120]
+    # frames: "level" never changed (stored once), "level_flood" at T0, T0 + 40 and back at T0 + 60
+    assert store.frame_times("level", T0) == [T0]
+    assert store.frame_times("level_flood", T0) == [T0, T0 + 40, T0 + 60]
+    assert vitals.frame("level_flood", T0 + 55)[1] == T0 + 40 and vitals.frame("level", T0 + 125)[1] == T0
+    # the timeline lists every time something was stored
+    assert vitals.frame_times(T0 + 120) == {"names": list(FRAME_NAMES),
+                                            "times": [T0, T0 + 30, T0 + 40, T0 + 60, T0 + 120]}
+    # as stored at T0 + 50: the rows of T0 + 30 (1800 people), at that time
+    city = vitals.nodes_at("city", at=T0 + 50)
+    assert city["t"] == T0 + 30 and city["nodes"][0]["indicators"]["people"]["value"] == 1800
+
+
+class FailingStore(CountingStore):
+    """The store, failing its writes while ``down``."""
+
+    down = False
+
+    def record_vitals(self, *args):
+        if self.down:
+            raise OSError("disk I/O error\nsecond line")
+        return self.store.record_vitals(*args)
+
+
+def test_a_store_outage_keeps_the_tiles_live_and_logs_a_line_a_minute(tmp_path, caplog):
+    store = FailingStore(Store.open(":memory:"))
+    vitals = Vitals(GRID, store, tmp_path, district_name="demo")
+    wall = [1000.0]
+    vitals.clock = lambda: wall[0]
+    vitals.tick(_inputs(T0, 0.1))
+    store.down = True
+    caplog.set_level("WARNING", logger="twin.live.vitals")
+    for k in range(1, 8):  # 7 ticks 10 s apart (twin and wall clock): failures at wall 1010 and 1070 logged
+        wall[0] = 1000.0 + 10 * k
+        vitals.tick(_inputs(T0 + 10 * k, 0.1 * (k + 1)))
+        # the tiles (and /metrics) follow the twin
+        assert vitals.last[0] == T0 + 10 * k
+        assert vitals.nodes_at("city")["nodes"][0]["indicators"]["people"]["value"] == 900 * (k + 1)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and all("\n" not in line and "disk I/O error" in line for line in lines)
+    assert "(1 ticks not stored)" in lines[0] and "(7 ticks not stored)" in lines[1]
+    assert all(r.exc_info is None for r in caplog.records)
+    caplog.clear()
+    store.down = False
+    wall[0] = 1080.0
+    vitals.tick(_inputs(T0 + 80, 0.8))
+    assert [r.getMessage() for r in caplog.records] == ["vital signs: the store works again (7 ticks were not "
+                                                        "stored)"]
+    # the minute row missed at T0 + 60 is written at the first tick that could (T0 + 80), with every node
+    assert [t for t, _ in store.indicator_rows("city", T0, T0 + 100)] == [T0, T0 + 80]
+    assert store.indicator_count("m") == 2 * len(vitals.node_ids)
 
 
 # ---------------------------------------------------------------- a live core on the Bund
@@ -233,6 +324,7 @@ def live(bund10, registry):
     on the square."""
     ds, _ = bund10
     core = TwinCore(ds, registry, Store.open(":memory:"), CoreConfig(clear_s=20.0))
+    core.ticks = []  # (t, the last bodies, the frames) of each tick
     ids = [d.id for d in registry.of_kind("crowd")]
     for k in range(16):
         t = T0 + 10 * k
@@ -241,6 +333,7 @@ def live(bund10, registry):
         core.on_batch(Batch.build(1, device="unit-police-04", t=t, quantity="position", lon=CHEN_YI_SQUARE[0],
                                   lat=CHEN_YI_SQUARE[1], datum="CGCS2000", speed_kmh=4.0))
         core.on_tick(t)
+        core.ticks.append((t, core.vitals.last[1], {n: core.models.layers[n].values.copy() for n in FRAME_NAMES}))
     query = LiveQuery(types.SimpleNamespace(core=core, static=ds))
     yield core, query
     core.store.close()
@@ -258,14 +351,26 @@ def test_the_city_indicators_of_a_live_core(live, registry):
     assert city["people"]["value"] == round(float((density[known] * walkable[known]).sum()))
     assert city["people"]["detail"] == {"cells_with_data": int(known.sum())}
     assert city["people"]["level"] == int(layers["level_crowd"].values.max()) == 4
+    # the alerts indicator counts the observed alerts; the crowd forecast (CAP certainty Likely) is in its detail
     active = core.active_alerts()
-    assert city["alerts"]["value"] == len(active) >= 1 and city["alerts"]["level"] == max(a.level for a in active)
+    observed = [a for a in active if a.hazard != "crowd_forecast"]
+    forecast = [a for a in active if a.hazard == "crowd_forecast"]
+    assert len(forecast) == 1 and len(observed) >= 1
+    assert city["alerts"]["value"] == len(observed) and city["alerts"]["level"] == max(a.level for a in observed)
+    assert city["alerts"]["detail"]["by_level"][str(forecast[0].level)] == sum(a.level == forecast[0].level
+                                                                              for a in observed)
+    assert city["alerts"]["detail"]["forecast"] == 1
+    assert city["alerts"]["detail"]["forecast_by_level"] == {str(lv): int(lv == forecast[0].level)
+                                                             for lv in range(1, 5)}
     assert city["cases"]["value"] == len(core.cases(open_only=True))
     # only the crowd counters report: 12 of 32 sensors, 37.5 %, orange
     assert city["sensors"] == {"value": 37.5, "unit": "%", "level": 3, "trend": None, "trend_arrow": "",
                                "detail": {"expected": 32, "reporting": 12,
                                           "stale_by_kind": {"rain": 6, "water": 6, "traffic": 8}}}
-    assert city["units"]["value"] == 1 and city["water"]["value"] == 0.0
+    # the rain and water gauges are silent: the flood levels are no data, so the water has no value (the model's
+    # 0 m is not shown next to a grey "no data")
+    assert int(layers["level_flood"].values.max()) == -1 and float(np.nanmax(layers["water_depth"].values)) == 0.0
+    assert city["units"]["value"] == 1 and (city["water"]["value"], city["water"]["level"]) == (None, -1)
 
 
 def test_the_unit_holding_the_square_has_its_people_alert_and_police(live):
@@ -294,28 +399,62 @@ def test_the_unit_holding_the_square_has_its_people_alert_and_police(live):
         query.indicators("province")
 
 
+def _stored(ticks):
+    """What the storage rule keeps of the ticks (t, bodies, frames): {t: nodes with a row} (every node at the first
+    tick of a minute, else the nodes whose value, level or detail differ from their last row) and the times at which
+    a row or a frame (one differing from the last of its name) was stored."""
+    rows, times, last, frames, minute = {}, [], {}, {}, None
+    for t, bodies, grids in ticks:
+        whole, minute = minute is None or t // 60 > minute, t // 60
+        body = {n: {k: [v[0], v[1], v[4]] for k, v in json.loads(b).items()} for n, b in bodies.items()}
+        rows[t] = [n for n in bodies if whole or body[n] != last.get(n)]
+        last.update((n, body[n]) for n in rows[t])
+        changed = [n for n, g in grids.items() if n not in frames or not np.array_equal(frames[n], g)]
+        frames.update((n, grids[n]) for n in changed)
+        if rows[t] or changed:
+            times.append(t)
+    return rows, times
+
+
 def test_stored_indicators_history_and_frames(live):
     core, query = live
+    rows, times = _stored(core.ticks)
+    city_times = [t for t, nodes in rows.items() if "city" in nodes]
+    # minute rows at T0, T0 + 60 and T0 + 120; between them the city's changes only (not every tick)
+    assert {T0, T0 + 60, T0 + 120} <= set(city_times) and len(city_times) < 16
+    assert sum(len(n) for n in rows.values()) < 16 * len(core.vitals.node_ids)
+    assert core.store.indicator_count() == sum(len(n) for n in rows.values())
     earlier = query.indicators("city", at=T0 + 15)
-    assert earlier["t"] == T0 + 10 and earlier["nodes"][0]["indicators"]["alerts"]["value"] == 0
+    assert earlier["t"] == max(t for t in times if t <= T0 + 15)
+    assert earlier["nodes"][0]["indicators"]["alerts"]["value"] == 0
     assert query.indicators("city", at=T0 - 1)["t"] is None
+    # as stored at or before a time: the same as the live values of the tick then
+    for k in (4, 9, 15):
+        at = {n["id"]: n["indicators"] for n in query.indicators("unit", at=T0 + 10 * k + 5)["nodes"]}
+        bodies = core.ticks[k][1]
+        for node in list(at)[:20]:
+            live_values = {name: v[:2] + v[4:] for name, v in json.loads(bodies[node]).items()}
+            assert {name: [i["value"], i["level"], i["detail"]] for name, i in at[node].items()} == live_values
     history = query.indicator_history("city", "people")
     assert history["until"] == T0 + 150 and history["since"] == T0 + 150 - 3600
     points = history["series"]["people"]["points"]
-    assert [p[0] for p in points] == [T0 + 10 * k for k in range(16)] and history["series"]["people"]["unit"] == \
-        "person"
+    assert [p[0] for p in points] == city_times and history["series"]["people"]["unit"] == "person"
     assert points[-1][1:] == [query.indicators()["nodes"][0]["indicators"]["people"]["value"], 4]
     assert set(query.indicator_history("city")["series"]) == set(INDICATORS)
-    assert query.indicator_history("city", since=T0 + 100, until=T0 + 120)["series"]["alerts"]["points"][0][0] == \
-        T0 + 100
+    assert query.indicator_history("city", since=T0 + 100, until=T0 + 120)["series"]["alerts"]["points"][-1][0] == \
+        T0 + 120
     with pytest.raises(KeyError):
         query.indicator_history("unit:ZZ99")
     with pytest.raises(ValueError, match="unknown indicator"):
         query.indicator_history("city", "mood")
+    # the timeline: every time a row or a frame was stored (something changed, or a minute began)
     frames = query.layer_frames()
-    assert frames == {"names": list(FRAME_NAMES), "times": [T0 + 10 * k for k in range(16)]}
+    assert frames == {"names": list(FRAME_NAMES), "times": times}
     frame, t = query.layer_frame("level_crowd", T0 + 1000)
-    assert t == T0 + 150 and frame.dtype == np.int8 and (frame == core.models.layers["level_crowd"].values).all()
+    crowd = [g["level_crowd"] for _, _, g in core.ticks]
+    changed = [T0 + 10 * k for k in range(16) if k == 0 or not np.array_equal(crowd[k], crowd[k - 1])]
+    assert len(changed) < 16 and t == changed[-1]
+    assert frame.dtype == np.int8 and (frame == core.models.layers["level_crowd"].values).all()
     assert query.layer_frame("level", T0 - 1) is None
     with pytest.raises(ValueError, match="unknown frame"):
         query.layer_frame("rain", T0)
@@ -326,8 +465,6 @@ def test_stored_indicators_history_and_frames(live):
 
 
 def test_a_core_with_a_units_file_reports_its_units_and_refuses_one_off_the_grid(bund10, registry, tmp_path):
-    import json
-
     def units(path, lon0, lat0):
         ring = [[lon0, lat0], [lon0 + 0.003, lat0], [lon0 + 0.003, lat0 + 0.003], [lon0, lat0 + 0.003], [lon0, lat0]]
         path.write_text(json.dumps({"type": "FeatureCollection", "features": [

@@ -61,10 +61,19 @@ SCHEMA = (
         t DOUBLE PRECISION NOT NULL, node TEXT NOT NULL, res TEXT NOT NULL, body TEXT NOT NULL,
         PRIMARY KEY (node, t))""",
     "CREATE INDEX IF NOT EXISTS indicators_t ON indicators (t)",
+    "CREATE INDEX IF NOT EXISTS indicators_res_t ON indicators (res, t)",
     """CREATE TABLE IF NOT EXISTS layer_frames (
         t DOUBLE PRECISION NOT NULL, name TEXT NOT NULL, body BYTEA NOT NULL, PRIMARY KEY (name, t))""",
     "CREATE INDEX IF NOT EXISTS layer_frames_t ON layer_frames (t)",
+    "CREATE INDEX IF NOT EXISTS messages_alert ON messages (alert_id, seq)",
+    "CREATE INDEX IF NOT EXISTS acks_alert ON acks (alert_id, seq)",
+    "CREATE INDEX IF NOT EXISTS alerts_raised ON alerts (raised_at)",
 )
+"""The tables and indexes, created when missing (an existing database keeps its tables and gains the new indexes;
+``arrivals`` is looked up by alert through its primary key)."""
+ID_CHUNK = 500
+"""Alert ids per ``IN (...)`` query of `Store.messages_for` and its siblings (far below SQLite's 32,766 bound
+parameters and PostgreSQL's 65,535) [design]."""
 CASE_EVENT_COLUMNS = ("key", "case_id", "n", "kind", "t", "actor", "reason", "data")
 """What `Store.append_case_events` takes of each event (``data`` a dict, stored as JSON; ``case`` for
 ``case_id`` is accepted too: `twin.cases.model.CaseEvent.to_row`)."""
@@ -262,10 +271,12 @@ class Store:
             return cur.rowcount > 0
 
     def record_vitals(self, t: float, res: str, indicators: dict[str, str], frames: dict[str, bytes]) -> None:
-        """One tick of the city's vital signs (issue 18), atomically: one ``indicators`` row per node (``indicators``:
-        node id -> JSON body; ``res`` ``t`` for a tick row, ``m`` for the first tick of a minute, kept longer) and one
-        ``layer_frames`` row per level frame (name -> compressed bytes). A row already stored for that node (frame)
-        and time is kept as it is (a replay after a restart writes nothing twice).
+        """One tick of the city's vital signs (issue 18), atomically: one ``indicators`` row per node given
+        (``indicators``: node id -> JSON body; ``res`` ``t`` for a tick row, ``m`` for the first tick of a minute, kept
+        longer) and one ``layer_frames`` row per level frame given (name -> compressed bytes). The caller
+        (`twin.live.vitals.Vitals.tick`) gives every node at a minute row and, at other ticks, only the nodes and
+        frames that changed: the reads take the last row at or before a time. A row already stored for that node
+        (frame) and time is kept as it is (a replay after a restart writes nothing twice).
 
         These rows are derived data (a replay of the raw log writes them again), so their commit does not wait for the
         disk: SQLite commits them with ``synchronous=NORMAL`` (in WAL mode: durable at the next checkpoint or at the
@@ -298,11 +309,22 @@ class Store:
     def prune_vitals(self, now: float, tick_keep_s: float = INDICATOR_TICK_KEEP_S,
                      keep_s: float = INDICATOR_KEEP_S, frame_keep_s: float = FRAME_KEEP_S) -> None:
         """Thin the vital signs at twin time ``now`` [unix s]: tick rows older than ``tick_keep_s`` [s] go (the minute
-        rows stay), every row older than ``keep_s`` [s] goes, and frames older than ``frame_keep_s`` [s]."""
+        rows stay; the ``indicators_res_t`` index finds them without walking the day of minute rows), every row older
+        than ``keep_s`` [s] goes, and frames older than ``frame_keep_s`` [s] except, per name, the last one at or
+        before that limit (frames are stored only when they change: it is the frame of the hour's first times)."""
+        frame_limit = float(now) - frame_keep_s
         with self._tx() as cur:
-            cur.execute(self._q("DELETE FROM indicators WHERE t < ? AND res = 't'"), (float(now) - tick_keep_s,))
+            # from the oldest tick row (an index lookup): the range is about a minute of rows, so PostgreSQL's planner
+            # too walks the index over that minute, not the day of minute rows under ``t < limit``
+            cur.execute("SELECT MIN(t) FROM indicators WHERE res = 't'")
+            oldest = cur.fetchone()[0]
+            if oldest is not None:
+                cur.execute(self._q("DELETE FROM indicators WHERE res = 't' AND t >= ? AND t < ?"),
+                            (float(oldest), float(now) - tick_keep_s))
             cur.execute(self._q("DELETE FROM indicators WHERE t < ?"), (float(now) - keep_s,))
-            cur.execute(self._q("DELETE FROM layer_frames WHERE t < ?"), (float(now) - frame_keep_s,))
+            cur.execute(self._q("SELECT name, MAX(t) FROM layer_frames WHERE t <= ? GROUP BY name"), (frame_limit,))
+            for name, last in cur.fetchall():
+                cur.execute(self._q("DELETE FROM layer_frames WHERE name = ? AND t < ?"), (name, float(last)))
 
     # ------------------------------------------------------------ reads
     def pending(self, limit: int = 1000) -> list[OutboxItem]:
@@ -322,9 +344,51 @@ class Store:
                "FROM alerts")
         rows = self._all(sql + (" WHERE state = ?" if state else "") + " ORDER BY raised_at, identifier",
                          (state,) if state else ())
+        return [self._alert_row(r) for r in rows]
+
+    def alerts_between(self, since: float, until: float, limit: int = 500) -> list[dict]:
+        """The alerts alive at some time of [``since``, ``until``] [unix s, twin time]: raised at or before ``until``
+        and not cancelled before ``since`` (``cancelled_at`` null or >= ``since``), newest raised first, at most
+        ``limit``; the same dicts as `alerts`. Selected in SQL (the ``alerts_raised`` index)."""
+        sql = ("SELECT identifier, hazard, level, state, raised_at, updated_at, cancelled_at, last_message, cells "
+               "FROM alerts WHERE raised_at <= ? AND (cancelled_at IS NULL OR cancelled_at >= ?) "
+               "ORDER BY raised_at DESC, identifier DESC LIMIT ?")
+        return [self._alert_row(r) for r in self._all(sql, (float(until), float(since), max(int(limit), 0)))]
+
+    @staticmethod
+    def _alert_row(r: tuple) -> dict:
         keys = ("identifier", "hazard", "level", "state", "raised_at", "updated_at", "cancelled_at")
-        return [{**dict(zip(keys, r[:7], strict=True)), "message": json.loads(r[7]), "cells": json.loads(r[8])}
-                for r in rows]
+        return {**dict(zip(keys, r[:7], strict=True)), "message": json.loads(r[7]), "cells": json.loads(r[8])}
+
+    def _by_alert(self, sql: str, ids: Iterable[str], order: str) -> dict[str, list[tuple]]:
+        """{alert id: [the rest of each row]} of ``SELECT alert_id, ... FROM ... WHERE alert_id IN (...)`` for the
+        given ids (`ID_CHUNK` a query), rows of each alert in ``order``; every id given is a key."""
+        ids = list(dict.fromkeys(str(i) for i in ids))
+        out: dict[str, list[tuple]] = {i: [] for i in ids}
+        for k in range(0, len(ids), ID_CHUNK):
+            chunk = ids[k:k + ID_CHUNK]
+            rows = self._all(f"{sql} WHERE alert_id IN ({', '.join('?' * len(chunk))}) ORDER BY alert_id, {order}",
+                             chunk)
+            for r in rows:
+                out[r[0]].append(r[1:])
+        return out
+
+    def messages_for(self, ids: Iterable[str]) -> dict[str, list[dict]]:
+        """`messages` of many alerts: {alert id: its CAP messages in order} (one ``IN`` query per `ID_CHUNK` ids;
+        an id without messages maps to [])."""
+        rows = self._by_alert("SELECT alert_id, body FROM messages", ids, "seq")
+        return {i: [json.loads(r[0]) for r in rs] for i, rs in rows.items()}
+
+    def acks_for(self, ids: Iterable[str]) -> dict[str, list[dict]]:
+        """`acks` of many alerts: {alert id: its acknowledgements in the order received}."""
+        rows = self._by_alert("SELECT alert_id, actor, kind, status, t FROM acks", ids, "seq")
+        return {i: [dict(zip(("actor", "kind", "status", "t"), r, strict=True)) for r in rs] for i, rs in rows.items()}
+
+    def arrivals_for(self, ids: Iterable[str]) -> dict[str, list[dict]]:
+        """`arrivals` of many alerts: {alert id: its units on scene, by time}."""
+        rows = self._by_alert("SELECT alert_id, unit_id, t, seconds_after_alert FROM arrivals", ids, "t")
+        return {i: [dict(zip(("unit_id", "t", "seconds_after_alert"), r, strict=True)) for r in rs]
+                for i, rs in rows.items()}
 
     def messages(self, alert_id: str) -> list[dict]:
         """Every CAP message of an alert, in order."""
@@ -385,13 +449,18 @@ class Store:
         return [self._report_row(r) for r in rows]
 
     def indicators_at(self, at: float) -> tuple[float | None, dict[str, str]]:
-        """The vital signs of the last stored tick at or before ``at`` [unix s]: (its time, {node: JSON body}); (None,
-        {}) when none is stored."""
-        rows = self._all("SELECT t FROM indicators WHERE t <= ? ORDER BY t DESC LIMIT 1", (float(at),))
+        """The vital signs as they were at ``at`` [unix s]: each node's last stored row at or before ``at`` (rows are
+        stored when a node changes, and for every node once a minute); (the newest of those rows' times, {node: JSON
+        body}); (None, {}) when none is stored. Only the rows since the last minute row at or before ``at`` are read
+        (every node has one there)."""
+        at = float(at)
+        minute = self._all("SELECT MAX(t) FROM indicators WHERE res = 'm' AND t <= ?", (at,))[0][0]
+        rows = self._all("SELECT i.node, i.t, i.body FROM indicators i JOIN (SELECT node, MAX(t) AS t FROM indicators "
+                         "WHERE t >= ? AND t <= ? GROUP BY node) newest ON i.node = newest.node AND i.t = newest.t",
+                         (float(minute) if minute is not None else -1e300, at))
         if not rows:
             return None, {}
-        t = float(rows[0][0])
-        return t, dict(self._all("SELECT node, body FROM indicators WHERE t = ?", (t,)))
+        return max(float(t) for _, t, _ in rows), {node: body for node, _, body in rows}
 
     def indicator_rows(self, node: str, since: float, until: float) -> list[tuple[float, str]]:
         """(t, JSON body) of one node's stored vital signs with ``since`` <= t <= ``until`` [unix s], oldest first."""
@@ -414,6 +483,13 @@ class Store:
     def frame_times(self, name: str, since: float) -> list[float]:
         """Times of the stored frames of one level layer at or after ``since`` [unix s], oldest first."""
         rows = self._all("SELECT t FROM layer_frames WHERE name = ? AND t >= ? ORDER BY t", (name, float(since)))
+        return [float(r[0]) for r in rows]
+
+    def vital_times(self, since: float) -> list[float]:
+        """The distinct times at or after ``since`` [unix s] at which a level frame (any name) or a node's indicators
+        were stored, oldest first (the vital signs' timeline: a time whenever something changed, and one a minute)."""
+        rows = self._all("SELECT t FROM layer_frames WHERE t >= ? UNION SELECT t FROM indicators WHERE t >= ? "
+                         "ORDER BY t", (float(since), float(since)))
         return [float(r[0]) for r in rows]
 
     def frame_at(self, name: str, at: float) -> tuple[float, bytes] | None:

@@ -42,6 +42,16 @@ from twin.live.vitals import FRAME_NAMES, SENSOR_KINDS, TickInputs, Vitals, regi
 
 log = logging.getLogger(__name__)
 
+
+def _observed(hazard: str) -> bool:
+    """Whether an alert of ``hazard`` is observed (CAP certainty Observed, `models.hazards`), not a forecast such as
+    ``crowd_forecast`` (Likely): the vital signs count the two apart. An unknown hazard counts as observed."""
+    try:
+        return hazard_spec(hazard).certainty == "Observed"
+    except KeyError:
+        return True
+
+
 @dataclass(frozen=True)
 class CoreConfig:
     """Settings of the live twin core.
@@ -219,13 +229,16 @@ class TwinCore:
                 if c.assignee:
                     busy.add(c.assignee)
         stale = self.config.live.stale_s
+        observed, forecasts = [], []
+        for a in self.book.active.values():
+            (observed if _observed(a.hazard) else forecasts).append((a.cells, int(a.level)))
         return TickInputs(
             t, flat("crowd_density", np.nan), self.state.static["walkable_area"].values.ravel(),
             flat("level_crowd", -1), flat("water_depth", np.nan), flat("level_flood", -1), link_tpi, link_level,
-            [(a.cells, int(a.level)) for a in self.book.active.values()], cases,
+            observed, cases,
             {k: self.state.readings[k].fresh_any(t, stale[k]) for k in SENSOR_KINDS},
             [(e.row * grid.nx + e.col, e.id in busy) for e in self.state.entities.located_units()],
-            {name: layers[name].values for name in FRAME_NAMES if name in layers})
+            {name: layers[name].values for name in FRAME_NAMES if name in layers}, forecasts)
 
     def is_active(self, alert_id: str) -> bool:
         """Whether the alert is active now."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -226,21 +226,25 @@ class LiveQuery:
         """The vital signs of the nodes of ``level`` (children of ``parent`` only, when given): ``{"t", "level",
         "nodes": [{"id", "level", "name", "name_en", "parent", "indicators": {name: {"value", "unit", "level",
         "trend", "trend_arrow", "detail"}}}]}`` at the last tick (``at`` None) or as stored at or before ``at``
-        [unix s] (``t`` that row's time; None and empty ``indicators`` when there is none). Indicators and their
-        rules: `twin.live.vitals`. Raises ValueError for an unknown level."""
+        [unix s] (each node's last stored row at or before ``at``: rows are stored when a node changes and once a
+        minute; ``t`` the newest of those rows' times; None and empty ``indicators`` when there is none). Indicators
+        and their rules: `twin.live.vitals`. Raises ValueError for an unknown level."""
         return self._service.core.indicators(level, at, parent)
 
     def indicator_history(self, node: str, indicator: str | None = None, since: float | None = None,
                           until: float | None = None) -> dict:
         """A node's stored vital signs: ``{"node", "since", "until", "series": {name: {"unit", "points": [[t, value,
-        level], ...]}}}`` oldest first (every tick of the last hour, one a minute before, 24 h kept); all indicators
+        level], ...]}}}`` oldest first: a point whenever anything of the node changed (value, level or detail, at
+        tick resolution, for the last hour), and one a minute (24 h kept); all indicators
         without ``indicator``; ``until`` defaults to the last tick, ``since`` to an hour before ``until`` [unix s].
         Raises KeyError for an unknown node, ValueError for an unknown indicator."""
         return self._service.core.indicator_history(node, indicator, since, until)
 
     def layer_frames(self) -> dict:
         """``{"names": ["level", "level_crowd", "level_flood", "level_traffic"], "times": [t, ...]}``: the times
-        [unix s] of the level frames stored in the last hour (one per tick), oldest first."""
+        [unix s] of the last hour the page can scrub to, oldest first: every time a level frame (of any name) or any
+        node's indicators were stored (frames and rows are stored when they change; indicator rows also once a
+        minute). `layer_frame` and `indicators` read at or before such a time."""
         return self._service.core.layer_frames()
 
     def layer_frame(self, name: str, at: float) -> tuple[np.ndarray, float] | None:
@@ -261,6 +265,24 @@ class LiveQuery:
                 if row["identifier"] == identifier:
                     return row
         return None
+
+    def alert_rows_between(self, since: float, until: float, limit: int = 500) -> list[dict]:
+        """Stored alerts alive at some time of [``since``, ``until``] [unix s, twin time] (raised at or before
+        ``until``, not cancelled before ``since``), newest raised first, at most ``limit``; dicts as `alert_rows`
+        (`twin.alerting.store.Store.alerts_between`)."""
+        return self._service.store.alerts_between(since, until, limit)
+
+    def messages_for(self, ids: Iterable[str]) -> dict[str, list[dict]]:
+        """{alert id: every CAP message of that alert, oldest first} for many alerts (a few queries, not one each)."""
+        return self._service.store.messages_for(ids)
+
+    def acks_for(self, ids: Iterable[str]) -> dict[str, list[dict]]:
+        """{alert id: its acknowledgements (units and operators), in the order received} for many alerts."""
+        return self._service.store.acks_for(ids)
+
+    def arrivals_for(self, ids: Iterable[str]) -> dict[str, list[dict]]:
+        """{alert id: the units recorded on scene, by time} for many alerts."""
+        return self._service.store.arrivals_for(ids)
 
     def messages(self, identifier: str) -> list[dict]:
         """Every CAP message of an alert, oldest first."""

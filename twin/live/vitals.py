@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import threading
+import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ STEADY_REL = 0.05
 DECIMALS = {"people": 0, "water": 3, "traffic": 2, "alerts": 0, "cases": 0, "sensors": 1, "units": 0}
 """Rounding of each indicator's value and trend (people to one person, water to 1 mm, ...)."""
 INTEGER = frozenset({"people", "alerts", "cases", "units"})
+STORE_WARN_S = 60.0
+"""While the store fails, the vital signs log one warning per this much wall-clock time, not one a tick [design:
+an outage of a minute is one line, of an hour sixty]. [s]"""
 
 
 # ---------------------------------------------------------------- grouping cells
@@ -138,7 +142,10 @@ class Parts:
     slow: np.ndarray
     """Links at GB/T 33171 level >= `SLOW_ROAD_LEVEL`. [1]"""
     alerts: np.ndarray
-    """Distinct (group, alert, level) rows of the active alerts, shape (k, 3)."""
+    """Distinct (group, alert, level) rows of the active observed alerts, shape (k, 3)."""
+    forecasts: np.ndarray
+    """Distinct (group, alert, level) rows of the active forecast alerts (CAP certainty not Observed, e.g. the
+    ``crowd_forecast`` alerts, certainty Likely), shape (k, 3)."""
     cases: np.ndarray
     overdue: np.ndarray
     expected: np.ndarray
@@ -236,7 +243,8 @@ def empty_parts(n: int, n_kinds: int) -> dict[str, np.ndarray]:
     z = np.zeros(n)
     return {"people": z, "people_cells": z, "crowd_level": np.full(n, -1.0), "water_max": np.full(n, np.nan),
             "flood_level": np.full(n, -1.0), "wet_m2": z, "patches": np.zeros((0, 2), np.int64), "tpi_len": z,
-            "length": z, "links": z, "slow": z, "alerts": np.zeros((0, 3), np.int64), "cases": z, "overdue": z,
+            "length": z, "links": z, "slow": z, "alerts": np.zeros((0, 3), np.int64),
+            "forecasts": np.zeros((0, 3), np.int64), "cases": z, "overdue": z,
             "expected": z, "reporting": z, "stale": np.zeros((n, n_kinds)), "units": z, "busy": z}
 
 
@@ -270,7 +278,7 @@ def lift(parts: Parts, mapping: np.ndarray, n: int) -> Parts:
     stale = np.zeros((n, parts.stale.shape[1]))
     np.add.at(stale, m, parts.stale[ok])
     out["stale"] = stale
-    for name, width in (("patches", 2), ("alerts", 3)):
+    for name, width in (("patches", 2), ("alerts", 3), ("forecasts", 3)):
         rows = getattr(parts, name)
         node = np.where(rows[:, 0] >= 0, mapping[np.maximum(rows[:, 0], 0)], -1) if rows.size else np.zeros(0, np.int64)
         keep = rows[node >= 0]
@@ -318,16 +326,17 @@ def finish(parts: Parts, kinds: tuple[str, ...] = SENSOR_KINDS, has_links: bool 
     """Every node's indicators (without trends: `Vitals` adds them): {name: {"value", "unit", "level", "detail"}}.
 
     ``has_links``: the twin has road links (else traffic is no data); ``has_cases``: it runs its case loop (else
-    cases are no data)."""
+    cases are no data). An indicator whose level is -1 (its inputs are no data: e.g. the flood levels with the rain
+    gauges silent) has no value either (None), not a modelled number next to a grey "no data". The alerts indicator
+    counts the observed alerts (value, level, ``by_level``); the forecast alerts are only in its detail
+    (``forecast``, ``forecast_by_level``)."""
     n = parts.n
     nan = np.full(n, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         index = np.where(parts.length > 0, parts.tpi_len / parts.length, np.nan) if has_links else nan
         share = np.where(parts.expected > 0, 100.0 * parts.reporting / parts.expected, np.nan)
     patches = np.bincount(parts.patches[:, 0], minlength=n) if parts.patches.size else np.zeros(n, np.int64)
-    alerts = parts.alerts
-    by_level = np.stack([np.bincount(alerts[alerts[:, 2] == lv, 0], minlength=n) if alerts.size
-                         else np.zeros(n, np.int64) for lv in (1, 2, 3, 4)], axis=1)
+    by_level, forecast = _by_level(parts.alerts, n), _by_level(parts.forecasts, n)
     worst = np.where(by_level.any(axis=1), 4 - np.argmax(by_level[:, ::-1] > 0, axis=1), 0)
     overdue = parts.overdue.astype(np.int64)
     values = {"people": _nums("people", np.where(parts.people_cells > 0, parts.people, np.nan)),
@@ -338,15 +347,19 @@ def finish(parts: Parts, kinds: tuple[str, ...] = SENSOR_KINDS, has_links: bool 
               "traffic": _ints(traffic_level(index)), "alerts": _ints(worst),
               "cases": _ints(np.where(overdue > 0, CASES_OVERDUE_LEVEL, 0) if has_cases else np.full(n, -1)),
               "sensors": _ints(sensor_level(share)), "units": [0] * n}
+    for name, lv in levels.items():  # no data: no value
+        values[name] = [None if level < 0 else v for v, level in zip(values[name], lv, strict=True)]
     cells, wet = _ints(parts.people_cells), np.round(parts.wet_m2, 1).tolist()
-    slow, links, by = _ints(parts.slow), _ints(parts.links), by_level.tolist()
+    slow, links, by, fc = _ints(parts.slow), _ints(parts.links), by_level.tolist(), forecast.tolist()
     expected, reporting, stale = _ints(parts.expected), _ints(parts.reporting), parts.stale.astype(np.int64).tolist()
     busy, located, late, points = _ints(parts.busy), _ints(parts.units), overdue.tolist(), patches.tolist()
     details = {
         "people": [{"cells_with_data": c} for c in cells],
         "water": [{"waterlogged_points": p, "waterlogged_m2": w} for p, w in zip(points, wet, strict=True)],
         "traffic": [{"slow_roads": s, "links_with_data": k} for s, k in zip(slow, links, strict=True)],
-        "alerts": [{"by_level": {"1": b[0], "2": b[1], "3": b[2], "4": b[3]}} for b in by],
+        "alerts": [{"by_level": {"1": b[0], "2": b[1], "3": b[2], "4": b[3]}, "forecast": sum(f),
+                    "forecast_by_level": {"1": f[0], "2": f[1], "3": f[2], "4": f[3]}}
+                   for b, f in zip(by, fc, strict=True)],
         "cases": [{"overdue": o} for o in late],
         "sensors": [{"expected": e, "reporting": r, "stale_by_kind": {k: m for k, m in zip(kinds, row, strict=True)
                                                                       if m}}
@@ -355,6 +368,12 @@ def finish(parts: Parts, kinds: tuple[str, ...] = SENSOR_KINDS, has_links: bool 
     }
     return [{name: {"value": values[name][i], "unit": INDICATOR_UNITS[name], "level": levels[name][i],
                     "detail": details[name][i]} for name in INDICATORS} for i in range(n)]
+
+
+def _by_level(rows: np.ndarray, n: int) -> np.ndarray:
+    """Alerts per node and level 1-4 from (node, alert, level) rows, shape (n, 4)."""
+    return np.stack([np.bincount(rows[rows[:, 2] == lv, 0], minlength=n) if rows.size else np.zeros(n, np.int64)
+                     for lv in (1, 2, 3, 4)], axis=1)
 
 
 def trend_of(name: str, now: float | None, then: float | None) -> tuple[float | None, str]:
@@ -410,6 +429,8 @@ class TickInputs:
     """(flat cell, busy) of each located field unit."""
     frames: dict[str, np.ndarray] = field(default_factory=dict)
     """The level layers to store (`FRAME_NAMES`), int8 (ny, nx)."""
+    forecasts: list[tuple[np.ndarray, int]] = field(default_factory=list)
+    """(flat cells, level) of each active forecast alert (CAP certainty not Observed: counted apart)."""
 
 
 class Vitals:
@@ -430,10 +451,20 @@ class Vitals:
         self._times: deque[float] = deque(maxlen=HISTORY_SAMPLES)
         self._samples: deque[np.ndarray] = deque(maxlen=HISTORY_SAMPLES)
         self._last_minute: float | None = None
+        self._stored_minute: float | None = None
+        """The last minute (floor(t / `SAMPLE_S`)) whose minute row was written."""
+        self._written: dict[str, dict] = {}
+        """Per node, what its last written row held (values, levels, details: not the trends)."""
+        self._failures = 0
+        """Ticks not stored since the store last accepted one."""
+        self._last_warning = -math.inf
+        self.clock = time.monotonic
+        """Wall clock of the store-failure warnings [s] (a test may set its own)."""
         self._last_prune = -math.inf
         self._refilled = False
         self._case_cells: dict[str, int] = {}
         self._last_frames: dict[str, tuple[np.ndarray, bytes]] = {}
+        """Per frame name, the last frame written (its grid and bytes)."""
 
     # ------------------------------------------------------------ static, built once
     @property
@@ -484,8 +515,9 @@ class Vitals:
         has_links = self.link_atom is not None and inputs.link_tpi is not None
         if has_links:
             pieces.update(link_parts(self.link_atom, n_groups, inputs.link_tpi, self.link_length, inputs.link_level))
-        pieces["alerts"] = alert_parts([tree.atoms_of_cells(cells) for cells, _ in inputs.alerts],
-                                       [int(lv) for _, lv in inputs.alerts])
+        for name, alerts in (("alerts", inputs.alerts), ("forecasts", inputs.forecasts)):
+            pieces[name] = alert_parts([tree.atoms_of_cells(cells) for cells, _ in alerts],
+                                       [int(lv) for _, lv in alerts])
         if inputs.cases is not None:
             cells = {c[0]: self._case_cell(c) for c in inputs.cases}
             self._case_cells = cells  # only the open cases' are kept
@@ -517,7 +549,15 @@ class Vitals:
         return cell
 
     def tick(self, inputs: TickInputs) -> None:
-        """Compute, add the trends, remember, and store the indicators and frames of a tick."""
+        """Compute, add the trends, remember, and store the indicators and frames of a tick.
+
+        The tick's values become the last ones (`last`: the tiles and /metrics) before anything is written, so they
+        follow the twin while the store fails. Written (`twin.alerting.store.Store.record_vitals`): at the first tick
+        of each minute a minute row (``res`` ``m``) for every node; at the other ticks a tick row (``res`` ``t``) only
+        for the nodes whose values, levels or details differ from their last written row (a trend alone does not
+        count: between two rows the stored trend may be up to a minute old); a level frame only when it differs
+        from the last one written of its name. A store failure is logged at most once per `STORE_WARN_S`, its end
+        once; what was not written is compared against the last rows that were."""
         t = float(inputs.t)
         values = self.compute(inputs)
         if not self._refilled:
@@ -539,11 +579,41 @@ class Vitals:
         encode = _ENCODER.encode
         bodies = {node: encode({name: [i["value"], i["level"], i["trend"], i["trend_arrow"], i["detail"]]
                                 for name, i in values[node].items()}) for node in self.node_ids}  # `STORED`
-        self.store.record_vitals(t, "m" if is_minute else "t", bodies, self._frames(inputs.frames))
-        if t - self._last_prune >= SAMPLE_S:
-            self.store.prune_vitals(t)
-            self._last_prune = t
         self.last = (t, bodies)
+        keys = {node: {name: (i["value"], i["level"], i["detail"]) for name, i in values[node].items()}
+                for node in self.node_ids}
+        whole = self._stored_minute is None or minute > self._stored_minute
+        rows = bodies if whole else {n: b for n, b in bodies.items() if keys[n] != self._written.get(n)}
+        frames = self._frames(inputs.frames)
+        try:
+            self.store.record_vitals(t, "m" if whole else "t", rows, {name: f[1] for name, f in frames.items()})
+        except Exception as exc:  # the twin goes on; the stored series has a gap
+            self._store_failed(exc)
+            return
+        self._written.update((n, keys[n]) for n in rows)
+        self._last_frames.update(frames)
+        if whole:
+            self._stored_minute = minute
+        if t - self._last_prune >= SAMPLE_S:
+            try:
+                self.store.prune_vitals(t)
+            except Exception as exc:
+                self._store_failed(exc)
+                return
+            self._last_prune = t
+        if self._failures:
+            log.warning("vital signs: the store works again (%d ticks were not stored)", self._failures)
+            self._failures, self._last_warning = 0, -math.inf
+
+    def _store_failed(self, exc: Exception) -> None:
+        """Count a tick the store refused; a one-line warning at most once per `STORE_WARN_S` of wall clock."""
+        self._failures += 1
+        now = self.clock()
+        if now - self._last_warning >= STORE_WARN_S:
+            self._last_warning = now
+            log.warning("vital signs: the store failed, the tiles go on without history (%d ticks not stored): "
+                        "%s: %s", self._failures, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc)
+                        else "")
 
     def _add_trends(self, values: dict[str, dict], now: np.ndarray, then: np.ndarray) -> None:
         """Each indicator's trend (value now − value then) and arrow (`trend_of`, vectorised)."""
@@ -557,8 +627,8 @@ class Vitals:
                 ind = values[node][name]
                 ind["trend"], ind["trend_arrow"] = columns[j][k], arrows[k][j]
 
-    def _frames(self, frames: dict[str, np.ndarray]) -> dict[str, bytes]:
-        """The tick's level frames compressed (a frame equal to the last one reuses its bytes)."""
+    def _frames(self, frames: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, bytes]]:
+        """The tick's level frames that differ from the last one written of their name: (grid, compressed)."""
         out = {}
         for name in FRAME_NAMES:
             level = frames.get(name)
@@ -566,8 +636,7 @@ class Vitals:
                 continue
             last = self._last_frames.get(name)
             if last is None or last[0].shape != level.shape or not np.array_equal(last[0], level):
-                last = self._last_frames[name] = (np.array(level, np.int8), encode_frame(level))
-            out[name] = last[1]
+                out[name] = (np.array(level, np.int8), encode_frame(level))
         return out
 
     def _sample_near(self, target: float) -> np.ndarray | None:
@@ -599,7 +668,7 @@ class Vitals:
             self._times.append(ts)
             self._samples.append(by_t[ts])
         if by_t:
-            self._last_minute = math.floor(max(by_t) / SAMPLE_S)
+            self._last_minute = self._stored_minute = math.floor(max(by_t) / SAMPLE_S)
 
     # ------------------------------------------------------------ reads
     def nodes_at(self, level: str, at: float | None = None, parent: str | None = None) -> dict:
@@ -621,8 +690,9 @@ class Vitals:
 
     def history(self, node: str, indicator: str | None, since: float | None, until: float | None,
                 last_tick: float | None) -> dict:
-        """`twin.live.query.LiveQuery.indicator_history`. KeyError for an unknown node, ValueError for an unknown
-        indicator."""
+        """`twin.live.query.LiveQuery.indicator_history`: the node's stored rows with ``since`` <= t <= ``until``, a
+        point whenever anything of the node changed (values, levels, details) and one a minute (the minute rows);
+        older than an hour, one a minute only. KeyError for an unknown node, ValueError for an unknown indicator."""
         self.tree.node(node)
         if indicator is not None and indicator not in INDICATORS:
             raise ValueError(f"unknown indicator {str(indicator)[:40]!r}; indicators: {', '.join(INDICATORS)}")
@@ -640,9 +710,12 @@ class Vitals:
                 "until": until if math.isfinite(until) else None, "series": series}
 
     def frame_times(self, last_tick: float | None) -> dict:
-        """`twin.live.query.LiveQuery.layer_frames`: the stored frames' times of the last hour, oldest first."""
+        """`twin.live.query.LiveQuery.layer_frames`: the times of the last hour the page can scrub to, oldest first:
+        every time at which a level frame (of any name) or a node's indicators were stored, that is whenever a frame
+        or an indicator changed, and once a minute (the minute rows). Between two of them nothing stored changed:
+        the reads at or before any time show the state of the time listed before it."""
         since = (last_tick if last_tick is not None else math.inf) - TREND_HORIZON_S
-        times = self.store.frame_times(FRAME_NAMES[0], since if math.isfinite(since) else -math.inf)
+        times = self.store.vital_times(since if math.isfinite(since) else -math.inf)
         return {"names": list(FRAME_NAMES), "times": times}
 
     def frame(self, name: str, at: float) -> tuple[np.ndarray, float] | None:
