@@ -4,6 +4,7 @@ the indicator gauges of /metrics (issue 18)."""
 from __future__ import annotations
 
 import io
+import zlib
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import T0, client_for
+from twin.api.routes_frames import FRAME_NAMES
 
 ORDER = ["people", "water", "traffic", "alerts", "cases", "sensors", "units"]
 """The indicators, in the page's order (twin.live.vitals)."""
@@ -71,11 +73,13 @@ def test_the_history_of_a_node_is_every_tick_oldest_first(api, scenario):
     assert body["node"] == "city" and list(body["series"]) == ["alerts"]
     points = body["series"]["alerts"]["points"]
     times = [p[0] for p in points]
-    assert times == [T0 + 10 * k for k in range(drv.k)], "one point per tick since the first"
+    ticks = [T0 + 10 * k for k in range(drv.k)]
+    assert times[0] == T0 and times == sorted(set(times)) and set(times) <= set(ticks), "tick times, oldest first"
+    assert T0 + 10 not in times, "a quiet tick like the one before is not stored again: the value holds till the next"
     assert points[-1][1:] == [2, 4] and points[0][1:] == [0, 0], "no alert at first, two red ones now"
     window = api.get("/api/indicators/history",
                      params={"node": "city", "indicator": "alerts", "from": drv.t - 20, "to": drv.t}).json()
-    assert [p[0] for p in window["series"]["alerts"]["points"]] == [drv.t - 20, drv.t - 10, drv.t]
+    assert [p[0] for p in window["series"]["alerts"]["points"]] == [t for t in times if drv.t - 20 <= t <= drv.t]
     every = api.get("/api/indicators/history", params={"node": "city"}).json()
     assert list(every["series"]) == ORDER and every["series"]["people"]["unit"] == "person"
 
@@ -86,9 +90,37 @@ def test_history_errors(api, scenario):
     r = api.get("/api/indicators/history", params={"node": "city", "indicator": "happiness"})
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"
     r = api.get("/api/indicators/history", params={"node": "city", "from": 10, "to": 5})
-    assert r.status_code == 400
+    assert r.status_code == 400 and r.json()["detail"] == "from (10) is after to (5)"
     default = api.get("/api/indicators/history", params={"indicator": "alerts"}).json()
     assert default["node"] == "city", "the city's history by default"
+
+
+def test_a_history_from_after_the_last_tick_is_400(api, scenario):
+    """``to`` defaults to the last tick: a ``from`` after it is an empty period, said so (not an empty answer)."""
+    _, drv, _ = scenario
+    r = api.get("/api/indicators/history", params={"from": drv.t + 1})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+    assert r.json()["detail"] == f"from ({drv.t + 1:.0f}) is after to ({drv.t:.0f}; the last tick when not given)"
+    assert api.get("/api/indicators/history", params={"from": drv.t}).status_code == 200, "one instant is a period"
+
+
+def test_a_tree_that_cannot_be_built_is_503_not_the_requests_fault(service, tmp_path, caplog):
+    """A broken districts file is the server's problem: 503 ``tree_unavailable`` and an ERROR line; an unknown
+    level is still the request's (400)."""
+    (tmp_path / "districts.geojson").write_text("{not json", encoding="utf-8")
+    vitals = service.core.vitals
+    vitals._folder, vitals._tree = tmp_path, None
+    with client_for(service) as c:
+        for path, params in (("/api/admin-units", {}), ("/api/admin-units", {"level": "district"}),
+                             ("/api/indicators", {"level": "city"}), ("/api/indicators/history", {})):
+            r = c.get(path, params=params)
+            assert r.status_code == 503 and r.json()["error"] == "tree_unavailable", (path, r.json())
+            assert "districts.geojson" in r.json()["detail"]
+        assert any(rec.levelname == "ERROR" and "management tree unavailable" in rec.getMessage()
+                   for rec in caplog.records)
+        for path in ("/api/admin-units", "/api/indicators"):
+            r = c.get(path, params={"level": "province"})
+            assert r.status_code == 400 and r.json()["error"] == "invalid_request" and "province" in r.json()["detail"]
 
 
 def test_admin_units_are_geojson_polygons_in_lon_lat(api):
@@ -111,15 +143,18 @@ def test_frames_list_the_stored_ticks_and_draw_like_the_live_layer(api, scenario
     _, drv, _ = scenario
     body = api.get("/api/frames").json()
     assert body["names"] == ["level", "level_crowd", "level_flood", "level_traffic"]
-    assert body["times"] == [T0 + 10 * k for k in range(drv.k)]
+    times, ticks = body["times"], [T0 + 10 * k for k in range(drv.k)]
+    assert times[0] == T0 and times == sorted(set(times)) and set(times) <= set(ticks), "tick times, oldest first"
+    assert T0 + 10 not in times, "a frame like the one before is not stored again"
     live = api.get("/api/layers/level_crowd.png")
     frame = api.get("/api/frames/level_crowd.png", params={"at": drv.t})
     assert frame.status_code == 200 and frame.headers["content-type"] == "image/png"
-    assert float(frame.headers["X-Frame-Time"]) == drv.t
+    stored_at = float(frame.headers["X-Frame-Time"])
+    assert stored_at in ticks, "the last frame stored at or before the last tick"
     assert frame.headers["X-Bounds"] == live.headers["X-Bounds"]
     assert frame.content == live.content, "the newest frame is the live layer, drawn the same way"
     newest = api.get("/api/frames/level_crowd.png")
-    assert float(newest.headers["X-Frame-Time"]) == drv.t, "default: the newest frame"
+    assert float(newest.headers["X-Frame-Time"]) == stored_at, "default: the newest frame"
     shown = api.get("/api/frames/level_crowd.png", params={"at": drv.t, "nodata": "show"}).content
     assert shown == api.get("/api/layers/level_crowd.png", params={"nodata": "show"}).content
 
@@ -134,6 +169,34 @@ def test_an_earlier_frame_is_the_one_at_or_before_the_time(api, scenario):
     assert red.any(), "the square in red now"
     r = api.get("/api/frames/level_crowd.png", params={"at": T0 - 1})
     assert r.status_code == 404 and r.json()["error"] == "no_frame"
+
+
+def test_the_api_frame_names_are_the_live_twins(api):
+    assert list(FRAME_NAMES) == api.get("/api/frames").json()["names"] == ["level", "level_crowd", "level_flood",
+                                                                           "level_traffic"]
+
+
+def test_a_frame_picture_checks_its_name_without_reading_the_store(service, monkeypatch):
+    def listing():
+        raise AssertionError("the frame list was read for one picture")
+
+    with client_for(service) as c:
+        monkeypatch.setattr(c.app.state.api.view, "layer_frames", listing)
+        r = c.get("/api/frames/crowd_density.png", params={"at": T0})
+        assert r.status_code == 404 and r.json()["error"] == "unknown_layer"
+        r = c.get("/api/frames/level.png", params={"at": T0})
+        assert r.status_code == 404 and r.json()["error"] == "no_frame"
+
+
+def test_a_frame_of_another_grid_is_409(service, caplog):
+    """A state database reused after the twin was rebuilt at another resolution: its frames do not decode to the
+    grid's shape (12 cells here)."""
+    service.store.record_vitals(T0, "t", {}, {"level_crowd": zlib.compress(bytes(12))})
+    with client_for(service) as c:
+        r = c.get("/api/frames/level_crowd.png", params={"at": T0})
+        assert r.status_code == 409 and r.json()["error"] == "frame_mismatch", r.json()
+        assert "12 cells" in r.json()["detail"]
+    assert any(rec.levelname == "ERROR" and "does not fit the grid" in rec.getMessage() for rec in caplog.records)
 
 
 def test_frames_of_an_unknown_layer_and_before_any_tick_are_404(api, service):

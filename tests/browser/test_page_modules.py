@@ -452,6 +452,68 @@ def test_the_history_lists_alerts_newest_first_with_their_timeline(blank):
     assert out["selected"][2:] == ["zh:citytwin.bund.crowd.1"]
 
 
+def test_a_refresh_keeps_the_open_timelines_and_the_scroll_position(blank):
+    """The page renders the history again every few seconds: a timeline the operator opened stays open (by alert
+    id, wherever its row moves), and the list stays where it was scrolled."""
+    many = {**HISTORY, "alerts": [{**HISTORY["alerts"][1], "identifier": f"citytwin.bund.crowd.{k}",
+                                   "raised_at": T0 - 600 - 60 * k} for k in range(30)]}
+    out = blank.evaluate("""async (body) => {
+      const { renderHistory } = await import("/static/history.js");
+      const el = document.getElementById("hist");
+      el.style.height = "120px";
+      el.style.overflowY = "auto";
+      renderHistory(el, body, {});
+      el.querySelector('.hist-item[data-id="citytwin.bund.crowd.7"] details').open = true;
+      el.scrollTop = 250;
+      const before = el.scrollTop;
+      // the refresh: a new alert on top (every row moves down one), the same ones after it
+      const newer = { ...body.alerts[0], identifier: "citytwin.bund.crowd.new", raised_at: body.until };
+      renderHistory(el, { ...body, alerts: [newer, ...body.alerts] }, {});
+      const open = [...el.querySelectorAll(".hist-item")].filter((li) => li.querySelector("details").open)
+        .map((li) => li.dataset.id);
+      return { before, after: el.scrollTop, open, rows: el.querySelectorAll(".hist-item").length };
+    }""", many)
+    assert out["rows"] == 31 and out["open"] == ["citytwin.bund.crowd.7"]
+    assert out["before"] == 250 and out["after"] == 250
+
+
+# ---------------------------------------------------------------- vitals.js
+def test_a_tile_without_a_value_says_no_data(blank):
+    """Water with no gauge reporting (value null, level -1), and people and traffic without data: the value "–",
+    the line "no data · 无数据" (not "0 points"), no trend arrow, the tile grey; a tile with a value is unchanged."""
+    out = blank.evaluate("""async () => {
+      const { VitalsPanel } = await import("/static/vitals.js");
+      const root = document.createElement("div");
+      root.innerHTML = '<button id="drill-city"></button><select id="drill-district"></select>' +
+        '<select id="drill-street"></select><select id="drill-unit"></select><ul id="vital-tiles"></ul>';
+      document.body.append(root);
+      const panel = new VitalsPanel(root, { onFilter() {}, onNode() {} });
+      const none = (unit, detail) => ({ value: null, unit, level: -1, trend: null, trend_arrow: "→", detail });
+      const body = (water) => ({ t: 1, nodes: [{ id: "city", indicators: {
+        people: none("person", { cells_with_data: 0 }), traffic: none("1", { slow_roads: 0, links_with_data: 0 }),
+        water, alerts: { value: 2, unit: "1", level: 4, trend: null, trend_arrow: "", detail: { by_level: { 4: 2 } } },
+      } }] });
+      const read = () => Object.fromEntries(["people", "water", "traffic", "alerts"].map((n) => {
+        const li = root.querySelector(`li[data-name="${n}"]`);
+        return [n, [li.querySelector(".vital-value").textContent, li.querySelector(".vital-unit").textContent,
+                    li.querySelector(".vital-detail").textContent, li.querySelector(".vital-trend").textContent,
+                    li.dataset.level, li.classList.contains("lv-none")]];
+      }));
+      panel.render(body(none("m", { waterlogged_points: 0, waterlogged_m2: 0 })));
+      const empty = read();
+      panel.render(body({ value: 0.31, unit: "m", level: 3, trend: 0.3, trend_arrow: "↑",
+                          detail: { waterlogged_points: 2, waterlogged_m2: 400 } }));
+      const wet = read().water;
+      panel.render(body(none("m", { waterlogged_points: 0, waterlogged_m2: 0 })));
+      return { empty, wet, dry: read().water };
+    }""")
+    for name in ("people", "water", "traffic"):
+        assert out["empty"][name] == ["–", "", "no data · 无数据", "", "-1", True], name
+    assert out["empty"]["alerts"][:2] == ["2", ""] and out["empty"]["alerts"][4] == "4"
+    assert out["wet"] == ["0.31", "m", "2 points · 积水点", "↑", "3", False]
+    assert out["dry"] == out["empty"]["water"], "and back to no data"
+
+
 # ---------------------------------------------------------------- building.js
 RECORD = {"id": "way/123", "name": "和平饭店", "name_en": "Fairmont Peace Hotel", "use": "hotel", "floors": 12,
           "height_m": 77, "floor_area_m2": 54321.4, "occupancy": 812.6, "cells": 3, "centroid": [121.4903, 31.2397],
@@ -497,3 +559,18 @@ def test_the_building_record_reads_with_units_and_its_risk(blank):
     assert [v for _, v in bare["facts"]] == ["–"] * 6
     assert [r[1] for r in bare["risk"]] == ["no data · 无数据"] * 4 and bare["time"] == ""
     assert out["none"] == "No building record · 无建筑信息"
+
+
+def test_a_hazard_without_data_shows_no_figure(blank):
+    """Flood level -1 (no gauge data in the building's cells): no depth, even the 0.00 m the record carries."""
+    rows = blank.evaluate("""async ([record]) => {
+      const { renderBuilding } = await import("/static/building.js");
+      const el = document.getElementById("bldg");
+      renderBuilding(el, record);
+      return [...el.querySelectorAll(".bldg-risk tr")].map((tr) =>
+        [tr.cells[0].textContent, tr.querySelector(".bldg-chip").textContent,
+         tr.querySelector(".bldg-figure").textContent]);
+    }""", [{**RECORD, "risk": {"level": 3, "crowd": {"level": -1, "density_max": 0.0},
+                                "flood": {"level": -1, "depth_max_m": 0.0}, "traffic": {"level": 0}}}])
+    assert rows == [["Overall · 综合", "orange · 橙", ""], ["Crowd · 人群", "no data · 无数据", ""],
+                    ["Flood · 内涝", "no data · 无数据", ""], ["Traffic · 交通", "none · 无", ""]]

@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from twin.alerting import cap
 from twin.api import geojson
 from twin.api.acks import acknowledge
-from twin.api.alert_history import alert_history
+from twin.api.alert_history import alert_history, period
 from twin.api.errors import ApiError
 from twin.api.schemas import AckRequest, AckResponse, AlertHistory
 from twin.api.state import ApiState
@@ -75,9 +75,10 @@ def alert_routes(state: ApiState) -> APIRouter:
                                   t=view.last_tick())
 
     @r.get("/history", response_model=AlertHistory,
-           responses={422: {"description": "invalid_request: a time that is not a finite number, or to before from"}})
-    def history(since: float | None = Query(None, description="start of the period [unix s]; default the last "
-                                                              "tick minus 3 h"),
+           responses={400: {"description": "invalid_request: since after until (defaults filled)"},
+                      422: {"description": "invalid_request: a time that is not a finite number"}})
+    def history(since: float | None = Query(None, description="start of the period [unix s]; default until "
+                                                              "minus 3 h"),
                 until: float | None = Query(None, description="end of the period [unix s]; default the last tick")
                 ) -> dict:
         """The alerts active at some time in the period, newest first (at most the newest 500: ``truncated`` true
@@ -87,8 +88,10 @@ def alert_routes(state: ApiState) -> APIRouter:
         for name, value in (("since", since), ("until", until)):
             if value is not None and not math.isfinite(value):
                 raise ApiError(422, "invalid_request", [{"where": f"query.{name}", "problem": "must be finite"}])
-        if since is not None and until is not None and until < since:
-            raise ApiError(422, "invalid_request", [{"where": "query.until", "problem": "must not be before since"}])
+        try:
+            since, until = period(view, since, until)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_request", str(exc)) from None
         return alert_history(view, since, until)
 
     @r.get("/{identifier}.xml", response_class=Response,

@@ -70,13 +70,17 @@ let mods = {}; // the optional modules that loaded: {labels, scrubber, sound, hi
 let ui = null; // {map, overlays, alerts, status, side, legend, point, vitals, labels, scrubber, alarm}
 let frameRequested = false;
 let lastTickWall = null;
+let snapshotSeen = false; // a snapshot after the first one is a reconnection (see ringNewRed)
 
 // ------------------------------------------------------------------ events
 function handleEvent(event) {
   stats.events++;
   switch (event.type) {
-    case "snapshot":
+    case "snapshot": {
+      const previous = snapshotSeen ? state.alerts : null;
       state.alerts = new Map(event.alerts.features.map((f) => [f.properties.identifier, f]));
+      snapshotSeen = true;
+      if (previous) ringNewReds(previous, state.alerts); // a reconnection: what turned red while the socket was down
       state.units = new Map(event.units.features.map((f) => [f.properties.id, unitOfFeature(f)]));
       state.status = event.status;
       invalidate("alerts");
@@ -89,6 +93,7 @@ function handleEvent(event) {
       refreshVitals();
       refreshFrames(true);
       break;
+    }
     case "alert": {
       const p = event.feature.properties;
       const before = state.alerts.get(p.identifier);
@@ -137,12 +142,16 @@ function keepLive(feature, previous) {
 }
 
 // A sound and a browser notification when an alert has just become an observed red one (sound.js's newReds:
-// raised red, or raised lower and now red); not for the alerts a snapshot brings (a reload does not ring).
+// raised red, or raised lower and now red). Not for the alerts the first snapshot brings (a reload does not ring);
+// a later snapshot (the socket reconnected) rings for the reds raised while it was down.
 function ringNewRed(id, before) {
   if (!mods.sound) return;
-  const now = state.alerts.get(id);
-  const reds = mods.sound.newReds(new Map(before ? [[id, before]] : []), new Map([[id, now]]));
-  for (const red of reds) {
+  ringNewReds(new Map(before ? [[id, before]] : []), new Map([[id, state.alerts.get(id)]]));
+}
+
+function ringNewReds(previous, next) {
+  if (!mods.sound) return;
+  for (const red of mods.sound.newReds(previous, next)) {
     stats.reds++;
     if (ui?.alarm) ui.alarm.ring(state.alerts.get(red));
   }

@@ -89,10 +89,14 @@ export function renderBuilding(el_, record) {
   const table = el("table", "bldg-risk");
   const crowd = risk.crowd || {};
   const flood = risk.flood || {};
+  // a figure only where the hazard has data: a level of -1 (no data) shows no depth or density, even one the
+  // record carries (a cell's stale or default value)
+  const known = (part, v) => finite(v) && !(finite(part.level) && part.level < 0);
   table.append(
     riskRow("Overall · 综合", { level: risk.level }),
-    riskRow("Crowd · 人群", crowd, finite(crowd.density_max) ? `max ${crowd.density_max.toFixed(2)} person/m²` : ""),
-    riskRow("Flood · 内涝", flood, finite(flood.depth_max_m) ? `max ${flood.depth_max_m.toFixed(2)} m` : ""),
+    riskRow("Crowd · 人群", crowd,
+      known(crowd, crowd.density_max) ? `max ${crowd.density_max.toFixed(2)} person/m²` : ""),
+    riskRow("Flood · 内涝", flood, known(flood, flood.depth_max_m) ? `max ${flood.depth_max_m.toFixed(2)} m` : ""),
     riskRow("Traffic · 交通", risk.traffic),
   );
   const riskTitle = el("div", "bldg-section", "Risk in its cells · 所在网格风险");

@@ -2,7 +2,8 @@
 // level, hazard, place, raised and cancelled times and how long it lasted, and under it the alert's timeline
 // (raised, each level change, updates, acknowledgements, units on scene, cancelled) in a <details>.
 //
-// Clicking a row (or Enter / Space on it) calls onSelect(identifier); opening the timeline does not.
+// Clicking a row (or Enter / Space on it) calls onSelect(identifier); opening the timeline does not. Rendering
+// again (the page refreshes the list every few seconds) keeps the timelines that were open and the scroll position.
 
 import { levelLabel, durationText, shanghaiTime } from "./levels.js";
 
@@ -59,7 +60,7 @@ function timelineEntry(entry, lang) {
   return li;
 }
 
-function alertItem(a, until, lang) {
+function alertItem(a, until, lang, open) {
   const li = el("li", `hist-item ${levelClass(a.level)} hist-${a.state === "cancelled" ? "cancelled" : "active"}`);
   li.dataset.id = a.identifier;
   const row = el("div", "hist-row");
@@ -77,6 +78,7 @@ function alertItem(a, until, lang) {
   li.append(row);
   const timeline = a.timeline || [];
   const details = el("details", "hist-details");
+  details.open = Boolean(open);
   details.append(el("summary", "hist-summary", `${say(WORDS.timeline, lang)} (${timeline.length})`));
   const ol = el("ol", "hist-timeline");
   for (const entry of [...timeline].sort((x, y) => (x.t ?? 0) - (y.t ?? 0))) ol.append(timelineEntry(entry, lang));
@@ -106,6 +108,13 @@ export function renderHistory(el_, body, { lang, onSelect } = {}) {
       }
     });
   }
+  // what the reader had before this render (a refresh every few seconds): the timelines left open, by alert id,
+  // and how far the list was scrolled
+  const open = new Set();
+  for (const item of el_.querySelectorAll(".hist-item")) {
+    if (item.querySelector(".hist-details")?.open) open.add(item.dataset.id);
+  }
+  const scrolled = el_.scrollTop;
   const alerts = [...(body?.alerts || [])].sort((a, b) => (b.raised_at ?? 0) - (a.raised_at ?? 0));
   const parts = [];
   if (!alerts.length) {
@@ -114,9 +123,10 @@ export function renderHistory(el_, body, { lang, onSelect } = {}) {
     parts.push(el("p", "hist-empty", say(WORDS.empty, lang) + period));
   } else {
     const ol = el("ol", "hist-list");
-    for (const a of alerts) ol.append(alertItem(a, body.until, lang));
+    for (const a of alerts) ol.append(alertItem(a, body.until, lang, open.has(a.identifier)));
     parts.push(ol);
   }
   if (body?.truncated) parts.push(el("p", "hist-truncated", `${say(WORDS.truncated, lang)} (${alerts.length})`));
   el_.replaceChildren(...parts);
+  el_.scrollTop = scrolled;
 }

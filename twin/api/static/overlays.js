@@ -13,6 +13,10 @@ const FORECAST_BADGE_DX = 22; // px: a forecast's pin beside the observed one of
 // the smallest marker issue 18 allows) [design].
 const PIN_PATH = "M0 0C-2.5-5-11-10.5-11-19A11 11 0 1 1 11-19C11-10.5 2.5-5 0 0Z";
 const PIN_LETTER_Y = -15; // baseline of the letter, in the head
+const PIN_W = 22; // px: the pin's width and height (PIN_PATH)
+const PIN_H = 30;
+const PIN_GAP = 2; // px between two pins set aside one another [design]
+const SPREAD_STEPS = 6; // a pin moves at most this many pin widths aside to stay clear of another [design]
 
 // A forecast alert (CAP certainty Likely, Possible or Unlikely: the trend's projection), as opposed to an
 // observed one (certainty Observed; an alert without a certainty counts as observed).
@@ -40,6 +44,7 @@ export class Overlays {
       if (!alerts.has(id)) {
         entry.path.remove();
         entry.badge.remove();
+        entry.leader?.remove();
         this.areas.delete(id);
       }
     }
@@ -59,6 +64,8 @@ export class Overlays {
         this.areas.set(p.identifier, entry);
       }
       const forecast = isForecast(p);
+      entry.id = p.identifier;
+      entry.level = p.level;
       if (entry.key !== key || entry.forecast !== forecast) {
         entry.key = key;
         entry.forecast = forecast;
@@ -77,6 +84,7 @@ export class Overlays {
         `${p.level_name} ${p.hazard}: ${p.area_desc || ""}`;
       this.areaLayer.appendChild(entry.path); // keep the level order
     }
+    this.spreadBadges();
   }
 
   makeBadge(id) {
@@ -104,11 +112,64 @@ export class Overlays {
     return { d, centre: best.centre };
   }
 
+  // Where the pin's tip goes on screen (its area's inside point; a forecast's beside it): spreadBadges draws it.
   placeBadge(entry) {
-    if (!entry.centre) return;
+    if (!entry.centre) {
+      entry.anchor = null;
+      return;
+    }
     const [x, py] = this.map.screenOfLocal(...entry.centre);
-    const px = x + (entry.forecast ? FORECAST_BADGE_DX : 0);
-    entry.badge.setAttribute("transform", `translate(${px.toFixed(1)},${py.toFixed(1)})`);
+    entry.anchor = [x + (entry.forecast ? FORECAST_BADGE_DX : 0), py];
+  }
+
+  // Every pin at its anchor, unless another pin is already there: then it moves aside (right, left, two widths
+  // right, ...; at most SPREAD_STEPS widths, inside the map) with a thin line back to its anchor, so that no pin
+  // hides another (at the district's scale two places' alerts are a few pixels apart). Red first, then by level:
+  // the most severe pins keep their place. A grid of pin-sized buckets keeps it linear in the number of pins.
+  spreadBadges() {
+    const entries = [...this.areas.values()].filter((e) => e.anchor);
+    entries.sort((a, b) => (b.level ?? 0) - (a.level ?? 0) || Number(a.forecast) - Number(b.forecast) ||
+      a.anchor[1] - b.anchor[1] || a.anchor[0] - b.anchor[0] || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const cw = PIN_W + PIN_GAP;
+    const ch = PIN_H + PIN_GAP;
+    const buckets = new Map(); // "i,j" -> [[x, y], ...] tips placed
+    const clear = (x, y) => {
+      const i = Math.floor(x / cw);
+      const j = Math.floor(y / ch);
+      for (let di = -1; di <= 1; di++) {
+        for (let dj = -1; dj <= 1; dj++) {
+          for (const [ox, oy] of buckets.get(`${i + di},${j + dj}`) || []) {
+            if (Math.abs(ox - x) < cw && Math.abs(oy - y) < ch) return false;
+          }
+        }
+      }
+      return true;
+    };
+    const { w } = entries.length > 1 ? this.map.viewport() : { w: Infinity };
+    for (const entry of this.areas.values()) if (!entry.anchor) entry.leader?.remove();
+    for (const entry of entries) {
+      const [x, y] = entry.anchor;
+      let dx = 0;
+      for (let k = 1; k <= 2 * SPREAD_STEPS && !clear(x + dx, y); k++) {
+        const step = Math.ceil(k / 2) * cw * (k % 2 ? 1 : -1);
+        if (x + step - PIN_W / 2 < 0 || x + step + PIN_W / 2 > w) continue;
+        dx = step;
+      }
+      if (!clear(x + dx, y)) dx = 0; // nowhere free near it: on its anchor, as before
+      const key = `${Math.floor((x + dx) / cw)},${Math.floor(y / ch)}`;
+      if (!buckets.has(key)) buckets.set(key, []);
+      buckets.get(key).push([x + dx, y]);
+      entry.badge.setAttribute("transform", `translate(${(x + dx).toFixed(1)},${y.toFixed(1)})`);
+      if (dx) {
+        entry.leader ??= svgElement("line", { class: "pin-leader" }, null);
+        if (!entry.leader.isConnected) this.badgeLayer.prepend(entry.leader);
+        for (const [k, v] of [["x1", x + dx], ["y1", y], ["x2", x], ["y2", y]]) {
+          entry.leader.setAttribute(k, v.toFixed(1));
+        }
+      } else {
+        entry.leader?.remove();
+      }
+    }
   }
 
   select(id) {
@@ -205,6 +266,7 @@ export class Overlays {
   // ---------------------------------------------------------------- view changes
   placeAll() {
     for (const entry of this.areas.values()) this.placeBadge(entry);
+    this.spreadBadges();
     for (const m of this.markers.values()) this.placeMarker(m);
     this.placePin();
   }

@@ -23,6 +23,7 @@ const LEVEL_WORD = { city: "City · 市", district: "District · 区", street: "
 const LEVEL_TITLE = {
   "-1": "no data · 无数据", 0: "normal · 正常", 1: "blue · 蓝色", 2: "yellow · 黄色", 3: "orange · 橙色", 4: "red · 红色",
 };
+const NO_DATA = "no data · 无数据"; // a tile's detail line when its indicator has no value
 // Digits of each indicator's value on its tile: people counted whole, water depth to the centimetre, the TPI-like
 // index to a tenth, a share of devices in whole percent, counts whole [design].
 const DIGITS = { people: 0, water: 2, traffic: 1, alerts: 0, cases: 0, sensors: 0, units: 0 };
@@ -211,14 +212,19 @@ export class VitalsPanel {
     li.dataset.value = ind && ind.value != null ? String(ind.value) : "";
     f.value.textContent = vitalValue(name, ind?.value);
     f.unit.textContent = ind && ind.value != null ? vitalUnit(ind.unit) : "";
-    const arrow = ind?.trend_arrow || "";
+    const arrow = ind && ind.value != null ? ind.trend_arrow || "" : "";
     f.arrow.textContent = arrow;
     const rising = RISING[name];
     f.arrow.className = "vital-trend" + (arrow === "↑" && rising ? ` ${rising}` : "") +
       (arrow === "↓" && rising ? ` ${rising === "bad" ? "good" : "bad"}` : "");
     f.arrow.title = ind ? trendTitle(name, ind) : "";
-    f.detail.textContent = ind ? vitalDetail(name, ind) : "";
-    if (name === "alerts" && ind) alertCounts(f.detail, ind.detail?.by_level || {});
+    // no value (no sensor data for it: e.g. water with no gauge reporting): "–" and "no data", not a detail that
+    // reads like a measurement ("0 points")
+    const known = ind && ind.value != null && Number.isFinite(ind.value);
+    f.detail.textContent = known ? vitalDetail(name, ind) : NO_DATA;
+    f.detail.classList.toggle("no-data", !known);
+    f.detail.title = "";
+    if (name === "alerts" && known) alertCounts(f.detail, ind.detail?.by_level || {});
     const [, zh, en] = INDICATORS.find((i) => i[0] === name);
     const filterHint = name in TILE_FILTER ? " · click to filter the map and the list · 点击筛选" : "";
     const clickHint = name === "alerts" ? " · click for the list · 点击查看列表"
