@@ -3,6 +3,7 @@
 // hazard. Every field may be missing: it then reads "–".
 
 import { levelLabel, shanghaiTime } from "./levels.js";
+import { el } from "./dom.js";
 
 const DASH = "–";
 const USE_ZH = {
@@ -12,13 +13,6 @@ const USE_ZH = {
   temple: "寺庙", cultural: "文化", museum: "博物馆", transport: "交通", train_station: "车站", mixed: "混合",
   yes: "建筑", parking: "停车", sports: "体育",
 };
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  return e;
-}
 
 const finite = (v) => typeof v === "number" && Number.isFinite(v);
 // "12,345" (thousands separators, no decimals)

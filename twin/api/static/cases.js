@@ -7,6 +7,7 @@
 
 import { getJson, operatorName, setOperatorName, token, writeJson } from "./api.js";
 import { clockTime, duration, showNotice } from "./panels.js";
+import { el } from "./dom.js";
 
 export const LEDGER_EVERY_MS = 10000;
 // [English, Chinese]
@@ -33,13 +34,6 @@ const STEPS = [
 ];
 const DISPATCHABLE = ["new", "dispatched", "accepted", "en_route"];
 const both = ([en, zh]) => `${en} · ${zh}`;
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  return e;
-}
 
 // [text, overdue?] of the running step's deadline at twin time t, null without one.
 export function dueText(c, t) {

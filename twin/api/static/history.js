@@ -6,6 +6,7 @@
 // again (the page refreshes the list every few seconds) keeps the timelines that were open and the scroll position.
 
 import { levelLabel, durationText, shanghaiTime } from "./levels.js";
+import { el } from "./dom.js";
 
 export const HAZARD_NAMES = {
   crowd: ["Crowd", "人群"], crowd_forecast: ["Crowd forecast", "人群预测"], flood: ["Flood", "内涝"],
@@ -26,13 +27,6 @@ function say([en, zh], lang) {
   if (lang === "en") return en;
   if (lang === "zh") return zh;
   return `${en} · ${zh}`;
-}
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  return e;
 }
 
 const levelClass = (level) => `level-${level >= 0 && level <= 4 ? Math.trunc(level) : "none"}`;

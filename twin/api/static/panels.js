@@ -3,6 +3,7 @@
 import { HELD_LAYERS, isHeld } from "./held.js";
 import { LEVEL_LABELS } from "./links.js";
 import { HAZARD_LETTER, isForecast } from "./overlays.js";
+import { el } from "./dom.js";
 
 const SHANGHAI = "Asia/Shanghai";
 const clockFormat = new Intl.DateTimeFormat("en-GB", {
@@ -26,13 +27,6 @@ export function duration(seconds) {
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min`;
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
-}
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  return e;
 }
 
 // "a, b, c +4": the first few names and how many more.

@@ -7,17 +7,11 @@
 // the button, goes live.
 
 import { shanghaiTime } from "./levels.js";
+import { el } from "./dom.js";
 
 export const DEBOUNCE_MS = 150; // [design] long enough to skip the frames a drag passes over, short to the eye
 const EMPTY_TEXT = "no stored frames yet · 暂无存储帧";
 const LIVE_TEXT = "Live · 实时";
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  return e;
-}
 
 // "12 min ago · 12 分钟前" of a frame `dt` seconds before the newest.
 function agoText(dt) {

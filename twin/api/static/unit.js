@@ -7,6 +7,7 @@
 // sent to a server), is kept in this tab's sessionStorage and removed from the address bar.
 
 import { Projection } from "./projection.js";
+import { el } from "./dom.js";
 
 const POLL_MS = 5000;
 const TOKEN_KEY = (unit) => `citytwin.unitToken.${unit}`;
@@ -53,13 +54,6 @@ const page = {
 
 // ------------------------------------------------------------------ text
 const both = ([zh, en]) => `${zh} · ${en}`;
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  return e;
-}
 
 // A label in both languages: <span lang=zh-CN>…</span> <span lang=en>…</span>.
 function bi([zh, en], cls) {

@@ -6,6 +6,8 @@
 // calls render(); a click on a tile calls onFilter(name) (people, water, traffic filter the map's risk layer and
 // the alert list by hazard; a second click clears the filter).
 
+import { el } from "./dom.js";
+
 // [name, Chinese, English] in the order of the page (the shared brief of issue 18).
 export const INDICATORS = [
   ["people", "人流", "People"], ["water", "积水", "Water"], ["traffic", "交通", "Traffic"], ["alerts", "告警", "Alerts"],
@@ -31,13 +33,6 @@ const DIGITS = { people: 0, water: 2, traffic: 1, alerts: 0, cases: 0, sensors: 
 const UNIT_TEXT = { person: "人", m: "m", "%": "%", 1: "" };
 // Whether a rising value is bad (red arrow), good (green) or neither.
 const RISING = { people: "bad", water: "bad", traffic: "bad", alerts: "bad", cases: "bad", sensors: "good", units: "" };
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text != null) e.textContent = text;
-  return e;
-}
 
 // "12,345" of a value with the indicator's digits ("–" without one).
 export function vitalValue(name, value) {
