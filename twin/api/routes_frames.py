@@ -21,13 +21,13 @@ from twin.api.routes_twin import BBOX_DOC, LAYER_NAME, NODATA_DOC
 from twin.api.schemas import Frames
 from twin.api.state import ApiState
 from twin.api.view import LIVE, LayerInfo
+from twin.live.query import (
+    FRAME_NAMES,  # the stored level layers: a request for another is refused without a store read
+)
 
 log = logging.getLogger(__name__)
 
 
-FRAME_NAMES = ("level", "level_crowd", "level_flood", "level_traffic")
-"""The level layers stored per tick: `twin.live.query.LiveQuery.layer_frames` ``names`` (a test checks they agree);
-a constant so that a request for another name is answered without reading the store."""
 
 
 def _mismatch(name: str, when: float, why: str) -> ApiError:

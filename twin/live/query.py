@@ -24,6 +24,7 @@ from twin.alerting.lifecycle import AlertEvent
 from twin.district.dataset import grid_of
 from twin.district.grid import GridSpec
 from twin.live.state import TwinState
+from twin.live.vitals import FRAME_NAMES  # noqa: F401 (the API's list of the stored level frames)
 
 if TYPE_CHECKING:
     import geopandas as gpd
