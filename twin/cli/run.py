@@ -129,7 +129,7 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
     return ServiceConfig(broker=args.broker, grid=grid, registry=registry, state_dir=state, db=args.db,
                          tick_s=args.tick, prefix=args.prefix, client_id=args.client_id,
                          protocol=args.protocol or "5",
-                         snapshot_every_s=args.snapshot_every, core=core)
+                         snapshot_every_s=args.snapshot_every, core=core, freeze_heap=True)
 
 
 def run_service(args: argparse.Namespace) -> int:

@@ -63,7 +63,7 @@ from twin.live.case_desk import ACTIONS
 from twin.live.core import CoreConfig, TickReport, TwinCore
 from twin.live.query import AckTimeoutError, AckUnavailableError, AlertNotActiveError
 from twin.live.state import Rejected
-from twin.live.warmup import warm_up
+from twin.live.warmup import settle_heap, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,10 @@ class ServiceConfig:
     clock: TwinClock = field(default_factory=TwinClock)
     end_session_on_stop: bool = False
     """Drop the broker-side session when stopping (a demo's one-off client id), MQTT 5 only."""
+    freeze_heap: bool = False
+    """After the warm-up, collect and freeze the process's heap (`settle_heap`) so that Python's full garbage
+    collections no longer walk the twin's long-lived objects. ``twin run`` and ``twin demo`` set it: the process is
+    theirs. Off for a service embedded in another program, whose heap is not the service's to freeze."""
 
 
 class OutboxPublisher:
@@ -242,6 +246,8 @@ class LiveService:
     def start(self, wait_s: float = 10.0) -> bool:
         """Compile the kernels (`warm_up`), connect and start the threads; True once connected to the broker."""
         warm_up(self.static, self.registry, self.config.core)
+        if self.config.freeze_heap:
+            settle_heap()
         self._live = True
         with self._inline_lock:
             self._run_state = "running"

@@ -12,6 +12,7 @@ their first use, in about 2 s together.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -58,3 +59,23 @@ def warm_up(static: xr.Dataset, registry: Registry, config: CoreConfig | None = 
         took = time.perf_counter() - t0
         (say or log.info)(f"models ready in {took:.1f} s")
         return took
+
+
+def settle_heap() -> float:
+    """Collect, then freeze, the process's heap; returns the seconds it took.
+
+    CPython's cyclic garbage collector walks every tracked object at a full (oldest-generation) collection, and the
+    collector runs one whenever the long-lived objects have grown by a quarter. A live twin's heap is mostly objects
+    that live as long as the process (the grid and its layers' wrappers, the registry, the road network's frames,
+    numba's dispatchers), so a full collection in the middle of a flood walked them all: on a heap of 1.2 million
+    objects (a test process) each took 0.8–1.1 s, stalling the tick and the ingest (docs/liveness.md). After
+    `gc.freeze` those objects sit in the permanent generation and collections walk only what came after them. A
+    frozen object that later becomes part of a garbage cycle is not reclaimed: call this once the long-lived
+    objects are built (after `warm_up`), not in a loop. Reference: the `gc.freeze` documentation
+    (https://docs.python.org/3/library/gc.html#gc.freeze)."""
+    t0 = time.perf_counter()
+    gc.collect()
+    gc.freeze()
+    took = time.perf_counter() - t0
+    log.info("heap settled: %d objects frozen in %.2f s", gc.get_freeze_count(), took)
+    return took
