@@ -175,8 +175,11 @@ def test_a_compressed_clock_runs_ticks_and_receive_times_in_twin_time(broker, ob
     try:
         # 12 ticks of 10 twin seconds take 2 wall seconds at 60x (2 minutes if they ran in wall time)
         reports = ticks.next(12, 20, "12 ticks of 10 twin seconds, 2 wall seconds at 60x")
-        spacing = float(np.mean(np.diff([r.t for r in reports])))
-        assert 7.0 <= spacing <= 13.0, f"ticks {spacing:.1f} twin seconds apart, not 10"
+        gaps = np.diff([r.t for r in reports])
+        # ticks come every 10 twin s (167 ms of wall time; in wall time they would be 600 twin s apart); on a loaded
+        # machine a tick that takes longer than that makes the ticker skip the next one (`ticks_skipped`), and a late
+        # ticker catches up, so single gaps vary: the median is the period
+        assert 7.0 <= float(np.median(gaps)) <= 13.0 and gaps.max() < 100.0, gaps.round(1).tolist()
         t = clock()  # a reading stamped in twin time is neither early nor late for the twin
         observer.publish("city/sensors/crowd/crowd-bund-01", encode_senml(
             Batch.build(1, device="crowd-bund-01", t=t, quantity="count", value=123.0)))
