@@ -4,8 +4,9 @@
 
 1. route the topic (family, device, sensor kind) -- the decoders get the device and kind from the route;
 2. check the size;
-3. look the device up in the registry, once, and check it is registered with a kind the topic allows (a
-   unit's task answer as its acks: a registered ``unit``; a citizen report's source is no registry device
+3. look the device up in the registry, once, and check it is registered, active (a retired device is refused
+   ``retired_device``: its retired entry is looked up on that refusal path only) and of a kind the topic allows
+   (a unit's task answer as its acks: a registered ``unit``; a citizen report's source is no registry device
    and is not looked up -- the twin checks sources);
 4. the device's refusal guard: a device whose recent messages were mostly refused is refused here,
    before any parsing (``rate_limited``; ``ingest.validation.RateLimiter``);
@@ -26,7 +27,8 @@ The same rule holds live and on replay: nothing depends on whether a message is 
 broker redelivery or a replay of the raw log (the ``redelivered`` argument is accepted and ignored), only
 on the messages in log order and their logged receive times.
 
-State, none of it I/O: the registry (read only), the dedupe memory with the rate state
+State, none of it I/O: the registry (read here; it changes at run time only on the thread that admits, between
+messages: `ingest.registry.Registry.apply`, docs/guides/devices.md), the dedupe memory with the rate state
 (``deduper``, ``deduper.rates``) and the counters (``metrics``). The ingest loop
 (``ingest.pipeline.Ingestor``) logs, acknowledges and dead-letters around it; the offline demo, replay and
 tests call it directly.
@@ -52,7 +54,7 @@ from ingest.decoders import (
 )
 from ingest.dedupe import Deduper
 from ingest.metrics import Metrics
-from ingest.registry import Registry
+from ingest.registry import Device, Registry
 from ingest.rejection import Reason, Refusal, Rejection, reject
 from ingest.routing import Route, route
 from ingest.validation import (
@@ -124,6 +126,11 @@ class Admission:
         self._deduper = Deduper(dedupe_keys, rates=RateLimiter(self.limits.rate_per_s, self.limits.burst))
         self.metrics = metrics if metrics is not None else Metrics()
         self._rate_state: list[float] | None = None  # the device state of the message being admitted
+
+    def _retired(self, device_id: str) -> Device | None:
+        """The retired entry of a device the registry's active table does not hold (the refusal path only)."""
+        registry = self.registry
+        return registry.retired.get(device_id) if isinstance(registry, Registry) else None
 
     @property
     def deduper(self) -> Deduper:
@@ -197,7 +204,7 @@ class Admission:
         device = None
         if self.registry is not None and r.family not in UNREGISTERED_FAMILIES:
             device = self.registry.get(r.device)  # the one registry look-up of the message
-            check_device(r, device)
+            check_device(r, device if device is not None else self._retired(r.device))
         if r.family == "report" and self.report_sources is not None and r.device not in self.report_sources:
             raise Refusal(Reason.UNKNOWN_SOURCE, f"report source {r.device[:64]!r} is not one of the twin's "
                           f"sources: {', '.join(sorted(self.report_sources))}", "topic")

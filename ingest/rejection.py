@@ -24,6 +24,8 @@ class Reason(StrEnum):
     TIME_SKEW = "time_skew"
     UNKNOWN_DEVICE = "unknown_device"
     IDENTITY_MISMATCH = "identity_mismatch"
+    RETIRED_DEVICE = "retired_device"
+    """The device is in the registry but retired (taken out of service: docs/guides/devices.md)."""
     OUTSIDE_GRID = "outside_grid"
     RATE_LIMITED = "rate_limited"
     UNKNOWN_ALERT = "unknown_alert"

@@ -1,7 +1,8 @@
 """Checks around the decoders: size cap, registry (known device, kind, quantities), rate limit, time skew.
 
 Each check raises ``Refusal`` (the admission step turns it into a ``Rejection``). The registry checks take
-the ``Device`` the caller looked up once (``None``: not registered), never the registry itself.
+the ``Device`` the caller looked up once (``None``: not registered; a retired one: its retired entry), never the
+registry itself.
 Before decoding, cheapest first: ``check_size``, ``check_device``, then the refusal guard of the
 ``RateLimiter``; after decoding: ``check_time`` / ``check_times``, ``check_quantities``, and -- for a
 message with new records -- the rate (``check_rate``).
@@ -169,9 +170,13 @@ def check_size(payload: bytes, limits: Limits) -> None:
 
 
 def check_device(route: Route, device: Device | None) -> None:
-    """The topic's device is registered (``device`` is its registry entry) with a kind the topic allows."""
+    """The topic's device is registered (``device`` is its registry entry), active, and of a kind the topic
+    allows. A retired device (its entry as it was retired, ``status`` ``retired``) is refused ``retired_device``."""
     if device is None:
         raise Refusal(Reason.UNKNOWN_DEVICE, f"device {route.device[:80]!r} is not registered", "topic")
+    if device.status != "active":  # an attribute, not the property: this runs for every message
+        raise Refusal(Reason.RETIRED_DEVICE, f"device {route.device[:80]!r} was retired (registry version "
+                      f"{device.version}); register it again to admit its messages", "topic")
     if device.kind not in _FAMILY_KINDS.get(route.family, (route.sensor_kind,)):
         raise Refusal(
             Reason.IDENTITY_MISMATCH, f"device {route.device!r} is a {device.kind}, not allowed on this topic", "topic"

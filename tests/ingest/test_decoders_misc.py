@@ -25,7 +25,7 @@ REASONS = [
     "bad_unit",
     "time_skew",
     "unknown_device",
-    "identity_mismatch",
+    "identity_mismatch", "retired_device",
     "outside_grid",
     "rate_limited",
     "unknown_alert",

@@ -62,7 +62,7 @@ def test_each_reason_is_dead_lettered_and_counted(rig):
     m = ing.metrics.snapshot()
     expected = {r: 1 for r in cases} | {"rate_limited": 3, "outside_grid": 0, "unknown_alert": 0, "not_sent": 0,
                                                     "unknown_case": 0, "not_assigned": 0, "bad_transition": 0,
-                                                    "unknown_source": 0, "unknown_category": 0}
+                                                    "unknown_source": 0, "unknown_category": 0, "retired_device": 0}
     assert m["rejected"] == expected
     assert m["received"] == len(cases) + 8 and m["accepted"] == 5 and m["accepted_records"] == 5
     letters = [json.loads(p) for t, p, q in src.published]

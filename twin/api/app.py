@@ -17,6 +17,7 @@ from twin.api.routes_alerts import alert_routes
 from twin.api.routes_basemap import basemap_routes
 from twin.api.routes_buildings import building_routes
 from twin.api.routes_cases import case_routes
+from twin.api.routes_devices import device_routes
 from twin.api.routes_frames import frame_routes
 from twin.api.routes_ledger import ledger_routes
 from twin.api.routes_links import links_routes
@@ -31,9 +32,10 @@ from twin.api.state import ApiState
 
 DESCRIPTION = """The live digital twin of a city district (docs/contract/http.md 3.3).
 
-Reads are open; the writes, `POST /api/alerts/{id}/ack`, `POST /api/silences`, `DELETE /api/silences/{id}` and
-`POST /api/cases...`, need `Authorization: Bearer <token>`. A field unit's routes (`/api/units/{unit}/tasks...`,
-used by its page `/unit`) need that unit's own token or the dashboard's.
+Reads are open; the writes, `POST /api/alerts/{id}/ack`, `POST /api/silences`, `DELETE /api/silences/{id}`,
+`POST /api/cases...` and `POST`, `PUT`, `DELETE /api/devices...`, need `Authorization: Bearer <token>`.
+A field unit's routes (`/api/units/{unit}/tasks...`, used by its page `/unit`) need that unit's own token or the
+dashboard's.
 Errors are JSON `{"error": "<code>", "detail": ...}`, but under `/open311/v2` (Open311 GeoReport v2 citizen
 reports, `api_key` for posting) they are Open311's `[{"code", "description"}]`. Positions are CGCS2000 lon/lat
 (the same frame as WGS84 to well under a metre; Open311's are WGS84); grids are in the twin's projected CRS
@@ -116,12 +118,13 @@ def create_app(service, config: ApiConfig | None = None) -> FastAPI:
     for router in (twin_routes(state), alert_routes(state), silence_routes(state), live_routes(state),
                    links_routes(state), basemap_routes(state), building_routes(state), case_routes(state),
                    unit_routes(state), vitals_routes(state), frame_routes(state),
-                   ledger_routes(state), open311_routes(state), page_routes()):
+                   ledger_routes(state), device_routes(state), open311_routes(state), page_routes()):
         app.include_router(router)
     app.openapi = _openapi_with_errors(app)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
-                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
     if config.allowed_hosts is not None:
         app.add_middleware(TrustedHosts, allowed_hosts=config.allowed_hosts)
     return app

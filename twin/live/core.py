@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from ingest.batch import Batch
-from ingest.registry import Registry
+from ingest.registry import Device, Registry
 from models.hazards import ALERT_HAZARDS, density_bands_text
 from models.hazards import hazard as hazard_spec
 from twin.alerting.compose import ComposeContext, default_description, issue, peak_evidence, worst_value
@@ -35,6 +35,7 @@ from twin.cases.model import CaseError
 from twin.district.sources import data_dir
 from twin.live.alert_output import AlertOutput, OutputConfig, unit_payload
 from twin.live.case_desk import CaseConfig, CaseDesk
+from twin.live.links import loop_links
 from twin.live.models import LiveConfig, LiveModels
 from twin.live.query import ActiveAlert, AlertNotActiveError, TickReport
 from twin.live.state import Rejected, ReportRow, TaskAnswer, TwinState
@@ -104,6 +105,43 @@ class CoreConfig:
             raise ValueError(f"CoreConfig.alert_hazards: unknown {unknown}; known: {', '.join(ALERT_HAZARDS)}")
         if not self.clear_s >= 0.0:
             raise ValueError(f"CoreConfig.clear_s must be >= 0 seconds, got {self.clear_s}")
+
+
+def _grown(a: np.ndarray, n: int, fill: float) -> np.ndarray:
+    out = np.full(max(n, a.size), fill, dtype=a.dtype)
+    out[:a.size] = a
+    return out
+
+
+def follow_sensors(models: LiveModels, kinds: set[str]) -> None:
+    """The models' per-sensor tables after the state's changed (`TwinState.apply_devices`, docs/guides/devices.md):
+    the crowd counters' errors and covered cells; the rain gauges' rolling totals (a row per gauge, new gauges from
+    zero) and nearest-gauge cache; the loop detectors' California state (new detectors from nothing) and their road
+    links; the operational units of the flood and crowd alerts (rebuilt at their next use). A retired sensor's row
+    stays, so per-row state is never shifted."""
+    state, observed = models.state, models.observed
+    if "crowd" in kinds:
+        observed.count_rel_error = np.where(np.isnan(state.crowd_rel_error), models.config.count_rel_error,
+                                            state.crowd_rel_error)
+        covered = np.zeros(state.grid.size, bool)
+        covered[state.cover[1]] = True
+        observed.crowd_covered = covered.reshape(observed.shape)
+    if "rain" in kinds:
+        n, rain = max(1, len(state.readings["rain"].ids)), models.pipeline.rain
+        if rain.ring.shape[0] < n:
+            rain.ring = np.vstack([rain.ring, np.zeros((n - rain.ring.shape[0], rain.ring.shape[1]))])
+            rain.shape = (1, n)
+        observed.n_rain_sources = n
+        observed._nearest.clear()  # cached per set of fresh gauges: a gauge may have moved
+    if "traffic" in kinds:
+        loops, n = observed.loops, len(state.readings["traffic"].ids)
+        loops.lags = [_grown(lag, n, np.nan) for lag in loops.lags]
+        loops.count, loops.flag = _grown(loops.count, n, 0), _grown(loops.flag, n, 0)
+        loops.last_t = _grown(loops.last_t, n, -np.inf)
+        if models.links is not None:
+            models.links.loop_det, models.links.loop_link = loop_links(state, models.links.network)
+    if kinds & {"crowd", "water"}:
+        models._units = None  # the named places of the flood and crowd alerts: rebuilt from the registry at next use
 
 
 class TwinCore:
@@ -268,6 +306,33 @@ class TwinCore:
             issue([event], self.cap_context)
             self._publish_event(event, self.state.entities.located_units())
             return event
+
+    # ------------------------------------------------------------ the registry changes (docs/guides/devices.md)
+    def apply_devices(self, devices: list[Device], version: int) -> set[str]:
+        """Take new versions of devices (added, updated or retired; `ingest.registry_db.RegistryStore.changes_since`)
+        into the registry, which the ingest admission shares (it sees them at its next message), the state's
+        per-sensor tables (`TwinState.apply_devices`), the models' per-sensor state and the vital signs' sensor
+        table; the registry is then at ``version``. Returns the device kinds that changed. A live service calls
+        this on its ingest thread for a logged ``$twin/registry`` record, in order with the data and the ticks."""
+        with self.lock:
+            pairs = self.state.registry.apply(devices, version)
+            kinds = self.state.apply_devices(pairs)
+            follow_sensors(self.models, kinds)
+            self._vitals_follow(kinds)
+            return kinds
+
+    def _vitals_follow(self, kinds: set[str]) -> None:
+        """The vital signs' sensor table (each sensor row's kind and management atom, in the state's row order,
+        `registry_sensors`) after sensors changed."""
+        if not kinds & set(SENSOR_KINDS):
+            return
+        tree = self.vitals.tree  # built now if not yet (it reads the sensors it was given, replaced here)
+        st = self.state
+        cells = [st.sensor_cells[k] if k in st.sensor_cells
+                 else np.array([st.cell_of(st.registry.get(d)) for d in st.readings[k].ids], np.int64)
+                 for k in SENSOR_KINDS]
+        self.vitals.sensor_kind = np.concatenate([np.full(c.size, i, np.int64) for i, c in enumerate(cells)])
+        self.vitals.sensor_atom = tree.atoms_of_cells(np.concatenate(cells))
 
     # ------------------------------------------------------------ reads (see twin.live.query)
     def live_layers(self) -> xr.Dataset:
@@ -466,14 +531,16 @@ class TwinCore:
         with self.lock:
             return {"core": {"last_tick": float(self.last_tick), "outside_grid": int(self.outside_grid),
                              "devices_seen": np.array(sorted(self.devices_seen), dtype=str),
-                             "refused_acks": dict(self.refused_acks)},
+                             "refused_acks": dict(self.refused_acks),
+                             "registry_version": int(self.state.registry.version)},
                     "book": self.book.save_state(), "router": self.router.save_state(),
                     "output": self.output.save_state(),
                     "twin_state": self.state.save_state(), "models": self.models.save_state(),
                     **({"cases": self.desk.save_state()} if self.desk is not None else {})}
 
     def restore_state(self, state: dict) -> None:
-        """Take back what `save_state` gave, on a core built from the same static twin, registry and config."""
+        """Take back what `save_state` gave, on a core built from the same static twin, registry (at the version the
+        snapshot names: ``core.registry_version``, `snapshot_registry_version`) and config."""
         with self.lock:
             core = state["core"]
             self.last_tick, self.outside_grid = float(core["last_tick"]), int(core["outside_grid"])

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from ingest.registry import Registry
+from ingest.registry import Device, Registry
+from ingest.registry_db import Change
 from models.crowd import CrowdFusion
 from twin.alerting.lifecycle import AlertEvent
 from twin.district.dataset import grid_of
@@ -125,6 +126,26 @@ class AckTimeoutError(TimeoutError):
 
 class AckUnavailableError(RuntimeError):
     """The live service takes no acknowledgement now: it has stopped, or too many wait to be applied."""
+
+
+class DeviceError(ValueError):
+    """A device change the registry refuses: ``code`` ``invalid_device`` (``problems`` lists them all),
+    ``unknown_device``, ``device_exists``, ``kind_change`` or ``already_retired``; ``detail`` says why in one line."""
+
+    def __init__(self, code: str, detail: str, problems: list[str] | None = None) -> None:
+        super().__init__(detail)
+        self.code, self.detail, self.problems = code, detail, list(problems or [])
+
+
+@dataclass(frozen=True)
+class DevicePage:
+    """A page of the device registry (`LiveQuery.devices`): the registry database's ``version`` and the twin's
+    (``applied``: what its admission and state use), how many devices match, and the page, ordered by id."""
+
+    version: int
+    applied: int
+    total: int
+    devices: list[Device]
 
 
 class LiveQuery:
@@ -363,6 +384,45 @@ class LiveQuery:
         """The open cases assigned to a unit, newest first, as the task messages of ``city/units/{unit}/tasks``
         with ``status`` the case's status now."""
         return self._service.core.case_reads("unit_tasks", unit_id)
+
+    # ------------------------------------------------------------ the device registry (docs/guides/devices.md)
+    def devices(self, kind: str | None = None, status: str | None = None, after: str | None = None,
+                limit: int = 100) -> DevicePage:
+        """Registered devices (of a ``kind``, in a ``status``: ``active`` or ``retired``), by id, those after the id
+        ``after`` only, at most ``limit``: read from the registry database."""
+        store = self._service.registry_store
+        return DevicePage(store.version(), int(self._service.registry.version), store.count(kind, status),
+                          store.page(kind, status, after, limit))
+
+    def device(self, device_id: str) -> Device | None:
+        """One device, active or retired (``status``, ``version`` of its last change), or None."""
+        return self._service.registry_store.device(device_id)
+
+    def device_history(self, device_id: str) -> list[Change]:
+        """Every change of one device, oldest first (``version``, ``op``, the device after it, ``at`` [unix s],
+        ``actor``); [] for an unknown id."""
+        return self._service.registry_store.history(device_id)
+
+    def add_device(self, feature: dict, timeout_s: float | None = None) -> Change:
+        """Register a new device from a GeoJSON Feature; returns the change once the twin has applied it (its next
+        message is admitted). Stored in the registry database first, then applied through the raw log in order
+        with the data (a ``$twin/registry`` record): this waits for that, at most ``timeout_s`` [s].
+
+        Raises `DeviceError` (``invalid_device``, ``device_exists``), `AckTimeoutError` (stored, applied later),
+        `AckUnavailableError` (the twin takes no change now; stored, applied later)."""
+        return self._service.add_device(feature, timeout_s=timeout_s)
+
+    def update_device(self, device_id: str, feature: dict, timeout_s: float | None = None) -> Device:
+        """A device's new entry (moved, other quantities or properties; a retired one registered again), as
+        `add_device`; returns the entry as stored (unchanged: no new version). Raises `DeviceError`
+        (``invalid_device``, ``unknown_device``, ``kind_change``), `AckTimeoutError`, `AckUnavailableError`."""
+        return self._service.update_device(device_id, feature, timeout_s=timeout_s)
+
+    def retire_device(self, device_id: str, timeout_s: float | None = None) -> Change:
+        """Retire a device (row and history kept), as `add_device`: once applied its messages are refused as
+        ``retired_device``. Raises `DeviceError` (``unknown_device``, ``already_retired``), `AckTimeoutError`,
+        `AckUnavailableError`."""
+        return self._service.retire_device(device_id, timeout_s=timeout_s)
 
     # ------------------------------------------------------------ tick listeners
     def add_tick_listener(self, listener: Callable[[TickReport], None]) -> None:

@@ -19,7 +19,16 @@ Threads:
   ``units/{id}/tasks/errors``, and a refused citizen report (``unknown_source``, ``unknown_category``) is
   dead-lettered;
 - the outbox publisher sends stored messages in order and marks each published only when
-  the broker confirmed it.
+  the broker confirmed it;
+- the device registry lives in a database (`ingest.registry_db`, docs/guides/devices.md): a change (from the HTTP
+  API through `LiveService.add_device` and its siblings, or found by the registry thread, which looks for changes
+  made by others every ``registry_poll_s``) is a ``$twin/registry`` control record naming the version to reach,
+  logged and applied in order like an acknowledgement: the admission's registry and the core's per-sensor tables
+  change between two messages, and a replay applies it at the same place.
+
+Registry at start: an empty registry database is filled from ``ServiceConfig.registry`` (the GeoJSON of ``twin run
+--registry``); one that holds devices is the truth and the file is not read. The twin starts from the registry as it
+was where its replay starts (the version a snapshot names) and catches up from there.
 
 Recovery: every ``snapshot_every_s`` of twin time, right after a tick, the core's state and the
 ingest deduplication memory are written as a versioned snapshot (`twin.live.snapshot`: JSON plus
@@ -43,11 +52,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ingest.batch import Batch
 from ingest.pipeline import IngestConfig, Ingestor, control_message
 from ingest.rawlog import LogPosition, RawLog
-from ingest.registry import load_registry
+from ingest.registry import Device, RegistryError, device_from_feature
+from ingest.registry_db import Change, DeviceConflict, RegistryStore, UnknownDeviceError
 from ingest.rejection import Reason, Rejection
 from ingest.routing import subscriptions
 from ingest.transport.client import MqttTransport, is_confirmed
@@ -61,7 +72,7 @@ from twin.district.roads import load_road_network
 from twin.live import snapshot
 from twin.live.case_desk import ACTIONS
 from twin.live.core import CoreConfig, TickReport, TwinCore
-from twin.live.query import AckTimeoutError, AckUnavailableError, AlertNotActiveError
+from twin.live.query import AckTimeoutError, AckUnavailableError, AlertNotActiveError, DeviceError
 from twin.live.state import Rejected
 from twin.live.warmup import settle_heap, warm_up
 
@@ -74,6 +85,13 @@ ACK_TOPIC = "$twin/ack"
 CASE_TOPIC = "$twin/case"
 """Control record of a case action: JSON ``{"action", "body", "request"}`` (`twin.live.case_desk.ACTIONS`; applied
 at the record's receive time, never before the last tick; ``request`` pairs it with its waiter)."""
+REGISTRY_TOPIC = "$twin/registry"
+"""Control record of registry changes: JSON ``{"to": version, "request"}``: the ingest thread applies the registry
+database's changes after the version the twin is at, up to ``to`` (`LiveService._apply_registry`), in order with the
+data, so the admission judges every message by the registry of its place in the log, live and replayed."""
+REGISTRY_CHUNK = 20_000
+"""Most registry changes one ``$twin/registry`` record applies: a bulk import reaches a running twin in parts, with
+data between them. [change]"""
 ACK_TIMEOUT_S = 10.0
 """How long `LiveService.acknowledge` waits for its record to be applied by default. [s]"""
 MAX_PENDING_ACKS = 64
@@ -85,7 +103,8 @@ TWIN_REASONS = {"outside_grid": Reason.OUTSIDE_GRID, "unknown_alert": Reason.UNK
 """The dead-letter reason of each of the twin's own refusals (`twin.live.state.Rejected.reason`)."""
 SNAPSHOT = snapshot.FILE
 SEQUENCES = "sequences.json"
-"""The alert and case numbers the raw log of a state folder started from (`LiveService._number_from_base`)."""
+"""The alert and case numbers and the registry version the raw log of a state folder started from
+(`LiveService._number_from_base`)."""
 
 
 class _PendingAck:
@@ -130,6 +149,11 @@ class ServiceConfig:
     registry: Path
     state_dir: Path
     db: str | None = None
+    registry_db: str | None = None
+    """The device registry's database (`ingest.registry_db`); None: the alert store's when ``db`` is PostgreSQL,
+    else ``registry.db`` in the state folder (`registry_url`)."""
+    registry_poll_s: float = 5.0
+    """How often the twin looks for registry changes made by others (``twin devices``, another twin's API). [s]"""
     tick_s: float = 1.0
     prefix: str = "city/"
     client_id: str = "citytwin-bund"
@@ -203,7 +227,13 @@ class LiveService:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.static, _ = load_twin(cfg.grid)
         self._with_road_network()
-        self.registry = load_registry(cfg.registry)
+        self.registry_store = RegistryStore.open(registry_url(cfg))
+        self.registry_origin = ""
+        """One line saying where the registry came from at start (``twin run`` prints it)."""
+        self._seed_registry()
+        self._registry_lock = threading.Lock()
+        self._registry_queued = 0
+        """The highest registry version a ``$twin/registry`` record was queued for."""
         self.store = Store.open(cfg.db or f"sqlite:///{cfg.state_dir / 'alerts.db'}")
         self.started = time.time()
         self._run_state = "new"  # new -> running (start) -> stopped (stop)
@@ -228,6 +258,7 @@ class LiveService:
         """Ticks not queued because the one before was still waiting: a core slower than its clock ticks as fast
         as it can instead of building a backlog of ticks (each tick covers the time since the last)."""
         self._tick_thread = threading.Thread(target=self._ticker, name="ticker", daemon=True)
+        self._registry_thread = threading.Thread(target=self._watch_registry, name="registry", daemon=True)
         self._last_snapshot_t = float("-inf")
         self._snapshot_lock = threading.Lock()
         self.last_report = None
@@ -255,6 +286,7 @@ class LiveService:
         self.ingestor.start()
         self.publisher.start()
         self._tick_thread.start()
+        self._registry_thread.start()
         return connected
 
     def stop(self, wait_s: float = 10.0) -> None:
@@ -266,6 +298,8 @@ class LiveService:
             self._run_state = "stopped"
         self._tick_stop.set()
         self._tick_thread.join(5)
+        if self._registry_thread.is_alive():
+            self._registry_thread.join(5)
         drained = self.ingestor.stop(wait_s)
         if drained:
             self._snapshot(self.raw_log.position)
@@ -279,6 +313,7 @@ class LiveService:
         if drained:
             self.raw_log.close()
             self.store.close()
+            self.registry_store.close()
 
     # ------------------------------------------------------------ ticks
     def _ticker(self) -> None:
@@ -305,6 +340,9 @@ class LiveService:
             return
         if topic == CASE_TOPIC:
             self._apply_case(payload, received_at)
+            return
+        if topic == REGISTRY_TOPIC:
+            self._apply_registry(payload)
             return
         if topic != TICK_TOPIC:
             return
@@ -579,7 +617,8 @@ class LiveService:
             base = json.loads(path.read_text(encoding="utf-8"))
         else:
             cases = CaseBook.load(self.store, core.config.district).sequence if core.desk is not None else 0
-            base = {"alert_sequence": int(core.book.sequence), "case_sequence": int(cases)}
+            base = {"alert_sequence": int(core.book.sequence), "case_sequence": int(cases),
+                    "registry_version": int(core.state.registry.version)}
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(base), encoding="utf-8")
             os.replace(tmp, path)
@@ -588,15 +627,173 @@ class LiveService:
             core.desk.book.sequence = int(base["case_sequence"])
 
     def _restore(self) -> tuple[TwinCore, LogPosition]:
-        """A fresh core, with the last snapshot's state when there is one; the log position to replay from."""
+        """A fresh core, with the last snapshot's state when there is one; the log position to replay from.
+
+        The registry is read as it was where the replay starts: at the version the snapshot names, or, without one,
+        at the version the raw log started from (``sequences.json``); the replay applies the ``$twin/registry``
+        records after it, and the registry thread then catches up with the database (docs/guides/devices.md)."""
+        self.restored = snapshot.exists(self.config.state_dir)
+        snap = snapshot.read(self.config.state_dir, grid_of(self.static)) if self.restored else None
+        at = snapshot_registry_version(snap.state) if snap is not None else self._base_registry_version()
+        self.registry = self.registry_store.registry(at=at)
         core = TwinCore(self.static, self.registry, self.store, self.config.core)
         self._dedupe_state = None
-        self.restored = snapshot.exists(self.config.state_dir)
-        if not self.restored:
+        if snap is None:
             self._number_from_base(core)
             return core, LogPosition(0, 0)
-        snap = snapshot.read(self.config.state_dir, core.state.grid)
         core.restore_state(snap.state)
         self._dedupe_state = snap.state.get("dedupe")
         log.info("restored snapshot of %s", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.written_at)))
         return core, LogPosition(*snap.position)
+
+    def _base_registry_version(self) -> int | None:
+        """The registry version the raw log of the state folder started from (None: not kept, read the latest)."""
+        path = self.config.state_dir / SEQUENCES
+        if not path.is_file():
+            return None
+        version = json.loads(path.read_text(encoding="utf-8")).get("registry_version")
+        return None if version is None else int(version)
+
+    # ------------------------------------------------------------ the device registry (docs/guides/devices.md)
+    def _seed_registry(self) -> None:
+        """An empty registry database is filled from the ``registry`` GeoJSON (or CSV) file; one that holds devices
+        is the truth, and the file is not read."""
+        store, path = self.registry_store, self.config.registry
+        if not store.is_empty():
+            self.registry_origin = (f"device registry {_safe_url(store.url)}: {store.count(status='active')} active "
+                                    f"devices at version {store.version()} (the database is the truth: {path} is "
+                                    "not read)")
+            log.info(self.registry_origin)
+            return
+        try:
+            report = store.import_file(path, actor="twin run")
+        except RegistryError as exc:
+            raise RegistryError([f"{path}: {p}" for p in exc.problems]) from None
+        self.registry_origin = (f"device registry {_safe_url(store.url)}: {report.added} devices imported from "
+                                f"{path} (version {report.last_version})")
+        log.info(self.registry_origin)
+
+    def _watch_registry(self) -> None:
+        """Queue the registry changes made by others (``twin devices``, another twin): at start, then every
+        ``registry_poll_s``."""
+        while True:
+            try:
+                self.queue_registry_changes()
+            except Exception:  # a database that fails now is asked again at the next poll
+                log.exception("reading the device registry's version failed")
+            if self._tick_stop.wait(self.config.registry_poll_s):
+                return
+
+    def queue_registry_changes(self, upto: int | None = None) -> int:
+        """Queue ``$twin/registry`` records for the changes after those already queued, up to ``upto`` (default: the
+        database's version now), `REGISTRY_CHUNK` changes a record; returns the version queued up to."""
+        latest = self.registry_store.version() if upto is None else int(upto)
+        with self._registry_lock:
+            start = max(self._registry_queued, self.registry.version)
+            while start < latest:
+                to = min(latest, start + REGISTRY_CHUNK)
+                body = json.dumps({"to": to, "request": None}).encode()
+                if not self.ingestor.put_control(control_message(REGISTRY_TOPIC, body, self.clock())):
+                    log.warning("registry changes up to version %d not queued: the ingest loop is behind", to)
+                    break
+                self._registry_queued = start = to
+            return self._registry_queued
+
+    def _apply_registry(self, payload: bytes) -> None:
+        """Apply a logged ``$twin/registry`` record (live, or replayed after a restart) and answer its waiter."""
+        doc = json.loads(payload)
+
+        def apply() -> int:
+            to, at = int(doc["to"]), self.registry.version
+            if to > at:
+                changes = self.registry_store.changes_since(at, upto=to)
+                kinds = self.core.apply_devices([c.device for c in changes], to)
+                log.info("registry version %d -> %d: %d changes (%s)", at, to, len(changes), ", ".join(sorted(kinds)))
+            return self.registry.version
+
+        self._settle(doc, apply, DeviceError, lambda exc: None)
+
+    def _registry_applied(self, change: Change | None, timeout_s: float | None) -> None:
+        """Wait until the twin has applied the registry up to ``change`` (logged as a ``$twin/registry`` record)."""
+        if change is None or self.registry.version >= change.version:
+            return
+        self._wait_applied(REGISTRY_TOPIC, {"to": change.version, "request": uuid.uuid4().hex}, timeout_s,
+                           f"the registry change {change.version} ({change.op} {change.device.id}) was not applied")
+
+    def add_device(self, feature: object, actor: str = "api", timeout_s: float | None = None) -> Change:
+        """Register a new device from a GeoJSON Feature (the registry's rules, `ingest.registry`), durably in the
+        registry database, then applied by the twin (its next message is admitted). Raises `DeviceError`
+        (``invalid_device``, ``device_exists``), `AckTimeoutError` (stored, not applied yet), `AckUnavailableError`."""
+        device = checked_device(feature)
+        try:
+            change = self.registry_store.add(device, actor)
+        except DeviceConflict as exc:
+            raise DeviceError(exc.code, exc.detail) from None
+        self._registry_applied(change, timeout_s)
+        return change
+
+    def update_device(self, device_id: str, feature: object, actor: str = "api",
+                      timeout_s: float | None = None) -> Device:
+        """A registered device's new entry from a GeoJSON Feature (its id the path's; a retired device is
+        registered again); the entry as stored. Raises `DeviceError` (``invalid_device``, ``unknown_device``,
+        ``kind_change``), `AckTimeoutError`, `AckUnavailableError`."""
+        device = checked_device(feature, device_id)
+        try:
+            change = self.registry_store.update(device, actor)
+        except UnknownDeviceError:
+            raise DeviceError("unknown_device", f"no device {device_id!r}: register it with POST") from None
+        except DeviceConflict as exc:
+            raise DeviceError(exc.code, exc.detail) from None
+        self._registry_applied(change, timeout_s)
+        return change.device if change is not None else self.registry_store.device(device_id)
+
+    def retire_device(self, device_id: str, actor: str = "api", timeout_s: float | None = None) -> Change:
+        """Take a device out of service (its row and history kept): its messages are refused as ``retired_device``
+        once the twin has applied it. Raises `DeviceError` (``unknown_device``, ``already_retired``),
+        `AckTimeoutError`, `AckUnavailableError`."""
+        try:
+            change = self.registry_store.retire(device_id, actor)
+        except UnknownDeviceError:
+            raise DeviceError("unknown_device", f"no device {device_id!r}") from None
+        except DeviceConflict as exc:
+            raise DeviceError(exc.code, exc.detail) from None
+        self._registry_applied(change, timeout_s)
+        return change
+
+
+def checked_device(feature: object, device_id: str | None = None) -> Device:
+    """The device of a GeoJSON Feature by the registry's rules (with ``device_id``, the id it must have; a Feature
+    without one takes it); `DeviceError` ``invalid_device`` lists every problem."""
+    if device_id is not None and isinstance(feature, dict) and isinstance(feature.get("properties"), dict):
+        given = feature["properties"].get("id", device_id)
+        if given != device_id:
+            raise DeviceError("invalid_device", f"the body's id {str(given)[:80]!r} is not the path's {device_id!r}")
+        feature = {**feature, "properties": {**feature["properties"], "id": device_id}}
+    problems: list[str] = []
+    device = device_from_feature(feature, "the Feature", problems)
+    if problems or device is None:
+        raise DeviceError("invalid_device", "; ".join(problems[:20]) or "not a device", problems)
+    return device
+
+
+def snapshot_registry_version(state: dict) -> int | None:
+    """The registry version a snapshot's state was taken at (None: a snapshot from before the registry had
+    versions)."""
+    version = state.get("core", {}).get("registry_version")
+    return None if version is None else int(version)
+
+
+def registry_url(config: ServiceConfig) -> str:
+    """The device registry's database: ``registry_db``; else the alert store's when it is PostgreSQL; else
+    ``registry.db`` in the state folder."""
+    if config.registry_db:
+        return config.registry_db
+    if config.db and config.db.startswith(("postgresql://", "postgres://")):
+        return config.db
+    return f"sqlite:///{config.state_dir / 'registry.db'}"
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for the log."""
+    password = urlsplit(url).password
+    return url.replace(f":{password}@", ":***@", 1) if password else url

@@ -13,10 +13,14 @@
   and records them), and so the units' task answers (quantity ``task_{status}``) and the citizen reports
   (quantity ``report``): the core's case desk (`twin.live.case_desk`) decides on them.
 
-Static per registry: the crowd counters' coverage, cut into pieces each covered by one fixed set of counters
-(`twin.district.coverage.shared_coverage`), and the counters' registry properties ``walkable_area_m2`` and
+Per registry: the sensors' cells, the crowd counters' coverage, cut into pieces each covered by one fixed set of
+counters (`twin.district.coverage.shared_coverage`), and the counters' registry properties ``walkable_area_m2`` and
 ``count_rel_error``; a walkable-area override file (`twin.district.walkable`) replaces the twin's
-``walkable_area`` layer (docs/science/crowd.md 1.4). `TwinState.reporting_devices` names the sensors an
+``walkable_area`` layer (docs/science/crowd.md 1.4). The registry changes at run time (docs/guides/devices.md):
+`TwinState.apply_devices` follows it table by table without rebuilding them. Each kind's tables have one row per
+sensor ever registered, in the order they were registered (`ingest.registry.Registry.known`): a retired sensor
+keeps its row, inert, so the rows of a twin built from the same registry version are the same, live or restarted
+(snapshots keep per-row model state). `TwinState.reporting_devices` names the sensors an
 alert on some cells may cite: those that reported within the staleness window.
 
 The fields the models need each tick are derived from this in `twin.live.models`.
@@ -34,10 +38,11 @@ import xarray as xr
 
 from ingest.batch import Batch
 from ingest.decoders.units import TASK_STATUSES
-from ingest.registry import Registry
+from ingest.registry import Device, Registry
 from twin.district import geo
 from twin.district.coverage import SharedCoverage, shared_coverage
 from twin.district.dataset import grid_of
+from twin.district.grid import GridSpec
 from twin.district.walkable import with_walkable_file
 from twin.live.entities import EntityTable
 from twin.live.observations import SensorReadings
@@ -45,6 +50,8 @@ from twin.live.observations import SensorReadings
 log = logging.getLogger(__name__)
 
 SENSOR_QUANTITIES = {"crowd": ("count",), "rain": ("rain",), "water": ("depth",), "traffic": ("speed", "flow", "occ")}
+POINT_SENSORS = ("rain", "water", "traffic")
+"""The sensors the twin places in one cell each (`TwinState.sensor_cells`); crowd counters cover an area."""
 ACK_QUANTITIES = ("ack", "on_scene", "resolved")
 ACK_REFUSALS = ("unknown_alert", "not_sent")
 """The twin's reasons to refuse a unit's acknowledgement (`Rejected`)."""
@@ -179,6 +186,46 @@ def _geometry_lonlat(geometry: dict | None) -> tuple[float, float] | None:
     return float(ring[:, 0].mean()), float(ring[:, 1].mean())
 
 
+def _grown(a: np.ndarray, n: int, fill: float) -> np.ndarray:
+    """A copy of ``a`` with room for ``n`` rows (new ones ``fill``)."""
+    out = np.full(max(n, a.size), fill, dtype=a.dtype)
+    out[:a.size] = a
+    return out
+
+
+def splice_coverage(grid: GridSpec, cover: SharedCoverage, polys: np.ndarray, changed: np.ndarray,
+                    before: list) -> SharedCoverage:
+    """``cover`` after the features ``changed`` of ``polys`` changed (their former polygons ``before``): only the
+    features that overlap them, directly or through others, now or before, are cut again
+    (`twin.district.coverage.shared_coverage`), and their pieces replace the old ones; the other pieces stay. The
+    pieces of a group of overlapping features depend on that group only, so the result covers the same areas as
+    ``shared_coverage(grid, polys)`` (the pieces in another order)."""
+    tree = shapely.STRtree(polys)
+    group = {int(i) for i in changed}
+    probes = np.array([p for p in before if p is not None and not shapely.is_empty(p)], dtype=object)
+    if probes.size:
+        group |= set(tree.query(probes, predicate="intersects")[1].tolist())
+    frontier = sorted(group)
+    while frontier:
+        hits = set(tree.query(polys[frontier], predicate="intersects")[1].tolist()) - group
+        group |= hits
+        frontier = sorted(hits)
+    members = np.array(sorted(group), dtype=np.int64)
+    drop = np.zeros(cover.piece_cell.size, dtype=bool)
+    drop[cover.owner_piece[np.isin(cover.owner_feature, members)]] = True
+    keep = ~drop
+    renumber = np.cumsum(keep) - 1
+    kept_owner = keep[cover.owner_piece]
+    sub = shared_coverage(grid, polys[members])
+    offset = int(keep.sum())
+    return SharedCoverage(np.concatenate([cover.piece_cell[keep], sub.piece_cell]).astype(np.int64),
+                          np.concatenate([cover.piece_area[keep], sub.piece_area]),
+                          np.concatenate([renumber[cover.owner_piece[kept_owner]], sub.owner_piece + offset]
+                                         ).astype(np.int64),
+                          np.concatenate([cover.owner_feature[kept_owner], members[sub.owner_feature]]
+                                         ).astype(np.int64))
+
+
 def _task_answers(batch: Batch) -> list[TaskAnswer]:
     """The task answers of a batch (quantity ``task_{status}``), in batch order."""
     q = batch.quantity
@@ -203,14 +250,23 @@ class TwinState:
         self.static = static
         self.grid = grid_of(static)
         self.registry = registry
-        self.readings = {kind: SensorReadings(kind, tuple(d.id for d in registry.of_kind(kind)), q)
+        self.readings = {kind: SensorReadings(kind, tuple(d.id for d in registry.known(kind)), q)
                          for kind, q in SENSOR_QUANTITIES.items()}
+        self.sensor_rows = {kind: dict(r.index) for kind, r in self.readings.items()}
+        """Row of every sensor of a kind in the per-sensor tables, retired ones included: a retired sensor keeps its
+        row, inert (no readings taken, no cell, no coverage), so rows never move (`apply_devices`)."""
+        self.retired_rows = {kind: {d for d in r.ids if registry.get(d) is None} for kind, r in self.readings.items()}
+        for kind, r in self.readings.items():
+            for dev_id in self.retired_rows[kind]:
+                del r.index[dev_id]  # a retired sensor's readings are not taken
         self.entities = EntityTable(self.grid)
         for d in registry.devices.values():
             if d.kind in ("vehicle", "unit"):
                 self.entities.register(d.id, d.kind, d.unit_type)
-        self.sensor_cells = {kind: self._point_cells(kind) for kind in ("rain", "water", "traffic")}
+        self.sensor_cells = {kind: self._point_cells(kind) for kind in POINT_SENSORS}
         self.loop_downstream = self._downstream()
+        self.crowd_polygons = self._crowd_polygons()
+        """Coverage polygon of each crowd counter row in the grid CRS (an empty polygon for a retired one)."""
         self.crowd_coverage = self._crowd_coverage()
         self.cover = self._crowd_cover()
         self.crowd_walkable_m2 = self._crowd_property("walkable_area_m2")
@@ -243,44 +299,52 @@ class TwinState:
         self.pings = pings
 
     # ------------------------------------------------------------ static geometry of the sensors
+    def cell_of(self, device: Device | None) -> int:
+        """Flat cell of a sensor (-1: retired, no position, or outside the grid)."""
+        pos = _geometry_lonlat(device.geometry) if device is not None else None
+        row, col = self.grid.cell_of_lonlat(*pos) if pos else (-1, -1)
+        return int(self.grid.flat_index(row, col))
+
     def _point_cells(self, kind: str) -> np.ndarray:
-        """Flat cell of each sensor of a kind (-1 where the sensor is outside the grid)."""
-        cells = []
-        for dev_id in self.readings[kind].ids:
-            pos = _geometry_lonlat(self.registry.get(dev_id).geometry)
-            row, col = self.grid.cell_of_lonlat(*pos) if pos else (-1, -1)
-            cells.append(int(self.grid.flat_index(row, col)))
-        return np.array(cells, dtype=np.int64)
+        """Flat cell of each sensor of a kind (-1 where the sensor is retired or outside the grid)."""
+        return np.array([self.cell_of(self.registry.get(d)) for d in self.readings[kind].ids], dtype=np.int64)
 
     def _downstream(self) -> np.ndarray:
         """Index of the loop detector downstream of each one (registry property ``downstream``, a
-        device id), -1 where none is given: the pairs the California algorithm tests."""
+        device id), -1 where none is given (or either is retired): the pairs the California algorithm tests."""
         ids = self.readings["traffic"].index
-        out = [ids.get(str(self.registry.get(d).properties.get("downstream", "")), -1)
-               for d in self.readings["traffic"].ids]
+        out = []
+        for d in self.readings["traffic"].ids:
+            device = self.registry.get(d)
+            out.append(ids.get(str(device.properties.get("downstream", "")), -1) if device is not None else -1)
         return np.array(out, dtype=np.int64)
 
+    def _polygon_of(self, device: Device | None) -> shapely.Geometry:
+        """Coverage polygon of a crowd counter in the grid CRS (a point counter: a square of one cell's size
+        centred on it; a retired one: empty)."""
+        if device is None:
+            return shapely.Polygon()
+        g = device.geometry
+        ring = np.asarray(g["coordinates"][0], dtype=float) if g and g["type"] == "Polygon" else None
+        if ring is None:
+            lon, lat = _geometry_lonlat(g) or (np.nan, np.nan)
+            x, y = geo.to_projected(lon, lat, self.grid.crs)
+            return shapely.Point(x, y).buffer(self.grid.cell_size / 2, cap_style="square")
+        x, y = geo.to_projected(ring[:, 0], ring[:, 1], self.grid.crs)
+        return shapely.Polygon(np.column_stack([x, y]))
+
     def _crowd_polygons(self) -> np.ndarray:
-        """Coverage polygon of each crowd counter in the grid CRS (a point counter: a square of one cell's size
-        centred on it)."""
-        polys = []
-        for dev_id in self.readings["crowd"].ids:
-            g = self.registry.get(dev_id).geometry
-            ring = np.asarray(g["coordinates"][0], dtype=float) if g and g["type"] == "Polygon" else None
-            if ring is None:
-                lon, lat = _geometry_lonlat(g) or (np.nan, np.nan)
-                x, y = geo.to_projected(lon, lat, self.grid.crs)
-                polys.append(shapely.Point(x, y).buffer(self.grid.cell_size / 2, cap_style="square"))
-                continue
-            x, y = geo.to_projected(ring[:, 0], ring[:, 1], self.grid.crs)
-            polys.append(shapely.Polygon(np.column_stack([x, y])))
-        return np.array(polys, dtype=object)
+        """Coverage polygon of each crowd counter row in the grid CRS (`_polygon_of`)."""
+        polys = np.empty(len(self.readings["crowd"].ids), dtype=object)
+        for i, dev_id in enumerate(self.readings["crowd"].ids):
+            polys[i] = self._polygon_of(self.registry.get(dev_id))
+        return polys
 
     def _crowd_coverage(self) -> SharedCoverage:
         """The crowd counters' coverage in pieces (`twin.district.coverage.shared_coverage`): each piece is the
         part of one cell covered by one fixed set of counters, so overlapping counters share a piece instead of
         each claiming a fraction of the cell (docs/science/crowd.md 1.4)."""
-        return shared_coverage(self.grid, self._crowd_polygons())
+        return shared_coverage(self.grid, self.crowd_polygons)
 
     def _crowd_cover(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sparse coverage table of the crowd counters: (sensor, cell, fraction of the cell), one entry per
@@ -289,10 +353,97 @@ class TwinState:
         return (c.owner_feature, c.piece_cell[c.owner_piece],
                 c.piece_area[c.owner_piece] / self.grid.cell_area)
 
+    @staticmethod
+    def _number(device: Device | None, name: str) -> float:
+        value = device.properties.get(name) if device is not None else None
+        return np.nan if value is None else float(value)
+
     def _crowd_property(self, name: str) -> np.ndarray:
-        """A numeric registry property of each crowd counter (NaN where not given; `ingest.registry` checks it)."""
-        values = [self.registry.get(d).properties.get(name) for d in self.readings["crowd"].ids]
-        return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+        """A numeric registry property of each crowd counter (NaN where not given or retired; `ingest.registry`
+        checks it)."""
+        return np.array([self._number(self.registry.get(d), name) for d in self.readings["crowd"].ids], dtype=float)
+
+    # ------------------------------------------------------------ the registry changes (docs/guides/devices.md)
+    def apply_devices(self, changes: list[tuple[Device | None, Device]]) -> set[str]:
+        """Follow registry changes (``(before, after)`` pairs of `ingest.registry.Registry.apply`, the registry
+        already changed) in the per-sensor tables and the entity table, without rebuilding them: a new sensor gets
+        a row at the end of its kind's tables; a moved sensor gets its new cell; a retired sensor keeps its row,
+        inert (no readings taken, last reading dropped, no cell, no coverage); one registered again takes its row
+        back. Only the crowd coverage of the counters that overlap a changed counter (before or after) is cut
+        again (`splice_coverage`). Vehicles and units are added to or dropped from the entity table. A device's
+        kind never changes (the registry refuses it). Returns the kinds that changed."""
+        latest: dict[str, tuple[Device | None, Device]] = {}
+        for old, new in changes:
+            first = latest.get(new.id)
+            latest[new.id] = (first[0] if first is not None else old, new)
+        by_kind: dict[str, list[tuple[Device | None, Device]]] = {}
+        for old, new in latest.values():
+            by_kind.setdefault(new.kind, []).append((old, new))
+        for kind, pairs in by_kind.items():
+            if kind in SENSOR_QUANTITIES:
+                self._sensors_changed(kind, pairs)
+            else:
+                self._movers_changed(pairs)
+        return set(by_kind)
+
+    def _movers_changed(self, pairs: list[tuple[Device | None, Device]]) -> None:
+        for _, new in pairs:
+            if new.active:
+                self.entities.register(new.id, new.kind, new.unit_type)
+                self.entities.entities[new.id].unit_type = new.unit_type
+            else:
+                self.entities.entities.pop(new.id, None)
+
+    def _sensors_changed(self, kind: str, pairs: list[tuple[Device | None, Device]]) -> None:
+        rows, retired = self.sensor_rows[kind], self.retired_rows[kind]
+        added = [new.id for _, new in pairs if new.id not in rows]
+        was_retired = {new.id for _, new in pairs if new.id in retired}
+        for dev_id in added:
+            rows[dev_id] = len(rows)  # appended after the last row
+        now_retired = {new.id for _, new in pairs if not new.active}
+        membership = bool(added) or was_retired != now_retired
+        retired.difference_update(new.id for _, new in pairs)
+        retired.update(now_retired)
+        if membership:
+            self._relayout(kind, added)
+        changed = np.array([rows[new.id] for _, new in pairs], dtype=np.int64)
+        n = len(rows)
+        if kind in POINT_SENSORS:
+            cells = _grown(self.sensor_cells[kind], n, -1)
+            cells[changed] = [self.cell_of(new if new.active else None) for _, new in pairs]
+            self.sensor_cells[kind] = cells
+        if kind == "traffic":
+            self.loop_downstream = self._downstream()
+        if kind == "crowd":
+            self._counters_changed(pairs, changed, n)
+
+    def _relayout(self, kind: str, added: list[str]) -> None:
+        """The readings of a kind with the new sensors' rows appended and only the active sensors taking readings;
+        the readings kept, a retired sensor's dropped."""
+        old = self.readings[kind]
+        r = SensorReadings(kind, old.ids + tuple(added), old.quantities)
+        n = len(old.ids)
+        r.value[:n], r.t[:n] = old.value, old.t
+        for dev_id in self.retired_rows[kind]:
+            i = r.index.pop(dev_id)
+            r.value[i], r.t[i] = np.nan, -np.inf
+        self.readings[kind] = r
+
+    def _counters_changed(self, pairs: list[tuple[Device | None, Device]], changed: np.ndarray, n: int) -> None:
+        before = self.crowd_polygons
+        polys = np.empty(n, dtype=object)
+        polys[:before.size] = before
+        polys[before.size:] = shapely.Polygon()
+        old = [before[i] for i in changed if i < before.size]
+        for i, (_, new) in zip(changed, pairs, strict=True):
+            polys[i] = self._polygon_of(new if new.active else None)
+        self.crowd_polygons = polys
+        self.crowd_coverage = splice_coverage(self.grid, self.crowd_coverage, polys, changed, old)
+        self.cover = self._crowd_cover()
+        for name, attr in (("walkable_area_m2", "crowd_walkable_m2"), ("count_rel_error", "crowd_rel_error")):
+            values = _grown(getattr(self, attr), n, np.nan)
+            values[changed] = [self._number(new if new.active else None, name) for _, new in pairs]
+            setattr(self, attr, values)
 
     def override_walkable(self, path: str | os.PathLike | None) -> None:
         """Apply a walkable-area override file (`twin.district.walkable`) to the twin as it was built; None puts

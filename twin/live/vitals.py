@@ -759,8 +759,9 @@ def _with_units(doc: dict) -> dict:
 
 def registry_sensors(registry) -> list[tuple[str, str, dict | None]]:
     """(kind, id, geometry) of the registry's sensors, kind by kind in `SENSOR_KINDS` order and registry order within
-    a kind (the order of `twin.live.observations.SensorReadings`)."""
-    return [(kind, d.id, d.geometry) for kind in SENSOR_KINDS for d in registry.of_kind(kind)]
+    a kind (the order of `twin.live.observations.SensorReadings`): `ingest.registry.Registry.known`, so a retired
+    sensor is there, with no geometry (it keeps its row in the live state's tables and is nowhere)."""
+    return [(kind, d.id, d.geometry if d.active else None) for kind in SENSOR_KINDS for d in registry.known(kind)]
 
 
 __all__ = ["FRAME_NAMES", "INDICATORS", "INDICATOR_UNITS", "SENSOR_KINDS", "Grouping", "Parts", "TickInputs",
