@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -23,7 +24,8 @@ from twin.live.alert_output import OutputConfig
 from twin.live.case_desk import CaseConfig
 from twin.live.core import CoreConfig
 from twin.live.models import LiveConfig
-from twin.live.service import LiveService, ServiceConfig
+from twin.live.replay import ReplayClock, iso_time, last_logged_time, parse_time
+from twin.live.service import LiveService, ServiceConfig, TwinClock
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,71 @@ def alert_output(args: argparse.Namespace) -> tuple[OutputConfig, str]:
     return OutputConfig(inhibit_rules=str(rules) if rules else None, storm_max_new_per_min=storm), web
 
 
+CLOCKS = ("wall", "replay")
+"""``twin run --clock``: the twin's time is the wall's, or a replay clock from ``--start`` (docs/guides/replay.md)."""
+
+
+def add_clock_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--clock``, ``--start`` and ``--speed`` to the ``twin run`` parser (checked by `twin_clock`)."""
+    parser.add_argument("--clock", choices=CLOCKS, default="wall",
+                        help="the twin's time: wall (default: now; records stamped more than a day before it, or 5 "
+                             "minutes after, are refused as time_skew) or replay (starts at --start and runs --speed "
+                             "times faster than the wall, so recorded data stamped around that time is accepted; "
+                             "docs/guides/replay.md)")
+    parser.add_argument("--start", metavar="T",
+                        help="with --clock replay (required there): the twin's time when it starts taking in data, "
+                             "ISO 8601 with a UTC offset (2024-12-31T23:50:00+08:00) or unix seconds")
+    parser.add_argument("--speed", metavar="S",
+                        help="with --clock replay: twin seconds per wall second (default 1)")
+
+
+def twin_clock(args: argparse.Namespace) -> TwinClock:
+    """The twin's clock from ``--clock``, ``--start`` and ``--speed`` (a ValueError in one line for a bad or
+    misplaced one): the wall's, or a `ReplayClock` that holds at ``--start`` until the twin has started."""
+    clock = getattr(args, "clock", None) or "wall"
+    start, speed = getattr(args, "start", None), getattr(args, "speed", None)
+    if clock not in CLOCKS:
+        raise ValueError(f"--clock {clock!r}: choose wall or replay")
+    if clock == "wall":
+        misplaced = [name for name, value in (("--start", start), ("--speed", speed)) if value is not None]
+        if misplaced:
+            verb = "needs" if len(misplaced) == 1 else "need"
+            raise ValueError(f"{' and '.join(misplaced)} {verb} --clock replay (the wall clock starts now, at 1x)")
+        return TwinClock()
+    if start is None:
+        raise ValueError("--clock replay needs --start T: the recorded time the twin's clock starts at "
+                         "(ISO 8601 with a UTC offset, or unix seconds)")
+    try:
+        t0 = parse_time(start)
+    except ValueError as exc:
+        raise ValueError(f"--start: {exc}") from None
+    return ReplayClock(replay_speed(speed), t0)
+
+
+def replay_speed(text: object) -> float:
+    """``--speed`` [twin s per wall s]: 1 when not given; a ValueError unless a positive finite number."""
+    if text is None:
+        return 1.0
+    try:
+        speed = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"--speed must be a number, got {text!r}") from None
+    if not (speed > 0 and math.isfinite(speed)):
+        raise ValueError(f"--speed must be a positive finite number, got {text!r}")
+    return speed
+
+
+def check_state_time(state_dir: Path, clock: TwinClock) -> None:
+    """A replay clock cannot start before the time a state folder's twin has already run to (its raw log's last
+    record): a ValueError in one line says so. The wall clock is not checked."""
+    if not isinstance(clock, ReplayClock):
+        return
+    last = last_logged_time(Path(state_dir) / "rawlog")
+    if last is not None and last > clock.sim0:
+        raise ValueError(f"--state {state_dir} holds a twin that has run to {iso_time(last)}, after --start "
+                         f"{iso_time(clock.sim0)}: its time cannot go back; use a fresh --state or a later --start")
+
+
 def service_config(args: argparse.Namespace) -> ServiceConfig:
     """Service settings from ``twin run`` options."""
     bands = crowd_bands_file(args)
@@ -129,16 +196,22 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
     return ServiceConfig(broker=args.broker, grid=grid, registry=registry, state_dir=state, db=args.db,
                          tick_s=args.tick, prefix=args.prefix, client_id=args.client_id,
                          protocol=args.protocol or "5",
-                         snapshot_every_s=args.snapshot_every, core=core, freeze_heap=True)
+                         snapshot_every_s=args.snapshot_every, core=core, clock=twin_clock(args), freeze_heap=True,
+                         registry_db=getattr(args, "registry_db", None))
 
 
 def run_service(args: argparse.Namespace) -> int:
     """Run until Ctrl-C, SIGTERM or ``--duration``; returns the exit status."""
+    if getattr(args, "city", None) is not None:
+        from twin.cli.city_run import run_city
+
+        return run_city(args)  # the partitioned deployment (docs/city-deployment.md)
     crowd_bands_file(args)  # a bad file ends here, before a broker is started or a twin built
     units_file(args)
     alert_output(args)
     case_config(args)
     api_config(args)
+    check_state_time(args.state, twin_clock(args))
     embedded = None
     if not args.broker:
         from twin.live.broker import EmbeddedBroker
@@ -156,6 +229,7 @@ def run_service(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     cfg = service_config(args)
     service = LiveService(cfg)
+    print(service.registry_origin)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -163,12 +237,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"recovered: last snapshot loaded, replayed {service.replayed} logged messages since it")
     if not service.start():
         print(f"broker {cfg.broker} not reachable yet: retrying in the background")
+    if isinstance(service.clock, ReplayClock):
+        service.clock.release()  # the twin's time starts at --start now that it takes data in
     try:
         http = _serve_http(service, args)
     except (OSError, ValueError):
         service.stop()
         raise
-    print(f"twin running: broker {cfg.broker}, tick {cfg.tick_s:g} s, state {cfg.state_dir} (Ctrl-C to stop)")
+    print(f"twin running: broker {cfg.broker}, tick {cfg.tick_s:g} s, {clock_text(service.clock)}, "
+          f"state {cfg.state_dir} (Ctrl-C to stop)")
     end = time.monotonic() + args.duration if args.duration else float("inf")
     while not stop.wait(min(10.0, max(0.0, end - time.monotonic()))):
         if time.monotonic() >= end:
@@ -181,6 +258,13 @@ def _run(args: argparse.Namespace) -> int:
         http.stop()
     service.stop()
     return 0
+
+
+def clock_text(clock: TwinClock) -> str:
+    """How the twin's clock runs, for people: ``wall clock``, or ``replay clock from <T> at <S>x``."""
+    if isinstance(clock, ReplayClock):
+        return f"replay clock from {iso_time(clock.sim0)} at {clock.speed:g}x"
+    return "wall clock"
 
 
 def unit_tokens(path: Path | None) -> dict[str, str]:
