@@ -1,6 +1,11 @@
 """``MqttTransport``: a wrapped paho 2.x client that moves bytes between the broker and a bounded queue.
 
 * MQTT 5 by default (``protocol="3.1.1"`` for brokers that only speak 3.1.1, e.g. amqtt).
+* Shared subscriptions (``share_group``): every topic filter is subscribed as ``$share/<group>/<filter>``, so
+  the broker gives each message to one member of the group (MQTT 5 section 4.8.2; Mosquitto has them since
+  1.6, for MQTT 5 and 3.1.1 clients; amqtt has none). The messages still arrive with their own topics. The
+  city deployment's ingest workers use this to split the load (docs/guides/ingest-workers.md); without a
+  group (the default, ``twin run``) nothing changes.
 * Fixed client id and a persistent session: MQTT 5 ``clean_start=False`` with a Session Expiry Interval;
   MQTT 3.1.1 ``clean_session=False``. QoS 1 subscriptions are (re)made in ``on_connect``.
 * Inbound flow control, without a wait cycle (docs/liveness.md):
@@ -162,6 +167,9 @@ class MqttTransport:
         connects to the service listener, where client ids are kept as given).
     subscriptions : sequence of str
         Topic filters subscribed at QoS 1 on every connect.
+    share_group : str or None
+        Subscribe to each filter as ``$share/<share_group>/<filter>`` (see the module docstring); a name without
+        ``/``, ``+``, ``#`` or spaces. None: plain subscriptions.
     protocol : {"5", "3.1.1"}
     session_expiry_s : int
         MQTT 5 Session Expiry Interval [s] (ignored for 3.1.1, where the session never expires).
@@ -198,6 +206,7 @@ class MqttTransport:
         *,
         client_id: str,
         subscriptions: Sequence[str] = (),
+        share_group: str | None = None,
         protocol: str = "5",
         session_expiry_s: int = 7 * 86400,
         receive_maximum: int = 1000,
@@ -220,7 +229,9 @@ class MqttTransport:
         self.clock = clock
         """Receive times come from here [s]: wall time, or a simulated clock that runs faster."""
         self.client_id = client_id
-        self.subscriptions = tuple(subscriptions)
+        self.share_group = share_group
+        self.subscriptions = shared(subscriptions, share_group) if share_group is not None else tuple(subscriptions)
+        """The topic filters as subscribed (``$share/...`` with a ``share_group``)."""
         self.protocol = protocol
         self.session_expiry_s = session_expiry_s
         self.receive_maximum = receive_maximum
@@ -325,6 +336,15 @@ class MqttTransport:
                 if self._tls_refused.is_set() or time.monotonic() >= deadline:
                     return False
         return True
+
+    def leave(self) -> None:
+        """Unsubscribe from every filter and forget them (a reconnect subscribes to nothing): the broker routes no
+        new message here, while those already queued for this session still arrive. For an ingest worker that
+        retires from its share group: it drains what is queued, then ``stop(end_session=True)``."""
+        filters, self.subscriptions = self.subscriptions, ()
+        if filters:
+            self._client.unsubscribe(list(filters))
+            log.info("unsubscribed from %s", ", ".join(filters))
 
     def close_inbound(self) -> None:
         """Stop taking messages in (the consumer is stopping): from now on arriving messages are neither
@@ -611,6 +631,17 @@ class MqttTransport:
             finally:
                 self._pub_lock.release()
         return len(self._outstanding)
+
+
+def shared(filters: Sequence[str], group: str) -> tuple[str, ...]:
+    """``$share/<group>/<filter>`` for each filter (MQTT 5 shared subscriptions); ValueError for a bad group name
+    or a filter that is already shared."""
+    if not group or any(c in group for c in "/+# ") or not group.isprintable():
+        raise ValueError(f"a share group is a non-empty name without '/', '+', '#' or spaces, got {group!r}")
+    already = [f for f in filters if f.startswith("$share/")]
+    if already:
+        raise ValueError(f"already shared subscriptions: {already}")
+    return tuple(f"$share/{group}/{f}" for f in filters)
 
 
 def is_confirmed(info: mqtt.MQTTMessageInfo) -> bool:
