@@ -35,7 +35,7 @@ ROOM_ALLOWED = {
 }
 """The rooms of twin/ and the rooms each may import (twin/cli may import everything)."""
 LIVE_PUBLIC = {"twin.live.query", "twin.live.service", "twin.live.core", "twin.live.broker", "twin.live.snapshot",
-               "twin.live.warmup"}
+               "twin.live.warmup", "twin.live.district_twin"}
 """The live modules that code outside twin/live may import: queries, and building and running a service."""
 API_LIVE = {"twin.live.query"}
 """The API reads the live twin through the query interface only."""

@@ -3,10 +3,11 @@
 A snapshot is one zip file, ``snapshot.zip`` in the service's state folder, holding:
 
 - ``manifest.json``: ``schema`` (``citytwin.snapshot``), ``version`` (`VERSION`), ``written_at``
-  [unix s], ``position`` (the raw-log position just after the tick it was taken at), ``grid`` (CRS,
-  origin, cell size, shape: a snapshot restores only onto the same grid) and ``state``: the tree of
-  every evolving value, part by part (``core``, ``book``, ``router``, ``twin_state``, ``models``,
-  ``dedupe``), each as its owner's ``state()`` gives it;
+  [unix s], ``position`` (the raw-log position just after the tick it was taken at), ``stream`` (a district
+  twin's: per stream partition, the sequence of the last record the state covers; ``{}`` for ``twin run``,
+  docs/city-deployment.md section 4), ``grid`` (CRS, origin, cell size, shape: a snapshot restores only onto
+  the same grid) and ``state``: the tree of every evolving value, part by part (``core``, ``book``,
+  ``router``, ``twin_state``, ``models``, ``dedupe``), each as its owner's ``state()`` gives it;
 - one ``.npy`` file per array of that tree (numpy's own format, read with ``allow_pickle=False``);
   in the JSON tree an array stands as ``{"$array": "<file>"}``.
 
@@ -19,6 +20,11 @@ Versions: 1 was a pickle (``snapshot.pkl``); it is refused with a message saying
 away, and the service rebuilds its state by replaying the raw log from the start). A newer version
 than this code knows is refused too. An older explicit version would be migrated here, step by step,
 by `MIGRATIONS`.
+
+``stream`` came after version 2 without a new version: it is optional. A manifest without it (written before
+it, or by ``twin run``) reads as ``{}``, and a reader from before it ignores it, so snapshots go both ways
+between the two (a new version would have made older code refuse every new ``twin run`` snapshot, for a key
+that code has no use for).
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ import json
 import os
 import threading
 import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +57,14 @@ class SnapshotError(ValueError):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What a snapshot file holds: the state tree (arrays in place), the raw-log position and when."""
+    """What a snapshot file holds: the state tree (arrays in place), the raw-log position, when, and the stream
+    positions (a district twin's)."""
 
     state: dict[str, Any]
     position: tuple[int, int]
     written_at: float
+    stream: dict[str, int] = field(default_factory=dict)
+    """Per stream partition, the sequence of the last record the state covers [1]; {} when not a district twin's."""
 
 
 def grid_fields(grid: GridSpec) -> dict[str, Any]:
@@ -100,11 +109,17 @@ STORE_ABOVE = 1 << 20
 (16 MB at 2,000,000 keys), do not compress, and deflating them took the ingest thread's time between ticks."""
 
 
-def write(folder: Path, state: dict[str, Any], grid: GridSpec, position: tuple[int, int], written_at: float) -> Path:
-    """Write a snapshot into ``folder`` atomically (a temporary file, fsynced, then renamed). Returns its path."""
+def write(folder: Path, state: dict[str, Any], grid: GridSpec, position: tuple[int, int], written_at: float,
+          stream: Mapping[str, int] | None = None) -> Path:
+    """Write a snapshot into ``folder`` atomically (a temporary file, fsynced, then renamed). Returns its path.
+
+    ``stream``: per stream partition, the sequence of the last record the state covers (a district twin's)."""
     arrays: dict[str, np.ndarray] = {}
+    positions = {str(k): int(v) for k, v in (stream or {}).items()}
+    if any(v < 0 for v in positions.values()):
+        raise ValueError(f"stream positions must be >= 0, got {positions}")
     manifest = {"schema": SCHEMA, "version": VERSION, "written_at": float(written_at),
-                "position": [int(p) for p in position], "grid": grid_fields(grid),
+                "position": [int(p) for p in position], "stream": positions, "grid": grid_fields(grid),
                 "state": _flatten(state, "state", arrays)}
     path = Path(folder) / FILE
     tmp = path.with_name(f"{FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -146,13 +161,22 @@ def read(folder: Path, grid: GridSpec) -> Snapshot:
                 return np.load(io.BytesIO(z.read(name)), allow_pickle=False)
 
             state = _unflatten(manifest["state"], array)
+            stream = _stream_positions(manifest.get("stream", {}))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError) as exc:
         if isinstance(exc, SnapshotError):
             raise
         raise SnapshotError(f"{path} is damaged ({type(exc).__name__}: {exc}); move it away to replay the "
                             "raw log from the start") from None
     return Snapshot(state, (int(manifest["position"][0]), int(manifest["position"][1])),
-                    float(manifest["written_at"]))
+                    float(manifest["written_at"]), stream)
+
+
+def _stream_positions(value: Any) -> dict[str, int]:
+    """The manifest's ``stream``: partition -> sequence (ValueError when it is anything else)."""
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in value.items()):
+        raise ValueError(f"stream positions must map partitions to sequences >= 0, got {str(value)[:200]}")
+    return dict(value)
 
 
 def _migrate(manifest: dict, path: Path) -> dict:
