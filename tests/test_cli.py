@@ -49,7 +49,8 @@ def bund20(tmp_path_factory):
 
 
 def test_help_on_every_command():
-    commands = [[], ["grid"], ["grid", "build"], ["grid", "info"], ["run"], ["simulate"], ["demo"]]
+    commands = [[], ["grid"], ["grid", "build"], ["grid", "info"], ["run"], ["simulate"], ["demo"], ["devices"],
+                ["replay"], ["city"], ["city", "build"], ["ingest-worker"], ["district"], ["city-tier"]]
     for args, proc in zip(commands, run_all([([*args, "--help"], None) for args in commands]), strict=True):
         assert proc.returncode == 0 and "usage: twin" in proc.stdout, (args, proc.stderr)
 

@@ -124,7 +124,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                                     "broker (amqtt, MQTT 3.1.1) is started on 127.0.0.1 and a free port")
     r.add_argument("--grid", type=Path, help="twin NetCDF from 'twin grid build' (default: the Bund at 10 m, "
                                              "built once into the state folder)")
-    r.add_argument("--registry", type=Path, help="device registry GeoJSON (default: data/bund/registry.geojson)")
+    r.add_argument("--registry", type=Path, help="device registry GeoJSON or CSV, imported into the registry database "
+                   "when that holds no device; otherwise the database is the truth and the file is not read "
+                   "(default: data/bund/registry.geojson; docs/guides/devices.md)")
+    r.add_argument("--registry-db", metavar="URL", help="device registry database: sqlite:///path or postgresql://"
+                   "user@host/db (default: --db when it is PostgreSQL, else registry.db in the state folder)")
     r.add_argument("--walkable", type=Path, metavar="FILE", help="GeoJSON polygons that override the walkable area "
                    "(railings, flood walls, temporary barriers; property walkable_fraction 0-1; "
                    "docs/science/crowd.md 1.4)")
@@ -171,6 +175,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         r.add_argument(option, type=Path, metavar="FILE", help=text)
     r.add_argument("--no-cases", action="store_true", help="run without the case loop: alerts open no case, units' "
                    "task answers and citizen reports are refused (dead letters)")
+    from twin.cli.city_run import add_city_options
+    from twin.cli.run import add_clock_options
+
+    add_clock_options(r)
+    add_city_options(r)
     r.set_defaults(func=_run)
 
 
@@ -221,6 +230,42 @@ def _add_scenario(sub: argparse._SubParsersAction) -> None:
         _guard(parser)
 
 
+def _add_devices(sub: argparse._SubParsersAction) -> None:
+    from twin.cli.devices import add_parser
+
+    add_parser(sub)
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    from twin.cli.replay import add_parser
+
+    _guard(add_parser(sub))
+
+
+def _add_city(sub: argparse._SubParsersAction) -> None:
+    from twin.cli.city import add_parser
+
+    add_parser(sub)  # twin city build: reports its own errors, exit 2
+
+
+def _add_ingest_worker(sub: argparse._SubParsersAction) -> None:
+    from twin.cli.worker import add_parser
+
+    add_parser(sub)  # twin ingest-worker: bad input exit 2, NATS unreachable exit 1
+
+
+def _add_city_tier(sub: argparse._SubParsersAction) -> None:
+    from twin.cli.city_tier import add_serve_parser
+
+    add_serve_parser(sub)  # twin city-tier: bad input exit 2, NATS unreachable exit 1
+
+
+def _add_district(sub: argparse._SubParsersAction) -> None:
+    from twin.cli.district import add_parser
+
+    add_parser(sub)  # twin district: bad input exit 2, NATS unreachable exit 1
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     """The ``twin`` argument parser with every subcommand."""
@@ -229,10 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo(sub)
+    _add_devices(sub)
     _add_grid(sub)
     _add_run(sub)
+    _add_replay(sub)
     _add_simulate(sub)
     _add_scenario(sub)
+    _add_city(sub)
+    _add_ingest_worker(sub)
+    _add_district(sub)
+    _add_city_tier(sub)
     return parser
 
 
