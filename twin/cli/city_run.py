@@ -83,7 +83,7 @@ def city_children(city, args: argparse.Namespace, nats: str, broker: str, state:
     children = [Child(f"ingest-w{k}", twin_command(
         "ingest-worker", "--id", f"w{k}", "--state", str(state / "ingest" / f"w{k}"), "--registry",
         str(city.cache / "registry.geojson"), "--districts-raster", str(raster), "--group", names["group"],
-        "--client-id", f"{names['base']}-ingest-w{k}", *common))
+        "--client-id", f"{names['base']}-ingest-w{k}", "--max-age", f"{manifest.stream.max_age_s:g}", *common))
         for k in range(1, args.workers + 1)]
     children += [Child(f"district-{d.partition}", twin_command(
         "district", "--city", str(args.city), "--cache", str(city.cache), "--district", d.partition,

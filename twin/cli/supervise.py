@@ -4,6 +4,12 @@ It starts every part of the deployment (ingest workers, district twins, the city
 their output with their name, restarts a child that dies (after 1, 2, 4 … up to `MAX_BACKOFF_S` seconds, counted),
 and stops them all together: SIGTERM, then SIGKILL for a child still running after `STOP_GRACE_S`. Each part is an
 ordinary `twin` command, so the same parts run on several machines without it (docs/city-deployment.md section 8).
+
+On Linux a child also gets SIGTERM when the supervisor dies without stopping it (SIGKILL, an out-of-memory kill): it
+is started through a small launcher that sets ``PR_SET_PDEATHSIG`` and then executes the command (`orphan_guarded`).
+Without it the children, each in a session of its own, would run on, and a restarted supervisor would start a
+second set of parts on the same state folders, MQTT client ids and city clock. The signal follows the thread that
+started the child, so start and restart children from one long-lived thread (`twin run --city` uses its main thread).
 """
 
 from __future__ import annotations
@@ -122,8 +128,8 @@ class Supervisor:
     # ------------------------------------------------------------ inside
     def _spawn(self, child: Child) -> None:
         env = os.environ | {"PYTHONUNBUFFERED": "1"} | child.env
-        child.proc = subprocess.Popen(child.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      env=env, start_new_session=True)
+        child.proc = subprocess.Popen(orphan_guarded(child.argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, env=env, start_new_session=True)
         child.started_at = time.monotonic()
         child.reader = threading.Thread(target=self._relay, args=(child, child.proc), daemon=True,
                                         name=f"relay-{child.name}")
@@ -155,6 +161,24 @@ class Supervisor:
         if child.reader is not None:
             child.reader.join(2)
         return proc.returncode
+
+
+_GUARD = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(70)  # the supervisor died before the signal was set: do not start an orphan
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+def orphan_guarded(argv: list[str]) -> list[str]:
+    """``argv`` started through a launcher that makes the child get SIGTERM when this process dies (Linux; the
+    command unchanged elsewhere). The launcher replaces itself with the command (``execvp``): the child's process id
+    and command line are the command's."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    return [sys.executable, "-c", _GUARD, str(os.getpid()), *argv]
 
 
 def twin_command(*args: str) -> list[str]:

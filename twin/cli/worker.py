@@ -67,6 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                                                      "(default twin.batches.)")
     p.add_argument("--duplicate-window", type=float, default=600.0, metavar="S", help="how long the stream "
                    "remembers message ids, when it creates the stream [s] (default 600; longer than a restart)")
+    p.add_argument("--max-age", type=float, default=86400.0, metavar="S", help="how long the stream keeps records, "
+                   "when this worker creates it [s] (default 86400; a city manifest's stream.max_age_h)")
     p.add_argument("--client-id", help="MQTT client id (default citytwin-ingest-<id>; fixed: the session persists)")
     p.add_argument("--protocol", choices=("5", "3.1.1"), default="5", help="MQTT protocol version (default 5)")
     p.add_argument("--status-every", type=float, default=10.0, metavar="S",
@@ -147,8 +149,9 @@ def worker_from_args(args: argparse.Namespace) -> Parts:
                                   protocol=args.protocol)
     except ValueError as exc:
         raise WorkerUsageError(str(exc)) from None
-    stream = JetStream(args.nats, stream=args.stream, subject_prefix=args.subject_prefix,
-                       duplicate_window_s=args.duplicate_window, name=f"citytwin-ingest-{args.worker_id}")
+    stream = JetStream(args.nats, stream=args.stream, subject_prefix=args.subject_prefix, max_age_s=args.max_age,
+                       duplicate_window_s=min(args.duplicate_window, args.max_age),
+                       name=f"citytwin-ingest-{args.worker_id}")
     raw_log = RawLog(args.state / "rawlog")
     try:
         worker = IngestWorker(transport, raw_log, registry, stream, router, config)
@@ -163,6 +166,8 @@ def run_worker(args: argparse.Namespace) -> int:
     """Run until Ctrl-C, SIGTERM, ``--duration`` or a broken worker; returns the exit status."""
     if args.status_every <= 0 or (args.duration is not None and args.duration <= 0):
         raise WorkerUsageError("--status-every and --duration must be positive")
+    if not (0 < args.duplicate_window < float("inf") and 0 < args.max_age < float("inf")):
+        raise WorkerUsageError("--duplicate-window and --max-age must be positive numbers of seconds")
     args.state.mkdir(parents=True, exist_ok=True)
     try:
         parts = worker_from_args(args)
