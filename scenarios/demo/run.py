@@ -19,14 +19,10 @@ import argparse
 import dataclasses
 import os
 import secrets
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,10 +38,11 @@ from twin.district.roads import (
     save_road_network,
 )
 from twin.district.sources import data_dir
-from twin.live import snapshot
+from twin.live.broker import broker_or_embedded
 from twin.live.core import CoreConfig, LiveConfig
 from twin.live.query import LiveQuery
 from twin.live.service import LiveService, ServiceConfig, TwinClock
+from twin.live.snapshot import fresh_state_folder
 from twin.live.warmup import warm_up
 
 DEMO_TICK_S = 10.0
@@ -83,35 +80,6 @@ def base_grid(opts: DemoOptions, say) -> Path:
     return cached_twin("bund", 10.0, say=say, progress=sys.stderr.isatty())
 
 
-@contextmanager
-def state_folder(opts: DemoOptions) -> Iterator[Path]:
-    """``--state`` (which must hold no twin yet, and is kept) or a temporary folder (removed at the end)."""
-    if opts.state is not None:
-        if snapshot.exists(opts.state) or (opts.state / "rawlog").exists():
-            raise ValueError(f"--state {opts.state} already holds a twin; the demo needs a fresh folder")
-        opts.state.mkdir(parents=True, exist_ok=True)
-        yield opts.state
-        return
-    folder = Path(tempfile.mkdtemp(prefix="citytwin-demo-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextmanager
-def broker(opts: DemoOptions, say) -> Iterator[tuple[str, str]]:
-    """(url, protocol) of ``--broker``, or of an embedded broker started here and stopped on exit."""
-    if opts.broker:
-        yield opts.broker, opts.protocol or "5"
-        return
-    from twin.live.broker import EmbeddedBroker
-
-    with EmbeddedBroker() as embedded:
-        say(f"no --broker given: started an embedded MQTT broker (amqtt, MQTT 3.1.1) at {embedded.url}")
-        yield embedded.url, "3.1.1"
-
-
 def run_demo(opts: DemoOptions, story: Story | None = None) -> int:
     """Run the demo (see the module docstring); returns the exit status."""
     story = story or Story()
@@ -123,7 +91,8 @@ def run_demo(opts: DemoOptions, story: Story | None = None) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         grid = base_grid(opts, console.say)
-        with state_folder(opts) as state, broker(opts, console.say) as (url, protocol):
+        with fresh_state_folder(opts.state, "the demo", "citytwin-demo-") as state, \
+                broker_or_embedded(opts.broker, opts.protocol, console.say) as (url, protocol):
             return _run(opts, story, grid, state, url, protocol, console, stop)
     finally:
         for sig, handler in previous.items():

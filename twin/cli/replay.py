@@ -18,15 +18,12 @@ import argparse
 import math
 import os
 import secrets
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +31,7 @@ from scenarios.feeds.simulator import Publisher
 from scenarios.session import cached_twin, road_network
 from twin.alerting.cap import LEVEL_COLOUR, cap_time, info_block
 from twin.district.sources import data_dir
-from twin.live import snapshot
+from twin.live.broker import broker_or_embedded
 from twin.live.core import CoreConfig
 from twin.live.query import LiveQuery, TickReport
 from twin.live.replay import (
@@ -52,6 +49,7 @@ from twin.live.replay import (
     wait_for_clock,
 )
 from twin.live.service import LiveService, ServiceConfig
+from twin.live.snapshot import fresh_state_folder
 
 PROGRESS_EVERY_S = 5.0
 """Wall seconds between two progress lines on stderr."""
@@ -298,7 +296,8 @@ def replay(opts: ReplayOptions, stop: threading.Event | None = None, say: Callab
     start = first if opts.start is None else opts.start
     grid = _grid(opts, say)
     registry = opts.registry or data_dir() / "bund" / "registry.geojson"
-    with _state_folder(opts) as state, _broker(opts, say) as (url, protocol):
+    with fresh_state_folder(opts.state, "a replay", "citytwin-replay-") as state, \
+            broker_or_embedded(opts.broker, opts.protocol, say) as (url, protocol):
         result = ReplayResult(opts.source, kind, start, opts.speed, state=opts.state)
         _run(opts, items, grid, registry, state, url, protocol, result, stop, say, on_started)
     return result
@@ -324,35 +323,6 @@ def _grid(opts: ReplayOptions, say: Callable[[str], None]) -> Path:
     grid = cached_twin("bund", 10.0, say=say, progress=sys.stderr.isatty())
     road_network(grid, say)
     return grid
-
-
-@contextmanager
-def _state_folder(opts: ReplayOptions) -> Iterator[Path]:
-    """``--state`` (new, or without a twin in it; kept) or a temporary folder (removed at the end)."""
-    if opts.state is not None:
-        if snapshot.exists(opts.state) or (opts.state / "rawlog").exists():
-            raise ValueError(f"--state {opts.state} already holds a twin; a replay needs a fresh folder")
-        opts.state.mkdir(parents=True, exist_ok=True)
-        yield opts.state
-        return
-    folder = Path(tempfile.mkdtemp(prefix="citytwin-replay-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextmanager
-def _broker(opts: ReplayOptions, say: Callable[[str], None]) -> Iterator[tuple[str, str]]:
-    """(url, protocol) of ``--broker``, or of an embedded broker started here and stopped on exit."""
-    if opts.broker:
-        yield opts.broker, opts.protocol or "5"
-        return
-    from twin.live.broker import EmbeddedBroker
-
-    with EmbeddedBroker() as embedded:
-        say(f"no --broker given: started an embedded MQTT broker (amqtt, MQTT 3.1.1) at {embedded.url}")
-        yield embedded.url, "3.1.1"
 
 
 def _run(opts: ReplayOptions, items: Iterator, grid: Path, registry: Path, state: Path, url: str, protocol: str,

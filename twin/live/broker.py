@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -112,3 +113,16 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def broker_or_embedded(url: str | None, protocol: str | None,
+                       say: Callable[[str], None]) -> Iterator[tuple[str, str]]:
+    """(url, protocol) of the broker given, or of an embedded broker started here and stopped on exit (``twin demo``
+    and ``twin replay`` without ``--broker``)."""
+    if url:
+        yield url, protocol or "5"
+        return
+    with EmbeddedBroker() as embedded:
+        say(f"no --broker given: started an embedded MQTT broker (amqtt, MQTT 3.1.1) at {embedded.url}")
+        yield embedded.url, "3.1.1"

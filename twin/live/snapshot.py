@@ -29,12 +29,15 @@ that code has no use for).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import shutil
+import tempfile
 import threading
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,3 +205,20 @@ def _check_grid(manifest: dict, grid: GridSpec, path: Path) -> None:
         detail = ", ".join(f"{k} {got.get(k)!r} (twin: {want[k]!r})" for k in differ)
         raise SnapshotError(f"{path} was taken on another grid: {detail}; restore it with that grid, or move it "
                             "away to replay the raw log")
+
+
+@contextlib.contextmanager
+def fresh_state_folder(state: Path | None, who: str, prefix: str) -> Iterator[Path]:
+    """``state`` (new, or holding no twin yet; kept) or a temporary folder named ``prefix``… (removed at the end).
+    ValueError when ``state`` already holds a twin (a snapshot or a raw log): ``who`` needs a fresh folder."""
+    if state is not None:
+        if exists(state) or (state / "rawlog").exists():
+            raise ValueError(f"--state {state} already holds a twin; {who} needs a fresh folder")
+        state.mkdir(parents=True, exist_ok=True)
+        yield state
+        return
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
