@@ -30,7 +30,7 @@ ROOM_ALLOWED = {
     "cases": {"district", "alerting", "cases"},
     "live": {"district", "alerting", "cases", "live"},
     "api": {"district", "alerting", "cases", "api"},
-    "city": {"district", "alerting", "cases", "live", "city"},
+    "city": {"district", "alerting", "cases", "live", "api", "city"},
     "cli": {"district", "alerting", "cases", "live", "api", "cli"},
 }
 """The rooms of twin/ and the rooms each may import (twin/cli may import everything)."""

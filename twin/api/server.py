@@ -107,20 +107,26 @@ def serve(service, host: str = "127.0.0.1", port: int = 8080, token: str | None 
     base = config or ApiConfig()
     hosts = LOOPBACK_HOSTS if is_loopback(host) and ":" not in host else base.allowed_hosts
     config = dataclasses.replace(base, token=token, cors_origins=tuple(cors), allowed_hosts=hosts)
+    return serve_app(create_app(service, config), host, port)
+
+
+def serve_app(app, host: str, port: int, thread_name: str = "twin-http", what: str = "the HTTP API") -> ServerHandle:
+    """Serve an ASGI ``app`` with uvicorn from a background thread (the twin's API, the city tier's); returns once it
+    accepts connections. Port 0 picks a free port (``handle.url`` has the real one). OSError when the address
+    cannot be bound or the server does not start within `STARTUP_TIMEOUT_S`."""
     sock = _bind(host, port)
     real_port = sock.getsockname()[1]
-    uv = uvicorn.Config(create_app(service, config), log_level="warning", ws="wsproto", lifespan="on",
-                        timeout_graceful_shutdown=5)
+    uv = uvicorn.Config(app, log_level="warning", ws="wsproto", lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(uv)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="twin-http", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=thread_name, daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
             sock.close()
-            raise OSError(f"the HTTP API did not start on {host}:{real_port}")
-        time.sleep(0.01)
+            raise OSError(f"{what} did not start on {host}:{real_port}")
+        time.sleep(0.01)  # polling pace until uvicorn reports it started (bounded by the deadline)
     url_host = f"[{host.strip('[]')}]" if ":" in host else host
-    log.info("HTTP API on http://%s:%d", url_host, real_port)
+    log.info("%s on http://%s:%d", what, url_host, real_port)
     return ServerHandle(f"http://{url_host}:{real_port}", host, real_port, server, thread, sock)

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import hmac
-import ipaddress
 import json
 import logging
 import math
-import socket
 import threading
 import time
 import urllib.error
@@ -38,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import shapely
-import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -47,6 +44,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from twin import __version__
 from twin.alerting import cap
+from twin.api.config import LOOPBACK_HOSTS
+from twin.api.server import ServerHandle, is_loopback, serve_app
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,6 @@ MAX_BODY = 8 << 20
 """Largest district answer read [byte]."""
 STALE_TICKS = 3
 """A district twin whose last tick is more than this many ticks old (and at least 10 s) is stale."""
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
-STARTUP_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -343,38 +340,8 @@ def create_city_app(board: CityBoard, probe: DistrictProbe, token: str | None = 
 
 
 # ---------------------------------------------------------------- serving
-def is_loopback(host: str) -> bool:
-    """The host is a loopback address or ``localhost``."""
-    name = host.strip("[]")
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass
-class CityServer:
-    """A running city API: ``url`` (with the real port) and `stop`."""
-
-    url: str
-    port: int
-    server: uvicorn.Server
-    thread: threading.Thread
-    sock: socket.socket
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout_s)
-        if self.thread.is_alive():
-            self.server.force_exit = True
-            self.thread.join(timeout_s)
-        self.sock.close()
-
-
 def serve_city(board: CityBoard, probe: DistrictProbe, host: str = "127.0.0.1", port: int = 8090,
-               token: str | None = None) -> CityServer:
+               token: str | None = None) -> ServerHandle:
     """Serve the city API from a background thread; returns once it accepts connections. Port 0 picks a free
     port. ValueError for a non-loopback host without a token; OSError when the address cannot be bound."""
     if not is_loopback(host) and not token:
@@ -382,26 +349,4 @@ def serve_city(board: CityBoard, probe: DistrictProbe, host: str = "127.0.0.1", 
     if token is not None and len(token) < 8:
         raise ValueError("the API token must be at least 8 characters long")
     hosts = LOOPBACK_HOSTS if is_loopback(host) and ":" not in host else None
-    family, kind, proto, _, addr = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-    except OSError:
-        sock.close()
-        raise
-    real_port = sock.getsockname()[1]
-    app = create_city_app(board, probe, token, hosts)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="city-http", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise OSError(f"the city API did not start on {host}:{real_port}")
-        time.sleep(0.01)  # polling pace until uvicorn reports it started (bounded by the deadline)
-    url_host = f"[{host.strip('[]')}]" if ":" in host else host
-    log.info("city API on http://%s:%d", url_host, real_port)
-    return CityServer(f"http://{url_host}:{real_port}", real_port, server, thread, sock)
+    return serve_app(create_city_app(board, probe, token, hosts), host, port, "city-http", "the city API")

@@ -47,8 +47,9 @@ from ingest.registry import load_registry
 from ingest.rejection import Rejection
 from ingest.stream.base import Stream
 from ingest.transport.client import InboundMessage, MqttTransport
+from twin.api.server import ServerHandle
 from twin.city.clock import CityClock
-from twin.city.http import CityBoard, CityServer, DistrictLink, DistrictProbe, serve_city
+from twin.city.http import CityBoard, DistrictLink, DistrictProbe, serve_city
 from twin.city.merge import DEFAULT_TOLERANCE_M, AlertMerger, CityContext, CityUpdate, RejectedError
 from twin.city.units import DEFAULT_BUFFER_M, UnitRouter
 from twin.district.geo import gcj02_to_wgs84
@@ -126,7 +127,7 @@ class CityTier:
                                                     subscriptions=config.subscriptions(), protocol=config.protocol)
         self.probe = DistrictProbe(board.districts)
         self.stats = TierStats()
-        self.server: CityServer | None = None
+        self.server: ServerHandle | None = None
         self.released = threading.Event()
         """Set once the merger has published after its start-up hold."""
         self._lock = threading.Lock()
