@@ -341,20 +341,20 @@ def test_a_city_has_its_own_subjects_client_ids_and_share_group(tmp_path):
 
 
 SUPERVISED = """\
-import sys, time
+import sys
 from twin.cli.supervise import Child, Supervisor
 child = Child("sleeper", [sys.executable, "-c", "import time\\nwhile True: time.sleep(0.05)"])
 supervisor = Supervisor([child], say=lambda line: None)
 supervisor.start()
 print(child.proc.pid, flush=True)
-time.sleep(120)
+sys.stdin.read()  # a supervisor that runs until it is killed (or its stdin closes)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_the_parts_end_when_the_supervisor_is_killed():
-    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISED], stdout=subprocess.PIPE, text=True, cwd=REPO,
-                                  env=checkout_env())
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISED], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True, cwd=REPO, env=checkout_env())
     try:
         child = int(supervisor.stdout.readline())
         assert "time.sleep(0.05)" in Path(f"/proc/{child}/cmdline").read_bytes().decode()  # the command itself runs
