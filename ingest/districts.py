@@ -191,6 +191,18 @@ class DistrictRouter:
         self.to_wgs84 = to_wgs84
         self._table = table
 
+    def place(self, device_id: str, code: str | None, mover: bool) -> None:
+        """Set where a device's records go (a registry change at run time): a static device to ``code`` (None: no
+        entry, its records are unplaced), a mover by its position with ``code`` as its home (None: no home).
+        ``code`` must be one of ``codes``."""
+        index = self.codes.index(code) if code is not None else None
+        if mover:
+            self._table[device_id] = MOVER if index is None else -3 - index
+        elif index is None:
+            self._table.pop(device_id, None)
+        else:
+            self._table[device_id] = index
+
     def split(self, batch) -> Split:
         """The rows of ``batch`` (an ``ingest.batch.Batch``) by district; see the class docstring."""
         n = len(batch)

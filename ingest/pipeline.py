@@ -154,6 +154,9 @@ class Ingestor:
                 f"Ingestor needs a RawLog, got {type(raw_log).__name__}; without a log use ingest.admission.Admission"
             )
         self.source = source
+        self._flush_acks = getattr(source, "flush_acks", None)
+        """A source that collects acknowledgements (`ingest.transport.receiver.ProcessTransport`) sends them once
+        per group."""
         self.control = control
         self.log = raw_log
         self.config = config or IngestConfig()
@@ -257,6 +260,8 @@ class Ingestor:
         for m in msgs:
             if not m.topic.startswith(CONTROL_PREFIX):
                 self.source.ack(m)
+        if self._flush_acks is not None:
+            self._flush_acks()
         self._handle(msgs, [*positions[1:], self.log.position])
         return len(msgs)
 

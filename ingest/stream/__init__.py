@@ -8,6 +8,7 @@ from ingest.stream.base import (
     BATCH,
     HANDOVER,
     KIND,
+    REGISTRY,
     TICK,
     TIME,
     Ack,
@@ -23,9 +24,9 @@ from ingest.stream.base import (
 from ingest.stream.codec import CodecError, decode_batch, encode_batch
 from ingest.stream.memory import MemoryStream
 
-__all__ = ["BATCH", "HANDOVER", "KIND", "TICK", "TIME", "Ack", "CodecError", "MemoryStream", "Record", "Stream",
-           "StreamError", "StreamTimeoutError", "check_partition", "decode_batch", "encode_batch", "tick_headers",
-           "tick_msg_id", "tick_time"]
+__all__ = ["BATCH", "HANDOVER", "KIND", "REGISTRY", "TICK", "TIME", "Ack", "CodecError", "MemoryStream", "Record",
+           "Stream", "StreamError", "StreamTimeoutError", "check_partition", "decode_batch", "encode_batch",
+           "tick_headers", "tick_msg_id", "tick_time"]
 
 
 def __getattr__(name: str):  # JetStream imports nats-py: only when asked for

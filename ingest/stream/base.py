@@ -13,8 +13,9 @@ order. ``read`` returns the records of a partition after a sequence number, wait
 first one.
 
 Record kinds are told by the header ``Twin-Kind``: ``batch`` (an Arrow IPC ``Batch``, ``ingest.stream.codec``),
-``tick`` (a control record of the city clock, header ``Twin-Time`` [s since 1970-01-01 UTC], empty data) and
-``handover`` (section 5).
+``tick`` (a control record of the city clock, header ``Twin-Time`` [s since 1970-01-01 UTC], empty data),
+``handover`` (section 5) and ``registry`` (a change of the device registry: the changed devices of the partition's
+district, with the registry versions it covers; `ingest.stream.registry`).
 
 Implementations: ``ingest.stream.jetstream.JetStream`` (NATS JetStream, the deployment) and
 ``ingest.stream.memory.MemoryStream`` (in-process, for unit tests of the logic on top).
@@ -29,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
 
 KIND = "Twin-Kind"
-"""Header naming the kind of a record: ``batch``, ``tick`` or ``handover``."""
+"""Header naming the kind of a record: ``batch``, ``tick``, ``handover`` or ``registry``."""
 TIME = "Twin-Time"
 """Header of a tick record: the tick's twin time [s since 1970-01-01 UTC], as ``repr(float)``."""
-BATCH, TICK, HANDOVER = "batch", "tick", "handover"
+BATCH, TICK, HANDOVER, REGISTRY = "batch", "tick", "handover", "registry"
 _PARTITION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -137,5 +138,5 @@ def tick_time(record: Record) -> float | None:
     return t if math.isfinite(t) else None
 
 
-__all__ = ["BATCH", "HANDOVER", "KIND", "TICK", "TIME", "Ack", "Record", "Stream", "StreamError", "StreamTimeoutError",
-           "check_msg_id", "check_partition", "tick_headers", "tick_msg_id", "tick_time"]
+__all__ = ["BATCH", "HANDOVER", "KIND", "REGISTRY", "TICK", "TIME", "Ack", "Record", "Stream", "StreamError",
+           "StreamTimeoutError", "check_msg_id", "check_partition", "tick_headers", "tick_msg_id", "tick_time"]

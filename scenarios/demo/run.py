@@ -115,7 +115,7 @@ def _run(opts: DemoOptions, story: Story, grid: Path, state: Path, url: str, pro
     cfg = ServiceConfig(broker=url, grid=demo_grid, registry=registry_path,
                         state_dir=state, tick_s=opts.tick_s, prefix=opts.prefix, protocol=protocol,
                         client_id=f"citytwin-demo-{os.getpid()}", snapshot_every_s=600.0,
-                        core=core, clock=clock, end_session_on_stop=True, freeze_heap=True)
+                        core=core, clock=clock, end_session_on_stop=True, freeze_heap=True, receiver="process")
     service = LiveService(cfg)
     watcher = Watcher(url, protocol=protocol, prefix=opts.prefix).start()
     sim = story.simulator(static, load_registry(cfg.registry), opts.seed, opts.prefix)

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -53,7 +54,7 @@ from tests.support.checkout import checkout_env
 from tests.support.mqtt import REPO, broker_listening, subscribed_event
 from tests.support.waits import wait_until
 from twin.city.boundaries import projected, read_boundaries
-from twin.cli.city_run import mqtt_names
+from twin.cli.city_run import free_loopback_port, mqtt_names
 from twin.district.sources import data_dir
 
 services_here = pytest.mark.skipif(not (broker_listening() and broker_listening(port=4222)),
@@ -131,8 +132,10 @@ class Deployment:
         self.prefix = f"citytwin-e2e-{uuid.uuid4().hex[:8]}/"
         self.manifest = write_manifest(tmp_path, registry, self.stream, self.prefix)
         self.state, self.log = tmp_path / "state", tmp_path / "run.log"
+        self.city_api = f"http://127.0.0.1:{free_loopback_port()}"
         self.cmd = [sys.executable, "-m", "twin.cli", "run", "--city", str(self.manifest), "--workers", str(WORKERS),
-                    "--city-cache", str(cache), "--city-http", "0", "--state", str(self.state)]
+                    "--city-cache", str(cache), "--city-http", self.city_api.rsplit(":", 1)[1],
+                    "--state", str(self.state)]
         from twin.city.manifest import load_manifest
 
         self.names = mqtt_names(load_manifest(self.manifest))
@@ -300,6 +303,15 @@ def area_of(message: dict) -> shapely.Geometry:
     return shapely.union_all([shapely.Polygon(r) for r in rings])
 
 
+def city_indicator_statuses(run: Deployment) -> dict[str, str]:
+    """Per district, the status of its vital signs in the city API (``ok`` once its twin's API answers)."""
+    try:
+        with urllib.request.urlopen(f"{run.city_api}/api/city/indicators", timeout=5) as r:
+            return {d["partition"]: d["status"] for d in json.loads(r.read())["districts"] if d["nodes"]}
+    except OSError as exc:
+        return {"error": str(exc)}
+
+
 def statuses(obs: Observer) -> dict[str, dict]:
     """The last status each district twin published."""
     out = {}
@@ -381,6 +393,9 @@ def test_the_four_district_city_runs_from_one_command_and_a_crowd_across_the_bor
         run.wait_line(lambda line: line.startswith("[supervisor] started 7 parts"), 60, "the parts to start")
         wait_until(lambda: set(statuses(obs)) >= {HUANGPU, HONGKOU, "310110", "310115"}, 90,
                    lambda: f"every district twin's status after a tick; got {sorted(statuses(obs))}\n{run.tail()}")
+        # each district twin serves its API and the city tier reads its vital signs there
+        wait_until(lambda: city_indicator_statuses(run) == dict.fromkeys((HUANGPU, HONGKOU, "310110", "310115"), "ok"),
+                   30, lambda: f"every district's vital signs in the city API: {city_indicator_statuses(run)}")
 
         # the crowd packs the bridge: a blue crowd alert in each district, one city alert over both
         feed = Feed(run.prefix, walkable)

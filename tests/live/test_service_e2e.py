@@ -64,7 +64,7 @@ class Feed:
 
 
 def test_crowd_alert_lifecycle_through_the_broker(broker, observer, bund_file, tmp_path):
-    svc = _service(broker, bund_file, tmp_path)
+    svc = _service(broker, bund_file, tmp_path, receiver="process")  # twin run's receiver: a child process
     feed = Feed(observer)
     ticks = TickWatch(svc)
     feed.thread.start()

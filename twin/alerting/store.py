@@ -105,6 +105,9 @@ class Store:
     def __init__(self, connect, placeholder: str, serial: str, blob: str, url: str) -> None:
         self._connect, self._ph, self.url = connect, placeholder, url
         self._lock = threading.RLock()
+        self.enqueued = 0
+        """Outbox rows this store object added (or tried to: a replayed key adds none) [1]; the outbox publisher
+        is woken when it grows."""
         self._conn = connect()
         with self._tx() as cur:
             for stmt in SCHEMA:
@@ -192,6 +195,7 @@ class Store:
                 self._enqueue(cur, f"{key}#{k}" if key else None, topic, payload, retain, now)
 
     def _enqueue(self, cur, key: str | None, topic: str, payload: bytes | None, retain: bool, now: float) -> None:
+        self.enqueued += 1
         cur.execute(self._q("INSERT INTO outbox (key, topic, payload, retain, qos, created_at) "
                             "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT DO NOTHING"),
                     (key, topic, payload, int(retain), now))

@@ -8,6 +8,13 @@
   section 5, handover). A unit's *home* is the twin whose area holds its home position (its registry Point),
   recorded in its ``district`` property; a vehicle has none.
 
+The home is written into every device of the city's ``registry.geojson`` as its ``district`` property
+(`twin.city.city.City.write_registries`). A district twin keeps the sensors whose ``district`` is its partition and
+every mover (`twin.live.district_registry.district_devices`), whether it reads a registry file or the registry
+database; the ingest workers route a sensor's records by the same property (`ingest.worker.static_districts`), so a
+sensor's records and its registry entry reach the same twin, and so do its registry changes
+(`ingest.registry_follow`).
+
 Pure: GeoJSON features and lon/lat polygons in, dictionaries out.
 """
 

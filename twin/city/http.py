@@ -14,10 +14,17 @@ and the vital signs city -> district (docs/guides/city-tier.md).
   that does not answer (or has no API address) is listed with ``status`` ``unavailable`` (``unknown``) and a
   ``detail``.
 - ``GET /api/city/units``: the field units the tier follows, with their district and the city alerts they had.
+- ``GET /api/city/map``: the districts' boundaries and each district twin's ground (`twin.city.citymap`).
+- ``GET /``: the city page (`CITY_PAGE`, its files in ``twin/api/static/``: ``city.html``, ``city.js``,
+  ``city.css`` with the dashboard's ``palette.css`` and ``levels.js``): the map of the districts coloured by
+  status, with their active alerts and key vital signs, the city alerts on the map and in a list, and a link per
+  district to its twin's own page and API (the drill-down). It loads nothing from other sites (the dashboard's
+  Content-Security-Policy) and polls the API above every few seconds.
 
 Errors are JSON ``{"error": "<code>", "detail": ...}``. The API only reads today; writes, when they come, take
 ``Authorization: Bearer <token>`` as the district API's do (`token_check`), and `serve_city` refuses to listen
-beyond loopback without a token. Imports nothing of ``twin.api`` (the city room may not).
+beyond loopback without a token. It uses the twin API's server (`twin.api.server.serve_app`) and page rules
+(`twin.api.page`).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from typing import Annotated, Any
 
 import shapely
 from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -45,6 +52,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from twin import __version__
 from twin.alerting import cap
 from twin.api.config import LOOPBACK_HOSTS
+from twin.api.page import CSP, HEADERS, static_files
 from twin.api.server import ServerHandle, is_loopback, serve_app
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,10 @@ MAX_BODY = 8 << 20
 """Largest district answer read [byte]."""
 STALE_TICKS = 3
 """A district twin whose last tick is more than this many ticks old (and at least 10 s) is stale."""
+CITY_PAGE = "city.html"
+"""The city page's HTML file in the twin API's static folder (package data of ``twin.api``)."""
+CITY_FILES = (CITY_PAGE, "city.js", "city.css", "palette.css", "levels.js")
+"""The static files the city page loads: the only ones the city API serves under ``/static/``."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,9 @@ class CityBoard:
     """The city clock's tick [s]: a district twin whose last tick is older than `STALE_TICKS` ticks is stale."""
     now: Callable[[], float] = time.time
     """Twin time [unix s]."""
+    map: dict = field(default_factory=lambda: {"type": "FeatureCollection", "features": []})
+    """The city page's map (`twin.city.citymap.city_map`): district boundaries and each twin's ground; set once,
+    read only."""
     _alerts: dict[str, tuple[dict, list[str]]] = field(default_factory=dict)
     _district_alerts: dict[str, int] = field(default_factory=dict)
     _twins: dict[str, dict] = field(default_factory=dict)
@@ -336,7 +351,37 @@ def create_city_app(board: CityBoard, probe: DistrictProbe, token: str | None = 
         """The field units the tier follows: last position (lon, lat, t), district, city alerts they had."""
         return {"units": board.units()}
 
+    @app.get("/api/city/map")
+    def city_map() -> dict:
+        """The districts' boundaries (``kind`` district: code, name, name_en, partitions, label [lon, lat]) and
+        the ground of each district twin (``kind`` twin: partition, code) as a GeoJSON FeatureCollection
+        (lon/lat)."""
+        return board.map
+
+    _page_routes(app)
     return app
+
+
+def _page_routes(app: FastAPI) -> None:
+    """``GET /`` (the city page) and ``GET /static/{name}`` (only `CITY_FILES`), out of the OpenAPI schema."""
+    packaged = static_files()
+    missing = [name for name in CITY_FILES if name not in packaged]
+    if missing:
+        raise FileNotFoundError(f"the city page's files {missing} are missing from twin/api/static")
+    files = {name: packaged[name] for name in CITY_FILES}
+
+    @app.get("/", include_in_schema=False)
+    def page() -> Response:
+        body, media = files[CITY_PAGE]
+        return Response(body, media_type=media,
+                        headers={**HEADERS, "Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in files:
+            return _error(404, "not_found", f"no static file {name[:80]!r}")
+        body, media = files[name]
+        return Response(body, media_type=media, headers=HEADERS)
 
 
 # ---------------------------------------------------------------- serving

@@ -48,9 +48,13 @@ from ingest.rejection import Rejection
 from ingest.stream.base import Stream
 from ingest.transport.client import InboundMessage, MqttTransport
 from twin.api.server import ServerHandle
+from twin.city.cityalert import CityContext, CityUpdate
+from twin.city.citymap import city_map
 from twin.city.clock import CityClock
+from twin.city.districtalert import RejectedError
+from twin.city.grouping import DEFAULT_TOLERANCE_M
 from twin.city.http import CityBoard, DistrictLink, DistrictProbe, serve_city
-from twin.city.merge import DEFAULT_TOLERANCE_M, AlertMerger, CityContext, CityUpdate, RejectedError
+from twin.city.merge import AlertMerger
 from twin.city.units import DEFAULT_BUFFER_M, UnitRouter
 from twin.district.geo import gcj02_to_wgs84
 
@@ -109,7 +113,7 @@ class TierStats:
     """City messages published (retained)."""
     unit_messages: int = 0
     refused: Counter[str] = field(default_factory=Counter)
-    """District or city messages refused, by reason (`twin.city.merge.REASONS`), positions by rejection reason."""
+    """District or city messages refused, by reason (`twin.city.districtalert.REASONS`), positions by rejection reason."""
 
 
 class CityTier:
@@ -350,6 +354,7 @@ def tier_from_city(city, config: TierConfig, *, apis: Mapping[str, str] | None =
 
     board = CityBoard(city.manifest.code, city.name, city.name_en, district_links(city, apis or {}),
                       tick_s=city.manifest.tick_s)
+    board.map = city_map(city)  # the city page's map (GET /api/city/map)
     city_clock = None
     if stream is not None:
         stream.ensure(city.partitions)

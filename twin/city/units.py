@@ -147,7 +147,7 @@ class UnitRouter:
 
     def on_city(self, identifier: str, message: dict, area: shapely.Geometry,
                 by_district: Mapping[str, shapely.Geometry], cancelled: bool) -> list[Delivery]:
-        """A city message (`twin.city.merge.CityUpdate`'s fields); the deliveries: every unit that had the alert,
+        """A city message (`twin.city.cityalert.CityUpdate`'s fields); the deliveries: every unit that had the alert,
         and the units newly in reach (none for a Cancel, which goes to those that had it)."""
         had = self.notified.setdefault(identifier, set())
         if cancelled:

@@ -6,6 +6,11 @@ and Mosquitto from the PATH when the manifest's loopback addresses have none), t
 (`twin.cli.supervise`): ``--workers`` ingest workers (`twin ingest-worker`), one district twin per partition
 (`twin district`) and the city tier (`twin city-tier`). Ctrl-C or SIGTERM stops them all; a part that dies is
 restarted.
+
+Each district twin serves its read-only API on a free loopback port (``twin district --http PORT``, picked here
+when the parts are made, `district_api_ports`), and the city tier gets the matching ``--district-api CODE=URL``, so
+the city API and page show every district's health and vital signs and link to its twin's own page
+(``--no-district-api`` turns that off). A restarted district twin keeps its port.
 """
 
 from __future__ import annotations
@@ -60,8 +65,10 @@ def add_city_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=2, metavar="N", help="with --city: ingest workers (default 2)")
     g.add_argument("--city-cache", type=Path, metavar="DIR", help="with --city: the city's build cache (default "
                    "var/city/<manifest name>)")
-    g.add_argument("--city-http", type=int, default=8090, metavar="PORT", help="with --city: the city API's port "
-                   "(default 8090; 0: none)")
+    g.add_argument("--city-http", type=int, default=8090, metavar="PORT", help="with --city: the city API's and "
+                   "city page's port (default 8090; 0: none)")
+    g.add_argument("--no-district-api", action="store_true", help="with --city: the district twins serve no HTTP "
+                   "API (by default each serves one on a free loopback port, and the city page links to it)")
 
 
 def mqtt_names(manifest) -> dict[str, str]:
@@ -73,28 +80,78 @@ def mqtt_names(manifest) -> dict[str, str]:
     return {"base": base, "group": f"{base}-ingest", "tier": f"{base}-city-tier"}
 
 
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the system's pick for port 0). Another program may take it before the
+    district twin binds it: the twin then ends with a one-line error and the supervisor restarts it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def district_api_ports(partitions, args: argparse.Namespace) -> dict[str, int]:
+    """A free loopback port per district twin for its API ({} with ``--no-district-api``); distinct ports."""
+    if getattr(args, "no_district_api", False):
+        return {}
+    ports: dict[str, int] = {}
+    for partition in partitions:
+        port = free_loopback_port()
+        while port in ports.values():
+            port = free_loopback_port()
+        ports[partition] = port
+    return ports
+
+
 def city_children(city, args: argparse.Namespace, nats: str, broker: str, state: Path) -> list[Child]:
-    """The deployment's parts as supervised children: ingest workers, district twins, the city tier."""
+    """The deployment's parts as supervised children: ingest workers, district twins (each with its API on a port of
+    `district_api_ports`), the city tier (told where those APIs are)."""
     manifest = city.manifest
+    apis = district_api_ports([d.partition for d in city.districts], args)
     names = mqtt_names(manifest)
     raster = city.cache / "raster-100m.npz"
+    registry_db = ["--registry-db", registry_db_url(state)]  # filled by `fill_registry_db` before the parts start
     common = ["--nats", nats, "--broker", broker, "--prefix", manifest.mqtt.prefix, "--stream", manifest.stream.name,
               "--subject-prefix", manifest.stream.subjects]
     children = [Child(f"ingest-w{k}", twin_command(
         "ingest-worker", "--id", f"w{k}", "--state", str(state / "ingest" / f"w{k}"), "--registry",
         str(city.cache / "registry.geojson"), "--districts-raster", str(raster), "--group", names["group"],
-        "--client-id", f"{names['base']}-ingest-w{k}", "--max-age", f"{manifest.stream.max_age_s:g}", *common))
+        "--client-id", f"{names['base']}-ingest-w{k}", "--max-age", f"{manifest.stream.max_age_s:g}", *registry_db,
+        *common))
         for k in range(1, args.workers + 1)]
     children += [Child(f"district-{d.partition}", twin_command(
         "district", "--city", str(args.city), "--cache", str(city.cache), "--district", d.partition,
         "--state", str(state / "districts" / d.partition), "--client-id", f"{names['base']}-district-{d.partition}",
-        *common))
+        *registry_db, *common, *(["--http", str(apis[d.partition])] if d.partition in apis else [])))
         for d in city.districts]
     http = ["--http", str(args.city_http)] if args.city_http else ["--no-http"]
+    links = [arg for partition, port in apis.items()
+             for arg in ("--district-api", f"{partition}=http://127.0.0.1:{port}")]
     children.append(Child("city-tier", twin_command(
         "city-tier", "--city", str(args.city), "--cache", str(city.cache), "--nats", nats, "--broker", broker,
-        "--client-id", names["tier"], *http)))
+        "--client-id", names["tier"], *http, *links)))
     return children
+
+
+def registry_db_url(state: Path) -> str:
+    """The city's device registry database: SQLite in the deployment's state folder."""
+    return f"sqlite:///{state / 'registry.db'}"
+
+
+def fill_registry_db(city, state: Path, say) -> None:
+    """Fill the city's registry database from the city build's ``registry.geojson`` when it is empty (once, before the
+    parts start: the workers and district twins then follow it; `twin devices` changes it at run time)."""
+    from ingest.registry_db import RegistryStore
+
+    state.mkdir(parents=True, exist_ok=True)
+    store = RegistryStore.open(registry_db_url(state))
+    try:
+        if store.is_empty():
+            report = store.import_file(city.cache / "registry.geojson", actor="twin run --city")
+            say(f"[supervisor] registry database {state / 'registry.db'} filled: {report.added} devices")
+        else:
+            say(f"[supervisor] registry database {state / 'registry.db'}: {store.count(status='active')} active "
+                f"devices at version {store.version()} (twin devices changes it)")
+    finally:
+        store.close()
 
 
 def service_children(nats: Endpoint, broker: Endpoint, state: Path, say) -> list[Child]:
@@ -161,6 +218,7 @@ def run_city(args: argparse.Namespace) -> int:
     city.raster()
     say(f"[supervisor] city ready in {report.seconds:.1f} s")
     state = Path(args.state) / "city" / city.manifest.path.stem
+    fill_registry_db(city, state, say)
     nats, broker = city.manifest.stream.url, city.manifest.mqtt.broker
     nats_at, broker_at = Endpoint.of(nats, 4222), Endpoint.of(broker, 1883)
     services = service_children(nats_at, broker_at, state, say)
@@ -171,7 +229,8 @@ def run_city(args: argparse.Namespace) -> int:
         parts = city_children(city, args, nats, broker, state)
         supervisor.add(parts)
         say(f"[supervisor] started {len(parts)} parts: " + ", ".join(c.name for c in parts)
-            + (f"; city API on http://127.0.0.1:{args.city_http}/api/city/districts" if args.city_http else ""))
+            + (f"; city page http://127.0.0.1:{args.city_http}/, city API "
+               f"http://127.0.0.1:{args.city_http}/api/city/districts" if args.city_http else ""))
         _supervise(supervisor, args.duration, say)
     finally:
         codes = supervisor.stop()

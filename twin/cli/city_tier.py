@@ -59,7 +59,8 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                                                            "clock per city)")
     p.add_argument("--broker", default=None, help="MQTT broker (default: the manifest's mqtt.broker)")
     p.add_argument("--http", type=int, default=DEFAULT_HTTP_PORT, metavar="PORT",
-                   help=f"port of the city API (default {DEFAULT_HTTP_PORT}; 0 picks a free one)")
+                   help=f"port of the city API and the city page at / (default {DEFAULT_HTTP_PORT}; 0 picks a free "
+                        "one)")
     p.add_argument("--no-http", action="store_true", help="serve no city API")
     p.add_argument("--host", default="127.0.0.1", help="address the API listens on (default 127.0.0.1; any other "
                                                        "needs --token)")
@@ -167,7 +168,8 @@ def run_city_tier(args: argparse.Namespace) -> int:
     clock = tier.city_clock
     print(f"city tier running: {len(tier.board.districts)} districts, "
           f"clock {'off' if clock is None else f'every {clock.tick_s:g} s'}, "
-          f"API {tier.server.url if tier.server else 'off'} (Ctrl-C to stop)", flush=True)
+          f"API {tier.server.url if tier.server else 'off'}"
+          f"{f', city page {tier.server.url}/' if tier.server else ''} (Ctrl-C to stop)", flush=True)
     end = time.monotonic() + args.duration if args.duration else float("inf")
     try:
         while not stop.wait(min(10.0, max(0.0, end - time.monotonic()))):

@@ -7,6 +7,10 @@ Two ways to name the district: ``--city city.yaml --district CODE`` (the grid tw
 ``twin city build`` wrote into the city's cache, the stream, broker, topic prefix and tick from the manifest), or
 ``--grid FILE --registry FILE --partition NAME`` (any grid twin file; options give the rest). Explicit options win
 over the manifest's values.
+
+``--http PORT`` serves the twin's read-only HTTP API and dashboard (`twin.live.district_view.DistrictService` under
+`twin.api.serve`): ``GET /api/health``, ``/api/indicators?level=district``, ``/api/alerts`` ... — what the city
+tier reads and links to (``twin city-tier --district-api CODE=URL``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -45,6 +50,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {text!r}")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``district`` to the ``twin`` subcommands; returns its parser."""
     p = sub.add_parser(
@@ -65,6 +80,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     src.add_argument("--registry", type=Path, help="device registry (GeoJSON or CSV): the district's sensors and "
                                                    "every vehicle and unit of the city")
     src.add_argument("--partition", help="the district's partition of the stream (letters, digits, _ and -)")
+    p.add_argument("--registry-db", metavar="URL", help="the device registry database (sqlite:///path/registry.db or "
+                   "postgresql://...; the one the ingest workers follow): the twin reads its district's devices from "
+                   "it at start and fills from it registry versions no registry record brought "
+                   "(docs/guides/devices.md); default: the registry file only")
     p.add_argument("--nats", help=f"NATS server(s), comma-separated (default: the manifest's, else {DEFAULTS['nats']})")
     p.add_argument("--stream", help=f"JetStream stream name (default: the manifest's, else {DEFAULTS['stream']})")
     p.add_argument("--subject-prefix", help=f"subject prefix of the partitions (default: the manifest's "
@@ -92,6 +111,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="seconds between status lines and writes of STATE/status.json (default 10)")
     p.add_argument("--duration", type=_positive, metavar="S", help="stop after this many seconds")
     p.add_argument("--no-warm-up", action="store_true", help="do not compile the models' kernels before reading")
+    api = p.add_argument_group("the district twin's HTTP API (read-only; the city tier links to it)")
+    api.add_argument("--http", type=_port, metavar="PORT", help="serve the twin's HTTP API and dashboard on this port "
+                     "(0 picks a free one; the line 'district API on URL' says which)")
+    api.add_argument("--http-host", default="127.0.0.1", help="address the API listens on (default 127.0.0.1; any "
+                     "other needs --http-token)")
+    api.add_argument("--http-token", help="bearer token of the API (default: the TWIN_HTTP_TOKEN environment variable; "
+                     "needed to listen beyond loopback; the API only reads all the same)")
     p.set_defaults(func=_command)
     return p
 
@@ -112,7 +138,7 @@ class Source:
 
     partition: str
     grid: Path
-    registry: Path
+    registry: Path | None
     nats: str
     stream: str
     subjects: str
@@ -133,11 +159,12 @@ def resolve(args: argparse.Namespace) -> Source:
     if by_city:
         partition, grid, registry, settings = _from_city(args)
     else:
-        missing = [f"--{n}" for n in ("grid", "registry", "partition") if getattr(args, n) is None]
+        needed = ("grid", "partition", *(() if args.registry_db else ("registry",)))
+        missing = [f"--{n}" for n in needed if getattr(args, n) is None]
         if missing:
             raise DistrictUsageError(f"{', '.join(missing)} missing: --grid, --registry and --partition go together")
         for label, path in (("grid", args.grid), ("registry", args.registry)):
-            if not path.is_file():
+            if path is not None and not path.is_file():
                 raise DistrictUsageError(f"--{label} {path} does not exist")
         partition, grid, registry, settings = args.partition, args.grid, args.registry, {}
     try:
@@ -191,10 +218,11 @@ def run_district(args: argparse.Namespace) -> int:
     from twin.live.warmup import settle_heap
 
     src = resolve(args)
+    token = http_token(args)
     state = args.state or Path("var/district") / src.partition
     state.mkdir(parents=True, exist_ok=True)
     config = DistrictConfig(src.partition, handover_partition=args.handover_partition, prefix=src.prefix,
-                            snapshot_every_s=args.snapshot_every, start=args.start,
+                            snapshot_every_s=args.snapshot_every, start=args.start, registry_db=args.registry_db,
                             core=district_core_config(src.partition, src.prefix, src.tick_s))
     try:
         transport = MqttTransport(src.broker, client_id=args.client_id or f"citytwin-district-{src.partition}",
@@ -213,15 +241,59 @@ def run_district(args: argparse.Namespace) -> int:
     except (SnapshotError, RegistryError, OSError, ValueError) as exc:
         stream.close()
         raise DistrictUsageError(" ".join(str(exc).split())) from None
+    try:
+        api = serve_district_api(twin, src.grid, args, token)
+    except DistrictUsageError:
+        twin.close()
+        stream.close()
+        raise
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
         return _serve(twin, args, src, state, stop, settle_heap)
     finally:
+        if api is not None:
+            api.stop()
         twin.stop()
         _write_status(twin, state, poll_stream=False)
         stream.close()
+
+
+def http_token(args: argparse.Namespace) -> str | None:
+    """The API token (``--http-token``, else ``TWIN_HTTP_TOKEN``), checked against ``--http-host``:
+    `DistrictUsageError` for a host beyond loopback without one, or one shorter than 8 characters."""
+    from twin.api.server import is_loopback
+
+    token = args.http_token or os.environ.get("TWIN_HTTP_TOKEN") or None
+    if args.http is None:
+        return token
+    if token is not None and len(token) < 8:
+        raise DistrictUsageError("--http-token must be at least 8 characters long")
+    if not is_loopback(args.http_host) and not token:
+        raise DistrictUsageError(f"refusing to serve the district API on {args.http_host}, beyond loopback, without "
+                                 "a token: give --http-token (or TWIN_HTTP_TOKEN) or listen on 127.0.0.1")
+    return token
+
+
+def serve_district_api(twin, grid: Path, args: argparse.Namespace, token: str | None):
+    """The twin's read-only API on ``--http`` (None without the option): `twin.api.server.ServerHandle`.
+    `DistrictUsageError` when the address cannot be used."""
+    if args.http is None:
+        return None
+    from twin.api.server import serve
+    from twin.live.district_view import DistrictService
+
+    service = DistrictService(twin, grid)
+    try:
+        handle = serve(service, host=args.http_host, port=args.http, token=token)
+    except (OSError, ValueError) as exc:
+        service.close()
+        raise DistrictUsageError(f"cannot serve the district API on {args.http_host}:{args.http}: "
+                                 f"{getattr(exc, 'strerror', None) or exc}") from None
+    print(f"district API on {handle.url} (read-only; health {handle.url}/api/health, dashboard {handle.url}/)",
+          flush=True)
+    return handle
 
 
 def _serve(twin, args: argparse.Namespace, src: Source, state: Path, stop: threading.Event, settle_heap) -> int:

@@ -153,6 +153,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--client-id", default="citytwin-bund", help="MQTT client id (fixed: the session persists)")
     r.add_argument("--protocol", choices=("5", "3.1.1"), help="MQTT protocol version (default 5; 3.1.1 with the "
                                                               "embedded broker)")
+    r.add_argument("--receiver", choices=("process", "thread"), default="process",
+                   help="where the MQTT subscriber runs: a child process (default: reading messages does not take the "
+                        "twin's interpreter lock, about twice the throughput) or a thread of this process "
+                        "(docs/liveness.md section 8)")
     r.add_argument("--buffer", type=_positive, default=500.0, help="field units within this many metres of an "
                                                                    "alert area get it (default 500)")
     r.add_argument("--snapshot-every", type=_positive, default=60.0, help="seconds between snapshots (default 60)")

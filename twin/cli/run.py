@@ -195,7 +195,7 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
                       web_base=web, cases=case_config(args), units_file=str(units) if units else None)
     return ServiceConfig(broker=args.broker, grid=grid, registry=registry, state_dir=state, db=args.db,
                          tick_s=args.tick, prefix=args.prefix, client_id=args.client_id,
-                         protocol=args.protocol or "5",
+                         protocol=args.protocol or "5", receiver=getattr(args, "receiver", "process"),
                          snapshot_every_s=args.snapshot_every, core=core, clock=twin_clock(args), freeze_heap=True,
                          registry_db=getattr(args, "registry_db", None))
 

@@ -4,6 +4,10 @@ Wiring only: the worker itself is ``ingest.worker.IngestWorker``. ``add_parser(s
 ``twin`` parser; ``python -m twin.cli.worker ...`` runs it without the other commands (tests, supervisors).
 ``worker_from_args`` builds everything from the options so that a later ``--city city.yaml`` only has to produce
 the same pieces (raster, device -> district map) from the city manifest.
+
+The registry: ``--registry FILE`` alone is read once (it never changes while the worker runs). With
+``--registry-db URL`` the worker follows the registry database at run time (docs/guides/devices.md): an empty
+database is filled from ``--registry`` first; one that holds devices is the truth.
 """
 
 from __future__ import annotations
@@ -21,11 +25,20 @@ from pathlib import Path
 from ingest.districts import DistrictRaster, DistrictRouter
 from ingest.pipeline import IngestConfig
 from ingest.rawlog import RawLog
-from ingest.registry import RegistryError, load_registry
+from ingest.registry import Registry, RegistryError, load_registry
+from ingest.registry_db import RegistryStore
 from ingest.routing import subscriptions
 from ingest.stream.base import Stream, StreamError
 from ingest.transport.client import MqttTransport
-from ingest.worker import IngestWorker, WorkerConfig, WorkerStoppedError, movers_of, static_districts
+from ingest.worker import (
+    REGISTRY_POLL_S,
+    IngestWorker,
+    WorkerConfig,
+    WorkerStoppedError,
+    movers_of,
+    registry_at_checkpoint,
+    static_districts,
+)
 from twin.district.geo import gcj02_to_wgs84
 
 log = logging.getLogger(__name__)
@@ -55,7 +68,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "(letters, digits, _ and -); part of its MQTT client id and of every message id")
     p.add_argument("--group", default=DEFAULT_GROUP, help=f"MQTT share group (default {DEFAULT_GROUP})")
     p.add_argument("--state", type=Path, required=True, help="state folder: raw log and checkpoint")
-    p.add_argument("--registry", type=Path, required=True, help="device registry (GeoJSON or CSV)")
+    p.add_argument("--registry", type=Path, help="device registry (GeoJSON or CSV); with --registry-db it only fills "
+                   "an empty database")
+    p.add_argument("--registry-db", metavar="URL", help="follow the device registry database at run time "
+                   "(sqlite:///path/registry.db or postgresql://...; docs/guides/devices.md): devices added, changed "
+                   "or retired are admitted or refused without a restart, and the district twins hear of them")
+    p.add_argument("--registry-poll", type=float, default=REGISTRY_POLL_S, metavar="S",
+                   help=f"with --registry-db: seconds between two looks at the database's version (default "
+                        f"{REGISTRY_POLL_S:g})")
     p.add_argument("--districts-raster", type=Path, required=True, metavar="FILE.npz",
                    help="district raster (.npz: codes, index, bounds; ingest.districts.DistrictRaster.save)")
     p.add_argument("--district-map", type=Path, metavar="FILE", help="device -> district: a JSON object, or "
@@ -99,11 +119,14 @@ class Parts:
     transport: MqttTransport
     raw_log: RawLog
     stream: Stream
+    registry_store: RegistryStore | None = None
 
     def close(self, end_session: bool = False) -> None:
         self.transport.stop(end_session=end_session)
         self.raw_log.close()
         self.stream.close()
+        if self.registry_store is not None:
+            self.registry_store.close()
 
 
 def load_district_map(path: Path) -> dict[str, str]:
@@ -129,20 +152,17 @@ def worker_from_args(args: argparse.Namespace) -> Parts:
     from ingest.stream.jetstream import JetStream
 
     try:
-        registry = load_registry(args.registry)
-    except (RegistryError, OSError) as exc:
-        raise WorkerUsageError(f"--registry {args.registry}: {exc}") from None
-    try:
         raster = DistrictRaster.load(args.districts_raster)
     except (ValueError, OSError) as exc:
         raise WorkerUsageError(f"--districts-raster: {exc}") from None
+    registry, store = open_registry(args)
     explicit = load_district_map(args.district_map) if args.district_map else None
     static, missing = static_districts(registry, raster, explicit)
     if missing:
         print(f"warning: {len(missing)} static devices lie in no district (e.g. {missing[0]}): their records will "
               "be refused (no_district)", file=sys.stderr)
     router = DistrictRouter(raster, static, movers_of(registry), to_wgs84=gcj02_to_wgs84)
-    config = WorkerConfig(args.worker_id, ingest=IngestConfig(prefix=args.prefix))
+    config = WorkerConfig(args.worker_id, registry_poll_s=args.registry_poll, ingest=IngestConfig(prefix=args.prefix))
     try:
         transport = MqttTransport(args.broker, client_id=args.client_id or f"citytwin-ingest-{args.worker_id}",
                                   subscriptions=subscriptions(args.prefix), share_group=args.group,
@@ -154,18 +174,62 @@ def worker_from_args(args: argparse.Namespace) -> Parts:
                        name=f"citytwin-ingest-{args.worker_id}")
     raw_log = RawLog(args.state / "rawlog")
     try:
-        worker = IngestWorker(transport, raw_log, registry, stream, router, config)
+        worker = IngestWorker(transport, raw_log, registry, stream, router, config, store, explicit)
     except ValueError as exc:
         raw_log.close()
         stream.close()
+        if store is not None:
+            store.close()
         raise WorkerUsageError(str(exc)) from None
-    return Parts(worker, transport, raw_log, stream)
+    return Parts(worker, transport, raw_log, stream, store)
+
+
+def open_registry(args: argparse.Namespace) -> tuple[Registry, RegistryStore | None]:
+    """The worker's registry: ``--registry`` read once, or with ``--registry-db`` the database's registry as it was at
+    the worker's checkpoint (an empty database filled from ``--registry`` first) and the database to follow."""
+    if args.registry_db is None:
+        if args.registry is None:
+            raise WorkerUsageError("give --registry FILE or --registry-db URL")
+        try:
+            return load_registry(args.registry), None
+        except (RegistryError, OSError) as exc:
+            raise WorkerUsageError(f"--registry {args.registry}: {exc}") from None
+    try:
+        store = RegistryStore.open(args.registry_db)
+    except Exception as exc:  # sqlite3 / psycopg errors: the URL or the server
+        raise WorkerUsageError(f"--registry-db: {exc}") from None
+    try:
+        _fill(store, args)
+        return registry_at_checkpoint(args.state / "rawlog", store), store
+    except ValueError as exc:  # a damaged checkpoint
+        store.close()
+        raise WorkerUsageError(str(exc)) from None
+    except BaseException:
+        store.close()
+        raise
+
+
+def _fill(store: RegistryStore, args: argparse.Namespace) -> None:
+    """An empty registry database filled from ``--registry`` (one that holds devices is the truth)."""
+    if not store.is_empty():
+        if args.registry is not None:
+            print(f"registry database holds {store.count(status='active')} active devices at version "
+                  f"{store.version()}: it is the truth, {args.registry} is not read", flush=True)
+        return
+    if args.registry is None:
+        raise WorkerUsageError("--registry-db: the registry database is empty; give --registry FILE to fill it")
+    try:
+        report = store.import_file(args.registry, actor=f"twin ingest-worker {args.worker_id}")
+    except (RegistryError, OSError) as exc:
+        raise WorkerUsageError(f"--registry {args.registry}: {exc}") from None
+    print(f"registry database filled from {args.registry}: {report.added} devices (version {report.last_version})",
+          flush=True)
 
 
 def run_worker(args: argparse.Namespace) -> int:
     """Run until Ctrl-C, SIGTERM, ``--duration`` or a broken worker; returns the exit status."""
-    if args.status_every <= 0 or (args.duration is not None and args.duration <= 0):
-        raise WorkerUsageError("--status-every and --duration must be positive")
+    if args.status_every <= 0 or (args.duration is not None and args.duration <= 0) or not 0 < args.registry_poll < 1e6:
+        raise WorkerUsageError("--status-every, --duration and --registry-poll must be positive")
     if not (0 < args.duplicate_window < float("inf") and 0 < args.max_age < float("inf")):
         raise WorkerUsageError("--duplicate-window and --max-age must be positive numbers of seconds")
     args.state.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,10 @@ stream (`ingest.stream`) instead of MQTT:
   `twin run` does;
 - a ``tick`` record of the city clock runs `TwinCore.on_tick` at its time: the twin never ticks on its own, so
   every district ticks at the same twin times and a replay of the stream reproduces the ticks;
+- a ``registry`` record (`ingest.stream.registry`, published by the ingest workers that follow the registry
+  database) changes the twin's registry in its place among the batches (`twin.live.district_registry`): the twin
+  holds its own district's sensors and every vehicle and unit of the city, and a replay of the stream meets each
+  batch with the registry it met;
 - a vehicle's or unit's fix it did not hold makes it claim the entity on the ``handover`` partition, and the
   claims of the others make it drop the entities it held with an older fix
   (`twin.live.district_handover`).
@@ -27,8 +31,10 @@ state, the dedupe memory and the twin's counters are written (`twin.live.snapsho
 record applied from each partition. At start the snapshot is restored and both partitions are read from those
 sequences + 1: the records, their order and so the state are those of a twin that never stopped (the stream keeps
 24 h, far longer than the snapshot interval). Without a snapshot the twin reads from where it first started
-(``district-start.json``, written once, which also keeps the alert and case numbers it started from, so a crash
-before the first snapshot replays to the same alert identifiers).
+(``district-start.json``, written once, which also keeps the alert and case numbers and the registry version it
+started from, so a crash before the first snapshot replays to the same alert identifiers). The snapshot carries the
+registry version and the devices changed since the base registry, so the restored registry is the one the snapshot's
+state was built on.
 
 A district twin keeps no raw log: the stream is its log.
 """
@@ -53,9 +59,11 @@ from ingest.batch import Batch
 from ingest.deadletter import deadletter_payload, deadletter_topic
 from ingest.dedupe import Deduper
 from ingest.registry import Registry, load_registry
+from ingest.registry_db import RegistryStore
 from ingest.rejection import Reason, reject
-from ingest.stream.base import BATCH, TICK, Record, Stream, StreamError, check_partition, tick_time
+from ingest.stream.base import BATCH, REGISTRY, TICK, Record, Stream, StreamError, check_partition, tick_time
 from ingest.stream.codec import CodecError, decode_batch
+from ingest.stream.registry import RegistryRecordError, parse_registry
 from twin.alerting.store import Store
 from twin.cases.book import CaseBook
 from twin.district.dataset import grid_of, load_twin
@@ -63,6 +71,7 @@ from twin.live import snapshot
 from twin.live.core import CoreConfig, TickReport, TwinCore
 from twin.live.district_feed import OrderedFeed
 from twin.live.district_handover import HANDOVER_PARTITION, Handover, answer, movers_in, new_holds, parse_handover
+from twin.live.district_registry import DistrictRegistry, district_devices
 from twin.live.service import TWIN_REASONS, OutboxPublisher
 from twin.live.state import Rejected
 from twin.live.warmup import warm_up
@@ -107,6 +116,11 @@ class DistrictConfig:
         last one (a twin that joins a running city and needs no history).
     core : CoreConfig
         The twin core's settings (its ``district`` and ``sender`` name the alerts).
+    registry_db : str or None
+        The registry database (``sqlite:///...`` or ``postgresql://...``, `ingest.registry_db`): the twin reads its
+        district's devices from it at start (as they were at the version its snapshot or first start names) and
+        fills from it the registry versions no ``registry`` record brought (`twin.live.district_registry`). None:
+        the registry given (a file) is the base. An empty database falls back to the registry given.
     """
 
     partition: str
@@ -119,6 +133,7 @@ class DistrictConfig:
     dedupe_keys: int = 1_000_000
     start: str = "first"
     core: CoreConfig = field(default_factory=CoreConfig)
+    registry_db: str | None = None
 
     def __post_init__(self) -> None:
         check_partition(self.partition)
@@ -163,7 +178,7 @@ class Counts:
     """Rows the core refused, by reason (``outside_grid``, ``not_sent`` ...). [1]"""
     bad_records: dict[str, int] = field(default_factory=dict)
     """Records that could not be used, by reason: ``bad_batch`` (not a batch of the codec's layout), ``bad_tick``
-    (no finite ``Twin-Time``), ``bad_handover``, ``unknown_kind``. [1]"""
+    (no finite ``Twin-Time``), ``bad_handover``, ``bad_registry``, ``unknown_kind``. [1]"""
     claims: int = 0
     """Handover claims made (new holds and reclaims). [1]"""
     reclaims: int = 0
@@ -215,8 +230,9 @@ class DistrictTwin:
     ----------
     static : xarray.Dataset
         The district's grid twin.
-    registry : Registry
-        Its devices (its sensors and every vehicle and unit of the city).
+    registry : Registry or None
+        Devices: the twin keeps its own district's sensors and every vehicle and unit of the city
+        (`twin.live.district_registry.district_devices`). None with ``config.registry_db`` (read from there).
     stream : Stream
         Read from the reader thread (and the status); handover claims are published and flushed on the reader
         thread only (``Stream`` wants one publishing thread).
@@ -229,15 +245,24 @@ class DistrictTwin:
         The alert store's URL (default ``sqlite:///<state_dir>/alerts.db``).
     """
 
-    def __init__(self, static: xr.Dataset, registry: Registry, stream: Stream, state_dir: Path,
+    def __init__(self, static: xr.Dataset, registry: Registry | None, stream: Stream, state_dir: Path,
                  config: DistrictConfig, transport=None, db: str | None = None) -> None:
         self.config = cfg = config
-        self.static, self.registry, self.stream = static, registry, stream
+        self.static, self.stream = static, stream
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.main, self.side = cfg.partition, cfg.handover_partition
         self.store = Store.open(db or f"sqlite:///{self.state_dir / 'alerts.db'}")
-        self.core = TwinCore(static, registry, self.store, cfg.core)
+        self.registry_store = None
+        try:
+            self.registry_store = _open_registry(cfg.registry_db) if cfg.registry_db else None
+            self.registry_book = DistrictRegistry(self.main, static, self.registry_store)
+            snap = snapshot.read(self.state_dir, grid_of(static)) if snapshot.exists(self.state_dir) else None
+            self.registry = self._base_registry(registry, snap)
+            self.core = TwinCore(static, self.registry, self.store, cfg.core)
+        except BaseException:
+            self._close_stores()
+            raise
         self.deduper = Deduper(cfg.dedupe_keys)
         self.counts, self.faults = Counts(), Faults()
         self.pending: dict[str, Handover] = {}
@@ -248,9 +273,9 @@ class DistrictTwin:
         self.snapshot_seq = 0
         """Sequence of the own partition's last record covered by the last snapshot written or restored."""
         try:
-            self.restored = self._restore()
+            self.restored = self._restore(snap)
         except BaseException:
-            self.store.close()
+            self._close_stores()
             raise
         self.applied_seq = self.positions[self.main]
         """Sequence of the last record of the own partition applied completely (``positions`` moves before a record
@@ -268,10 +293,11 @@ class DistrictTwin:
         self._closed = False
 
     @classmethod
-    def from_files(cls, grid: Path, registry: Path, stream: Stream, state_dir: Path, config: DistrictConfig,
+    def from_files(cls, grid: Path, registry: Path | None, stream: Stream, state_dir: Path, config: DistrictConfig,
                    transport=None, db: str | None = None) -> DistrictTwin:
-        """A district twin of a grid twin file and a registry file (GeoJSON or CSV); the road network written beside
-        the grid file (`twin.district.roads`) gives the probes' link speeds when the config names none."""
+        """A district twin of a grid twin file and a registry file (GeoJSON or CSV; None with ``config.registry_db``);
+        the road network written beside the grid file (`twin.district.roads`) gives the probes' link speeds when the
+        config names none."""
         static, _ = load_twin(grid)
         live = config.core.live
         if live.road_network is None:
@@ -284,7 +310,35 @@ class DistrictTwin:
             else:
                 core = dataclasses.replace(config.core, live=dataclasses.replace(live, road_network=network))
                 config = dataclasses.replace(config, core=core)
-        return cls(static, load_registry(registry), stream, state_dir, config, transport, db)
+        return cls(static, load_registry(registry) if registry is not None else None, stream, state_dir, config,
+                   transport, db)
+
+    def _base_registry(self, given: Registry | None, snap) -> Registry:
+        """The registry the core is built on: the district's devices of the registry database (at the version the
+        snapshot, or the first start, names) or of ``given``, brought to the snapshot's state."""
+        doc = (snap.state.get("district") or {}).get("registry") if snap is not None else None
+        first = doc if doc else {"base": self._start_file().get("registry_version"),
+                                 "source": self._start_file().get("registry_source")}
+        store = self.registry_store
+        if store is not None and not store.is_empty() and (first.get("source") != "file" or given is None):
+            at = first.get("base") if first.get("source") == "db" else None
+            base = self.registry_book.read_base(None if at is None else int(at))
+        elif given is not None:
+            base = district_devices(given, self.main, self.static)
+            self.registry_book.source = "file"
+        elif store is not None:
+            log.warning("%s: the registry database %s is empty and no registry file is given: no devices yet",
+                        self.main, store.url)
+            base = Registry({})
+        else:
+            raise ValueError("a district twin needs a registry (a file) or a registry database (registry_db)")
+        self.registry_book.restore(base, doc)
+        return base
+
+    def _start_file(self) -> dict:
+        """``district-start.json`` as written at the first start ({} before it)."""
+        path = self.state_dir / START_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
     # ------------------------------------------------------------ life cycle
     def start(self, wait_s: float = 10.0, warm: bool = True) -> bool:
@@ -328,10 +382,15 @@ class DistrictTwin:
         return clean
 
     def close(self) -> None:
-        """Close the store (a twin never started, or stopped)."""
+        """Close the stores (a twin never started, or stopped)."""
         if not self._closed:
             self._closed = True
-            self.store.close()
+            self._close_stores()
+
+    def _close_stores(self) -> None:
+        self.store.close()
+        if self.registry_store is not None:
+            self.registry_store.close()
 
     def _run(self) -> None:
         delay = 0.1
@@ -391,8 +450,10 @@ class DistrictTwin:
                 self._on_tick(record)
             elif record.kind in (BATCH, ""):
                 self._on_batch(record)
+            elif record.kind == REGISTRY:
+                self._on_registry(record)
             else:
-                self._bad(record, "unknown_kind", f"record kind {record.kind[:40]!r} (known: batch, tick)")
+                self._bad(record, "unknown_kind", f"record kind {record.kind[:40]!r} (known: batch, tick, registry)")
         except Exception:  # a bug of ours: the twin goes on with the next record, counted and logged
             self.faults.apply_errors += 1
             log.exception("applying record %d of %s failed", record.seq, partition)
@@ -456,6 +517,18 @@ class DistrictTwin:
     def _publish_droppable(self, topic: str, payload: bytes) -> None:
         if not self.transport.publish_droppable(topic, payload, qos=1):
             self.faults.deadletters_dropped += 1
+
+    # ------------------------------------------------------------ registry changes (twin.live.district_registry)
+    def _on_registry(self, record: Record) -> None:
+        try:
+            step = parse_registry(record)
+        except RegistryRecordError as exc:
+            self._bad(record, "bad_registry", str(exc))
+            return
+        at = self.registry.version
+        n = self.registry_book.apply(self.core, step)
+        if self.registry.version != at:
+            log.info("%s: registry version %d -> %d: %d changes", self.main, at, self.registry.version, n)
 
     # ------------------------------------------------------------ ticks
     def _on_tick(self, record: Record) -> None:
@@ -534,17 +607,17 @@ class DistrictTwin:
         with core.lock:
             state = {**core.save_state(), "dedupe": self.deduper.save_state(),
                      "district": {"partition": self.main, "counts": dataclasses.asdict(self.counts),
-                                  "pending": [[c.device, c.t, c.district] for c in self.pending.values()]}}
+                                  "pending": [[c.device, c.t, c.district] for c in self.pending.values()],
+                                  "registry": self.registry_book.save_state(self.registry)}}
             snapshot.write(self.state_dir, state, core.state.grid, (0, 0), time.time(), stream=dict(self.positions))
         self.last_snapshot_t = core.last_tick
         self.snapshot_seq = self.positions[self.main]
 
-    def _restore(self) -> bool:
+    def _restore(self, snap) -> bool:
         """The last snapshot's state and stream positions (True), or the start file's (False)."""
-        if not snapshot.exists(self.state_dir):
+        if snap is None:
             self._start_from_base()
             return False
-        snap = snapshot.read(self.state_dir, grid_of(self.static))
         district = snap.state.get("district") or {}
         if self.main not in snap.stream or district.get("partition") != self.main:
             raise snapshot.SnapshotError(
@@ -575,7 +648,8 @@ class DistrictTwin:
             first = self.config.start == "first"
             cases = CaseBook.load(self.store, self.core.config.district).sequence if self.core.desk is not None else 0
             base = {"partition": self.main, "alert_sequence": int(self.core.book.sequence),
-                    "case_sequence": int(cases),
+                    "case_sequence": int(cases), "registry_version": int(self.registry_book.base),
+                    "registry_source": self.registry_book.source,
                     "stream": {p: 0 if first else int(self.stream.last_seq(p)) for p in (self.main, self.side)}}
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(base), encoding="utf-8")
@@ -607,6 +681,8 @@ class DistrictTwin:
                 "applied_seq": applied, "handover_seq": self.positions[self.side], "stream_last_seq": last,
                 "lag": None if last is None else max(0, last - applied), "buffered": self.feed.buffered,
                 "snapshot_seq": self.snapshot_seq, "restored": self.restored,
+                "registry_version": int(self.registry.version),
+                "registry": dataclasses.asdict(self.registry_book.counts),
                 "tick_ms": round(self.last_report.tick_ms, 1) if self.last_report else 0.0,
                 **dataclasses.asdict(self.counts), **self.core.status(),
                 "outbox": self.store.outbox_depth() if not self._closed else None,
@@ -616,6 +692,14 @@ class DistrictTwin:
         body = json.dumps(self.status(), separators=(",", ":")).encode()
         self.transport.publish(f"{self.config.prefix}twin/status/{self.main}", body, qos=1, retain=True,
                                droppable=True)
+
+
+def _open_registry(url: str) -> RegistryStore:
+    """The registry database at ``url``; ValueError naming it when it cannot be opened."""
+    try:
+        return RegistryStore.open(url)
+    except Exception as exc:  # sqlite3 / psycopg errors: a bad path, a server away
+        raise ValueError(f"the registry database cannot be opened: {exc}") from None
 
 
 def _added(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:

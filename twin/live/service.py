@@ -62,6 +62,7 @@ from ingest.registry_db import Change, DeviceConflict, RegistryStore, UnknownDev
 from ingest.rejection import Reason, Rejection
 from ingest.routing import subscriptions
 from ingest.transport.client import MqttTransport, is_confirmed
+from ingest.transport.receiver import ProcessTransport
 from ingest.validation import Limits
 from twin.alerting.lifecycle import AlertEvent
 from twin.alerting.store import Store
@@ -102,6 +103,10 @@ TWIN_REASONS = {"outside_grid": Reason.OUTSIDE_GRID, "unknown_alert": Reason.UNK
                 "unknown_category": Reason.UNKNOWN_CATEGORY, "bad_report": Reason.BAD_SCHEMA}
 """The dead-letter reason of each of the twin's own refusals (`twin.live.state.Rejected.reason`)."""
 SNAPSHOT = snapshot.FILE
+PROCESS_RECEIVE_MAXIMUM = 10_000
+"""MQTT 5 Receive Maximum of the child-process subscriber [message]: the broker keeps sending while the twin is inside
+a tick (up to a few hundred ms) and the acknowledgements wait; 10,000 covers half a second at 20,000 msg/s. The
+inbound queue holds 4x that (`ingest.transport.client.MqttTransport`'s rule), a few tens of MB at most."""
 SEQUENCES = "sequences.json"
 """The alert and case numbers and the registry version the raw log of a state folder started from
 (`LiveService._number_from_base`)."""
@@ -135,6 +140,10 @@ class TwinClock:
     def __call__(self) -> float:
         return self.sim0 + (time.time() - self.wall0) * self.speed
 
+    def at_wall(self, wall_t: float) -> float:
+        """The twin's time at wall time ``wall_t`` [unix s]."""
+        return self.sim0 + (wall_t - self.wall0) * self.speed
+
     def wall_seconds(self, twin_seconds: float) -> float:
         """Wall time that ``twin_seconds`` of twin time take. [s]"""
         return twin_seconds / self.speed
@@ -164,6 +173,11 @@ class ServiceConfig:
     clock: TwinClock = field(default_factory=TwinClock)
     end_session_on_stop: bool = False
     """Drop the broker-side session when stopping (a demo's one-off client id), MQTT 5 only."""
+    receiver: str = "thread"
+    """Where the MQTT subscriber runs: ``"thread"`` (paho's network thread in this process,
+    `ingest.transport.client.MqttTransport`) or ``"process"`` (a child process,
+    `ingest.transport.receiver.ProcessTransport`: reading messages no longer takes the interpreter lock from the
+    twin, about twice the throughput on two cores). ``twin run`` and ``twin demo`` use ``"process"``."""
     freeze_heap: bool = False
     """After the warm-up, collect and freeze the process's heap (`settle_heap`) so that Python's full garbage
     collections no longer walk the twin's long-lived objects. ``twin run`` and ``twin demo`` set it: the process is
@@ -243,8 +257,7 @@ class LiveService:
         self.core, start = self._restore()
         self.raw_log = RawLog(cfg.state_dir / "rawlog")
         self.clock = cfg.clock
-        self.transport = MqttTransport(cfg.broker, client_id=cfg.client_id, protocol=cfg.protocol,
-                                       subscriptions=subscriptions(cfg.prefix), clock=cfg.clock)
+        self.transport = inbound_transport(cfg)
         self.ingestor = Ingestor(self.transport, self.raw_log, self.registry, self._on_batch,
                                  IngestConfig(prefix=cfg.prefix, limits=cfg.limits,
                                               report_sources=self._report_sources()),
@@ -277,6 +290,7 @@ class LiveService:
     def start(self, wait_s: float = 10.0) -> bool:
         """Compile the kernels (`warm_up`), connect and start the threads; True once connected to the broker."""
         warm_up(self.static, self.registry, self.config.core)
+        _ = self.core.models.units  # the places alerts are named after: built now, not inside the first tick
         if self.config.freeze_heap:
             settle_heap()
         self._live = True
@@ -516,10 +530,12 @@ class LiveService:
 
     # ------------------------------------------------------------ batches
     def _on_batch(self, batch: Batch) -> None:
+        enqueued = self.store.enqueued
         refused = self.core.on_batch(batch)
         if refused:
             self._refuse(refused)
-        self.publisher.wake.set()
+        if self.store.enqueued != enqueued:  # e.g. a unit's acknowledgement answered: publish it now
+            self.publisher.wake.set()
 
     def _refuse(self, refused: list[Rejected]) -> None:
         """Records the twin refused: the ingest loop counts each message once and, live, dead-letters it with its
@@ -759,6 +775,18 @@ class LiveService:
             raise DeviceError(exc.code, exc.detail) from None
         self._registry_applied(change, timeout_s)
         return change
+
+
+def inbound_transport(cfg: ServiceConfig) -> MqttTransport | ProcessTransport:
+    """The transport ``cfg.receiver`` names, subscribed to the twin's topics."""
+    if cfg.receiver == "process":
+        return ProcessTransport(cfg.broker, client_id=cfg.client_id, protocol=cfg.protocol,
+                                subscriptions=subscriptions(cfg.prefix), wall_to_clock=cfg.clock.at_wall,
+                                receive_maximum=PROCESS_RECEIVE_MAXIMUM)
+    if cfg.receiver != "thread":
+        raise ValueError(f"receiver must be 'thread' or 'process', got {cfg.receiver!r}")
+    return MqttTransport(cfg.broker, client_id=cfg.client_id, protocol=cfg.protocol,
+                         subscriptions=subscriptions(cfg.prefix), clock=cfg.clock)
 
 
 def checked_device(feature: object, device_id: str | None = None) -> Device:
