@@ -22,14 +22,20 @@ A district's grid is the rectangle around its area, on the same lattice as every
 (`twin.district.grid.GridSpec.from_bounds` snaps origins to whole cells), so a cell of a district grid is the very
 cell of the Bund's own grid. The grid has no static no-data value of its own: `twin.district.layers` marks no data
 only in the live level layers (``LEVEL_NODATA``, a cell that never had data) and `GridSpec.cell_of` only outside
-the rectangle. So a district grid carries its own mask and makes the rest inert for the unchanged models:
+the rectangle. So a district grid carries its own mask:
 
-- ``in_district`` (int8, 1/0): the cell's centre lies in the district's area. Those cells *are* the district; a
-  cell of the Bund grid is in at most one district grid (the districts do not overlap).
-- Outside cells hold no features (the sources are cut to the area), and the layers the models read are set to
-  ``walkable_area = 0`` (nobody can stand there: the crowd model takes nobody in), ``runoff_coefficient = 0`` (no
-  rain becomes runoff there) and ``vulnerability = 0`` (no risk, so no alert). No sensor lies there (sensors belong
-  to the district whose area holds them), so their crowd and traffic levels stay ``LEVEL_NODATA``.
+- ``in_district`` (int8, 1/0): the cells this twin **owns** (`owned_cells`). A cell belongs to the twin whose area
+  holds the cell's centre, the area's edge included; when two areas hold it (a centre exactly on a shared border,
+  or boundaries that overlap by a sliver) the smallest partition key takes it (``310101`` before ``310109``,
+  ``310115-t1`` before ``310115-t2``). So every cell whose centre lies in the city's ground (the union of the
+  twins' areas) is owned by exactly one twin of the city, and a cell of the Bund grid is in at most one district
+  grid. The Waibaidu Bridge deck over the Huangpu-Hongkou border is split by that rule: a deck cell whose centre
+  lies south of the border line is Huangpu's, one north of it Hongkou's.
+- The live twin reads the mask (`twin.live.state.TwinState.in_district`): an outside cell is no data for it, with
+  no level (-1), no alert and no part in the vital signs, whatever reading lands there (docs/guides/district-twins.md).
+- Outside cells also hold no features (the sources are cut to the area), and the layers the models read are set to
+  ``walkable_area = 0``, ``runoff_coefficient = 0`` and ``vulnerability = 0``, so a model that does not read the
+  mask takes nobody in and makes no runoff there.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,7 +81,10 @@ OUTSIDE_VALUES = {"walkable_area": 0.0, "runoff_coefficient": 0.0, "vulnerabilit
 GEOMETRY_FAMILIES = (("Polygon", "MultiPolygon"), ("LineString", "MultiLineString"), ("Point", "MultiPoint"))
 """Layers are cut family by family, so a cut polygon stays a polygon (a mixed layer, as the Nextzen buildings with
 their label points, would otherwise be cut into geometry collections)."""
-IN_DISTRICT_ATTRS = {"units": "1", "long_name": "cell belongs to the district: its centre lies in the district's area",
+OWNERSHIP_RULE = "centre in area, edge included; smallest partition key on a tie"
+"""The rule that gives each cell to one twin (`owned_cells`); part of a grid's digest, so a change rebuilds."""
+IN_DISTRICT_ATTRS = {"units": "1", "long_name": "cell belongs to the district: its centre lies in the district's area "
+                     "(edge included; on a shared edge or an overlap, the smallest partition key's)",
                      "flag_values": "0 1", "flag_meanings": "outside_district inside_district", "grid_mapping": "crs"}
 Progress = Callable[[str], None]
 
@@ -131,6 +140,39 @@ def write_layer(path: Path, df: gpd.GeoDataFrame) -> None:
     """A layer as a GeoJSON FeatureCollection in lon/lat (missing values left out)."""
     df = df.to_crs("EPSG:4326") if df.crs is not None else df
     path.write_text(df.to_json(na="drop", drop_id=True), encoding="utf-8")
+
+
+def cell_owners(areas: Mapping[str, shapely.Geometry], lon: np.ndarray, lat: np.ndarray
+                ) -> tuple[list[str], np.ndarray]:
+    """Which twin owns each point (a cell centre), by `OWNERSHIP_RULE`: (the partition keys in order, the index of
+    each point's owner into them, -1 for a point in no area). ``areas`` lon/lat, by partition key; ``lon``,
+    ``lat`` [degree] any shape.
+
+    The keys are tried smallest first and a point held by one is not tested again, so a point on a shared edge (both
+    areas hold their edge) or in an overlap goes to the smallest key: every point of the union of the areas has
+    exactly one owner.
+    """
+    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+    keys = sorted(areas)
+    owner = np.full(lon.shape, -1, np.int64)
+    if lon.size == 0:
+        return keys, owner
+    box = shapely.box(np.nanmin(lon), np.nanmin(lat), np.nanmax(lon), np.nanmax(lat))
+    for k, key in enumerate(keys):
+        area = areas[key]
+        if not shapely.intersects(area, box):
+            continue
+        free = owner < 0
+        shapely.prepare(area)
+        owner[free] = np.where(shapely.intersects_xy(area, lon[free], lat[free]), k, -1)
+    return keys, owner
+
+
+def owned_cells(areas: Mapping[str, shapely.Geometry], partition: str, lon: np.ndarray, lat: np.ndarray
+                ) -> np.ndarray:
+    """Whether the twin ``partition`` owns each cell of centre ``lon``, ``lat`` [degree] (`cell_owners`)."""
+    keys, owner = cell_owners(areas, lon, lat)
+    return owner == keys.index(partition)
 
 
 def mark_district(ds: xr.Dataset, inside: np.ndarray) -> xr.Dataset:
@@ -245,7 +287,15 @@ class District:
 
     # ------------------------------------------------------------ the grid twin
     def grid_digest(self) -> str:
-        return _digest(self.source_digest(), self.spec.cell_m, __version__)
+        """What the grid depends on: the sources, the cell, the version, and the cell ownership rule with the areas
+        of the other twins that reach into this twin's rectangle (they may own some of its cells)."""
+        return _digest(self.source_digest(), self.spec.cell_m, __version__, OWNERSHIP_RULE, self._neighbours())
+
+    def _neighbours(self) -> list[tuple[str, str]]:
+        """(partition, area digest) of every other twin whose area meets this twin's bounding box."""
+        box = shapely.box(*self.area.bounds)
+        return [(key, hashlib.sha256(shapely.to_wkb(area)).hexdigest()) for key, area in sorted(
+            self.city.areas.items()) if key != self.partition and shapely.intersects(area, box)]
 
     def is_built(self, network: bool = True) -> bool:
         """The grid (and with ``network`` its road network) is on disk and was built from the current inputs."""
@@ -292,9 +342,7 @@ class District:
         from twin.district.dataset import grid_of
 
         lon, lat = grid_of(ds).cell_centres_lonlat()
-        area = self.area
-        shapely.prepare(area)
-        ds = mark_district(ds, shapely.contains_xy(area, lon, lat))
+        ds = mark_district(ds, owned_cells(self.city.areas, self.partition, lon, lat))
         ds.attrs.update({"partition": self.partition, "district_code": self.code, "district_name": self.name,
                          "district_name_en": self.name_en, "city": self.city.name, "city_en": self.city.name_en,
                          "source": f"{self.spec.source.describe()} cut to district {self.code}"})

@@ -172,7 +172,8 @@ class TwinCore:
         district = str(static.attrs.get("district", "") or "").strip()
         network = self.models.config.road_network
         self.vitals = Vitals(self.state.grid, store, data_dir() / district if district else None, cfg.units_file,
-                             district, registry_sensors(registry), network.links if network is not None else None)
+                             district, registry_sensors(registry), network.links if network is not None else None,
+                             district_cells=self.state.in_district)
         """The city's vital signs (`twin.live.vitals`, issue 18); its tree is built at the first tick or read (at
         once with a ``units_file``, so a bad file stops the start)."""
         if cfg.units_file is not None:

@@ -21,6 +21,13 @@ Cells without data keep their last known level there too: silence neither raises
 
 A source older than its staleness limit is no data (`models.stale_mask` through
 `SensorReadings.fresh`): it neither raises nor clears.
+
+Cells outside the district (a district grid's ``in_district`` layer, `TwinState.outside_cells`) are no data for the
+twin: the models run on the whole rectangle as built, and every layer of the tick is then blanked there
+(`blank_outside`: NaN, level -1, `OUTSIDE_FILL`), so an outside cell has no level, holds none (`LiveModels._hold`),
+is in no alert (levels, operational units and road segments alike) and is not counted in the vital signs, whatever
+reading lands there. Its owner is the neighbouring district's twin (`twin.city.districts.owned_cells`). A grid
+without the layer blanks nothing.
 """
 
 from __future__ import annotations
@@ -34,10 +41,11 @@ import numpy as np
 import xarray as xr
 
 import models
-from models.hazards import alert_grids
+from models.hazards import LEVEL_HAZARDS, LEVEL_NODATA, alert_grids
 from models.tick import CrowdFields, RainFields, TickPipeline, TrafficFields
 from twin.alerting import units as op_units
 from twin.district.dataset import layer_variable
+from twin.district.layers import layer as layer_spec
 from twin.district.sources import data_dir
 from twin.district.thresholds import load_place_bands, with_place_bands
 from twin.live.links import LATE_S, LinkTraffic, ProbeLinks  # noqa: F401 (ProbeLinks, LATE_S: their old home)
@@ -79,6 +87,30 @@ class LiveConfig:
     place_bands_file: str | None = None
     risk: models.RiskConfig = field(default_factory=models.RiskConfig)
     flood: models.FloodConfig = field(default_factory=models.FloodConfig)
+
+
+OUTSIDE_FILL = {"level_changed": 0, "level_nodata": (1 << len(LEVEL_HAZARDS)) - 1, "traffic_samples": 0.0}
+"""What a tick's layer holds in a cell outside the district where it is not the layer's no-data value (NaN for a
+float layer, `LEVEL_NODATA` for an integer one): nothing changed, every hazard without data (bits 1 crowd, 2 flood,
+4 traffic), no probe sample. ``crowd_band`` (a setting, not data) is left as it is."""
+KEPT_OUTSIDE = frozenset({"crowd_band"})
+
+
+def outside_value(name: str) -> float:
+    """The value of layer ``name`` in a cell outside the district (`OUTSIDE_FILL`, else NaN or `LEVEL_NODATA` by the
+    layer's dtype)."""
+    if name in OUTSIDE_FILL:
+        return OUTSIDE_FILL[name]
+    return LEVEL_NODATA if np.dtype(layer_spec(name).dtype).kind in "iu" else np.nan
+
+
+def blank_outside(layers: dict[str, xr.Variable], outside: np.ndarray) -> None:
+    """Set every layer (variables on (y, x), changed in place) to `outside_value` at the flat cells ``outside``."""
+    if outside.size == 0:
+        return
+    for name, var in layers.items():
+        if name not in KEPT_OUTSIDE:
+            np.put(var.values, outside, outside_value(name))  # flat (row-major) indices, in place, any layout
 
 
 class ObservedFields:
@@ -287,12 +319,26 @@ class LiveModels:
         """The hazards whose alerts are places rather than grid regions: ``traffic`` on road segments when the
         twin has a road network (`twin.alerting.segments`); ``flood``, ``crowd`` and ``crowd_forecast`` on the
         operational units (`units`), from the last tick's levels (a cell without data keeps its last known level)."""
-        out = {"traffic": self.links.places()} if self.links is not None else {}
+        out = {"traffic": self._own_places(self.links.places())} if self.links is not None else {}
         if "level_flood" not in self.layers:  # before the first tick
             return out
         levels = self.hazard_levels()
         held = {h: self._hold(h, levels[h]) for h in self.units if h in levels}
         return {**op_units.group_places(self.units, held, self.layers), **out}
+
+    def _own_places(self, places: list) -> list:
+        """The places with their cells outside the district left out, and those with no cell left dropped (a road
+        segment that runs into the neighbouring district alerts on this twin's cells only)."""
+        outside = self.state.outside_cells
+        if outside.size == 0:
+            return places
+        out = []
+        for place in places:
+            cells = np.asarray(place.cells)
+            mine = cells[~np.isin(cells, outside)]
+            if mine.size:
+                out.append(place if mine.size == cells.size else dataclasses.replace(place, cells=mine))
+        return out
 
     @property
     def units(self) -> dict[str, op_units.OperationalUnits]:
@@ -310,14 +356,17 @@ class LiveModels:
         return self._units
 
     def _hold(self, hazard: str, level: np.ndarray) -> np.ndarray:
-        """The level grid with no-data cells (-1) at their last known level (0 at first)."""
+        """The level grid with no-data cells (-1) at their last known level (0 at first); the cells outside the
+        district (`TwinState.outside_cells`) are -1, none, whatever was held there."""
         level = np.asarray(level)
         known = self.held_levels.get(hazard)
         if known is None or known.shape != level.shape:
             known = self.held_levels[hazard] = np.zeros(level.shape, np.int8)
         fresh = level >= 0
         known[fresh] = level[fresh]
-        return known.copy()
+        held = known.copy()
+        np.put(held, self.state.outside_cells, LEVEL_NODATA)
+        return held
 
     @property
     def rain_stale(self) -> bool:
@@ -375,6 +424,7 @@ class LiveModels:
         # the crowd bands of each cell (0: the district's), for the alerts' densityBands evidence
         band = ds["crowd_band"].values if "crowd_band" in ds else np.zeros(self.observed.shape, np.int8)
         layers["crowd_band"] = layer_variable("crowd_band", band)
+        blank_outside(layers, self.state.outside_cells)  # layer_variable copied every array: the models' are intact
         return xr.Dataset(layers, coords=self.state.static.coords)
 
     def hazard_levels(self) -> dict[str, np.ndarray]:

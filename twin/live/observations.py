@@ -31,19 +31,30 @@ class SensorReadings:
         self.t = np.full((len(self.ids), len(self.quantities)), -np.inf)
 
     def apply(self, device: np.ndarray, t: np.ndarray, quantity: np.ndarray, value: np.ndarray) -> np.ndarray:
-        """Take the records that belong to this kind; returns a mask of the records taken."""
+        """Take the records that belong to this kind; returns a mask of the records taken.
+
+        Per (device, quantity) the newest record wins if it is not older than the reading held (ties: the later
+        record of the batch), as if the records were applied one by one, oldest first; without a Python loop over
+        the records.
+        """
         mine = np.isin(quantity, self.quantities) & np.isfinite(value) & np.isfinite(t)
         cand = np.flatnonzero(mine)  # look devices up only for this kind's quantities
-        row = np.full(len(device), -1, dtype=np.int64)
-        row[cand] = [self.index.get(d, -1) for d in device[cand]]
-        col = np.full(len(device), -1, dtype=np.int64)
-        col[cand] = [self.column[q] for q in quantity[cand]]
-        mine &= row >= 0
-        idx = np.flatnonzero(mine)
-        for i in idx[np.argsort(t[idx], kind="stable")]:  # oldest first, so the newest wins
-            r, c = row[i], col[i]
-            if t[i] >= self.t[r, c]:
-                self.t[r, c], self.value[r, c] = t[i], value[i]
+        if cand.size == 0:
+            return mine
+        index, column = self.index, self.column
+        row = np.fromiter((index.get(d, -1) for d in device[cand].tolist()), dtype=np.int64, count=cand.size)
+        col = np.fromiter((column[q] for q in quantity[cand].tolist()), dtype=np.int64, count=cand.size)
+        known = row >= 0
+        mine[cand[~known]] = False
+        idx, row, col = cand[known], row[known], col[known]
+        order = np.argsort(t[idx], kind="stable")  # oldest first; a later record wins a tie
+        idx, row, col = idx[order], row[order], col[order]
+        cell = row * len(self.quantities) + col
+        last = cell.size - 1 - np.unique(cell[::-1], return_index=True)[1]  # the newest record of each cell
+        r, c, k = row[last], col[last], idx[last]
+        newer = t[k] >= self.t[r, c]
+        self.t[r[newer], c[newer]] = t[k[newer]]
+        self.value[r[newer], c[newer]] = value[k[newer]]
         return mine
 
     def latest(self, quantity: str) -> tuple[np.ndarray, np.ndarray]:

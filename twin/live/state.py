@@ -23,6 +23,12 @@ keeps its row, inert, so the rows of a twin built from the same registry version
 (snapshots keep per-row model state). `TwinState.reporting_devices` names the sensors an
 alert on some cells may cite: those that reported within the staleness window.
 
+A district grid of a city (`twin.city.districts`) marks the cells the twin owns in its ``in_district`` layer:
+`TwinState.in_district` and `TwinState.outside_cells` carry it to the models, which make every other cell no data
+(docs/guides/district-twins.md). Readings and positions there are still taken (a sensor near the border, a unit
+handed over), they only never give such a cell a level. A grid without the layer (the single-process Bund twin)
+owns every cell.
+
 The fields the models need each tick are derived from this in `twin.live.models`.
 """
 
@@ -64,6 +70,8 @@ TASK_REFUSALS = ("unknown_case", "not_assigned", "bad_transition")
 """The twin's reasons to refuse a unit's task answer (`Rejected`); each is answered on ``units/{id}/tasks/errors``."""
 REPORT_REFUSALS = ("unknown_source", "unknown_category", "bad_report")
 """The twin's reasons to refuse a citizen report (`Rejected`)."""
+IN_DISTRICT = "in_district"
+"""The layer of a district grid that marks the cells the twin owns (`twin.city.districts`)."""
 PING_MEMORY_S = 900.0
 """How long vehicle pings are kept for the probe speeds. [s]"""
 PING_DTYPE = np.dtype([("t", "f8"), ("cell", "i8"), ("speed", "f8"), ("x", "f8"), ("y", "f8"), ("course", "f8"),
@@ -226,6 +234,17 @@ def splice_coverage(grid: GridSpec, cover: SharedCoverage, polys: np.ndarray, ch
                                          ).astype(np.int64))
 
 
+def district_cells(static: xr.Dataset) -> tuple[np.ndarray | None, np.ndarray]:
+    """The cells a twin owns, from its grid's ``in_district`` layer (`twin.city.districts`): (bool mask of shape
+    (ny, nx), or None without the layer; flat indices of the cells it does not own, empty without the layer or when
+    it owns every cell)."""
+    if IN_DISTRICT not in static:
+        return None, np.zeros(0, np.int64)
+    inside = np.asarray(static[IN_DISTRICT].values) != 0
+    inside.flags.writeable = False
+    return inside, np.flatnonzero(~inside.ravel()).astype(np.int64)
+
+
 def _task_answers(batch: Batch) -> list[TaskAnswer]:
     """The task answers of a batch (quantity ``task_{status}``), in batch order."""
     q = batch.quantity
@@ -249,6 +268,9 @@ class TwinState:
                  walkable_override: str | os.PathLike | None = None) -> None:
         self.static = static
         self.grid = grid_of(static)
+        self.in_district, self.outside_cells = district_cells(static)
+        """The cells this twin owns (bool, shape (ny, nx); None: every cell, a grid without ``in_district``) and the
+        flat indices of the others (empty when it owns every cell): no data for the twin (`twin.live.models`)."""
         self.registry = registry
         self.readings = {kind: SensorReadings(kind, tuple(d.id for d in registry.known(kind)), q)
                          for kind, q in SENSOR_QUANTITIES.items()}

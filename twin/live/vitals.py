@@ -13,6 +13,11 @@ The maths is in small pure functions over numpy arrays (`grid_parts`, `link_part
 `sensor_parts`, `lift`, `finish`), so a test can hand-compute them on a 3 x 3 grid: cells are first summed into
 *groups* (the tree's atoms, `AdminTree.cell_atom`: one pass over the grid a tick), the groups then lifted to each
 level with small index arrays (`AdminTree.atom_nodes`).
+
+A district twin of a city counts only the cells it owns (``district_cells``, its grid's ``in_district`` layer,
+`twin.city.districts`): the cells outside its district belong to no group, so their people, water, waterlogged
+area, alerts, cases, field units and road links are counted by the neighbouring twin, not by this one. Its own
+sensors count wherever they lie. Without a mask (the single-process Bund twin) every cell counts.
 """
 
 from __future__ import annotations
@@ -439,8 +444,12 @@ class Vitals:
     its own lock)."""
 
     def __init__(self, grid: GridSpec, store, folder: str | Path | None = None, units_file: str | Path | None = None,
-                 district_name: str = "", sensors: list[tuple[str, str, dict | None]] = (), links=None) -> None:
+                 district_name: str = "", sensors: list[tuple[str, str, dict | None]] = (), links=None,
+                 district_cells: np.ndarray | None = None) -> None:
         self.grid, self.store = grid, store
+        self.district_cells = None if district_cells is None else np.asarray(district_cells, bool).reshape(-1)
+        """The cells the twin owns (flat bool; None: every cell): the others are counted nowhere (module docstring).
+        Set it before the tree is built (the first tick)."""
         self._folder, self._units_file, self._district = folder, units_file, district_name
         self._sensors = list(sensors)
         self._links = links
@@ -477,7 +486,9 @@ class Vitals:
 
     def _build(self) -> None:
         tree = AdminTree.build(self.grid, self._folder, self._units_file, self._district)
-        self.grouping = Grouping(tree.cell_atom, tree.n_atoms + 1)
+        own = self.district_cells
+        self.grouping = Grouping(tree.cell_atom if own is None else np.where(own, tree.cell_atom, -1),
+                                 tree.n_atoms + 1)
         self.node_ids = [n.id for level in ADMIN_LEVELS for n in tree.nodes[level]]
         kinds, cells = [], []
         for kind, _device, geometry in self._sensors:
@@ -489,7 +500,7 @@ class Vitals:
         if self._links is not None and len(self._links):
             mid = shapely.line_interpolate_point(np.asarray(self._links.geometry.values), 0.5, normalized=True)
             r, c = self.grid.cell_of(shapely.get_x(mid), shapely.get_y(mid))
-            self.link_atom = tree.atoms_of_cells(self.grid.flat_index(r, c))
+            self.link_atom = self._atoms(tree, self.grid.flat_index(r, c))
             self.link_length = self._links["length_m"].to_numpy(float)
         self._tree = tree
 
@@ -516,19 +527,19 @@ class Vitals:
         if has_links:
             pieces.update(link_parts(self.link_atom, n_groups, inputs.link_tpi, self.link_length, inputs.link_level))
         for name, alerts in (("alerts", inputs.alerts), ("forecasts", inputs.forecasts)):
-            pieces[name] = alert_parts([tree.atoms_of_cells(cells) for cells, _ in alerts],
+            pieces[name] = alert_parts([self._atoms(tree, cells) for cells, _ in alerts],
                                        [int(lv) for _, lv in alerts])
         if inputs.cases is not None:
             cells = {c[0]: self._case_cell(c) for c in inputs.cases}
             self._case_cells = cells  # only the open cases' are kept
-            atoms = tree.atoms_of_cells(np.array([cells[c[0]] for c in inputs.cases], np.int64))
+            atoms = self._atoms(tree, np.array([cells[c[0]] for c in inputs.cases], np.int64))
             pieces["cases"], pieces["overdue"] = tally(atoms, n_groups, np.array([c[3] for c in inputs.cases], bool))
         reporting = np.concatenate([np.asarray(inputs.reporting.get(k, np.zeros(0, bool)), bool)
                                     for k in SENSOR_KINDS]) if inputs.reporting else np.zeros(0, bool)
         if reporting.size == self.sensor_atom.size:
             pieces.update(sensor_parts(self.sensor_atom, n_groups, self.sensor_kind, reporting, n_kinds))
         if inputs.units:
-            atoms = tree.atoms_of_cells(np.array([u[0] for u in inputs.units], np.int64))
+            atoms = self._atoms(tree, np.array([u[0] for u in inputs.units], np.int64))
             pieces["units"], pieces["busy"] = tally(atoms, n_groups, np.array([u[1] for u in inputs.units], bool))
         parts = parts_of(n_groups, n_kinds, **pieces)
         out = {}
@@ -538,6 +549,17 @@ class Vitals:
                             inputs.cases is not None)
             out.update({n.id: v for n, v in zip(nodes, values, strict=True)})
         return out
+
+    def _atoms(self, tree: AdminTree, cells: np.ndarray) -> np.ndarray:
+        """The atom of each flat cell (`AdminTree.atoms_of_cells`), -1 (no group) for a cell the twin does not own."""
+        atoms = tree.atoms_of_cells(cells)
+        own = self.district_cells
+        if own is None:
+            return atoms
+        cells = np.asarray(cells, np.int64).reshape(-1)
+        ok = (cells >= 0) & (cells < own.size)
+        foreign = ok & ~own[np.where(ok, cells, 0)]
+        return np.where(foreign, -1, atoms).astype(np.int32)
 
     def _case_cell(self, case: tuple[str, float, float, bool]) -> int:
         """The flat cell of a case's place (remembered by case id while it is open; -1 outside the grid)."""
