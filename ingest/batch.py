@@ -67,17 +67,25 @@ Key = tuple[str, float, str, str]
 _DEFAULTS: dict[tuple[str, int], np.ndarray] = {}
 
 
+def filled(n: int, value: Any, dtype: Any = object) -> np.ndarray:
+    """A fresh array of ``n`` times ``value`` (``np.full``, several times faster for object arrays: ``np.full``
+    casts a string element by element)."""
+    arr = np.empty(n, dtype=dtype)
+    arr.fill(value)
+    return arr
+
+
 def _default(name: str, n: int) -> np.ndarray:
     """Column of absent values; small ones are shared read-only arrays (built once)."""
     cached = _DEFAULTS.get((name, n))
     if cached is not None:
         return cached
     if name in FLOAT_COLUMNS:
-        arr = np.full(n, np.nan)
+        arr = filled(n, np.nan, np.float64)
     elif name == "fix":
-        arr = np.full(n, -1, dtype=np.int8)
+        arr = filled(n, -1, np.int8)
     else:
-        arr = np.full(n, "", dtype=object)
+        arr = filled(n, "")
     arr.flags.writeable = False
     if n <= 4:
         _DEFAULTS[(name, n)] = arr
@@ -97,10 +105,10 @@ def _coerce(name: str, values: Any, n: int) -> np.ndarray:
         arr = np.asarray(values, dtype=np.int8)
     else:
         if isinstance(values, str):
-            return np.full(n, values, dtype=object)
+            return filled(n, values)
         arr = np.asarray(values, dtype=object)
     if arr.ndim == 0:
-        return np.full(n, arr[()], dtype=arr.dtype)
+        return filled(n, arr[()], arr.dtype)
     return arr
 
 

@@ -134,13 +134,11 @@ class Deduper:
         admission step asks ``all_seen`` and then ``filter`` of the same batch."""
         if self._last_batch is batch:
             return self._last_hashes
-        groups = _streams(batch)
-        if len(groups) == 1:
-            streams = np.full(len(batch), self._stream(*groups[0][0]), dtype=np.uint64)
+        distinct, codes = _streams(batch)
+        if codes is None:
+            streams = np.full(len(batch), self._stream(*distinct[0]), dtype=np.uint64)
         else:
-            streams = np.empty(len(batch), dtype=np.uint64)
-            for stream, rows in groups:
-                streams[rows] = self._stream(*stream)
+            streams = np.array([self._stream(*stream) for stream in distinct], dtype=np.uint64)[codes]
         self._last_batch, self._last_hashes = batch, key_hashes(streams, batch.t)
         return self._last_hashes
 
@@ -185,7 +183,7 @@ class Deduper:
             return False
         if len(batch) == 1:
             return self.seen_one(batch.device[0], float(batch.t[0]), batch.quantity[0], batch.ref[0])
-        return bool(self._keys.held(self._hashes(batch)).all())
+        return self._keys.holds_all(self._hashes(batch))
 
     def _filter_one(self, batch: Batch) -> tuple[Batch, int]:
         if self.admit_one(batch.device[0], float(batch.t[0]), batch.quantity[0], batch.ref[0]):
@@ -232,13 +230,21 @@ class Deduper:
         return key_hashes(streams[per_time], state["times"])
 
 
-def _streams(batch: Batch) -> list[tuple[Stream, np.ndarray | None]]:
-    """``(stream, row indices or None for all rows)`` of a batch."""
+def _streams(batch: Batch) -> tuple[list[Stream], np.ndarray | None]:
+    """The distinct streams of a non-empty batch, in order of first appearance, and for each row the index of its
+    own (None when all rows are of the first), built with C-level maps, not a loop over rows."""
     dev, q, ref = batch.device, batch.quantity, batch.ref
     first = (dev[0], q[0], ref[0])
-    if len(batch) == 1 or ((dev == dev[0]).all() and (q == q[0]).all() and (ref == ref[0]).all()):
-        return [(first, None)]
-    groups: dict[Stream, list[int]] = {}
-    for i, key in enumerate(zip(dev.tolist(), q.tolist(), ref.tolist(), strict=True)):
-        groups.setdefault(key, []).append(i)
-    return [(k, np.asarray(v)) for k, v in groups.items()]
+    if len(batch) == 1 or (_uniform(dev) and _uniform(q) and _uniform(ref)):
+        return [first], None
+    keys = list(zip(dev.tolist(), q.tolist(), ref.tolist(), strict=True))
+    distinct = list(dict.fromkeys(keys))
+    index = {stream: i for i, stream in enumerate(distinct)}
+    return distinct, np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys))
+
+
+def _uniform(column: np.ndarray) -> bool:
+    """Whether every value of a string column equals its first (``list.count`` compares the same object by
+    identity first: several times faster than an object array's ``==``)."""
+    values = column.tolist()
+    return values.count(values[0]) == len(values)

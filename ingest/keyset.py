@@ -109,6 +109,15 @@ def _holds(table: np.ndarray, h: int) -> bool:
     return table[_find(table, h)] == h
 
 
+@numba.njit(cache=True)
+def _holds_all(table: np.ndarray, hashes: np.ndarray) -> bool:
+    """Whether every hash is held; stops at the first that is not (a fresh batch costs one look-up)."""
+    for k in range(len(hashes)):  # noqa: SIM110 -- a plain loop: numba compiles it
+        if not _holds(table, hashes[k]):
+            return False
+    return True
+
+
 class KeySet:
     """The newest ``max_keys`` distinct hashes (see the module docstring).
 
@@ -150,6 +159,10 @@ class KeySet:
     def held(self, hashes: np.ndarray) -> np.ndarray:
         """Mask of the hashes held now (holds nothing new)."""
         return ~_admit(self._table, self._ring, self._cursor, np.asarray(hashes, dtype=np.int64), False)
+
+    def holds_all(self, hashes: np.ndarray) -> bool:
+        """Whether every hash is held (``held(hashes).all()``, stopping at the first that is not)."""
+        return bool(_holds_all(self._table, np.asarray(hashes, dtype=np.int64)))
 
     def add_one(self, h: int) -> bool:
         """Hold one hash; False if it was held already."""

@@ -14,16 +14,25 @@ They import no paho and no pyproj, and each format has an encoder for tests.
 from __future__ import annotations
 
 from ingest.batch import Batch
-from ingest.decoders._common import guarded, last_segment, load_json
+from ingest.decoders._common import SHALLOW_DEPTH, guarded, last_segment, load_json
 from ingest.decoders.ack import ack_records, decode_ack, encode_ack
 from ingest.decoders.nmea import decode_nmea, encode_nmea, nmea_records
 from ingest.decoders.position import decode_position, encode_position, position_records
 from ingest.decoders.report import decode_report, encode_report, report_note, report_records
-from ingest.decoders.senml import Row, decode_senml, encode_senml, resolve_pack, row_batch, senml_records
+from ingest.decoders.senml import (
+    Row,
+    decode_senml,
+    encode_senml,
+    resolve_pack,
+    row_batch,
+    senml_payload_records,
+    senml_records,
+)
 from ingest.decoders.task import decode_task, encode_task_status, task_records
 from ingest.rejection import Reason, Refusal, Rejection
 
 __all__ = [
+    "SHALLOW_DEPTH",
     "Batch",
     "Reason",
     "Refusal",
@@ -51,6 +60,7 @@ __all__ = [
     "report_records",
     "resolve_pack",
     "row_batch",
+    "senml_payload_records",
     "senml_records",
     "task_records",
 ]

@@ -11,9 +11,14 @@ Two layers:
   parsed JSON, so a caller that has parsed the payload (the ingest's admission step) does not parse it
   again; ``decode_senml`` is the bytes API (topic in, ``Batch | Rejection`` out, never raises).
 
-Large packs of plain ``{"n","v","t"}`` records after a base record (what a logger flushing its buffer
-sends) take a fast path that builds the columns with C-level list operations and numpy; it gives the
-same result as the general path and falls back to it whenever the pack has any other shape.
+Three paths, one result. ``senml_records_reference`` is the general path, record by record; it is the
+reference and words every refusal. A one-record pack takes ``_single`` (plain Python scalars, a ``Row``).
+A pack of plain records after a base record (``{n, v}`` with ``t``, ``u``, both or neither: what a logger
+flushing its buffer or a gateway sends) takes ``_fast_columns``: C-level list operations gather its fields
+and numpy resolves times, converts units and checks ranges for the whole pack at once, with the reference's
+arithmetic, so it gives the reference's ``Batch`` bit for bit. A pack of any other shape, and any pack the
+fast paths find something wrong with, goes to the reference, so refusals are always the reference's
+(tests/ingest/test_senml_pack_fast.py checks all of it on arbitrary packs with bad records mixed in).
 """
 
 from __future__ import annotations
@@ -22,12 +27,12 @@ import json
 import math
 import re
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ingest.batch import Batch
-from ingest.decoders._common import guarded, is_number, load_json, number
+from ingest.batch import Batch, filled
+from ingest.decoders._common import guarded, is_number, is_shallow, load_json_fast, load_json_reference, number
 from ingest.decoders.units import QUANTITIES, SENSOR_KINDS
 from ingest.rejection import Reason, Refusal, Rejection
 
@@ -41,8 +46,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-:./_]*$")
 _BASE_KEYS = frozenset({"bn", "bt", "bu", "bv", "bs", "bver"})
 _VALUE_KEYS = ("v", "vs", "vb", "vd")
 _FAST_FIRST_KEYS = frozenset({"bn", "bt", "bu", "bver", "n", "v", "t", "u"})
-_NV = itemgetter("n", "v")
-_NVT = itemgetter("n", "v", "t")
+_N, _V, _T, _U = itemgetter("n"), itemgetter("v"), itemgetter("t"), itemgetter("u")
+_DICT_ONLY = {dict}
+_NUMBER_TYPES = frozenset({int, float})
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,7 +170,7 @@ def decode_senml(payload: bytes, *, topic: str, received_at: float) -> Batch:
     parts = topic.split("/")
     if len(parts) < 2 or parts[-2] not in SENSOR_KINDS or not parts[-1]:
         raise Refusal(Reason.BAD_SCHEMA, f"topic {topic!r} is not .../sensors/{{kind}}/{{device}}", "topic")
-    out = senml_records(load_json(payload), kind=parts[-2], device=parts[-1], received_at=received_at)
+    out = senml_payload_records(payload, kind=parts[-2], device=parts[-1], received_at=received_at)
     return row_batch(out) if type(out) is tuple else out
 
 
@@ -179,18 +185,42 @@ def row_batch(row: Row) -> Batch:
 
 
 def senml_records(pack: Any, *, kind: str, device: str, received_at: float) -> Row | Batch:
-    """The records of a parsed SenML pack (``json.loads`` of the payload) sent by ``device`` of ``kind``.
+    """The records of a parsed SenML pack (``load_json`` of the payload) sent by ``device`` of ``kind``.
 
     A one-record pack comes back as a plain ``Row`` (the ingest loop's fast path: no numpy arrays per
-    message), others as a ``Batch``. Raises ``Refusal`` for bad input.
+    message), others as a ``Batch``. Raises ``Refusal`` for bad input. The result is exactly that of
+    ``senml_records_reference`` (as a ``Row`` for one record): the fast paths only take packs they can decode
+    in full, and every pack they do not take, bad ones included, is decided by the reference.
     """
     single = _single(pack, received_at, kind, device)
     if single is not None:
         return single
-    cols = _fast_columns(pack, received_at)
-    if cols is None:
-        cols = _slow_columns(pack, received_at)
-    return _to_batch(*cols, kind=kind, device=device)
+    fast = _fast_columns(pack, received_at, kind, device)
+    if fast is not None:
+        return fast
+    return senml_records_reference(pack, kind=kind, device=device, received_at=received_at)
+
+
+def senml_payload_records(payload: bytes, *, kind: str, device: str, received_at: float) -> Row | Batch:
+    """``senml_records(load_json(payload), ...)``, with a large pack parsed once: the pack fast path takes the
+    document unchecked for its nesting (``load_json_fast``), as its own checks prove it two levels deep; any
+    other large document is checked (``is_shallow``) and parsed again by the reference if it may be nested
+    deeper than the reference parses. Raises ``Refusal`` for bad input."""
+    pack, shallow = load_json_fast(payload)
+    if not shallow:
+        fast = _fast_columns(pack, received_at, kind, device)
+        if fast is not None:
+            return fast
+        if not is_shallow(payload, pack):
+            pack = load_json_reference(payload)
+    return senml_records(pack, kind=kind, device=device, received_at=received_at)
+
+
+def senml_records_reference(pack: Any, *, kind: str, device: str, received_at: float) -> Batch:
+    """``senml_records`` by the general path alone, record by record: RFC 8428 resolution (``resolve_pack``),
+    then the project mapping (quantity, unit, range). The reference the fast paths agree with; it words
+    every refusal. Raises ``Refusal`` for bad input."""
+    return _to_batch(*_slow_columns(pack, received_at), kind=kind, device=device)
 
 
 def _single(pack: Any, received_at: float, kind: str, device: str) -> Row | None:
@@ -259,54 +289,196 @@ def _slow_columns(pack: Any, received_at: float) -> tuple[list[str], np.ndarray,
     return names, t, units, v
 
 
-def _fast_columns(pack: Any, received_at: float) -> tuple[Any, np.ndarray, Any, np.ndarray] | None:
-    """Columns of a ``[{base..., n, v[, t][, u]}, {n, v[, t]}, ...]`` pack, or None for another shape."""
-    if not isinstance(pack, list) or len(pack) < 2 or not isinstance(pack[0], dict):
+# --------------------------------------------------------------------------------------------
+# The pack fast path: a logger's or gateway's buffer, column by column
+
+
+class _Head(NamedTuple):
+    """The first record of a plain pack, resolved: its base fields and its own record."""
+
+    bn: str
+    bt: float  # base time [s]
+    bu: str  # base unit, "" if none: the unit of the later records that have no u
+    name: str  # its own resolved name
+    t: float  # its own resolved time [s], before the relative-time rule
+    unit: str  # its own unit ("" if none)
+    v: float  # its own value, as sent
+
+
+class _Rest(NamedTuple):
+    """The fields of the records after the first, one list entry per record, not checked yet."""
+
+    names: list[Any]
+    values: list[Any]
+    times: list[Any] | None  # None: no record has t
+    units: list[Any] | None  # None: no record has u
+
+
+class _Codes(NamedTuple):
+    """Distinct values of a column and, per record, the index of its own (None: all the first one)."""
+
+    values: list[str]
+    codes: np.ndarray | None
+
+
+def _pack_head(first: Any) -> _Head | None:
+    """The head of a pack whose first record has only bn, bt, bu, bver, n, u, v, t, every one of the type the
+    reference asks for and a finite number where a number goes; None otherwise (the reference then decides)."""
+    if type(first) is not dict or not first.keys() <= _FAST_FIRST_KEYS or "v" not in first:
         return None
-    first, rest = pack[0], pack[1:]
-    if not first.keys() <= _FAST_FIRST_KEYS or "n" not in first or "v" not in first:
+    get = first.get
+    bn, n, bu, v, t, bt = get("bn", ""), get("n", ""), get("bu"), first["v"], get("t", 0.0), get("bt", 0.0)
+    unit = get("u", bu)
+    if type(bn) is not str or type(n) is not str or not (bu is None or type(bu) is str):
         return None
-    if set(map(type, rest)) != {dict}:
+    if not (unit is None or type(unit) is str) or not (is_number(v) and is_number(t) and is_number(bt)):
         return None
-    getter = _NVT if "t" in rest[0] else _NV
-    width = 3 if getter is _NVT else 2
-    if sum(map(len, rest)) != width * len(rest):
+    ver = get("bver", SENML_VERSION)
+    if type(ver) is not int or not 1 <= ver <= SENML_VERSION:
         return None
+    return _Head(bn, float(bt), bu or "", bn + n, float(bt) + float(t), unit or "", float(v))
+
+
+def _rest_columns(rest: list[Any]) -> _Rest | None:
+    """The columns of records that are all objects of exactly the keys of the first of them, n and v with t, u,
+    both or neither, gathered with C-level maps; None for anything else. Values are not checked here."""
+    if set(map(type, rest)) != _DICT_ONLY:
+        return None
+    timed, united = "t" in rest[0], "u" in rest[0]
+    if sum(map(len, rest)) != (2 + timed + united) * len(rest):
+        return None
+    try:  # every record has n and v (and t, u): with the length sum, exactly those keys
+        return _Rest(list(map(_N, rest)), list(map(_V, rest)), list(map(_T, rest)) if timed else None,
+                     list(map(_U, rest)) if united else None)
+    except KeyError:
+        return None
+
+
+def _code(first: str, column: list[Any] | None, distinct: set[str], default: str, n: int) -> _Codes:
+    """``_Codes`` of a column of ``n`` strings: ``first`` (the first record's), then ``column`` (``default`` for
+    every record when None), whose ``distinct`` values the caller has checked are strings."""
+    values = [first]
+    code_of = {first: 0}
+    for x in distinct if column is not None else (default,):
+        if x not in code_of:
+            code_of[x] = len(values)
+            values.append(x)
+    if len(values) == 1:
+        return _Codes(values, None)
+    codes = np.empty(n, dtype=np.intp)
+    codes[0] = 0
+    codes[1:] = code_of[default] if column is None else list(map(code_of.__getitem__, column))
+    return _Codes(values, codes)
+
+
+def _quantities(head: _Head, rest: _Rest, prefix: str, kind: str) -> _Codes | None:
+    """The quantity of each record; None if a name is not a string, not a valid name, or not one of the
+    quantities of ``kind`` measured by the topic's device (the reference then words the refusal)."""
     try:
-        cols = list(zip(*map(getter, rest), strict=True))
-    except (KeyError, TypeError, ValueError):
+        unique = set(rest.names)
+    except TypeError:  # an unhashable name (an array or an object)
         return None
-    base_unit, unit = first.get("bu"), first.get("u", first.get("bu"))
-    if unit != base_unit or (base_unit is not None and not isinstance(base_unit, str)):
+    if not all(type(n) is str for n in unique):
         return None
-    bn, bt = first.get("bn", ""), first.get("bt", 0.0)
-    ft = first.get("t", 0.0)
-    if not isinstance(bn, str) or not (is_number(bt) and is_number(ft)):
+    names = _code(head.name[len(head.bn) :], rest.names, unique, "", len(rest.names) + 1)
+    allowed = SENSOR_KINDS[kind]
+    quantities = []
+    for i, n in enumerate(names.values):
+        name = head.name if i == 0 else head.bn + n
+        if not name.startswith(prefix) or not _NAME_RE.match(name) or name[len(prefix) :] not in allowed:
+            return None
+        quantities.append(name[len(prefix) :])
+    return _Codes(quantities, names.codes)
+
+
+def _factors(head: _Head, rest: _Rest, quantities: _Codes, n: int) -> np.ndarray | None:
+    """Per record, the factor from its unit to its quantity's canonical unit; None if a unit is not a string or
+    not accepted for its quantity."""
+    distinct: set[str] = set()
+    if rest.units is not None:
+        try:
+            distinct = set(rest.units)
+        except TypeError:  # an unhashable unit
+            return None
+        if not all(type(u) is str for u in distinct):
+            return None
+    units = _code(head.unit, rest.units, distinct, head.bu, n)
+    table = np.array([[QUANTITIES[q].factors.get(u, np.nan) for u in units.values] for q in quantities.values],
+                     dtype=np.float64)
+    if quantities.codes is None and units.codes is None:
+        return None if np.isnan(table[0, 0]) else np.full(n, table[0, 0])
+    q_codes = quantities.codes if quantities.codes is not None else np.zeros(n, dtype=np.intp)
+    u_codes = units.codes if units.codes is not None else np.zeros(n, dtype=np.intp)
+    out = table.ravel()[q_codes * table.shape[1] + u_codes]
+    return None if np.isnan(out).any() else out
+
+
+def _fast_columns(pack: Any, received_at: float, kind: str, device: str) -> Batch | None:
+    """The ``Batch`` of a plain pack, built column-wise with C-level list operations and numpy: a first record of
+    bn, bt, bu, bver, n, u, v, t, then records of exactly ``{n, v}`` with ``t``, ``u``, both or neither (the same
+    for all), with numbers for ``v`` and ``t`` (what a logger flushing its buffer or a gateway sends). None for any
+    other shape and for any pack with something the reference refuses: the reference then decides and words the
+    refusal, so a pack this path takes gives exactly the reference's ``Batch``
+    (tests/ingest/test_senml_pack_fast.py)."""
+    if type(pack) is not list or len(pack) < 2:
         return None
-    if "bver" in first:
-        _check_version(first["bver"], 0)
-    ns = (first["n"], *cols[0])
-    vals = (first["v"], *cols[1])
-    if not set(map(type, ns)) <= {str} or not set(map(type, vals)) <= {int, float}:
+    head = _pack_head(pack[0])
+    rest = _rest_columns(pack[1:]) if head is not None else None
+    if head is None or rest is None:
         return None
-    ts = (ft, *cols[2]) if width == 3 else (ft, *([0] * len(rest)))
-    if not set(map(type, ts)) <= {int, float}:
+    if not set(map(type, rest.values)) <= _NUMBER_TYPES:
         return None
+    if rest.times is not None and not set(map(type, rest.times)) <= _NUMBER_TYPES:
+        return None
+    quantities = _quantities(head, rest, f"urn:dev:{device}:", kind)
+    n = len(pack)
+    factors = _factors(head, rest, quantities, n) if quantities is not None else None
+    if quantities is None or factors is None:
+        return None
+    tv = _times_values(head, rest, received_at, factors)
+    if tv is None or not _in_ranges(tv[1], quantities):
+        return None
+    codes = quantities.codes
+    quantity = filled(n, quantities.values[0]) if codes is None else np.array(quantities.values, dtype=object)[codes]
+    return Batch.build(n, device=filled(n, device), t=tv[0], quantity=quantity, value=tv[1])
+
+
+def _times_values(
+    head: _Head, rest: _Rest, received_at: float, factors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Resolved times [s] and values in the canonical units, by the reference's arithmetic (bt + t, then the
+    receive time added below ``RELATIVE_LIMIT``; 0.0 + v, times the unit's factor); None if a number is too
+    large for a float or a time or value is not finite."""
+    n = len(rest.values) + 1
+    t = np.empty(n, dtype=np.float64)
+    v = np.empty(n, dtype=np.float64)
     try:
-        t = np.array(ts, dtype=np.float64) + float(bt)
-        v = np.array(vals, dtype=np.float64)
-    except OverflowError:  # an int no float holds: the general path refuses it as out_of_range
+        v[1:] = rest.values
+        t[1:] = 0.0 if rest.times is None else rest.times
+    except OverflowError:  # an int no float holds: the reference refuses it as out_of_range
         return None
+    with np.errstate(over="ignore"):  # a sum beyond the float range is inf, refused below
+        t[1:] += head.bt
+    t[0], v[0] = head.t, head.v
+    v += 0.0  # the reference adds the base value 0.0: -0.0 becomes 0.0
     if not (np.isfinite(t).all() and np.isfinite(v).all()):
         return None
     rel = np.abs(t) < RELATIVE_LIMIT
     if rel.any():
         t[rel] += received_at
-    unique = {bn + n for n in set(ns)}
-    if not all(_NAME_RE.match(n) for n in unique):
-        return None
-    names: Any = bn + ns[0] if len(unique) == 1 else [bn + n for n in ns]
-    return names, t, unit or "", v
+    with np.errstate(over="ignore"):  # beyond the float range: inf, out of range
+        v *= factors  # x * 1.0 is x: the reference multiplies only where the factor is not 1
+    return t, v
+
+
+def _in_ranges(value: np.ndarray, quantities: _Codes) -> bool:
+    """Every value within its quantity's plausible range (``QUANTITIES``)."""
+    if quantities.codes is None:
+        spec = QUANTITIES[quantities.values[0]]
+        return bool(((value >= spec.low) & (value <= spec.high)).all())
+    low = np.array([QUANTITIES[q].low for q in quantities.values], dtype=np.float64)[quantities.codes]
+    high = np.array([QUANTITIES[q].high for q in quantities.values], dtype=np.float64)[quantities.codes]
+    return bool(((value >= low) & (value <= high)).all())
 
 
 def _to_batch(names: Any, t: np.ndarray, units: Any, v: np.ndarray, *, kind: str, device: str) -> Batch:

@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -186,7 +187,7 @@ def test_checks_around_the_decoder_use_the_registry_entry(registry):
 
 @pytest.fixture
 def json_parses(monkeypatch):
-    """Every JSON document parsed (``json.loads``, ``json.load`` and the decoders' own decoder)."""
+    """Every JSON document parsed (``json.loads``, ``json.load``, the decoders' own decoder and orjson)."""
     parsed: list[str] = []
     decode = json.JSONDecoder.decode
 
@@ -195,6 +196,13 @@ def json_parses(monkeypatch):
         return decode(self, s, *a, **k)
 
     monkeypatch.setattr(json.JSONDecoder, "decode", counting)
+    fast = orjson.loads  # ingest.decoders._common.load_json parses with orjson first (issue 19)
+
+    def counting_fast(data, *a, **k):
+        parsed.append(bytes(data).decode())
+        return fast(data, *a, **k)
+
+    monkeypatch.setattr(orjson, "loads", counting_fast)
     return parsed
 
 
