@@ -4,7 +4,11 @@
 * ``bund10``: the Bund twin at 10 m, (dataset, buildings) (about 8 s to build);
 * ``bund_file``: that twin written once as a NetCDF file (with its buildings beside it), for the live
   service, the API, the browser tests, ``twin demo --grid`` and scenario runs;
-* ``shared_dem``: the SRTM GL3 test tile in tests/data.
+* ``shared_dem``: the SRTM GL3 test tile in tests/data;
+* ``interrupted_demo``: ``twin demo``'s first run after installing (empty numba cache), stopped with Ctrl-C, which
+  tests/live/test_demo_e2e.py judges (`tests.support.demo.InterruptedDemo`). Its kernels compile for 40-60 s on one
+  core, so a session that runs that test starts it with its first test (``_interrupted_demo_early``): the compile
+  takes the core the test process leaves idle instead of a minute of the suite's wall time.
 
 Before each test module the heap is collected and frozen (``_settled_heap``): a test process accumulates over a
 million objects, and Python's full garbage collections over them (about 1 s each) would land inside the live
@@ -71,3 +75,30 @@ def shared_dem():
     path = DATA / "dem" / "srtmgl3_nederland_co_144x144.asc"
     assert path.is_file(), f"{path} is missing from the checkout"
     return path
+
+
+INTERRUPTED_DEMO_TEST = ("test_demo_e2e.py", "test_ctrl_c_stops_the_demo_cleanly_with_a_summary")
+"""(file name, test name) of the test that judges ``interrupted_demo``."""
+
+
+@pytest.fixture(scope="session")
+def interrupted_demo(bund_file, tmp_path_factory):
+    """``twin demo`` on the session's Bund twin with an empty numba cache, interrupted with Ctrl-C once its first
+    crowd alert is out, running in the background (`tests.support.demo.InterruptedDemo`)."""
+    from tests.support.demo import InterruptedDemo
+
+    demo = InterruptedDemo(bund_file, tmp_path_factory.mktemp("demo-interrupted")).start()
+    yield demo
+    demo.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _interrupted_demo_early(request):
+    """Start ``interrupted_demo`` with the session's first test when the session runs its test later on (a run of
+    tests/live/test_demo_e2e.py alone keeps the order of old: the demo starts when its test asks for it, and does
+    not compile beside the module's other demo run)."""
+    items = request.session.items
+    wanted = any((item.path.name, getattr(item, "originalname", item.name)) == INTERRUPTED_DEMO_TEST
+                 for item in items)
+    if wanted and items[0].path.name != INTERRUPTED_DEMO_TEST[0]:
+        request.getfixturevalue("interrupted_demo")

@@ -75,6 +75,8 @@ POLL_S = 0.1
 """Longest single wait of every loop here [s] (each loop checks whether it should end)."""
 ROOM_POLL_S = 0.002
 """While the queue is full, the reader looks for room this often [s]."""
+ACK_TAKEOVER_S = 0.005
+"""Acknowledgements the child's network thread has not sent within this time are sent by its command loop [s]."""
 RESTART_DELAY_S = 1.0
 """Pause before a dead child is started again [s]."""
 GENERATION_SPAN = 1_000_000
@@ -437,6 +439,7 @@ def _command_loop(transport: MqttTransport, status: Connection, cmd: Connection,
     """Carry out the parent's commands and send the status, until ``stop``, the stop command or the parent's end;
     returns whether the stop command asked to end the session."""
     parent = os.getppid()
+    acks = _Acks(transport)
     last: tuple = ()
     next_at = 0.0
     while not stop.is_set() and os.getppid() == parent:
@@ -449,13 +452,15 @@ def _command_loop(transport: MqttTransport, status: Connection, cmd: Connection,
                 return False
             last, next_at = now_status, time.monotonic() + STATS_EVERY_S
         try:
-            if not cmd.poll(POLL_S):
+            if acks.pending:
+                acks.send(older_than=time.monotonic() - ACK_TAKEOVER_S)
+            if not cmd.poll(ACK_TAKEOVER_S if acks.pending else POLL_S):
                 continue
             command = cmd.recv()
         except (EOFError, OSError):
             return False
         if command[0] == "ack":
-            _ack_all(transport, command[1])
+            acks.add(command[1])
         elif command[0] == "close":
             transport.close_inbound()
         elif command[0] == "leave":
@@ -468,6 +473,41 @@ def _command_loop(transport: MqttTransport, status: Connection, cmd: Connection,
 def _ack_all(transport: MqttTransport, acks: list[tuple[int, int, int]]) -> None:
     for mid, qos, generation in acks:
         transport.ack(InboundMessage("", b"", qos, mid, False, False, 0.0, generation))
+
+
+class _Acks:
+    """Acknowledgements from the parent, handed to paho by its own network thread (before it takes the next
+    message in) -- from the command loop, each PUBACK's wake-up of the network thread would pass the interpreter
+    lock back and forth once per acknowledgement -- or by the command loop when the network thread has not taken
+    them within `ACK_TAKEOVER_S` (no message comes while the broker waits for them)."""
+
+    def __init__(self, transport: MqttTransport) -> None:
+        self.transport = transport
+        self.pending: deque[tuple[float, list[tuple[int, int, int]]]] = deque()
+        on_message = transport._client.on_message
+
+        def acking_on_message(client, userdata, msg) -> None:
+            if self.pending:
+                self.send()
+            on_message(client, userdata, msg)
+
+        transport._client.on_message = acking_on_message
+
+    def add(self, acks: list[tuple[int, int, int]]) -> None:
+        """Acknowledgements to send."""
+        self.pending.append((time.monotonic(), acks))
+
+    def send(self, older_than: float | None = None) -> None:
+        """Send the waiting acknowledgements (only those queued before ``older_than`` [monotonic s], if given)."""
+        while self.pending:
+            try:
+                queued, acks = self.pending.popleft()
+            except IndexError:  # the other thread took them
+                return
+            if older_than is not None and queued > older_than:
+                self.pending.appendleft((queued, acks))
+                return
+            _ack_all(self.transport, acks)
 
 
 def _forward(transport: MqttTransport, data: Connection, stop: threading.Event) -> None:
@@ -487,19 +527,14 @@ def _forward(transport: MqttTransport, data: Connection, stop: threading.Event) 
 
 
 def _gather(q: queue.SimpleQueue, items: list[tuple]) -> None:
-    """Add to ``items`` what comes within `LINGER_S`, up to `GROUP` messages."""
-    deadline = time.monotonic() + LINGER_S
+    """Add to ``items`` what comes within `LINGER_S`, up to `GROUP` messages. The linger is a sleep, not a wait on
+    the queue: a waiting getter would be woken by every message the network thread puts, passing the interpreter
+    lock back and forth once per message."""
+    if q.qsize() < GROUP - 1:
+        time.sleep(LINGER_S)
     while len(items) < GROUP:
         try:
             items.append(tuple(q.get_nowait()))
-            continue
-        except queue.Empty:
-            pass
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        try:
-            items.append(tuple(q.get(timeout=left)))
         except queue.Empty:
             return
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -19,6 +20,7 @@ from ingest.batch import Batch
 from ingest.decoders.nmea import encode_nmea
 from ingest.decoders.senml import encode_senml
 from ingest.registry import load_registry
+from models import AlertTiming, CrowdConfig, RiskConfig
 from tests.browser.conftest import ARTIFACTS, REGISTRY, TOKEN, report, service_config
 from tests.ingest.conftest import own_broker  # noqa: F401 - the fixture, shared
 from tests.live.conftest import Observer, wait_for
@@ -30,7 +32,11 @@ from twin.live.service import LiveService
 pytestmark = pytest.mark.slow
 
 TICK_S = 0.5
-"""The live tick [s]: the page must show a change within two of them (the clear takes ~35 ticks)."""
+"""The live tick [s]: the page must show a change within two of them."""
+KEEP_S = 2.0
+"""The crowd alert's clear delay here [s of twin time]: one colour step down per 2 s below its clear threshold, so
+the cancel the page must follow comes about 5 s after the crowd leaves (with the default 10 s of
+`models.AlertTiming` the test waited about 20 s for it; the delay itself is tested in tests/models/test_alerts.py)."""
 CHEN_YI_SQUARE = (121.4855, 31.2405)
 OPERATOR = "Li Wei (duty officer)"
 SQUARE_COUNTER = "crowd-bund-05"
@@ -75,8 +81,9 @@ class CrowdFeed:
 @pytest.fixture
 def live_twin(own_broker, bund_file, tmp_path):  # noqa: F811 - the imported fixture, by name
     """(service, API url, observer, broker): a started live twin with its HTTP API and an MQTT observer."""
-    service = LiveService(service_config(bund_file, tmp_path / "state", own_broker.url, TICK_S,
-                                         client_id="twin-browser"))
+    config = service_config(bund_file, tmp_path / "state", own_broker.url, TICK_S, client_id="twin-browser")
+    risk = RiskConfig(crowd=CrowdConfig(timing=AlertTiming(keep_s=KEEP_S)))
+    service = LiveService(replace(config, core=replace(config.core, live=replace(config.core.live, risk=risk))))
     assert service.start(10), "the live twin did not connect to its broker"
     api = serve(service, port=0, token=TOKEN)
     observer = Observer(own_broker.port)
