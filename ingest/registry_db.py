@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -40,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest.registry import STATUSES, Device, Registry, RegistryError, expected_quantities, read_devices
+
+log = logging.getLogger(__name__)
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS devices (
@@ -491,3 +494,16 @@ def check_status(status: str | None) -> str | None:
     if status is not None and status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
     return status
+
+
+def follow_versions(queue_changes: Callable[[], object], stop: threading.Event, poll_s: float) -> None:
+    """Call ``queue_changes`` (which reads the database's version and queues what is new) now and then every
+    ``poll_s`` [s] until ``stop`` is set. A database that fails is logged and asked again at the next poll: the
+    thread that follows the registry never dies of it."""
+    while True:
+        try:
+            queue_changes()
+        except Exception:
+            log.exception("reading the device registry's version failed")
+        if stop.wait(poll_s):
+            return

@@ -70,6 +70,7 @@ from ingest.metrics import Metrics
 from ingest.pipeline import CONTROL_PREFIX, IngestConfig, Ingestor, Source, control_message
 from ingest.rawlog import LOG_START, LogPosition, RawLog, read_log
 from ingest.registry import Registry
+from ingest.registry_db import follow_versions
 from ingest.registry_follow import (
     MOVER_KINDS,
     REGISTRY_CHUNK,
@@ -518,13 +519,7 @@ class IngestWorker:
 
     def _watch_registry(self) -> None:
         """Queue ``$twin/registry`` records for the database's new versions: now, then every ``registry_poll_s``."""
-        while True:
-            try:
-                self.queue_registry_changes()
-            except Exception:  # a database that fails now is asked again at the next poll
-                log.exception("reading the device registry's version failed")
-            if self._stopping.wait(self.config.registry_poll_s):
-                return
+        follow_versions(self.queue_registry_changes, self._stopping, self.config.registry_poll_s)
 
     def queue_registry_changes(self, upto: int | None = None) -> int:
         """Queue ``$twin/registry`` control records for the changes after those queued already, up to ``upto``

@@ -185,6 +185,8 @@ class ProcessTransport:
         self.wall_to_clock = wall_to_clock
         self.queue = InboundQueue()
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        """Set once the broker has acknowledged a subscription of the child (SUBACK) on its current connection."""
         self.session_present: bool | None = None
         self.receiver_restarts = 0
         """Children started again after they died [1]."""
@@ -348,6 +350,7 @@ class ProcessTransport:
         self._child_stats = doc
         self.session_present = doc.get("session_present")
         (self.connected.set if doc.get("connected") else self.connected.clear)()
+        (self.subscribed.set if doc.get("connected") and doc.get("subscribed") else self.subscribed.clear)()
 
     def _child_died(self) -> None:
         proc = self._proc
@@ -440,12 +443,15 @@ def _command_loop(transport: MqttTransport, status: Connection, cmd: Connection,
     returns whether the stop command asked to end the session."""
     parent = os.getppid()
     acks = _Acks(transport)
+    subacks = _count_subacks(transport)
     last: tuple = ()
     next_at = 0.0
     while not stop.is_set() and os.getppid() == parent:
-        now_status = (transport.connected.is_set(), transport.stats.connects, transport.session_present)
+        now_status = (transport.connected.is_set(), transport.stats.connects, transport.session_present,
+                      subacks.get(transport.stats.connects, 0))
         if now_status != last or time.monotonic() >= next_at:
-            doc = dataclasses.asdict(transport.stats) | {"connected": now_status[0], "session_present": now_status[2]}
+            doc = dataclasses.asdict(transport.stats) | {"connected": now_status[0], "session_present": now_status[2],
+                                                         "subscribed": now_status[3] > 0}
             try:
                 status.send_bytes(pickle.dumps(doc, pickle.HIGHEST_PROTOCOL))
             except OSError:  # the parent is gone
@@ -473,6 +479,18 @@ def _command_loop(transport: MqttTransport, status: Connection, cmd: Connection,
 def _ack_all(transport: MqttTransport, acks: list[tuple[int, int, int]]) -> None:
     for mid, qos, generation in acks:
         transport.ack(InboundMessage("", b"", qos, mid, False, False, 0.0, generation))
+
+
+def _count_subacks(transport: MqttTransport) -> dict[int, int]:
+    """SUBACKs the broker sent, by connection number (``stats.connects`` when they came)."""
+    counts: dict[int, int] = {}
+
+    def on_subscribe(*_args) -> None:
+        n = transport.stats.connects
+        counts[n] = counts.get(n, 0) + 1
+
+    transport._client.on_subscribe = on_subscribe
+    return counts
 
 
 class _Acks:

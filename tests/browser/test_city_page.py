@@ -11,14 +11,11 @@ switch to English, and load nothing from other sites. Every wait is on a conditi
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from http.server import ThreadingHTTPServer
 
 import pytest
 
 from tests.browser.conftest import ARTIFACTS
-from tests.city.test_city_http import _Twin
+from tests.city.test_city_http import twins  # noqa: F401 - the fixture, shared
 from tests.city.test_merge import CONTEXT, T0, box, district_message, feed
 from twin.city.city import load_city
 from twin.city.citymap import city_map
@@ -33,22 +30,8 @@ NAMES_EN = {"310101": "Huangpu", "310109": "Hongkou", "310110": "Yangpu", "31011
 
 
 @pytest.fixture(scope="module")
-def district_apis():
-    """Huangpu's twin API (answers) and an address that accepts connections but never answers."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Twin)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    yield f"http://127.0.0.1:{server.server_address[1]}", f"http://127.0.0.1:{silent.getsockname()[1]}"
-    server.shutdown()
-    silent.close()
-
-
-@pytest.fixture(scope="module")
-def city_api(district_apis, tmp_path_factory):
-    up, silent = district_apis
+def city_api(twins, tmp_path_factory):  # noqa: F811 - the imported fixture, by name
+    up, silent = twins  # Huangpu's twin API (answers) and an address that never answers
     city = load_city(data_dir() / "city" / "bund4.yaml", cache=tmp_path_factory.mktemp("bund4-page"))
     apis = {"310101": up, "310109": silent}
     links = [DistrictLink(s.partition, s.code, s.name, s.name_en, apis.get(s.partition, ""))

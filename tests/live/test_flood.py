@@ -85,10 +85,11 @@ def flood_messages(n: int, t0: float, invalid_every: int) -> Iterator[tuple[str,
 
 
 def _config(broker, bund_file, state: Path, client_id: str) -> ServiceConfig:
-    # rate limiting off: the flood's valid share is accepted, so the core takes real batches while flooded
+    # rate limiting off: the flood's valid share is accepted, so the core takes real batches while flooded; the
+    # subscriber in a child process, as twin run has it (docs/liveness.md section 8)
     return ServiceConfig(broker=broker.url, grid=bund_file, registry=REGISTRY, state_dir=state, tick_s=TICK,
                          client_id=client_id, snapshot_every_s=10.0, core=CoreConfig(tick_s=TICK),
-                         limits=Limits(rate_per_s=0))
+                         limits=Limits(rate_per_s=0), receiver="process")
 
 
 def _start(cfg: ServiceConfig) -> LiveService:

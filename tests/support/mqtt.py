@@ -175,6 +175,8 @@ def private_broker(workdir: Path, overrides: dict[str, Override] | None = None,
 def subscribed_event(transport) -> threading.Event:
     """An event set when the broker acknowledges a subscription of an ``MqttTransport`` (which subscribes
     in its ``on_connect`` and has no hook of its own for SUBACK): call before ``transport.start``."""
+    if hasattr(transport, "subscribed"):  # ingest.transport.receiver.ProcessTransport: its child reports SUBACKs
+        return transport.subscribed
     event = threading.Event()
     client = transport._client  # the paho client inside; the transport leaves on_subscribe unset
     previous = client.on_subscribe

@@ -58,7 +58,7 @@ from ingest.batch import Batch
 from ingest.pipeline import IngestConfig, Ingestor, control_message
 from ingest.rawlog import LogPosition, RawLog
 from ingest.registry import Device, RegistryError, device_from_feature
-from ingest.registry_db import Change, DeviceConflict, RegistryStore, UnknownDeviceError
+from ingest.registry_db import Change, DeviceConflict, RegistryStore, UnknownDeviceError, follow_versions
 from ingest.rejection import Reason, Rejection
 from ingest.routing import subscriptions
 from ingest.transport.client import MqttTransport, is_confirmed
@@ -692,13 +692,7 @@ class LiveService:
     def _watch_registry(self) -> None:
         """Queue the registry changes made by others (``twin devices``, another twin): at start, then every
         ``registry_poll_s``."""
-        while True:
-            try:
-                self.queue_registry_changes()
-            except Exception:  # a database that fails now is asked again at the next poll
-                log.exception("reading the device registry's version failed")
-            if self._tick_stop.wait(self.config.registry_poll_s):
-                return
+        follow_versions(self.queue_registry_changes, self._tick_stop, self.config.registry_poll_s)
 
     def queue_registry_changes(self, upto: int | None = None) -> int:
         """Queue ``$twin/registry`` records for the changes after those already queued, up to ``upto`` (default: the
