@@ -42,11 +42,9 @@ Linux only (CPU from /proc). Needs ``mosquitto`` and ``nats-server`` on the PATH
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing as mp
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -63,7 +61,7 @@ import numpy as np  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 import shapely  # noqa: E402
 
-from tests.support.mqtt import PrivateBroker, free_port  # noqa: E402
+from tests.support.mqtt import PrivateBroker, end_session, free_port, stop_tree  # noqa: E402
 
 TERMINALS = 11_000_000
 CADENCE_S = 300.0
@@ -442,18 +440,7 @@ class Deployment:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            children = children_of(self.proc.pid)
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(90)
-            except subprocess.TimeoutExpired:
-                for pid in children:  # a killed supervisor leaves its children (each in its own session)
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_tree(self.proc, children_of(self.proc.pid), 90)
 
 
 def lag_bounds(load: dict, watch: StatusWatch, since: float) -> tuple[np.ndarray, np.ndarray]:
@@ -630,7 +617,7 @@ def bare_baseline(broker: PrivateBroker, devices, load: Load, connections: int) 
     complete = done.wait(600)
     c.disconnect()
     c.loop_stop()
-    end_session(broker.port, client_id)
+    end_session(client_id, broker.port)
     return {"records": state["records"], "messages": state["messages"], "complete": complete,
             "rate": state["records"] / max(1e-9, state["last"] - t0)}
 
@@ -671,21 +658,8 @@ def single_twin_baseline(broker: PrivateBroker, work: Path, cache: Path, devices
     cpu = _own_cpu_s() - cpu0
     got = query.ingest_metrics()["accepted_records"]
     svc.stop()
-    end_session(broker.port, client_id)
+    end_session(client_id, broker.port)
     return {"records": got, "published": sent["acked"], "rate": got / elapsed, "cpu_s": cpu}
-
-
-def end_session(port: int, client_id: str) -> None:
-    """Drop a persistent session (a clean-session connect)."""
-    connected = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
-                    clean_session=True)
-    c.on_connect = lambda *a: connected.set()
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    connected.wait(10)
-    c.disconnect()
-    c.loop_stop()
 
 
 # ---------------------------------------------------------------- report

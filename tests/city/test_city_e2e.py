@@ -51,7 +51,7 @@ from ingest.routing import subscriptions
 from ingest.transport.client import MqttTransport
 from tests.city.test_tier_e2e import Observer, retained_city_alerts
 from tests.support.checkout import checkout_env
-from tests.support.mqtt import REPO, broker_listening, subscribed_event
+from tests.support.mqtt import REPO, broker_listening, end_session, stop_tree, subscribed_event
 from tests.support.waits import wait_until
 from twin.city.boundaries import projected, read_boundaries
 from twin.cli.city_run import free_loopback_port, mqtt_names
@@ -215,34 +215,13 @@ class Deployment:
         from ingest.stream.jetstream import JetStream
 
         if self.proc is not None and self.proc.poll() is None:  # the test failed: stop the parts as a user would
-            children = self.children()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                for pid in children:  # a killed supervisor leaves its children (each in its own session)
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                self.proc.kill()
-                self.proc.wait(10)
+            stop_tree(self.proc, self.children(), 40)
         js = JetStream("nats://127.0.0.1:4222", stream=self.stream, subject_prefix=f"test.{self.stream}.")
         with contextlib.suppress(StreamError):  # nothing was created (the deployment never got that far)
             js.delete()
         js.close()
         for client_id in self.client_ids():
             end_session(client_id)
-
-
-def end_session(client_id: str) -> None:
-    """Drop a persistent session left on the shared broker (a clean start that expires at once)."""
-    done = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.on_connect = lambda *a: done.set()
-    client.connect("127.0.0.1", 1883, clean_start=True)
-    client.loop_start()
-    done.wait(10)
-    client.disconnect()
-    client.loop_stop()
 
 
 class Feed:

@@ -25,7 +25,7 @@ import shapely
 from ingest.stream import MemoryStream, tick_time
 from tests.city.test_merge import T0, district_message
 from tests.support.checkout import checkout_env
-from tests.support.mqtt import REPO, broker_listening
+from tests.support.mqtt import REPO, broker_listening, end_session
 from tests.support.waits import wait_until
 from twin.city.boundaries import lonlat, projected, read_boundaries
 from twin.city.tier import TierConfig, tier_from_city
@@ -257,16 +257,6 @@ def test_the_command_runs_and_stops_on_sigterm(bund4, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-        _end_session(cmd[-1])
+        end_session(cmd[-1])
 
 
-def _end_session(client_id: str) -> None:
-    """Drop the persistent session a command left on the shared broker (a clean start, expiring at once)."""
-    done = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.on_connect = lambda *a: done.set()
-    client.connect("127.0.0.1", 1883, clean_start=True)
-    client.loop_start()
-    done.wait(10)
-    client.disconnect()
-    client.loop_stop()

@@ -39,6 +39,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_CONF = REPO / "deploy" / "mosquitto.conf"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -203,6 +205,34 @@ def stop_process(proc: subprocess.Popen, sig: int, timeout_s: float) -> int | No
 
 
 # -- floods ------------------------------------------------------------------------------------------
+
+
+def stop_tree(proc: subprocess.Popen, children: Iterable[int], timeout_s: float) -> int | None:
+    """SIGTERM a supervisor and wait ``timeout_s`` [s]; if it has not ended, SIGKILL its ``children`` (pids: a killed
+    supervisor leaves them, each in its own session) and then it. Returns its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
+
+
+def end_session(client_id: str, port: int = 1883) -> None:
+    """Drop a persistent session left on a broker on 127.0.0.1 (a clean start that expires at once)."""
+    done = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.on_connect = lambda *a: done.set()
+    client.connect("127.0.0.1", port, clean_start=True)
+    client.loop_start()
+    done.wait(10)
+    client.disconnect()
+    client.loop_stop()
 
 
 def write_messages(path: Path, messages: Iterable[tuple[str, bytes]]) -> int:
