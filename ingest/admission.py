@@ -56,7 +56,7 @@ from ingest.decoders import (
 )
 from ingest.dedupe import Deduper
 from ingest.metrics import Metrics
-from ingest.registry import Device, Registry
+from ingest.registry import Device, Registry, terminal_phone
 from ingest.rejection import Reason, Refusal, Rejection, reject
 from ingest.routing import Route, route
 from ingest.validation import (
@@ -216,7 +216,7 @@ class Admission:
         if limiter is not None:
             st = check_guard(r, limiter, received_at)  # refused here: the guard is not charged again
             self._rate_state = st
-        records = decode(r, payload, received_at)
+        records = decode(r, payload, received_at, device)
         if type(records) is tuple:  # one SenML record
             dev, t, q, _ = records
             check_time(t, received_at, self.limits)
@@ -248,15 +248,17 @@ UNREGISTERED_FAMILIES = frozenset({"report"})
 """Families whose topic names no registry device: a citizen report's source (the twin checks sources itself)."""
 
 
-def decode(r: Route, payload: bytes, received_at: float) -> Row | Batch:
-    """The records of a routed payload, parsed once; raises ``Refusal`` for bad input."""
+def decode(r: Route, payload: bytes, received_at: float, device: Device | None = None) -> Row | Batch:
+    """The records of a routed payload, parsed once; raises ``Refusal`` for bad input. ``device``, the registry's
+    entry of the topic's device (None: unchecked), gives a JT/T 808 frame the terminal phone number it must carry."""
     family = r.family
     if family == "sensor":
         if len(payload) > 2 * SHALLOW_DEPTH:  # a pack: parsed once, its nesting proved by the pack fast path
             return senml_payload_records(payload, kind=r.sensor_kind, device=r.device, received_at=received_at)
         return senml_records(load_json(payload), kind=r.sensor_kind, device=r.device, received_at=received_at)
     if family == "beidou":
-        return beidou_records(payload, device=r.device, received_at=received_at)
+        terminal = terminal_phone(device) if device is not None else None
+        return beidou_records(payload, device=r.device, received_at=received_at, terminal=terminal)
     if family == "ack":
         return ack_records(load_json(payload), unit=r.device)
     if family == "task":

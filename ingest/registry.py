@@ -8,7 +8,9 @@ devices; a crowd counter's Polygon is its coverage area (``coverage: "polygon"``
 may have a null geometry (home position otherwise). Crowd counters may state ``walkable_area_m2`` (a number
 > 0: the walkable area its count covers [m2], which then divides the count instead of the twin's walkable
 layer under the polygon) and ``count_rel_error`` (a number in [0, 1): the relative standard error of its
-count [1]); docs/science/crowd.md 1.4.
+count [1]); docs/science/crowd.md 1.4. Vehicles and units with a JT/T 808 terminal state ``jt808_phone``: the
+terminal phone number it reports with (text of 1 to 20 digits; unique in the registry once leading zeros are
+stripped, `terminal_phone`; docs/guides/jt808.md).
 
 CSV (`devices_from_csv`, docs/guides/devices.md): a header row, then one device a row. Columns ``id``, ``kind``,
 ``quantities`` (``;``-separated; empty: the kind's quantities), ``name``, ``unit_type``, ``lon``, ``lat`` [degree,
@@ -49,6 +51,10 @@ optional."""
 _FORBIDDEN = set("/+#") | {" "}
 MAX_ID = 200
 """Longest device id [character] (an MQTT topic level; ids are keys of the registry database)."""
+JT808_PHONE = "jt808_phone"
+"""The property holding a vehicle's or unit's JT/T 808 terminal phone number (docs/guides/jt808.md)."""
+TEXT_PROPERTIES = frozenset({JT808_PHONE})
+"""CSV columns kept as text even when they look like numbers (a phone number is a code)."""
 
 
 class RegistryError(ValueError):
@@ -202,6 +208,28 @@ def _check_crowd_numbers(props: dict, kind: str, where: str, problems: list[str]
             problems.append(f"{where}: {name} must be a number {rule} (got {str(value)[:40]!r})")
 
 
+def phone_key(phone: str) -> str:
+    """A JT/T 808 terminal phone number as terminals are compared: leading zeros stripped (``"0"`` for all zeros); a
+    2013 terminal sends ``13900000001`` as 12 BCD digits, a 2019 one as 20."""
+    return phone.lstrip("0") or "0"
+
+
+def terminal_phone(device: Device) -> str | None:
+    """The device's JT/T 808 terminal phone number as compared (`phone_key`), or None when it has none."""
+    phone = device.properties.get(JT808_PHONE)
+    return phone_key(phone) if isinstance(phone, str) else None
+
+
+def _check_terminal_phone(props: dict, kind: str, where: str, problems: list[str]) -> None:
+    if JT808_PHONE not in props:
+        return
+    phone = props[JT808_PHONE]
+    if kind not in POSITION_KINDS:
+        problems.append(f"{where}: only vehicles and units have a {JT808_PHONE}")
+    elif not (isinstance(phone, str) and 1 <= len(phone) <= 20 and phone.isascii() and phone.isdigit()):
+        problems.append(f"{where}: {JT808_PHONE} must be text of 1 to 20 digits (got {str(phone)[:40]!r})")
+
+
 def _checked_id(dev_id: Any, where: str, problems: list[str]) -> str | None:
     if (not isinstance(dev_id, str) or not dev_id or len(dev_id) > MAX_ID or _FORBIDDEN & set(dev_id)
             or not dev_id.isprintable()):
@@ -271,6 +299,7 @@ def device_from_feature(feat: Any, where: str, problems: list[str], added: int =
         problems.append(f"{where}: name must be text")
     _check_geometry(feat.get("geometry"), kind, where, problems)
     _check_crowd_numbers(props, kind, where, problems)
+    _check_terminal_phone(props, kind, where, problems)
     geometry = feat.get("geometry")
     if not (_plain_members(props, ()) and (type(geometry) is not dict or _plain_members(geometry, ("coordinates",)))):
         problems.append(f"{where}: NaN or infinite numbers are not JSON")  # coordinates: range-checked above
@@ -302,17 +331,23 @@ def _unique(items: Iterable[tuple[str, Any]], parse, problems: list[str]) -> tup
     """Parse each (where, item); keep the valid devices, first of each id; ``added`` is the item's place."""
     devices: list[Device] = []
     seen: set[str] = set()
+    phones: dict[str, str] = {}
     for i, (where, item) in enumerate(items):
         mine: list[str] = []
         dev = parse(item, where, mine, i)
         if dev is not None and dev.id in seen:
             mine.append(f"device {dev.id}: duplicate id ({where})")
+        phone = terminal_phone(dev) if dev is not None and not mine else None
+        if phone is not None and phone in phones:
+            mine.append(f"device {dev.id}: {JT808_PHONE} {phone} is already device {phones[phone]}'s ({where})")
         if mine:
             problems += mine
             continue
         if dev is not None:
             seen.add(dev.id)
             devices.append(dev)
+            if phone is not None:
+                phones[phone] = dev.id
     return devices, problems
 
 
@@ -364,7 +399,7 @@ def feature_from_csv_row(row: dict[str, str | None], where: str, problems: list[
             continue
         if column in CSV_COLUMNS or column == "geometry" or text is None or not text.strip():
             continue
-        props[column] = _csv_value(text.strip())
+        props[column] = text.strip() if column in TEXT_PROPERTIES else _csv_value(text.strip())
     return {"type": "Feature", "geometry": _csv_geometry(row, f"{where} ({props['id'][:80]})", problems),
             "properties": props}
 

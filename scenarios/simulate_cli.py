@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 import time
@@ -41,6 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--protocol", choices=("5", "3.1.1"), default="5", help="MQTT version (default 5)")
     p.add_argument("--no-respond", action="store_true",
                    help="do not let the simulated field units answer alerts on {prefix}units/+/alerts")
+    p.add_argument("--jt808", metavar="HOST:PORT",
+                   help="vehicles and field units with a jt808_phone report as JT/T 808 terminals to the gateway at "
+                        "HOST:PORT ('twin run --jt808', 'twin gateway jt808') instead of over MQTT; the sensors stay "
+                        "on MQTT (docs/guides/jt808.md)")
     p.set_defaults(func=run)
     return p
 
@@ -88,11 +93,13 @@ def run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     t0 = time.monotonic()
+    jt808 = jt808_address(args.jt808) if args.jt808 else None
     try:
         respond = None if args.no_respond else cfg.prefix
-        with Publisher(args.broker, protocol=args.protocol, respond_prefix=respond) as pub:
+        with (Publisher(args.broker, protocol=args.protocol, respond_prefix=respond) as pub,
+              _feeds(sim, jt808) as feeds):
             try:
-                pub.run(sim, args.duration, speed=args.speed, progress=progress, stop=stop)
+                pub.run(feeds, args.duration, speed=args.speed, progress=progress, stop=stop)
             except KeyboardInterrupt:
                 stop.set()
                 pub.drain(5.0)
@@ -107,4 +114,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"simulate: {published} messages published, {acked} acknowledged by the broker, "
           f"in {wall:.1f} s wall for {sim.t - cfg.start:.0f} s simulated ({published / max(wall, 1e-9):.1f} msg/s); "
           f"bad on purpose: {bad}; alerts handed to units: {alerts}; unit acks sent: {acks}")
+    if jt808 is not None:
+        print(feeds.summary())
     return 0
+
+
+def jt808_address(text: str) -> tuple[str, int]:
+    """``--jt808 HOST:PORT`` -> (host, port); ``ValueError`` when it is not one."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"--jt808 {text!r} is not HOST:PORT (e.g. 127.0.0.1:6808)")
+    return host.strip("[]"), int(port)
+
+
+def _feeds(sim: Simulator, jt808: tuple[str, int] | None):
+    """The simulator itself, or with ``--jt808`` its JT/T 808 wrapper (`scenarios.feeds.jt808_sim`)."""
+    if jt808 is None:
+        return contextlib.nullcontext(sim)
+    from scenarios.feeds.jt808_sim import jt808_fleet_for
+
+    return jt808_fleet_for(sim, *jt808)

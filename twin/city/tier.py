@@ -113,7 +113,8 @@ class TierStats:
     """City messages published (retained)."""
     unit_messages: int = 0
     refused: Counter[str] = field(default_factory=Counter)
-    """District or city messages refused, by reason (`twin.city.districtalert.REASONS`), positions by rejection reason."""
+    """District or city messages refused, by reason (`twin.city.districtalert.REASONS`), positions by rejection
+    reason."""
 
 
 class CityTier:

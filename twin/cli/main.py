@@ -180,10 +180,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--no-cases", action="store_true", help="run without the case loop: alerts open no case, units' "
                    "task answers and citizen reports are refused (dead letters)")
     from twin.cli.city_run import add_city_options
+    from twin.cli.gateway import jt808_options
     from twin.cli.run import add_clock_options
 
     add_clock_options(r)
     add_city_options(r)
+    jt808_options(r)
     r.set_defaults(func=_run)
 
 
@@ -264,6 +266,12 @@ def _add_city_tier(sub: argparse._SubParsersAction) -> None:
     add_serve_parser(sub)  # twin city-tier: bad input exit 2, NATS unreachable exit 1
 
 
+def _add_gateway(sub: argparse._SubParsersAction) -> None:
+    from twin.cli.gateway import add_parser
+
+    add_parser(sub)  # twin gateway jt808: bad input exit 2, cannot listen exit 1
+
+
 def _add_district(sub: argparse._SubParsersAction) -> None:
     from twin.cli.district import add_parser
 
@@ -288,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest_worker(sub)
     _add_district(sub)
     _add_city_tier(sub)
+    _add_gateway(sub)
     return parser
 
 

@@ -17,6 +17,7 @@ from twin.api.config import ApiConfig
 from twin.cases.limits import TimeLimits
 from twin.cases.rules import CaseRules
 from twin.cases.services import Catalogue
+from twin.cli.gateway import check_jt808, host_jt808, stop_jt808
 from twin.district.admin import read_units_file
 from twin.district.sources import data_dir
 from twin.district.thresholds import load_place_bands
@@ -205,7 +206,12 @@ def run_service(args: argparse.Namespace) -> int:
     if getattr(args, "city", None) is not None:
         from twin.cli.city_run import run_city
 
+        if getattr(args, "jt808", None) is not None:
+            raise ValueError("--jt808 runs the gateway inside a one-process twin; beside --city run 'twin gateway "
+                             "jt808 --registry-db URL' on the city's registry database (docs/guides/jt808.md)")
         return run_city(args)  # the partitioned deployment (docs/city-deployment.md)
+    if getattr(args, "jt808", None) is not None:
+        check_jt808(args)  # a gateway beyond loopback without an allow-list ends here, before anything starts
     crowd_bands_file(args)  # a bad file ends here, before a broker is started or a twin built
     units_file(args)
     alert_output(args)
@@ -239,9 +245,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"broker {cfg.broker} not reachable yet: retrying in the background")
     if isinstance(service.clock, ReplayClock):
         service.clock.release()  # the twin's time starts at --start now that it takes data in
+    http = None
     try:
         http = _serve_http(service, args)
+        gateway = host_jt808(service, args) if getattr(args, "jt808", None) is not None else None
     except (OSError, ValueError):
+        if http is not None:
+            http.stop()
         service.stop()
         raise
     print(f"twin running: broker {cfg.broker}, tick {cfg.tick_s:g} s, {clock_text(service.clock)}, "
@@ -256,6 +266,7 @@ def _run(args: argparse.Namespace) -> int:
     print("stopping: draining ingest, writing a snapshot, flushing the outbox")
     if http is not None:
         http.stop()
+    stop_jt808(gateway)
     service.stop()
     return 0
 
