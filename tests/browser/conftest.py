@@ -46,9 +46,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.write_line(line)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
-    """One headless Chromium for the session."""
+    """One headless Chromium for the browser tests. Package scope, not session: Playwright's sync API runs an asyncio
+    loop in the main thread while it is open, and tests after these that run their own (``asyncio.run``) need it
+    gone."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install --no-install-recommends chromium (.ci/run does)")
