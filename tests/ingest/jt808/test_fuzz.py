@@ -21,7 +21,7 @@ from ingest.jt808.header import parse_frame
 from ingest.rejection import Reason, Refusal
 from tests.support import jt808_encoder as enc
 
-FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SYNTAX, CHECKSUM = Reason.BAD_SYNTAX, Reason.BAD_CHECKSUM
 QUIRK_SHIFT = 5
 """Header length difference of 2019 and 2013 [byte]: a frame this much longer or shorter fits the other layout."""

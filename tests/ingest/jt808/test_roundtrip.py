@@ -15,7 +15,7 @@ from ingest.jt808.framing import FrameSplitter
 from ingest.jt808.header import build_frame, parse_frame
 from tests.support import jt808_encoder as enc
 
-ROUND = settings(max_examples=300, deadline=None)
+ROUND = settings(max_examples=150, deadline=None)
 PHONE_DIGITS = {2013: 12, 2019: 20}
 
 versions = st.sampled_from([2013, 2019])
@@ -211,7 +211,7 @@ def test_location_round_trip_both_ways(fix):
 
 
 @given(st.sampled_from([0, 1]), st.lists(fixes(), max_size=8))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_batch_round_trip_both_ways(kind, fix_list):
     from ingest.jt808.location import decode_batch_location, encode_batch_location
 
@@ -271,7 +271,7 @@ def test_jt808_records_of_independent_frames(version, phone, fix_list, batch):
 
 @given(versions, st.text("0123456789", min_size=1, max_size=12), st.lists(fixes(fixed=True), min_size=1, max_size=6))
 @example(2013, "1", [enc.Fix(0, enc.STATUS_FIXED, 0, 0, 0, 0, 0, 946_656_000)])  # fixed, no constellation bit
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_records_encode_back_to_the_standard_frame(version, phone, fix_list):
     """``encode_jt808`` of the records of a frame, read by the independent reader, is that frame's body again."""
     from ingest.decoders.jt808 import encode_jt808, jt808_records
@@ -308,7 +308,7 @@ def test_jt808_records_refuses_other_terminals_and_messages():
     st.randoms(use_true_random=False),
     st.integers(0, 0xFFFF),
 )
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 def test_subpackaged_batch_reassembles_from_shuffled_pieces(version, fix_list, piece, rnd, serial):
     from ingest.jt808.location import decode_batch_location
     from ingest.jt808.reassembly import Reassembler
@@ -360,7 +360,7 @@ def header_of(version: int, msg_id: int = 0x0100):
 
 @pytest.mark.parametrize(("edition", "version"), [(2011, 2013), (2013, 2013), (2019, 2019), (2013, 2019)])
 @given(data=st.data())
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 def test_registration_round_trip_both_ways(edition, version, data):
     """2011/2013/2019 field lengths; (2013, 2019) is the vendor quirk of a 2019 header with 2013 lengths."""
     from ingest.jt808.messages import Registration, decode_registration, encode_registration
