@@ -257,7 +257,7 @@ def decode(r: Route, payload: bytes, received_at: float, device: Device | None =
             return senml_payload_records(payload, kind=r.sensor_kind, device=r.device, received_at=received_at)
         return senml_records(load_json(payload), kind=r.sensor_kind, device=r.device, received_at=received_at)
     if family == "beidou":
-        terminal = terminal_phone(device) if device is not None else None
+        terminal = terminal_phone(device) if device is not None and payload[:1] == b"\x7e" else None
         return beidou_records(payload, device=r.device, received_at=received_at, terminal=terminal)
     if family == "ack":
         return ack_records(load_json(payload), unit=r.device)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.decoders.units import POSITION_KINDS, SENSOR_KINDS
+from ingest.jt808.header import phone_key
 
 DEVICE_KINDS = (*SENSOR_KINDS, *POSITION_KINDS)
 UNIT_TYPES = ("police", "fire", "medical")
@@ -206,12 +207,6 @@ def _check_crowd_numbers(props: dict, kind: str, where: str, problems: list[str]
             problems.append(f"{where}: only crowd counters have {name}")
         elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not ok(value):
             problems.append(f"{where}: {name} must be a number {rule} (got {str(value)[:40]!r})")
-
-
-def phone_key(phone: str) -> str:
-    """A JT/T 808 terminal phone number as terminals are compared: leading zeros stripped (``"0"`` for all zeros); a
-    2013 terminal sends ``13900000001`` as 12 BCD digits, a 2019 one as 20."""
-    return phone.lstrip("0") or "0"
 
 
 def terminal_phone(device: Device) -> str | None:

@@ -121,10 +121,12 @@ def run(args: argparse.Namespace) -> int:
 
 def jt808_address(text: str) -> tuple[str, int]:
     """``--jt808 HOST:PORT`` -> (host, port); ``ValueError`` when it is not one."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+    from ingest.jt808.config import host_port
+
+    address = host_port(text, lowest_port=1)
+    if address is None:
         raise ValueError(f"--jt808 {text!r} is not HOST:PORT (e.g. 127.0.0.1:6808)")
-    return host.strip("[]"), int(port)
+    return address
 
 
 def _feeds(sim: Simulator, jt808: tuple[str, int] | None):

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ingest.batch import Batch
-from ingest.jt808.header import build_frame, parse_frame
+from ingest.jt808.header import build_frame, parse_frame, phone_key
 from ingest.jt808.location import (
     BATCH_NORMAL,
     Location,
@@ -86,7 +86,7 @@ def _frames(payload: bytes) -> list[bytes]:
 def _locations(escaped: bytes, terminal: str | None, k: int) -> tuple[int | None, list[Location]]:
     msg = parse_frame(escaped)
     h = msg.header
-    if terminal is not None and (terminal.lstrip("0") or "0") != h.terminal:
+    if terminal is not None and phone_key(terminal) != h.terminal:
         raise Refusal(
             Reason.IDENTITY_MISMATCH, f"frame of terminal {h.terminal}, device is {terminal}", f"frame[{k}].phone"
         )

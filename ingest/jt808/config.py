@@ -76,6 +76,16 @@ class GatewayConfig:
         return any(addr in net for net in self.networks)
 
 
+def host_port(text: str, *, lowest_port: int = 0) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port), or None when it is not one (or the port is below
+    ``lowest_port``)."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not lowest_port <= int(port) <= 65535:
+        return None
+    return host, int(port)
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is a loopback address or ``localhost``."""
     if host == "localhost":

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ingest.jt808.messages import TEXT_DISPLAY, TEXT_EMERGENCY, TEXT_TTS
+from ingest.jt808.messages import TEXT_DISPLAY, TEXT_EMERGENCY, TEXT_TTS, gbk_cut
 
 MAX_TEXT_BYTES = 200
 """Longest text sent [byte, GBK]."""
@@ -37,18 +37,11 @@ def gbk_length(text: str) -> int:
 
 
 def _cut(text: str, budget: int) -> str:
-    """``text`` cut to at most ``budget`` GBK bytes, ``…`` marking the cut."""
+    """``text`` cut to at most ``budget`` GBK bytes, ``…`` marking the cut (`ingest.jt808.messages.gbk_cut`)."""
     if gbk_length(text) <= budget:
         return text
     room = budget - gbk_length("…")
-    out, used = [], 0
-    for ch in text:
-        n = gbk_length(ch)
-        if used + n > room:
-            break
-        out.append(ch)
-        used += n
-    return "".join(out) + "…" if room > 0 else ""
+    return gbk_cut(text, room).decode("gbk") + "…" if room > 0 else ""
 
 
 def _zh_info(cap: dict[str, Any]) -> dict[str, Any]:

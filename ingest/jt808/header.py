@@ -21,6 +21,13 @@ from dataclasses import dataclass
 from ingest.jt808.framing import MAX_BODY, check_code, escape, unescape
 from ingest.rejection import Reason, Refusal
 
+
+def phone_key(phone: str) -> str:
+    """A terminal phone number as terminals are compared: leading zeros stripped (``"0"`` for all zeros); a 2013
+    terminal sends ``13900000001`` as 12 BCD digits, a 2019 one as 20."""
+    return phone.lstrip("0") or "0"
+
+
 LENGTH_MASK = 0x03FF
 ENCRYPTION_MASK = 0x1C00
 RSA_BIT = 0x0400
@@ -74,8 +81,8 @@ class Header:
 
     @property
     def terminal(self) -> str:
-        """The phone number with leading zeros stripped ("0" for all zeros): 2013 and 2019 numbers compare."""
-        return self.phone.lstrip("0") or "0"
+        """The phone number as terminals are compared (`phone_key`): 2013 and 2019 numbers compare."""
+        return phone_key(self.phone)
 
     @property
     def subpackaged(self) -> bool:

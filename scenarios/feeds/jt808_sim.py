@@ -20,12 +20,11 @@ import asyncio
 import threading
 from typing import Any
 
+from ingest.registry import JT808_PHONE
 from scenarios.feeds.jt808 import TerminalSettings
 from scenarios.feeds.jt808_fleet import FleetStats, TerminalFleet, location_of
 from scenarios.feeds.simulator import Simulator
 from twin.district.geo import to_lonlat
-
-PHONE = "jt808_phone"
 
 
 def jt808_members(sim: Simulator) -> list[tuple[str, str]]:
@@ -34,7 +33,7 @@ def jt808_members(sim: Simulator) -> list[tuple[str, str]]:
     out = []
     for device_id in ids:
         device = sim.registry.get(device_id)
-        phone = device.properties.get(PHONE) if device is not None else None
+        phone = device.properties.get(JT808_PHONE) if device is not None else None
         if isinstance(phone, str) and phone:
             out.append((device_id, phone))
     return out

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ingest.jt808.config import host_port
 from ingest.jt808.gateway import Gateway, GatewayConfig, serve
 from ingest.registry import Registry, RegistryError, load_registry
 from ingest.registry_db import RegistryStore, follow_versions
@@ -83,11 +84,10 @@ def jt808_options(parser: argparse.ArgumentParser) -> None:
 
 def listen_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port); ``GatewayUsageError`` when it is not one."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    address = host_port(text)
+    if address is None:
         raise GatewayUsageError(f"--listen {text!r} is not HOST:PORT (e.g. 127.0.0.1:{DEFAULT_PORT})")
-    return host, int(port)
+    return address
 
 
 def gateway_config(host: str, port: int, allow: list[str], state: Path | None, prefix: str,
