@@ -356,6 +356,17 @@ class CrowdFlowConfig:
       Fruin's 0.14 m2 body ellipse [mem]) [design].
     sweep_tol: fast sweeping stops when a round lowers no travel time by more than this, 1e-9 s [design];
     sweep_max_rounds: at most this many rounds of four sweeps, 200 [design].
+    min_passage_width: a cell whose walking width (walkable area / dx, or its passage_width) is narrower is a wall,
+      0.6 m: Fruin's (1971) body ellipse is 0.46 x 0.61 m, 0.61 m across the shoulders [mem]; nobody walks along a
+      narrower strip, and a flow routed through it would pile up in the cell before it (the 10 m grid's slivers
+      of open ground between buildings, docs/science/crowd.md "Macroscopic crowd flow").
+    exits_last: while a gathering place has room, people head for the places, and the exits are destinations only
+      for those who cannot reach one, False [design: on the Bund grid, whose riverside is walled off from the
+      streets by East Zhongshan No. 1 Road but for sub-metre gaps, it jams the streets; docs/science/crowd.md].
+    settle_share: a cell of a filling gathering is taken (no more a destination: people walk through it to the cells
+      behind that still have room) once it holds this share of its hold, 0.98 [design, as the runner's FULL_SHARE];
+    stand_share: of a taken cell's hold x area, the people who stand and stay, 0.90; those above walk on
+      [design: 10 % of a hold (at most 0.54 person/m2) is the walkers' share of the standing crowd's ground].
     """
 
     v0: float = 1.34
@@ -369,3 +380,7 @@ class CrowdFlowConfig:
     min_walkable_area: float = 0.1
     sweep_tol: float = 1e-9
     sweep_max_rounds: int = 200
+    min_passage_width: float = 0.6
+    exits_last: bool = False
+    settle_share: float = 0.98
+    stand_share: float = 0.90

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import xarray as xr
+from scipy import ndimage
 
 from models._component import GRID_DIMS, Component, Reference, Var
 from models.config import CrowdFlowConfig
@@ -38,7 +39,8 @@ class CrowdFlow(Component):
     """Macroscopic crowd flow on the walkable cells: continuity, Weidmann speed, potential routing.
 
     State: people per cell N [person]; density rho = N / walkable_area. A cell is a wall where its
-    walkable area is below ``min_walkable_area`` or ``building_fraction >= wall_fraction``; closed
+    walkable area is below ``min_walkable_area``, its walking width (area / dx, or its ``passage_width``) below
+    ``min_passage_width`` (0.6 m, one person's shoulders) or ``building_fraction >= wall_fraction``; closed
     cells (:meth:`set_closed`) take nobody in (people already in them walk out). Grid edges are
     closed. Everything else is documented on the kernels in :mod:`models.kernels.crowdflow`:
 
@@ -50,7 +52,9 @@ class CrowdFlow(Component):
       (Zhao 2005) with Tsitsiklis' 8-neighbour update. ``routing="density"`` (default) uses the
       local speed max(v(rho), min_speed), so people detour round queues (Hughes 2002), and recomputes
       T every ``potential_every`` sub-steps; ``routing="free"`` uses v0 (shortest walking time) and
-      recomputes T only when destinations, closures or one-way rules change;
+      recomputes T only when destinations, closures or one-way rules change (or a gathering cell is taken,
+      below). A cell that is no destination but lower than its four neighbours (its T comes through a
+      diagonal) walks toward the lowest of them (:meth:`_unstick`);
     * flux on each face: min(demand of the upstream cell x w x e_n, supply of the downstream cell
       x w) per unit time, with demand q(min(rho, rho_c)) and supply q(max(rho, rho_c)), q = rho v
       (the cell transmission model's sending and receiving functions, Daganzo 1994, for Weidmann's
@@ -63,8 +67,17 @@ class CrowdFlow(Component):
       attractor's edge, so people walk in, fill the core first and stay; once full, the queue grows
       upstream). People who cannot reach an open destination because of a closure walk toward the
       nearest destination as if it were open and queue at the closure (they do not know);
-    * sources: :meth:`add_arrivals` (a rate per cell) and :meth:`add_people` (at once); people who
-      find the cell full wait outside the grid (:attr:`people_waiting`) and enter when there is room.
+    * hold (:meth:`set_hold`): attractor cells take people in up to a hold density (a gathering's target
+      over its walkable area; rho_max by default), and a ``full`` place takes nobody more from outside.
+      A cell that holds ``settle_share`` of its hold is *taken* while its place fills: no more a destination;
+      its first ``stand_share`` x hold x area people stand there, the others walk on, inside the place, to
+      its cells that still have room (so a place fed from one side fills behind its first rows, and no cell
+      goes above its hold). A place with no open cell left is a destination as a whole (its queue grows
+      outside, as before);
+    * sources: :meth:`add_arrivals` (a rate per cell) enter as the cell can receive them, at most the
+      CTM supply q(max(rho, rho_c)) x the cell's walking width per second
+      (:func:`~models.kernels.crowdflow.admit`); :meth:`add_people` (at once) up to rho_max; the rest
+      wait outside the grid (:attr:`people_waiting`) and enter when there is room.
 
     ``run_one_step(dt)`` advances exactly ``dt`` in n equal sub-steps dt / n <= cfl dx / (sqrt 2 v0):
     at that step a cell can send at most what it holds (|e_x| + |e_y| <= sqrt 2). People are
@@ -127,6 +140,8 @@ class CrowdFlow(Component):
         if "passage_width" in ds:
             given = self.read(ds, "passage_width")
             width = np.where(np.isfinite(given), np.maximum(given, 0.0), width)
+        self.walkable &= width >= cfg.min_passage_width  # narrower than one person's shoulders: nobody walks there
+        self.area = np.where(self.walkable, self.area, 0.0)
         self.width = np.where(self.walkable, width, 0.0)
         self.wx = np.zeros((self.shape[0], self.shape[1] + 1))
         self.wx[:, 1:-1] = np.minimum(self.width[:, :-1], self.width[:, 1:])
@@ -147,6 +162,10 @@ class CrowdFlow(Component):
         self.closed = np.zeros(self.shape, bool)
         self.oneway = np.zeros(self.shape, bool)
         self.oneway_vec = np.zeros((2, *self.shape))
+        self.hold = np.full(self.shape, cfg.rho_max)
+        self.full = np.zeros(self.shape, bool)
+        self.taken = np.zeros(self.shape, bool)
+        self._stand_idx = np.zeros(0, np.int64)
         z = np.zeros
         self.sends = [z(self.shape) for _ in range(4)]
         self.accepted = [z(self.shape) for _ in range(4)]
@@ -184,6 +203,30 @@ class CrowdFlow(Component):
             raise ValueError("crowd_flow: " + "; ".join(problems))
         self.sinks, self.attractors = new_s, new_a
         self._update_masks()
+
+    def set_hold(self, density: np.ndarray | None = None, full: np.ndarray | None = None) -> None:
+        """How many people the attractor cells hold, and which attractors take nobody more.
+
+        ``density`` [person m-2], shape of the grid: an attractor cell takes people in up to
+        min(density, rho_max) x area (a gathering's target spread over its walkable area); NaN or
+        ``None`` mean rho_max (fill to the jam density, the default). Outside attractors it is ignored.
+        ``full`` (boolean mask; ``None`` keeps the current one): attractor cells whose gathering holds its
+        target: nobody steps into them from outside and they are no destination for people outside (who
+        head for the other destinations), while the people in them stay (routed inward as before).
+        """
+        rho_max = self.config.rho_max
+        if density is not None:
+            d = np.asarray(density, dtype=np.float64)
+            if d.shape != self.shape or np.any(d < 0):
+                raise ValueError(f"crowd_flow: hold density must be >= 0 with shape {self.shape}")
+            self.hold = np.where(np.isnan(d), rho_max, np.minimum(d, rho_max))
+        else:
+            self.hold = np.full(self.shape, rho_max)
+        if full is not None and not np.array_equal(m := self._mask(full, "full"), self.full):
+            self.full = m
+            self._update_masks()
+        else:
+            self._update_caps()
 
     def set_closed(self, cells: np.ndarray, closed: bool = True) -> None:
         """Close (or with ``closed=False`` reopen) the cells of a boolean mask: nobody may enter them.
@@ -232,7 +275,8 @@ class CrowdFlow(Component):
         pos = self._sources(idx)
         self.src_backlog[pos] += n
         ck.admit(self.src_cells, np.zeros(self.src_cells.size), self.src_backlog, self.count.reshape(-1),
-                 self.cap_admit.reshape(-1), 0.0, self.src_admitted)
+                 self.cap_admit.reshape(-1), self.area.reshape(-1), self.width.reshape(-1), self.fd, 0.0,
+                 self.src_admitted)
 
     # ------------------------------------------------------------- stepping
     def stable_dt(self) -> float:
@@ -249,6 +293,8 @@ class CrowdFlow(Component):
             a.fill(0.0)
         density = self.config.routing == "density"
         for _ in range(n):
+            if self._update_taken():
+                self._dirty = True
             if self._dirty or (density and self._since_potential >= self.config.potential_every):
                 self.refresh_potential()
             self._substep(h)
@@ -260,36 +306,120 @@ class CrowdFlow(Component):
         aE, aW, aS, aN = self.accepted
         self._send(self.count, self.area, self.ex, self.ey, self.moves, self.wx, self.wy, h, self.fd, sE, sW, sS, sN,
                    self.supply)
+        if self._stand_idx.size:
+            self._stand_still(self._stand_idx)
         self._accept(self.count, self.cap, sE, sW, sS, sN, self.supply, self.wx, self.wy, h, aE, aW, aS, aN)
         self._apply(self.count, self.sink_open, h, aE, aW, aS, aN, self.out_acc, self.fx, self.fy, self.n_acc)
         if self.src_cells.size:
             ck.admit(self.src_cells, self.src_rate, self.src_backlog, self.count.reshape(-1),
-                     self.cap_admit.reshape(-1), h, self.src_admitted)
+                     self.cap_admit.reshape(-1), self.area.reshape(-1), self.width.reshape(-1), self.fd, h,
+                     self.src_admitted)
         self._since_potential += 1
         self.n_substeps += 1
 
     def refresh_potential(self) -> None:
         """Recompute the travel-time potential and the walking directions now."""
         cfg = self.config
+        self._update_taken()
         cost = np.empty(self.shape)
         if cfg.routing == "density":
             ck.slowness(self.count, self.area, self.moves, self.fd, cfg.min_speed, cost)
         else:
             cost.fill(1.0 / cfg.v0)
-        T = self._solve(cost, self.moves, (self.sinks | self.attractors) & self.enter)
-        attr = self.attractors & self.enter
+        place = self.attractors & self.enter
+        room = self._room(place & ~self.full)
+        T = self._outer(cost, room)
+        attr = room | (place & self.full)  # where people walk in and stay: T < 0, lowest at the core
         if attr.any():
             moves_in = np.where(attr, self.moves & _bits_into(attr), 0).astype(np.int8)
             edge = attr & ((self.moves & _bits_into(~attr)) != 0)  # where people walk in
             inside = self._solve(cost, moves_in, edge)
             T = np.where(attr, np.where(np.isfinite(inside), -inside, 0.0), T)
+        keep_in = np.where(place, self.moves & _bits_into(place), self.moves).astype(np.int8)  # nobody leaves
+        if (through := place & ~attr).any():  # taken cells: toward the room of their place, inside it
+            to_room = self._solve(cost, keep_in, room)
+            T = np.where(through, np.where(np.isfinite(to_room), to_room, 0.0), T)
         if self.closed.any() and (self.walkable & ~np.isfinite(T)).any():
             blind = self._solve(cost, self.moves_all, (self.sinks | self.attractors) & self.walkable)
             T = np.where(np.isfinite(T), T, blind)
         self.potential = T
-        ck.descent_direction(T, self.moves, self.ex, self.ey)
+        ck.descent_direction(T, keep_in, self.ex, self.ey)
+        self._unstick(T, keep_in, ~(self.sinks | self.attractors))
         self._dirty = False
         self._since_potential = 0
+
+    def _outer(self, cost: np.ndarray, room: np.ndarray) -> np.ndarray:
+        """Travel time to the destinations outside the places people stay in. With ``exits_last`` and a place with room,
+        only to those places; the exits are for the people who cannot reach one (and only their exits are open, so
+        nobody on the way to a place leaves by an exit they walk over)."""
+        exits = self.sinks & self.enter
+        if not (self.config.exits_last and room.any()):
+            self._open_sinks(exits)
+            return self._solve(cost, self.moves, exits | room)
+        T = self._solve(cost, self.moves, room)
+        lost = ~np.isfinite(T)
+        if (exits & lost).any():
+            T = np.where(lost, self._solve(cost, self.moves, exits & lost), T)
+        self._open_sinks(exits & lost)
+        return T
+
+    def _open_sinks(self, open_: np.ndarray) -> None:
+        if not np.array_equal(open_, self.sink_open):
+            self.sink_open = open_
+            self._update_caps()
+
+    def _unstick(self, T: np.ndarray, moves: np.ndarray, walking: np.ndarray) -> None:
+        """Walking direction of cells that are no destination but lower than their four neighbours: toward the lowest
+        allowed one. Their T comes through a diagonal (Tsitsiklis' update, :func:`~models.kernels.crowdflow._tri`)
+        at their own slowness, so with density routing a congested axis neighbour A on the way c -> A -> D can be
+        higher than c itself; the upwind gradient is then zero and the people in c would stand there for good."""
+        stuck = walking & (self.ex == 0.0) & (self.ey == 0.0) & (moves != 0) & np.isfinite(T)
+        if not stuck.any():
+            return
+        ny, nx = self.shape
+        best, ex, ey = np.full(self.shape, np.inf), np.zeros(self.shape), np.zeros(self.shape)
+        pad = np.pad(T, 1, constant_values=np.inf)
+        for bit, di, dj in _BITS:
+            tn = np.where(moves & bit, pad[1 + di:1 + di + ny, 1 + dj:1 + dj + nx], np.inf)
+            lower = tn < best
+            best, ex, ey = np.where(lower, tn, best), np.where(lower, dj, ex), np.where(lower, di, ey)
+        ok = stuck & np.isfinite(best)
+        self.ex[ok], self.ey[ok] = ex[ok], ey[ok]
+
+    def _room(self, open_: np.ndarray) -> np.ndarray:
+        """Destination cells of the filling places ``open_``: those not taken; all of a place none of whose cells
+        has room (then its queue grows outside it, as at the jam density)."""
+        room = open_ & ~self.taken
+        if not (open_ & self.taken).any():
+            return room
+        label, n = ndimage.label(open_)
+        has_room = np.zeros(n + 1, bool)
+        has_room[label[room]] = True
+        return room | (open_ & ~has_room[label])
+
+    def _update_taken(self) -> bool:
+        """Which cells of the filling places are taken: they hold ``settle_share`` of their hold x area, or were taken
+        (their standing people stay); True if that changed."""
+        if not (self.attractors.any() or self.taken.any()):
+            return False
+        cap = self.cap_admit
+        filling = self.attractors & self.enter & ~self.full & (cap > 0)
+        now = filling & (self.taken | (self.count >= self.config.settle_share * cap))
+        if np.array_equal(now, self.taken):
+            return False
+        self.taken = now
+        self._stand_idx = np.flatnonzero(now)
+        return True
+
+    def _stand_still(self, idx: np.ndarray) -> None:
+        """Scale the sends of the taken cells ``idx`` (flat) so the ``stand_share`` x hold x area people standing in
+        each stay: only those above walk on. [person]"""
+        sends = [s.reshape(-1) for s in self.sends]
+        total = sends[0][idx] + sends[1][idx] + sends[2][idx] + sends[3][idx]
+        walking = np.maximum(self.count.reshape(-1)[idx] - self.config.stand_share * self.cap_admit.reshape(-1)[idx], 0)
+        f = np.where(total > walking, walking / np.where(total > 0, total, 1.0), 1.0)
+        for s in sends:
+            s[idx] *= f
 
     def _solve(self, cost: np.ndarray, moves: np.ndarray, seed: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -414,10 +544,17 @@ class CrowdFlow(Component):
         self.enter = self.walkable & ~self.closed
         self.moves = self._moves(self.enter)
         self.moves_all = self._moves(self.walkable)
+        sealed = self.full & self.attractors
+        self.moves &= ~np.where(sealed, 0, _bits_into(sealed)).astype(np.int8)  # nobody steps into a full place
         self.sink_open = self.sinks & self.enter
-        self.cap_admit = np.where(self.enter, self.config.rho_max * self.area, 0.0)  # sources never overfill
-        self.cap = np.where(self.sink_open, np.inf, self.cap_admit)  # what reaches a sink leaves
+        self._update_caps()
         self._dirty = True
+
+    def _update_caps(self) -> None:
+        """Capacities: rho_max x area, the hold density x area on attractors, inf on open sinks, 0 if closed."""
+        rho = np.where(self.attractors, self.hold, self.config.rho_max)
+        self.cap_admit = np.where(self.enter, rho * self.area, 0.0)  # sources never overfill
+        self.cap = np.where(self.sink_open, np.inf, self.cap_admit)  # what reaches a sink leaves
 
     def _moves(self, enter: np.ndarray) -> np.ndarray:
         """Move bitmask: from a walkable cell to an enterable neighbour through a face of positive width,

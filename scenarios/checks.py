@@ -31,9 +31,14 @@ class Context:
     duration_s: float | None = None
     district: Path | None = None
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Things that run but that a planner should know (a storm beyond its formula's range), by field path."""
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(f"{path}: {message}")
 
     def known(self, value: Any, path: str, fields: tuple[str, ...], required: tuple[str, ...] = ()) -> bool:
         """Whether ``value`` is a mapping; fails on unknown and missing fields."""
@@ -127,13 +132,32 @@ def number(ctx: Context, mapping: dict, key: str, path: str, *, minimum: float |
 
 
 def window(ctx: Context, entry: dict, path: str) -> Window:
-    """``from`` (default the start) and ``until`` (default the end) of an entry."""
+    """``from`` (default the start) and ``until`` (default the end) of an entry. ``until`` must come after ``from``;
+    a bare clock time ``until`` earlier on the clock than ``from`` is an error (it would silently mean the next
+    day): the next day is written out, ``"00:10 +1d"``."""
     end = ctx.duration_s or math.inf  # unknown when the duration itself is wrong (reported there)
     t0 = ctx.time(entry, "from", 0.0, path)
     t1 = ctx.value(entry, "until", lambda v: q.parse_time(v, ctx.start), end, path=path)
     if t0 is not None and t1 is not None and t1 <= t0 and (t0 < end or "until" in entry):
         ctx.fail(join(path, "until"), f"must be after 'from' ({q.format_offset(t0)}; got {q.format_offset(t1)})")
+    elif t0 is not None and t1 is not None and _rolls_over(ctx, entry, t0):
+        until = str(entry["until"]).strip()
+        ctx.fail(join(path, "until"), f"{until} is earlier on the clock than the window's start "
+                 f"({_clock_text(ctx, t0)}); write '{until} +1d' if it ends the next day")
     return Window(t0 or 0.0, end if t1 is None else t1)
+
+
+def _rolls_over(ctx: Context, entry: dict, t0: float) -> bool:
+    """Whether a bare clock ``until`` is at or before the clock time of the window's start (``t0``)."""
+    until = q.clock_of(entry.get("until"))
+    if until is None or ctx.start is None:
+        return False
+    begin = ctx.start + dt.timedelta(seconds=t0)
+    return until <= begin.hour * 3600.0 + begin.minute * 60.0 + begin.second
+
+
+def _clock_text(ctx: Context, t: float) -> str:
+    return (ctx.start + dt.timedelta(seconds=t)).strftime("%H:%M") if ctx.start is not None else q.format_offset(t)
 
 
 def step_series(ctx: Context, value: Any, path: str, parse_value: Callable[[Any], float]) -> Steps | None:
@@ -214,13 +238,22 @@ def place(ctx: Context, value: Any, path: str, radius_m: float | None = None,
             ctx.fail(path, f"{exc}; a polygon goes under 'polygon:'")
             return None
         radius = POINT_RADIUS_M if radius_m is None else radius_m
-        return Place(f"{radius:g} m around {lon:.5f} E {lat:.5f} N", (Part(shapely.Point(lon, lat), radius),))
+        point = shapely.Point(lon, lat)
+        return Place(_near(ctx, point, f"{radius:g} m around {lon:.5f} E {lat:.5f} N"), (Part(point, radius),))
     if isinstance(value, dict) and ctx.known(value, path, ("polygon", "at", "radius")):
         return _place_mapping(ctx, value, path, radius_m, sources)
     if not isinstance(value, dict):
         ctx.fail(path, f"expected a place: a name, [lon, lat], {{polygon: ...}} or {{at: ..., radius: ...}} "
                  f"(got {value!r})")
     return None
+
+
+def _near(ctx: Context, geometry: shapely.Geometry, what: str) -> str:
+    """A place given by coordinates, named after the nearest named place: ``near Chen Yi Square (10 m around
+    121.48600 E 31.24000 N)``."""
+    places = ctx.gazetteer()
+    nearest = places.nearest(geometry) if places is not None else None
+    return f"near {nearest} ({what})" if nearest else what
 
 
 def _place_mapping(ctx: Context, value: dict, path: str, radius_m: float | None,
@@ -232,7 +265,8 @@ def _place_mapping(ctx: Context, value: dict, path: str, radius_m: float | None,
     if "at" in value:
         return place(ctx, value["at"], join(path, "at"), radius, sources)
     try:
-        return Place("polygon", (Part(polygon(value["polygon"]), radius or 0.0),))
+        ring = polygon(value["polygon"])
+        return Place(_near(ctx, ring, "a polygon"), (Part(ring, radius or 0.0),))
     except ValueError as exc:
         ctx.fail(join(path, "polygon"), str(exc))
         return None

@@ -5,7 +5,9 @@ Variants are the cartesian product of ``--vary FIELD=V1,V2,...`` over the scenar
 runs in a Dask worker (a local cluster of processes by default, or the scheduler at an address) and
 sends back its peak maps only; the exceedance maps are the share of members whose peak passes each
 threshold: water depth 0.15 / 0.27 / 0.50 m and crowd density 2 / 4 / 5 person m-2 (the yellow,
-orange and red raise thresholds of `models.config`), and any red level.
+orange and red raise thresholds of `models.config`), and any red level. Per named place
+(`scenarios.place_metrics`), the probability is the share of members whose peak inside the place passes each
+threshold (`place_probabilities`).
 """
 
 from __future__ import annotations
@@ -89,9 +91,33 @@ def exceedance(outputs: list[dict[str, object]], static: xr.Dataset) -> xr.Datas
     return xr.Dataset(data, coords={"y": static["y"], "x": static["x"]}, attrs={"members": len(outputs)})
 
 
+def place_probabilities(outputs: list[dict[str, object]], places: list) -> list[dict[str, object]]:
+    """Per named place (`scenarios.place_metrics.ScenarioPlace`), the share of members [1] whose peak inside it
+    passes each threshold of `exceedance`, and the members' median and largest peaks; places most at risk first."""
+    depth = np.stack([o["peak_depth"] for o in outputs]).reshape(len(outputs), -1)
+    density = np.stack([o["peak_density"] for o in outputs]).reshape(len(outputs), -1)
+    level = np.stack([o["peak_level"] for o in outputs]).reshape(len(outputs), -1)
+    rows = []
+    for p in places:
+        cells = np.flatnonzero(p.mask.ravel())
+        d = np.nan_to_num(depth[:, cells]).max(axis=1)
+        r = np.nan_to_num(density[:, cells]).max(axis=1)
+        row = {"key": p.key, "kind": p.kind, "name": p.name, "name_zh": p.name_zh, "lon": p.lon, "lat": p.lat,
+               "p_red": round(float((level[:, cells].max(axis=1) >= 4).mean()), 3),
+               "median_peak_depth_m": round(float(np.median(d)), 3), "max_peak_depth_m": round(float(d.max()), 3),
+               "median_peak_density": round(float(np.median(r)), 2), "max_peak_density": round(float(r.max()), 2)}
+        row.update({f"p_depth_over_{x:g}m": round(float((d > x).mean()), 3) for x in DEPTHS_M})
+        row.update({f"p_density_over_{x:g}": round(float((r > x).mean()), 3) for x in DENSITIES})
+        rows.append(row)
+    rows.sort(key=lambda w: (-w["p_red"], -w[f"p_depth_over_{DEPTHS_M[0]:g}m"], -w[f"p_density_over_{DENSITIES[0]:g}"],
+                             w["key"]))
+    return rows
+
+
 def run_ensemble(base: dict, source: str, vary: dict[str, list[object]], static: xr.Dataset, out: Path, *,
-                 scheduler: str | None = None, workers: int = 2) -> dict[str, object]:
-    """Run every member on Dask and write ``ensemble.nc`` and ``ensemble.json`` to ``out``."""
+                 scheduler: str | None = None, workers: int = 2, places: list | None = None) -> dict[str, object]:
+    """Run every member on Dask and write ``ensemble.nc`` and ``ensemble.json`` (with the probability per named
+    place of ``places``, also ``ensemble_places.csv``) to ``out``."""
     from dask.distributed import Client, LocalCluster
 
     todo = members(base, vary)
@@ -113,6 +139,35 @@ def run_ensemble(base: dict, source: str, vary: dict[str, list[object]], static:
                             "peak_depth_m": round(float(o["peak_depth"].max()), 4),
                             "peak_density": round(float(o["peak_density"].max()), 4)}
                            for (values, _), o in zip(todo, outputs, strict=True)],
-               "wall_s": round(wall, 2), "workers": workers if cluster is not None else scheduler}
-    (out / "ensemble.json").write_text(json.dumps(summary, indent=1))
+               "wall_s": round(wall, 2), "workers": workers if cluster is not None else scheduler,
+               "places": place_probabilities(outputs, places or [])}
+    (out / "ensemble.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+    write_place_table(summary["places"], out / "ensemble_places.csv")
+    write_page(ds, static, summary, out, str(base.get("name") or Path(source).stem))
     return summary
+
+
+def write_page(ds: xr.Dataset, static: xr.Dataset, summary: dict, out: Path, name: str) -> None:
+    """``ensemble.html`` with the exceedance maps (`scenarios.report.comparison`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from scenarios.report.comparison import ensemble_html, exceedance_maps
+    from scenarios.report.maps import fonts, quiet_fonts
+
+    with plt.rc_context({"font.family": fonts()}), quiet_fonts():
+        maps = exceedance_maps(ds, static, summary["places"], out, plt)
+    (out / "ensemble.html").write_text(ensemble_html(summary, maps, name), encoding="utf-8")
+
+
+def write_place_table(rows: list[dict[str, object]], path: Path) -> None:
+    """The per-place probabilities as CSV (a header even without places)."""
+    import csv
+
+    fields = list(rows[0]) if rows else ["key", "name", "p_red"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)

@@ -33,13 +33,13 @@ Interventions
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
 import xarray as xr
 
-from models.config import PlaceBands
+from models.config import CrowdFlowConfig, PlaceBands
 from models.design_storm import chicago_depth_mm
 from scenarios.model import (
     Arrival,
@@ -122,6 +122,12 @@ class GatheringTarget:
         g = self.spec
         return g.peak_time_s - g.rise_s <= t <= g.peak_time_s + g.hold_s
 
+    def hold_density(self, t: float, area: np.ndarray) -> float:
+        """The density the place holds at ``t``: its target people spread evenly over its walkable area ``area``
+        [m2 per cell, the crowd model's]; the crowd model caps it at the jam density. [person m-2]"""
+        ground = float(area[self.mask].sum())
+        return self.target_people(t) / ground if ground > 0 else 0.0
+
     def target_people(self, t: float) -> float:
         """People wanting to be in the mask at ``t``. [person]"""
         g = self.spec
@@ -194,6 +200,9 @@ class Forcing:
     place_bands: tuple[PlaceBands, ...] = ()
     """Crowd density bands of the places of ``grid.crowd_bands`` (band j of ``static["crowd_band"]`` is
     ``place_bands[j - 1]``), for the run's ``RiskConfig.place_bands``."""
+    warnings: list[str] = field(default_factory=list)
+    """The scenario's warnings (`Scenario.warnings`) and those only the grid can tell (a gathering that asks for
+    more people than its place holds), each ``field: message``."""
 
     def rain_at(self, t0: float, t1: float) -> np.ndarray:
         """Mean rain intensity over [t0, t1], shape (ny, nx). [mm h-1]"""
@@ -293,10 +302,29 @@ def prepare(spec: Scenario, static: xr.Dataset) -> Forcing:
                         for d in spec.forcing.traffic],
         tide_locks=spec.interventions.tide_locked,
         one_way=[_one_way(o, layers, problems) for o in spec.interventions.one_way],
-        place_bands=place_bands)
+        place_bands=place_bands, warnings=list(spec.warnings))
     if problems:
         raise ScenarioError(problems, str(spec.source or spec.name))
+    forcing.warnings += [w for g in forcing.gatherings if (w := gathering_capacity_warning(g, static))]
     return forcing
+
+
+def gathering_capacity_warning(g: GatheringTarget, static: xr.Dataset, jam: float | None = None) -> str | None:
+    """``field: message`` when a gathering asks for more people than its place holds at the jam density ``jam``
+    [person m-2] (CrowdFlowConfig.rho_max, 5.4: Weidmann 1993, where walking stops), else None.
+
+    The place's ground is its cells' ``walkable_area`` [m2] (the scenario's override applied). Above the jam
+    density the crowd model cannot put more people (it holds at most rho_max x area), so the rest stand around
+    it: the planner should know the run shows fewer people there than the file asks for.
+    """
+    jam = CrowdFlowConfig().rho_max if jam is None else jam
+    ground = float(static["walkable_area"].values[g.mask].sum())
+    peak = g.spec.peak
+    if ground <= 0 or peak <= jam * ground:
+        return None
+    return (f"{g.field}: asks for {peak:,.0f} people on {ground:,.0f} m2 of walkable ground ({peak / ground:.1f} "
+            f"person/m2); it holds at most {jam * ground:,.0f} at {jam:g} person/m2 (Weidmann's jam density): the rest "
+            "stand around it")
 
 
 class _Layers:

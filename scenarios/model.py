@@ -222,6 +222,10 @@ class Scenario:
     interventions: Interventions = field(default_factory=Interventions)
     outputs: Outputs = field(default_factory=Outputs)
     source: Path | None = None
+    question: str = ""
+    """What the planner asks of the run (the report's first line)."""
+    warnings: tuple[str, ...] = ()
+    """Things that run but that a planner should know, each ``field: message`` (the report lists them)."""
 
     @property
     def start(self) -> str:

@@ -31,12 +31,14 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import shapely
+import shapely.affinity
 from shapely.geometry import shape
 
 from twin.district.cim import POINT_RADIUS_M, ROAD_WIDTH_M
@@ -154,6 +156,20 @@ class Gazetteer:
     def names(self, source: str) -> list[str]:
         """Labels of the places of one source, sorted."""
         return sorted({p.label for p in self.entries.get(source, {}).values()})
+
+    def nearest(self, geometry: shapely.Geometry, sources: tuple[str, ...] = ("registry", "poi")) -> str | None:
+        """The label of the named place of ``sources`` nearest to a lon/lat geometry (one that holds it first),
+        to name a place given by coordinates (``near Chen Yi Square``); None without named places. Distances in
+        degrees, east-west scaled by the cosine of the latitude."""
+        scale = math.cos(math.radians(geometry.centroid.y))
+
+        def squeezed(g: shapely.Geometry) -> shapely.Geometry:
+            return shapely.affinity.scale(g, xfact=scale, yfact=1.0, origin=(0, 0))
+
+        here = squeezed(geometry)
+        found = [(here.distance(squeezed(part.geometry)), place.label) for src in sources
+                 for place in self.entries.get(src, {}).values() for part in place.parts]
+        return min(found)[1] if found else None
 
     def metro_entrances(self) -> list[Place]:
         """Every metro entrance of the district."""

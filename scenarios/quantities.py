@@ -7,7 +7,9 @@ message that says what was expected and what was found (the scenario validator p
   ``"1h30min"``, ``"1.5 h"`` (units ``ms s sec min h hr d`` and their long forms). [s]
 - Times: an offset from the start written as a duration (``"45min"``), an ISO 8601 date-time with a zone
   (``"2014-12-31T23:35:00+08:00"``, or the datetime YAML makes of it unquoted), or a clock time
-  ``"HH:MM[:SS]"``: its first occurrence at or after the start, in the start's zone. [s from the start]
+  ``"HH:MM[:SS]"``: its first occurrence at or after the start, in the start's zone; ``"HH:MM +1d"`` is that
+  time on the day after the start's day (``+2d`` two days after), written out when an ``until`` falls on the next
+  day (`clock_of`). [s from the start]
 - Lengths: a number of metres, or ``"30m"``, ``"0.5km"``, ``"250 cm"``. [m]
 - Rates of people: a number of people per second, or ``"1200/min"``, ``"20/s"``, ``"36000/h"``. [person s-1]
 """
@@ -32,7 +34,7 @@ RATE_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0}
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _PAIR = re.compile(rf"\s*({_NUMBER})\s*([a-zA-Z]+)\s*")
-_CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
+_CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(?:\+\s*(\d+)\s*(?:d|day|days))?\s*$")
 _RATE = re.compile(rf"^\s*({_NUMBER})\s*/\s*([a-zA-Z]+)\s*$")
 _LENGTH = re.compile(rf"^\s*({_NUMBER})\s*([a-zA-Z]+)\s*$")
 
@@ -118,9 +120,22 @@ def _clock_offset(clock: re.Match, start: dt.datetime | None) -> float:
     if hour > 23 or minute > 59 or second > 59:
         raise ValueError(f"not a clock time: {clock.group(0).strip()!r}")
     moment = start.replace(hour=hour, minute=minute, second=second, microsecond=0)
-    if moment < start:
+    if clock.group(4) is not None:  # "HH:MM +Nd": N days after the start's day, as written
+        moment += dt.timedelta(days=int(clock.group(4)))
+        if moment < start:
+            raise ValueError(f"{clock.group(0).strip()} is before start_time {start.isoformat()}")
+    elif moment < start:
         moment += dt.timedelta(days=1)
     return (moment - start).total_seconds()
+
+
+def clock_of(value: object) -> float | None:
+    """Seconds after midnight of a bare clock time (``"23:35"``; not ``"00:10 +1d"``, not an offset or a
+    date-time), else None."""
+    clock = _CLOCK.match(value) if isinstance(value, str) else None
+    if clock is None or clock.group(4) is not None:
+        return None
+    return int(clock.group(1)) * 3600.0 + int(clock.group(2)) * 60.0 + int(clock.group(3) or 0)
 
 
 def _with_unit(value: object, pattern: re.Pattern, units: dict[str, float], scale: str, expected: str,

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
+from scipy import ndimage
 
 import models
 from models.hazards import alert_grids, density_bands_text
@@ -47,6 +48,10 @@ from twin.alerting.segments import RoadSegments
 from twin.alerting.units import district_units, group_places
 from twin.district.dataset import grid_of
 from twin.district.sources import data_dir
+
+FULL_SHARE = 0.98
+"""A gathering place holds its target when it has this share of its target people [1] [design: 2 % keeps a place
+that is growing from switching on and off every step; 2 % of 3 person/m2 is 0.06 person/m2, below any band]."""
 
 Progress = Callable[[float, float, float], None]
 """progress(simulated seconds done, simulated seconds in all, wall seconds so far)."""
@@ -77,6 +82,7 @@ class SimulatedFields:
         seed = static.assign(rain_rate=zero.assign_attrs(units="mm h-1"),
                              crowd_density=zero.assign_attrs(units="person m-2"))
         self.crowd_flow = models.CrowdFlow(seed, cell_size=grid.cell_size)
+        self._reach = self._reachable()
         self.roads = RoadQueues(static["free_flow_speed"].values, static["road_class"].values, grid.cell_size)
         self.network = road_network
         self.links: LinkQueues | None = None
@@ -89,6 +95,7 @@ class SimulatedFields:
         self._closed = np.zeros(grid.shape, bool)
         self._one_way: tuple = ()
         self._filling: tuple | None = None
+        self._arriving = False
 
     # ------------------------------------------------------------ the provider
     def crowd(self, t: float, dt: float) -> CrowdFields:
@@ -156,25 +163,78 @@ class SimulatedFields:
 
     def _run_crowd(self, t0: float, t1: float, dt: float) -> xr.Dataset:
         self._apply_closures(t0)
-        nx = self.grid.nx
-        walkable, area = self.crowd_flow.walkable.ravel(), self.crowd_flow.area.ravel()
-        for cells, people, _destination in self.forcing.arrivals(t0, t1):
-            cells = np.asarray(cells, np.int64)
-            cells = cells[walkable[cells]]  # an entrance's walls and water take nobody
-            if cells.size == 0:
-                raise ValueError("a crowd entrance has no walkable cell on this grid")
-            share = area[cells] / area[cells].sum()  # people spread over the entrance by walkable area
-            self.crowd_flow.add_people(np.divmod(cells, nx), people * share)
-        filling = tuple(g.filling(t1) for g in self.forcing.gatherings)
-        if filling != self._filling:  # gathering places attract while they fill; then everyone heads out
-            masks = [g.mask for g, on in zip(self.forcing.gatherings, filling, strict=True) if on]
-            attractors = np.any(masks, axis=0) if masks else np.zeros(self.grid.shape, bool)
-            exits = np.asarray(self.forcing.exits, bool) & ~attractors
-            self.crowd_flow.set_destinations(sinks=exits & self.crowd_flow.walkable,
-                                             attractors=attractors & self.crowd_flow.walkable)
-            self._filling = filling
+        self._arrivals(t0, t1, dt)
+        self._gatherings(t1)
         self.crowd_flow.run_one_step(dt)
         return self.crowd_flow.fields()
+
+    def _entry_weight(self) -> np.ndarray:
+        """Share of a stream's arrivals each entrance cell gets, flat: the people its walkable area can still take
+        on Weidmann's free branch, rho_c x area - count, + 1 % of that so a congested entrance still gets some
+        (at most what it may hold: a gathering's cells take no more than its hold) [person]. People coming along a
+        street walk on where it is free rather than into the part already past the critical density (a diverge of
+        the cell transmission model splits a flow by the receiving cells' room, Daganzo 1995); with all cells free
+        this is the walkable area x rho_c."""
+        cf = self.crowd_flow
+        free = np.minimum(cf.rho_c * cf.area, cf.cap_admit).ravel()
+        return np.maximum(free - cf.count.ravel(), 0.0) + 0.01 * free
+
+    def _reachable(self) -> np.ndarray:
+        """Walkable cells from which some exit or gathering place can be walked to (4-neighbour steps between walkable
+        cells), flat: pockets of open ground the crowd model's grid walls in take no arrivals."""
+        cf = self.crowd_flow
+        goals = np.asarray(self.forcing.exits, bool).copy()
+        for g in self.forcing.gatherings:
+            goals |= g.mask
+        label, n = ndimage.label(cf.walkable)
+        linked = np.zeros(n + 1, bool)
+        linked[label[goals & cf.walkable]] = True
+        linked[0] = False
+        return linked[label].ravel()
+
+    def _arrivals(self, t0: float, t1: float, dt: float) -> None:
+        """Each stream's people of the step as a rate over it, spread over its entrance cells by their free room
+        (`_entry_weight`): they enter as the cells can receive them (`models.kernels.crowdflow.admit`), the rest wait
+        outside. Walls, water and walled-in pockets (`_reachable`) take nobody."""
+        walkable, area = self._reach, self._entry_weight()
+        rate = np.zeros(self.grid.size)
+        for cells, people, _destination in self.forcing.arrivals(t0, t1):
+            cells = np.asarray(cells, np.int64)
+            cells = cells[walkable[cells]]  # an entrance's walls, water and walled-in pockets take nobody
+            if cells.size == 0:
+                raise ValueError("a crowd entrance has no walkable cell on this grid")
+            share = area[cells] if area[cells].sum() > 0 else np.ones(cells.size)  # all closed: they wait
+            rate[cells] += people / dt * share / share.sum()  # [person s-1]
+        if rate.any() or self._arriving:
+            self._arriving = bool(rate.any())
+            self.crowd_flow.src_rate[:] = 0.0
+            if rate.any():
+                self.crowd_flow.add_arrivals(np.flatnonzero(rate), rate[rate > 0])
+
+    def _gatherings(self, t: float) -> None:
+        """Gathering places attract while they fill, each up to its target: attractor cells hold the target spread
+        over the place's walkable area (`GatheringTarget.hold_density`, at most the jam density), and a place that
+        holds its target (within `FULL_SHARE`) takes nobody more (`CrowdFlow.set_hold`), so the people still coming
+        head for the other places or the exits instead of piling up at its edge; after the hold everyone heads out."""
+        cf = self.crowd_flow
+        flags = tuple(g.filling(t) for g in self.forcing.gatherings)
+        on = [g for g, f in zip(self.forcing.gatherings, flags, strict=True) if f]
+        hold = np.full(self.grid.shape, np.nan)
+        full, wanting = np.zeros(self.grid.shape, bool), np.zeros(self.grid.shape, bool)
+        for g in on:
+            mask = g.mask & cf.walkable
+            hold[mask] = np.fmax(hold[mask], g.hold_density(t, cf.area))
+            target = min(g.target_people(t), cf.config.rho_max * float(cf.area[mask].sum()))  # what it can hold
+            if target <= 0.0 or cf.count[mask].sum() >= FULL_SHARE * target:
+                full |= mask
+            else:
+                wanting |= mask  # a cell shared with a place that still fills stays open
+        attractors = np.any([g.mask for g in on], axis=0) if on else np.zeros(self.grid.shape, bool)
+        if flags != self._filling:  # gathering places attract while they fill; then everyone heads out
+            exits = np.asarray(self.forcing.exits, bool) & ~attractors
+            cf.set_destinations(sinks=exits & cf.walkable, attractors=attractors & cf.walkable)
+            self._filling = flags
+        cf.set_hold(np.where(attractors, hold, np.nan), full & ~wanting & attractors)
 
     def _apply_closures(self, t: float) -> None:
         """Exits and stairs closed at ``t``, and the one-way zones in force."""

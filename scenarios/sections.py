@@ -45,6 +45,13 @@ INTERVENTION_KINDS = ("drainage", "tide_locked", "close_road", "close_exit", "on
 MAX_RETURN_PERIOD_YR = 1000.0
 """Beyond this the Shanghai formula (fitted on 1-100 years) is not even an extrapolation."""
 MAX_STORM_MIN = 1440.0
+FORMULA_RETURN_PERIODS_YR = (1.0, 100.0)
+"""Return periods the Shanghai storm-intensity formula (DB31/T 1043-2017, docs/science/flood.md 2.2) is fitted on:
+the 1- to 100-year storms of its annual-maximum series [mem]; outside, a design storm is an extrapolation and the
+scenario says so."""
+FORMULA_DURATIONS_MIN = (5.0, 180.0)
+"""Storm durations the formula is fitted on, 5 to 180 min [mem: the standard durations of a Chinese
+storm-intensity fit, GB 50014]; outside, a warning."""
 
 
 # ---------------------------------------------------------------- forcing
@@ -128,7 +135,19 @@ def design_storm(ctx: Context, entry: Any, path: str) -> DesignStorm | None:
     start = ctx.time(entry, "start", 0.0, path)
     if None in (period, minutes, ratio, start) or ratio == 1.0:
         return None
+    _formula_range(ctx, path, period, minutes)
     return DesignStorm(period, minutes, ratio, start)
+
+
+def _formula_range(ctx: Context, path: str, period: float, minutes: float) -> None:
+    """Warn when a design storm is outside the return periods and durations its formula was fitted on."""
+    (p_lo, p_hi), (d_lo, d_hi) = FORMULA_RETURN_PERIODS_YR, FORMULA_DURATIONS_MIN
+    if not p_lo <= period <= p_hi:
+        ctx.warn(join(path, "return_period"), f"a {period:g}-year storm is outside the {p_lo:g}-{p_hi:g} years the "
+                 "Shanghai storm-intensity formula (DB31/T 1043-2017) is fitted on: its rain is an extrapolation")
+    if not d_lo <= minutes <= d_hi:
+        ctx.warn(join(path, "duration"), f"a {minutes:g}-min storm is outside the {d_lo:g}-{d_hi:g} min the "
+                 "Shanghai storm-intensity formula is fitted on: its rain is an extrapolation")
 
 
 # ---------------------------------------------------------------- crowd and traffic

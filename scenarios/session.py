@@ -7,6 +7,7 @@ reads: the live service, its snapshot and its raw log are not touched.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -17,10 +18,12 @@ import xarray as xr
 
 from scenarios.compare import compare
 from scenarios.forcing import Forcing, prepare
+from scenarios.place_metrics import scenario_places
 from scenarios.report import write_outputs
 from scenarios.runner import Progress, RunResult, ScenarioModels, run_models
 from scenarios.spec import Scenario, load_scenario, parse_scenario
 from twin.district.dataset import load_twin
+from twin.district.sources import data_dir
 
 SUMMARY = "summary.json"
 
@@ -80,12 +83,14 @@ def fork_state(snapshot_dir: Path, static: xr.Dataset) -> dict[str, np.ndarray]:
                 if name in live}
 
 
-def run_spec(spec: Scenario, progress: Progress | None = None) -> tuple[RunResult, Forcing]:
+def run_spec(spec: Scenario, progress: Progress | None = None, say=None) -> tuple[RunResult, Forcing]:
     """Run a validated scenario; returns the result and its forcing (``forcing.static``: the twin it ran
-    on, with the interventions)."""
+    on, with the interventions). ``say(warnings)`` hears the forcing's warnings before the run starts."""
     twin_file = grid_file(spec)
     static, _ = load_twin(twin_file)
     forcing = prepare(spec, static)
+    if say is not None and forcing.warnings:
+        say(forcing.warnings)
     start_time = spec.start_time if spec.start_time is not None else 0.0
     models = ScenarioModels(forcing, start_time, spec.seed, status=spec.status, road_network=road_network(twin_file))
     if spec.snapshot is not None:
@@ -95,34 +100,35 @@ def run_spec(spec: Scenario, progress: Progress | None = None) -> tuple[RunResul
     return result, forcing
 
 
-def run_file(path: Path, out: Path, progress: Progress | None = None,
-             overrides: dict[str, object] | None = None) -> dict:
-    """Run a scenario file and write its outputs into ``out``; returns the headline numbers."""
+def run_file(path: Path, out: Path, progress: Progress | None = None, overrides: dict[str, object] | None = None,
+             from_live: Path | None = None, say=None) -> dict:
+    """Run a scenario file and write its outputs into ``out``; returns the headline numbers. ``from_live``: start
+    from a live twin's state folder at its time (`live_overrides`); ``say(warnings)`` hears the run's warnings
+    before it starts."""
+    overrides = {**(overrides or {}), **(live_overrides(Path(from_live)) if from_live is not None else {})}
     spec = load_scenario(path, overrides)
-    result, forcing = run_spec(spec, progress)
-    return write_outputs(result, forcing.static, out, spec.name, forcing.timeline(), grid=str(grid_file(spec)))
+    result, forcing = run_spec(spec, progress, say=say)
+    return write_outputs(result, forcing.static, out, spec.name, forcing.timeline(), spec=spec,
+                         warnings=forcing.warnings, grid=str(grid_file(spec)))
+
+
+def live_overrides(state_dir: Path) -> dict[str, object]:
+    """The fields that make a scenario start from a live twin now ("what if, starting now"): its state folder as
+    the start and its snapshot's time (``live.nc``'s ``snapshot_time``, else the file's modification time) as the
+    start time, in Shanghai time (+08:00). Times in the file are then offsets from that moment."""
+    live = state_dir / "live.nc"
+    if not live.is_file():
+        raise FileNotFoundError(f"--from-live {state_dir}: no live.nc there (a live twin's --state folder holds "
+                                "live.nc and snapshot.pkl after its first snapshot)")
+    with xr.open_dataset(live) as ds:
+        when = float(ds.attrs.get("snapshot_time", live.stat().st_mtime))
+    moment = dt.datetime.fromtimestamp(round(when), dt.timezone(dt.timedelta(hours=8)))
+    return {"start": {"snapshot": str(state_dir.resolve())}, "start_time": moment.isoformat()}
 
 
 def run_document(doc: dict, source: str) -> tuple[RunResult, Forcing]:
     """Run a scenario given as a parsed document (an ensemble member); ``source`` is its file."""
     return run_spec(parse_scenario(doc, Path(source).parent, source))
-
-
-def named_areas(static: xr.Dataset) -> dict[str, np.ndarray]:
-    """Areas compared per run: the underpasses and each crowd counter's area of the bundled registry."""
-    from scenarios.places import gazetteer
-    from twin.district.dataset import grid_of
-    from twin.district.sources import data_dir
-
-    areas = {"underpasses": static["underpass"].values > 0} if "underpass" in static else {}
-    grid = grid_of(static)
-    places = gazetteer(data_dir() / "bund")
-    for name in places.names("registry"):
-        if name.startswith("crowd-"):
-            mask = places.lookup(name, ("registry",)).mask(grid)
-            if mask.any():
-                areas[name] = mask
-    return areas
 
 
 def compare_folders(a: Path, b: Path, out: Path) -> str:
@@ -131,7 +137,7 @@ def compare_folders(a: Path, b: Path, out: Path) -> str:
     if "grid" not in summary:
         raise FileNotFoundError(f"{a} is not a scenario run folder: {SUMMARY} with its grid is missing")
     static, _ = load_twin(Path(summary["grid"]))
-    return compare(a, b, static, named_areas(static), out)
+    return compare(a, b, static, out)
 
 
 def ensemble_file(path: Path, vary: dict[str, list[object]], out: Path, *, scheduler: str | None = None,
@@ -147,4 +153,5 @@ def ensemble_file(path: Path, vary: dict[str, list[object]], out: Path, *, sched
     spec = load_scenario(path)
     static, _ = load_twin(grid_file(spec))
     road_network(grid_file(spec))  # built once here, so the workers only read it
-    return run_ensemble(doc, source, vary, static, out, scheduler=scheduler, workers=workers)
+    places = scenario_places(static, data_dir() / spec.grid.district, spec)
+    return run_ensemble(doc, source, vary, static, out, scheduler=scheduler, workers=workers, places=places)

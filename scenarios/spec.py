@@ -59,8 +59,8 @@ __all__ = ["OUTPUT_ALIASES", "Arrival", "Closure", "DemandChange", "DesignStorm"
            "ScenarioLoader", "Steps", "Window", "load_scenario", "merged", "parse_scenario", "read_yaml",
            "resolve_extends", "with_override"]
 
-TOP_FIELDS = ("extends", "name", "description", "seed", "start", "grid", "start_time", "duration", "step", "status",
-              "forcing", "interventions", "outputs")
+TOP_FIELDS = ("extends", "name", "question", "description", "seed", "start", "grid", "start_time", "duration", "step",
+              "status", "forcing", "interventions", "outputs")
 STATUSES = ("Exercise", "Test", "Draft")
 """CAP statuses a scenario may give its alerts; never ``Actual`` (docs/contract/mqtt.md 3.1)."""
 SNAPSHOT_FILES = ("snapshot.pkl", "live.nc")
@@ -201,7 +201,8 @@ def parse_scenario(doc: Any, base_dir: str | Path = ".", source: str | Path | No
         start_time=start_time.timestamp() if start_time else None,
         utc_offset_s=start_time.utcoffset().total_seconds() if start_time else None, duration_s=duration or 0.0,
         step_s=step or 0.0, status=status, forcing=forcings, interventions=interventions,
-        outputs=_outputs(ctx, doc.get("outputs"), step), source=Path(source) if source is not None else None)
+        outputs=_outputs(ctx, doc.get("outputs"), step), source=Path(source) if source is not None else None,
+        question=str(doc.get("question") or "").strip(), warnings=tuple(ctx.warnings))
     if ctx.problems:
         raise ScenarioError(ctx.problems, label)
     return scenario

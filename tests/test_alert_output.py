@@ -106,3 +106,13 @@ def test_values_are_refreshed_every_tick_and_a_step_makes_an_update(core, regist
     assert len(core.book.active[square].messages) > n_messages
     params = {p["valueName"]: p["value"] for p in cap.info_block(core.book.active[square].last)["parameter"]}
     assert params["value"] == f"{after['value']:.2f} person/m2" and params["trend"].startswith("rising")
+
+
+def test_an_alert_over_the_whole_district_says_so_instead_of_a_centre_point():
+    from twin.alerting.compose import default_description
+    from twin.district.grid import GridSpec
+
+    grid = GridSpec(crs="EPSG:4549", x0=640000.0, y0=3460000.0, nx=20, ny=10, cell_size=10.0)
+    everything = np.arange(grid.size)
+    assert default_description(grid, "bund", everything) == "bund: the whole district (全区, 200 cells)"
+    assert default_description(grid, "bund", everything[:179]).startswith("bund: 179 cells around 31.")

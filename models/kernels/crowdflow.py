@@ -19,7 +19,8 @@ One sub-step is three passes, each with a ``*_par`` variant over rows (``prange`
 bit-identical; one body compiled twice, the parallel copy by :func:`_parallel`, which says why it
 has its own name):
 :func:`send_demand`, :func:`accept_inflow`, :func:`apply_transfers`; then
-:func:`admit` for sources. Only occupied cells evaluate the exponential of the speed law. The
+:func:`admit` for sources (the same receiving function at the entrance). Only occupied cells evaluate the
+exponential of the speed law. The
 potential is :func:`fast_sweep` (serial: a Gauss-Seidel sweep is sequential) and
 :func:`descent_direction`.
 """
@@ -521,8 +522,8 @@ apply_transfers = njit(cache=True, nogil=True)(apply_transfers)
 
 
 @njit(cache=True, nogil=True)
-def admit(cells, rate, backlog, count, cap, dt, admitted):
-    """Sources: people arriving at entrance cells join a queue and enter as room allows.
+def admit(cells, rate, backlog, count, cap, area, width, fd, dt, admitted):
+    """Sources: people arriving at entrance cells join a queue outside the grid and enter as the cell can receive.
 
     Parameters
     ----------
@@ -536,16 +537,35 @@ def admit(cells, rate, backlog, count, cap, dt, admitted):
         People per cell, flat (updated in place). [person]
     cap : ndarray of float64, shape (n_cells,)
         Most people a cell may hold (0 where closed: arrivals wait). [person]
+    area : ndarray of float64, shape (n_cells,)
+        Walkable area. [m2]
+    width : ndarray of float64, shape (n_cells,)
+        Entry width of each cell: its walking width, the width people come in across. [m]
+    fd : ndarray of float64, shape (5,)
+        (v0, gamma, rho_max, rho_c, q_max).
     dt : float
-        Sub-step (0 for an instantaneous injection). [s]
+        Sub-step; 0 for an instantaneous injection (limited by ``cap`` only: a fork's starting crowd). [s]
     admitted : ndarray of float64, shape (k,)
         Accumulator (added to): people that entered the grid. [person]
+
+    Notes
+    -----
+    Over a sub-step a source admits min(waiting, R(rho) w dt, cap - count) with the receiving function
+    R(rho) = q(max(rho, rho_c)) of the cell transmission model (Daganzo 1994; the supply of
+    :func:`accept_inflow`): an entrance takes at most q_max w per second in free flow and less as it
+    congests, as any face does. So arrivals below the entrance's capacity enter at their rate and the
+    cell settles on the free branch (q(rho) w_out = rate); above it the surplus waits outside.
     """
+    v0, gamma, rho_max, rho_c, q_max = fd[0], fd[1], fd[2], fd[3], fd[4]
     for k in range(cells.size):
         c = cells[k]
         b = backlog[k] + rate[k] * dt
         room = cap[c] - count[c]
         a = min(b, room) if room > 0.0 else 0.0
+        if dt > 0.0 and area[c] > 0.0:
+            rho = count[c] / area[c]
+            sup = q_max if rho <= rho_c else rho * weidmann_v(rho, v0, gamma, rho_max)
+            a = min(a, sup * width[c] * dt)
         count[c] += a
         backlog[k] = b - a
         admitted[k] += a

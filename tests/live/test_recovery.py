@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from ingest.batch import Batch
 from ingest.decoders.senml import encode_senml
@@ -142,6 +143,8 @@ def test_sigkill_and_restart_give_the_state_of_an_uninterrupted_run(broker, obse
         for name in ("crowd_density", "level_crowd", "water_depth"):
             np.testing.assert_array_equal(snap.models.layers[name].values, reference.models.layers[name].values)
         assert snap.book.sequence == reference.book.sequence
+        with xr.open_dataset(state / "live.nc") as live:  # where `twin scenario run --from-live` starts
+            assert live.attrs["snapshot_time"] == snap.last_tick, "live.nc says which tick its layers are of"
     finally:
         restored.raw_log.close()
         restored.store.close()

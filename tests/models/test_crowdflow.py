@@ -416,3 +416,53 @@ def test_walls_and_bad_inputs():
         CrowdFlow(ds, CrowdFlowConfig(routing="shortest"))
     with pytest.raises(ValueError, match="dt"):
         m.run_one_step(0.0)
+
+
+# ---------------------------------------------------------------- 9. issue 21: slivers, stuck cells, exits last
+def test_a_strip_narrower_than_one_person_is_a_wall():
+    """0.6 m (Fruin's body ellipse is 0.61 m across the shoulders): a 0.3 m2 sliver of a 10 m cell is no passage."""
+    area = np.full((1, 5), 100.0)
+    area[0, 2] = 3.0  # 0.3 m of walking width
+    m = CrowdFlow(dataset(area, 10.0))
+    assert m.walkable.tolist() == [[True, True, False, True, True]]
+    assert m.wx[0, 2] == 0.0 and m.wx[0, 3] == 0.0  # no face through it
+    area[0, 2] = 7.0  # 0.7 m: a passage
+    assert CrowdFlow(dataset(area, 10.0)).wx[0, 3] == pytest.approx(0.7)
+
+
+def test_a_cell_lower_than_its_neighbours_but_no_destination_still_walks():
+    """Density routing: c reaches the exit through a diagonal at its own slowness, its neighbours are jammed (slow),
+    so c is lower than all of them; its people must still walk (toward the lowest), not stand for good."""
+    ny, nx, dx = 3, 3, 10.0
+    m = CrowdFlow(dataset(np.full((ny, nx), dx * dx), dx))
+    sink = np.zeros((ny, nx), bool)
+    sink[0, 2] = True
+    m.set_destinations(sinks=sink)
+    jam = np.zeros((ny, nx))
+    jam[0, 1] = jam[1, 2] = 0.98 * RHO_MAX * dx * dx  # the two ways from the centre to the exit corner
+    m.count[:] = jam
+    m.count[1, 1] = 10.0
+    m.refresh_potential()
+    T = m.potential
+    assert T[1, 1] < min(T[0, 1], T[1, 2], T[1, 0], T[2, 1])  # the centre is a false minimum
+    assert abs(m.ex[1, 1]) + abs(m.ey[1, 1]) == pytest.approx(1.0)  # yet it has a direction ...
+    step = (round(m.ey[1, 1]), round(m.ex[1, 1]))
+    assert T[1 + step[0], 1 + step[1]] == min(T[0, 1], T[1, 2], T[1, 0], T[2, 1])  # ... toward the lowest one
+
+
+@pytest.mark.parametrize("exits_last", [False, True])
+def test_with_exits_last_people_head_for_the_place_and_nobody_leaves_on_the_way(exits_last):
+    """An exit next to the entrance, a gathering place beyond it: by default the nearest destination (the exit)
+    wins; with exits_last everybody walks past the exit (over it, even) to the place."""
+    ny, nx, dx = 1, 12, 2.0
+    m = CrowdFlow(dataset(np.full((ny, nx), dx * dx), dx), CrowdFlowConfig(exits_last=exits_last))
+    exit_, place = np.zeros((ny, nx), bool), np.zeros((ny, nx), bool)
+    exit_[0, 2], place[0, 8:] = True, True
+    m.set_destinations(sinks=exit_, attractors=place)
+    m.add_arrivals(np.array([0]), 0.5)
+    m.run_one_step(120.0)
+    if exits_last:
+        assert m.people_out == 0.0 and m.count[place].sum() > 0.5 * m.people_in
+    else:
+        assert m.people_out > 0.9 * m.people_in and m.count[place].sum() == 0.0
+    assert abs(m.balance_error()) < 1e-9

@@ -271,3 +271,13 @@ def test_named_places_of_the_bund():
     assert any(p.underground for p in places.lookup("Bund Tunnel").parts)
     with pytest.raises(KeyError, match="did you mean 'Lujiazui exit 1'"):
         places.lookup("metro:Lujiazui exit 11")
+
+
+def test_a_place_given_by_coordinates_is_named_after_the_named_place_it_is_in_or_near():
+    doc = {"name": "named", "duration": "1h", "forcing": {"crowd": {"gathering": [
+        {"at": [121.4860, 31.2400], "radius": "10m", "peak": 100, "peak_time": "30min"},
+        {"polygon": [[121.4860, 31.2400], [121.4862, 31.2400], [121.4862, 31.2402]], "peak": 10, "peak_time": "30min"},
+    ]}}}
+    spec = parse_scenario(doc, data_dir())
+    labels = [g.at.label for g in spec.forcing.gatherings]
+    assert labels == ["near Chen Yi Square (10 m around 121.48600 E 31.24000 N)", "near Chen Yi Square (a polygon)"]

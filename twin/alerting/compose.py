@@ -141,8 +141,15 @@ def peak_evidence(layers: xr.Dataset, hazard: str, cells: np.ndarray) -> dict[st
     return {spec.evidence: f"{value:.2f} {spec.unit}"} if np.isfinite(value) else {}
 
 
+WHOLE_DISTRICT_SHARE = 0.9
+"""An alert over at least this share of the grid's cells (a district-wide rain signal) is about the whole district."""
+
+
 def default_description(grid: GridSpec, district: str, cells: np.ndarray) -> str:
-    """``district: n cells around lat N lon E`` (the cells' mean centre)."""
+    """``district: n cells around lat N lon E`` (the cells' mean centre), or ``district: the whole district (全区,
+    n cells)`` when the cells cover at least `WHOLE_DISTRICT_SHARE` of the grid."""
+    if cells.size >= WHOLE_DISTRICT_SHARE * grid.size:
+        return f"{district}: the whole district (全区, {cells.size} cells)"
     row, col = np.divmod(cells, grid.nx)
     lon, lat = geo.to_lonlat(grid.x[col], grid.y[row], grid.crs)
     return f"{district}: {cells.size} cells around {float(np.mean(lat)):.5f} N {float(np.mean(lon)):.5f} E"

@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -606,8 +607,10 @@ class LiveService:
             snapshot.write(self.config.state_dir, state, self.core.state.grid, tuple(after), time.time())
         self._last_snapshot_t = self.core.last_tick
         layers = self.core.models.layers
-        if layers.data_vars:
-            save_twin(self.config.state_dir / "live.nc", layers.assign_attrs(self.static.attrs))
+        if layers.data_vars:  # snapshot_time: the tick the layers are of (unix s), where a fork starts ("--from-live")
+            tick = self.core.last_tick
+            attrs = {**self.static.attrs, **({"snapshot_time": float(tick)} if math.isfinite(tick) else {})}
+            save_twin(self.config.state_dir / "live.nc", layers.assign_attrs(attrs))
 
     def _with_road_network(self) -> None:
         """Use the road network written beside the twin file (`twin.district.roads`) for the probes' link speeds,
