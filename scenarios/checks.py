@@ -291,18 +291,34 @@ def named(ctx: Context, name: str, path: str, radius_m: float | None = None,
 
 
 def entry_place(ctx: Context, entry: dict, path: str, key: str, required: bool = True) -> Place | None:
-    """The place of an entry: under ``key`` (with the entry's ``radius``), or the entry's ``polygon``."""
+    """The place of an entry: under ``key`` (with the entry's ``radius``), or the entry's ``polygon``; the entry's
+    ``name`` (text) names it in reports instead of its coordinates or its parts."""
     radius = ctx.value(entry, "radius", q.parse_length, None, path=path)
     if key in entry and "polygon" in entry:
         ctx.fail(path, f"give either '{key}' or 'polygon'")
         return None
     if "polygon" in entry:
-        return place(ctx, {"polygon": entry["polygon"]}, path, radius)
-    if key not in entry:
+        found = place(ctx, {"polygon": entry["polygon"]}, path, radius)
+    elif key not in entry:
         if required:
             ctx.fail(join(path, key), "required (a place: a name, [lon, lat] or a polygon)")
         return None
-    return place(ctx, entry[key], join(path, key), radius)
+    else:
+        found = place(ctx, entry[key], join(path, key), radius)
+    return _renamed(ctx, found, entry.get("name"), join(path, "name"))
+
+
+PLACE_NAME_MAX = 80
+"""Longest place name an entry may give (it heads report lines and CAP area descriptions)."""
+
+
+def _renamed(ctx: Context, found: Place | None, name: Any, path: str) -> Place | None:
+    if name is None or found is None:
+        return found
+    if not isinstance(name, str) or not name.strip() or len(name) > PLACE_NAME_MAX:
+        ctx.fail(path, f"must be a name of 1 to {PLACE_NAME_MAX} characters (got {name!r})")
+        return found
+    return Place(name.strip(), found.parts)
 
 
 def road(ctx: Context, entry: dict, path: str) -> tuple[str, Place | None]:

@@ -322,9 +322,9 @@ def gathering_capacity_warning(g: GatheringTarget, static: xr.Dataset, jam: floa
     peak = g.spec.peak
     if ground <= 0 or peak <= jam * ground:
         return None
-    return (f"{g.field}: asks for {peak:,.0f} people on {ground:,.0f} m2 of walkable ground ({peak / ground:.1f} "
-            f"person/m2); it holds at most {jam * ground:,.0f} at {jam:g} person/m2 (Weidmann's jam density): the rest "
-            "stand around it")
+    return (f"{g.field}: {g.label} is asked for {peak:,.0f} people on {ground:,.0f} m² of walkable ground "
+            f"({peak / ground:.1f} person/m²); it holds at most {jam * ground:,.0f} at {jam:g} person/m² (Weidmann's "
+            "jam density): the rest stand around it")
 
 
 class _Layers:

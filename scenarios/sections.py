@@ -82,7 +82,7 @@ def _all(ctx: Context, items: list[tuple[str, Any]], parse: Callable[[Context, A
 
 
 def rain(ctx: Context, entry: Any, path: str) -> Rain | None:
-    if not ctx.known(entry, path, ("design_storm", "series", "area", "radius", "polygon")):
+    if not ctx.known(entry, path, ("design_storm", "series", "area", "radius", "polygon", "name")):
         return None
     if ("design_storm" in entry) == ("series" in entry):
         ctx.fail(path, "give either 'design_storm' or 'series'")
@@ -152,7 +152,7 @@ def _formula_range(ctx: Context, path: str, period: float, minutes: float) -> No
 
 # ---------------------------------------------------------------- crowd and traffic
 def arrival(ctx: Context, entry: Any, path: str) -> Arrival | None:
-    if not ctx.known(entry, path, ("at", "radius", "polygon", "rate", "from", "until", "to"),
+    if not ctx.known(entry, path, ("at", "radius", "polygon", "name", "rate", "from", "until", "to"),
                      required=("rate", "to")):
         return None
     at = entry_place(ctx, entry, path, "at")
@@ -168,7 +168,7 @@ def arrival(ctx: Context, entry: Any, path: str) -> Arrival | None:
 
 
 def gathering(ctx: Context, entry: Any, path: str) -> Gathering | None:
-    fields = ("at", "radius", "polygon", "peak", "peak_time", "rise", "hold", "fall")
+    fields = ("at", "radius", "polygon", "name", "peak", "peak_time", "rise", "hold", "fall")
     if not ctx.known(entry, path, fields, required=("peak", "peak_time")):
         return None
     at = entry_place(ctx, entry, path, "at")
@@ -191,7 +191,7 @@ def demand_change(ctx: Context, entry: Any, path: str) -> DemandChange | None:
 
 # ---------------------------------------------------------------- interventions
 def drainage(ctx: Context, entry: Any, path: str) -> DrainageChange | None:
-    if not ctx.known(entry, path, ("area", "radius", "polygon", "capacity", "factor")):
+    if not ctx.known(entry, path, ("area", "radius", "polygon", "name", "capacity", "factor")):
         return None
     area = entry_place(ctx, entry, path, "area")
     if ("capacity" in entry) == ("factor" in entry):
@@ -221,7 +221,7 @@ def close_road(ctx: Context, entry: Any, path: str) -> Closure | None:
 
 
 def close_exit(ctx: Context, entry: Any, path: str) -> Closure | None:
-    if not ctx.known(entry, path, ("at", "radius", "polygon", "from", "until")):
+    if not ctx.known(entry, path, ("at", "radius", "polygon", "name", "from", "until")):
         return None
     at = entry_place(ctx, entry, path, "at")
     span = window(ctx, entry, path)
@@ -229,7 +229,8 @@ def close_exit(ctx: Context, entry: Any, path: str) -> Closure | None:
 
 
 def one_way(ctx: Context, entry: Any, path: str) -> OneWay | None:
-    if not ctx.known(entry, path, ("area", "radius", "polygon", "bearing", "from", "until"), required=("bearing",)):
+    fields = ("area", "radius", "polygon", "name", "bearing", "from", "until")
+    if not ctx.known(entry, path, fields, required=("bearing",)):
         return None
     area = entry_place(ctx, entry, path, "area")
     bearing = number(ctx, entry, "bearing", path, minimum=0.0)

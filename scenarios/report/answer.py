@@ -137,6 +137,31 @@ def _crowd_clause(rows: list[dict], series: xr.Dataset | None, clock: Clock) -> 
             f"{fmt_density(row['peak_density'])} at {row.get('peak_density_at')})")
 
 
+def _first_s(series: xr.Dataset | None, key: str, layer: str, level: int) -> float:
+    """The recorded time [s from the start] at which place ``key``'s ``layer`` first reached ``level`` (inf: never)."""
+    if series is None or layer not in series or key not in series["place"].values:
+        return float("inf")
+    hit = np.flatnonzero(np.asarray(series[layer].sel(place=key).values) >= level)
+    return float(series["time"].values[hit[0]]) if hit.size else float("inf")
+
+
+def _gathering_clause(rows: list[dict], series: xr.Dataset | None, clock: Clock, said: dict | None) -> str:
+    """When the crowd at the scenario's gathering places (``forcing.crowd.gathering``) reaches orange and red: the
+    places a crowd scenario asks about, by name, the first to turn orange first (up to two places)."""
+    found = []
+    for row in rows:
+        key = str(row.get("key", ""))
+        if not key.startswith("scenario:forcing.crowd.gathering") or top_level(row, "crowd") < 3:
+            continue
+        if said is not None and place_name(row) == place_name(said):
+            continue
+        times = [(COLOURS[k], _first_s(series, key, "level_crowd", k)) for k in (3, 4)]
+        when = " and ".join(f"{colour} from {clock.at(s)}" for colour, s in times if np.isfinite(s))
+        if when:
+            found.append((times[0][1], f"at {place_name(row)}, where people gather, {when}"))
+    return "; ".join(text for _, text in sorted(found)[:2])
+
+
 def _traffic_clause(rows: list[dict]) -> str:
     row = worst_traffic(rows)
     if row is None:
@@ -158,8 +183,8 @@ def answer(rows: list[dict], series: xr.Dataset | None, exposed: np.ndarray, tim
     has_water = any(float(r.get("peak_depth_m") or 0.0) >= WET_M for r in rows)
     has_crowd = any(float(r.get("peak_density") or 0.0) > 0.0 for r in rows)
     first = _flood_clause(rows) if has_water or not has_crowd else ""
-    rest = [c for c in (_crowd_clause(rows, series, clock), _traffic_clause(rows),
-                        _exposed_clause(exposed, times_s, clock)) if c]
+    rest = [c for c in (_crowd_clause(rows, series, clock), _gathering_clause(rows, series, clock, worst_crowd(rows)),
+                        _traffic_clause(rows), _exposed_clause(exposed, times_s, clock)) if c]
     sentences = [first + "."] if first else []
     if rest:
         text = "; ".join(rest)

@@ -172,7 +172,8 @@ def test_the_new_years_eve_gatherings_that_ask_too_much_say_so(nye):
     warned = {w.split(":")[0] for w in nye.warnings if "Weidmann's jam density" in w}
     assert warned == {"forcing.crowd.gathering[0]", "forcing.crowd.gathering[1]"}  # Chen Yi Square and its stair
     chen_yi = next(w for w in nye.warnings if w.startswith("forcing.crowd.gathering[0]"))
-    assert "asks for 51,000 people" in chen_yi and "(6.5 person/m2)" in chen_yi and "5.4 person/m2" in chen_yi
+    assert chen_yi.startswith("forcing.crowd.gathering[0]: Chen Yi Square is asked for 51,000 people")
+    assert "(6.5 person/m²)" in chen_yi and "at 5.4 person/m²" in chen_yi
 
 
 def test_the_new_years_eve_crowd_in_its_first_ten_minutes(nye):

@@ -281,3 +281,12 @@ def test_a_place_given_by_coordinates_is_named_after_the_named_place_it_is_in_or
     spec = parse_scenario(doc, data_dir())
     labels = [g.at.label for g in spec.forcing.gatherings]
     assert labels == ["near Chen Yi Square (10 m around 121.48600 E 31.24000 N)", "near Chen Yi Square (a polygon)"]
+
+
+def test_an_entry_names_its_place_for_the_reports():
+    doc = {"name": "named", "duration": "1h", "forcing": {"crowd": {"gathering": [
+        {"at": [121.4860, 31.2400], "radius": "10m", "name": "the 2014 stair", "peak": 100, "peak_time": "30min"}]}}}
+    assert parse_scenario(doc, data_dir()).forcing.gatherings[0].at.label == "the 2014 stair"
+    doc["forcing"]["crowd"]["gathering"][0]["name"] = ""
+    with pytest.raises(ScenarioError, match=r"gathering\[0\]\.name: must be a name of 1 to 80 characters"):
+        parse_scenario(doc, data_dir())
