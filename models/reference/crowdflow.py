@@ -149,11 +149,19 @@ def apply_transfers(count, sink, dt, aE, aW, aS, aN, out_acc, fx, fy, n_acc):
     n_acc += np.where(was, n0 * dt, 0.0)
 
 
-def admit(cells, rate, backlog, count, cap, dt, admitted):
-    """numpy reference of :func:`models.kernels.crowdflow.admit` (cells are unique)."""
+def admit(cells, rate, backlog, count, cap, area, width, fd, dt, admitted):
+    """numpy reference of :func:`models.kernels.crowdflow.admit` (cells are unique): min(waiting, room, R(rho) w dt)
+    with the receiving function R(rho) = q(max(rho, rho_c)) where the sub-step is positive and the cell has area."""
+    v0, gamma, rho_max, rho_c, q_max = (float(x) for x in fd)
     b = backlog + rate * dt
     room = cap[cells] - count[cells]
     a = np.where(room > 0, np.minimum(b, room), 0.0)
+    if dt > 0.0:
+        ar = area[cells]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.where(ar > 0.0, count[cells] / ar, 0.0)
+        supply = np.where(rho <= rho_c, q_max, rho * _speed(rho, v0, gamma, rho_max))
+        a = np.where(ar > 0.0, np.minimum(a, supply * width[cells] * dt), a)
     count[cells] += a
     backlog[:] = b - a
     admitted += a

@@ -461,7 +461,10 @@ def test_crowdflow_potential_and_sources(name, seed):
     else:
         k = int(rng.integers(0, area.size + 1))
         cells = rng.choice(area.size, k, replace=False).astype(np.int64)
-        args = (cells, rng.uniform(0, 3, k), rng.uniform(0, 50, k), count.ravel(), cap.ravel(), 2.5)
+        width = np.where(rng.random(area.size) < 0.2, 0.0, rng.uniform(0.0, 10.0, area.size))
+        dt = float(rng.choice([0.0, 0.5, 2.5]))  # 0: an instantaneous injection, limited by room only
+        args = (cells, rng.uniform(0, 3, k), rng.uniform(0, 50, k), count.ravel(), cap.ravel(), area.ravel(), width,
+                FD, dt)
         outs = [rng.uniform(0, 5, k)]
     ref = run(getattr(rcf, name), args, outs)
     for fn in both(getattr(kcf, name)):
