@@ -16,9 +16,9 @@ Places (`scenario_places`) are named, never coordinates:
 Metrics per place (`place_metrics`), from the recorded layers: peak water depth [m] and when; peak crowd density
 [person m-2] and when; lowest traffic speed [km h-1] and when; minutes at or above yellow, orange and red per hazard
 (the place's highest level of ``level_flood``, ``level_crowd``, ``level_traffic``: the thresholds the alerts use);
-the most people in the place at once; people exposed: the most people at once in the place's cells at orange or
-red of any hazard (``level`` >= 3). Times are minutes from the start and, when the scenario has a start time, the
-local clock time.
+the most people in the place at once; people exposed: the most people at once in the place's cells where water or
+the crowd is orange or red (`exposed_level` >= 3; traffic and the rain signal endanger nobody standing there).
+Times are minutes from the start and, when the scenario has a start time, the local clock time.
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ UNDERPASS_GAUGE_REACH_M = 300.0
 """An underpass takes the name of the nearest water gauge within this distance (the gauges stand at the portals)
 [design]. [m]"""
 EXPOSED_LEVEL = 3
-"""People in cells at this level (orange) or worse of any hazard are exposed."""
+"""People in cells at this level (orange) or worse of water or crowd are exposed (`exposed_level`)."""
+EXPOSED_HAZARDS = ("flood", "crowd")
+"""The hazards that put the people standing in a cell at risk: water and the crowd itself. Traffic congestion and
+the district-wide rain signal do not (a red rain signal over the whole district would count everyone)."""
 LEVEL_HAZARDS = ("flood", "crowd", "traffic")
 KIND_ORDER = ("scenario place", "water gauge", "underpass", "crowd area", "metro exit", "park or viewpoint", "road",
               "grid unit")
@@ -246,8 +249,15 @@ def _masked_max(values: np.ndarray, cells: np.ndarray) -> np.ndarray:
         return np.where(np.isfinite(v).any(axis=1), np.nanmax(np.where(np.isfinite(v), v, -np.inf), axis=1), np.nan)
 
 
-SERIES_LAYERS = ("water_depth", "crowd_density", "crowd_count", "traffic_speed", "level", "level_flood",
-                 "level_crowd", "level_traffic")
+SERIES_LAYERS = ("water_depth", "crowd_density", "crowd_count", "traffic_speed", "level_flood", "level_crowd",
+                 "level_traffic")
+
+
+def exposed_level(layers) -> np.ndarray:
+    """The level that exposes people, per cell: the higher of ``level_flood`` and ``level_crowd`` (`EXPOSED_HAZARDS`)
+    of a mapping of layers (arrays or xarray variables)."""
+    return np.maximum(*(np.asarray(getattr(layers[f"level_{h}"], "values", layers[f"level_{h}"]))
+                        for h in EXPOSED_HAZARDS))
 
 
 def flat_layers(frames: xr.Dataset) -> dict[str, np.ndarray]:
@@ -259,7 +269,7 @@ def flat_layers(frames: xr.Dataset) -> dict[str, np.ndarray]:
 def _series(flat: dict[str, np.ndarray], cells: np.ndarray) -> dict[str, np.ndarray]:
     """One place's time series (see `PlaceMetrics`) from `flat_layers`."""
     count = np.nan_to_num(flat["crowd_count"][:, cells])
-    level = flat["level"][:, cells]
+    level = exposed_level(flat)[:, cells]
     speed = flat["traffic_speed"][:, cells]
     with np.errstate(invalid="ignore"):
         slowest = np.where(np.isfinite(speed).any(axis=1), np.nanmin(np.where(np.isfinite(speed), speed, np.inf),

@@ -14,7 +14,7 @@ import xarray as xr
 
 from models.config import CrowdConfig, FloodConfig
 from scenarios.metrics import COLOURS
-from scenarios.place_metrics import EXPOSED_LEVEL, KIND_ORDER, Clock
+from scenarios.place_metrics import EXPOSED_LEVEL, KIND_ORDER, Clock, exposed_level
 from scenarios.report.fmt import fmt_density, fmt_depth, fmt_minutes, fmt_people, fmt_speed, place_name
 
 DEPTH_LEVELS_M = FloodConfig().depth_raise[1:]
@@ -83,12 +83,12 @@ def first_at(series: xr.Dataset | None, key: str, layer: str, level: int, clock:
 
 
 def exposed_series(frames: xr.Dataset) -> np.ndarray:
-    """People in cells at orange or red of any hazard (``level`` >= 3), summed over the grid, per recorded time
-    [person]."""
+    """People in cells where water or the crowd is orange or red (`exposed_level` >= 3), summed over the grid, per
+    recorded time [person]."""
     if not frames.sizes.get("time", 0):
         return np.zeros(0)
     count = np.nan_to_num(np.asarray(frames["crowd_count"].values, float))
-    return (count * (np.asarray(frames["level"].values) >= EXPOSED_LEVEL)).sum(axis=(1, 2))
+    return (count * (exposed_level(frames) >= EXPOSED_LEVEL)).sum(axis=(1, 2))
 
 
 def _flood_clause(rows: list[dict]) -> str:
@@ -162,6 +162,29 @@ def _gathering_clause(rows: list[dict], series: xr.Dataset | None, clock: Clock,
     return "; ".join(text for _, text in sorted(found)[:2])
 
 
+TRAFFIC_KEYS = ("scenario:forcing.traffic", "scenario:interventions.close_road")
+"""Keys of the scenario's own traffic places: roads whose demand it changes, roads it closes."""
+
+
+def _scenario_traffic_clause(rows: list[dict], series: xr.Dataset | None, clock: Clock) -> str:
+    """Traffic on the roads whose demand the scenario changes (a closure's detour streets), by name: the level
+    reached, from when, and the slowest speed (up to two roads)."""
+    parts = []
+    for row in rows:
+        if not str(row.get("key", "")).startswith(TRAFFIC_KEYS[0]) or len(parts) == 2:
+            continue
+        lvl = top_level(row, "traffic")
+        speed = row.get("min_traffic_speed_kmh")
+        if lvl < 2 or speed is None:
+            parts.append(f"traffic on {place_name(row)}, whose demand changes, stays below yellow")
+            continue
+        since = _first_s(series, str(row["key"]), "level_traffic", lvl)
+        when = f" from {clock.at(since)}" if np.isfinite(since) else ""
+        parts.append(f"traffic on {place_name(row)}, whose demand changes, is {COLOURS[lvl]}{when}, slowest "
+                     f"{fmt_speed(speed)} at {row.get('min_traffic_speed_at')}")
+    return "; ".join(parts)
+
+
 def _traffic_clause(rows: list[dict]) -> str:
     row = worst_traffic(rows)
     if row is None:
@@ -172,19 +195,23 @@ def _traffic_clause(rows: list[dict]) -> str:
 
 def _exposed_clause(exposed: np.ndarray, times_s: np.ndarray, clock: Clock) -> str:
     if exposed.size == 0 or not exposed.max() >= 0.5:
-        return "nobody stands where any hazard is orange or red"
+        return "nobody stands where water or the crowd is orange or red"
     k = int(np.argmax(exposed))
     return f"at most {fmt_people(exposed[k])} people stand in orange or red at once (at {clock.at(float(times_s[k]))})"
 
 
 def answer(rows: list[dict], series: xr.Dataset | None, exposed: np.ndarray, times_s: np.ndarray,
            clock: Clock) -> list[str]:
-    """The answer in two sentences: the water, then the crowd, the traffic and the people exposed."""
+    """The answer in two sentences: the water, then the crowd, the traffic and the people exposed (the traffic first
+    when the scenario changes traffic: closes a road or changes a road's demand)."""
     has_water = any(float(r.get("peak_depth_m") or 0.0) >= WET_M for r in rows)
     has_crowd = any(float(r.get("peak_density") or 0.0) > 0.0 for r in rows)
     first = _flood_clause(rows) if has_water or not has_crowd else ""
-    rest = [c for c in (_crowd_clause(rows, series, clock), _gathering_clause(rows, series, clock, worst_crowd(rows)),
-                        _traffic_clause(rows), _exposed_clause(exposed, times_s, clock)) if c]
+    crowd = [_crowd_clause(rows, series, clock), _gathering_clause(rows, series, clock, worst_crowd(rows))]
+    traffic = [_scenario_traffic_clause(rows, series, clock), _traffic_clause(rows)]
+    asks_traffic = any(str(r.get("key", "")).startswith(TRAFFIC_KEYS) for r in rows)  # a closure, a demand change
+    rest = [c for c in (*(traffic + crowd if asks_traffic else crowd + traffic),
+                        _exposed_clause(exposed, times_s, clock)) if c]
     sentences = [first + "."] if first else []
     if rest:
         text = "; ".join(rest)

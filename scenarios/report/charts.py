@@ -106,7 +106,7 @@ def alerts_chart(plt, opened: OpenAlerts, clock: Clock, name: str = "chart_alert
 
 def exposed_chart(plt, times_s: np.ndarray, exposed: np.ndarray, clock: Clock,
                   name: str = "chart_exposed.png") -> Chart | None:
-    """People in cells at orange or red of any hazard over time [person]."""
+    """People in cells where water or the crowd is orange or red, over time [person]."""
     if exposed.size == 0:
         return None
     from matplotlib.ticker import FuncFormatter
@@ -120,7 +120,7 @@ def exposed_chart(plt, times_s: np.ndarray, exposed: np.ndarray, clock: Clock,
     ax.set_xlim(float(minutes.min()), float(minutes.max()))
     clock_axis(ax, clock)
     ax.set_ylabel("people")
-    ax.set_title("people in cells at orange or red (any hazard)", fontsize=10)
+    ax.set_title("people where water or the crowd is orange or red", fontsize=10)
     ax.grid(alpha=0.3)
     return Chart(name, fig, [])
 

@@ -37,7 +37,7 @@ CAPTIONS = {"chart_depth.png": "Deepest water over time at the key places; dashe
                                "thresholds.",
             "chart_density.png": "Densest crowd over time at the key places; dashed: the level thresholds.",
             "chart_alerts.png": "Open alerts by level over time, per hazard.",
-            "chart_exposed.png": "People exposed: people in cells at orange or red of any hazard.",
+            "chart_exposed.png": "People exposed: people in cells where water or the crowd is orange or red.",
             "peak_depth.png": "Peak water depth; numbered: the places with the deepest water.",
             "peak_density.png": "Peak crowd density; numbered: the places with the densest crowd.",
             "peak_level.png": "Highest warning level of any hazard; numbered: the worst places."}
@@ -129,7 +129,7 @@ def district_numbers(summary: dict, series: xr.Dataset, exposed: np.ndarray, tim
            ("peak depth at underpasses", fmt_depth(pu["value"]) + at(pu)),
            ("peak crowd density", fmt_density(pc["value"]) + at(pc)),
            ("most people in red crowd cells", fmt_people(summary["most_people_at_red"])),
-           ("most people at orange or red (any hazard)", fmt_people(exposed.max(initial=0.0)))]
+           ("most people where water or the crowd is orange or red", fmt_people(exposed.max(initial=0.0)))]
     for hazard, a in summary["alerts"].items():
         out.append((f"{hazard.replace('_', ' ')} alerts", f"{fmt_int(a['raised'])} raised, the first at "
                                                            f"{clock.at(a['first_min'] * 60.0)}"))

@@ -170,8 +170,8 @@ def places_section(rows: list[dict]) -> str:
             + table(head, body, {7, 8})
             + f'<p class="note">One row per name, worst first; all {fmt_int(n_all)} places (including the 500 m '
               f'grid units) with every number in <a href="places.csv">places.csv</a>, their series over time in '
-              f'<a href="places.nc">places.nc</a>. People exposed: the most people at once in the place\'s cells at '
-              f"orange or red of any hazard.</p></section>")
+              f'<a href="places.nc">places.nc</a>. People exposed: the most people at once in the place\'s cells where '
+              f"water or the crowd is orange or red.</p></section>")
 
 
 def alerts_section(places: list[AlertPlace], n_events: int) -> str:

@@ -72,6 +72,7 @@ def test_metrics_of_a_place_are_its_peaks_times_minutes_and_people(bund10, place
     f["water_depth"][2, r, c] = 0.30
     f["level_flood"][1:3, r, c] = 3  # orange for two recorded minutes
     f["level"][1:3, r, c] = 3
+    f["level_traffic"][:, r, c] = 4  # a jam here endangers nobody standing in the water: not what exposes them
     f["crowd_count"][1:3, r, c] = 12.4  # 12.4 people stand in the water
     sr, sc = np.argwhere(square.mask)[0]
     f["crowd_density"][3, sr, sc] = 5.2  # 23:04
@@ -85,7 +86,7 @@ def test_metrics_of_a_place_are_its_peaks_times_minutes_and_people(bund10, place
     s = rows["area:crowd-bund-05"]
     assert s["peak_density"] == pytest.approx(5.2) and s["peak_density_at"] == "23:04"
     assert s["minutes_at_or_above"]["crowd"]["red"] == 2.0 and s["people_peak"] == 100
-    assert s["people_exposed"] == 0, "red crowd cells count as exposed only through the combined level"
+    assert s["people_exposed"] == 100, "the people in red crowd cells are exposed (two recorded minutes)"
     worst = sorted(rows.values(), key=severity)[0]
     assert worst["top_level"]["crowd"] == "red", "the worst place first: the highest level of any hazard"
     assert peak_place(list(rows.values()), "peak_depth_m")["kind"] == "water gauge", "the gauge before its grid unit"

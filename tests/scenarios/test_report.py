@@ -188,3 +188,26 @@ def test_maps_have_a_scale_bar_named_places_and_a_covering_colour_scale(run):
             plt.close(f.fig)
     assert (covering_scale(np.array([0.3]), (0.15, 0.27, 0.5)), covering_scale(np.array([0.0]), (2.0, 4.0)),
             covering_scale(np.array([81228.3]))) == (0.3, 2.0, 100000.0)
+
+
+def _row(key: str, kind: str, name: str, **levels) -> dict:
+    top = {"flood": "none", "crowd": "none", "traffic": "none", **levels}
+    return {"key": key, "kind": kind, "name": name, "name_zh": "", "peak_depth_m": 0.0, "peak_density": 0.5,
+            "peak_density_at": "23:00", "min_traffic_speed_kmh": 3.0, "min_traffic_speed_at": "23:40",
+            "minutes_at_or_above": {h: {"yellow": 0.0, "orange": 0.0, "red": 0.0} for h in top},
+            "top_level": top, "people_peak": 10, "people_exposed": 0}
+
+
+def test_a_scenario_that_changes_traffic_is_answered_traffic_first_on_its_own_roads():
+    times = np.array([60.0, 120.0, 180.0])
+    series = xr.Dataset({"level_traffic": (("place", "time"), np.array([[0, 3, 4], [0, 0, 0]], np.int8)),
+                         "level_crowd": (("place", "time"), np.zeros((2, 3), np.int8))},
+                        coords={"place": ["scenario:forcing.traffic[0]", "area:a"], "time": times})
+    rows = [_row("area:a", "crowd area", "Chen Yi Square", crowd="yellow"),
+            _row("scenario:forcing.traffic[0]", "scenario place", "Middle Sichuan Road", traffic="red")]
+    clock = Clock(1419_989_400.0, 8 * 3600.0)  # 2014-12-31 09:30 +08:00
+    text = " ".join(answer(rows, series, np.zeros(3), times, clock))
+    assert text.startswith("Traffic on Middle Sichuan Road, whose demand changes, is red from 09:33, slowest 3 km/h")
+    assert text.index("Middle Sichuan Road") < text.index("Chen Yi Square"), "traffic before the crowd"
+    rows[1]["key"] = "road:Middle Sichuan Road"  # no traffic change in the scenario: the crowd comes first
+    assert " ".join(answer(rows, series, np.zeros(3), times, clock)).startswith("The crowd")
