@@ -30,6 +30,7 @@ import xarray as xr
 from models.hazards import LEVEL_HAZARDS
 from scenarios.place_metrics import ScenarioPlace, label_point, place_metrics
 from scenarios.report.comparison import compare_html
+from scenarios.report.fmt import fmt_signed, fmt_value
 from twin.district.dataset import grid_of
 
 
@@ -172,18 +173,8 @@ def intervention_effects(effects: list[dict[str, object]], rows_b: list[dict]) -
 
 
 def _change_text(effect: dict[str, object]) -> str:
-    return "; ".join(f"{c['metric']} {_num(c['a'])} -> {_num(c['b'])} {c['unit']} ({_signed(c['diff'])})"
+    return "; ".join(f"{c['metric']} {fmt_value(c['a'])} -> {fmt_value(c['b'])} {c['unit']} ({fmt_signed(c['diff'])})"
                      for c in effect["changes"][:3])
-
-
-def _num(v: object) -> str:
-    v = float(v)  # type: ignore[arg-type]
-    return f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:.2f}"
-
-
-def _signed(v: object) -> str:
-    v = float(v)  # type: ignore[arg-type]
-    return ("+" if v > 0 else "-") + _num(abs(v))
 
 
 # ---------------------------------------------------------------- headline
@@ -204,8 +195,8 @@ def answer(a_name: str, b_name: str, effects: list[dict[str, object]], n_places:
     top = [e for e in effects if "same_as" not in e][:3]
     if not top:
         return f"{b_name} changed nothing measurable against {a_name} at any of {n_places} places."
-    parts = [f"{e['name']}: {e['changes'][0]['metric']} {_num(e['changes'][0]['a'])} -> "
-             f"{_num(e['changes'][0]['b'])} {e['changes'][0]['unit']} ({e['verdict']})" for e in top]
+    parts = [f"{e['name']}: {e['changes'][0]['metric']} {fmt_value(e['changes'][0]['a'])} -> "
+             f"{fmt_value(e['changes'][0]['b'])} {e['changes'][0]['unit']} ({e['verdict']})" for e in top]
     return f"{b_name} against {a_name}, largest effects: " + "; ".join(parts) + "."
 
 
@@ -238,8 +229,8 @@ def compare_text(result: dict, out: Path) -> str:
     lines = [f"A = {result['a']}   B = {result['b']}", result["answer"], "",
              f"{'metric':34s} {'A':>10s} {'B':>10s} {'B - A':>10s}"]
     for m in result["metrics"]:
-        lines.append(f"{m['metric']:34s} {_num(m['a']):>10s} {_num(m['b']):>10s} "
-                     f"{_signed(m['diff']) if m['diff'] else '0':>10s}")
+        lines.append(f"{m['metric']:34s} {fmt_value(m['a']):>10s} {fmt_value(m['b']):>10s} "
+                     f"{fmt_signed(m['diff']) if m['diff'] else '0':>10s}")
     lines += ["", f"effects by place, largest first ({len(result['effects'])} of {result['places']} places changed "
                   "measurably):"]
     for rank, e in enumerate(result["effects"][:15], 1):

@@ -142,7 +142,9 @@ def run_ensemble(base: dict, source: str, vary: dict[str, list[object]], static:
                "wall_s": round(wall, 2), "workers": workers if cluster is not None else scheduler,
                "places": place_probabilities(outputs, places or [])}
     (out / "ensemble.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
-    write_place_table(summary["places"], out / "ensemble_places.csv")
+    from scenarios.report.outputs import write_places_csv
+
+    write_places_csv(summary["places"], out / "ensemble_places.csv")
     write_page(ds, static, summary, out, str(base.get("name") or Path(source).stem))
     return summary
 
@@ -160,14 +162,3 @@ def write_page(ds: xr.Dataset, static: xr.Dataset, summary: dict, out: Path, nam
     with plt.rc_context({"font.family": fonts()}), quiet_fonts():
         maps = exceedance_maps(ds, static, summary["places"], out, plt)
     (out / "ensemble.html").write_text(ensemble_html(summary, maps, name), encoding="utf-8")
-
-
-def write_place_table(rows: list[dict[str, object]], path: Path) -> None:
-    """The per-place probabilities as CSV (a header even without places)."""
-    import csv
-
-    fields = list(rows[0]) if rows else ["key", "name", "p_red"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)

@@ -24,7 +24,6 @@ Times are minutes from the start and, when the scenario has a start time, the lo
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from scipy import ndimage
 from shapely.geometry import shape
 
 from scenarios.metrics import COLOURS
-from twin.alerting.units import district_units
+from twin.alerting.units import district_units, read_features
 from twin.district import geo
 from twin.district.dataset import grid_of
 from twin.district.grid import GridSpec
@@ -118,7 +117,7 @@ def _nearest_road(roads: list[tuple[str, str, shapely.Geometry]], x: float, y: f
 def _road_lines(folder: Path, crs: str) -> list[tuple[str, str, shapely.Geometry]]:
     """(English, Chinese, projected line) of the named roads of the district."""
     out = []
-    for feat in _read(folder / "roads.geojson"):
+    for feat in read_features(folder / "roads.geojson"):
         en, zh = _names(feat["properties"])
         if en and feat["properties"].get("kind") not in ("rail", "ferry"):
             out.append((en, zh, shapely.transform(shape(feat["geometry"]), lambda xy: np.column_stack(
@@ -149,13 +148,6 @@ def _underpasses(grid: GridSpec, static: xr.Dataset, gauges: list[ScenarioPlace]
     return [_place(grid, f"underpass:{en}", "underpass", en, zh, mask) for (en, zh), mask in named.items()]
 
 
-def _read(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [feat for feat in json.load(f).get("features", []) if feat.get("geometry")]
-
-
 def _names(props: dict) -> tuple[str, str]:
     return str(props.get("name:en") or props.get("name") or ""), str(props.get("name:zh") or props.get("name") or "")
 
@@ -164,7 +156,7 @@ def _pois(grid: GridSpec, folder: Path) -> list[ScenarioPlace]:
     """Named parks and viewpoints, `POI_RADIUS_M` around their points (one place per name)."""
     xx, yy = np.meshgrid(grid.x, grid.y)
     masks: dict[str, tuple[str, np.ndarray]] = {}
-    for feat in _read(folder / "pois.geojson"):
+    for feat in read_features(folder / "pois.geojson"):
         props = feat["properties"]
         en, zh = _names(props)
         if props.get("kind") not in POI_KINDS or not en or feat["geometry"]["type"] != "Point":
@@ -184,7 +176,7 @@ def _roads(grid: GridSpec, static: xr.Dataset, folder: Path) -> list[ScenarioPla
         return []
     road_cells = static["road_class"].values > 0
     names: dict[str, str] = {}
-    for feat in _read(folder / "roads.geojson"):
+    for feat in read_features(folder / "roads.geojson"):
         props = feat["properties"]
         en, zh = _names(props)
         if en and str(props.get("kind_detail") or "") in MAIN_ROAD_CLASSES and props.get("is_tunnel") not in (

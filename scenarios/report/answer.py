@@ -75,11 +75,8 @@ def worst_traffic(rows: list[dict]) -> dict | None:
 
 def first_at(series: xr.Dataset | None, key: str, layer: str, level: int, clock: Clock) -> str | None:
     """The local time at which place ``key``'s ``layer`` (``level_crowd``...) first reached ``level``."""
-    if series is None or layer not in series or key not in series["place"].values:
-        return None
-    values = np.asarray(series[layer].sel(place=key).values)
-    hit = np.flatnonzero(values >= level)
-    return clock.at(float(series["time"].values[hit[0]])) if hit.size else None
+    first = _first_s(series, key, layer, level)
+    return clock.at(first) if np.isfinite(first) else None
 
 
 def exposed_series(frames: xr.Dataset) -> np.ndarray:

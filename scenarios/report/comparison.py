@@ -14,7 +14,7 @@ import html
 import numpy as np
 import xarray as xr
 
-from scenarios.report.fmt import fmt_depth, fmt_int, place_html
+from scenarios.report.fmt import fmt_depth, fmt_int, fmt_signed, fmt_value, place_html
 from scenarios.report.maps import add_scale_bar, base_map, extent, label_places, origin, value_map
 from scenarios.report.page import page_html, table
 
@@ -25,15 +25,10 @@ ENSEMBLE_PLACE_ROWS = 20
 VERDICT_COLOUR = {"worse": "red", "better": "blue", "mixed": "orange", "unchanged": "none"}
 
 
-def _num(v: object) -> str:
-    v = float(v)  # type: ignore[arg-type]
-    return fmt_int(v) if abs(v) >= 100 or v == int(v) else f"{v:.2f}"
-
-
 def _change(c: dict) -> str:
     diff = float(c["diff"])
-    return (f"{e(str(c['metric']))} {_num(c['a'])} → {_num(c['b'])} {e(str(c['unit']))} "
-            f"({'+' if diff > 0 else '−'}{_num(abs(diff))})")
+    return (f"{e(str(c['metric']))} {fmt_value(c['a'])} → {fmt_value(c['b'])} {e(str(c['unit']))} "
+            f"({fmt_signed(diff, '−')})")
 
 
 def _verdict(v: str) -> str:
@@ -58,7 +53,7 @@ def compare_html(result: dict, maps: list[str]) -> str:
                + (f'<div class="effects">{"".join(_card(i + 1, x) for i, x in enumerate(top))}</div>' if top else "")
                + (f"<h2>Interventions</h2><ul>{interventions}</ul>" if interventions else "") + "</section>")
     head = table(["metric", "A", "B", "B − A"],
-                 [[e(m["metric"]), _num(m["a"]), _num(m["b"]), _num(m["diff"]) if m["diff"] else "0"]
+                 [[e(m["metric"]), fmt_value(m["a"]), fmt_value(m["b"]), fmt_value(m["diff"]) if m["diff"] else "0"]
                   for m in result["metrics"]], {1, 2, 3})
     rows = [[str(k), place_html(x), e(str(x["kind"])), _verdict(str(x["verdict"])),
              "; ".join(_change(c) for c in x["changes"][:3]),

@@ -16,6 +16,18 @@ def fmt_int(value: float | int | None) -> str:
     return f"{round(float(value)):,}"
 
 
+def fmt_value(value: float | int) -> str:
+    """A compared value: whole numbers and values of 100 or more as integers with separators, else two decimals."""
+    v = float(value)
+    return fmt_int(v) if abs(v) >= 100 or v == int(v) else f"{v:.2f}"
+
+
+def fmt_signed(value: float | int, minus: str = "-") -> str:
+    """A difference with its sign (``+0.42``, ``-1,650``; ``minus`` "−" for typeset pages)."""
+    v = float(value)
+    return ("+" if v > 0 else minus) + fmt_value(abs(v))
+
+
 def fmt_people(value: float | int | None) -> str:
     """People [person]: a whole number with thousands separators (``81,228`` not ``81228.300``)."""
     return fmt_int(value)
