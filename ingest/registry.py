@@ -1,16 +1,18 @@
 """Device registry: sensors, vehicles and field units, from a GeoJSON FeatureCollection or a CSV table.
 
-Feature properties: ``id`` (str of at most 200 printable characters, no ``/ + #`` or space), ``kind``
-(``crowd``, ``rain``, ``water``, ``traffic``, ``vehicle``, ``unit``), ``quantities`` (list of str; sensors: those
-of their kind, see ``ingest.decoders.units.SENSOR_KINDS``; vehicles and units: ``["position"]``), ``name`` (str),
-and for units ``unit_type`` (``police``, ``fire``, ``medical``). Geometry in WGS84 lon/lat: a Point for point
-devices; a crowd counter's Polygon is its coverage area (``coverage: "polygon"``); vehicles and units
-may have a null geometry (home position otherwise). Crowd counters may state ``walkable_area_m2`` (a number
-> 0: the walkable area its count covers [m2], which then divides the count instead of the twin's walkable
-layer under the polygon) and ``count_rel_error`` (a number in [0, 1): the relative standard error of its
-count [1]); docs/science/crowd.md 1.4. Vehicles and units with a JT/T 808 terminal state ``jt808_phone``: the
-terminal phone number it reports with (text of 1 to 20 digits; unique in the registry once leading zeros are
-stripped, `terminal_phone`; docs/guides/jt808.md).
+Feature properties: ``id`` (str of at most 200 printable characters, no ``/ + #`` or space), ``kind`` (``crowd``,
+``rain``, ``water``, ``traffic``, ``level``, ``pump``, ``vehicle``, ``unit``), ``quantities`` (list of str; sensors:
+those of their kind, see ``ingest.decoders.units.SENSOR_KINDS``; vehicles and units: ``["position"]``), ``name``
+(str), and for units ``unit_type`` (``police``, ``fire``, ``medical``). Geometry in WGS84 lon/lat: a Point for point
+devices; a crowd counter's Polygon is its coverage area (``coverage: "polygon"``); vehicles and units may have a
+null geometry (home position otherwise); a pump station's geometry is its outfall, a Point, or a LineString for an
+outfall spread along the bank. A river-level gauge (``level``) may state ``datum_offset_m``, added to its readings
+to give Wusong-datum metres (`DATUM_OFFSET`). Crowd counters may state ``walkable_area_m2`` (a number > 0: the
+walkable area its count covers [m2], which then divides the count instead of the twin's walkable layer under the
+polygon) and ``count_rel_error`` (a number in [0, 1): the relative standard error of its count [1]);
+docs/science/crowd.md 1.4. Vehicles and units with a JT/T 808 terminal state ``jt808_phone``: the terminal phone
+number it reports with (text of 1 to 20 digits; unique in the registry once leading zeros are stripped,
+`terminal_phone`; docs/guides/jt808.md).
 
 CSV (`devices_from_csv`, docs/guides/devices.md): a header row, then one device a row. Columns ``id``, ``kind``,
 ``quantities`` (``;``-separated; empty: the kind's quantities), ``name``, ``unit_type``, ``lon``, ``lat`` [degree,
@@ -180,6 +182,12 @@ def _check_geometry(geom: Any, kind: str, where: str, problems: list[str]) -> No
     if gtype == "Point":
         if not _check_position(geom.get("coordinates")):
             problems.append(f"{where}: bad Point coordinates")
+    elif gtype == "LineString":
+        line = geom.get("coordinates")
+        if kind != "pump":
+            problems.append(f"{where}: only pump stations have a LineString (a spread outfall)")
+        elif not (isinstance(line, list) and len(line) >= 2 and all(_check_position(p) for p in line)):
+            problems.append(f"{where}: a LineString needs >= 2 positions within the WGS84 ranges")
     elif gtype == "Polygon":
         rings = geom.get("coordinates")
         if not (
@@ -191,7 +199,7 @@ def _check_geometry(geom: Any, kind: str, where: str, problems: list[str]) -> No
         elif kind != "crowd":
             problems.append(f"{where}: only crowd counters have a coverage Polygon")
     else:
-        problems.append(f"{where}: geometry type {str(gtype)[:40]!r} not supported (Point or Polygon)")
+        problems.append(f"{where}: geometry type {str(gtype)[:40]!r} not supported (Point, Polygon, LineString)")
 
 
 CROWD_NUMBERS = {"walkable_area_m2": ("> 0", lambda v: v > 0), "count_rel_error": ("in [0, 1)", lambda v: 0 <= v < 1)}
@@ -207,6 +215,25 @@ def _check_crowd_numbers(props: dict, kind: str, where: str, problems: list[str]
             problems.append(f"{where}: only crowd counters have {name}")
         elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not ok(value):
             problems.append(f"{where}: {name} must be a number {rule} (got {str(value)[:40]!r})")
+
+
+DATUM_OFFSET = "datum_offset_m"
+"""The property of a level gauge that does not read Wusong-datum metres: added to its readings to give them (a gauge
+on its own zero: the Wusong height of that zero) [m]; docs/contract/mqtt.md."""
+DATUM_OFFSET_LIMIT_M = 20.0
+"""Largest datum offset taken [m] (Shanghai's datums differ by about 2 m [mem]; a larger one is a mistake)."""
+
+
+def _check_datum_offset(props: dict, kind: str, where: str, problems: list[str]) -> None:
+    if DATUM_OFFSET not in props:
+        return
+    value = props[DATUM_OFFSET]
+    if kind != "level":
+        problems.append(f"{where}: only level gauges have a {DATUM_OFFSET}")
+    elif (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+          or abs(value) > DATUM_OFFSET_LIMIT_M):
+        problems.append(f"{where}: {DATUM_OFFSET} must be a number of metres within +-{DATUM_OFFSET_LIMIT_M:g} "
+                        f"(got {str(value)[:40]!r})")
 
 
 def terminal_phone(device: Device) -> str | None:
@@ -295,6 +322,7 @@ def device_from_feature(feat: Any, where: str, problems: list[str], added: int =
     _check_geometry(feat.get("geometry"), kind, where, problems)
     _check_crowd_numbers(props, kind, where, problems)
     _check_terminal_phone(props, kind, where, problems)
+    _check_datum_offset(props, kind, where, problems)
     geometry = feat.get("geometry")
     if not (_plain_members(props, ()) and (type(geometry) is not dict or _plain_members(geometry, ("coordinates",)))):
         problems.append(f"{where}: NaN or infinite numbers are not JSON")  # coordinates: range-checked above

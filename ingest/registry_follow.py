@@ -37,7 +37,8 @@ MOVER_KINDS = ("vehicle", "unit")
 
 
 def anchor(geometry: Mapping[str, Any] | None) -> tuple[float, float] | None:
-    """A device's point for district lookup: its Point, or the mean vertex of a Polygon's outer ring [degree]."""
+    """A device's point for district lookup: its Point, or the mean vertex of a Polygon's outer ring or of
+    a LineString [degree]."""
     if not geometry:
         return None
     coords = geometry.get("coordinates")
@@ -47,6 +48,9 @@ def anchor(geometry: Mapping[str, Any] | None) -> tuple[float, float] | None:
         if geometry.get("type") == "Polygon":
             ring = np.asarray(coords[0], dtype=float)[:, :2]
             return float(ring[:, 0].mean()), float(ring[:, 1].mean())
+        if geometry.get("type") == "LineString":  # a pump station's outfall spread along the bank: its mean vertex
+            line = np.asarray(coords, dtype=float)[:, :2]
+            return float(line[:, 0].mean()), float(line[:, 1].mean())
     except (TypeError, ValueError, IndexError):
         return None
     return None

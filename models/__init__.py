@@ -8,19 +8,20 @@ Public surface:
   each runs is in docs/models-in-the-tick.md):
   :class:`CrowdFusion`, :class:`CrowdState`, :class:`CrowdFlow`, :class:`FloodModel`,
   :class:`RainAccumulation`, :class:`ProbeSpeeds`, :class:`LoopDetectors`, :class:`Congestion`,
-  :class:`AlertLevels` (the fused risk tick with the level state machine);
+  :class:`AlertLevels` (the fused risk tick with the level state machine), :class:`RiverSignal` (the river
+  level warning);
 * level state and staleness: :class:`AlertState`, :func:`stale_mask`, :data:`LEVEL_NODATA`;
 * configuration: :class:`CrowdConfig`, :class:`FloodConfig`, :class:`RainConfig`,
-  :class:`TrafficConfig`, :class:`RiskConfig`, :class:`AlertTiming`, :class:`CrowdFlowConfig`;
+  :class:`TrafficConfig`, :class:`RiverConfig`, :class:`RiskConfig`, :class:`AlertTiming`, :class:`CrowdFlowConfig`;
 * kernels live in :mod:`models.kernels` (numpy references in :mod:`models.reference`).
 """
 
 from models._component import COMPONENTS, Component, InputError, MissingInputError, Reference, Var
-from models.config import AlertTiming, CrowdConfig, FloodConfig, RainConfig, RiskConfig, TrafficConfig
+from models.config import AlertTiming, CrowdConfig, FloodConfig, RainConfig, RiskConfig, RiverConfig, TrafficConfig
 from models.crowd import CrowdFusion, CrowdState
-from models.flood import FloodModel
+from models.flood import FloodModel, Hydrograph, Inflow
 from models.rain import RainAccumulation
-from models.risk import LEVEL_NODATA, AlertLevels, AlertState, stale_mask, tick_params
+from models.risk import LEVEL_NODATA, AlertLevels, AlertState, RiverSignal, stale_mask, tick_params
 from models.traffic import Congestion, LoopDetectors, ProbeSpeeds, cell_speeds_from_segments, segment_speeds
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "CrowdState",
     "FloodConfig",
     "FloodModel",
+    "Hydrograph",
+    "Inflow",
     "InputError",
     "LoopDetectors",
     "MissingInputError",
@@ -44,6 +47,8 @@ __all__ = [
     "RainConfig",
     "Reference",
     "RiskConfig",
+    "RiverConfig",
+    "RiverSignal",
     "TrafficConfig",
     "Var",
     "cell_speeds_from_segments",

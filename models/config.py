@@ -125,6 +125,11 @@ class FloodConfig:
     boundary: "closed" or "open" grid edges.
     bore_ratio: a face with depths below this ratio (both > 1 cm, carrying flow) marks rapidly
       varied flow, out of the scheme's validity, 0.5 [design].
+    weir_cd: discharge coefficient of the broad-crested weir on barrier (flood-wall) faces,
+      q = weir_cd (2/3)^1.5 sqrt(g) H^1.5 [m2 s-1]; 1.0 is the ideal critical-flow weir, 1.705 H^1.5
+      (Chow 1959; Henderson 1966 ch. 6 [mem]); measured broad-crested weirs lie about 0.85-1.0 (Bos 1989 [mem]).
+    inflow_courant, inflow_h_ref [m]: a sub-step gives no inflow cell more than inflow_courant x its depth (at
+      least inflow_h_ref): 1.0 and 0.05 m [design; docs/science/flood.md 2.1 "Stepping" has the run behind it].
     """
 
     depth_raise: tuple[float, float, float, float] = (0.05, 0.15, 0.27, 0.50)
@@ -144,6 +149,9 @@ class FloodConfig:
     wall_fraction: float = 0.5
     boundary: str = "closed"
     bore_ratio: float = 0.5
+    weir_cd: float = 1.0
+    inflow_courant: float = 1.0
+    inflow_h_ref: float = 0.05
     timing: AlertTiming = field(default_factory=AlertTiming)
 
 
@@ -168,6 +176,38 @@ class RainConfig:
     cma_3h: tuple[float, float, float, float] = (INF, INF, 50.0, 100.0)
     hazard_1h_low: float = 50.0
     hazard_1h_high: float = 100.0
+
+
+@dataclass(frozen=True)
+class RiverConfig:
+    """The river level warning at the reference tide gauge (docs/science/river.md 4), [m] on the grid's datum
+    (the Wusong datum, 吴淞高程, for the bundled grids).
+
+    level_raise (blue, yellow, orange, red) at Huangpu Park (黄浦公园): blue 4.80, the gauge's warning level
+    警戒水位 [mem]; red 5.60, the lowest crest of the bundled Bund flood wall (the Suzhou Creek mouth, an assumed
+    crest: data/bund/flood-wall.geojson), where water starts to come over the wall; orange 0.20 m below red
+    [design: about half an hour of a spring tide's rise near its peak]; yellow halfway from blue to orange
+    [design]. `twin.district.river.river_config` makes these from the gauge file and the lowest crest of the wall
+    actually loaded. China's storm-surge warnings likewise key their colours to each station's warning tide
+    levels (GB/T 17839-2011, 警戒潮位核定规范 [mem]); Huangpu Park's four colour levels are not in the bundled data.
+    clear_margin [m]: a colour clears when the level falls this far below its raise threshold, 0.10 [design].
+    """
+
+    level_raise: tuple[float, float, float, float] = (4.80, 5.10, 5.40, 5.60)
+    clear_margin: float = 0.10
+
+    def __post_init__(self) -> None:
+        up = _bands("RiverConfig", "level_raise", self.level_raise)
+        if any(b < a for a, b in pairwise(up)):
+            raise ValueError(f"RiverConfig.level_raise must not decrease from blue to red, got {up}")
+        if not (isinstance(self.clear_margin, int | float) and 0 < self.clear_margin < INF):
+            raise ValueError(f"RiverConfig.clear_margin must be a positive number of metres, got {self.clear_margin!r}")
+        object.__setattr__(self, "level_raise", up)
+
+    @property
+    def level_clear(self) -> tuple[float, float, float, float]:
+        """Clear thresholds (blue .. red) [m]: raise minus ``clear_margin``."""
+        return tuple(round(v - self.clear_margin, 9) for v in self.level_raise)
 
 
 # GB/T 33171-2016 upper speed bounds [km h-1] of basically smooth, light, moderate, severe [src].
@@ -314,12 +354,14 @@ class RiskConfig:
     ``crowd_band`` says which cells use which: 0 the district's (``crowd.density_raise``), j >= 1 the j-th
     of these (docs/science/alerts.md, "Per-place bands"). Default none: every cell uses the district's.
     At most ``MAX_PLACE_BANDS`` (the kernel's rows are int8).
+    river: the river level warning at the reference tide gauge (`RiverConfig`).
     """
 
     crowd: CrowdConfig = field(default_factory=CrowdConfig)
     flood: FloodConfig = field(default_factory=FloodConfig)
     rain: RainConfig = field(default_factory=RainConfig)
     traffic: TrafficConfig = field(default_factory=TrafficConfig)
+    river: RiverConfig = field(default_factory=RiverConfig)
     exposure_density_ref: float = 1.0
     road_exposure: tuple[float, float, float, float, float] = (0.0, 1.0, 0.8, 0.6, 0.4)
     compound_min_level: int = 2

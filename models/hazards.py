@@ -7,9 +7,10 @@ instruction), which layer is the evidence in the message and which sensors repor
 none of them names a hazard's layers or thresholds on its own.
 
 Level hazards (``LEVEL_HAZARDS``, the kernel's order) have a level machine per cell in `models.risk.AlertLevels`.
-``rain`` is the Shanghai rainstorm signal (district-wide, from the rolling rain totals) and ``crowd_forecast`` is the
-trend-projected crowd level, a forecast (CAP certainty Likely, urgency Expected), never an observed alert
-(docs/science/alerts.md 5.7).
+``rain`` is the Shanghai rainstorm signal (district-wide, from the rolling rain totals), ``river`` the river level
+warning at the reference tide gauge (one level for the river, on its cells: `models.risk.RiverSignal`,
+docs/science/river.md) and ``crowd_forecast`` is the trend-projected crowd level, a forecast (CAP certainty Likely,
+urgency Expected), never an observed alert (docs/science/alerts.md 5.7).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class Hazard:
         CAP ``responseType`` at blue, yellow, orange and red (``twin.alerting.cap.RESPONSE_TYPE``; a Cancel is
         ``AllClear``).
     sensor_kind : str
-        Registry kind of the devices whose readings are its evidence (``crowd``, ``water``, ``rain``, ``traffic``).
+        Registry kind of the devices whose readings are its evidence (``crowd``, ``water``, ``rain``, ``traffic``,
+        ``level``).
     raise_thresholds : callable
         RiskConfig -> (blue, yellow, orange, red) raise thresholds in ``unit`` (inf: level not used).
     """
@@ -106,6 +108,10 @@ and red); lighter congestion is only to be watched]."""
 _RAIN_RESPONSE = ("Monitor", "Prepare", "Avoid", "Avoid")
 """Rainstorm signal, blue to red [design: following the Shanghai rainstorm signal's advice, yellow prepares for
 waterlogging, orange and red keep people away from underpasses and low ground (the instruction)]."""
+_RIVER_RESPONSE = ("Monitor", "Prepare", "Avoid", "Avoid")
+"""River level, blue to red [design: at the warning level the flood-control duty watches the tide; yellow readies the
+gates in the wall and the pumps; from orange people keep away from the riverside (the instruction), and at red
+water comes over the lowest wall]."""
 _FORECAST_RESPONSE = ("Monitor", "Prepare", "Prepare", "Prepare")
 """Crowd forecast, blue to red [design: a forecast asks for preparation (metering, exits), never for the measures
 of an observed crowd]."""
@@ -134,6 +140,13 @@ REGISTRY: dict[str, Hazard] = {h.name: h for h in (
            event_zh="暴雨预警信号", instruction_zh="可能出现积水：请远离下穿通道和低洼地带。",
            headline_en="{colour} rainstorm warning signal, {place}", headline_zh="{place}暴雨{colour}预警信号",
            response=_RAIN_RESPONSE),
+    Hazard("river", "river_level", "m", "max", "peakRiverLevel", "High river level warning", "Met",
+           "Keep away from the riverside and the flood wall; close the flood gates in the wall and stand by to pump "
+           "water that comes over it.", "level", lambda cfg: tuple(cfg.river.level_raise),
+           event_zh="江河高水位预警",
+           instruction_zh="请远离江边和防汛墙；关闭防汛墙上的闸门，做好排除漫过墙顶积水的准备。",
+           headline_en="{colour} high river level warning, {place}", headline_zh="{place}高水位{colour}预警",
+           response=_RIVER_RESPONSE),
     Hazard("crowd_forecast", "crowd_projected", "person/m2", "max", "expectedDensity", "Crowd density forecast",
            "Safety", "Prepare to meter the inflow and open alternative exits before the crowd becomes dense.",
            "crowd", lambda cfg: cfg.crowd.density_raise, certainty="Likely", urgency="Expected",
@@ -146,7 +159,7 @@ REGISTRY: dict[str, Hazard] = {h.name: h for h in (
 LEVEL_HAZARDS = ("crowd", "flood", "traffic")
 """Hazards with a level machine per cell, in the risk kernel's order (bits 1, 2, 4 of ``level_changed`` and
 ``level_nodata``)."""
-ALERT_HAZARDS = (*LEVEL_HAZARDS, "rain", "crowd_forecast")
+ALERT_HAZARDS = (*LEVEL_HAZARDS, "rain", "river", "crowd_forecast")
 """Hazards that raise alerts, in the order their alerts are listed."""
 
 
@@ -162,12 +175,16 @@ def alert_grids(layers: Mapping[str, np.ndarray], rain_stale: bool = False) -> d
     """The level grid of every alerting hazard from a tick's layers (int8, -1 no data, its level held).
 
     ``rain``: the Shanghai rainstorm signal, no data while no rain source is fresh (``rain_stale``).
+    ``river``: the river level warning on the river cells (layer ``river_signal``, `models.risk.RiverSignal`), no
+    data where the tick has no such layer.
     ``crowd_forecast``: the trend-projected crowd level where it is above the observed crowd level, else 0 (a
     forecast says what is coming, not what is there); no data where the crowd has none.
     """
     out = {h: np.asarray(layers[f"level_{h}"]) for h in LEVEL_HAZARDS}
     signal = np.asarray(layers["rain_signal"])
     out["rain"] = np.full_like(signal, LEVEL_NODATA) if rain_stale else signal
+    river = layers.get("river_signal")
+    out["river"] = np.full_like(signal, LEVEL_NODATA) if river is None else np.asarray(river)
     crowd, forecast = out["crowd"], np.asarray(layers["level_crowd_forecast"])
     nodata = (np.asarray(layers["level_nodata"]) & 1).astype(bool) | (forecast < 0)
     out["crowd_forecast"] = np.where(nodata, LEVEL_NODATA, np.where(forecast > crowd, forecast, 0)).astype(np.int8)

@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from models._component import GRID_DIMS, LEVEL_FLAGS, Component, Reference, Var
-from models.config import AlertTiming, RiskConfig
+from models.config import AlertTiming, RiskConfig, RiverConfig
 from models.hazards import LEVEL_HAZARDS
 from models.kernels import risk as rk
 
@@ -16,6 +16,9 @@ UNDRR = Reference("UNDRR (2017). Terminology: disaster risk = f(hazard, exposure
                   "https://www.undrr.org/terminology/disaster-risk")
 PROMETHEUS = Reference("Prometheus alerting rules: for and keep_firing_for. "
                        "https://prometheus.io/docs/prometheus/latest/configuration/alerting_rules/")
+HUANGPU_WARNING = Reference("Huangpu Park (黄浦公园) tide gauge warning level (警戒水位) 4.80 m Wusong datum, as "
+                            "quoted in the Shanghai flood-control office's tide reports [mem]; colours above it and "
+                            "the wall crest as docs/science/river.md 4")
 NAGIOS = Reference("Nagios Core / Naemon flap detection: 21 states, weights 0.75 to 1.25 (flapping.c). "
                    "https://naemon.io/documentation/usersguide/flapping")
 
@@ -316,3 +319,54 @@ class AlertLevels(Component):
         out["level_crowd_forecast"] = forecast.reshape(self.shape)
         coords = {d: ds.coords[d] for d in GRID_DIMS if d in ds.coords}
         return self.outputs_from_si(out, coords)
+
+
+class RiverSignal(Component):
+    """The river level warning: the river's level at the reference gauge against its warning level (警戒水位) and the
+    flood wall's lowest crest (`models.config.RiverConfig`), with hysteresis.
+
+    The river is one water level (the flood model holds every river cell at it), so this is one level for the whole
+    river, as the rainstorm signal is one per rain source: the level of the highest colour whose raise threshold the
+    river level has reached, held until the level falls below that colour's clear threshold (raise minus
+    ``clear_margin``), then stepped down to the highest colour whose clear threshold it is still at or above. No
+    delays: a tide gauge reading is already a minute's mean, and a tide does not flicker (docs/science/river.md 4).
+    Output on the river cells (finite ``river_level``) and 0 on the other cells; -1 everywhere while there is no
+    river level (no gauge and no tide series: no data, the held level kept for when a level comes back).
+    It is a single district-wide value, not a per-cell state machine: `AlertLevels` stays the one per-cell machine.
+    State: ``level`` (int, -1 before the first level) and ``value`` (the last river level [m], NaN before).
+    """
+
+    name = "river_signal"
+    inputs = (Var("river_level", "m", GRID_DIMS, "float64", "river water level on river cells",
+                  valid_range=(4.0, 6.0)),)
+    outputs = (Var("river_signal", "1", GRID_DIMS, "int8", "river level warning level on river cells, 0 none to 4 red",
+                   flags=LEVEL_FLAGS),)
+    references = (HUANGPU_WARNING,)
+    state_vars = ("level", "value")
+
+    def __init__(self, ds: xr.Dataset | None = None, config: RiverConfig | None = None):
+        self.config = config or RiverConfig()
+        self.raise_at = np.array(self.config.level_raise, float)
+        self.clear_at = np.array(self.config.level_clear, float)
+        self.level = LEVEL_NODATA
+        self.value = float("nan")
+
+    def level_for(self, value: float) -> int:
+        """The level after a river level ``value`` [m] from the held one (NaN: the held level, unchanged)."""
+        if not np.isfinite(value):
+            return self.level
+        raised = int(np.count_nonzero(value >= self.raise_at))
+        kept = min(max(self.level, 0), int(np.count_nonzero(value >= self.clear_at)))
+        return max(raised, kept)
+
+    def update(self, ds: xr.Dataset, dt: float) -> xr.Dataset:
+        """The level after this tick's ``river_level`` [m]; ``dt`` is not used (no delays)."""
+        self.check_inputs(ds)
+        level = self.read(ds, "river_level")
+        finite = np.isfinite(level)
+        coords = {d: ds.coords[d] for d in GRID_DIMS if d in ds.coords}
+        if not finite.any():
+            return self.outputs_from_si({"river_signal": np.full(level.shape, LEVEL_NODATA, np.int8)}, coords)
+        self.value = float(level[finite].max())
+        self.level = self.level_for(self.value)
+        return self.outputs_from_si({"river_signal": np.where(finite, self.level, 0).astype(np.int8)}, coords)

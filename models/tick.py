@@ -4,8 +4,11 @@ Per tick of ``dt`` seconds ending at ``t`` (docs/models-in-the-tick.md has the t
 
 1. crowd: the provider's density (observed counters fused over their coverage live; the crowd-flow
    simulation in a scenario), then trend, hazard, projection and pressure (`models.CrowdState`);
-2. flood: the shallow-water model (`models.FloodModel`) runs ``dt`` with the provider's rain (the provider
-   may set the outfalls first, e.g. closed while tide-locked); where the provider observes the depth
+2. flood: the shallow-water model (`models.FloodModel`) runs ``dt`` with the provider's rain (the provider first
+   sets its river level, flood-wall barriers, outfalls and discharges in ``before_flood``); the tick gets
+   ``wall_overtopping`` [m3 s-1] and ``river_level`` [m] (NaN off river cells) besides the depths, and the river
+   cells held at the river level show no water depth, speed or flow hazard (the river is not waterlogging: its level
+   is the ``river`` hazard); where the provider observes the depth
    (a fresh water gauge), that depth replaces the modelled one in the output only (the model's own water
    is not touched: writing observations into it would add water that never fell);
 3. rain: rolling 1 h / 6 h totals and the Shanghai rainstorm signal (`models.RainAccumulation`), kept per
@@ -33,7 +36,7 @@ from models.config import FloodConfig, RiskConfig
 from models.crowd import CrowdState
 from models.flood import FloodModel
 from models.rain import RainAccumulation
-from models.risk import AlertLevels
+from models.risk import AlertLevels, RiverSignal
 from models.traffic import Congestion
 
 GRID = ("y", "x")
@@ -120,12 +123,13 @@ class TickPipeline:
         self.flood = FloodModel(self.seed, flood or FloodConfig(), cell_size=cell_size)
         self.congestion = Congestion(static, self.risk_config.traffic)
         self.levels = AlertLevels(static, self.risk_config)
+        self.river_signal = RiverSignal(config=self.risk_config.river)
         self.rain_stale = True
 
     def components(self) -> dict[str, Component]:
         """The pipeline's stateful components, by their snapshot names."""
         return {"crowd": self.crowd, "rain": self.rain, "flood": self.flood, "congestion": self.congestion,
-                "levels": self.levels}
+                "levels": self.levels, "river_signal": self.river_signal}
 
     def step(self, t: float, dt: float) -> xr.Dataset:
         """Advance by ``dt`` [s] to ``t``; returns the static twin with every layer of the tick."""
@@ -134,6 +138,8 @@ class TickPipeline:
         crowd_nodata = self._crowd(t, dt, ds, live)
         rain, stale_rain = self._rain(t, dt, live)
         live.update(self._flood(t, dt, rain))
+        live["river_signal"] = self.river_signal.update(
+            xr.Dataset({"river_level": live["river_level"]}), dt)["river_signal"].variable
         live.update(self._traffic(t, dt))
         ds.update(live)
         stale = {"flood": np.broadcast_to(stale_rain, self.shape)}
@@ -173,7 +179,14 @@ class TickPipeline:
         self.flood.set_rain(rain)
         self.flood.run_one_step(dt)
         out = self.flood.fields()
-        layers = {name: out[name].variable for name in ("water_depth", "water_speed", "flow_hazard")}
+        names = ("water_depth", "water_speed", "flow_hazard", "wall_overtopping")
+        layers = {name: out[name].variable for name in names}
+        river = self.flood.river_mask  # all False without a river level
+        if river.any():  # the river is not waterlogging: its cells' water is the river level, a hazard of its own
+            for name in ("water_depth", "water_speed", "flow_hazard"):
+                layers[name].values[river] = 0.0
+        layers["river_level"] = xr.Variable(GRID, np.where(river, self.flood.river_level, np.nan),
+                                            {"units": "m", "long_name": "river water level on river cells"})
         observed = self.provider.observed_depth(t)
         if observed is not None and observed[0].size:  # the gauge is the truth at its cell (no mass added)
             cells, depth = observed

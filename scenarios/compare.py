@@ -15,7 +15,9 @@ Outputs: ``compare.json``, ``compare.html`` (`scenarios.report.comparison`: the 
 the interventions first) and the difference maps.
 
 Interventions: every place of B's (and A's) ``interventions`` is reported on its own, with its changes or, plainly,
-"no measurable change". When no place changes measurably, compare says that B changed nothing measurable.
+"no measurable change"; a flood-wall section whose crest B changes (``interventions.flood_wall``) is one of them.
+Runs with a river keep their flood wall's log (``wall.nc``, `scenarios.runner.WallLog`), so the water over each
+section is compared too. When no place changes measurably, compare says that B changed nothing measurable.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ METRICS = (
     Metric(("minutes_at_or_above", "traffic", "orange"), "minutes of traffic orange or worse", "min", 1.0, 10.0),
     Metric(("people_exposed",), "people at orange or red", "people", 10.0, 500.0),
     Metric(("people_peak",), "most people at once", "people", 10.0, 1000.0, worse_when=0),
+    Metric(("overtopping_volume_m3",), "water over the flood wall", "m3", 1.0, 1000.0),
+    Metric(("overtopping_peak_m3s",), "peak discharge over the flood wall", "m3/s", 0.01, 0.5),
+    Metric(("overtopping_minutes",), "minutes water comes over the flood wall", "min", 1.0, 10.0),
 )
 """The per-place metrics compared (rows of `scenarios.place_metrics.place_row`)."""
 SAME_EFFECT = 0.1
@@ -96,6 +101,15 @@ def read_places(folder: Path, static: xr.Dataset) -> list[ScenarioPlace]:
                 for i, (key, kind, name, zh) in enumerate(zip(ds["place"].values, ds["kind"].values,
                                                                ds["name"].values, ds["name_zh"].values, strict=True))
                 if cells[i].any()]
+
+
+def read_wall(folder: Path) -> xr.Dataset | None:
+    """The flood wall's log of a run with a river (``wall.nc``), loaded, or None."""
+    path = folder / "wall.nc"
+    if not path.is_file():
+        return None
+    with xr.open_dataset(path) as ds:
+        return ds.load()
 
 
 def union_places(a: list[ScenarioPlace], b: list[ScenarioPlace]) -> list[ScenarioPlace]:
@@ -162,10 +176,10 @@ def intervention_effects(effects: list[dict[str, object]], rows_b: list[dict]) -
     out = []
     for row in rows_b:
         key = str(row["key"])
-        if not key.startswith("scenario:interventions."):
+        if not key.startswith("scenario:interventions.") and not row.get("crest_changed_by"):
             continue
         e = ranked.get(key)
-        field = key.removeprefix("scenario:")
+        field = str(row["crest_changed_by"]) if row.get("crest_changed_by") else key.removeprefix("scenario:")
         text = f"{field} ({row['name']}): " + (_change_text(e) if e else "no measurable change there")
         out.append({"key": key, "field": field, "name": row["name"], "changed": e is not None, "text": text,
                     "changes": e["changes"] if e else []})
@@ -209,8 +223,9 @@ def compare(a_dir: Path, b_dir: Path, static: xr.Dataset, out: Path) -> str:
         if fa.sizes.get("y") != fb.sizes.get("y") or fa.sizes.get("x") != fb.sizes.get("x"):
             raise ValueError(f"{a_dir} and {b_dir} ran on different grids; compare runs of one grid")
         places = union_places(read_places(a_dir, static), read_places(b_dir, static))
-        rows_a = place_metrics(fa, static, places).rows
-        rows_b = place_metrics(fb, static, places).rows
+        wa, wb = read_wall(a_dir), read_wall(b_dir)
+        rows_a = place_metrics(fa, static, places, wall=wa).rows
+        rows_b = place_metrics(fb, static, places, wall=wb).rows
         masks = {p.key: p.mask for p in places}
         effects = place_effects(rows_a, rows_b, masks)
         maps = difference_maps(fa, fb, static, effects, out)

@@ -23,6 +23,16 @@ Crowd bands
     `twin.district.thresholds`: stairs, ramps, bridges), applied after the walkable override as the live twin
     applies it (`twin.live.models.LiveConfig.place_bands_file`): the twin gets its ``crowd_band`` layer and
     `Forcing.place_bands` holds the places' bands for the run's `models.config.RiskConfig`.
+Inflows (``forcing.inflow``)
+    Discharges onto the ground [m3 s-1] (a pump station's outfall, a burst main): a place's usable cells share it
+    equally, a line's cells by the length of line in each; usable cells are neither buildings (walls of the flood
+    model) nor open water. `InflowSource.mean_discharge` is the exact mean of the hydrograph over an interval, so the
+    water a run adds is the hydrograph's integral whatever its step.
+The river (``forcing.river``)
+    The Huangpu's level [m, Wusong datum] over time (a series or a tide with a surge), put on the grid's heights
+    (`twin.district.river.wusong_to_grid`), and the district's river works (`twin.district.river.load_river_works`:
+    the river cells, the flood wall's sections and crests, the outfalls) with the scenario's crest changes
+    (``interventions.flood_wall``) applied. Without ``forcing.river`` the river is an outlet as before.
 Interventions
     Drainage capacity set or scaled inside a polygon, area-weighted by the share of each cell the
     polygon covers (as `twin.district.cim.drainage_layer` does), applied to a copy of the twin; tide-locked
@@ -32,14 +42,16 @@ Interventions
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
 import xarray as xr
 
-from models.config import CrowdFlowConfig, PlaceBands
+from models.config import CrowdFlowConfig, FloodConfig, PlaceBands
 from models.design_storm import chicago_depth_mm
 from scenarios.model import (
     Arrival,
@@ -56,6 +68,7 @@ from scenarios.model import (
 from scenarios.places import Place, gazetteer
 from scenarios.spec import ScenarioError
 from scenarios.timeline import timeline
+from scenarios.water_sections import InflowSpec, Linear, RiverSpec, WallChange
 from twin.district.dataset import grid_of
 from twin.district.geo import to_projected
 from twin.district.grid import GridSpec
@@ -180,6 +193,60 @@ def _union(masks: list[TimedMask], t: float | None, shape: tuple[int, int]) -> n
     return out
 
 
+# ---------------------------------------------------------------- water
+@dataclass(frozen=True)
+class InflowSource:
+    """A discharge onto ``cells`` (flat indices), each taking its share ``weights`` (sum 1), over time
+    ``hydrograph`` [m3 s-1]."""
+
+    field: str
+    name: str
+    cells: np.ndarray
+    weights: np.ndarray
+    hydrograph: Linear
+
+    def volume(self, t0: float, t1: float) -> float:
+        """Water discharged within [t0, t1] (exact integral of the hydrograph). [m3]"""
+        return self.hydrograph.integral(t0, t1)
+
+    def mean_discharge(self, t0: float, t1: float) -> float:
+        """Mean discharge over [t0, t1]. [m3 s-1]"""
+        return self.volume(t0, t1) / (t1 - t0) if t1 > t0 else self.hydrograph.at(t0)
+
+
+@dataclass(frozen=True)
+class WallSection:
+    """A flood-wall section of the run: ``id``, names, ``crest_m`` [m, Wusong] (the scenario's when it changes it,
+    ``crest_was_m`` the data file's), where the crest comes from, and ``cells`` (flat) the land cells right behind
+    it, where water coming over it lands."""
+
+    id: str
+    name: str
+    name_zh: str
+    crest_m: float
+    crest_was_m: float
+    source: str
+    cells: np.ndarray
+    changed_by: str = ""
+
+
+@dataclass
+class RiverSetup:
+    """The river of a run: its level (`scenarios.water_sections.RiverSpec`, Wusong metres), the grid datum's zero
+    above the Wusong zero [m] (grid height = Wusong level - offset, `twin.district.river.wusong_to_grid`), the
+    district's river works with the crest changes applied (`twin.district.river.RiverWorks`; its ``apply`` takes the
+    level in Wusong metres) and its flood-wall sections."""
+
+    spec: RiverSpec
+    offset_m: float
+    works: object
+    sections: list[WallSection]
+
+    def level(self, t: float) -> float:
+        """The river level at ``t`` [s from the start] in Wusong metres."""
+        return self.spec.level(t)
+
+
 # ---------------------------------------------------------------- the forcing
 @dataclass
 class Forcing:
@@ -203,6 +270,10 @@ class Forcing:
     warnings: list[str] = field(default_factory=list)
     """The scenario's warnings (`Scenario.warnings`) and those only the grid can tell (a gathering that asks for
     more people than its place holds), each ``field: message``."""
+    inflows: list[InflowSource] = field(default_factory=list)
+    """Discharges onto the ground (``forcing.inflow``)."""
+    river: RiverSetup | None = None
+    """The river level and works (``forcing.river``); None: open water is an outlet, as without it."""
 
     def rain_at(self, t0: float, t1: float) -> np.ndarray:
         """Mean rain intensity over [t0, t1], shape (ny, nx). [mm h-1]"""
@@ -303,6 +374,11 @@ def prepare(spec: Scenario, static: xr.Dataset) -> Forcing:
         tide_locks=spec.interventions.tide_locked,
         one_way=[_one_way(o, layers, problems) for o in spec.interventions.one_way],
         place_bands=place_bands, warnings=list(spec.warnings))
+    river = spec.forcing.river
+    forcing.river = river_setup(river, static, spec.interventions.flood_wall, problems) \
+        if river is not None else None
+    unusable = _no_inflow(static, forcing.river)
+    forcing.inflows = [_inflow(f, layers, unusable, problems) for f in spec.forcing.inflow]
     if problems:
         raise ScenarioError(problems, str(spec.source or spec.name))
     forcing.warnings += [w for g in forcing.gatherings if (w := gathering_capacity_warning(g, static))]
@@ -410,3 +486,90 @@ def _one_way(zone: OneWay, layers: _Layers, problems: _Problems) -> OneWayZone:
 def _centre(place: Place) -> tuple[float, float]:
     centre = shapely.union_all([p.geometry for p in place.parts]).centroid
     return float(centre.x), float(centre.y)
+
+
+# ---------------------------------------------------------------- inflows and the river on the grid
+def _no_inflow(static: xr.Dataset, river: RiverSetup | None) -> np.ndarray:
+    """Cells that take no inflow: walls of the flood model (``building_fraction`` >= `FloodConfig.wall_fraction`),
+    open water and the river's cells."""
+    out = (static["building_fraction"].values >= FloodConfig().wall_fraction) | (static["water_mask"].values > 0)
+    if river is not None and getattr(river.works, "river", None) is not None:
+        out |= np.asarray(river.works.river, bool)
+    return out
+
+
+def line_cells(grid: GridSpec, line: tuple[tuple[float, float], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(flat cells, share of the line's length in each [1]) of a [lon, lat] polyline, from points every eighth of a
+    cell along it (each point stands for the length around it)."""
+    lon, lat = np.array(line, float).T
+    x, y = to_projected(lon, lat, grid.crs)
+    xs, ys, ws = [], [], []
+    for k in range(len(x) - 1):
+        length = math.hypot(x[k + 1] - x[k], y[k + 1] - y[k])
+        n = max(1, math.ceil(8.0 * length / grid.cell_size))
+        f = (np.arange(n) + 0.5) / n
+        xs.append(x[k] + f * (x[k + 1] - x[k]))
+        ys.append(y[k] + f * (y[k + 1] - y[k]))
+        ws.append(np.full(n, length / n))
+    row, col = grid.cell_of(np.concatenate(xs), np.concatenate(ys))
+    inside = row >= 0
+    flat = grid.flat_index(row[inside], col[inside])
+    cells, inverse = np.unique(flat, return_inverse=True)
+    share = np.bincount(inverse, weights=np.concatenate(ws)[inside], minlength=cells.size)
+    return cells.astype(np.int64), share
+
+
+def _inflow(spec: InflowSpec, layers: _Layers, unusable: np.ndarray, problems: _Problems) -> InflowSource:
+    grid = layers.grid
+    if spec.line is not None:
+        cells, share = line_cells(grid, spec.line)
+        where = f"{spec.field}.line"
+    else:
+        cells = np.flatnonzero(layers.mask(spec.place))
+        share = np.ones(cells.size)
+        where = f"{spec.field}.at" if spec.place is not None else spec.field
+    keep = ~unusable.ravel()[cells]
+    cells, share = cells[keep], share[keep]
+    if cells.size == 0 or share.sum() <= 0:
+        problems.append(f"{where}: no usable cell of this grid for the inflow {spec.name!r} (its cells are "
+                        "buildings, open water or off the grid)")
+        return InflowSource(spec.field, spec.name, np.zeros(0, np.int64), np.zeros(0), spec.hydrograph)
+    return InflowSource(spec.field, spec.name, cells.astype(np.int64), share / share.sum(), spec.hydrograph)
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[\W_]+", "", str(text)).casefold()
+
+
+def river_setup(spec: RiverSpec, static: xr.Dataset, changes: tuple[WallChange, ...],
+                problems: list[str]) -> RiverSetup:
+    """The river works of the grid's district (`twin.district.river.load_river_works`) with the crest changes
+    applied, as a `RiverSetup`; an unknown section is a problem naming its field."""
+    from twin.district.river import load_river_works
+
+    works = load_river_works(static)
+    offset = float(works.offset_m)
+    sections = [WallSection(str(s.id), str(s.name), str(getattr(s, "name_zh", "") or ""), float(s.crest_m),
+                            float(s.crest_m), str(getattr(s, "source", "") or ""),
+                            np.asarray(s.cells, np.int64)) for s in works.sections]
+    crest_x, crest_y = np.array(works.crest_x, float), np.array(works.crest_y, float)
+    for change in changes:
+        k = _key(change.section)
+        found = [i for i, s in enumerate(sections) if k in (_key(s.id), _key(s.name), _key(s.name_zh))]
+        if not found:
+            known = ", ".join(f"{s.id} ({s.name})" for s in sections) or "none on this grid"
+            problems.append(f"{change.field}.section: no flood-wall section {change.section!r}; sections: {known}")
+            continue
+        i = found[0]
+        crest_x[np.asarray(works.section_x) == i] = change.crest_m - offset
+        crest_y[np.asarray(works.section_y) == i] = change.crest_m - offset
+        sections[i] = dataclasses.replace(sections[i], crest_m=change.crest_m, changed_by=change.field)
+    works = _with_crests(works, crest_x, crest_y, sections)
+    return RiverSetup(spec, offset, works, sections)
+
+
+def _with_crests(works, crest_x: np.ndarray, crest_y: np.ndarray, sections: list[WallSection]):
+    """A copy of ``works`` (`twin.district.river.RiverWorks`) with the crests and the sections' crests changed."""
+    new_sections = [dataclasses.replace(old, crest_m=s.crest_m, crest_grid_m=s.crest_m - works.offset_m)
+                    for old, s in zip(works.sections, sections, strict=True)]
+    return dataclasses.replace(works, crest_x=crest_x, crest_y=crest_y, sections=new_sections)

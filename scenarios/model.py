@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scenarios.places import Place
+
+if TYPE_CHECKING:  # scenarios.water_sections imports scenarios.checks, which imports this module
+    from scenarios.water_sections import InflowSpec, RiverSpec, WallChange
 
 DEFAULT_STEP_S = 10.0
 DEFAULT_OUTPUT_EVERY_S = 60.0
@@ -161,19 +165,28 @@ class OneWay:
 
 @dataclass(frozen=True)
 class Forcings:
+    """The ``forcing`` section: rain, crowds and traffic; ``inflow``, discharges onto the ground [m3 s-1], and
+    ``river``, the Huangpu's level [m, Wusong datum] (None: not given) (`scenarios.water_sections`)."""
+
     rain: tuple[Rain, ...] = ()
     arrivals: tuple[Arrival, ...] = ()
     gatherings: tuple[Gathering, ...] = ()
     traffic: tuple[DemandChange, ...] = ()
+    inflow: tuple[InflowSpec, ...] = ()
+    river: RiverSpec | None = None
 
 
 @dataclass(frozen=True)
 class Interventions:
+    """The ``interventions`` section; ``flood_wall``, flood-wall sections with a crest [m, Wusong datum] of the run's
+    own (`scenarios.water_sections.WallChange`; only in a run with ``forcing.river``)."""
+
     drainage: tuple[DrainageChange, ...] = ()
     tide_locked: tuple[Window, ...] = ()
     close_road: tuple[Closure, ...] = ()
     close_exit: tuple[Closure, ...] = ()
     one_way: tuple[OneWay, ...] = ()
+    flood_wall: tuple[WallChange, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ Places (`scenario_places`) are named, never coordinates:
 - *roads*: the district's named main roads (`MAIN_ROAD_CLASSES`), their road cells;
 - *scenario places*: every area the scenario names in its interventions and crowd forcing (the failed pump's
   area, the closed exit, the closed road, the gathering place), keyed by the field that names it;
+- *flood-wall sections* (with ``forcing.river``): each section of the Huangpu flood wall (防汛墙,
+  `twin.district.river`), the land cells right behind it, where water coming over it lands;
 - *grid units*: the 500 m management grid named after its roads (`twin.alerting.units`), so nothing is missed.
 
 Metrics per place (`place_metrics`), from the recorded layers: peak water depth [m] and when; peak crowd density
@@ -18,6 +20,10 @@ Metrics per place (`place_metrics`), from the recorded layers: peak water depth 
 (the place's highest level of ``level_flood``, ``level_crowd``, ``level_traffic``: the thresholds the alerts use);
 the most people in the place at once; people exposed: the most people at once in the place's cells where water or
 the crowd is orange or red (`exposed_level` >= 3; traffic and the rain signal endanger nobody standing there).
+Flood-wall sections add (`wall_row`, from the run's `scenarios.runner.WallLog`, every step): the crest [m, Wusong]
+(and the data file's when the scenario changes it), the peak discharge over the wall [m3 s-1] (mean over a step) and
+when, the water that came over [m3], when it first came over, the minutes it comes over, and the river's peak level
+[m, Wusong] and when.
 Times are minutes from the start and, when the scenario has a start time, the local clock time.
 """
 
@@ -55,8 +61,8 @@ EXPOSED_HAZARDS = ("flood", "crowd")
 """The hazards that put the people standing in a cell at risk: water and the crowd itself. Traffic congestion and
 the district-wide rain signal do not (a red rain signal over the whole district would count everyone)."""
 LEVEL_HAZARDS = ("flood", "crowd", "traffic")
-KIND_ORDER = ("scenario place", "water gauge", "underpass", "crowd area", "metro exit", "park or viewpoint", "road",
-              "grid unit")
+KIND_ORDER = ("scenario place", "flood wall", "water gauge", "underpass", "crowd area", "metro exit",
+              "park or viewpoint", "road", "grid unit")
 
 
 @dataclass(frozen=True)
@@ -194,11 +200,25 @@ def _roads(grid: GridSpec, static: xr.Dataset, folder: Path) -> list[ScenarioPla
 
 
 def _scenario_entries(spec) -> list[tuple[str, object]]:
-    """(field, place) of every place the scenario names in its interventions and crowd forcing."""
+    """(field, place) of every place the scenario names in its interventions and forcing (crowd, traffic, inflows)."""
+    from scenarios.water_sections import line_place
+
     iv, fc = spec.interventions, spec.forcing
     out = [(d.field, d.area) for d in iv.drainage] + [(c.field, c.place) for c in iv.close_exit]
     out += [(c.field, c.place) for c in iv.close_road] + [(o.field, o.area) for o in iv.one_way]
     out += [(g.field, g.at) for g in fc.gatherings] + [(d.field, d.place) for d in fc.traffic]
+    out += [(f.field, f.place if f.place is not None else line_place(f)) for f in fc.inflow]
+    return out
+
+
+def wall_places(grid: GridSpec, wall: xr.Dataset | None) -> list[ScenarioPlace]:
+    """The flood-wall sections of a run (`scenarios.runner.WallLog.dataset`): key ``wall:<id>``, their land cells."""
+    if wall is None:
+        return []
+    out = []
+    for i, sid in enumerate(wall["section"].values.tolist()):
+        out.append(_place(grid, f"wall:{sid}", "flood wall", str(wall["name"].values[i]),
+                          str(wall["name_zh"].values[i]), wall["cells"].values[i] > 0))
     return out
 
 
@@ -210,13 +230,14 @@ def _scenario_places(grid: GridSpec, static: xr.Dataset, spec) -> list[ScenarioP
     return out
 
 
-def scenario_places(static: xr.Dataset, folder: Path, spec=None) -> list[ScenarioPlace]:
+def scenario_places(static: xr.Dataset, folder: Path, spec=None, wall: xr.Dataset | None = None) -> list[ScenarioPlace]:
     """The named places of a run on the twin ``static`` of the district ``folder`` (see the module docstring),
-    with the places of ``spec`` (a `scenarios.model.Scenario`) first."""
+    with the places of ``spec`` (a `scenarios.model.Scenario`) first and the flood-wall sections of ``wall`` (the
+    run's `scenarios.runner.WallLog.dataset`) next."""
     grid = grid_of(static)
     units = [p for p in _unit_places(grid, folder) if p is not None]
     gauges = [p for p in units if p.kind == "water gauge"]
-    found = (_scenario_places(grid, static, spec) if spec is not None else []) + units
+    found = (_scenario_places(grid, static, spec) if spec is not None else []) + wall_places(grid, wall) + units
     found += _underpasses(grid, static, gauges, folder) + _pois(grid, folder) + _roads(grid, static, folder)
     places = [p for p in found if p is not None]
     rank = {k: i for i, k in enumerate(KIND_ORDER)}
@@ -326,9 +347,56 @@ def place_row(place: ScenarioPlace, s: dict[str, np.ndarray], times: np.ndarray,
     }
 
 
+OVER_M3S = 1e-4
+"""Water comes over a wall section when more than this crosses it (mean over a step) [design: 0.1 L/s, far below
+anything a planner would act on, above the round-off of the volumes]. [m3 s-1]"""
+
+
+def wall_row(wall: xr.Dataset, section: str, clock: Clock) -> dict[str, object]:
+    """A flood-wall section's numbers (see the module docstring) from the run's wall log."""
+    i = wall["section"].values.tolist().index(section)
+    times = wall["time"].values.astype(float)
+    q = np.asarray(wall["discharge"].values[i], float)
+    level = np.asarray(wall["river_level"].values, float)
+    dts = np.diff(np.concatenate([[0.0], times]))
+    over = q > OVER_M3S
+    k = int(np.argmax(q)) if q.size else 0
+    first = int(np.argmax(over)) if over.any() else None
+    top = int(np.argmax(level)) if level.size else None
+    crest, was = float(wall["crest_m"].values[i]), float(wall["crest_was_m"].values[i])
+    row = {"crest_m": round(crest, 2), "crest_source": str(wall["source"].values[i]),
+           "overtopping_peak_m3s": round(float(q[k]), 3) if over.any() else 0.0,
+           "overtopping_peak_at": clock.at(times[k]) if over.any() else None,
+           "overtopping_volume_m3": round(float(wall["volume"].values[i, -1]) if times.size else 0.0, 1),
+           "overtopping_first_min": None if first is None else round((times[first] - dts[first]) / 60.0, 1),
+           "overtopping_first_at": None if first is None else clock.at(times[first] - dts[first]),
+           "overtopping_minutes": round(float(dts[over].sum()) / 60.0, 1),
+           "river_peak_m": None if top is None else round(float(level[top]), 2),
+           "river_peak_at": None if top is None else clock.at(times[top])}
+    if abs(crest - was) > 1e-9:
+        row["crest_was_m"] = round(was, 2)
+        row["crest_changed_by"] = str(wall["changed_by"].values[i])
+    return row
+
+
+def _wall_series(wall: xr.Dataset | None, key: str, frame_times: np.ndarray) -> np.ndarray:
+    """A wall section's mean discharge [m3 s-1] over each recording interval (exact: from the volumes), 0 for
+    any other place."""
+    if wall is None or not key.startswith("wall:"):
+        return np.zeros(frame_times.size)
+    i = wall["section"].values.tolist().index(key[len("wall:"):])
+    t = np.concatenate([[0.0], wall["time"].values.astype(float)])
+    v = np.interp(np.concatenate([[0.0], frame_times]), t, np.concatenate([[0.0], wall["volume"].values[i]]))
+    dt_ = np.diff(np.concatenate([[0.0], frame_times]))
+    return np.diff(v) / np.where(dt_ > 0, dt_, 1.0)
+
+
 def place_metrics(frames: xr.Dataset, static: xr.Dataset, places: list[ScenarioPlace],
-                  start_time: float | None = None, utc_offset_s: float | None = None) -> PlaceMetrics:
-    """Every place's metrics and series from a run's recorded layers (`scenarios.record`)."""
+                  start_time: float | None = None, utc_offset_s: float | None = None,
+                  wall: xr.Dataset | None = None) -> PlaceMetrics:
+    """Every place's metrics and series from a run's recorded layers (`scenarios.record`) and, with a river, its
+    wall log (``wall``, `scenarios.runner.WallLog.dataset`): the flood-wall sections' numbers (`wall_row`), their
+    discharge over time (``overtopping`` [m3 s-1]) and the river level (``river_level`` [m, Wusong])."""
     grid = grid_of(static)
     times = frames["time"].values.astype(float)
     clock = Clock(start_time, utc_offset_s)
@@ -336,16 +404,26 @@ def place_metrics(frames: xr.Dataset, static: xr.Dataset, places: list[ScenarioP
     flat = flat_layers(frames)
     for place in places:
         s = _series(flat, np.flatnonzero(place.mask.ravel()))
-        rows.append(place_row(place, s, times, grid.cell_size ** 2, clock))
+        row = place_row(place, s, times, grid.cell_size ** 2, clock)
+        if wall is not None:
+            s["overtopping"] = _wall_series(wall, place.key, times)
+            if place.kind == "flood wall":
+                row.update(wall_row(wall, place.key[len("wall:"):], clock))
+        rows.append(row)
         series.append(s)
     names = list(series[0]) if series else []
     data = {name: (("place", "time"), np.stack([s[name] for s in series]) if series else
                    np.zeros((0, times.size))) for name in names}
     ds = xr.Dataset(data, coords={"place": [p.key for p in places], "time": ("time", times, {"units": "s"})})
-    units = {"depth": "m", "density": "person m-2", "people": "person", "exposed": "person", "traffic_speed": "km h-1"}
+    units = {"depth": "m", "density": "person m-2", "people": "person", "exposed": "person", "traffic_speed": "km h-1",
+             "overtopping": "m3 s-1"}
     for name, unit in units.items():
         if name in ds:
             ds[name].attrs["units"] = unit
+    if wall is not None:
+        level = np.interp(times, wall["time"].values.astype(float), wall["river_level"].values.astype(float)) \
+            if wall.sizes["time"] else np.full(times.size, np.nan)
+        ds["river_level"] = ("time", level, {"units": "m", "datum": "Wusong", "long_name": "the Huangpu's level"})
     ds["name"] = ("place", [p.name for p in places])
     ds["name_zh"] = ("place", [p.name_zh for p in places])
     ds["kind"] = ("place", [p.kind for p in places])
@@ -353,9 +431,11 @@ def place_metrics(frames: xr.Dataset, static: xr.Dataset, places: list[ScenarioP
 
 
 def severity(row: dict[str, object]) -> tuple:
-    """Sort key of a place row, worst first: highest level of any hazard, then people exposed, depth, density."""
+    """Sort key of a place row, worst first: water over the flood wall (most first), then the highest level of any
+    hazard, people exposed, depth, density."""
     top = max(COLOURS.index(c) for c in row["top_level"].values())
-    return (-top, -int(row["people_exposed"]), -float(row["peak_depth_m"]), -float(row["peak_density"]))
+    return (-float(row.get("overtopping_volume_m3") or 0.0), -top, -int(row["people_exposed"]),
+            -float(row["peak_depth_m"]), -float(row["peak_density"]))
 
 
 def place_masks(places: list[ScenarioPlace], static: xr.Dataset) -> xr.Dataset:

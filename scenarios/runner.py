@@ -3,7 +3,11 @@
 Every step of ``dt`` seconds (the scenario's ``step``):
 
 - flood: the shallow-water model (`models.FloodModel`) with the scenario's rain, the intervened
-  drainage, and the river outfalls closed while tide-locked;
+  drainage, the river outfalls closed while tide-locked, the discharges of ``forcing.inflow`` (each step their
+  hydrograph's exact mean over the step) and, with ``forcing.river``, the Huangpu's works (`twin.district.river`:
+  the flood wall's crests, with the scenario's changes, the storm-drain outfalls that close while the river is above
+  their invert, and the river cells holding the scenario's level); the flood wall and the river are logged every
+  step (`WallLog`: the water over each section, the river level);
 - crowd: the macroscopic crowd-flow kernel (`models.CrowdFlow`): arrivals at entrances, people
   heading for the gathering places while their target grows and for the exits after, closed exits
   impassable; then density trend and pressure (`models.CrowdState`) as the live twin has them;
@@ -27,6 +31,7 @@ deterministic: the same scenario and seed give the same numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +52,7 @@ from twin.alerting.lifecycle import AlertBook, AlertEvent
 from twin.alerting.segments import RoadSegments
 from twin.alerting.units import district_units, group_places
 from twin.district.dataset import grid_of
+from twin.district.river import river_config
 from twin.district.sources import data_dir
 
 FULL_SHARE = 0.98
@@ -68,6 +74,56 @@ class RunResult:
     wall_s: float = 0.0
     simulated_s: float = 0.0
     start_time: float = 0.0
+    wall: xr.Dataset | None = None
+    """With ``forcing.river``: the flood wall and the river at every step (`WallLog.dataset`), else None."""
+
+
+class WallLog:
+    """The flood wall and the river at the end of every step of a run with ``forcing.river``: per section the
+    water that has come over it so far [m3] (the flood model's ``overtopping_volume`` summed over the land cells
+    behind it) and the mean discharge over it in the step [m3 s-1] (that volume's change over the step, so its
+    integral is the volume exactly); the river level [m, Wusong]."""
+
+    def __init__(self, river, shape: tuple[int, int]) -> None:
+        self.river, self.shape = river, shape
+        self.times: list[float] = []
+        self.volumes: list[np.ndarray] = []
+        self.levels: list[float] = []
+        self.inflow: list[float] = []
+
+    def record(self, t: float, flood: models.FloodModel) -> None:
+        per_cell = flood.overtopping_volume.ravel()
+        self.times.append(t)
+        self.volumes.append(np.array([per_cell[s.cells].sum() for s in self.river.sections]))
+        self.levels.append(self.river.level(t))
+        self.inflow.append(float(flood.inflow_volume))
+
+    def dataset(self, static: xr.Dataset) -> xr.Dataset:
+        """(section, time) volume [m3] and discharge [m3 s-1], (time) river level [m, Wusong], the sections' crests
+        [m, Wusong], names, sources and cells (section, y, x)."""
+        sections = self.river.sections
+        times = np.asarray(self.times, float)
+        volume = np.stack(self.volumes, axis=1) if self.volumes else np.zeros((len(sections), 0))
+        dts = np.diff(np.concatenate([[0.0], times]))
+        discharge = np.diff(np.concatenate([np.zeros((len(sections), 1)), volume], axis=1), axis=1) / \
+            np.where(dts > 0, dts, 1.0)
+        cells = np.zeros((len(sections), *self.shape), np.uint8)
+        for i, sec in enumerate(sections):
+            cells[i].ravel()[sec.cells] = 1
+        return xr.Dataset(
+            {"volume": (("section", "time"), volume, {"units": "m3", "long_name": "water over the wall so far"}),
+             "discharge": (("section", "time"), discharge, {"units": "m3 s-1",
+                                                             "long_name": "mean discharge over the wall in the step"}),
+             "river_level": ("time", np.asarray(self.levels, float), {"units": "m", "datum": "Wusong"}),
+             "inflow_volume": ("time", np.asarray(self.inflow, float), {"units": "m3"}),
+             "crest_m": ("section", [s.crest_m for s in sections], {"units": "m", "datum": "Wusong"}),
+             "crest_was_m": ("section", [s.crest_was_m for s in sections], {"units": "m", "datum": "Wusong"}),
+             "name": ("section", [s.name for s in sections]), "name_zh": ("section", [s.name_zh for s in sections]),
+             "source": ("section", [s.source for s in sections]),
+             "changed_by": ("section", [s.changed_by for s in sections]),
+             "cells": (("section", "y", "x"), cells)},
+            coords={"section": [s.id for s in sections], "time": ("time", times, {"units": "s"}),
+                    "y": static["y"], "x": static["x"]})
 
 
 class SimulatedFields:
@@ -96,6 +152,7 @@ class SimulatedFields:
         self._one_way: tuple = ()
         self._filling: tuple | None = None
         self._arriving = False
+        self._river_applied = False
 
     # ------------------------------------------------------------ the provider
     def crowd(self, t: float, dt: float) -> CrowdFields:
@@ -111,7 +168,19 @@ class SimulatedFields:
         return RainFields(rain.ravel()[self._rain_first], self._rain_group)
 
     def before_flood(self, t: float, dt: float, flood: models.FloodModel) -> None:
-        """The river outfalls, closed while tide-locked."""
+        """The river (``forcing.river``: its works once, the flood wall's crests, the outfalls and the river cells
+        with their level, `twin.district.river.RiverWorks.apply`), the discharges of the step (each inflow's exact
+        mean over the step, so the water added is its hydrograph's integral) and the open-water outlets, closed
+        while tide-locked."""
+        river = self.forcing.river
+        if river is not None and not self._river_applied:
+            river.works.apply(flood, river.level)  # Wusong metres: apply converts
+            self._river_applied = True
+        inflows = self.forcing.inflows
+        if inflows:
+            flood.set_inflows([models.Inflow(f.name, f.cells, f.weights,
+                                             models.Hydrograph.constant(f.mean_discharge(t - dt, t)))
+                               for f in inflows])
         if self.water_outlets is None:
             self.water_outlets = flood.outlet.copy()
         flood.outlet[...] = self.water_outlets if self.forcing.outlets_open(t - dt) else 0
@@ -264,6 +333,9 @@ class ScenarioModels:
         self.static, self.grid = static, grid_of(static)
         # the scenario's crowd bands (grid.crowd_bands): its places' bands for the static twin's crowd_band layer
         risk = models.RiskConfig(place_bands=tuple(getattr(forcing, "place_bands", ())))
+        river = forcing.river
+        if river is not None:  # the river warning's red is the lowest crest of this run's wall (crest changes in)
+            risk = dataclasses.replace(risk, river=river_config(river.works, risk.river))
         self.fields = SimulatedFields(forcing, self.grid, road_network, risk)
         self.pipeline = TickPipeline(static, self.fields, cell_size=self.grid.cell_size, risk=risk)
         self.flood, self.crowd = self.pipeline.flood, self.fields.crowd_flow
@@ -275,6 +347,7 @@ class ScenarioModels:
                                           forecast_horizon_s=self.pipeline.risk_config.crowd.trend_horizon)
         self.start_time, self.seed = start_time, seed
         self.layers: xr.Dataset = xr.Dataset()
+        self.wall_log = WallLog(river, self.grid.shape) if river is not None else None
 
     def start_from(self, state: dict[str, np.ndarray]) -> None:
         """Start from a live twin's water depth [m] and crowd density [person m-2] (a fork)."""
@@ -290,6 +363,8 @@ class ScenarioModels:
     def step(self, t0: float, t1: float) -> list[AlertEvent]:
         """Advance from ``t0`` to ``t1`` [s from the start]; returns the alert events of the step."""
         ds = self.pipeline.step(t1, t1 - t0)
+        if self.wall_log is not None:
+            self.wall_log.record(t1, self.flood)
         self.layers = ds[[name for name in ds.data_vars if name not in self.static.data_vars]]
         levels = alert_grids({name: var.values for name, var in self.layers.data_vars.items()})
         places = group_places(self.units, levels, self.layers)
@@ -334,5 +409,6 @@ def run_models(sm: ScenarioModels, *, duration_s: float, step_s: float, every_s:
         recorder.offer(t1, sm.layers, force=k == n - 1)
         if progress is not None:
             progress(t1, duration_s, time.monotonic() - wall0)
+    wall = sm.wall_log.dataset(sm.static) if sm.wall_log is not None else None
     return RunResult(recorder.dataset(sm.static), events, sm.balance(), time.monotonic() - wall0, duration_s,
-                     sm.start_time)
+                     sm.start_time, wall)

@@ -38,10 +38,11 @@ from scenarios.model import (
     Steps,
     Window,
 )
+from scenarios.water_sections import RiverSpec, flood_wall, inflow, river, unique_inflow_names
 
-FORCING_KINDS = ("rain", "crowd", "traffic")
+FORCING_KINDS = ("rain", "crowd", "traffic", "inflow", "river")
 CROWD_KINDS = ("arrivals", "gathering")
-INTERVENTION_KINDS = ("drainage", "tide_locked", "close_road", "close_exit", "one_way")
+INTERVENTION_KINDS = ("drainage", "tide_locked", "close_road", "close_exit", "one_way", "flood_wall")
 MAX_RETURN_PERIOD_YR = 1000.0
 """Beyond this the Shanghai formula (fitted on 1-100 years) is not even an extrapolation."""
 MAX_STORM_MIN = 1440.0
@@ -66,14 +67,30 @@ def parse_sections(ctx: Context, forcing: Any, interventions: Any) -> tuple[Forc
         rain=_all(ctx, groups["rain"], rain),
         arrivals=_all(ctx, crowd["arrivals"], arrival),
         gatherings=_all(ctx, crowd["gathering"], gathering),
-        traffic=_all(ctx, groups["traffic"], demand_change))
+        traffic=_all(ctx, groups["traffic"], demand_change),
+        inflow=unique_inflow_names(ctx, _all(ctx, groups["inflow"], inflow)),
+        river=_one_river(ctx, groups["river"]))
+    river_given = bool(groups["river"])
     groups = grouped(ctx, interventions, "interventions", INTERVENTION_KINDS)
+    walls = _all(ctx, groups["flood_wall"], flood_wall)
+    if groups["flood_wall"] and not river_given:
+        ctx.fail("interventions.flood_wall", "changes the flood wall, which only stands in a run with a river "
+                 "level: add forcing.river")
     return forcings, Interventions(
         drainage=_all(ctx, groups["drainage"], drainage),
         tide_locked=_all(ctx, groups["tide_locked"], tide_locked),
         close_road=_all(ctx, groups["close_road"], close_road),
         close_exit=_all(ctx, groups["close_exit"], close_exit),
-        one_way=_all(ctx, groups["one_way"], one_way))
+        one_way=_all(ctx, groups["one_way"], one_way),
+        flood_wall=walls)
+
+
+def _one_river(ctx: Context, items: list[tuple[str, Any]]) -> RiverSpec | None:
+    """The river level of ``forcing.river`` (`scenarios.water_sections.river`): one entry, a list is an error."""
+    rivers = _all(ctx, items, river)
+    if len(items) > 1:
+        ctx.fail("forcing.river", "give one river level (one entry), not a list")
+    return rivers[0] if rivers else None
 
 
 def _all(ctx: Context, items: list[tuple[str, Any]], parse: Callable[[Context, Any, str], Any]) -> tuple:

@@ -35,6 +35,12 @@ def timeline(spec: Scenario) -> list[tuple[float, str]]:
     for o in spec.interventions.one_way:
         events += _span(o.window, f"one-way crowd flow in {o.area.label} toward {o.bearing_deg:g} deg",
                         f"two-way crowd flow again in {o.area.label}")
+    for f in spec.forcing.inflow:
+        events += _inflow(f)
+    if spec.forcing.river is not None:
+        events += _river(spec.forcing.river, spec.duration_s)
+    for w in spec.interventions.flood_wall:
+        events.append((0.0, f"flood-wall section {w.section}: crest set to {w.crest_m:.2f} m (Wusong)"))
     events.append((spec.duration_s, "the scenario ends"))
     inside = [(max(t, 0.0), text) for t, text in events if t <= spec.duration_s]
     return sorted(inside, key=lambda e: e[0])
@@ -79,3 +85,39 @@ def _storm(s: DesignStorm, where: str) -> list[tuple[float, str]]:
             (s.start_s + s.peak_ratio * length, f"the storm peaks ({format_offset(s.peak_ratio * length)} "
                                                 "after it began)"),
             (s.start_s + length, "the rain stops")]
+
+
+def _inflow(f) -> list[tuple[float, str]]:
+    """When an inflow (``forcing.inflow``) starts, peaks and stops."""
+    h = f.hydrograph
+    on = [t for t, q in zip(h.times, h.values, strict=True) if q > 0]
+    if not on:
+        return []
+    peak = max(h.values)
+    t_peak = h.times[h.values.index(peak)]
+    first = max(0.0, h.times[max(0, h.times.index(on[0]) - 1)]) if h.values[0] == 0 else 0.0
+    out = [(first, f"water starts pouring onto the ground at {f.name} (up to {peak:g} m³/s, "
+                   f"{h.integral(h.times[0], h.times[-1]):,.0f} m³ in all)")]
+    if t_peak > first:
+        out.append((t_peak, f"the inflow at {f.name} peaks at {peak:g} m³/s"))
+    if h.values[-1] == 0:
+        out.append((h.times[-1], f"the inflow at {f.name} stops"))
+    return out
+
+
+def river_peak(river, duration_s: float, step_s: float = 60.0) -> tuple[float, float]:
+    """(time [s from the start], level [m, Wusong]) of the river's highest level in the run, sampled every
+    ``step_s`` [s]."""
+    times = [k * step_s for k in range(int(duration_s // step_s) + 1)] + [duration_s]
+    levels = [river.level(t) for t in times]
+    k = max(range(len(levels)), key=levels.__getitem__)
+    return times[k], levels[k]
+
+
+def _river(river, duration_s: float) -> list[tuple[float, str]]:
+    what = f"the Huangpu's level from {river.source}" if river.series is not None else "a tide"
+    if river.surge is not None:
+        what += f" with a {river.surge.peak_m:g} m surge"
+    t, level = river_peak(river, duration_s)
+    return [(0.0, f"the river: {what}; {river.level(0.0):.2f} m (Wusong) at the start"),
+            (t, f"the Huangpu peaks at {level:.2f} m (Wusong)")]

@@ -194,7 +194,7 @@ def test_the_bund_registry_file_imports_as_the_twin_reads_it(tmp_path):
     store = RegistryStore.open(tmp_path / "r.db")
     report = store.import_file(BUND)
     expected = load_registry(BUND)
-    assert report.added == len(expected) == 82 and report.bad == []
+    assert report.added == len(expected) == 84 and report.bad == []
     stored = store.registry()
     assert list(stored.devices) == list(expected.devices), "file order kept"
     assert all(stored.devices[k].properties == d.properties and stored.devices[k].geometry == d.geometry
@@ -345,13 +345,13 @@ def test_twin_devices_import_list_show_and_retire(tmp_path, capsys):
 
     db = str(tmp_path / "registry.db")
     assert _twin(["devices", "import", str(BUND), "--db", db]) == 0
-    assert "82 added, 0 updated, 0 unchanged (versions 1-82)" in capsys.readouterr().out
+    assert "84 added, 0 updated, 0 unchanged (versions 1-84)" in capsys.readouterr().out
     assert _twin(["devices", "list", "--db", db, "--kind", "water", "--limit", "2"]) == 0
     out = capsys.readouterr()
     assert [line.split("\t")[0] for line in out.out.splitlines()] == ["water-01", "water-02"]
     assert "2 of 6 devices" in out.err and "--after water-02" in out.err
     assert _twin(["devices", "retire", "water-01", "--db", db]) == 0
-    assert "retired water-01 (registry version 83)" in capsys.readouterr().out
+    assert "retired water-01 (registry version 85)" in capsys.readouterr().out
     assert _twin(["devices", "show", "water-01", "--db", db]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["registry"]["status"] == "retired" and [h["op"] for h in shown["history"]] == ["add", "retire"]

@@ -45,6 +45,15 @@ QUANTITIES: dict[str, QuantitySpec] = {
     "flow": QuantitySpec("flow", "1/h", {"1/h": 1.0, "1/min": 60.0, "1/s": 3600.0}, 0.0, 20_000.0),
     # detector occupancy [%]
     "occ": QuantitySpec("occ", "%", {"%": 1.0, "/": 100.0}, 0.0, 100.0),
+    # river or tide level at a gauge [m above the Wusong datum, 吴淞高程]: what Shanghai's tide gauges publish
+    # (docs/contract/mqtt.md). Huangpu Park's highest recorded tide is about 5.7 m (Typhoon Winnie, 1997) and low
+    # water is above 0 m [mem: Shanghai water authority tide tables]; -2 ... 12 m leaves room for any gauge on
+    # the Huangpu and its creeks and refuses a depth or a reading on another datum sent in error [design]
+    "level": QuantitySpec("level", "m", {"m": 1.0, "cm": 0.01}, -2.0, 12.0),
+    # a pump station's outfall discharge into the river [m3 s-1]; SenML "m3/s" and "l/s" (RFC 8428 12.1; "L/s"
+    # accepted too). The largest storm pump stations of central Shanghai pump some tens of m3/s [mem];
+    # 200 m3/s is above any of them [design]
+    "discharge": QuantitySpec("discharge", "m3/s", {"m3/s": 1.0, "l/s": 0.001, "L/s": 0.001}, 0.0, 200.0),
 }
 
 SENSOR_KINDS: dict[str, tuple[str, ...]] = {
@@ -52,6 +61,8 @@ SENSOR_KINDS: dict[str, tuple[str, ...]] = {
     "rain": ("rain",),
     "water": ("depth",),
     "traffic": ("speed", "flow", "occ"),
+    "level": ("level",),
+    "pump": ("discharge",),
 }
 """Sensor kind (the ``{kind}`` of ``city/sensors/{kind}/{device}``) -> quantities it may send."""
 

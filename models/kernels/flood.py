@@ -38,15 +38,28 @@ def _face(q0, qa, qb, zl, hl, zr, hr, dt, dx, n2, theta, g, h_min):
 
 
 @njit(cache=True, nogil=True)
+def _closed(wa, wb):
+    """A face between cells of ``wall`` codes ``wa`` and ``wb`` carries no flow: either cell is a wall (bit 1, a
+    building) or both are held river cells (bit 2). Codes 0 and 1 only (a grid without a held river): the test is
+    ``wa or wb`` as before."""
+    w = wa | wb
+    return w != 0 and ((w & 1) != 0 or (wa & wb & 2) != 0)
+
+
+@njit(cache=True, nogil=True)
 def _x_faces(i, h, z, wall, qx, dt, dx, n2, theta, g, h_min, open_bc, qx_out):
     """New discharge on the x faces of row ``i``; edge faces see a dry ghost cell if open."""
     nx = h.shape[1]
     for j in range(1, nx):  # interior faces, no edge logic in the hot loop
-        if wall[i, j - 1] or wall[i, j]:
-            qx_out[i, j] = 0.0
-        else:
+        wa, wb = wall[i, j - 1], wall[i, j]
+        if wa == 0 and wb == 0:
             qx_out[i, j] = _face(qx[i, j], qx[i, j - 1], qx[i, j + 1], z[i, j - 1], h[i, j - 1], z[i, j], h[i, j],
                                  dt, dx, n2, theta, g, h_min)
+        elif _closed(wa, wb):
+            qx_out[i, j] = 0.0
+        else:  # next to a held river cell the smoothing sees a zero gradient beyond it, as at the grid's edge
+            qx_out[i, j] = _face(qx[i, j], qx[i, j] if wa & 2 else qx[i, j - 1], qx[i, j] if wb & 2 else qx[i, j + 1],
+                                 z[i, j - 1], h[i, j - 1], z[i, j], h[i, j], dt, dx, n2, theta, g, h_min)
     if open_bc == 0 or wall[i, 0]:
         qx_out[i, 0] = 0.0
     else:
@@ -65,10 +78,15 @@ def _y_faces(i, h, z, wall, qy, dt, dx, n2, theta, g, h_min, open_bc, qy_out):
     ny, nx = h.shape
     if 0 < i < ny:
         for j in range(nx):
-            if wall[i - 1, j] or wall[i, j]:
+            wa, wb = wall[i - 1, j], wall[i, j]
+            if wa == 0 and wb == 0:
+                qy_out[i, j] = _face(qy[i, j], qy[i - 1, j], qy[i + 1, j], z[i - 1, j], h[i - 1, j], z[i, j],
+                                     h[i, j], dt, dx, n2, theta, g, h_min)
+            elif _closed(wa, wb):
                 qy_out[i, j] = 0.0
             else:
-                qy_out[i, j] = _face(qy[i, j], qy[i - 1, j], qy[i + 1, j], z[i - 1, j], h[i - 1, j], z[i, j],
+                qy_out[i, j] = _face(qy[i, j], qy[i, j] if wa & 2 else qy[i - 1, j],
+                                     qy[i, j] if wb & 2 else qy[i + 1, j], z[i - 1, j], h[i - 1, j], z[i, j],
                                      h[i, j], dt, dx, n2, theta, g, h_min)
         return
     for j in range(nx):
@@ -90,7 +108,12 @@ def inertial_flux(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_ou
     h, z : ndarray of float64, shape (ny, nx)
         Water depth [m] and bed elevation [m].
     wall : ndarray of int8, shape (ny, nx)
-        1 where the cell is a wall (building): no flow through its faces.
+        Face-closing codes: bit 1 (value 1) a wall (building), no flow through its faces; bit 2 (value 2) a river
+        cell held at a level (`FloodModel.set_river`), no flow between two of them (:func:`_closed`). An edge face
+        sees a ghost cell with the edge cell's code, so it is closed where the edge cell has any code. On a face
+        of a held river cell with a cell off the river, the de Almeida smoothing takes the face's own discharge for
+        the neighbouring face beyond the river cell (a zero gradient, as at the grid's edge): the faces between
+        river cells carry nothing, though the river does feed the bank face.
     qx, qy : ndarray of float64
         Discharge at the previous step. [m2 s-1]
     dt, dx : float
@@ -175,11 +198,13 @@ def _cont_row(i, h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, dr
         if d > 0.0:  # skip the read-modify-write where nothing drains
             hn -= d
             drained[i, j] += d
-        if outlet[i, j]:
+        o = outlet[i, j]
+        if o & 1:
             outflow[i, j] += hn
             hn = 0.0
         h_out[i, j] = hn if hn > 0.0 else 0.0
-        hmax = max(hmax, hn)
+        if not o & 2:
+            hmax = max(hmax, hn)
     return hmax
 
 
@@ -199,7 +224,8 @@ def continuity(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drai
     drain : ndarray of float64, shape (ny, nx)
         Drainage capacity: sink d = min(h / dt + src, drain) (docs/science/flood.md 2.1). [m s-1]
     outlet : ndarray of int8, shape (ny, nx)
-        1 where the cell is an open outlet (river): its water leaves the grid.
+        Bit 1 (value 1) where the cell is an open outlet (river): its water leaves the grid. Bit 2 (value 2) where
+        the cell is left out of ``rowmax`` (a river cell held at a level: its depth does not limit the step).
     dt, dx : float
         Time step [s], cell size [m].
     h_out : ndarray of float64
@@ -209,7 +235,7 @@ def continuity(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drai
     drained, outflow : ndarray of float64
         Accumulators (added to): depth removed by drainage and by outlets. [m]
     rowmax : ndarray of float64, shape (ny,)
-        Largest new depth per row, for the next CFL step. [m]
+        Largest new depth per row over the cells without bit 2 in ``outlet``, for the next CFL step. [m]
     """
     for ip in prange(h.shape[0]):
         i = np.int64(ip)
@@ -301,3 +327,68 @@ def validity_flags(h, qx, qy, froude, ratio, h_wet, q_min, out):
             if i + 1 < ny and _bore(h[i, j], h[i + 1, j], qy[i + 1, j], ratio, h_wet, q_min):
                 bad = True
             out[i, j] = 1 if bad else 0
+
+
+@njit(cache=True, nogil=True)
+def weir_flux(h, z, wall, fi, fj, crest, along_x, dt, dx, cd, g, q_out):
+    """Broad-crested weir discharge on barrier faces, replacing the inertial discharge there.
+
+    A separate pass after :func:`inertial_flux` over a list of barrier faces (a grid without barriers does
+    not run it). Per face, with the water surfaces eta = z + h on both sides, H1 = eta_up - crest and
+    H2 = eta_down - crest: no flow while H1 <= 0; else the free broad-crested weir discharge
+    q = cd (2/3)^(3/2) sqrt(g) H1^(3/2) from the higher side (critical depth on the crest: Chow 1959, Open-Channel
+    Hydraulics; Henderson 1966, Open Channel Flow, ch. 6; Bos 1989, Discharge Measurement Structures [mem]), times
+    the Villemonte (1947) submergence factor (1 - (H2 / H1)^(3/2))^0.385 when H2 > 0 [mem].
+    |q| is capped at the discharge that would level the two surfaces in one step, 0.5 (eta_up - eta_down) dx / dt
+    [design]: the weir law is explicit and its submergence factor is infinitely steep at H2 = H1.
+    A crest at or below the higher bed of the two cells is no barrier: the inertial discharge stays.
+
+    Parameters
+    ----------
+    h, z : ndarray of float64, shape (ny, nx)
+        Water depth [m] and bed elevation [m].
+    wall : ndarray of int8, shape (ny, nx)
+        Face-closing codes as in :func:`inertial_flux`: no flow where either cell is a wall (bit 1) or both are
+        held river cells (bit 2).
+    fi, fj : ndarray of int64, shape (k,)
+        Face indices into ``q_out``: x faces (i, j) between cells (i, j - 1) and (i, j); y faces (i, j) between
+        cells (i - 1, j) and (i, j). Interior faces only.
+    crest : ndarray of float64, shape (k,)
+        Crest elevation of each face's barrier. [m]
+    along_x : int
+        1: the faces are x faces (``q_out`` is qx), 0: y faces (qy).
+    dt, dx : float
+        Time step [s], cell size = face width [m].
+    cd : float
+        Weir discharge coefficient (1 = ideal critical flow over the crest). [1]
+    g : float
+        Gravity. [m s-2]
+    q_out : ndarray of float64
+        Face discharge, overwritten on the barrier faces. [m2 s-1]
+    """
+    k0 = cd * (2.0 / 3.0) ** 1.5 * math.sqrt(g)
+    for k in range(fi.shape[0]):
+        i, j = fi[k], fj[k]
+        if along_x == 1:
+            ia, ja = i, j - 1
+        else:
+            ia, ja = i - 1, j
+        if _closed(wall[ia, ja], wall[i, j]):
+            q_out[i, j] = 0.0
+            continue
+        c = crest[k]
+        if c <= max(z[ia, ja], z[i, j]):
+            continue
+        ea = z[ia, ja] + h[ia, ja]
+        eb = z[i, j] + h[i, j]
+        up, dn = max(ea, eb), min(ea, eb)
+        h1 = up - c
+        if h1 <= 0.0:
+            q_out[i, j] = 0.0
+            continue
+        q = k0 * h1 ** 1.5
+        h2 = dn - c
+        if h2 > 0.0:
+            q *= (1.0 - (h2 / h1) ** 1.5) ** 0.385
+        q = min(q, 0.5 * (up - dn) * dx / dt)
+        q_out[i, j] = q if ea > eb else -q

@@ -12,15 +12,22 @@ def _faces(q, zl, hl, zr, hr, qa, qb, dt, dx, n2, theta, g, h_min):
     return np.where(hf <= h_min, 0.0, new)
 
 
+def _closed(wa, wb):
+    """Faces closed by the ``wall`` codes of their two cells: a wall (bit 1) on either side, or river (bit 2) on
+    both."""
+    wa, wb = wa.astype(np.int64), wb.astype(np.int64)
+    return (((wa | wb) & 1) != 0) | ((wa & wb & 2) != 0)
+
+
 def inertial_flux(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_out, qy_out):
     """numpy reference of :func:`models.kernels.flood.inertial_flux`."""
     n2 = n * n
     for q, out, ax in ((qx, qx_out, 1), (qy, qy_out, 0)):
         hh = np.moveaxis(h, ax, -1)
         zz = np.moveaxis(z, ax, -1)
-        ww = np.moveaxis(wall, ax, -1).astype(bool)
+        ww = np.moveaxis(wall, ax, -1)
         qq = np.moveaxis(q, ax, -1)
-        # ghost cells: dry, same bed as the edge cell, not a wall
+        # ghost cells: dry, same bed and wall code as the edge cell
         zl = np.concatenate([zz[..., :1], zz], axis=-1)
         zr = np.concatenate([zz, zz[..., -1:]], axis=-1)
         zero = np.zeros_like(hh[..., :1])
@@ -30,8 +37,10 @@ def inertial_flux(h, z, wall, qx, qy, dt, dx, n, theta, g, h_min, open_bc, qx_ou
         wr = np.concatenate([ww, ww[..., -1:]], axis=-1)
         qa = np.concatenate([qq[..., :1], qq[..., :-1]], axis=-1)
         qb = np.concatenate([qq[..., 1:], qq[..., -1:]], axis=-1)
+        qa = np.where((wl & 2) != 0, qq, qa)  # beyond a held river cell: zero gradient, as at the edge
+        qb = np.where((wr & 2) != 0, qq, qb)
         new = _faces(qq, zl, hl, zr, hr, qa, qb, dt, dx, n2, theta, g, h_min)
-        new = np.where(wl | wr, 0.0, new)
+        new = np.where(_closed(wl, wr), 0.0, new)
         if open_bc == 0:
             new[..., 0] = 0.0
             new[..., -1] = 0.0
@@ -62,11 +71,12 @@ def continuity(h, qx, qy, f, src, drain, outlet, dt, dx, h_out, qx_e, qy_e, drai
     d = np.minimum(np.maximum(hn, 0.0), dt * drain)
     hn = hn - d
     drained += d
-    is_out = outlet.astype(bool)
+    code = outlet.astype(np.int64)
+    is_out = (code & 1) != 0
     outflow += np.where(is_out, hn, 0.0)
     hn = np.where(is_out, 0.0, hn)
     h_out[:] = np.maximum(hn, 0.0)
-    rowmax[:] = np.maximum(hn.max(axis=1), 0.0)
+    rowmax[:] = np.maximum(np.where((code & 2) != 0, 0.0, hn).max(axis=1), 0.0)
 
 
 def cell_velocity(h, qx, qy, h_min, g, out_speed, out_hv, out_froude):
@@ -97,3 +107,21 @@ def validity_flags(h, qx, qy, froude, ratio, h_wet, q_min, out):
     bad[1:, :] |= by
     bad[:-1, :] |= by
     out[:] = bad.astype(np.int8)
+
+
+def weir_flux(h, z, wall, fi, fj, crest, along_x, dt, dx, cd, g, q_out):
+    """numpy reference of :func:`models.kernels.flood.weir_flux`."""
+    ia, ja = (fi, fj - 1) if along_x == 1 else (fi - 1, fj)
+    za, zb = z[ia, ja], z[fi, fj]
+    ea, eb = za + h[ia, ja], zb + h[fi, fj]
+    up, dn = np.maximum(ea, eb), np.minimum(ea, eb)
+    h1, h2 = up - crest, dn - crest
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = cd * (2.0 / 3.0) ** 1.5 * np.sqrt(g) * np.maximum(h1, 0.0) ** 1.5
+        q = np.where(h2 > 0.0, q * (1.0 - (np.maximum(h2, 0.0) / h1) ** 1.5) ** 0.385, q)
+    q = np.minimum(q, 0.5 * (up - dn) * dx / dt)
+    q = np.where(h1 <= 0.0, 0.0, np.where(ea > eb, q, -q))
+    barrier = crest > np.maximum(za, zb)
+    walled = _closed(wall[ia, ja], wall[fi, fj])
+    new = np.where(walled, 0.0, np.where(barrier, q, q_out[fi, fj]))
+    q_out[fi, fj] = new

@@ -3,6 +3,8 @@ times, and the three places with the largest effects.
 
 Places come worst first (`scenarios.place_metrics.severity`). `named_places` keeps one row per name and puts the
 500 m management grid units last (they exist so nothing is missed; a planner names a portal, a square, a road).
+With a river, the answer starts with the flood wall (`wall_clause`): where and when water comes over it, its peak
+discharge and volume, or how far the river stays below the lowest crest.
 Thresholds are the alert levels' raise thresholds (`models.config`): water 0.15 / 0.27 / 0.50 m, crowd 2 / 4 / 5
 person m-2 (yellow, orange, red).
 """
@@ -197,10 +199,51 @@ def _exposed_clause(exposed: np.ndarray, times_s: np.ndarray, clock: Clock) -> s
     return f"at most {fmt_people(exposed[k])} people stand in orange or red at once (at {clock.at(float(times_s[k]))})"
 
 
+WALL = "flood wall"
+
+
+def wall_rows(rows: list[dict]) -> list[dict]:
+    """The flood-wall sections of a run with a river, the most water over them first."""
+    walls = [r for r in rows if r.get("kind") == WALL]
+    return sorted(walls, key=lambda r: (-float(r.get("overtopping_volume_m3") or 0.0), float(r.get("crest_m") or 0)))
+
+
+def fmt_volume(value: float) -> str:
+    """A volume [m3] as a whole number with separators (``12,000 m³``)."""
+    return f"{float(value):,.0f} m³"
+
+
+def wall_clause(rows: list[dict]) -> str:
+    """Where and when water comes over the flood wall (the sections with most water first, up to two by name), or how
+    far the river's peak stays below the lowest crest; empty without a river."""
+    walls = wall_rows(rows)
+    if not walls:
+        return ""
+    over = [r for r in walls if float(r.get("overtopping_volume_m3") or 0.0) > 0.5]
+    river = max((float(r["river_peak_m"]) for r in walls if r.get("river_peak_m") is not None), default=None)
+    river_at = next((r.get("river_peak_at") for r in walls if r.get("river_peak_m") == river), None)
+    peak = f"the Huangpu peaks at {river:.2f} m (Wusong) at {river_at}" if river is not None else ""
+    if not over:
+        low = min(walls, key=lambda r: float(r["crest_m"]))
+        gap = f", {float(low['crest_m']) - river:.2f} m below" if river is not None else " below"
+        return (f"No water comes over the flood wall: {peak}{gap} its lowest crest ({float(low['crest_m']):.2f} m "
+                f"at {place_name(low)})")
+    parts = [f"{place_name(r)} (crest {float(r['crest_m']):.2f} m) from {r.get('overtopping_first_at')}; peak "
+             f"{float(r['overtopping_peak_m3s']):.1f} m³/s at {r.get('overtopping_peak_at')}; "
+             f"{fmt_volume(r['overtopping_volume_m3'])} in {fmt_minutes(r.get('overtopping_minutes'))}"
+             for r in over[:2]]
+    more = f"; and at {len(over) - 2} more sections" if len(over) > 2 else ""
+    held = [r for r in walls if r not in over]
+    rest = f"; the other sections (crests {min(float(r['crest_m']) for r in held):.2f} m and up) hold" if held else ""
+    return ("Water comes over the flood wall at " + "; and at ".join(parts) + more + rest
+            + (f"; {peak}" if peak else ""))
+
+
 def answer(rows: list[dict], series: xr.Dataset | None, exposed: np.ndarray, times_s: np.ndarray,
            clock: Clock) -> list[str]:
-    """The answer in two sentences: the water, then the crowd, the traffic and the people exposed (the traffic first
-    when the scenario changes traffic: closes a road or changes a road's demand)."""
+    """The answer in two or three sentences: the flood wall (with a river), the water, then the crowd, the traffic
+    and the people exposed (the traffic first when the scenario changes traffic: closes a road or changes a road's
+    demand)."""
     has_water = any(float(r.get("peak_depth_m") or 0.0) >= WET_M for r in rows)
     has_crowd = any(float(r.get("peak_density") or 0.0) > 0.0 for r in rows)
     first = _flood_clause(rows) if has_water or not has_crowd else ""
@@ -210,6 +253,9 @@ def answer(rows: list[dict], series: xr.Dataset | None, exposed: np.ndarray, tim
     rest = [c for c in (*(traffic + crowd if asks_traffic else crowd + traffic),
                         _exposed_clause(exposed, times_s, clock)) if c]
     sentences = [first + "."] if first else []
+    wall = wall_clause(rows)
+    if wall:
+        sentences.insert(0, wall + ".")
     if rest:
         text = "; ".join(rest)
         sentences.append(text[0].upper() + text[1:] + ".")
@@ -223,6 +269,7 @@ def effects(rows: list[dict], n: int = 3) -> list[dict]:
     named = named_places(rows)
     said = [r for r in (worst_flood(rows), worst_crowd(rows), worst_traffic(rows)) if r is not None and max(
         top_level(r, h) for h in ("flood", "crowd", "traffic")) >= 2]
+    said = [r for r in wall_rows(rows) if float(r.get("overtopping_volume_m3") or 0.0) > 0.5][:1] + said
     said = [r for r in named if any(r is s for s in said)][:n]  # worst first
     rest = [r for r in named if all(r is not s for s in said)]
     chosen = said + rest[:n - len(said)]
@@ -232,6 +279,11 @@ def effects(rows: list[dict], n: int = 3) -> list[dict]:
 def key_numbers(row: dict) -> list[tuple[str, str]]:
     """(label, value) of a place's key numbers, only those that say something."""
     out = []
+    if row.get("kind") == WALL:
+        out.append(("crest", f"{float(row['crest_m']):.2f} m (Wusong)"))
+        if float(row.get("overtopping_volume_m3") or 0.0) > 0.5:
+            out.append(("over the wall", f"from {row.get('overtopping_first_at')}, peak "
+                        f"{float(row['overtopping_peak_m3s']):.1f} m³/s, {fmt_volume(row['overtopping_volume_m3'])}"))
     if float(row.get("peak_depth_m") or 0.0) >= WET_M:
         out.append(("water", f"{fmt_depth(row['peak_depth_m'])} at {row.get('peak_depth_at')}"))
     if float(row.get("peak_density") or 0.0) > 0.0:

@@ -125,10 +125,54 @@ def exposed_chart(plt, times_s: np.ndarray, exposed: np.ndarray, clock: Clock,
     return Chart(name, fig, [])
 
 
+def river_chart(plt, wall: xr.Dataset | None, clock: Clock, name: str = "chart_river.png") -> Chart | None:
+    """The river level [m, Wusong] over time against each flood-wall section's crest (dashed, labelled) and, below,
+    the discharge over the sections that water comes over [m3 s-1] (None without a river)."""
+    if wall is None or not wall.sizes.get("time", 0):
+        return None
+    minutes = wall["time"].values.astype(float) / 60.0
+    q = np.asarray(wall["discharge"].values, float)
+    over = [i for i in range(q.shape[0]) if q[i].max(initial=0.0) > 1e-4]
+    rows = 2 if over else 1
+    fig, axes = plt.subplots(rows, 1, figsize=(CHART_SIZE_IN[0], CHART_SIZE_IN[1] * (1.5 if over else 1.0)),
+                             sharex=True, squeeze=False)
+    ax = axes[0, 0]
+    level = wall["river_level"].values.astype(float)
+    ax.plot(minutes, level, color="#1f4e9c", linewidth=1.8, label="river level")
+    named: dict[float, list[str]] = {}
+    for c, n in zip(wall["crest_m"].values, wall["name"].values, strict=True):
+        named.setdefault(round(float(c), 2), []).append(str(n))
+    crests = sorted(named.items())
+    for k, (crest, sections) in enumerate(crests):
+        what = sections[0][:30] if len(sections) == 1 else f"{len(sections)} sections"
+        ax.axhline(crest, color="#7a4a1f", linewidth=1.0, linestyle="--", alpha=0.5 + 0.5 * (k == 0))
+        ax.text(1.002, crest, f"crest {crest:.2f} m: {what}", transform=ax.get_yaxis_transform(), fontsize=6.5,
+                va="center")
+    lo = min(float(np.nanmin(level)), crests[0][0] if crests else 0.0) - 0.3
+    hi = max(float(np.nanmax(level)), crests[-1][0] if crests else 0.0) + 0.3
+    ax.set_ylim(lo, hi)
+    ax.set_ylabel("level [m, Wusong]")
+    ax.set_title("the Huangpu against the flood wall's crests", fontsize=10)
+    ax.grid(alpha=0.3)
+    if over:
+        axq = axes[1, 0]
+        for i in over:
+            axq.plot(minutes, q[i], linewidth=1.5, label=str(wall["name"].values[i]))
+        axq.set_ylabel("over the wall [m³/s]")
+        axq.set_ylim(0, covering_scale(q[over].ravel()))
+        axq.legend(fontsize=7, loc="upper left", framealpha=0.85)
+        axq.grid(alpha=0.3)
+    ax.set_xlim(float(minutes.min(initial=0.0)), float(minutes.max(initial=1.0)))
+    clock_axis(axes[-1, 0], clock)
+    fig.tight_layout()
+    return Chart(name, fig, [str(wall["name"].values[i]) for i in over])
+
+
 def charts(plt, series: xr.Dataset, rows: list[dict], clock: Clock, opened: OpenAlerts, times_s: np.ndarray,
-           exposed: np.ndarray) -> list[Chart]:
-    """Every chart of a run that has something to show."""
+           exposed: np.ndarray, wall: xr.Dataset | None = None) -> list[Chart]:
+    """Every chart of a run that has something to show (the river against the wall's crests with a river)."""
     made = [
+        river_chart(plt, wall, clock),
         place_chart(plt, series, rows, clock, layer="depth", field_="peak_depth_m", floor=WET_M,
                     thresholds=DEPTH_LEVELS_M, unit="water depth [m]", title="deepest water at the key places",
                     name="chart_depth.png"),

@@ -3,7 +3,10 @@
 - ``scenario.nc``: the recorded layers on (time, y, x), zlib-compressed NetCDF (CF attrs, the grid);
 - ``alerts.csv`` and ``alerts.geojson``: the alert timeline (every raise, update and cancel, CAP ``status``
   Exercise, areas as polygons in lon/lat);
-- ``places.csv`` and ``places.nc``: the metrics of every named place (`scenarios.place_metrics`);
+- ``places.csv`` and ``places.nc``: the metrics of every named place (`scenarios.place_metrics`), with the flood
+  wall's sections in a run with a river;
+- ``wall.nc`` (a run with a river): the flood wall and the river at every step (`scenarios.runner.WallLog`): the
+  water over each section [m3] and its discharge [m3 s-1], the river level [m, Wusong], the crests;
 - ``peak_depth.png``, ``peak_density.png``, ``peak_level.png``: peak maps with the key places and a scale bar
   (`scenarios.report.maps`); ``chart_*.png``: depth and density at the key places, open alerts by level, people
   exposed, over time (`scenarios.report.charts`);
@@ -38,6 +41,8 @@ CAPTIONS = {"chart_depth.png": "Deepest water over time at the key places; dashe
             "chart_density.png": "Densest crowd over time at the key places; dashed: the level thresholds.",
             "chart_alerts.png": "Open alerts by level over time, per hazard.",
             "chart_exposed.png": "People exposed: people in cells where water or the crowd is orange or red.",
+            "chart_river.png": "The Huangpu's level (Wusong datum) against the crests of the flood wall's sections; "
+                               "below, the discharge over each section that water comes over.",
             "peak_depth.png": "Peak water depth; numbered: the places with the deepest water.",
             "peak_density.png": "Peak crowd density; numbered: the places with the densest crowd.",
             "peak_level.png": "Highest warning level of any hazard; numbered: the worst places."}
@@ -82,7 +87,8 @@ def report_page(result, static: xr.Dataset, out: Path, name: str, summary: dict,
     places = summary["places"]
     opened = open_alerts(rows, end_min=result.simulated_s / 60.0)
     with plt.rc_context({"font.family": maps_mod.fonts()}), maps_mod.quiet_fonts():
-        made = charts_mod.charts(plt, series, places, clock, opened, times_s, exposed)
+        made = charts_mod.charts(plt, series, places, clock, opened, times_s, exposed,
+                                 wall=getattr(result, "wall", None))
         chart_files = []
         for c in made:
             c.fig.savefig(out / c.name, dpi=100, bbox_inches="tight")
@@ -98,7 +104,7 @@ def report_page(result, static: xr.Dataset, out: Path, name: str, summary: dict,
         district=district_numbers(summary, series, exposed, times_s, clock),
         timeline=[(clock.at(t), text) for t, text in timeline],
         files=["summary.json", "places.csv", "places.nc", "alerts.csv", "alerts.geojson", "scenario.nc",
-               "report.pdf"])
+               "report.pdf"] + (["wall.nc"] if getattr(result, "wall", None) is not None else []))
 
 
 def place_at(series: xr.Dataset, rows: list[dict], peak: dict) -> str:
@@ -146,9 +152,13 @@ def write_place_metrics(result, static: xr.Dataset, spec, out: Path) -> PlaceMet
     first) and ``places.nc`` (their series over time and their cells); returns them, rows worst first, ``series``
     as written to ``places.nc`` (with the ``cells``)."""
     folder = data_dir() / (spec.grid.district if spec is not None else static.attrs.get("district", "bund"))
-    places = scenario_places(static, folder, spec)
+    wall = getattr(result, "wall", None)
+    if wall is not None:
+        wall.to_netcdf(out / "wall.nc", encoding={v: {"zlib": True} for v in wall.data_vars
+                                                   if wall[v].dtype.kind not in "UO"})
+    places = scenario_places(static, folder, spec, wall)
     metrics = place_metrics(result.frames, static, places, getattr(spec, "start_time", None),
-                            getattr(spec, "utc_offset_s", None))
+                            getattr(spec, "utc_offset_s", None), wall)
     metrics.rows.sort(key=severity)
     write_places_csv(metrics.rows, out / "places.csv")
     ds = metrics.series.merge(place_masks(places, static))

@@ -12,7 +12,7 @@ import html
 from dataclasses import dataclass, field
 
 from scenarios.report.alerts import AlertPlace
-from scenarios.report.answer import effects, key_numbers, named_places
+from scenarios.report.answer import effects, key_numbers, named_places, wall_rows
 from scenarios.report.fmt import DASH, fmt_density, fmt_depth, fmt_int, fmt_minutes, fmt_people, fmt_speed, place_html
 
 e = html.escape
@@ -174,6 +174,31 @@ def places_section(rows: list[dict]) -> str:
               f"water or the crowd is orange or red.</p></section>")
 
 
+def wall_section(rows: list[dict]) -> str:
+    """The flood wall's sections (a run with a river): crest, when water comes over, peak discharge, volume,
+    minutes, and the river's peak; empty without a river."""
+    walls = wall_rows(rows)
+    if not walls:
+        return ""
+    body = []
+    for r in walls:
+        over = float(r.get("overtopping_volume_m3") or 0.0) > 0.5
+        crest = f"{float(r['crest_m']):.2f} m" + (f" (was {float(r['crest_was_m']):.2f} m)" if "crest_was_m" in r
+                                                  else "")
+        body.append([place_html(r), e(crest), e(str(r.get("overtopping_first_at") or DASH)) if over else DASH,
+                     e(f"{float(r['overtopping_peak_m3s']):.2f} m³/s at {r.get('overtopping_peak_at')}") if over
+                     else DASH, fmt_int(r.get("overtopping_volume_m3")) if over else "0",
+                     fmt_minutes(r.get("overtopping_minutes")) if over else DASH,
+                     e(f"{float(r['river_peak_m']):.2f} m at {r.get('river_peak_at')}")
+                     if r.get("river_peak_m") is not None else DASH, e(str(r.get("crest_source") or ""))])
+    head = ["flood-wall section", "crest (Wusong)", "water over from", "peak discharge", "volume [m³]", "for",
+            "river peak (Wusong)", "crest from"]
+    return ('<section id="wall"><h2>The flood wall (防汛墙)</h2>' + table(head, body, {4})
+            + '<p class="note">Water over each section: broad-crested weir flow over its crest while the river is '
+              'above it (docs/science/flood.md); it lands on the cells right behind the section. Every step in '
+              '<a href="wall.nc">wall.nc</a>.</p></section>')
+
+
 def alerts_section(places: list[AlertPlace], n_events: int) -> str:
     """The alert timeline collapsed by hazard and place, with counts; every event is in alerts.csv."""
     body = [[e(a.hazard.replace("_", " ")), e(a.area), level_badge(a.hazard, a.level) if a.top else DASH,
@@ -204,6 +229,7 @@ def report_html(p: ReportPage) -> str:
     body = (summary_section(p)
             + figures_section("charts", "Over time", p.charts, "Nothing to chart: no water, no crowd, no alert.")
             + figures_section("maps", "Maps", p.maps, "No maps.")
-            + places_section(places) + alerts_section(p.alert_places, p.alert_events) + district_section(p))
+            + wall_section(places) + places_section(places) + alerts_section(p.alert_places, p.alert_events)
+            + district_section(p))
     return page_html(f"{p.name}: scenario report", body)
 

@@ -35,7 +35,7 @@ def test_a_device_is_registered_changed_and_retired_and_its_messages_follow(serv
         assert r.status_code == 201, r.text
         body = r.json()
         assert body["id"] == "rain-new-01" and body["registry"]["status"] == "active"
-        assert body["registry"]["version"] == body["registry"]["added"] == 83 and body["properties"] == GAUGE[
+        assert body["registry"]["version"] == body["registry"]["added"] == 85 and body["properties"] == GAUGE[
             "properties"]
         accepted = metrics.snapshot()["accepted"]
         _rain(driver, "rain-new-01", T0 + 1)
@@ -45,9 +45,9 @@ def test_a_device_is_registered_changed_and_retired_and_its_messages_follow(serv
         again = api.post("/api/devices", json=GAUGE, headers=AUTH)
         assert again.status_code == 409 and again.json()["error"] == "device_exists"
         moved = api.put("/api/devices/rain-new-01", json=_moved(121.4895), headers=AUTH)
-        assert moved.status_code == 200 and moved.json()["registry"]["version"] == 84
+        assert moved.status_code == 200 and moved.json()["registry"]["version"] == 86
         same = api.put("/api/devices/rain-new-01", json=_moved(121.4895), headers=AUTH)
-        assert same.status_code == 200 and same.json()["registry"]["version"] == 84, "nothing differs: no version"
+        assert same.status_code == 200 and same.json()["registry"]["version"] == 86, "nothing differs: no version"
         kind = api.put("/api/devices/rain-new-01", json=_moved(121.4895, kind="water", quantities=["depth"]),
                        headers=AUTH)
         assert kind.status_code == 409 and kind.json()["error"] == "kind_change"
@@ -56,7 +56,7 @@ def test_a_device_is_registered_changed_and_retired_and_its_messages_follow(serv
         assert api.put("/api/devices/nobody", json=_moved(121.4895, id="nobody"), headers=AUTH).status_code == 404
         gone = api.delete("/api/devices/rain-new-01", headers=AUTH)
         assert gone.status_code == 200 and gone.json()["registry"] == {
-            "status": "retired", "version": 85, "added": 83, "updated_at": gone.json()["registry"]["updated_at"]}
+            "status": "retired", "version": 87, "added": 85, "updated_at": gone.json()["registry"]["updated_at"]}
         twice = api.delete("/api/devices/rain-new-01", headers=AUTH)
         assert twice.status_code == 409 and twice.json()["error"] == "already_retired"
         assert api.delete("/api/devices/nobody", headers=AUTH).json()["error"] == "unknown_device"
@@ -64,7 +64,7 @@ def test_a_device_is_registered_changed_and_retired_and_its_messages_follow(serv
         assert metrics.snapshot()["rejected"]["retired_device"] == 1, "a retired device's message is refused"
         shown = api.get("/api/devices/rain-new-01", params={"history": True}).json()
         assert [(h["version"], h["op"], h["status"]) for h in shown["history"]] == [
-            (83, "add", "active"), (84, "update", "active"), (85, "retire", "retired")]
+            (85, "add", "active"), (86, "update", "active"), (87, "retire", "retired")]
         assert shown["history"][1]["geometry"]["coordinates"][0] == 121.4895 and shown["history"][0]["actor"] == "api"
         assert [f["id"] for f in api.get("/api/devices", params={"status": "retired"}).json()["features"]] == [
             "rain-new-01"]
@@ -77,8 +77,8 @@ def test_a_device_is_registered_changed_and_retired_and_its_messages_follow(serv
 def test_the_list_is_paged_and_filtered(service):
     with client_for(service, token=TOKEN) as api:
         everything = api.get("/api/devices").json()
-        assert everything["type"] == "FeatureCollection" and everything["total"] == 82 == len(everything["features"])
-        assert everything["version"] == everything["applied"] == 82 and everything["next"] is None
+        assert everything["type"] == "FeatureCollection" and everything["total"] == 84 == len(everything["features"])
+        assert everything["version"] == everything["applied"] == 84 and everything["next"] is None
         page = api.get("/api/devices", params={"kind": "water", "limit": 4}).json()
         assert [f["id"] for f in page["features"]] == ["water-01", "water-02", "water-03", "water-04"]
         assert page["total"] == 6 and page["next"] == "water-04"
@@ -104,7 +104,7 @@ def test_an_invalid_feature_is_refused_with_every_problem(service):
         nan = api.post("/api/devices", content=b'{"type": "Feature", "geometry": null, "properties": {"id": "v9", '
                        b'"kind": "vehicle", "speed": NaN}}', headers={**AUTH, "Content-Type": "application/json"})
         assert nan.status_code == 400 and "NaN" in nan.json()["detail"][0]["problem"]
-        assert api.get("/api/devices").json()["version"] == 82, "nothing stored"
+        assert api.get("/api/devices").json()["version"] == 84, "nothing stored"
 
 
 def test_writes_need_the_token(service):
@@ -116,4 +116,4 @@ def test_writes_need_the_token(service):
         refused = read_only.put("/api/devices/rain-01", json=GAUGE, headers=AUTH)
         assert refused.status_code == 403 and refused.json()["error"] == "writes_disabled"
         assert read_only.get("/api/devices/rain-01").status_code == 200
-    assert service.registry.get("rain-01") is not None and service.registry.version == 82
+    assert service.registry.get("rain-01") is not None and service.registry.version == 84

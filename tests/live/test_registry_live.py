@@ -67,7 +67,7 @@ def _device(feature: dict):
 
 def _bund_store() -> RegistryStore:
     store = RegistryStore.open(":memory:")
-    assert store.import_file(REGISTRY).added == 82
+    assert store.import_file(REGISTRY).added == 84
     return store
 
 
@@ -103,7 +103,7 @@ def test_the_state_follows_registry_changes_as_a_state_built_afresh(bund10):
     store = _bund_store()
     live = TwinState(static, store.registry())
     _change_the_registry(store)
-    changes = store.changes_since(82)
+    changes = store.changes_since(84)
     kinds = live.apply_devices(live.registry.apply([c.device for c in changes], store.version()))
     assert kinds == {"rain", "traffic", "crowd", "water", "unit", "vehicle"}
     fresh = TwinState(static, store.registry())
@@ -177,7 +177,7 @@ def test_a_changed_core_ticks_with_its_new_sensors_and_its_snapshot_continues_id
     core = TwinCore(static, store.registry(), Store.open(":memory:"), CoreConfig())
     core.on_tick(T0)
     _change_the_registry(store)
-    core.apply_devices([c.device for c in store.changes_since(82)], store.version())
+    core.apply_devices([c.device for c in store.changes_since(84)], store.version())
     refused = core.on_batch(_readings(T0 + 5))
     assert refused == []
     core.on_tick(T0 + 10)
@@ -247,7 +247,7 @@ def test_a_restart_without_snapshot_replays_the_registry_changes_at_their_place(
         assert (again["unknown_device"], again["retired_device"]) == (1, 1), "each message judged as it was first"
         r = second.core.state.readings["rain"]
         assert r.latest("rain")[0][r.index["rain-new-01"]] == value == 42.0
-        assert second.registry.version == 84 and "rain-01" in second.registry.retired
+        assert second.registry.version == 86 and "rain-01" in second.registry.retired
     finally:
         second.raw_log.close()
         second.store.close()

@@ -171,10 +171,20 @@ def test_crowd_pointwise(name, seed):
         assert_same(got[0], ref[0])  # state arrays updated in place identically
 
 
+def _codes(rng, shape, p1=0.1):
+    """int8 cell codes: bit 1 (a wall, or an outlet) with probability ``p1``, bit 2 (a held river cell) on a random
+    block of rows and columns (or none), so faces between two river cells, river and land, river and wall occur."""
+    code = (rng.random(shape) < p1).astype(np.int8)
+    if rng.random() < 0.7:
+        rows, cols = rng.random(shape[0]) < rng.uniform(0, 1), rng.random(shape[1]) < rng.uniform(0, 1)
+        code |= np.where(rows[:, None] & cols[None, :], 2, 0).astype(np.int8)
+    return code
+
+
 def _flood_state(rng, ny, nx):
     z = rng.uniform(0, 1, (ny, nx))
     h = rng.uniform(0, 0.3, (ny, nx)) * (rng.random((ny, nx)) > 0.3)
-    wall = (rng.random((ny, nx)) < 0.1).astype(np.int8)
+    wall = _codes(rng, (ny, nx))  # 0 open, 1 wall, 2 held river, 3 both (never set by the model, still defined)
     qx = rng.normal(0, 0.05, (ny, nx + 1))
     qy = rng.normal(0, 0.05, (ny + 1, nx))
     return z, h, wall, qx, qy
@@ -195,7 +205,7 @@ def _continuity_case(rng, ny, nx):
     _z, h, _wall, qx, qy = _flood_state(rng, ny, nx)
     f = np.where(rng.random((ny, nx)) < 0.3, rng.uniform(0, 1, (ny, nx)), 1.0)
     args = (h, qx, qy, f, rng.uniform(0, 1e-5, (ny, nx)), rng.uniform(0, 1e-5, (ny, nx)),
-            (rng.random((ny, nx)) < 0.1).astype(np.int8), 2.0, 5.0)
+            _codes(rng, (ny, nx)), 2.0, 5.0)  # outlet codes: 1 outlet, 2 left out of rowmax (held river), 3 both
     outs = [np.zeros_like(h), np.zeros_like(qx), np.zeros_like(qy), rng.uniform(0, 1, (ny, nx)),
             rng.uniform(0, 1, (ny, nx)), np.zeros(ny)]
     return args, outs
@@ -284,6 +294,29 @@ def test_validity_flags(kernel, seed):
     args = (h, qx, qy, rng.uniform(0, 1.5, h.shape), 0.5, 0.01, 1e-6)
     outs = [np.zeros(h.shape, np.int8)]
     assert_same(run(kernel, args, outs)[1], run(rf.validity_flags, args, outs)[1])
+
+
+@pytest.mark.parametrize("kernel", both(kf.weir_flux))
+@given(seed=seeds, along_x=st.sampled_from([0, 1]))
+@SET
+def test_weir_flux(kernel, seed, along_x):
+    """Broad-crested weir on barrier faces: free, submerged, below the crest, crest under the bed, walls, faces
+    between two held river cells (closed) and between river and land (open)."""
+    rng = np.random.default_rng(seed)
+    ny, nx = int(rng.integers(2, 8)), int(rng.integers(2, 8))
+    z, h, wall, qx, qy = _flood_state(rng, ny, nx)
+    q = qx if along_x else qy
+    faces = np.argwhere(np.ones((ny, nx - 1) if along_x else (ny - 1, nx), bool))
+    faces = faces[rng.random(len(faces)) < 0.6]
+    fi = faces[:, 0].astype(np.int64) + (0 if along_x else 1)
+    fj = faces[:, 1].astype(np.int64) + (1 if along_x else 0)
+    eta = z + h
+    crest = rng.uniform(0.0, 1.3, fi.size)
+    level = rng.random(fi.size) < 0.2
+    crest[level] = eta[fi, fj][level]  # water exactly at the crest on one side
+    args = (h, z, wall, fi, fj, crest, along_x, float(rng.choice([0.05, 1.0, 4.0])), 5.0, float(rng.uniform(0.8, 1.0)),
+            9.80665)
+    assert_same(run(kernel, args, [q])[1], run(rf.weir_flux, args, [q])[1])
 
 
 @pytest.mark.parametrize("name", names(kt, "probe_speed", "segment_to_cells", "ewma_update", "congestion_level",

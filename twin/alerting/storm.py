@@ -35,9 +35,9 @@ TOP_PLACES = 5
 """Worst places named in a summary."""
 SHANGHAI_TZ = dt.timezone(dt.timedelta(hours=8))
 HAZARD_EN = {"flood": "waterlogging", "crowd": "crowd density", "crowd_forecast": "crowd density forecast",
-             "traffic": "traffic congestion", "rain": "rainstorm"}
+             "traffic": "traffic congestion", "rain": "rainstorm", "river": "high river level"}
 HAZARD_ZH = {"flood": "积水", "crowd": "人群密度", "crowd_forecast": "人群密度预测", "traffic": "交通拥堵",
-             "rain": "暴雨"}
+             "rain": "暴雨", "river": "高水位"}
 LEVEL_ZH = {0: "无", 1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色"}
 
 

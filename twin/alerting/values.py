@@ -50,6 +50,8 @@ class ValueSteps:
         Traffic speed. [km/h] [design]
     rain : float
         Rolling 1-hour rain total. [mm] [design]
+    river : float
+        River level at the reference gauge. [m] [design: the river's colours are 0.2-0.3 m apart]
     """
 
     crowd: float = 0.5
@@ -57,9 +59,10 @@ class ValueSteps:
     flood: float = 0.05
     traffic: float = 5.0
     rain: float = 5.0
+    river: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("crowd", "crowd_forecast", "flood", "traffic", "rain"):
+        for name in ("crowd", "crowd_forecast", "flood", "traffic", "rain", "river"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"ValueSteps.{name} must be a positive number, got {value!r}")
@@ -69,7 +72,7 @@ class ValueSteps:
         value = getattr(self, hazard, None)
         if not isinstance(value, int | float):
             raise ValueError(f"no value step for hazard {hazard!r}; known: crowd, crowd_forecast, flood, traffic, "
-                             "rain")
+                             "rain, river")
         return float(value)
 
 
@@ -83,6 +86,7 @@ class TrendBands:
     flood: float = 0.005
     traffic: float = 0.5
     rain: float = 0.5
+    river: float = 0.005
 
     def band(self, hazard: str) -> float:
         """The dead band of ``hazard`` [unit/min]; 0 for a hazard without one."""

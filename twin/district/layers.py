@@ -104,6 +104,10 @@ LAYERS = _layers(
     Layer("water_speed", "m s-1", "depth-averaged water speed at the cell centre", kind="live"),
     Layer("flow_hazard", "m2 s-1", "water depth times speed", kind="live"),
     Layer("rain_signal", "1", "Shanghai rainstorm signal level, 0 none to 4 red", dtype="int8", kind="level"),
+    Layer("river_signal", "1", "river level warning level on river cells, 0 none to 4 red", dtype="int8", kind="level"),
+    Layer("river_level", "m", "river water level on river cells", kind="live"),
+    Layer("wall_overtopping", "m3 s-1", "discharge entering the cell across barrier (flood-wall) faces, mean over "
+          "the last step", kind="live"),
     Layer("level_changed", "1", "bitmask of levels changed this tick: 1 crowd, 2 flood, 4 traffic, 8 overall",
           dtype="int8", kind="risk"),
     # --- when each source last reported for the cell (NaN: never) ---

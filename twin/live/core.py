@@ -38,7 +38,7 @@ from twin.live.case_desk import CaseConfig, CaseDesk
 from twin.live.links import loop_links
 from twin.live.models import LiveConfig, LiveModels
 from twin.live.query import ActiveAlert, AlertNotActiveError, TickReport
-from twin.live.state import Rejected, ReportRow, TaskAnswer, TwinState
+from twin.live.state import RIVER_WIDE, Rejected, ReportRow, TaskAnswer, TwinState
 from twin.live.vitals import FRAME_NAMES, SENSOR_KINDS, TickInputs, Vitals, registry_sensors
 
 log = logging.getLogger(__name__)
@@ -519,6 +519,8 @@ class TwinCore:
         if kind == "crowd":
             sensor, cell, _ = self.state.cover
             hit = np.unique(sensor[np.isin(cell, cells)])
+        elif kind in RIVER_WIDE:  # the river's gauges name a river alert's place, wherever they stand
+            hit = np.arange(len(ids))
         else:
             hit = np.flatnonzero(np.isin(self.state.sensor_cells[kind], cells))
         return [ids[i] for i in hit]
@@ -561,4 +563,5 @@ class TwinCore:
         with self.lock:
             return {"devices_seen": len(self.devices_seen), "units_tracked": len(self.state.entities.located_units()),
                     "alerts_active": len(self.book.active),
-                    "cases_open": len(self.desk.book.cases(open_only=True)) if self.desk is not None else 0}
+                    "cases_open": len(self.desk.book.cases(open_only=True)) if self.desk is not None else 0,
+                    "river": self.models.river.as_dict()}

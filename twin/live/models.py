@@ -8,7 +8,12 @@ with simulated fields (`scenarios.runner`). Per tick of ``dt`` seconds at time `
    fresh counter covers have no data, and a covered cell whose counters are silent holds its level;
 2. rain: each cell takes the rate of its nearest fresh gauge (Thiessen polygons); the rolling totals are kept
    per gauge;
-3. flood: a fresh water-depth gauge replaces the modelled depth in its cell in the output;
+3. flood: the Huangpu's works (`twin.district.river`: the flood wall's crests, the storm-drain outfalls and the
+   river cells) are put into the flood model at the first tick; every tick the river cells take the river level of
+   the freshest river-level gauge (a gauge silent past its staleness limit is held for `LiveConfig.river_hold_s`,
+   then the river falls back to `LiveConfig.river_fallback_m`), and every fresh pump station's discharge is put
+   into the model at its outfall (docs/contract/mqtt.md): `twin.live.river.LiveRiver`;
+   a fresh water-depth gauge replaces the modelled depth in its cell in the output;
 4. traffic: probe pings of the last window give space-mean speeds (`models.ProbeSpeeds`); the fresh
    loop-detector readings go on the grid (`models.LoopDetectors`: speed, flow, occupancy, California
    incidents) and a cell's loop speed replaces its probe speed;
@@ -44,11 +49,13 @@ import models
 from models.hazards import LEVEL_HAZARDS, LEVEL_NODATA, alert_grids
 from models.tick import CrowdFields, RainFields, TickPipeline, TrafficFields
 from twin.alerting import units as op_units
+from twin.district.cim import RIVER_M
 from twin.district.dataset import layer_variable
 from twin.district.layers import layer as layer_spec
 from twin.district.sources import data_dir
 from twin.district.thresholds import load_place_bands, with_place_bands
 from twin.live.links import LATE_S, LinkTraffic, ProbeLinks  # noqa: F401 (ProbeLinks, LATE_S: their old home)
+from twin.live.river import LiveRiver, RiverNow
 from twin.live.state import TwinState
 
 
@@ -73,10 +80,30 @@ class LiveConfig:
         `twin.district.thresholds`), applied when the models are built (after ``walkable_override``): the twin
         gets its ``crowd_band`` layer and the models run with ``risk`` replaced by
         ``dataclasses.replace(risk, place_bands=...)`` (the file's places, in file order).
+    river_works : bool
+        Put the district's river works (`twin.district.river.load_river_works`: the flood wall, the storm-drain
+        outfalls, the river cells) into the flood model and drive the river by the ``level`` gauges; False: the
+        river is a plain outlet, as before the river had a level.
+    river_hold_s : float
+        How long the river holds the last river-level reading after it went stale (past ``stale_s["level"]``)
+        before it falls back to ``river_fallback_m``. [s]
+    river_fallback_m : float
+        The river level while no gauge has reported for ``stale_s["level"] + river_hold_s``, and before the first
+        reading [m above the Wusong datum]: by default `twin.district.cim.RIVER_M`, the level the grid's open water
+        was built at, so a twin without a gauge has the river of its grid.
     """
 
     stale_s: dict[str, float] = field(default_factory=lambda: {
-        "crowd": 180.0, "rain": 600.0, "water": 300.0, "traffic": 300.0, "probe": 300.0})
+        "crowd": 180.0, "rain": 600.0, "water": 300.0, "traffic": 300.0, "probe": 300.0,
+        "level": 600.0, "pump": 300.0})
+    """``level``: 600 s, two missed reports of a tide gauge reporting every 5 minutes [design; Shanghai's tide
+    stations publish 5-minute levels, mem]; ``pump``: 300 s, a pump station's SCADA reports each minute or faster
+    [design], so five missed reports."""
+    river_works: bool = True
+    river_hold_s: float = 1200.0
+    """[design] 20 minutes: at the Huangpu's fastest rise (about 1 m h-1 on a flood tide, mem) a held level is at
+    most some 0.3 m behind the river; longer silences fall back to the normal level and say so in the log."""
+    river_fallback_m: float = RIVER_M
     probe_window_s: float = 300.0
     count_rel_error: float = 0.15
     walkable_override: str | None = None
@@ -136,6 +163,8 @@ class ObservedFields:
         self.links: Any = None
         """The twin's `twin.live.links.LinkTraffic` when it has a road network (set by `LiveModels`): the traffic
         field is then painted from the links."""
+        self.river = LiveRiver(state, config)
+        """The river works, the river level and the pump stations (`twin.live.river.LiveRiver`)."""
 
     def crowd(self, t: float, dt: float) -> CrowdFields:
         """Crowd density from the fresh counters (`models.CrowdFusion`, docs/science/crowd.md 1.4); the covered
@@ -174,8 +203,10 @@ class ObservedFields:
         return RainFields(gauge_rate, self._nearest_gauge(fresh))
 
     def before_flood(self, t: float, dt: float, flood: models.FloodModel) -> None:
-        """Nothing: the live flood model runs with the district's outfalls as built."""
+        """The river works, the river level and the pump stations' discharges (`twin.live.river.LiveRiver`)."""
+        self.river.before_flood(t, flood)
 
+    # the river's old names here (tests/live/test_river_live.py): their home is `twin.live.river.LiveRiver`
     def observed_depth(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Cells and depths [m] of the fresh water-depth gauges."""
         r, cells = self.state.readings["water"], self.state.sensor_cells["water"]
@@ -277,6 +308,20 @@ class ObservedFields:
         return {k: np.where(np.isfinite(v), v, np.nan).reshape(self.shape) for k, v in out.items()}
 
 
+RIVER_LAYERS = ("river_level", "wall_overtopping", "river_signal")
+"""Layers of the river the live twin shows (`models.tick.TickPipeline`): the river level on the river cells, the
+water coming over the flood wall, and the river level warning (`models.risk.RiverSignal`, the ``river`` hazard)."""
+
+
+def _layer(name: str, var: xr.DataArray | np.ndarray) -> xr.Variable:
+    """``layer_variable`` of a layer of the registry (`twin.district.layers`); a layer not (yet) in it is a float
+    copy with the pipeline's own attributes (none from a snapshot)."""
+    try:
+        return layer_variable(name, np.asarray(var))
+    except KeyError:
+        return xr.Variable(("y", "x"), np.array(var, dtype=float), dict(getattr(var, "attrs", {})))
+
+
 def with_place_bands_file(state: TwinState, config: LiveConfig) -> LiveConfig:
     """Apply ``config.place_bands_file`` (`twin.district.thresholds`) to ``state.static`` (its ``crowd_band`` layer,
     replacing any) and return the config whose ``risk.place_bands`` are the file's places.
@@ -298,6 +343,8 @@ class LiveModels:
         if self.config.place_bands_file is not None:
             self.config = with_place_bands_file(state, self.config)
         self.observed = ObservedFields(state, self.config)
+        # the river warning's thresholds from the gauge file and the wall (none without river works)
+        self.config = dataclasses.replace(self.config, risk=self.observed.river.risk_config(self.config.risk))
         self.pipeline = TickPipeline(state.static, self.observed, cell_size=state.grid.cell_size,
                                      risk=self.config.risk, flood=self.config.flood)
         self.layers = xr.Dataset(coords=state.static.coords)
@@ -369,6 +416,11 @@ class LiveModels:
         return held
 
     @property
+    def river(self) -> RiverNow:
+        """The river level of the last tick and its source (`twin.live.river.LiveRiver.level`)."""
+        return self.observed.river.now
+
+    @property
     def rain_stale(self) -> bool:
         """True while no rain gauge is fresh (the rainstorm signal and the modelled flood are then no data)."""
         return self.pipeline.rain_stale
@@ -394,8 +446,8 @@ class LiveModels:
             if name.startswith("link_") and name not in state["components"]:
                 continue  # a snapshot from a twin without its road network (or before link levels): start empty
             component.restore_state(state["components"][name])
-        self.layers = xr.Dataset({name: layer_variable(name, np.asarray(values))
-                                  for name, values in state["layers"].items()}, coords=self.state.static.coords)
+        self.layers = xr.Dataset({name: _layer(name, np.asarray(values)) for name, values in state["layers"].items()},
+                                 coords=self.state.static.coords)
         self.t, self.pipeline.rain_stale = float(state["t"]), bool(state["rain_stale"])
         self.held_levels = {h: np.asarray(v, np.int8).copy() for h, v in state.get("held_levels", {}).items()}
         if self.links is not None and np.isfinite(self.t):
@@ -421,6 +473,9 @@ class LiveModels:
                  "level", "level_changed", "level_nodata", "level_crowd_forecast")
         layers = {name: layer_variable(name, values) for name, values in self.observed.updated().items()}
         layers.update({name: layer_variable(name, ds[name].values) for name in names})
+        for name in RIVER_LAYERS:  # the river level and the overtopping (models.tick), when the pipeline has them
+            if name in ds:
+                layers[name] = _layer(name, ds[name].variable)
         # the crowd bands of each cell (0: the district's), for the alerts' densityBands evidence
         band = ds["crowd_band"].values if "crowd_band" in ds else np.zeros(self.observed.shape, np.int8)
         layers["crowd_band"] = layer_variable("crowd_band", band)

@@ -572,7 +572,8 @@ class LiveService:
                 "received": m.get("received", 0), "accepted": m.get("accepted", 0),
                 "duplicates": m.get("duplicates", 0), "rejected": m.get("rejected", {}),
                 "devices_seen": core["devices_seen"], "units_tracked": core["units_tracked"],
-                "alerts_active": core["alerts_active"], "tick_ms": round(tick_ms, 1),
+                "alerts_active": core["alerts_active"], "river": core["river"],
+                "tick_ms": round(tick_ms, 1),
                 "lag_ms": round(max(0.0, now - t) * 1e3 / self.clock.speed, 1), "outbox": self.store.outbox_depth(),
                 "alarms": self._alarms()}
 

@@ -5,8 +5,9 @@
 - turns positions into CGCS2000 (GCJ-02 feeds are converted by iterative inversion,
   `twin.district.geo`) and grid cells; a position outside the grid is rejected as ``outside_grid``;
 - keeps the latest reading of each fixed sensor (crowd counters, rain and water gauges,
-  loop detectors: speed, flow and occupancy) with its time, so every cell knows how fresh its
-  inputs are; the registry's ``downstream`` property pairs loop detectors for incident detection;
+  loop detectors: speed, flow and occupancy; river-level gauges and pump stations' discharges) with its time,
+  so every cell knows how fresh its inputs are; the registry's ``downstream`` property pairs loop detectors for
+  incident detection;
 - moves vehicles and field units in the entity table, and keeps recent vehicle pings for
   the probe speeds;
 - hands unit acknowledgements back to the caller (the core checks them against the deliveries
@@ -55,9 +56,16 @@ from twin.live.observations import SensorReadings
 
 log = logging.getLogger(__name__)
 
-SENSOR_QUANTITIES = {"crowd": ("count",), "rain": ("rain",), "water": ("depth",), "traffic": ("speed", "flow", "occ")}
-POINT_SENSORS = ("rain", "water", "traffic")
-"""The sensors the twin places in one cell each (`TwinState.sensor_cells`); crowd counters cover an area."""
+SENSOR_QUANTITIES = {"crowd": ("count",), "rain": ("rain",), "water": ("depth",), "traffic": ("speed", "flow", "occ"),
+                     "level": ("level",), "pump": ("discharge",)}
+POINT_SENSORS = ("rain", "water", "traffic", "level", "pump")
+"""The sensors the twin places in one cell each (`TwinState.sensor_cells`); crowd counters cover an area. A pump
+station's cell is its outfall's (the middle of a spread outfall's line; the live flood model spreads its discharge
+along the whole line, `twin.live.river.LiveRiver.pump_place`)."""
+RIVER_WIDE = ("level",)
+"""Sensor kinds whose reading holds for a whole river, not for their cell: a river-level gauge gives the level of
+the river cells of the grid (`twin.live.river.LiveRiver.level`), so it is the evidence of a river alert
+on any of them."""
 ACK_QUANTITIES = ("ack", "on_scene", "resolved")
 ACK_REFUSALS = ("unknown_alert", "not_sent")
 """The twin's reasons to refuse a unit's acknowledgement (`Rejected`)."""
@@ -190,6 +198,10 @@ def _geometry_lonlat(geometry: dict | None) -> tuple[float, float] | None:
     if geometry["type"] == "Point":
         lon, lat = geometry["coordinates"][:2]
         return float(lon), float(lat)
+    if geometry["type"] == "LineString":  # a pump station's spread outfall: its middle
+        line = shapely.LineString(np.asarray(geometry["coordinates"], dtype=float)[:, :2])
+        mid = line.interpolate(0.5, normalized=True)
+        return float(mid.x), float(mid.y)
     ring = np.asarray(geometry["coordinates"][0], dtype=float)
     return float(ring[:, 0].mean()), float(ring[:, 1].mean())
 
@@ -311,7 +323,8 @@ class TwinState:
     def restore_state(self, state: dict) -> None:
         """Take back what `save_state` gave (on a state built from the same static twin and registry)."""
         for kind, r in self.readings.items():
-            r.restore_state(state["readings"][kind])
+            if kind in state["readings"]:  # a snapshot from before a kind existed (level, pump): none yet
+                r.restore_state(state["readings"][kind])
         self.entities.restore_state(state["entities"])
         p = state["pings"]
         pings = np.zeros(len(p["t"]), dtype=self.pings.dtype)
@@ -480,6 +493,8 @@ class TwinState:
         if kind == "crowd":
             sensor, cell, _ = self.cover
             near = np.unique(sensor[np.isin(cell, cells)])
+        elif kind in RIVER_WIDE:  # one river level for the whole river: every gauge is evidence, wherever it stands
+            near = np.arange(len(self.readings[kind].ids))
         else:
             near = np.flatnonzero(np.isin(self.sensor_cells[kind], cells))
         reporting = self.readings[kind].fresh_any(now, max_age_s)
@@ -500,9 +515,30 @@ class TwinState:
         out.acks = [(str(d), str(r), str(s), float(t), int(i)) for d, r, s, t, i in
                     zip(batch.device[rows], batch.ref[rows], q[rows], batch.t[rows], rows, strict=True)]
         out.tasks, out.reports = _task_answers(batch), _reports(batch)
+        out.rejected += self._unplaced_pumps(batch)
         pos = np.flatnonzero(q == "position")
         if pos.size:
             self._apply_positions(batch, pos, out)
+        return out
+
+    def _unplaced_pumps(self, batch: Batch) -> list[Rejected]:
+        """The discharges of pump stations whose outfall is outside the grid (``outside_grid``): they cannot put
+        water into the flood model. (An outfall on a building is the flood model's to refuse: it is logged by
+        `twin.live.river.LiveRiver.pump_place`.)"""
+        rows = np.flatnonzero(batch.quantity == "discharge")
+        if rows.size == 0:
+            return []
+        index, cells, out = self.sensor_rows["pump"], self.sensor_cells["pump"], []
+        for k in rows:
+            dev = str(batch.device[k])
+            i = index.get(dev)
+            device = self.registry.get(dev)
+            if i is None or device is None or cells[i] >= 0:
+                continue
+            where = _geometry_lonlat(device.geometry) or (np.nan, np.nan)
+            out.append(Rejected(dev, float(batch.t[k]), where[0], where[1], row=int(k),
+                                message=f"pump station {dev[:80]}'s outfall at {where[0]:.6f},{where[1]:.6f} is "
+                                        "outside the twin's grid: its discharge cannot be modelled"))
         return out
 
     def _apply_positions(self, batch: Batch, idx: np.ndarray, out: Applied) -> None:
