@@ -197,9 +197,13 @@ class FloodModel(Component):
     # added in issue 22: a snapshot written before them restores with these at zero (`restore_state`)
     _new_state = ("inflow_volume", "inflow_volumes", "river_volume", "overtopping_volume", "wall_overtopping")
     # not in a snapshot: a boundary-depth function (`set_boundary_depth`, scenarios only), scratch arrays, and the
-    # configuration the provider sets again (`set_inflows`, `set_river`, `set_barriers`, `set_outfalls`: the
-    # inflows, the river mask and level function, barrier faces, outfalls; the outfalls' open state follows the
-    # river level at the next sub-step)
+    # configuration the provider sets again (`provider_set`)
+    provider_set = ("outlet", "_inflows", "_river_mask", "_river_idx", "_river_func", "_river_level", "_barriers",
+                    "_crests", "_service", "_invert", "_pumped", "outfalls_open", "_drain_now", "_held", "_wall_flux",
+                    "_outlet_now", "_clock")
+    """Not in a snapshot: what the provider sets again in ``before_flood`` after a restore (`set_inflows`, `set_river`,
+    `set_barriers`, `set_outfalls`: the inflows, the river mask and level function, barrier faces, outfalls) and what
+    each step derives from it (the river level now, the outfalls' open state, the coded wall and outlet arrays)."""
     static = ("elevation", "building_fraction", "water_mask", "runoff_coefficient", "drainage_capacity")
 
     def __init__(self, ds: xr.Dataset, config: FloodConfig | None = None, parallel: bool = False,

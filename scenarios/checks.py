@@ -160,33 +160,44 @@ def _clock_text(ctx: Context, t: float) -> str:
     return (ctx.start + dt.timedelta(seconds=t)).strftime("%H:%M") if ctx.start is not None else q.format_offset(t)
 
 
-def step_series(ctx: Context, value: Any, path: str, parse_value: Callable[[Any], float]) -> Steps | None:
-    """``[[time, value], ...]`` with increasing times, as a step function."""
+def time_value_pairs(ctx: Context, value: Any, path: str, parse_value: Callable[[Any], float],
+                     parse_t: Callable[[Context, Any], float] | None = None,
+                     strict: bool = True) -> tuple[list[float], list[float]] | None:
+    """``[[time, value], ...]`` as (times [s from the start], values), times increasing (``strict``) or never going
+    back (a repeated time is a jump); None when the list is not one, and a failure in ``ctx`` for every bad pair
+    (the pair is left out). ``parse_t`` reads a time (default: a clock time or an offset, `quantities.parse_time`)."""
     if not isinstance(value, list) or not value:
-        ctx.fail(path, f"must be a list of [time, value] pairs (got {value!r})")
+        ctx.fail(path, f"must be a non-empty list of [time, value] pairs (got {value!r})")
         return None
-    times, values = [], []
+    times: list[float] = []
+    values: list[float] = []
     for i, pair in enumerate(value):
         if not isinstance(pair, list) or len(pair) != 2:
             ctx.fail(f"{path}[{i}]", f"must be a [time, value] pair (got {pair!r})")
             continue
         try:
-            t = q.parse_time(pair[0], ctx.start)
+            t = parse_t(ctx, pair[0]) if parse_t is not None else q.parse_time(pair[0], ctx.start)
         except ValueError as exc:
             ctx.fail(f"{path}[{i}][0]", str(exc))
             continue
         try:
-            values.append(parse_value(pair[1]))
+            v = parse_value(pair[1])
         except ValueError as exc:
             ctx.fail(f"{path}[{i}][1]", str(exc))
             continue
-        if times and t <= times[-1]:
-            ctx.fail(f"{path}[{i}][0]", f"times must increase ({q.format_offset(t)} after "
-                     f"{q.format_offset(times[-1])})")
-            values.pop()
+        if times and (t <= times[-1] if strict else t < times[-1]):
+            rule = "must increase" if strict else "must not go back"
+            ctx.fail(f"{path}[{i}][0]", f"times {rule} ({q.format_offset(t)} after {q.format_offset(times[-1])})")
             continue
         times.append(t)
-    return Steps(tuple(times), tuple(values)) if times else None
+        values.append(v)
+    return times, values
+
+
+def step_series(ctx: Context, value: Any, path: str, parse_value: Callable[[Any], float]) -> Steps | None:
+    """``[[time, value], ...]`` with increasing times, as a step function."""
+    pairs = time_value_pairs(ctx, value, path, parse_value)
+    return Steps(tuple(pairs[0]), tuple(pairs[1])) if pairs and pairs[0] else None
 
 
 def non_negative(value: Any) -> float:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scenarios import quantities as q
-from scenarios.checks import Context, entry_place, join, lonlat, number, window
+from scenarios.checks import Context, entry_place, join, lonlat, number, time_value_pairs, window
 from scenarios.places import Part, Place
 
 
@@ -177,28 +177,10 @@ def _series_time(ctx: Context, value: Any) -> float:
 
 def _linear(ctx: Context, value: Any, path: str, parse_value: Callable[[Any], float],
             parse_t: Callable[[Context, Any], float] | None = None) -> Linear | None:
-    """``[[time, value], ...]`` with non-decreasing times (a repeated time is a jump) as a `Linear`."""
-    if not isinstance(value, list) or not value:
-        ctx.fail(path, f"must be a non-empty list of [time, value] pairs (got {value!r})")
-        return None
-    times, values = [], []
-    for i, pair in enumerate(value):
-        if not isinstance(pair, list) or len(pair) != 2:
-            ctx.fail(f"{path}[{i}]", f"must be a [time, value] pair (got {pair!r})")
-            continue
-        try:
-            t = parse_t(ctx, pair[0]) if parse_t is not None else q.parse_time(pair[0], ctx.start)
-            v = parse_value(pair[1])
-        except ValueError as exc:
-            ctx.fail(f"{path}[{i}]", str(exc))
-            continue
-        if times and t < times[-1]:
-            ctx.fail(f"{path}[{i}][0]", f"times must not go back ({q.format_offset(t)} after "
-                     f"{q.format_offset(times[-1])})")
-            continue
-        times.append(t)
-        values.append(v)
-    return Linear(tuple(times), tuple(values)) if times and len(times) == len(value) else None
+    """``[[time, value], ...]`` with non-decreasing times (a repeated time is a jump) as a `Linear`; None unless every
+    pair is good."""
+    pairs = time_value_pairs(ctx, value, path, parse_value, parse_t, strict=False)
+    return Linear(tuple(pairs[0]), tuple(pairs[1])) if pairs and len(pairs[0]) == len(value) else None
 
 
 def inflow(ctx: Context, entry: Any, path: str) -> InflowSpec | None:

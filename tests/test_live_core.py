@@ -280,9 +280,11 @@ def _synthetic_storm_jam_and_crowd(static, registry):
 # level -1..4, and a digest of every level of every tick.
 # recorded again for issue 14: crowd levels from the observed density only (no trend), fused by walkable area;
 # flood levels held through no data and never capped or raised by exposure
-STORM_JAM_CROWD_LEVEL_COUNTS = [[4326200, 22898, 9942, 0, 0, 0], [0, 4281977, 75160, 452, 647, 804],
+# recorded again for issue 22: the flood model's equal sub-steps with theta per second move 321 flood cell-ticks
+# of 4.36 M from none to blue, 2 from orange to red (the other hazards are as they were)
+STORM_JAM_CROWD_LEVEL_COUNTS = [[4326200, 22898, 9942, 0, 0, 0], [0, 4281656, 75481, 450, 647, 806],
                                 [770121, 3588681, 24, 58, 68, 88], [0, 2506448, 1852592, 0, 0, 0]]
-STORM_JAM_CROWD_LEVEL_SHA256 = "427e237ac1c9955e201965120f52d7f1235a52377d5f7fc07851bdeaec41672f"
+STORM_JAM_CROWD_LEVEL_SHA256 = "0fe6a86dc75f2a7743633130d372181edbf03d6743ac2e5ff36d805c7ec2cf97"
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from twin.district.sources import DistrictSources, data_dir, read_district, read
 DEFAULT_CACHE = Path("var/city")
 """Where a city is built when no cache is given: ``var/city/<manifest name>`` under the working folder (as
 ``twin run`` keeps its state in ``var/twin``)."""
-DEVICE_COLUMNS = ("crowd", "rain", "water", "traffic", "unit")
+DEVICE_COLUMNS = ("crowd", "rain", "water", "level", "pump", "traffic", "unit")
 
 
 @dataclass

@@ -10,6 +10,7 @@ building tables beside it as GeoParquet (``bund.buildings.parquet``,
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 
 import geopandas as gpd
@@ -80,6 +81,11 @@ def _sidecars(path: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".buildings.parquet"), stem.with_name(stem.name + ".volumes.parquet")
 
 
+NETCDF_LOCK = threading.Lock()
+"""Held while a twin file is written or read: the netCDF4/HDF5 C library is not thread-safe, and two live twins of
+one process (tests, a host of district twins) snapshotting at once crashed the process in ``to_netcdf``."""
+
+
 def save_twin(path: str | Path, ds: xr.Dataset, buildings: Buildings | None = None) -> Path:
     """Write the dataset to NetCDF (and the building tables beside it). Returns the path."""
     path = Path(path)
@@ -88,7 +94,8 @@ def save_twin(path: str | Path, ds: xr.Dataset, buildings: Buildings | None = No
     ds.attrs.setdefault("history", f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} written by citytwin")
     tmp = path.with_name(path.name + ".tmp")
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
+        with NETCDF_LOCK:
+            ds.to_netcdf(tmp, engine="netcdf4")
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -107,7 +114,7 @@ def load_twin(path: str | Path) -> tuple[xr.Dataset, Buildings | None]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no twin file at {path}")
-    with xr.open_dataset(path, engine="netcdf4") as f:
+    with NETCDF_LOCK, xr.open_dataset(path, engine="netcdf4") as f:
         ds = f.load()
     btab, vtab = _sidecars(path)
     if not btab.is_file():
