@@ -125,10 +125,7 @@ def run_ours(progress: bool = True) -> tuple[Record, float]:
     model = FloodModel(ds, FloodConfig(manning=MANNING, boundary="closed"), depth=h0)
     river = np.zeros(z.shape, bool)
     river[:, 0] = True
-    if hasattr(model, "set_river"):
-        model.set_river(river, level)
-    else:  # before issue 22's set_river: the same thing as a held depth
-        model.set_boundary_depth(river, lambda t: np.maximum(level(t) - z, 0.0))
+    model.set_river(river, level)
     col = {p: round(px / DX_M) for p, (px, _) in POINTS.items()}
     row = ny // 2
     rec, t0 = Record(), time.perf_counter()

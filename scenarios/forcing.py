@@ -493,7 +493,7 @@ def _no_inflow(static: xr.Dataset, river: RiverSetup | None) -> np.ndarray:
     """Cells that take no inflow: walls of the flood model (``building_fraction`` >= `FloodConfig.wall_fraction`),
     open water and the river's cells."""
     out = (static["building_fraction"].values >= FloodConfig().wall_fraction) | (static["water_mask"].values > 0)
-    if river is not None and getattr(river.works, "river", None) is not None:
+    if river is not None:
         out |= np.asarray(river.works.river, bool)
     return out
 
@@ -549,9 +549,8 @@ def river_setup(spec: RiverSpec, static: xr.Dataset, changes: tuple[WallChange, 
 
     works = load_river_works(static)
     offset = float(works.offset_m)
-    sections = [WallSection(str(s.id), str(s.name), str(getattr(s, "name_zh", "") or ""), float(s.crest_m),
-                            float(s.crest_m), str(getattr(s, "source", "") or ""),
-                            np.asarray(s.cells, np.int64)) for s in works.sections]
+    sections = [WallSection(s.id, s.name, s.name_zh, s.crest_m, s.crest_m, s.source, np.asarray(s.cells, np.int64))
+                for s in works.sections]
     crest_x, crest_y = np.array(works.crest_x, float), np.array(works.crest_y, float)
     for change in changes:
         k = _key(change.section)

@@ -88,7 +88,7 @@ def report_page(result, static: xr.Dataset, out: Path, name: str, summary: dict,
     opened = open_alerts(rows, end_min=result.simulated_s / 60.0)
     with plt.rc_context({"font.family": maps_mod.fonts()}), maps_mod.quiet_fonts():
         made = charts_mod.charts(plt, series, places, clock, opened, times_s, exposed,
-                                 wall=getattr(result, "wall", None))
+                                 wall=result.wall)
         chart_files = []
         for c in made:
             c.fig.savefig(out / c.name, dpi=100, bbox_inches="tight")
@@ -104,7 +104,7 @@ def report_page(result, static: xr.Dataset, out: Path, name: str, summary: dict,
         district=district_numbers(summary, series, exposed, times_s, clock),
         timeline=[(clock.at(t), text) for t, text in timeline],
         files=["summary.json", "places.csv", "places.nc", "alerts.csv", "alerts.geojson", "scenario.nc",
-               "report.pdf"] + (["wall.nc"] if getattr(result, "wall", None) is not None else []))
+               "report.pdf"] + (["wall.nc"] if result.wall is not None else []))
 
 
 def place_at(series: xr.Dataset, rows: list[dict], peak: dict) -> str:
@@ -152,7 +152,7 @@ def write_place_metrics(result, static: xr.Dataset, spec, out: Path) -> PlaceMet
     first) and ``places.nc`` (their series over time and their cells); returns them, rows worst first, ``series``
     as written to ``places.nc`` (with the ``cells``)."""
     folder = data_dir() / (spec.grid.district if spec is not None else static.attrs.get("district", "bund"))
-    wall = getattr(result, "wall", None)
+    wall = result.wall
     if wall is not None:
         wall.to_netcdf(out / "wall.nc", encoding={v: {"zlib": True} for v in wall.data_vars
                                                    if wall[v].dtype.kind not in "UO"})
